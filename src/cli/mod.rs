@@ -1,0 +1,109 @@
+//! The command line: argument parsing, output and exit codes over the library.
+//!
+//! Exit codes: 0 ok, 1 a check failed, 2 usage or input error.
+
+mod fetch;
+mod lock;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kata_repro::source::mirror::{Config, Mirrors};
+
+#[derive(Debug, Parser)]
+#[command(name = "kata-repro", version, about = "Reproducible builds of Kata Containers: pin, fetch, verify")]
+pub struct Cli {
+    /// Print machine-readable JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Configuration file (mirrors, extra allowed hosts, store). Default: $KATA_REPRO_CONFIG,
+    /// else ~/.config/kata-repro/config.toml when it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a lockfile for a Kata release by reading its pinned tree.
+    Lock(lock::LockArgs),
+    /// Fetch every pinned input of a lockfile into the store, verified.
+    Fetch(fetch::FetchArgs),
+}
+
+/// Mirror options shared by commands that read upstream sources.
+#[derive(Debug, clap::Args)]
+pub struct MirrorArgs {
+    /// Use a mirror (a local path, or a URL) for an upstream URL or URL prefix; repeatable.
+    #[arg(long = "mirror", value_name = "URL=PATH")]
+    pub mirrors: Vec<String>,
+}
+
+/// A command that did not succeed, with its exit code.
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// Bad usage or input: exit 2.
+    pub fn input(error: impl Into<anyhow::Error>) -> Self {
+        Self { code: 2, error: error.into() }
+    }
+    /// A verification failed: exit 1.
+    pub fn check(error: impl Into<anyhow::Error>) -> Self {
+        Self { code: 1, error: error.into() }
+    }
+
+    pub fn report(self, json: bool) -> ExitCode {
+        let message = format!("{:#}", self.error);
+        if json {
+            let v = serde_json::json!({ "ok": false, "exit_code": self.code, "error": message });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        eprintln!("error: {message}");
+        ExitCode::from(self.code)
+    }
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let config = load_config(cli.config.as_deref())?;
+    match cli.command {
+        Command::Lock(args) => lock::run(args, &config, cli.json),
+        Command::Fetch(args) => fetch::run(args, &config, cli.json),
+    }
+}
+
+fn load_config(explicit: Option<&Path>) -> Result<Config, Failure> {
+    match Config::locate(explicit) {
+        Some(path) => Config::load(&path).map_err(Failure::input),
+        None => Ok(Config::default()),
+    }
+}
+
+/// Mirrors from the config, then `--mirror` (which wins).
+fn mirrors(config: &Config, args: &MirrorArgs) -> Result<Mirrors, Failure> {
+    let mut m = Mirrors::new();
+    m.extend_from(config);
+    for arg in &args.mirrors {
+        m.insert_arg(arg).map_err(Failure::input)?;
+    }
+    Ok(m)
+}
+
+/// Writes `text` to `path` atomically: a temp file beside it, then a rename.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("reports serialise"));
+}

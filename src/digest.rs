@@ -1,0 +1,131 @@
+//! Typed digests. A digest is an algorithm plus a value, never a bare string.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest as _, Sha256};
+
+/// A SHA-256 digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256Digest([u8; 32]);
+
+#[derive(Debug, thiserror::Error)]
+#[error("`{value}` is not a sha256 digest: expected 64 lowercase hex characters")]
+pub struct ParseDigestError {
+    pub value: String,
+}
+
+impl Sha256Digest {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn of(data: &[u8]) -> Self {
+        Self(Sha256::digest(data).into())
+    }
+
+    /// Hashes everything `reader` yields, streaming.
+    pub fn of_reader(mut reader: impl Read) -> io::Result<Self> {
+        let mut hasher = HashingWriter::new(io::sink());
+        io::copy(&mut reader, &mut hasher)?;
+        Ok(hasher.finish().0)
+    }
+
+    pub fn of_file(path: &std::path::Path) -> io::Result<Self> {
+        Self::of_reader(std::fs::File::open(path)?)
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl FromStr for Sha256Digest {
+    type Err = ParseDigestError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseDigestError { value: s.to_owned() };
+        if s.len() != 64 || s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(err());
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| err())?;
+        Ok(Self(out))
+    }
+}
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.to_hex())
+    }
+}
+
+impl Serialize for Sha256Digest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A writer that hashes every byte it passes through and counts them.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self { inner, hasher: Sha256::new(), len: 0 }
+    }
+
+    /// Returns the digest, the number of bytes written, and the inner writer.
+    pub fn finish(self) -> (Sha256Digest, u64, W) {
+        (Sha256Digest(self.hasher.finalize().into()), self.len, self.inner)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_vector_and_round_trip() {
+        let d = Sha256Digest::of(b"abc");
+        assert_eq!(d.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(d.to_hex().parse::<Sha256Digest>().unwrap(), d);
+        assert_eq!(Sha256Digest::of_reader(&b"abc"[..]).unwrap(), d);
+    }
+
+    #[test]
+    fn rejects_bad_hex() {
+        assert!("abc".parse::<Sha256Digest>().is_err());
+        assert!("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD".parse::<Sha256Digest>().is_err());
+        assert!("zz7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".parse::<Sha256Digest>().is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! kata-repro: pins, fetches, verifies and records every input of a Kata Containers release.
+
+pub mod digest;
+pub mod lock;
+pub mod source;

