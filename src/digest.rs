@@ -45,7 +45,9 @@ impl Sha256Digest {
 impl FromStr for Sha256Digest {
     type Err = ParseDigestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseDigestError { value: s.to_owned() };
+        let err = || ParseDigestError {
+            value: s.to_owned(),
+        };
         if s.len() != 64 || s.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(err());
         }
@@ -89,12 +91,20 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: Sha256::new(), len: 0 }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
     }
 
     /// Returns the digest, the number of bytes written, and the inner writer.
     pub fn finish(self) -> (Sha256Digest, u64, W) {
-        (Sha256Digest(self.hasher.finalize().into()), self.len, self.inner)
+        (
+            Sha256Digest(self.hasher.finalize().into()),
+            self.len,
+            self.inner,
+        )
     }
 }
 
@@ -117,7 +127,10 @@ mod tests {
     #[test]
     fn known_vector_and_round_trip() {
         let d = Sha256Digest::of(b"abc");
-        assert_eq!(d.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            d.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(d.to_hex().parse::<Sha256Digest>().unwrap(), d);
         assert_eq!(Sha256Digest::of_reader(&b"abc"[..]).unwrap(), d);
     }
@@ -125,7 +138,15 @@ mod tests {
     #[test]
     fn rejects_bad_hex() {
         assert!("abc".parse::<Sha256Digest>().is_err());
-        assert!("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD".parse::<Sha256Digest>().is_err());
-        assert!("zz7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".parse::<Sha256Digest>().is_err());
+        assert!(
+            "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
+                .parse::<Sha256Digest>()
+                .is_err()
+        );
+        assert!(
+            "zz7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+                .parse::<Sha256Digest>()
+                .is_err()
+        );
     }
 }

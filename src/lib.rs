@@ -3,3 +3,21 @@
 pub mod digest;
 pub mod lock;
 pub mod source;
+
+/// Real files from Kata releases, for tests: `$KATA_REPRO_FIXTURES/kata/<release>/<path>`,
+/// by default `../shared/fixtures` beside the workspace.
+#[cfg(test)]
+pub(crate) fn kata_fixture(release: &str, path: &str) -> String {
+    let root = std::env::var_os("KATA_REPRO_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+        });
+    let file = root.join("kata").join(release).join(path);
+    std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "fixture {}: {e}; set KATA_REPRO_FIXTURES to the fixtures directory",
+            file.display()
+        )
+    })
+}

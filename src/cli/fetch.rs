@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kata_repro::lock::Lockfile;
-use kata_repro::source::fetch::{check_policy, Event, FetchOptions, FetchReport, Fetcher, InputClass, Status};
+use kata_repro::source::fetch::{
+    Event, FetchOptions, FetchReport, Fetcher, InputClass, Status, check_policy,
+};
 use kata_repro::source::mirror::Config;
 use kata_repro::source::policy::HostPolicy;
 use kata_repro::source::store::Store;
@@ -35,18 +37,40 @@ pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     let mirrors = super::mirrors(config, &args.mirrors)?;
     let mut policy = HostPolicy::new(&lock.policy.allowed_hosts);
     policy.extend(&config.policy.allowed_hosts);
-    check_policy(&lock, &policy).map_err(|e| Failure::input(anyhow!("{}: {e}", args.lockfile.display())))?;
+    check_policy(&lock, &policy)
+        .map_err(|e| Failure::input(anyhow!("{}: {e}", args.lockfile.display())))?;
 
     let root = Store::default_root(args.store.as_deref(), config.store.as_deref());
-    let store = Store::open(&root, || eprintln!("waiting for another kata-repro to release the store {}", root.display()))
-        .map_err(Failure::input)?;
-    let mut options = FetchOptions { skip: args.skip.iter().copied().collect(), ..FetchOptions::default() };
+    let store = Store::open(&root, || {
+        eprintln!(
+            "waiting for another kata-repro to release the store {}",
+            root.display()
+        )
+    })
+    .map_err(Failure::input)?;
+    let mut options = FetchOptions {
+        skip: args.skip.iter().copied().collect(),
+        ..FetchOptions::default()
+    };
     if let Some(arch) = args.host_arch {
         options.host_arch = arch;
     }
-    let fetcher = Fetcher { lock: &lock, store: &store, mirrors: &mirrors, policy: &policy, options };
+    let fetcher = Fetcher {
+        lock: &lock,
+        store: &store,
+        mirrors: &mirrors,
+        policy: &policy,
+        options,
+    };
 
-    let bar = ProgressBar::with_draw_target(None, if json { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
+    let bar = ProgressBar::with_draw_target(
+        None,
+        if json {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        },
+    );
     let report = fetcher.run(&mut |event| match event {
         Event::Begin { class, name } => {
             bar.reset();
@@ -56,20 +80,27 @@ pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
         }
         Event::Bytes { done, total } => {
-            if let Some(total) = total {
-                if bar.length() != Some(total) {
-                    bar.set_style(
-                        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                            .expect("valid template"),
-                    );
-                    bar.set_length(total);
-                }
+            if let Some(total) = total
+                && bar.length() != Some(total)
+            {
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                    )
+                    .expect("valid template"),
+                );
+                bar.set_length(total);
             }
             bar.set_position(done);
         }
         Event::End(input) => {
             bar.disable_steady_tick();
-            bar.println(format!("{:>9} {}: {}", input.status.to_string(), input.class, input.name));
+            bar.println(format!(
+                "{:>9} {}: {}",
+                input.status.to_string(),
+                input.class,
+                input.name
+            ));
         }
     });
     bar.finish_and_clear();
@@ -83,7 +114,11 @@ pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     } else {
         print_summary(&report);
     }
-    Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn print_summary(report: &FetchReport) {
@@ -91,15 +126,40 @@ fn print_summary(report: &FetchReport) {
         .inputs
         .iter()
         .map(|i| {
-            let pin = i.pin.as_deref().map(|p| p[..p.len().min(12)].to_owned()).unwrap_or_else(|| "-".into());
-            [i.class.to_string(), i.name.clone(), pin, i.status.to_string()]
+            let pin = i
+                .pin
+                .as_deref()
+                .map(|p| p[..p.len().min(12)].to_owned())
+                .unwrap_or_else(|| "-".into());
+            [
+                i.class.to_string(),
+                i.name.clone(),
+                pin,
+                i.status.to_string(),
+            ]
         })
         .collect();
     let header = ["KIND", "INPUT", "PIN", "STATUS"];
-    let widths: Vec<usize> =
-        (0..4).map(|c| rows.iter().map(|r| r[c].len()).chain([header[c].len()]).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..4)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].len())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let line = |cells: [&str; 4]| {
-        format!("{:<w0$}  {:<w1$}  {:<w2$}  {}", cells[0], cells[1], cells[2], cells[3], w0 = widths[0], w1 = widths[1], w2 = widths[2])
+        format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )
     };
     println!("Kata {} — store {}", report.release, report.store.display());
     println!("{}", line(header));
@@ -120,10 +180,19 @@ fn print_summary(report: &FetchReport) {
     if !problems.is_empty() {
         println!();
         for i in problems {
-            println!("{} {}: {}", i.status, i.name, i.message.as_deref().unwrap_or(""));
+            println!(
+                "{} {}: {}",
+                i.status,
+                i.name,
+                i.message.as_deref().unwrap_or("")
+            );
         }
     }
-    for i in report.inputs.iter().filter(|i| i.status.is_ok() && i.message.is_some() && i.status != Status::Skipped) {
+    for i in report
+        .inputs
+        .iter()
+        .filter(|i| i.status.is_ok() && i.message.is_some() && i.status != Status::Skipped)
+    {
         println!("note: {}: {}", i.name, i.message.as_deref().unwrap_or(""));
     }
 }

@@ -3,7 +3,9 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use kata_repro::digest::Sha256Digest;
-use kata_repro::lock::generate::{self, GenerateError, KernelPin, LockRequest, DEFAULT_ALLOWED_HOSTS};
+use kata_repro::lock::generate::{
+    self, DEFAULT_ALLOWED_HOSTS, GenerateError, KernelPin, LockRequest,
+};
 use kata_repro::lock::toolchain::{DEFAULT_GO_DL_INDEX, DEFAULT_PYPI_INDEX};
 use kata_repro::source::download::Location;
 use kata_repro::source::git::GitError;
@@ -79,7 +81,8 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
     };
     let kernel = match (&args.kernel_sha256, &args.kernel_tarball) {
         (Some(hex), _) => KernelPin::Sha256(
-            hex.parse::<Sha256Digest>().map_err(|e| Failure::input(anyhow!("--kernel-sha256: {e}")))?,
+            hex.parse::<Sha256Digest>()
+                .map_err(|e| Failure::input(anyhow!("--kernel-sha256: {e}")))?,
         ),
         (None, Some(path)) => KernelPin::Tarball(path.clone()),
         (None, None) => KernelPin::Unpinned,
@@ -95,7 +98,9 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         rustc: args.rustc.clone(),
     };
     let generated = generate::generate(&request).map_err(|e| match &e {
-        GenerateError::Git(GitError::Corrupt { .. } | GitError::TreeMismatch { .. }) => Failure::check(e),
+        GenerateError::Git(GitError::Corrupt { .. } | GitError::TreeMismatch { .. }) => {
+            Failure::check(e)
+        }
         _ => Failure::input(e),
     })?;
     let text = generated.lockfile.to_toml();

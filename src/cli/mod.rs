@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use kata_repro::source::mirror::{Config, Mirrors};
 
 #[derive(Debug, Parser)]
-#[command(name = "kata-repro", version, about = "Reproducible builds of Kata Containers: pin, fetch, verify")]
+#[command(
+    name = "kata-repro",
+    version,
+    about = "Reproducible builds of Kata Containers: pin, fetch, verify"
+)]
 pub struct Cli {
     /// Print machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
@@ -50,11 +54,17 @@ pub struct Failure {
 impl Failure {
     /// Bad usage or input: exit 2.
     pub fn input(error: impl Into<anyhow::Error>) -> Self {
-        Self { code: 2, error: error.into() }
+        Self {
+            code: 2,
+            error: error.into(),
+        }
     }
     /// A verification failed: exit 1.
     pub fn check(error: impl Into<anyhow::Error>) -> Self {
-        Self { code: 1, error: error.into() }
+        Self {
+            code: 1,
+            error: error.into(),
+        }
     }
 
     pub fn report(self, json: bool) -> ExitCode {
@@ -96,7 +106,10 @@ fn mirrors(config: &Config, args: &MirrorArgs) -> Result<Mirrors, Failure> {
 /// Writes `text` to `path` atomically: a temp file beside it, then a rename.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(text.as_bytes())?;
     tmp.as_file().sync_all()?;
@@ -105,5 +118,8 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("reports serialise"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("reports serialise")
+    );
 }

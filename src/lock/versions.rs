@@ -26,7 +26,10 @@ impl KataVersions {
     pub fn parse(text: &str) -> Result<Self, VersionsError> {
         let doc: Value = serde_norway::from_str(text)?;
         let kernel_version = string_at(&doc, &["assets", "kernel", "version"])?;
-        let kernel_version = kernel_version.strip_prefix('v').unwrap_or(&kernel_version).to_owned();
+        let kernel_version = kernel_version
+            .strip_prefix('v')
+            .unwrap_or(&kernel_version)
+            .to_owned();
         let mut rootfs = Vec::new();
         if let Some(Value::Mapping(arches)) = get(&doc, &["assets", "image", "architecture"]) {
             for (arch, entry) in arches {
@@ -51,7 +54,11 @@ impl KataVersions {
 
     /// The kernel tarball URL, as Kata's build-kernel.sh forms it.
     pub fn kernel_url(&self) -> String {
-        format!("{}/linux-{}.tar.xz", self.kernel_url_base.trim_end_matches('/'), self.kernel_version)
+        format!(
+            "{}/linux-{}.tar.xz",
+            self.kernel_url_base.trim_end_matches('/'),
+            self.kernel_version
+        )
     }
 }
 
@@ -72,8 +79,7 @@ mod tests {
     use super::*;
 
     fn fixture(release: &str) -> String {
-        let p = format!("{}/../shared/fixtures/kata/{release}/versions.yaml", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(p).unwrap()
+        crate::kata_fixture(release, "versions.yaml")
     }
 
     #[test]
@@ -81,8 +87,14 @@ mod tests {
         let v = KataVersions::parse(&fixture("4.1.0")).unwrap();
         assert_eq!(v.go_version, "1.25.13");
         assert_eq!(v.kernel_version, "6.18.35");
-        assert_eq!(v.kernel_url(), "https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.18.35.tar.xz");
-        assert!(v.rootfs.contains(&("x86_64".into(), "ubuntu".into(), "noble".into())));
+        assert_eq!(
+            v.kernel_url(),
+            "https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.18.35.tar.xz"
+        );
+        assert!(
+            v.rootfs
+                .contains(&("x86_64".into(), "ubuntu".into(), "noble".into()))
+        );
     }
 
     #[test]

@@ -14,7 +14,11 @@ pub enum DownloadError {
     #[error("{path}: {source}")]
     File { path: PathBuf, source: io::Error },
     #[error("{url}: the transfer stopped after {got} of {expected} bytes (truncated download)")]
-    Truncated { url: String, got: u64, expected: u64 },
+    Truncated {
+        url: String,
+        got: u64,
+        expected: u64,
+    },
     #[error("{url}: writing the download failed: {source}")]
     Write { url: String, source: io::Error },
 }
@@ -77,19 +81,35 @@ pub fn open(location: &Location, accept: Option<&str>) -> Result<Stream, Downloa
             if let Some(a) = accept {
                 req = req.header("Accept", a);
             }
-            let resp = req.call().map_err(|e| DownloadError::Http { url: url.clone(), message: e.to_string() })?;
+            let resp = req.call().map_err(|e| DownloadError::Http {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
             let len = resp
                 .headers()
                 .get("content-length")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
-            Ok(Stream { reader: Box::new(resp.into_body().into_reader()), len })
+            Ok(Stream {
+                reader: Box::new(resp.into_body().into_reader()),
+                len,
+            })
         }
         Location::File(path) => {
-            let path = if path.is_dir() { path.join("index.json") } else { path.clone() };
-            let file = std::fs::File::open(&path).map_err(|source| DownloadError::File { path: path.clone(), source })?;
+            let path = if path.is_dir() {
+                path.join("index.json")
+            } else {
+                path.clone()
+            };
+            let file = std::fs::File::open(&path).map_err(|source| DownloadError::File {
+                path: path.clone(),
+                source,
+            })?;
             let len = file.metadata().ok().map(|m| m.len());
-            Ok(Stream { reader: Box::new(file), len })
+            Ok(Stream {
+                reader: Box::new(file),
+                len,
+            })
         }
     }
 }
@@ -112,19 +132,34 @@ pub fn copy_to(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 return Err(match stream.len {
-                    Some(expected) if total < expected => DownloadError::Truncated { url, got: total, expected },
-                    _ => DownloadError::Http { url, message: e.to_string() },
+                    Some(expected) if total < expected => DownloadError::Truncated {
+                        url,
+                        got: total,
+                        expected,
+                    },
+                    _ => DownloadError::Http {
+                        url,
+                        message: e.to_string(),
+                    },
                 });
             }
         };
-        out.write_all(&buf[..n]).map_err(|source| DownloadError::Write { url: url.clone(), source })?;
+        out.write_all(&buf[..n])
+            .map_err(|source| DownloadError::Write {
+                url: url.clone(),
+                source,
+            })?;
         total += n as u64;
         progress(total, stream.len);
     }
-    if let Some(expected) = stream.len {
-        if total < expected {
-            return Err(DownloadError::Truncated { url, got: total, expected });
-        }
+    if let Some(expected) = stream.len
+        && total < expected
+    {
+        return Err(DownloadError::Truncated {
+            url,
+            got: total,
+            expected,
+        });
     }
     Ok(total)
 }
@@ -137,6 +172,9 @@ pub fn get_bytes(url: &str, accept: Option<&str>) -> Result<Vec<u8>, DownloadErr
     stream
         .reader
         .read_to_end(&mut out)
-        .map_err(|e| DownloadError::Http { url: url.to_owned(), message: e.to_string() })?;
+        .map_err(|e| DownloadError::Http {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })?;
     Ok(out)
 }

@@ -64,7 +64,10 @@ impl Status {
 
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let s = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
         f.write_str(&s)
     }
 }
@@ -114,7 +117,10 @@ pub struct FetchOptions {
 
 impl Default for FetchOptions {
     fn default() -> Self {
-        Self { skip: BTreeSet::new(), host_arch: std::env::consts::ARCH.to_owned() }
+        Self {
+            skip: BTreeSet::new(),
+            host_arch: std::env::consts::ARCH.to_owned(),
+        }
     }
 }
 
@@ -142,10 +148,16 @@ struct Failure {
 
 impl Failure {
     fn failed(message: impl ToString) -> Self {
-        Self { status: Status::Failed, message: message.to_string() }
+        Self {
+            status: Status::Failed,
+            message: message.to_string(),
+        }
     }
     fn missing(message: impl ToString) -> Self {
-        Self { status: Status::Missing, message: message.to_string() }
+        Self {
+            status: Status::Missing,
+            message: message.to_string(),
+        }
     }
 }
 
@@ -161,7 +173,9 @@ impl From<GitError> for Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         match &e {
-            StoreError::Download(DownloadError::Truncated { .. }) | StoreError::Mismatch { .. } => Failure::failed(e),
+            StoreError::Download(DownloadError::Truncated { .. }) | StoreError::Mismatch { .. } => {
+                Failure::failed(e)
+            }
             StoreError::Download(_) => Failure::missing(e),
             StoreError::Io { .. } => Failure::failed(e),
         }
@@ -196,32 +210,75 @@ impl Fetcher<'_> {
 
         // The Kata source itself.
         let name = format!("kata-containers {}", lock.source.tag);
-        let report = self.one(InputClass::Source, &name, Some(lock.source.commit.to_string()), &lock.source.url, events, |ev| {
-            let got = self.git(&lock.source.url, lock.source.commit, Some(&lock.source.tag), Some(lock.source.tree), ev)?;
-            self.check_trusted_files(&got.path)?;
-            Ok(got)
-        });
+        let report = self.one(
+            InputClass::Source,
+            &name,
+            Some(lock.source.commit.to_string()),
+            &lock.source.url,
+            events,
+            |ev| {
+                let got = self.git(
+                    &lock.source.url,
+                    lock.source.commit,
+                    Some(&lock.source.tag),
+                    Some(lock.source.tree),
+                    ev,
+                )?;
+                self.check_trusted_files(&got.path)?;
+                Ok(got)
+            },
+        );
         record(events, report);
 
         for dep in &lock.git {
             let name = format!("{} @ {}", repo_name(&dep.url), dep.commit.short());
-            let report = self.one(InputClass::Git, &name, Some(dep.commit.to_string()), &dep.url, events, |ev| {
-                self.git(&dep.url, dep.commit, None, None, ev).map_err(|mut f| {
-                    f.message = format!("{} ({}, needed by {}): {}", dep.url, dep.commit.short(), dep.packages.join(", "), f.message);
-                    f
-                })
-            });
+            let report = self.one(
+                InputClass::Git,
+                &name,
+                Some(dep.commit.to_string()),
+                &dep.url,
+                events,
+                |ev| {
+                    self.git(&dep.url, dep.commit, None, None, ev)
+                        .map_err(|mut f| {
+                            f.message = format!(
+                                "{} ({}, needed by {}): {}",
+                                dep.url,
+                                dep.commit.short(),
+                                dep.packages.join(", "),
+                                f.message
+                            );
+                            f
+                        })
+                },
+            );
             record(events, report);
         }
 
         // Go: one row, from the first pinned source for this host (go.dev before PyPI).
-        let mut go: Vec<_> =
-            lock.toolchains.go.sources.iter().filter(|s| s.host == self.options.host_arch).collect();
+        let mut go: Vec<_> = lock
+            .toolchains
+            .go
+            .sources
+            .iter()
+            .filter(|s| s.host == self.options.host_arch)
+            .collect();
         go.sort_by_key(|s| (s.kind != SourceKind::GoDev, s.kind));
-        let unpinned: Vec<String> = go.iter().filter(|s| s.sha256.is_none()).map(|s| format!("{} {}", s.kind, s.version)).collect();
+        let unpinned: Vec<String> = go
+            .iter()
+            .filter(|s| s.sha256.is_none())
+            .map(|s| format!("{} {}", s.kind, s.version))
+            .collect();
         let pinned: Vec<_> = go.iter().filter(|s| s.sha256.is_some()).collect();
-        let name = format!("go {} ({})", lock.toolchains.go.version, self.options.host_arch);
-        let upstream = pinned.first().map(|s| **s).or(go.first().copied()).map_or(String::new(), |s| s.url.clone());
+        let name = format!(
+            "go {} ({})",
+            lock.toolchains.go.version, self.options.host_arch
+        );
+        let upstream = pinned
+            .first()
+            .map(|s| **s)
+            .or(go.first().copied())
+            .map_or(String::new(), |s| s.url.clone());
         let report = self.one(InputClass::Toolchain, &name, pinned.first().and_then(|s| s.sha256).map(|d| d.to_string()), &upstream, events, |ev| {
             if pinned.is_empty() {
                 return Err(Failure {
@@ -257,10 +314,8 @@ impl Fetcher<'_> {
             let Some(sha256) = &kernel.sha256 else {
                 return Err(Failure {
                     status: Status::Unpinned,
-                    message: format!(
-                        "the kernel tarball is unpinned; pin it with `kata-repro lock --kernel-sha256 HEX` \
-                         (or --kernel-tarball PATH), or leave it out with --skip kernel"
-                    ),
+                    message: "the kernel tarball is unpinned; pin it with `kata-repro lock --kernel-sha256 HEX` \
+                         (or --kernel-tarball PATH), or leave it out with --skip kernel".to_string(),
                 });
             };
             self.file(&kernel.url, sha256, ev)
@@ -269,13 +324,22 @@ impl Fetcher<'_> {
 
         for pkg in &lock.rootfs.packages {
             let name = format!("{} {} ({})", pkg.name, pkg.version, pkg.arch);
-            let report = self.one(InputClass::Rootfs, &name, Some(pkg.sha256.to_string()), &pkg.url, events, |ev| {
-                self.file(&pkg.url, &pkg.sha256, ev)
-            });
+            let report = self.one(
+                InputClass::Rootfs,
+                &name,
+                Some(pkg.sha256.to_string()),
+                &pkg.url,
+                events,
+                |ev| self.file(&pkg.url, &pkg.sha256, ev),
+            );
             record(events, report);
         }
 
-        FetchReport { release: lock.release.clone(), store: self.store.root().to_owned(), inputs }
+        FetchReport {
+            release: lock.release.clone(),
+            store: self.store.root().to_owned(),
+            inputs,
+        }
     }
 
     fn one(
@@ -319,25 +383,49 @@ impl Fetcher<'_> {
         report
     }
 
-    fn file(&self, url: &str, sha256: &Sha256Digest, events: &mut dyn FnMut(Event<'_>)) -> Result<Got, Failure> {
+    fn file(
+        &self,
+        url: &str,
+        sha256: &Sha256Digest,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<Got, Failure> {
         let path = self.store.object_path(sha256);
         if self.store.verify_object(sha256)? {
             let bytes = std::fs::metadata(&path).ok().map(|m| m.len());
-            return Ok(Got { status: Status::Cached, from: None, path, bytes, note: None });
+            return Ok(Got {
+                status: Status::Cached,
+                from: None,
+                path,
+                bytes,
+                note: None,
+            });
         }
-        let location = self.mirrors.resolve(url).unwrap_or_else(|| Location::Http(url.to_owned()));
+        let location = self
+            .mirrors
+            .resolve(url)
+            .unwrap_or_else(|| Location::Http(url.to_owned()));
         let path = self
             .store
-            .put(&location, sha256, |done, total| events(Event::Bytes { done, total }))
+            .put(&location, sha256, |done, total| {
+                events(Event::Bytes { done, total })
+            })
             .map_err(|e| {
                 let mut f = Failure::from(e);
                 if f.status == Status::Missing {
-                    f.message.push_str(&format!("\n  to use a local copy, pass --mirror {url}=PATH"));
+                    f.message.push_str(&format!(
+                        "\n  to use a local copy, pass --mirror {url}=PATH"
+                    ));
                 }
                 f
             })?;
         let bytes = std::fs::metadata(&path).ok().map(|m| m.len());
-        Ok(Got { status: Status::Fetched, from: Some(location.to_string()), path, bytes, note: None })
+        Ok(Got {
+            status: Status::Fetched,
+            from: Some(location.to_string()),
+            path,
+            bytes,
+            note: None,
+        })
     }
 
     /// Verifies `commit` (and the tag and tree, when pinned) in the mirror of `url`, then checks
@@ -357,7 +445,13 @@ impl Fetcher<'_> {
             if let Ok((repo, _)) = &mirror {
                 repo.verify_pin(commit.id(), tag, tree.map(|t| t.id()))?;
             }
-            return Ok(Got { status: Status::Cached, from: None, path: dest, bytes: None, note: None });
+            return Ok(Got {
+                status: Status::Cached,
+                from: None,
+                path: dest,
+                bytes: None,
+                note: None,
+            });
         }
         let (repo, from) = mirror?;
         let info = repo.verify_pin(commit.id(), tag, tree.map(|t| t.id()))?;
@@ -365,24 +459,52 @@ impl Fetcher<'_> {
         let mut bytes = 0;
         self.checkout_recursive(&repo, info.tree, staged.path(), &mut bytes, 0)?;
         let path = self.store.commit_checkout(staged, &commit)?;
-        Ok(Got { status: Status::Fetched, from: Some(from), path, bytes: Some(bytes), note: None })
+        Ok(Got {
+            status: Status::Fetched,
+            from: Some(from),
+            path,
+            bytes: Some(bytes),
+            note: None,
+        })
     }
 
-    fn checkout_recursive(&self, repo: &VerifiedRepo, tree: gix::ObjectId, dest: &Path, bytes: &mut u64, depth: usize) -> Result<(), Failure> {
+    fn checkout_recursive(
+        &self,
+        repo: &VerifiedRepo,
+        tree: gix::ObjectId,
+        dest: &Path,
+        bytes: &mut u64,
+        depth: usize,
+    ) -> Result<(), Failure> {
         let stats = repo.checkout(tree, dest)?;
         *bytes += stats.bytes;
         if stats.gitlinks.is_empty() {
             return Ok(());
         }
         if depth > 8 {
-            return Err(Failure::failed(format!("submodules nest deeper than 8 levels under {}", dest.display())));
+            return Err(Failure::failed(format!(
+                "submodules nest deeper than 8 levels under {}",
+                dest.display()
+            )));
         }
-        let urls = repo.read_path(tree, ".gitmodules")?.map(|m| super::git::submodule_urls(&m)).unwrap_or_default();
+        let urls = repo
+            .read_path(tree, ".gitmodules")?
+            .map(|m| super::git::submodule_urls(&m))
+            .unwrap_or_default();
         for link in stats.gitlinks {
-            let url = urls.iter().find(|(p, _)| *p == link.path).map(|(_, u)| u.clone()).ok_or_else(|| {
-                Failure::failed(format!("submodule {} ({}) has no URL in .gitmodules", link.path, link.commit))
-            })?;
-            self.policy.check(&url).map_err(|e| Failure::failed(format!("submodule {}: {e}", link.path)))?;
+            let url = urls
+                .iter()
+                .find(|(p, _)| *p == link.path)
+                .map(|(_, u)| u.clone())
+                .ok_or_else(|| {
+                    Failure::failed(format!(
+                        "submodule {} ({}) has no URL in .gitmodules",
+                        link.path, link.commit
+                    ))
+                })?;
+            self.policy
+                .check(&url)
+                .map_err(|e| Failure::failed(format!("submodule {}: {e}", link.path)))?;
             let (sub, _) = self.mirror_repo(&url).map_err(|mut f| {
                 f.message = format!("submodule {} at {}: {}", link.path, link.commit, f.message);
                 f
@@ -400,7 +522,8 @@ impl Fetcher<'_> {
     fn mirror_repo(&self, url: &str) -> Result<(VerifiedRepo, String), Failure> {
         match self.mirrors.resolve(url) {
             Some(Location::File(path)) => {
-                let repo = VerifiedRepo::open(&path).map_err(|e| Failure::missing(format!("mirror of {url}: {e}")))?;
+                let repo = VerifiedRepo::open(&path)
+                    .map_err(|e| Failure::missing(format!("mirror of {url}: {e}")))?;
                 Ok((repo, path.display().to_string()))
             }
             Some(Location::Http(m)) => Err(Failure::missing(format!(
@@ -441,7 +564,15 @@ impl Fetcher<'_> {
 }
 
 fn repo_name(url: &str) -> String {
-    url.trim_end_matches('/').trim_end_matches(".git").rsplit('/').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("/")
+    url.trim_end_matches('/')
+        .trim_end_matches(".git")
+        .rsplit('/')
+        .take(2)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn file_name(url: &str) -> &str {

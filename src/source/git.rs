@@ -7,9 +7,9 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
-use gix::ObjectId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -20,27 +20,58 @@ pub enum GitError {
          the tag was moved upstream or the mirror is wrong. Re-pin with `kata-repro lock` only \
          after reviewing the new commit"
     )]
-    MovedTag { repo: PathBuf, tag: String, pinned: ObjectId, found: ObjectId },
-    #[error("{kind} {id} is not in {repo}: the mirror does not hold the pinned commit; update the mirror")]
-    NotFound { repo: PathBuf, kind: &'static str, id: ObjectId },
+    MovedTag {
+        repo: PathBuf,
+        tag: String,
+        pinned: ObjectId,
+        found: ObjectId,
+    },
+    #[error(
+        "{kind} {id} is not in {repo}: the mirror does not hold the pinned commit; update the mirror"
+    )]
+    NotFound {
+        repo: PathBuf,
+        kind: &'static str,
+        id: ObjectId,
+    },
     #[error("{repo}: object {id} is a {actual}, expected a {expected}")]
-    WrongKind { repo: PathBuf, id: ObjectId, expected: &'static str, actual: String },
+    WrongKind {
+        repo: PathBuf,
+        id: ObjectId,
+        expected: &'static str,
+        actual: String,
+    },
     #[error(
         "{repo}: object {expected} is corrupt or tampered: its content hashes to {actual}; \
          nothing from this mirror was used"
     )]
-    Corrupt { repo: PathBuf, expected: ObjectId, actual: ObjectId },
+    Corrupt {
+        repo: PathBuf,
+        expected: ObjectId,
+        actual: ObjectId,
+    },
     #[error(
         "commit {commit} has tree {actual}, but the lockfile pins tree {pinned}: \
          this is not the pinned commit"
     )]
-    TreeMismatch { commit: ObjectId, pinned: ObjectId, actual: ObjectId },
+    TreeMismatch {
+        commit: ObjectId,
+        pinned: ObjectId,
+        actual: ObjectId,
+    },
     #[error("{repo}: cannot read object {id}: {message}")]
-    Read { repo: PathBuf, id: ObjectId, message: String },
+    Read {
+        repo: PathBuf,
+        id: ObjectId,
+        message: String,
+    },
     #[error("tree {tree} holds an unsafe path `{path}`: refused")]
     UnsafePath { tree: ObjectId, path: String },
     #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A repository opened for verified reads.
@@ -74,11 +105,15 @@ pub struct CheckoutStats {
 impl VerifiedRepo {
     /// Opens a repository or bare mirror, ignoring the user's and system git configuration.
     pub fn open(path: &Path) -> Result<Self, GitError> {
-        let repo = gix::open_opts(path, gix::open::Options::isolated()).map_err(|e| GitError::Open {
+        let repo =
+            gix::open_opts(path, gix::open::Options::isolated()).map_err(|e| GitError::Open {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            repo,
             path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        Ok(Self { repo, path: path.to_owned() })
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -90,12 +125,29 @@ impl VerifiedRepo {
         let obj = self
             .repo
             .try_find_object(id)
-            .map_err(|e| GitError::Read { repo: self.path.clone(), id, message: e.to_string() })?
-            .ok_or(GitError::NotFound { repo: self.path.clone(), kind: kind_name(expected), id })?;
-        let actual = gix::objs::compute_hash(id.kind(), obj.kind, &obj.data)
-            .map_err(|e| GitError::Read { repo: self.path.clone(), id, message: e.to_string() })?;
+            .map_err(|e| GitError::Read {
+                repo: self.path.clone(),
+                id,
+                message: e.to_string(),
+            })?
+            .ok_or(GitError::NotFound {
+                repo: self.path.clone(),
+                kind: kind_name(expected),
+                id,
+            })?;
+        let actual = gix::objs::compute_hash(id.kind(), obj.kind, &obj.data).map_err(|e| {
+            GitError::Read {
+                repo: self.path.clone(),
+                id,
+                message: e.to_string(),
+            }
+        })?;
         if actual != id {
-            return Err(GitError::Corrupt { repo: self.path.clone(), expected: id, actual });
+            return Err(GitError::Corrupt {
+                repo: self.path.clone(),
+                expected: id,
+                actual,
+            });
         }
         if obj.kind != expected {
             return Err(GitError::WrongKind {
@@ -111,11 +163,16 @@ impl VerifiedRepo {
     /// The commit `refs/tags/<tag>` points at, following annotated tags; `None` if no such tag.
     pub fn tag_commit(&self, tag: &str) -> Result<Option<ObjectId>, GitError> {
         let name = format!("refs/tags/{tag}");
-        let reference = self
-            .repo
-            .try_find_reference(name.as_str())
-            .map_err(|e| GitError::Open { path: self.path.clone(), message: e.to_string() })?;
-        let Some(reference) = reference else { return Ok(None) };
+        let reference =
+            self.repo
+                .try_find_reference(name.as_str())
+                .map_err(|e| GitError::Open {
+                    path: self.path.clone(),
+                    message: e.to_string(),
+                })?;
+        let Some(reference) = reference else {
+            return Ok(None);
+        };
         let mut id = match reference.target().try_id() {
             Some(id) => id.to_owned(),
             None => return Ok(None),
@@ -125,27 +182,54 @@ impl VerifiedRepo {
             let obj = self
                 .repo
                 .try_find_object(id)
-                .map_err(|e| GitError::Read { repo: self.path.clone(), id, message: e.to_string() })?
-                .ok_or(GitError::NotFound { repo: self.path.clone(), kind: "tag target", id })?;
+                .map_err(|e| GitError::Read {
+                    repo: self.path.clone(),
+                    id,
+                    message: e.to_string(),
+                })?
+                .ok_or(GitError::NotFound {
+                    repo: self.path.clone(),
+                    kind: "tag target",
+                    id,
+                })?;
             if obj.kind != gix::objs::Kind::Tag {
                 return Ok(Some(id));
             }
             let data = self.read(id, gix::objs::Kind::Tag)?;
-            let tag = gix::objs::TagRef::from_bytes(&data, id.kind())
-                .map_err(|e| GitError::Read { repo: self.path.clone(), id, message: e.to_string() })?;
-            id = ObjectId::from_hex(tag.target)
-                .map_err(|e| GitError::Read { repo: self.path.clone(), id, message: e.to_string() })?;
+            let tag =
+                gix::objs::TagRef::from_bytes(&data, id.kind()).map_err(|e| GitError::Read {
+                    repo: self.path.clone(),
+                    id,
+                    message: e.to_string(),
+                })?;
+            id = ObjectId::from_hex(tag.target).map_err(|e| GitError::Read {
+                repo: self.path.clone(),
+                id,
+                message: e.to_string(),
+            })?;
         }
         Ok(Some(id))
     }
 
     pub fn commit(&self, id: ObjectId) -> Result<CommitInfo, GitError> {
         let data = self.read(id, gix::objs::Kind::Commit)?;
-        let bad = |message: String| GitError::Read { repo: self.path.clone(), id, message };
-        let commit = gix::objs::CommitRef::from_bytes(&data, id.kind()).map_err(|e| bad(e.to_string()))?;
+        let bad = |message: String| GitError::Read {
+            repo: self.path.clone(),
+            id,
+            message,
+        };
+        let commit =
+            gix::objs::CommitRef::from_bytes(&data, id.kind()).map_err(|e| bad(e.to_string()))?;
         let tree = commit.tree();
-        let time = commit.committer().map_err(|e| bad(e.to_string()))?.time().map_err(|e| bad(e.to_string()))?;
-        Ok(CommitInfo { tree, time: time.seconds })
+        let time = commit
+            .committer()
+            .map_err(|e| bad(e.to_string()))?
+            .time()
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(CommitInfo {
+            tree,
+            time: time.seconds,
+        })
     }
 
     /// Resolves the pinned commit and checks it against a pinned tag and tree.
@@ -155,18 +239,26 @@ impl VerifiedRepo {
         tag: Option<&str>,
         tree: Option<ObjectId>,
     ) -> Result<CommitInfo, GitError> {
-        if let Some(tag) = tag {
-            if let Some(found) = self.tag_commit(tag)? {
-                if found != commit {
-                    return Err(GitError::MovedTag { repo: self.path.clone(), tag: tag.to_owned(), pinned: commit, found });
-                }
-            }
+        if let Some(tag) = tag
+            && let Some(found) = self.tag_commit(tag)?
+            && found != commit
+        {
+            return Err(GitError::MovedTag {
+                repo: self.path.clone(),
+                tag: tag.to_owned(),
+                pinned: commit,
+                found,
+            });
         }
         let info = self.commit(commit)?;
-        if let Some(pinned) = tree {
-            if info.tree != pinned {
-                return Err(GitError::TreeMismatch { commit, pinned, actual: info.tree });
-            }
+        if let Some(pinned) = tree
+            && info.tree != pinned
+        {
+            return Err(GitError::TreeMismatch {
+                commit,
+                pinned,
+                actual: info.tree,
+            });
         }
         Ok(info)
     }
@@ -174,8 +266,12 @@ impl VerifiedRepo {
     /// Entries of a tree, verified.
     fn tree_entries(&self, tree: ObjectId) -> Result<Vec<(String, EntryKind, ObjectId)>, GitError> {
         let data = self.read(tree, gix::objs::Kind::Tree)?;
-        let parsed = gix::objs::TreeRef::from_bytes(&data, tree.kind())
-            .map_err(|e| GitError::Read { repo: self.path.clone(), id: tree, message: e.to_string() })?;
+        let parsed =
+            gix::objs::TreeRef::from_bytes(&data, tree.kind()).map_err(|e| GitError::Read {
+                repo: self.path.clone(),
+                id: tree,
+                message: e.to_string(),
+            })?;
         parsed
             .entries
             .iter()
@@ -195,7 +291,11 @@ impl VerifiedRepo {
         let parts: Vec<&str> = path.split('/').collect();
         for (i, part) in parts.iter().enumerate() {
             let last = i + 1 == parts.len();
-            let Some((_, kind, id)) = self.tree_entries(current)?.into_iter().find(|(n, _, _)| n == part) else {
+            let Some((_, kind, id)) = self
+                .tree_entries(current)?
+                .into_iter()
+                .find(|(n, _, _)| n == part)
+            else {
                 return Ok(None);
             };
             match (last, kind) {
@@ -217,14 +317,23 @@ impl VerifiedRepo {
         Ok(stats)
     }
 
-    fn checkout_into(&self, tree: ObjectId, dir: &Path, prefix: &str, stats: &mut CheckoutStats) -> Result<(), GitError> {
+    fn checkout_into(
+        &self,
+        tree: ObjectId,
+        dir: &Path,
+        prefix: &str,
+        stats: &mut CheckoutStats,
+    ) -> Result<(), GitError> {
         for (name, kind, id) in self.tree_entries(tree)? {
             let rel = format!("{prefix}{name}");
             if !is_safe_component(&name) {
                 return Err(GitError::UnsafePath { tree, path: rel });
             }
             let path = dir.join(&name);
-            let write_err = |source| GitError::Write { path: path.clone(), source };
+            let write_err = |source| GitError::Write {
+                path: path.clone(),
+                source,
+            };
             match kind {
                 EntryKind::Tree => {
                     fs::create_dir(&path).map_err(write_err)?;
@@ -232,19 +341,26 @@ impl VerifiedRepo {
                 }
                 EntryKind::Blob | EntryKind::BlobExecutable => {
                     let data = self.read(id, gix::objs::Kind::Blob)?;
-                    write_file(&path, &data, kind == EntryKind::BlobExecutable).map_err(write_err)?;
+                    write_file(&path, &data, kind == EntryKind::BlobExecutable)
+                        .map_err(write_err)?;
                     stats.files += 1;
                     stats.bytes += data.len() as u64;
                 }
                 EntryKind::Link => {
                     let data = self.read(id, gix::objs::Kind::Blob)?;
-                    let target = data.to_path().map_err(|_| GitError::UnsafePath { tree, path: rel.clone() })?;
+                    let target = data.to_path().map_err(|_| GitError::UnsafePath {
+                        tree,
+                        path: rel.clone(),
+                    })?;
                     std::os::unix::fs::symlink(target, &path).map_err(write_err)?;
                     stats.files += 1;
                 }
                 EntryKind::Commit => {
                     fs::create_dir(&path).map_err(write_err)?;
-                    stats.gitlinks.push(Gitlink { path: rel, commit: id });
+                    stats.gitlinks.push(Gitlink {
+                        path: rel,
+                        commit: id,
+                    });
                 }
             }
         }
@@ -261,7 +377,9 @@ pub fn submodule_urls(gitmodules: &[u8]) -> Vec<(String, String)> {
     ) else {
         return Vec::new();
     };
-    let Some(sections) = file.sections_by_name("submodule") else { return Vec::new() };
+    let Some(sections) = file.sections_by_name("submodule") else {
+        return Vec::new();
+    };
     sections
         .filter_map(|s| {
             let path = s.value("path")?.to_str().ok()?.to_owned();
@@ -283,7 +401,11 @@ fn is_safe_component(name: &str) -> bool {
 fn write_file(path: &Path, data: &[u8], executable: bool) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mode = if executable { 0o755 } else { 0o644 };
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
     f.write_all(data)
 }
 
@@ -313,7 +435,10 @@ mod tests {
         let text = b"[submodule \"rust-vmm-ci\"]\n\tpath = rust-vmm-ci\n\turl = https://github.com/rust-vmm/rust-vmm-ci.git\n";
         assert_eq!(
             submodule_urls(text),
-            [("rust-vmm-ci".to_owned(), "https://github.com/rust-vmm/rust-vmm-ci.git".to_owned())]
+            [(
+                "rust-vmm-ci".to_owned(),
+                "https://github.com/rust-vmm/rust-vmm-ci.git".to_owned()
+            )]
         );
     }
 }

@@ -16,9 +16,17 @@ pub enum MirrorError {
     #[error("--mirror `{0}` is not of the form URL=PATH (or URL=URL)")]
     BadArgument(String),
     #[error("cannot read config {path}: {source}")]
-    ReadConfig { path: PathBuf, source: std::io::Error },
+    ReadConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}:{column}: {message}")]
-    ParseConfig { path: PathBuf, line: usize, column: usize, message: String },
+    ParseConfig {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
 }
 
 /// The user configuration file (`config.toml`).
@@ -44,19 +52,29 @@ pub struct ConfigPolicy {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, MirrorError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| MirrorError::ReadConfig { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| MirrorError::ReadConfig {
+            path: path.to_owned(),
+            source,
+        })?;
         let mut config: Config = toml::from_str(&text).map_err(|e| {
-            let (line, column) = e.span().map(|s| crate::lock::line_col(&text, s.start)).unwrap_or((1, 1));
-            MirrorError::ParseConfig { path: path.to_owned(), line, column, message: e.message().to_owned() }
+            let (line, column) = e
+                .span()
+                .map(|s| crate::lock::line_col(&text, s.start))
+                .unwrap_or((1, 1));
+            MirrorError::ParseConfig {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
         })?;
         // Relative mirror paths are relative to the config file.
         let base = path.parent().unwrap_or(Path::new("."));
         for target in config.mirrors.values_mut() {
-            if let Location::File(p) = Location::parse(target) {
-                if p.is_relative() {
-                    *target = base.join(p).display().to_string();
-                }
+            if let Location::File(p) = Location::parse(target)
+                && p.is_relative()
+            {
+                *target = base.join(p).display().to_string();
             }
         }
         Ok(config)
@@ -155,24 +173,38 @@ mod tests {
     #[test]
     fn exact_matches_ignore_git_suffix_and_case() {
         let mut m = Mirrors::new();
-        m.insert("https://github.com/rust-vmm/rust-vmm-ci", "/srv/rust-vmm-ci");
+        m.insert(
+            "https://github.com/rust-vmm/rust-vmm-ci",
+            "/srv/rust-vmm-ci",
+        );
         assert_eq!(
             m.resolve("https://GitHub.com/rust-vmm/rust-vmm-ci.git"),
             Some(Location::File("/srv/rust-vmm-ci".into()))
         );
-        assert_eq!(m.resolve("https://github.com/rust-vmm/rust-vmm-ci-other"), None);
+        assert_eq!(
+            m.resolve("https://github.com/rust-vmm/rust-vmm-ci-other"),
+            None
+        );
     }
 
     #[test]
     fn prefixes_append_the_rest() {
         let mut m = Mirrors::new();
         m.insert("https://cdn.kernel.org/pub/", "/srv/kernel");
-        m.insert("https://cdn.kernel.org/pub/linux/kernel/v6.x/", "https://mirror.example/v6");
+        m.insert(
+            "https://cdn.kernel.org/pub/linux/kernel/v6.x/",
+            "https://mirror.example/v6",
+        );
         assert_eq!(
             m.resolve("https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.18.35.tar.xz"),
-            Some(Location::Http("https://mirror.example/v6/linux-6.18.35.tar.xz".into()))
+            Some(Location::Http(
+                "https://mirror.example/v6/linux-6.18.35.tar.xz".into()
+            ))
         );
-        assert_eq!(m.resolve("https://cdn.kernel.org/pub/x.tar"), Some(Location::File("/srv/kernel/x.tar".into())));
+        assert_eq!(
+            m.resolve("https://cdn.kernel.org/pub/x.tar"),
+            Some(Location::File("/srv/kernel/x.tar".into()))
+        );
     }
 
     #[test]

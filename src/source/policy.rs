@@ -15,7 +15,11 @@ pub enum PolicyError {
         "`{url}`: host `{host}` is not on the allow-list ({allowed}); if this host is official, \
          add it to [policy] allowed_hosts in the lockfile or the config"
     )]
-    HostNotAllowed { url: String, host: String, allowed: String },
+    HostNotAllowed {
+        url: String,
+        host: String,
+        allowed: String,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -25,23 +29,36 @@ pub struct HostPolicy {
 
 impl HostPolicy {
     pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(hosts: I) -> Self {
-        Self { allowed: hosts.into_iter().map(|h| h.as_ref().to_ascii_lowercase()).collect() }
+        Self {
+            allowed: hosts
+                .into_iter()
+                .map(|h| h.as_ref().to_ascii_lowercase())
+                .collect(),
+        }
     }
 
     pub fn extend<I: IntoIterator<Item = S>, S: AsRef<str>>(&mut self, hosts: I) {
-        self.allowed.extend(hosts.into_iter().map(|h| h.as_ref().to_ascii_lowercase()));
+        self.allowed
+            .extend(hosts.into_iter().map(|h| h.as_ref().to_ascii_lowercase()));
     }
 
     /// Accepts `url` only if it is https, carries no credentials, and its host is allowed
     /// exactly (no subdomain or look-alike matching).
     pub fn check(&self, url: &str) -> Result<(), PolicyError> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| PolicyError::Invalid { url: url.to_owned(), message: e.to_string() })?;
+        let parsed = url::Url::parse(url).map_err(|e| PolicyError::Invalid {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })?;
         if parsed.scheme() != "https" {
-            return Err(PolicyError::NotHttps { url: url.to_owned() });
+            return Err(PolicyError::NotHttps {
+                url: url.to_owned(),
+            });
         }
         if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(PolicyError::Invalid { url: url.to_owned(), message: "credentials in a URL are refused".into() });
+            return Err(PolicyError::Invalid {
+                url: url.to_owned(),
+                message: "credentials in a URL are refused".into(),
+            });
         }
         let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
         if parsed.port().is_some() || !self.allowed.contains(&host) {
@@ -68,15 +85,24 @@ mod tests {
 
     #[test]
     fn allows_https_on_listed_hosts() {
-        assert_eq!(policy().check("https://github.com/kata-containers/kata-containers"), Ok(()));
+        assert_eq!(
+            policy().check("https://github.com/kata-containers/kata-containers"),
+            Ok(())
+        );
         assert_eq!(policy().check("https://GitHub.com/x/y"), Ok(()));
     }
 
     #[test]
     fn refuses_everything_else() {
         let p = policy();
-        assert!(matches!(p.check("http://github.com/x/y"), Err(PolicyError::NotHttps { .. })));
-        assert!(matches!(p.check("git://github.com/x/y"), Err(PolicyError::NotHttps { .. })));
+        assert!(matches!(
+            p.check("http://github.com/x/y"),
+            Err(PolicyError::NotHttps { .. })
+        ));
+        assert!(matches!(
+            p.check("git://github.com/x/y"),
+            Err(PolicyError::NotHttps { .. })
+        ));
         for bad in [
             "https://githuh.com/x/y",
             "https://github.com.evil.example/x",
@@ -84,9 +110,18 @@ mod tests {
             "https://api.github.com/x",
             "https://github.com:8443/x",
         ] {
-            assert!(matches!(p.check(bad), Err(PolicyError::HostNotAllowed { .. })), "{bad}");
+            assert!(
+                matches!(p.check(bad), Err(PolicyError::HostNotAllowed { .. })),
+                "{bad}"
+            );
         }
-        assert!(matches!(p.check("https://user:pw@github.com/x"), Err(PolicyError::Invalid { .. })));
-        assert!(matches!(p.check("not a url"), Err(PolicyError::Invalid { .. })));
+        assert!(matches!(
+            p.check("https://user:pw@github.com/x"),
+            Err(PolicyError::Invalid { .. })
+        ));
+        assert!(matches!(
+            p.check("not a url"),
+            Err(PolicyError::Invalid { .. })
+        ));
     }
 }

@@ -29,7 +29,12 @@ pub enum StoreError {
         "{from}: sha256 mismatch\n  expected {expected}\n  actual   {actual} ({size} bytes)\n  \
          the bytes were deleted; check the mirror or the pin"
     )]
-    Mismatch { from: String, expected: Sha256Digest, actual: Sha256Digest, size: u64 },
+    Mismatch {
+        from: String,
+        expected: Sha256Digest,
+        actual: Sha256Digest,
+        size: u64,
+    },
 }
 
 pub struct Store {
@@ -38,7 +43,10 @@ pub struct Store {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_owned(), source }
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl Store {
@@ -50,7 +58,10 @@ impl Store {
             .or_else(|| std::env::var_os(STORE_ENV).map(PathBuf::from))
             .or_else(|| configured.map(Path::to_owned))
             .unwrap_or_else(|| {
-                dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("kata-repro").join("store")
+                dirs::cache_dir()
+                    .unwrap_or_else(std::env::temp_dir)
+                    .join("kata-repro")
+                    .join("store")
             })
     }
 
@@ -63,7 +74,12 @@ impl Store {
             fs::create_dir_all(&d).map_err(io_err(&d))?;
         }
         let lock_path = root.join("lock");
-        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -72,7 +88,10 @@ impl Store {
             }
             Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
         }
-        let store = Self { root: root.to_owned(), _lock: lock };
+        let store = Self {
+            root: root.to_owned(),
+            _lock: lock,
+        };
         store.clear_staging()?;
         Ok(store)
     }
@@ -85,7 +104,11 @@ impl Store {
         let tmp = self.root.join("tmp");
         for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
             let path = entry.map_err(io_err(&tmp))?.path();
-            let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            let removed = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
             removed.map_err(io_err(&path))?;
         }
         Ok(())
@@ -121,27 +144,46 @@ impl Store {
         expected: &Sha256Digest,
         progress: impl FnMut(u64, Option<u64>),
     ) -> Result<PathBuf, StoreError> {
-        let staged = tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
+        let staged =
+            tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
         let mut writer = HashingWriter::new(io::BufWriter::new(staged.as_file()));
         download::copy_to(from, &mut writer, progress)?;
         let (actual, size, buf) = writer.finish();
-        buf.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).map_err(io_err(staged.path()))?;
+        buf.into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(staged.path()))?;
         if actual != *expected {
             // `staged` is deleted on drop.
-            return Err(StoreError::Mismatch { from: from.to_string(), expected: *expected, actual, size });
+            return Err(StoreError::Mismatch {
+                from: from.to_string(),
+                expected: *expected,
+                actual,
+                size,
+            });
         }
         let dest = self.object_path(expected);
-        staged.persist(&dest).map_err(|e| StoreError::Io { path: dest.clone(), source: e.error })?;
+        staged.persist(&dest).map_err(|e| StoreError::Io {
+            path: dest.clone(),
+            source: e.error,
+        })?;
         Ok(dest)
     }
 
     /// A fresh staging directory; it is removed on drop unless committed.
     pub fn stage_dir(&self) -> Result<tempfile::TempDir, StoreError> {
-        tempfile::Builder::new().prefix("stage-").tempdir_in(self.root.join("tmp")).map_err(io_err(&self.root))
+        tempfile::Builder::new()
+            .prefix("stage-")
+            .tempdir_in(self.root.join("tmp"))
+            .map_err(io_err(&self.root))
     }
 
     /// Moves a verified staging directory into place as the checkout of `commit`.
-    pub fn commit_checkout(&self, staged: tempfile::TempDir, commit: &GitOid) -> Result<PathBuf, StoreError> {
+    pub fn commit_checkout(
+        &self,
+        staged: tempfile::TempDir,
+        commit: &GitOid,
+    ) -> Result<PathBuf, StoreError> {
         let dest = self.git_path(commit);
         let src = staged.keep();
         fs::rename(&src, &dest).map_err(io_err(&dest))?;
@@ -152,10 +194,17 @@ impl Store {
     /// Writes `data` into the store under its own digest (for small generated records).
     pub fn put_bytes(&self, data: &[u8]) -> Result<Sha256Digest, StoreError> {
         let digest = Sha256Digest::of(data);
-        let mut staged = tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
-        staged.write_all(data).and_then(|_| staged.as_file().sync_all()).map_err(io_err(staged.path()))?;
+        let mut staged =
+            tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
+        staged
+            .write_all(data)
+            .and_then(|_| staged.as_file().sync_all())
+            .map_err(io_err(staged.path()))?;
         let dest = self.object_path(&digest);
-        staged.persist(&dest).map_err(|e| StoreError::Io { path: dest, source: e.error })?;
+        staged.persist(&dest).map_err(|e| StoreError::Io {
+            path: dest,
+            source: e.error,
+        })?;
         Ok(digest)
     }
 }
@@ -179,10 +228,15 @@ mod tests {
         let good = Sha256Digest::of(b"hello");
         let bad = Sha256Digest::of(b"other");
 
-        let err = store.put(&Location::File(src.clone()), &bad, |_, _| {}).unwrap_err();
+        let err = store
+            .put(&Location::File(src.clone()), &bad, |_, _| {})
+            .unwrap_err();
         assert!(matches!(err, StoreError::Mismatch { .. }), "{err}");
         assert!(!store.object_path(&bad).exists());
-        assert_eq!(fs::read_dir(dir.path().join("store/tmp")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("store/tmp")).unwrap().count(),
+            0
+        );
 
         let path = store.put(&Location::File(src), &good, |_, _| {}).unwrap();
         assert_eq!(fs::read(path).unwrap(), b"hello");

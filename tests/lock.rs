@@ -1,0 +1,167 @@
+//! `kata-repro lock`, offline, against a fixture repository.
+
+mod common;
+
+use common::{Fixture, KATA_URL, TAG, kata_repro, text};
+
+#[test]
+fn lock_pins_the_tree_and_is_deterministic() {
+    let f = Fixture::new();
+    let first = std::fs::read_to_string(&f.lockfile).unwrap();
+    let second = f.root().join("again.toml");
+    let out = f.lock(&[
+        "--kernel-sha256",
+        &f.kernel_sha256,
+        "-o",
+        second.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        first,
+        std::fs::read_to_string(&second).unwrap(),
+        "same inputs, same bytes"
+    );
+
+    let lock: toml::Value = toml::from_str(&first).unwrap();
+    assert_eq!(lock["schema"].as_integer(), Some(1));
+    assert_eq!(lock["source"]["commit"].as_str().unwrap(), f.kata_commit());
+    assert_eq!(
+        lock["source"]["tree"].as_str().unwrap(),
+        common::git(&f.kata, &["rev-parse", &format!("{TAG}^{{tree}}")])
+    );
+    // 2026-01-02T03:04:05Z, the fixture's commit time.
+    assert_eq!(lock["source"]["commit_time"].as_integer(), Some(1767323045));
+    let files: Vec<&str> = lock["source"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "versions.yaml",
+            "Cargo.lock",
+            "rust-toolchain.toml",
+            "src/runtime/go.mod",
+            "src/runtime/go.sum",
+            "tools/packaging/kernel/kata_config_version"
+        ]
+    );
+    let versions = std::fs::read(f.kata.join("versions.yaml")).unwrap();
+    assert_eq!(
+        lock["source"]["files"][0]["sha256"].as_str().unwrap(),
+        common::sha256_hex(&versions)
+    );
+    assert_eq!(lock["git"][0]["commit"].as_str().unwrap(), f.dep_commit);
+    assert_eq!(lock["kernel"]["kata_config_version"].as_str(), Some("7"));
+    assert_eq!(
+        lock["kernel"]["url"].as_str(),
+        Some("https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.0.1.tar.xz")
+    );
+    assert_eq!(
+        lock["toolchains"]["rust"]["commit_hash"].as_str(),
+        Some("59807616e1fa2540724bfbac14d7976d7e4a3860")
+    );
+    let go = lock["toolchains"]["go"]["sources"].as_array().unwrap();
+    assert_eq!(go.len(), 4);
+    assert!(go.iter().all(|s| s["sha256"].is_str()));
+    assert!(
+        go.iter()
+            .any(|s| s["kind"] == "pypi".into() && s["version"] == "1.26.0".into())
+    );
+}
+
+#[test]
+fn kernel_tarball_pins_by_hashing_it() {
+    let f = Fixture::new();
+    let out = f.lock(&[
+        "--kernel-tarball",
+        f.downloads
+            .join("kernel/linux-6.0.1.tar.xz")
+            .to_str()
+            .unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lock = v["lockfile"].as_str().unwrap();
+    assert!(
+        lock.contains(&format!("sha256 = \"{}\"", f.kernel_sha256)),
+        "{lock}"
+    );
+}
+
+#[test]
+fn unreachable_go_dev_index_leaves_those_archives_unpinned() {
+    let f = Fixture::new();
+    let out = f.lock(&[
+        "--go-dl-index",
+        "/nonexistent/go-dl.json",
+        "--kernel-sha256",
+        &f.kernel_sha256,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lock = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        lock.contains(
+            "#   go 1.25.1 from go.dev for x86_64: https://go.dev/dl/go1.25.1.linux-amd64.tar.gz"
+        ),
+        "{lock}"
+    );
+}
+
+#[test]
+fn bad_lock_input_exits_2() {
+    let f = Fixture::new();
+    let out = f.lock(&["--ref", "0.0.0-no-such-tag"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("tag `0.0.0-no-such-tag`"),
+        "{}",
+        text(&out)
+    );
+
+    let out = f.lock(&["--kernel-sha256", "XYZ"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("--kernel-sha256"), "{}", text(&out));
+
+    let out = kata_repro()
+        .args([
+            "lock",
+            "--source",
+            "http://github.com/example/kata-containers",
+            "--ref",
+            TAG,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("does not use https"), "{}", text(&out));
+
+    let out = kata_repro()
+        .args(["lock", "--source", KATA_URL, "--ref", TAG])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("--mirror"), "{}", text(&out));
+
+    let out = kata_repro()
+        .args([
+            "lock",
+            "--source",
+            f.root().to_str().unwrap(),
+            "--ref",
+            TAG,
+            "--upstream",
+            KATA_URL,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("is not a git repository"),
+        "{}",
+        text(&out)
+    );
+}

