@@ -142,6 +142,14 @@ fn a_git_dependency_whose_commit_the_mirror_lacks_is_missing() {
         message.contains(DEP_URL) && message.contains("ce6486db") && message.contains("dep@0.1.0"),
         "{message}"
     );
+    // The report points at the lockfile line that pins it.
+    let at = dep["pinned_at"].as_str().unwrap();
+    let line: usize = at.rsplit(':').next().unwrap().parse().unwrap();
+    let lock_text = std::fs::read_to_string(&f.lockfile).unwrap();
+    assert!(
+        lock_text.lines().nth(line - 1).unwrap().contains(absent),
+        "{at}"
+    );
     // Everything else still verified and stays in the store.
     assert!(f.store.join("git").join(f.kata_commit()).is_dir());
 }

@@ -180,8 +180,13 @@ fn print_summary(report: &FetchReport) {
     if !problems.is_empty() {
         println!();
         for i in problems {
+            let at = i
+                .pinned_at
+                .as_deref()
+                .map(|a| format!(" (pinned at {a})"))
+                .unwrap_or_default();
             println!(
-                "{} {}: {}",
+                "{} {}{at}: {}",
                 i.status,
                 i.name,
                 i.message.as_deref().unwrap_or("")

@@ -194,6 +194,7 @@ pub fn generate(req: &LockRequest) -> Result<Generated, GenerateError> {
                 .collect(),
             packages: Vec::new(),
         },
+        origin: None,
     };
     Ok(Generated { lockfile, warnings })
 }

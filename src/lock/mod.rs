@@ -44,6 +44,15 @@ pub struct Lockfile {
     pub toolchains: Toolchains,
     pub kernel: Kernel,
     pub rootfs: Rootfs,
+    /// Where this lockfile was read from, for pointing at its lines.
+    #[serde(skip)]
+    pub origin: Option<Origin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Origin {
+    pub path: PathBuf,
+    pub text: String,
 }
 
 /// Which upstream hosts may be contacted (or mirrored) at all.
@@ -309,7 +318,7 @@ impl Lockfile {
 
     /// Parses lockfile text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, LockError> {
-        toml::from_str(text).map_err(|e| {
+        let mut lock: Lockfile = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             LockError::Parse {
                 path: path.to_owned(),
@@ -317,7 +326,23 @@ impl Lockfile {
                 column,
                 message: e.message().to_owned(),
             }
-        })
+        })?;
+        lock.origin = Some(Origin {
+            path: path.to_owned(),
+            text: text.to_owned(),
+        });
+        Ok(lock)
+    }
+
+    /// `path:line` of the first line of the lockfile that contains `needle`.
+    pub fn locate(&self, needle: &str) -> Option<String> {
+        let origin = self.origin.as_ref()?;
+        let offset = origin.text.find(needle)?;
+        Some(format!(
+            "{}:{}",
+            origin.path.display(),
+            line_col(&origin.text, offset).0
+        ))
     }
 
     /// The canonical text of this lockfile: the same lockfile always gives the same bytes.

@@ -83,6 +83,8 @@ pub struct InputReport {
     pub from: Option<String>,
     pub status: Status,
     pub message: Option<String>,
+    /// The lockfile line that pins this input (`path:line`).
+    pub pinned_at: Option<String>,
     /// Where the verified input is in the store.
     pub path: Option<PathBuf>,
     pub bytes: Option<u64>,
@@ -351,9 +353,14 @@ impl Fetcher<'_> {
         events: &mut dyn FnMut(Event<'_>),
         work: impl FnOnce(&mut dyn FnMut(Event<'_>)) -> Result<Got, Failure>,
     ) -> InputReport {
+        let pinned_at = pin
+            .as_deref()
+            .and_then(|p| self.lock.locate(p))
+            .or_else(|| self.lock.locate(upstream));
         let mut report = InputReport {
             class,
             name: name.to_owned(),
+            pinned_at,
             pin,
             upstream: upstream.to_owned(),
             from: None,

@@ -10,7 +10,7 @@
 //! fetch never leaves a partial entry where a reader would look.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{HashingWriter, Sha256Digest};
@@ -189,23 +189,6 @@ impl Store {
         fs::rename(&src, &dest).map_err(io_err(&dest))?;
         sync_dir(&self.root.join("git"));
         Ok(dest)
-    }
-
-    /// Writes `data` into the store under its own digest (for small generated records).
-    pub fn put_bytes(&self, data: &[u8]) -> Result<Sha256Digest, StoreError> {
-        let digest = Sha256Digest::of(data);
-        let mut staged =
-            tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
-        staged
-            .write_all(data)
-            .and_then(|_| staged.as_file().sync_all())
-            .map_err(io_err(staged.path()))?;
-        let dest = self.object_path(&digest);
-        staged.persist(&dest).map_err(|e| StoreError::Io {
-            path: dest,
-            source: e.error,
-        })?;
-        Ok(digest)
     }
 }
 
