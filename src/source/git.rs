@@ -120,28 +120,31 @@ impl VerifiedRepo {
         &self.path
     }
 
-    /// Reads an object and checks that its content hashes to `id`.
-    pub fn read(&self, id: ObjectId, expected: gix::objs::Kind) -> Result<Vec<u8>, GitError> {
+    fn read_error(&self, id: ObjectId, error: impl ToString) -> GitError {
+        GitError::Read {
+            repo: self.path.clone(),
+            id,
+            message: error.to_string(),
+        }
+    }
+
+    /// Finds any object and checks that its content hashes to `id`.
+    fn find_verified(
+        &self,
+        id: ObjectId,
+        what: &'static str,
+    ) -> Result<(gix::objs::Kind, Vec<u8>), GitError> {
         let obj = self
             .repo
             .try_find_object(id)
-            .map_err(|e| GitError::Read {
-                repo: self.path.clone(),
-                id,
-                message: e.to_string(),
-            })?
+            .map_err(|e| self.read_error(id, e))?
             .ok_or(GitError::NotFound {
                 repo: self.path.clone(),
-                kind: kind_name(expected),
+                kind: what,
                 id,
             })?;
-        let actual = gix::objs::compute_hash(id.kind(), obj.kind, &obj.data).map_err(|e| {
-            GitError::Read {
-                repo: self.path.clone(),
-                id,
-                message: e.to_string(),
-            }
-        })?;
+        let actual = gix::objs::compute_hash(id.kind(), obj.kind, &obj.data)
+            .map_err(|e| self.read_error(id, e))?;
         if actual != id {
             return Err(GitError::Corrupt {
                 repo: self.path.clone(),
@@ -149,15 +152,21 @@ impl VerifiedRepo {
                 actual,
             });
         }
-        if obj.kind != expected {
+        Ok((obj.kind, obj.data.clone()))
+    }
+
+    /// Reads an object of the `expected` kind and checks that its content hashes to `id`.
+    pub fn read(&self, id: ObjectId, expected: gix::objs::Kind) -> Result<Vec<u8>, GitError> {
+        let (kind, data) = self.find_verified(id, kind_name(expected))?;
+        if kind != expected {
             return Err(GitError::WrongKind {
                 repo: self.path.clone(),
                 id,
                 expected: kind_name(expected),
-                actual: obj.kind.to_string(),
+                actual: kind.to_string(),
             });
         }
-        Ok(obj.data.clone())
+        Ok(data)
     }
 
     /// The commit `refs/tags/<tag>` points at, following annotated tags; `None` if no such tag.
@@ -170,64 +179,32 @@ impl VerifiedRepo {
                     path: self.path.clone(),
                     message: e.to_string(),
                 })?;
-        let Some(reference) = reference else {
+        let Some(id) = reference.and_then(|r| r.target().try_id().map(|id| id.to_owned())) else {
             return Ok(None);
         };
-        let mut id = match reference.target().try_id() {
-            Some(id) => id.to_owned(),
-            None => return Ok(None),
-        };
-        // Peel annotated tags, verifying each tag object.
+        // Peel annotated tags, verifying each object on the way.
+        let mut id = id;
         for _ in 0..16 {
-            let obj = self
-                .repo
-                .try_find_object(id)
-                .map_err(|e| GitError::Read {
-                    repo: self.path.clone(),
-                    id,
-                    message: e.to_string(),
-                })?
-                .ok_or(GitError::NotFound {
-                    repo: self.path.clone(),
-                    kind: "tag target",
-                    id,
-                })?;
-            if obj.kind != gix::objs::Kind::Tag {
+            let (kind, data) = self.find_verified(id, "tag target")?;
+            if kind != gix::objs::Kind::Tag {
                 return Ok(Some(id));
             }
-            let data = self.read(id, gix::objs::Kind::Tag)?;
-            let tag =
-                gix::objs::TagRef::from_bytes(&data, id.kind()).map_err(|e| GitError::Read {
-                    repo: self.path.clone(),
-                    id,
-                    message: e.to_string(),
-                })?;
-            id = ObjectId::from_hex(tag.target).map_err(|e| GitError::Read {
-                repo: self.path.clone(),
-                id,
-                message: e.to_string(),
-            })?;
+            let tag = gix::objs::TagRef::from_bytes(&data, id.kind())
+                .map_err(|e| self.read_error(id, e))?;
+            id = ObjectId::from_hex(tag.target).map_err(|e| self.read_error(id, e))?;
         }
         Ok(Some(id))
     }
 
+    /// The tree and committer time of a commit, verified.
     pub fn commit(&self, id: ObjectId) -> Result<CommitInfo, GitError> {
         let data = self.read(id, gix::objs::Kind::Commit)?;
-        let bad = |message: String| GitError::Read {
-            repo: self.path.clone(),
-            id,
-            message,
-        };
-        let commit =
-            gix::objs::CommitRef::from_bytes(&data, id.kind()).map_err(|e| bad(e.to_string()))?;
-        let tree = commit.tree();
-        let time = commit
-            .committer()
-            .map_err(|e| bad(e.to_string()))?
-            .time()
-            .map_err(|e| bad(e.to_string()))?;
+        let commit = gix::objs::CommitRef::from_bytes(&data, id.kind())
+            .map_err(|e| self.read_error(id, e))?;
+        let committer = commit.committer().map_err(|e| self.read_error(id, e))?;
+        let time = committer.time().map_err(|e| self.read_error(id, e))?;
         Ok(CommitInfo {
-            tree,
+            tree: commit.tree(),
             time: time.seconds,
         })
     }
@@ -266,12 +243,8 @@ impl VerifiedRepo {
     /// Entries of a tree, verified.
     fn tree_entries(&self, tree: ObjectId) -> Result<Vec<(String, EntryKind, ObjectId)>, GitError> {
         let data = self.read(tree, gix::objs::Kind::Tree)?;
-        let parsed =
-            gix::objs::TreeRef::from_bytes(&data, tree.kind()).map_err(|e| GitError::Read {
-                repo: self.path.clone(),
-                id: tree,
-                message: e.to_string(),
-            })?;
+        let parsed = gix::objs::TreeRef::from_bytes(&data, tree.kind())
+            .map_err(|e| self.read_error(tree, e))?;
         parsed
             .entries
             .iter()
