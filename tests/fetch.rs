@@ -414,3 +414,16 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("URL=PATH"), "{}", text(&out));
 }
+
+#[test]
+fn a_mirror_without_the_tag_is_verified_by_commit_and_says_so() {
+    let f = Fixture::new();
+    git(&f.kata, &["tag", "-d", TAG]);
+    let out = f.fetch(&["--skip", "kernel"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("tag 9.9.9 is not in the mirror; the commit was verified by its id"),
+        "{}",
+        text(&out)
+    );
+}

@@ -195,6 +195,8 @@ pub fn rust_toolchain(channel: &str, rustc: &str) -> (RustToolchain, Option<Stri
         commit_hash: None,
     };
     let out = Command::new(rustc)
+        // Run outside any directory whose rust-toolchain.toml would pick another rustc.
+        .current_dir("/")
         .arg("-vV")
         .env_remove("RUSTUP_TOOLCHAIN")
         .output();

@@ -218,13 +218,12 @@ impl Fetcher<'_> {
             Some(lock.source.commit.to_string()),
             &lock.source.url,
             events,
-            |ev| {
+            |_| {
                 let got = self.git(
                     &lock.source.url,
                     lock.source.commit,
                     Some(&lock.source.tag),
                     Some(lock.source.tree),
-                    ev,
                 )?;
                 self.check_trusted_files(&got.path)?;
                 Ok(got)
@@ -240,18 +239,17 @@ impl Fetcher<'_> {
                 Some(dep.commit.to_string()),
                 &dep.url,
                 events,
-                |ev| {
-                    self.git(&dep.url, dep.commit, None, None, ev)
-                        .map_err(|mut f| {
-                            f.message = format!(
-                                "{} ({}, needed by {}): {}",
-                                dep.url,
-                                dep.commit.short(),
-                                dep.packages.join(", "),
-                                f.message
-                            );
-                            f
-                        })
+                |_| {
+                    self.git(&dep.url, dep.commit, None, None).map_err(|mut f| {
+                        f.message = format!(
+                            "{} ({}, needed by {}): {}",
+                            dep.url,
+                            dep.commit.short(),
+                            dep.packages.join(", "),
+                            f.message
+                        );
+                        f
+                    })
                 },
             );
             record(events, report);
@@ -443,7 +441,6 @@ impl Fetcher<'_> {
         commit: GitOid,
         tag: Option<&str>,
         tree: Option<GitOid>,
-        _events: &mut dyn FnMut(Event<'_>),
     ) -> Result<Got, Failure> {
         let dest = self.store.git_path(&commit);
         let mirror = self.mirror_repo(url);
@@ -462,6 +459,12 @@ impl Fetcher<'_> {
         }
         let (repo, from) = mirror?;
         let info = repo.verify_pin(commit.id(), tag, tree.map(|t| t.id()))?;
+        let note = match tag {
+            Some(t) if repo.tag_commit(t)?.is_none() => Some(format!(
+                "tag {t} is not in the mirror; the commit was verified by its id"
+            )),
+            _ => None,
+        };
         let staged = self.store.stage_dir()?;
         let mut bytes = 0;
         self.checkout_recursive(&repo, info.tree, staged.path(), &mut bytes, 0)?;
@@ -471,7 +474,7 @@ impl Fetcher<'_> {
             from: Some(from),
             path,
             bytes: Some(bytes),
-            note: None,
+            note,
         })
     }
 
