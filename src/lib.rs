@@ -3,6 +3,7 @@
 pub mod digest;
 pub mod lock;
 pub mod source;
+pub mod verify;
 
 /// Real files from Kata releases, for tests: `$KATA_REPRO_FIXTURES/kata/<release>/<path>`,
 /// by default `../shared/fixtures` beside the workspace.

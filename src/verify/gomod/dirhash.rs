@@ -1,0 +1,138 @@
+//! Go's `dirhash.Hash1`, the `h1:` hashes of go.sum, computed exactly as
+//! golang.org/x/mod/sumdb/dirhash does:
+//!
+//! - file names are sorted bytewise;
+//! - each file contributes the line `<hex sha256 of its content>  <name>\n`;
+//! - the hash is the sha256 of those lines, base64-encoded, prefixed `h1:`.
+//!
+//! A module zip is hashed over its entry names (which carry the `<module>@<version>/` prefix); an
+//! extracted module directory over its files with that prefix added; a `go.mod` alone over the
+//! single name `go.mod`.
+
+use std::fs::File;
+use std::io::{self, BufReader};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use rayon::prelude::*;
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Sha256Digest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirHashError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: not a readable zip archive: {message}")]
+    Zip { path: PathBuf, message: String },
+    #[error("file name {name:?} contains a newline, which dirhash does not support")]
+    Newline { name: String },
+}
+
+/// Hash1 over `(name, sha256 of content)` pairs.
+pub fn hash1(mut files: Vec<(String, Sha256Digest)>) -> Result<String, DirHashError> {
+    files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut summary = Sha256::new();
+    for (name, digest) in &files {
+        if name.contains('\n') {
+            return Err(DirHashError::Newline { name: name.clone() });
+        }
+        summary.update(format!("{}  {name}\n", digest.to_hex()).as_bytes());
+    }
+    Ok(format!(
+        "h1:{}",
+        base64::engine::general_purpose::STANDARD.encode(summary.finalize())
+    ))
+}
+
+/// The `/go.mod` hash of go.sum.
+pub fn hash_go_mod(content: &[u8]) -> String {
+    hash1(vec![("go.mod".to_owned(), Sha256Digest::of(content))]).expect("no newline in go.mod")
+}
+
+/// Hash1 of a module zip, over its entry names as they are.
+pub fn hash_zip(path: &Path) -> Result<String, DirHashError> {
+    let zip_err = |e: zip::result::ZipError| DirHashError::Zip {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let io_err = |source| DirHashError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(zip_err)?;
+    let mut files = Vec::with_capacity(archive.len());
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(zip_err)?;
+        let name = String::from_utf8(entry.name_raw().to_vec()).map_err(|_| DirHashError::Zip {
+            path: path.to_owned(),
+            message: format!("entry {i} has a name that is not UTF-8"),
+        })?;
+        let digest = Sha256Digest::of_reader(&mut entry).map_err(io_err)?;
+        files.push((name, digest));
+    }
+    hash1(files)
+}
+
+/// Hash1 of the files under `dir`, named `<prefix>/<relative path>` (prefix is usually
+/// `<module>@<version>`). Files are hashed in parallel.
+pub fn hash_dir(dir: &Path, prefix: &str) -> Result<String, DirHashError> {
+    let files = dir_files(dir)?;
+    let hashed: Result<Vec<(String, Sha256Digest)>, DirHashError> = files
+        .par_iter()
+        .map(|(rel, path)| {
+            let digest = Sha256Digest::of_file(path).map_err(|source| DirHashError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let name = if prefix.is_empty() {
+                rel.clone()
+            } else {
+                format!("{prefix}/{rel}")
+            };
+            Ok((name, digest))
+        })
+        .collect();
+    hash1(hashed?)
+}
+
+/// Every non-directory under `dir`, as (slash-separated relative path, full path). Like Go's
+/// `filepath.Walk`, symlinks are listed but not followed.
+pub fn dir_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, DirHashError> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
+        let entry = entry.map_err(|e| DirHashError::Io {
+            path: e.path().map_or_else(|| dir.to_owned(), Path::to_owned),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| io::Error::other("walk failed")),
+        })?;
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .expect("walkdir stays under its root");
+        let rel = rel
+            .to_string_lossy()
+            .replace(std::path::MAIN_SEPARATOR, "/");
+        out.push((rel, entry.path().to_owned()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_bytewise() {
+        let d = Sha256Digest::of(b"");
+        let a = hash1(vec![("b".into(), d), ("B".into(), d), ("a".into(), d)]).unwrap();
+        let b = hash1(vec![("a".into(), d), ("B".into(), d), ("b".into(), d)]).unwrap();
+        assert_eq!(a, b);
+        assert!(hash1(vec![("a\nb".into(), d)]).is_err());
+    }
+}

