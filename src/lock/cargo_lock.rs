@@ -1,34 +1,54 @@
-//! The git dependencies recorded in a Cargo.lock (v3 or v4).
+//! Cargo.lock (v1 to v4): every package with its source, checksum and line.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use toml::Spanned;
 
-use super::{GitDependency, GitOid};
+use super::{GitDependency, GitOid, line_col};
+use crate::digest::Sha256Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CargoLockError {
-    #[error("Cargo.lock is not valid TOML: {0}")]
-    Toml(#[from] toml::de::Error),
-    #[error("Cargo.lock package {package}: git source `{source_url}` {problem}")]
+    #[error("Cargo.lock:{line}:{column}: {message}")]
+    Toml {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("Cargo.lock:{line}: package {package}: git source `{source_url}` {problem}")]
     BadGitSource {
+        line: usize,
         package: String,
         source_url: String,
         problem: String,
+    },
+    #[error("Cargo.lock:{line}: package {package}: checksum `{checksum}` is not a sha256")]
+    BadChecksum {
+        line: usize,
+        package: String,
+        checksum: String,
     },
 }
 
 #[derive(Deserialize)]
 struct RawLock {
+    version: Option<u32>,
     #[serde(default)]
     package: Vec<RawPackage>,
+    /// v1 lockfiles keep checksums here: `"checksum <name> <version> (<source>)" = "<hex>"`.
+    #[serde(default)]
+    metadata: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 struct RawPackage {
-    name: String,
+    name: Spanned<String>,
     version: String,
     source: Option<String>,
+    checksum: Option<Spanned<String>>,
+    #[serde(default)]
+    dependencies: Vec<String>,
 }
 
 /// A `git+URL?ref#commit` source string, split.
@@ -59,31 +79,141 @@ impl GitSource {
             commit,
         })
     }
+
+    /// The source id without the commit, as Cargo's source replacement names it.
+    pub fn source_id(&self) -> String {
+        match &self.reference {
+            Some(r) => format!("git+{}?{r}", self.url),
+            None => format!("git+{}", self.url),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackageSource {
+    /// A registry (`registry+…` or `sparse+…`), by its source string.
+    Registry(String),
+    Git(GitSource),
+    /// A path dependency: no source in Cargo.lock.
+    Path,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedPackage {
+    pub name: String,
+    pub version: String,
+    pub source: PackageSource,
+    pub checksum: Option<Sha256Digest>,
+    /// 1-based line of the package's `name`.
+    pub line: usize,
+    /// 1-based line of its checksum.
+    pub checksum_line: Option<usize>,
+    pub dependencies: Vec<String>,
+}
+
+impl LockedPackage {
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+    pub fn is_crates_io(&self) -> bool {
+        matches!(&self.source, PackageSource::Registry(s) if s == CRATES_IO || s == CRATES_IO_SPARSE)
+    }
+}
+
+pub const CRATES_IO: &str = "registry+https://github.com/rust-lang/crates.io-index";
+pub const CRATES_IO_SPARSE: &str = "sparse+https://index.crates.io/";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CargoLock {
+    pub version: Option<u32>,
+    pub packages: Vec<LockedPackage>,
+}
+
+impl CargoLock {
+    pub fn parse(text: &str) -> Result<Self, CargoLockError> {
+        let raw: RawLock = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            CargoLockError::Toml {
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
+        })?;
+        let line_of = |offset: usize| line_col(text, offset).0;
+        let mut packages = Vec::with_capacity(raw.package.len());
+        for pkg in raw.package {
+            let line = line_of(pkg.name.span().start);
+            let id = format!("{}@{}", pkg.name.get_ref(), pkg.version);
+            let source = match pkg.source.as_deref() {
+                None => PackageSource::Path,
+                Some(s) if s.starts_with("git+") => {
+                    PackageSource::Git(GitSource::parse(s).map_err(|problem| {
+                        CargoLockError::BadGitSource {
+                            line,
+                            package: id.clone(),
+                            source_url: s.to_owned(),
+                            problem,
+                        }
+                    })?)
+                }
+                Some(s) => PackageSource::Registry(s.to_owned()),
+            };
+            let v1_key = pkg
+                .source
+                .as_ref()
+                .map(|s| format!("checksum {} {} ({s})", pkg.name.get_ref(), pkg.version));
+            let checksum = pkg
+                .checksum
+                .or_else(|| v1_key.and_then(|k| raw.metadata.get(&k).cloned()));
+            let (checksum, checksum_line) = match checksum {
+                Some(c) => {
+                    let l = line_of(c.span().start);
+                    let digest = c.get_ref().parse::<Sha256Digest>().map_err(|_| {
+                        CargoLockError::BadChecksum {
+                            line: l,
+                            package: id.clone(),
+                            checksum: c.get_ref().clone(),
+                        }
+                    })?;
+                    (Some(digest), Some(l))
+                }
+                None => (None, None),
+            };
+            packages.push(LockedPackage {
+                name: pkg.name.into_inner(),
+                version: pkg.version,
+                source,
+                checksum,
+                line,
+                checksum_line,
+                dependencies: pkg.dependencies,
+            });
+        }
+        Ok(Self {
+            version: raw.version,
+            packages,
+        })
+    }
 }
 
 /// Every distinct git repository and commit in `text`, with the packages taken from it.
 /// Sorted by URL, then commit.
 pub fn git_dependencies(text: &str) -> Result<Vec<GitDependency>, CargoLockError> {
-    let lock: RawLock = toml::from_str(text)?;
+    let lock = CargoLock::parse(text)?;
     let mut by_key: BTreeMap<(String, GitOid), GitDependency> = BTreeMap::new();
-    for pkg in lock.package {
-        let Some(source) = pkg.source.as_deref().filter(|s| s.starts_with("git+")) else {
+    for pkg in &lock.packages {
+        let PackageSource::Git(git) = &pkg.source else {
             continue;
         };
-        let git = GitSource::parse(source).map_err(|problem| CargoLockError::BadGitSource {
-            package: format!("{}@{}", pkg.name, pkg.version),
-            source_url: source.to_owned(),
-            problem,
-        })?;
         let entry = by_key
             .entry((git.url.clone(), git.commit))
             .or_insert_with(|| GitDependency {
-                url: git.url,
-                reference: git.reference,
+                url: git.url.clone(),
+                reference: git.reference.clone(),
                 commit: git.commit,
                 packages: Vec::new(),
             });
-        entry.packages.push(format!("{}@{}", pkg.name, pkg.version));
+        entry.packages.push(pkg.id());
     }
     Ok(by_key
         .into_values()
@@ -100,6 +230,58 @@ mod tests {
 
     fn fixture(release: &str) -> String {
         crate::kata_fixture(release, "Cargo.lock")
+    }
+
+    #[test]
+    fn kata_4_1_0_counts() {
+        let lock = CargoLock::parse(&fixture("4.1.0")).unwrap();
+        assert_eq!(lock.version, Some(4));
+        assert_eq!(lock.packages.len(), 901);
+        let registry = lock
+            .packages
+            .iter()
+            .filter(|p| p.checksum.is_some())
+            .count();
+        let git = lock
+            .packages
+            .iter()
+            .filter(|p| matches!(p.source, PackageSource::Git(_)))
+            .count();
+        let path = lock
+            .packages
+            .iter()
+            .filter(|p| p.source == PackageSource::Path)
+            .count();
+        assert_eq!((registry, git, path), (845, 7, 49));
+        assert!(
+            lock.packages
+                .iter()
+                .filter(|p| p.checksum.is_some())
+                .all(LockedPackage::is_crates_io)
+        );
+    }
+
+    #[test]
+    fn lines_point_at_name_and_checksum() {
+        let text = "version = 4\n\n[[package]]\nname = \"a\"\nversion = \"1.0.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+        let lock = CargoLock::parse(text).unwrap();
+        assert_eq!(
+            (lock.packages[0].line, lock.packages[0].checksum_line),
+            (4, Some(7))
+        );
+        let bad = text.replace("00000000000000000000", "zz");
+        let err = CargoLock::parse(&bad).unwrap_err().to_string();
+        assert!(
+            err.starts_with("Cargo.lock:7: package a@1.0.0: checksum"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn v1_metadata_checksums_are_read() {
+        let text = "[[package]]\nname = \"a\"\nversion = \"1.0.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n[metadata]\n\"checksum a 1.0.0 (registry+https://github.com/rust-lang/crates.io-index)\" = \"1111111111111111111111111111111111111111111111111111111111111111\"\n";
+        let lock = CargoLock::parse(text).unwrap();
+        assert_eq!(lock.packages[0].checksum_line, Some(7));
     }
 
     #[test]

@@ -1,3 +1,4 @@
 //! Verification of everything a pinned release depends on, one module per ecosystem.
 
 pub mod gomod;
+pub mod report;

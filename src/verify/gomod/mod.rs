@@ -3,3 +3,4 @@
 
 pub mod dirhash;
 pub mod gosum;
+pub mod modcache;

@@ -1,0 +1,174 @@
+//! Go modules in a module cache (GOMODCACHE layout) or fetched from a proxy, against go.sum.
+//!
+//! A module's zip lives at `cache/download/<escaped module>/@v/<escaped version>.zip` and its
+//! go.mod at `….mod`; the extracted tree at `<escaped module>@<escaped version>/`. A GOPROXY
+//! serves the same files at `<proxy>/<escaped module>/@v/<escaped version>.{zip,mod}`, so the
+//! store keeps verified modules in that layout and can itself serve as a `file://` proxy.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::dirhash;
+use super::gosum::{GoSum, GoSumEntry, SumKind, escape_path};
+use crate::source::download::{self, Location};
+use crate::verify::report::{Ecosystem, Finding, Outcome, Report};
+
+/// Where module files are looked for, in order.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleSources {
+    /// Existing module caches (GOMODCACHE directories).
+    pub modcaches: Vec<PathBuf>,
+    /// A GOPROXY (https:// or file://) to download missing modules from, into `store`.
+    pub proxy: Option<String>,
+    /// The verified store of Go modules (a GOPROXY file layout), written only after a match.
+    pub store: Option<PathBuf>,
+}
+
+fn file_name(entry: &GoSumEntry) -> String {
+    let ext = match entry.kind {
+        SumKind::Zip => "zip",
+        SumKind::GoMod => "mod",
+    };
+    format!(
+        "{}/@v/{}.{ext}",
+        escape_path(&entry.module),
+        escape_path(&entry.version)
+    )
+}
+
+fn hash_of(entry: &GoSumEntry, path: &Path) -> Result<String, String> {
+    match entry.kind {
+        SumKind::Zip => dirhash::hash_zip(path).map_err(|e| e.to_string()),
+        SumKind::GoMod => std::fs::read(path)
+            .map(|d| dirhash::hash_go_mod(&d))
+            .map_err(|e| format!("{}: {e}", path.display())),
+    }
+}
+
+fn finding_for(entry: &GoSumEntry, sum: &GoSum) -> Finding {
+    let suffix = if entry.kind == SumKind::GoMod {
+        "/go.mod"
+    } else {
+        ""
+    };
+    Finding::new(
+        Ecosystem::Go,
+        format!("{}@{}{suffix}", entry.module, entry.version),
+        Outcome::Ok,
+    )
+    .pinned_at(format!("{}:{}", sum.path.display(), entry.line))
+}
+
+/// Checks one go.sum entry against a file. Returns the finding.
+fn check_file(entry: &GoSumEntry, sum: &GoSum, path: &Path) -> Finding {
+    let f = finding_for(entry, sum).origin(path.display().to_string());
+    match hash_of(entry, path) {
+        Ok(actual) if actual == entry.hash => f,
+        Ok(actual) => f
+            .outcome(Outcome::Failed)
+            .hashes(&entry.hash, actual)
+            .message("h1 mismatch"),
+        Err(e) => f.outcome(Outcome::Failed).message(e),
+    }
+}
+
+/// Verifies every go.sum entry: the zip (and any extracted directory) or the go.mod, from the
+/// first source that has it. Entries no source has are missing.
+pub fn verify(sum: &GoSum, sources: &ModuleSources) -> Report {
+    let findings = sum
+        .entries
+        .par_iter()
+        .map(|entry| verify_entry(entry, sum, sources))
+        .collect::<Vec<_>>();
+    Report {
+        findings: findings.into_iter().flatten().collect(),
+        notes: Vec::new(),
+    }
+}
+
+fn verify_entry(entry: &GoSumEntry, sum: &GoSum, sources: &ModuleSources) -> Vec<Finding> {
+    let rel = file_name(entry);
+    let mut out = Vec::new();
+    // The store first: what is there was verified before, but check again.
+    let mut candidates: Vec<PathBuf> = sources.store.iter().map(|s| s.join(&rel)).collect();
+    candidates.extend(
+        sources
+            .modcaches
+            .iter()
+            .map(|m| m.join("cache/download").join(&rel)),
+    );
+    if let Some(path) = candidates.iter().find(|p| p.is_file()) {
+        out.push(check_file(entry, sum, path));
+    } else if let (Some(proxy), Some(store)) = (&sources.proxy, &sources.store) {
+        out.push(fetch_into_store(entry, sum, proxy, store, &rel));
+    } else {
+        out.push(
+            finding_for(entry, sum)
+                .outcome(Outcome::Missing)
+                .expected(&entry.hash)
+                .message(format!(
+                    "{rel} is in no module cache; pass --modcache DIR or --proxy URL"
+                )),
+        );
+    }
+    // Extracted module trees in the caches are checked too: a build reads those, not the zip.
+    if entry.kind == SumKind::Zip {
+        let dir_name = format!(
+            "{}@{}",
+            escape_path(&entry.module),
+            escape_path(&entry.version)
+        );
+        for cache in &sources.modcaches {
+            let dir = cache.join(&dir_name);
+            if dir.is_dir() {
+                let f = finding_for(entry, sum).origin(dir.display().to_string());
+                let prefix = format!("{}@{}", entry.module, entry.version);
+                out.push(match dirhash::hash_dir(&dir, &prefix) {
+                    Ok(actual) if actual == entry.hash => f,
+                    Ok(actual) => f
+                        .outcome(Outcome::Failed)
+                        .hashes(&entry.hash, actual)
+                        .message("extracted module tree differs from go.sum"),
+                    Err(e) => f.outcome(Outcome::Failed).message(e.to_string()),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Downloads one module file from a GOPROXY into the store, keeping it only if its h1 matches.
+fn fetch_into_store(
+    entry: &GoSumEntry,
+    sum: &GoSum,
+    proxy: &str,
+    store: &Path,
+    rel: &str,
+) -> Finding {
+    let url = format!("{}/{rel}", proxy.trim_end_matches('/'));
+    let f = finding_for(entry, sum).origin(url.clone());
+    let dest = store.join(rel);
+    let result = (|| -> Result<Result<(), String>, String> {
+        let parent = dest.parent().expect("has a parent");
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(|e| e.to_string())?;
+        download::copy_to(&Location::parse(&url), &mut tmp, |_, _| {})
+            .map_err(|e| e.to_string())?;
+        let actual = hash_of(entry, tmp.path())?;
+        if actual != entry.hash {
+            return Ok(Err(actual));
+        }
+        tmp.as_file().sync_all().map_err(|e| e.to_string())?;
+        tmp.persist(&dest).map_err(|e| e.error.to_string())?;
+        Ok(Ok(()))
+    })();
+    match result {
+        Ok(Ok(())) => f,
+        Ok(Err(actual)) => f
+            .outcome(Outcome::Failed)
+            .hashes(&entry.hash, actual)
+            .message("h1 mismatch; the download was deleted"),
+        Err(e) => f.outcome(Outcome::Missing).expected(&entry.hash).message(e),
+    }
+}
