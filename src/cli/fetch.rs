@@ -7,6 +7,7 @@ use kata_repro::lock::Lockfile;
 use kata_repro::source::fetch::{
     Event, FetchOptions, FetchReport, Fetcher, InputClass, Status, check_policy,
 };
+use kata_repro::source::get::Getter;
 use kata_repro::source::mirror::Config;
 use kata_repro::source::policy::HostPolicy;
 use kata_repro::source::store::Store;
@@ -57,9 +58,11 @@ pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     }
     let fetcher = Fetcher {
         lock: &lock,
-        store: &store,
-        mirrors: &mirrors,
-        policy: &policy,
+        get: Getter {
+            store: &store,
+            mirrors: &mirrors,
+            policy: &policy,
+        },
         options,
     };
 

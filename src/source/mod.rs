@@ -3,6 +3,7 @@
 
 pub mod download;
 pub mod fetch;
+pub mod get;
 pub mod git;
 pub mod mirror;
 pub mod policy;

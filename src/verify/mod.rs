@@ -1,4 +1,5 @@
 //! Verification of everything a pinned release depends on, one module per ecosystem.
 
+pub mod cargo;
 pub mod gomod;
 pub mod report;

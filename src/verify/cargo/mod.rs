@@ -1,0 +1,4 @@
+//! Rust crates: registry archives, vendored trees, git and path packages.
+
+pub mod registry;
+pub mod vendor;

@@ -1,0 +1,179 @@
+//! Vendored crates, as `cargo vendor` writes them: each directory has a `.cargo-checksum.json`
+//! whose `package` is the Cargo.lock checksum (null for git packages) and whose `files` lists
+//! the sha256 of every file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use crate::digest::Sha256Digest;
+use crate::lock::cargo_lock::{CargoLock, LockedPackage, PackageSource};
+use crate::verify::report::{Ecosystem, Finding, Outcome};
+
+pub const CHECKSUM_FILE: &str = ".cargo-checksum.json";
+
+#[derive(Debug, Deserialize)]
+pub struct CargoChecksum {
+    pub files: BTreeMap<String, String>,
+    pub package: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    package: Option<ManifestPackage>,
+}
+
+#[derive(Deserialize)]
+struct ManifestPackage {
+    name: String,
+    version: Option<toml::Value>,
+}
+
+/// `(name, version)` of the crate in `dir`, from its Cargo.toml.
+fn crate_id(dir: &Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
+    let manifest: Manifest = toml::from_str(&text).ok()?;
+    let package = manifest.package?;
+    let version = package
+        .version
+        .and_then(|v| v.as_str().map(str::to_owned))?;
+    Some((package.name, version))
+}
+
+/// Problems with one vendored crate's files, against its checksum file.
+fn check_files(dir: &Path, listed: &BTreeMap<String, String>) -> Vec<String> {
+    let mut problems: Vec<String> = listed
+        .par_iter()
+        .filter_map(|(rel, want)| {
+            let path = dir.join(rel);
+            match Sha256Digest::of_file(&path) {
+                Ok(actual) if actual.to_hex() == *want => None,
+                Ok(actual) => Some(format!(
+                    "{rel} was edited (expected {want}, actual {actual})"
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Some(format!("{rel} is listed but missing"))
+                }
+                Err(e) => Some(format!("{rel}: {e}")),
+            }
+        })
+        .collect();
+    for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .expect("under dir")
+            .to_string_lossy()
+            .replace('\\', "/");
+        if rel != CHECKSUM_FILE && !listed.contains_key(&rel) {
+            problems.push(format!(
+                "{rel} is present but not listed in {CHECKSUM_FILE}"
+            ));
+        }
+    }
+    problems.sort();
+    problems
+}
+
+/// Verifies a vendor directory against Cargo.lock. Every registry and git package must be
+/// vendored, every vendored crate must be locked, and every file must match its checksum.
+pub fn verify(lock: &CargoLock, lock_path: &Path, vendor: &Path) -> Vec<Finding> {
+    let mut dirs: Vec<PathBuf> = match std::fs::read_dir(vendor) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect(),
+        Err(e) => {
+            return vec![
+                Finding::new(
+                    Ecosystem::Cargo,
+                    vendor.display().to_string(),
+                    Outcome::Missing,
+                )
+                .message(format!("cannot read the vendor directory: {e}")),
+            ];
+        }
+    };
+    dirs.sort();
+    let by_id: BTreeMap<(String, String), &LockedPackage> = lock
+        .packages
+        .iter()
+        .map(|p| ((p.name.clone(), p.version.clone()), p))
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut findings: Vec<Finding> = dirs
+        .par_iter()
+        .map(|dir| {
+            let origin = dir.display().to_string();
+            let Some((name, version)) = crate_id(dir) else {
+                return Finding::new(Ecosystem::Cargo, origin.clone(), Outcome::Failed)
+                    .origin(origin)
+                    .message("no readable Cargo.toml with a package name and version");
+            };
+            let id = format!("{name}@{version}");
+            let base = Finding::new(Ecosystem::Cargo, id, Outcome::Ok).origin(origin);
+            let Some(pkg) = by_id.get(&(name, version)) else {
+                return base
+                    .outcome(Outcome::Failed)
+                    .message("vendored, but not in Cargo.lock");
+            };
+            let base = base.pinned_at(format!(
+                "{}:{}",
+                lock_path.display(),
+                pkg.checksum_line.unwrap_or(pkg.line)
+            ));
+            let checksum: CargoChecksum = match std::fs::read(dir.join(CHECKSUM_FILE))
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    return base
+                        .outcome(Outcome::Failed)
+                        .message(format!("{CHECKSUM_FILE}: {e}"));
+                }
+            };
+            let expected = pkg.checksum.map(|c| c.to_hex());
+            if checksum.package != expected {
+                let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "null".into());
+                return base
+                    .outcome(Outcome::Failed)
+                    .hashes(show(&expected), show(&checksum.package))
+                    .message(format!(
+                        "the `package` checksum in {CHECKSUM_FILE} is not Cargo.lock's"
+                    ));
+            }
+            let problems = check_files(dir, &checksum.files);
+            if problems.is_empty() {
+                base
+            } else {
+                let n = problems.len();
+                let mut msg = problems.into_iter().take(5).collect::<Vec<_>>().join("; ");
+                if n > 5 {
+                    msg.push_str(&format!("; and {} more", n - 5));
+                }
+                base.outcome(Outcome::Failed).message(msg)
+            }
+        })
+        .collect();
+    for f in &findings {
+        seen.insert(f.name.clone());
+    }
+    for pkg in &lock.packages {
+        if pkg.source != PackageSource::Path && !seen.contains(&pkg.id()) {
+            findings.push(
+                Finding::new(Ecosystem::Cargo, pkg.id(), Outcome::Missing)
+                    .origin(vendor.display().to_string())
+                    .pinned_at(format!("{}:{}", lock_path.display(), pkg.line))
+                    .message("locked, but not vendored"),
+            );
+        }
+    }
+    findings
+}
