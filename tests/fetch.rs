@@ -29,7 +29,7 @@ fn good_fetch_verifies_everything_then_hits_the_cache() {
     );
 
     // The checkout is the pinned tree, modes and submodules included.
-    let kata = f.store.join("git").join(f.kata_commit());
+    let kata = f.checkout(&f.kata_commit());
     assert_eq!(
         std::fs::read_to_string(kata.join("tools/packaging/kernel/kata_config_version")).unwrap(),
         "7\n"
@@ -41,7 +41,7 @@ fn good_fetch_verifies_everything_then_hits_the_cache() {
     );
     assert_eq!(mode & 0o777, 0o755);
     assert!(!kata.join(".git").exists());
-    let dep = f.store.join("git").join(&f.dep_commit);
+    let dep = f.checkout(&f.dep_commit);
     assert_eq!(
         std::fs::read_to_string(dep.join("ci/ci.sh")).unwrap(),
         "#!/bin/sh\necho ci\n"
@@ -151,7 +151,7 @@ fn a_git_dependency_whose_commit_the_mirror_lacks_is_missing() {
         "{at}"
     );
     // Everything else still verified and stays in the store.
-    assert!(f.store.join("git").join(f.kata_commit()).is_dir());
+    assert!(f.checkout(&f.kata_commit()).is_dir());
 }
 
 #[test]
@@ -426,4 +426,55 @@ fn a_mirror_without_the_tag_is_verified_by_commit_and_says_so() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn a_damaged_stored_checkout_is_detected_and_checked_out_again() {
+    let f = Fixture::new();
+    assert_eq!(f.fetch(&["--skip", "kernel"]).status.code(), Some(0));
+    let readme = f.checkout(&f.kata_commit()).join("README.md");
+    std::fs::write(&readme, "Kata fixture, edited in the store\n").unwrap();
+    let submodule_file = f.checkout(&f.dep_commit).join("ci/ci.sh");
+    std::fs::write(&submodule_file, "#!/bin/sh\necho changed\n").unwrap();
+
+    let out = f.fetch(&["--skip", "kernel"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = text(&out);
+    assert_eq!(
+        all.matches("the stored checkout was damaged").count(),
+        2,
+        "{all}"
+    );
+    assert_eq!(std::fs::read_to_string(&readme).unwrap(), "Kata fixture\n");
+    assert_eq!(
+        std::fs::read_to_string(&submodule_file).unwrap(),
+        "#!/bin/sh\necho ci\n"
+    );
+
+    // An entry with nothing in it is no checkout either; without a mirror it cannot be mended.
+    let entry = f.store.join("git").join(&f.dep_commit);
+    std::fs::remove_dir_all(&entry).unwrap();
+    std::fs::create_dir(&entry).unwrap();
+    let no_mirror = f.root().join("empty-config.toml");
+    std::fs::write(&no_mirror, "").unwrap();
+    let out = kata_repro()
+        .args([
+            "--config",
+            no_mirror.to_str().unwrap(),
+            "fetch",
+            "--lockfile",
+        ])
+        .arg(&f.lockfile)
+        .arg("--store")
+        .arg(&f.store)
+        .args(["--skip", "source,toolchain,kernel"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no mirror of https://github.com/example/dep-rs"),
+        "{}",
+        text(&out)
+    );
+    assert!(!entry.exists(), "the damaged entry is removed");
 }

@@ -126,42 +126,64 @@ impl Getter<'_> {
         tag: Option<&str>,
         tree: Option<GitOid>,
     ) -> Result<Got, Failure> {
-        let dest = self.store.git_path(&commit);
+        let entry = self.store.git_entry(&commit);
         let mirror = self.mirror_repo(url);
-        if dest.is_dir() {
-            // Re-check the pins against the mirror when there is one: a moved tag is news.
-            if let Ok((repo, _)) = &mirror {
-                repo.verify_pin(commit.id(), tag, tree.map(|t| t.id()))?;
+        let mut note = None;
+        if entry.exists() {
+            match CheckoutRecord::verify_entry(&entry, commit, tree) {
+                Ok(()) => {
+                    // Re-check the pins against the mirror when there is one: a moved tag is news.
+                    if let Ok((repo, _)) = &mirror {
+                        repo.verify_pin(commit.id(), tag, tree.map(|t| t.id()))?;
+                    }
+                    return Ok(Got {
+                        status: Status::Cached,
+                        from: None,
+                        path: self.store.git_path(&commit),
+                        bytes: None,
+                        note: None,
+                    });
+                }
+                Err(reason) => {
+                    self.store.remove_git_entry(&commit)?;
+                    note = Some(format!(
+                        "the stored checkout was damaged ({reason}) and was checked out again"
+                    ));
+                }
             }
-            return Ok(Got {
-                status: Status::Cached,
-                from: None,
-                path: dest,
-                bytes: None,
-                note: None,
-            });
         }
         let (repo, from) = mirror?;
         let info = repo.verify_pin(commit.id(), tag, tree.map(|t| t.id()))?;
-        let note = match tag {
-            Some(t) if repo.tag_commit(t)?.is_none() => Some(format!(
-                "tag {t} is not in the mirror; the commit was verified by its id"
-            )),
-            _ => None,
-        };
+        if let Some(t) = tag {
+            if repo.tag_commit(t)?.is_none() {
+                note = Some(format!(
+                    "tag {t} is not in the mirror; the commit was verified by its id"
+                ));
+            }
+        }
         let staged = self.store.stage_dir()?;
+        let tree_dir = staged.path().join(CHECKOUT_DIR);
+        std::fs::create_dir(&tree_dir)
+            .map_err(|e| Failure::failed(format!("{}: {e}", tree_dir.display())))?;
         let mut bytes = 0;
-        self.checkout_recursive(&repo, info.tree, staged.path(), &mut bytes, 0)?;
-        let path = self.store.commit_checkout(staged, &commit)?;
+        let submodules = self.checkout_recursive(&repo, info.tree, &tree_dir, &mut bytes, 0)?;
+        let record = CheckoutRecord {
+            commit,
+            tree: info.tree.into(),
+            submodules,
+        };
+        record.write(staged.path())?;
+        self.store.commit_checkout(staged, &commit)?;
         Ok(Got {
             status: Status::Fetched,
             from: Some(from),
-            path,
+            path: self.store.git_path(&commit),
             bytes: Some(bytes),
             note,
         })
     }
 
+    /// Checks out `tree` into `dest` and, through their mirrors, every submodule in it.
     fn checkout_recursive(
         &self,
         repo: &VerifiedRepo,
@@ -169,11 +191,11 @@ impl Getter<'_> {
         dest: &Path,
         bytes: &mut u64,
         depth: usize,
-    ) -> Result<(), Failure> {
+    ) -> Result<Vec<SubmoduleRecord>, Failure> {
         let stats = repo.checkout(tree, dest)?;
         *bytes += stats.bytes;
         if stats.gitlinks.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         if depth > 8 {
             return Err(Failure::failed(format!(
@@ -185,6 +207,7 @@ impl Getter<'_> {
             .read_path(tree, ".gitmodules")?
             .map(|m| super::git::submodule_urls(&m))
             .unwrap_or_default();
+        let mut records = Vec::new();
         for link in stats.gitlinks {
             let url = urls
                 .iter()
@@ -208,9 +231,16 @@ impl Getter<'_> {
                 f.message = format!("submodule {} ({url}): {}", link.path, f.message);
                 f
             })?;
-            self.checkout_recursive(&sub, info.tree, &dest.join(&link.path), bytes, depth + 1)?;
+            let submodules =
+                self.checkout_recursive(&sub, info.tree, &dest.join(&link.path), bytes, depth + 1)?;
+            records.push(SubmoduleRecord {
+                path: link.path,
+                commit: link.commit.into(),
+                tree: info.tree.into(),
+                submodules,
+            });
         }
-        Ok(())
+        Ok(records)
     }
 
     fn mirror_repo(&self, url: &str) -> Result<(VerifiedRepo, String), Failure> {
@@ -230,4 +260,74 @@ impl Getter<'_> {
             ))),
         }
     }
+}
+
+/// Where a checkout's files live inside its store entry.
+pub const CHECKOUT_DIR: &str = "tree";
+const RECORD_FILE: &str = "record.json";
+
+/// What a store entry for a commit holds: the ids its files were verified against, so that
+/// the files can be re-hashed into the same tree ids whenever the entry is used again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckoutRecord {
+    pub commit: GitOid,
+    pub tree: GitOid,
+    pub submodules: Vec<SubmoduleRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SubmoduleRecord {
+    /// Relative to the repository that records the submodule.
+    pub path: String,
+    pub commit: GitOid,
+    pub tree: GitOid,
+    pub submodules: Vec<SubmoduleRecord>,
+}
+
+impl CheckoutRecord {
+    fn write(&self, entry: &Path) -> Result<(), Failure> {
+        let path = entry.join(RECORD_FILE);
+        let json = serde_json::to_vec_pretty(self).expect("a record serialises");
+        std::fs::write(&path, json).map_err(|e| Failure::failed(format!("{}: {e}", path.display())))
+    }
+
+    /// Re-hashes a stored checkout: the record must name `commit` (and `tree`, when pinned),
+    /// and the files on disk must hash to the recorded trees, submodules included.
+    pub fn verify_entry(entry: &Path, commit: GitOid, tree: Option<GitOid>) -> Result<(), String> {
+        let text = std::fs::read(entry.join(RECORD_FILE))
+            .map_err(|e| format!("no readable {RECORD_FILE}: {e}"))?;
+        let record: CheckoutRecord =
+            serde_json::from_slice(&text).map_err(|e| format!("{RECORD_FILE}: {e}"))?;
+        if record.commit != commit {
+            return Err(format!("it records commit {}", record.commit));
+        }
+        if let Some(pinned) = tree {
+            if record.tree != pinned {
+                return Err(format!(
+                    "it records tree {}, not the pinned {pinned}",
+                    record.tree
+                ));
+            }
+        }
+        verify_dir(&entry.join(CHECKOUT_DIR), record.tree, &record.submodules)
+    }
+}
+
+fn verify_dir(dir: &Path, tree: GitOid, submodules: &[SubmoduleRecord]) -> Result<(), String> {
+    let gitlinks = submodules
+        .iter()
+        .map(|s| (s.path.clone(), s.commit.id()))
+        .collect();
+    let actual = super::git::tree_id_of_dir(dir, &gitlinks)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    if actual != tree.id() {
+        return Err(format!(
+            "{} hashes to tree {actual}, not {tree}",
+            dir.display()
+        ));
+    }
+    for s in submodules {
+        verify_dir(&dir.join(&s.path), s.tree, &s.submodules)?;
+    }
+    Ok(())
 }

@@ -415,3 +415,114 @@ mod tests {
         );
     }
 }
+
+/// The git tree id of a directory as it is on disk, as `git write-tree` would compute it for
+/// the same files and modes. Directories at `gitlinks` paths are not read: they enter the tree
+/// as the given submodule commits. Empty directories, as in git, do not count.
+pub fn tree_id_of_dir(
+    dir: &Path,
+    gitlinks: &std::collections::BTreeMap<String, ObjectId>,
+) -> std::io::Result<ObjectId> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    // Every file and symlink, outside submodules.
+    let mut files = Vec::new();
+    let mut walker = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(entry) = walker.next() {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .expect("under dir")
+            .to_string_lossy()
+            .into_owned();
+        if entry.file_type().is_dir() {
+            if gitlinks.contains_key(&rel) {
+                walker.skip_current_dir();
+            }
+            continue;
+        }
+        files.push((rel, entry.path().to_owned(), entry.file_type().is_symlink()));
+    }
+    let hashed: Vec<(String, EntryKind, ObjectId)> = files
+        .par_iter()
+        .map(|(rel, path, is_link)| {
+            let (kind, data) = if *is_link {
+                (
+                    EntryKind::Link,
+                    fs::read_link(path)?.into_os_string().into_encoded_bytes(),
+                )
+            } else {
+                let exec = fs::symlink_metadata(path)?.permissions().mode() & 0o100 != 0;
+                (
+                    if exec {
+                        EntryKind::BlobExecutable
+                    } else {
+                        EntryKind::Blob
+                    },
+                    fs::read(path)?,
+                )
+            };
+            let oid = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &data)
+                .map_err(std::io::Error::other)?;
+            Ok((rel.clone(), kind, oid))
+        })
+        .collect::<std::io::Result<_>>()?;
+
+    // Nest by directory, then write trees bottom-up.
+    #[derive(Default)]
+    struct Dir {
+        entries: Vec<(String, EntryKind, ObjectId)>,
+        dirs: std::collections::BTreeMap<String, Dir>,
+    }
+    let mut root = Dir::default();
+    let place = |root: &mut Dir, rel: &str, kind: EntryKind, oid: ObjectId| {
+        let mut parts: Vec<&str> = rel.split('/').collect();
+        let name = parts.pop().expect("non-empty path");
+        let mut d = root;
+        for p in parts {
+            d = d.dirs.entry(p.to_owned()).or_default();
+        }
+        d.entries.push((name.to_owned(), kind, oid));
+    };
+    for (rel, kind, oid) in hashed {
+        place(&mut root, &rel, kind, oid);
+    }
+    for (rel, commit) in gitlinks {
+        place(&mut root, rel, EntryKind::Commit, *commit);
+    }
+    fn write(d: &Dir) -> std::io::Result<Option<ObjectId>> {
+        use gix::objs::WriteTo;
+        let mut entries = Vec::new();
+        for (name, kind, oid) in &d.entries {
+            entries.push(gix::objs::tree::Entry {
+                mode: (*kind).into(),
+                filename: name.as_str().into(),
+                oid: *oid,
+            });
+        }
+        for (name, sub) in &d.dirs {
+            if let Some(oid) = write(sub)? {
+                entries.push(gix::objs::tree::Entry {
+                    mode: EntryKind::Tree.into(),
+                    filename: name.as_str().into(),
+                    oid,
+                });
+            }
+        }
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        entries.sort();
+        let mut buf = Vec::new();
+        gix::objs::Tree { entries }.write_to(&mut buf)?;
+        gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Tree, &buf)
+            .map(Some)
+            .map_err(std::io::Error::other)
+    }
+    Ok(write(&root)?.unwrap_or_else(|| ObjectId::empty_tree(gix::hash::Kind::Sha1)))
+}

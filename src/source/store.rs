@@ -118,8 +118,21 @@ impl Store {
         self.root.join("objects/sha256").join(digest.to_hex())
     }
 
-    pub fn git_path(&self, commit: &GitOid) -> PathBuf {
+    /// The store entry of a commit: its checkout and the record it was verified against.
+    pub fn git_entry(&self, commit: &GitOid) -> PathBuf {
         self.root.join("git").join(commit.to_string())
+    }
+
+    /// The checked-out files of a commit.
+    pub fn git_path(&self, commit: &GitOid) -> PathBuf {
+        self.git_entry(commit)
+            .join(crate::source::get::CHECKOUT_DIR)
+    }
+
+    /// Removes a damaged checkout, so that it is checked out again.
+    pub fn remove_git_entry(&self, commit: &GitOid) -> Result<(), StoreError> {
+        let entry = self.git_entry(commit);
+        fs::remove_dir_all(&entry).map_err(io_err(&entry))
     }
 
     /// Checks an existing object by re-hashing it. A damaged object is removed, so that it is
@@ -184,7 +197,7 @@ impl Store {
         staged: tempfile::TempDir,
         commit: &GitOid,
     ) -> Result<PathBuf, StoreError> {
-        let dest = self.git_path(commit);
+        let dest = self.git_entry(commit);
         let src = staged.keep();
         fs::rename(&src, &dest).map_err(io_err(&dest))?;
         sync_dir(&self.root.join("git"));

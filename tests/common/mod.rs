@@ -301,6 +301,11 @@ impl Fixture {
         std::fs::write(&self.lockfile, text.replacen(from, to, 1)).unwrap();
     }
 
+    /// The checked-out files of a commit in the store.
+    pub fn checkout(&self, commit: &str) -> PathBuf {
+        self.store.join("git").join(commit).join("tree")
+    }
+
     pub fn kata_commit(&self) -> String {
         git(&self.kata, &["rev-parse", &format!("{TAG}^{{commit}}")])
     }
