@@ -154,12 +154,12 @@ impl Getter<'_> {
         }
         let (repo, from) = mirror?;
         let info = repo.verify_pin(commit.id(), tag, tree.map(|t| t.id()))?;
-        if let Some(t) = tag {
-            if repo.tag_commit(t)?.is_none() {
-                note = Some(format!(
-                    "tag {t} is not in the mirror; the commit was verified by its id"
-                ));
-            }
+        if let Some(t) = tag
+            && repo.tag_commit(t)?.is_none()
+        {
+            note = Some(format!(
+                "tag {t} is not in the mirror; the commit was verified by its id"
+            ));
         }
         let staged = self.store.stage_dir()?;
         let tree_dir = staged.path().join(CHECKOUT_DIR);
@@ -301,13 +301,13 @@ impl CheckoutRecord {
         if record.commit != commit {
             return Err(format!("it records commit {}", record.commit));
         }
-        if let Some(pinned) = tree {
-            if record.tree != pinned {
-                return Err(format!(
-                    "it records tree {}, not the pinned {pinned}",
-                    record.tree
-                ));
-            }
+        if let Some(pinned) = tree
+            && record.tree != pinned
+        {
+            return Err(format!(
+                "it records tree {}, not the pinned {pinned}",
+                record.tree
+            ));
         }
         verify_dir(&entry.join(CHECKOUT_DIR), record.tree, &record.submodules)
     }

@@ -391,31 +391,6 @@ fn kind_name(kind: gix::objs::Kind) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unsafe_components_are_refused() {
-        for bad in ["", ".", "..", ".git", ".GIT", "a/b"] {
-            assert!(!is_safe_component(bad), "{bad}");
-        }
-        assert!(is_safe_component(".gitmodules"));
-    }
-
-    #[test]
-    fn gitmodules_are_read() {
-        let text = b"[submodule \"rust-vmm-ci\"]\n\tpath = rust-vmm-ci\n\turl = https://github.com/rust-vmm/rust-vmm-ci.git\n";
-        assert_eq!(
-            submodule_urls(text),
-            [(
-                "rust-vmm-ci".to_owned(),
-                "https://github.com/rust-vmm/rust-vmm-ci.git".to_owned()
-            )]
-        );
-    }
-}
-
 /// The git tree id of a directory as it is on disk, as `git write-tree` would compute it for
 /// the same files and modes. Directories at `gitlinks` paths are not read: they enter the tree
 /// as the given submodule commits. Empty directories, as in git, do not count.
@@ -525,4 +500,29 @@ pub fn tree_id_of_dir(
             .map_err(std::io::Error::other)
     }
     Ok(write(&root)?.unwrap_or_else(|| ObjectId::empty_tree(gix::hash::Kind::Sha1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_components_are_refused() {
+        for bad in ["", ".", "..", ".git", ".GIT", "a/b"] {
+            assert!(!is_safe_component(bad), "{bad}");
+        }
+        assert!(is_safe_component(".gitmodules"));
+    }
+
+    #[test]
+    fn gitmodules_are_read() {
+        let text = b"[submodule \"rust-vmm-ci\"]\n\tpath = rust-vmm-ci\n\turl = https://github.com/rust-vmm/rust-vmm-ci.git\n";
+        assert_eq!(
+            submodule_urls(text),
+            [(
+                "rust-vmm-ci".to_owned(),
+                "https://github.com/rust-vmm/rust-vmm-ci.git".to_owned()
+            )]
+        );
+    }
 }

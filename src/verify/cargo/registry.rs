@@ -100,10 +100,10 @@ fn verify_one(pkg: &LockedPackage, lock_path: &Path, sources: &CrateSources<'_>)
         return match Sha256Digest::of_file(&path) {
             Ok(actual) if actual == expected => {
                 // Keep a verified copy, so that later steps use the store alone.
-                if let Some(store) = sources.store {
-                    if let Err(e) = store.put(&Location::File(path.clone()), &expected, |_, _| {}) {
-                        return base.outcome(Outcome::Failed).message(e.to_string());
-                    }
+                if let Some(store) = sources.store
+                    && let Err(e) = store.put(&Location::File(path.clone()), &expected, |_, _| {})
+                {
+                    return base.outcome(Outcome::Failed).message(e.to_string());
                 }
                 base
             }
