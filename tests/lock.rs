@@ -164,4 +164,24 @@ fn bad_lock_input_exits_2() {
         "{}",
         text(&out)
     );
+
+    // The upstream written into the lockfile must pass the policy, whatever --source is.
+    let out = kata_repro()
+        .args([
+            "lock",
+            "--source",
+            f.kata.to_str().unwrap(),
+            "--ref",
+            TAG,
+            "--upstream",
+            "http://evil.example/kata",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("`http://evil.example/kata` does not use https"),
+        "{}",
+        text(&out)
+    );
 }

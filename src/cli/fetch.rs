@@ -27,7 +27,7 @@ pub struct FetchArgs {
     #[arg(long, value_enum, value_delimiter = ',', value_name = "KIND")]
     skip: Vec<InputClass>,
     /// Fetch toolchains for this host architecture instead of this machine's.
-    #[arg(long, value_name = "ARCH")]
+    #[arg(long, value_name = "ARCH", value_parser = ["x86_64", "aarch64"])]
     host_arch: Option<String>,
     #[command(flatten)]
     mirrors: MirrorArgs,

@@ -54,21 +54,19 @@ pub struct LockArgs {
 
 pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let mirrors = super::mirrors(config, &args.mirrors)?;
+    let mut policy = HostPolicy::new(DEFAULT_ALLOWED_HOSTS);
+    policy.extend(&config.policy.allowed_hosts);
     let (repo, upstream_url) = match Location::parse(&args.source) {
-        Location::Http(url) => {
-            let mut policy = HostPolicy::new(DEFAULT_ALLOWED_HOSTS);
-            policy.extend(&config.policy.allowed_hosts);
-            policy.check(&url).map_err(Failure::input)?;
-            match mirrors.resolve(&url) {
-                Some(Location::File(path)) => (path, args.upstream.clone().unwrap_or(url)),
-                _ => {
-                    return Err(Failure::input(anyhow!(
-                        "{url} has no local mirror, and git is only read from local mirrors: \
-                         pass --mirror {url}=PATH"
-                    )));
-                }
+        Location::Http(url) => match mirrors.resolve(&url) {
+            Some(Location::File(path)) => (path, args.upstream.clone().unwrap_or(url)),
+            _ => {
+                policy.check(&url).map_err(Failure::input)?;
+                return Err(Failure::input(anyhow!(
+                    "{url} has no local mirror, and git is only read from local mirrors: \
+                     pass --mirror {url}=PATH"
+                )));
             }
-        }
+        },
         Location::File(path) => {
             let upstream = args.upstream.clone().ok_or_else(|| {
                 Failure::input(anyhow!(
@@ -79,6 +77,8 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
             (path, upstream)
         }
     };
+    // The URL written into the lockfile must pass the policy that every later command applies.
+    policy.check(&upstream_url).map_err(Failure::input)?;
     let kernel = match (&args.kernel_sha256, &args.kernel_tarball) {
         (Some(hex), _) => KernelPin::Sha256(
             hex.parse::<Sha256Digest>()

@@ -68,7 +68,8 @@ impl Failure {
     }
 
     pub fn report(self, json: bool) -> ExitCode {
-        let message = format!("{:#}", self.error);
+        // Errors carry their causes in their own messages.
+        let message = format!("{}", self.error);
         if json {
             let v = serde_json::json!({ "ok": false, "exit_code": self.code, "error": message });
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -76,6 +77,23 @@ impl Failure {
         eprintln!("error: {message}");
         ExitCode::from(self.code)
     }
+}
+
+/// A command line clap refused: exit 2, as JSON when `--json` was asked for.
+pub fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) || !std::env::args().any(|a| a == "--json")
+    {
+        error.exit();
+    }
+    let message = error.render().to_string();
+    let v = serde_json::json!({ "ok": false, "exit_code": 2, "error": message.trim() });
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    eprint!("{message}");
+    ExitCode::from(2)
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {

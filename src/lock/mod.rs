@@ -337,6 +337,9 @@ impl Lockfile {
     /// `path:line` of the first line of the lockfile that contains `needle`.
     pub fn locate(&self, needle: &str) -> Option<String> {
         let origin = self.origin.as_ref()?;
+        if needle.is_empty() {
+            return None;
+        }
         let offset = origin.text.find(needle)?;
         Some(format!(
             "{}:{}",

