@@ -73,6 +73,42 @@ fn lock_pins_the_tree_and_is_deterministic() {
 }
 
 #[test]
+fn rust_is_pinned_from_the_channel_manifest_else_from_a_matching_rustc() {
+    let f = Fixture::new();
+    // Without a readable dist server, the fixture's rustc (1.95.7) answers for channel 1.95.
+    let out = f.lock(&[
+        "--rust-dist",
+        "/nonexistent/dist",
+        "--kernel-sha256",
+        &f.kernel_sha256,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lock: toml::Value = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(
+        lock["toolchains"]["rust"]["version"].as_str(),
+        Some("1.95.7")
+    );
+    assert_eq!(
+        lock["toolchains"]["rust"]["commit_hash"].as_str(),
+        Some("0123456789abcdef0123456789abcdef01234567")
+    );
+    // Neither: the channel alone is recorded, listed as unpinned, with a warning.
+    let out = f.lock(&[
+        "--rust-dist",
+        "/nonexistent/dist",
+        "--rustc",
+        "/nonexistent/rustc",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("#   rust 1.95: neither its channel manifest"),
+        "{all}"
+    );
+    assert!(all.contains("warning: Rust channel manifest"), "{all}");
+}
+
+#[test]
 fn kernel_tarball_pins_by_hashing_it() {
     let f = Fixture::new();
     let out = f.lock(&[

