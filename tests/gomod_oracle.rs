@@ -45,6 +45,10 @@ fn modules() -> Vec<Module> {
                 ("internal/deep/deep.go", b"package deep\n".to_vec()),
                 ("LICENSE", b"Public domain.\n".to_vec()),
                 ("Zed.txt", b"upper-case names sort first\n".to_vec()),
+                (
+                    "sub/pkg/pkg.go",
+                    b"package pkg\n\nfunc Pkg() int { return 1 }\n".to_vec(),
+                ),
             ],
         },
         Module {
@@ -57,6 +61,17 @@ fn modules() -> Vec<Module> {
                     b"package beta\n\nfunc Beta() int { return 2 }\n".to_vec(),
                 ),
                 ("data/blob.bin", (0..=255u8).cycle().take(70_000).collect()),
+                ("NOTICE", b"Notice from the module root.\n".to_vec()),
+                (
+                    "x/y/y.go",
+                    b"package y\n\nfunc Y() int { return 3 }\n".to_vec(),
+                ),
+                ("x/y/y_test.go", b"package y\n".to_vec()),
+                (
+                    "x/y/gen.go",
+                    b"//go:build ignore\n\npackage main\n".to_vec(),
+                ),
+                ("x/y/README.md", b"Package y.\n".to_vec()),
             ],
         },
     ]
@@ -137,20 +152,26 @@ fn make_writable(dir: &Path) {
     }
 }
 
-#[test]
-fn dirhash_agrees_with_the_go_toolchain() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
+/// A main module requiring the proxy's modules, tidied by Go: go.sum written by the toolchain.
+fn tidy_main(root: &Path) -> (PathBuf, PathBuf) {
     let proxy = build_proxy(root);
     let main = root.join("main");
     std::fs::create_dir_all(&main).unwrap();
     std::fs::write(main.join("go.mod"), "module example.com/main\n\ngo 1.21\n").unwrap();
     std::fs::write(
         main.join("main.go"),
-        "package main\n\nimport (\n\t\"example.com/Beta\"\n\t\"example.com/alpha\"\n)\n\nfunc main() { println(alpha.Alpha(), beta.Beta()) }\n",
+        "package main\n\nimport (\n\t\"example.com/Beta/x/y\"\n\t\"example.com/alpha\"\n\t\"example.com/alpha/sub/pkg\"\n)\n\nfunc main() { println(alpha.Alpha(), pkg.Pkg(), y.Y()) }\n",
     )
     .unwrap();
     go(root, &main, &["mod", "tidy"]);
+    (proxy, main)
+}
+
+#[test]
+fn dirhash_agrees_with_the_go_toolchain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (proxy, main) = tidy_main(root);
     let sum = GoSum::load(&main.join("go.sum")).unwrap();
     assert_eq!(sum.entries.len(), 4, "go.sum: {:?}", sum.entries);
 
@@ -184,5 +205,109 @@ fn dirhash_agrees_with_the_go_toolchain() {
             zip_line.hash
         );
     }
+    make_writable(root);
+}
+
+#[test]
+fn go_mod_vendor_trees_are_derived_again_from_verified_zips() {
+    use kata_repro::verify::gomod::vendor::{VendorCheck, verify};
+    use kata_repro::verify::report::Outcome;
+    use std::collections::BTreeMap;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (proxy, main) = tidy_main(root);
+    go(root, &main, &["mod", "vendor"]);
+    let vendor = main.join("vendor");
+    assert!(vendor.join("example.com/!beta").exists() || vendor.join("example.com/Beta").exists());
+
+    // Zips checked against go.sum first, as verify does.
+    let sum = GoSum::load(&main.join("go.sum")).unwrap();
+    let mut zips = BTreeMap::new();
+    for m in modules() {
+        let zip = proxy
+            .join(escape_path(m.path))
+            .join(format!("@v/{}.zip", m.version));
+        assert_eq!(
+            dirhash::hash_zip(&zip).unwrap(),
+            sum.find(m.path, m.version, SumKind::Zip).unwrap().hash
+        );
+        zips.insert((m.path.to_owned(), m.version.to_owned()), zip);
+    }
+    let run = |sum: &GoSum| {
+        let check = VendorCheck {
+            gomod_path: &main.join("go.mod"),
+            vendor_dir: &vendor,
+            sum,
+            zips: &zips,
+        };
+        verify(&check).unwrap()
+    };
+    let report = run(&sum);
+    assert!(report.ok(), "{:#?}", report.findings);
+    assert_eq!(report.findings.len(), 2);
+    assert!(report.findings.iter().all(
+        |f| f.message.as_deref() == Some("vendored files derived again from the verified zip")
+    ));
+
+    let failure = |sum: &GoSum| -> String {
+        let r = run(sum);
+        let failed: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| f.outcome == Outcome::Failed)
+            .collect();
+        assert_eq!(failed.len(), 1, "{:#?}", r.findings);
+        failed[0].line()
+    };
+    let y = vendor.join("example.com/Beta/x/y/y.go");
+    let original = std::fs::read(&y).unwrap();
+
+    // A vendored file changed.
+    std::fs::write(&y, b"package y\n\nfunc Y() int { return 4 }\n").unwrap();
+    let line = failure(&sum);
+    assert!(
+        line.contains("example.com/Beta@v0.2.0")
+            && line.contains("vendor/example.com/Beta/x/y/y.go differs"),
+        "{line}"
+    );
+    // Removed.
+    std::fs::remove_file(&y).unwrap();
+    assert!(failure(&sum).contains("vendor/example.com/Beta/x/y/y.go is missing"));
+    std::fs::write(&y, &original).unwrap();
+    // Added, in a package directory and outside every package.
+    std::fs::write(
+        vendor.join("example.com/alpha/extra.go"),
+        b"package alpha\n",
+    )
+    .unwrap();
+    assert!(failure(&sum).contains("vendor/example.com/alpha/extra.go was added"));
+    std::fs::remove_file(vendor.join("example.com/alpha/extra.go")).unwrap();
+    std::fs::create_dir_all(vendor.join("example.com/stray")).unwrap();
+    std::fs::write(vendor.join("example.com/stray/s.go"), b"package stray\n").unwrap();
+    assert!(failure(&sum).contains("vendor/example.com/stray/s.go belongs to no vendored package"));
+    std::fs::remove_dir_all(vendor.join("example.com/stray")).unwrap();
+    // A module missing from go.sum.
+    let text = std::fs::read_to_string(main.join("go.sum")).unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("example.com/alpha v1.0.0 "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let partial = GoSum::parse(&without, Path::new("go.sum")).unwrap();
+    assert!(failure(&partial).contains("missing from go.sum: no `example.com/alpha v1.0.0` line"));
+    // modules.txt out of step with go.mod.
+    let modules_txt = std::fs::read_to_string(vendor.join("modules.txt")).unwrap();
+    std::fs::write(
+        vendor.join("modules.txt"),
+        modules_txt.replace(
+            "# example.com/alpha v1.0.0\n## explicit",
+            "# example.com/alpha v1.0.0\n## go 1.21",
+        ),
+    )
+    .unwrap();
+    assert!(failure(&sum).contains("not marked explicit"));
+    std::fs::write(vendor.join("modules.txt"), &modules_txt).unwrap();
+    assert!(run(&sum).ok());
     make_writable(root);
 }

@@ -4,3 +4,4 @@
 pub mod dirhash;
 pub mod gosum;
 pub mod modcache;
+pub mod vendor;

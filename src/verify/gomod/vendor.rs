@@ -1,0 +1,566 @@
+//! Vendored Go trees (`go mod vendor`, committed by Kata up to 3.30.0). Go itself never checks
+//! these against go.sum (golang/go#27348), so kata-repro does:
+//!
+//! 1. `vendor/modules.txt` must agree with go.mod, as `go build -mod=vendor` requires: every
+//!    requirement explicit and at the same version, no explicit module that go.mod does not
+//!    require, and the same replacements;
+//! 2. every vendored module must have its go.sum lines;
+//! 3. where a verified module zip is at hand, every vendored package directory is derived again
+//!    from it, the way `go mod vendor` copies files, and any file that differs, was added or is
+//!    missing is reported.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use gomod_parser::{GoMod, Replacement};
+
+use super::gosum::{GoSum, SumKind};
+use crate::digest::Sha256Digest;
+use crate::lock::line_col;
+use crate::verify::report::{Ecosystem, Finding, Outcome, Report};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VendorError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+/// A `# module version [=> replacement [version]]` block of modules.txt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendoredModule {
+    pub path: String,
+    pub version: Option<String>,
+    pub replacement: Option<(String, Option<String>)>,
+    pub explicit: bool,
+    pub go_version: Option<String>,
+    pub packages: Vec<String>,
+    /// 1-based line of the `#` header.
+    pub line: usize,
+}
+
+impl VendoredModule {
+    /// The module whose files are vendored: the replacement when there is one.
+    pub fn source(&self) -> Option<(&str, &str)> {
+        match &self.replacement {
+            Some((path, Some(version))) => Some((path, version)),
+            Some((_, None)) => None, // a directory replacement: no module, no go.sum lines
+            None => self.version.as_deref().map(|v| (self.path.as_str(), v)),
+        }
+    }
+}
+
+pub fn parse_modules_txt(text: &str, path: &Path) -> Result<Vec<VendoredModule>, VendorError> {
+    let mut modules: Vec<VendoredModule> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let malformed = |message: &str| VendorError::Malformed {
+            path: path.to_owned(),
+            line,
+            message: message.to_owned(),
+        };
+        if let Some(rest) = raw.strip_prefix("## ") {
+            let m = modules
+                .last_mut()
+                .ok_or_else(|| malformed("annotation before any module"))?;
+            for part in rest.split(';').map(str::trim) {
+                if part == "explicit" {
+                    m.explicit = true;
+                } else if let Some(v) = part.strip_prefix("go ") {
+                    m.go_version = Some(v.to_owned());
+                }
+            }
+        } else if let Some(rest) = raw.strip_prefix("# ") {
+            let (left, right) = match rest.split_once(" => ") {
+                Some((l, r)) => (l, Some(r)),
+                None => (rest, None),
+            };
+            let mut l = left.split_whitespace();
+            let module = l
+                .next()
+                .ok_or_else(|| malformed("a module line without a module"))?;
+            let version = l.next().map(str::to_owned);
+            let replacement = right.map(|r| {
+                let mut r = r.split_whitespace();
+                (
+                    r.next().unwrap_or_default().to_owned(),
+                    r.next().map(str::to_owned),
+                )
+            });
+            modules.push(VendoredModule {
+                path: module.to_owned(),
+                version,
+                replacement,
+                explicit: false,
+                go_version: None,
+                packages: Vec::new(),
+                line,
+            });
+        } else if !raw.trim().is_empty() {
+            let m = modules
+                .last_mut()
+                .ok_or_else(|| malformed("a package before any module"))?;
+            m.packages.push(raw.trim().to_owned());
+        }
+    }
+    Ok(modules)
+}
+
+/// Inputs of the vendor check.
+pub struct VendorCheck<'a> {
+    pub gomod_path: &'a Path,
+    pub vendor_dir: &'a Path,
+    pub sum: &'a GoSum,
+    /// Module zips already verified against go.sum, by (module, version).
+    pub zips: &'a BTreeMap<(String, String), PathBuf>,
+}
+
+pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|source| VendorError::Read {
+            path: p.to_owned(),
+            source,
+        })
+    };
+    let gomod_text = read(check.gomod_path)?;
+    let gomod: GoMod = gomod_text
+        .parse()
+        .map_err(|message: String| VendorError::Malformed {
+            path: check.gomod_path.to_owned(),
+            line: 1,
+            message,
+        })?;
+    let modules_txt = check.vendor_dir.join("modules.txt");
+    let modules = parse_modules_txt(&read(&modules_txt)?, &modules_txt)?;
+    let gomod_at = |offset: usize| {
+        format!(
+            "{}:{}",
+            check.gomod_path.display(),
+            line_col(&gomod_text, offset).0
+        )
+    };
+    let txt_at = |line: usize| format!("{}:{line}", modules_txt.display());
+
+    let mut report = Report::default();
+    let mut problems: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let by_path: BTreeMap<&str, &VendoredModule> =
+        modules.iter().map(|m| (m.path.as_str(), m)).collect();
+
+    // 1. modules.txt against go.mod.
+    let required: BTreeSet<&str> = gomod
+        .require
+        .iter()
+        .map(|r| r.module.module_path.as_str())
+        .collect();
+    for req in &gomod.require {
+        let (path, version) = (&req.module.module_path, &req.module.version);
+        let problem = match by_path.get(path.as_str()) {
+            None => Some("required in go.mod, but not in vendor/modules.txt".to_owned()),
+            Some(m) if m.version.as_deref() != Some(version) => Some(format!(
+                "required at {version} in go.mod, but vendored at {}",
+                m.version.as_deref().unwrap_or("no version")
+            )),
+            Some(m) if !m.explicit => {
+                Some("required in go.mod, but not marked explicit in vendor/modules.txt".into())
+            }
+            Some(_) => None,
+        };
+        if let Some(p) = problem {
+            report.findings.push(
+                Finding::new(Ecosystem::Go, format!("{path}@{version}"), Outcome::Failed)
+                    .origin(modules_txt.display().to_string())
+                    .pinned_at(gomod_at(req.module.path_span.start))
+                    .message(p),
+            );
+        }
+    }
+    for m in modules
+        .iter()
+        .filter(|m| m.explicit && !required.contains(m.path.as_str()))
+    {
+        report.findings.push(
+            Finding::new(Ecosystem::Go, module_name(m), Outcome::Failed)
+                .origin(modules_txt.display().to_string())
+                .pinned_at(txt_at(m.line))
+                .message("marked explicit in vendor/modules.txt, but not required in go.mod"),
+        );
+    }
+    for r in &gomod.replace {
+        let want = match &r.replacement {
+            Replacement::Module(m) => (m.module_path.clone(), Some(m.version.clone())),
+            Replacement::FilePath(p) => (p.clone(), None),
+        };
+        let vendored = modules
+            .iter()
+            .find(|m| m.path == r.module_path && (r.version.is_none() || m.version == r.version));
+        if let Some(m) = vendored {
+            if m.replacement.as_ref() != Some(&want) {
+                report.findings.push(
+                    Finding::new(Ecosystem::Go, module_name(m), Outcome::Failed)
+                        .origin(modules_txt.display().to_string())
+                        .pinned_at(gomod_at(r.path_span.start))
+                        .message(format!(
+                            "replaced by {} {} in go.mod, but not so in vendor/modules.txt",
+                            want.0,
+                            want.1.as_deref().unwrap_or("")
+                        )),
+                );
+            }
+        }
+    }
+
+    // 2. go.sum lines for every vendored module; 3. the deep check where a zip is at hand.
+    let main_go = gomod.go.clone().unwrap_or_default();
+    let strip_gomod = crate::lock::toolchain::version_key(&main_go) >= vec![1, 17];
+    let mut expected_files: BTreeMap<String, (String, Sha256Digest)> = BTreeMap::new();
+    let mut checked_dirs: BTreeMap<String, String> = BTreeMap::new();
+    for m in &modules {
+        let name = module_name(m);
+        let Some((src_path, src_version)) = m.source() else {
+            continue;
+        };
+        for (kind, what) in [(SumKind::GoMod, "/go.mod"), (SumKind::Zip, "")] {
+            if kind == SumKind::Zip && m.packages.is_empty() {
+                continue;
+            }
+            if check.sum.find(src_path, src_version, kind).is_none() {
+                problems.entry(name.clone()).or_default().push(format!(
+                    "missing from go.sum: no `{src_path} {src_version}{what}` line"
+                ));
+            }
+        }
+        if let Some(zip) = check
+            .zips
+            .get(&(src_path.to_owned(), src_version.to_owned()))
+        {
+            let prefix = format!("{src_path}@{src_version}/");
+            match expected_vendor_files(zip, &prefix, &m.path, &m.packages, strip_gomod) {
+                Ok((files, dirs)) => {
+                    for (rel, digest) in files {
+                        expected_files.insert(rel, (name.clone(), digest));
+                    }
+                    for d in dirs {
+                        checked_dirs.entry(d).or_insert_with(|| name.clone());
+                    }
+                }
+                Err(e) => problems
+                    .entry(name.clone())
+                    .or_default()
+                    .push(format!("{}: {e}", zip.display())),
+            }
+        }
+    }
+    // Compare the vendor tree with what the zips say, directory by directory.
+    for (dir, owner) in &checked_dirs {
+        let actual = files_in(check.vendor_dir, dir);
+        let expected: BTreeMap<&String, &Sha256Digest> = expected_files
+            .iter()
+            .filter(|(rel, _)| parent(rel) == dir.as_str())
+            .map(|(rel, (_, d))| (rel, d))
+            .collect();
+        for (rel, path) in &actual {
+            match expected.get(rel) {
+                None => problems
+                    .entry(owner.clone())
+                    .or_default()
+                    .push(format!("vendor/{rel} was added")),
+                Some(want) => match Sha256Digest::of_file(path) {
+                    Ok(got) if got == **want => {}
+                    Ok(got) => problems.entry(owner.clone()).or_default().push(format!(
+                        "vendor/{rel} differs from the module zip (expected {want}, actual {got})"
+                    )),
+                    Err(e) => problems
+                        .entry(owner.clone())
+                        .or_default()
+                        .push(format!("vendor/{rel}: {e}")),
+                },
+            }
+        }
+        for rel in expected.keys() {
+            if !actual.contains_key(*rel) {
+                problems
+                    .entry(owner.clone())
+                    .or_default()
+                    .push(format!("vendor/{rel} is missing"));
+            }
+        }
+    }
+    // Whatever lies in vendor/ outside every package directory was added by hand.
+    let package_dirs: BTreeSet<String> = modules
+        .iter()
+        .flat_map(|m| m.packages.iter().cloned())
+        .collect();
+    let ancestors: BTreeSet<String> = package_dirs.iter().flat_map(|p| ancestors_of(p)).collect();
+    for entry in walkdir::WalkDir::new(check.vendor_dir)
+        .min_depth(1)
+        .into_iter()
+        .flatten()
+    {
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(check.vendor_dir)
+            .expect("under vendor")
+            .to_string_lossy()
+            .into_owned();
+        let dir = parent(&rel).to_owned();
+        if rel == "modules.txt" || package_dirs.contains(&dir) {
+            continue;
+        }
+        if ancestors.contains(&dir) && is_metadata(file_of(&rel)) {
+            continue;
+        }
+        if checked_dirs.contains_key(&dir) {
+            continue; // already reported above
+        }
+        problems
+            .entry("vendor".to_owned())
+            .or_default()
+            .push(format!("vendor/{rel} belongs to no vendored package"));
+    }
+
+    for m in &modules {
+        let name = module_name(m);
+        let deep = m
+            .source()
+            .is_some_and(|(p, v)| check.zips.contains_key(&(p.to_owned(), v.to_owned())));
+        let base = Finding::new(Ecosystem::Go, name.clone(), Outcome::Ok)
+            .origin(check.vendor_dir.display().to_string())
+            .pinned_at(txt_at(m.line));
+        match problems.remove(&name) {
+            Some(p) => report
+                .findings
+                .push(base.outcome(Outcome::Failed).message(p.join("; "))),
+            None if deep => report
+                .findings
+                .push(base.message("vendored files derived again from the verified zip")),
+            None => report.findings.push(base),
+        }
+    }
+    for (name, p) in problems {
+        report.findings.push(
+            Finding::new(Ecosystem::Go, name, Outcome::Failed)
+                .origin(check.vendor_dir.display().to_string())
+                .message(p.join("; ")),
+        );
+    }
+    let deep = modules
+        .iter()
+        .filter(|m| {
+            m.source()
+                .is_some_and(|(p, v)| check.zips.contains_key(&(p.to_owned(), v.to_owned())))
+        })
+        .count();
+    report.notes.push(format!(
+        "{}: {} vendored modules checked against go.mod and go.sum; {deep} derived again from verified zips",
+        check.vendor_dir.display(),
+        modules.len()
+    ));
+    Ok(report)
+}
+
+fn module_name(m: &VendoredModule) -> String {
+    match &m.version {
+        Some(v) => format!("{}@{v}", m.path),
+        None => m.path.clone(),
+    }
+}
+
+fn parent(rel: &str) -> &str {
+    rel.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+fn file_of(rel: &str) -> &str {
+    rel.rsplit_once('/').map_or(rel, |(_, f)| f)
+}
+
+fn ancestors_of(pkg: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut p = pkg;
+    while let Some((d, _)) = p.rsplit_once('/') {
+        out.push(d.to_owned());
+        p = d;
+    }
+    out
+}
+
+/// Regular files directly in `vendor/<dir>`, by vendor-relative path.
+fn files_in(vendor: &Path, dir: &str) -> BTreeMap<String, PathBuf> {
+    std::fs::read_dir(vendor.join(dir))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+                .map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let rel = if dir.is_empty() {
+                        name
+                    } else {
+                        format!("{dir}/{name}")
+                    };
+                    (rel, e.path())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Names `go mod vendor` copies from the parents of a package directory.
+const METADATA_PREFIXES: &[&str] = &[
+    "AUTHORS",
+    "CONTRIBUTORS",
+    "COPYLEFT",
+    "COPYING",
+    "COPYRIGHT",
+    "LEGAL",
+    "LICENSE",
+    "NOTICE",
+    "PATENTS",
+];
+
+fn is_metadata(name: &str) -> bool {
+    METADATA_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Whether `go mod vendor` copies a file of a package directory: not tests, not go.mod/go.sum
+/// (from Go 1.17 on), and not Go files that build only with the `ignore` tag.
+fn copied_source_file(name: &str, content: &[u8], strip_gomod: bool) -> bool {
+    if name.ends_with("_test.go") {
+        return false;
+    }
+    if strip_gomod && (name == "go.mod" || name == "go.sum") {
+        return false;
+    }
+    if name.ends_with(".go") {
+        let head = String::from_utf8_lossy(&content[..content.len().min(4096)]);
+        for line in head.lines().map(str::trim) {
+            if line.starts_with("package ") {
+                break;
+            }
+            if line == "//go:build ignore" || line == "// +build ignore" {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The files `go mod vendor` would write for `packages` of one module, from its zip: vendor-
+/// relative path → sha256; and the directories that were derived.
+fn expected_vendor_files(
+    zip_path: &Path,
+    prefix: &str,
+    module_path: &str,
+    packages: &[String],
+    strip_gomod: bool,
+) -> Result<(BTreeMap<String, Sha256Digest>, BTreeSet<String>), String> {
+    let file = std::fs::File::open(zip_path).map_err(|e| e.to_string())?;
+    let mut archive =
+        zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| e.to_string())?;
+    // The zip's files, by module-relative path.
+    let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| e.to_string())?;
+        let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        let Some(rel) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        if entry.is_dir() {
+            continue;
+        }
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).map_err(|e| e.to_string())?;
+        entries.insert(rel.to_owned(), data);
+    }
+    let mut files = BTreeMap::new();
+    let mut dirs = BTreeSet::new();
+    for pkg in packages {
+        let Some(sub) = pkg.strip_prefix(module_path) else {
+            continue;
+        };
+        let sub = sub.trim_start_matches('/');
+        dirs.insert(pkg.clone());
+        for (rel, data) in &entries {
+            if parent(rel) == sub && copied_source_file(file_of(rel), data, strip_gomod) {
+                files.insert(format!("{pkg}/{}", file_of(rel)), Sha256Digest::of(data));
+            }
+        }
+        // Metadata from each parent directory up to the module root.
+        let (mut vendor_dir, mut zip_dir) = (pkg.as_str(), sub);
+        while !zip_dir.is_empty() {
+            vendor_dir = parent(vendor_dir);
+            zip_dir = parent(zip_dir);
+            dirs.insert(vendor_dir.to_owned());
+            for (rel, data) in &entries {
+                if parent(rel) == zip_dir && is_metadata(file_of(rel)) {
+                    files.insert(
+                        format!("{vendor_dir}/{}", file_of(rel)),
+                        Sha256Digest::of(data),
+                    );
+                }
+            }
+        }
+    }
+    Ok((files, dirs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kata_3_30_0_modules_txt() {
+        let text = crate::kata_fixture("3.30.0", "src/runtime/vendor/modules.txt");
+        let modules = parse_modules_txt(&text, Path::new("modules.txt")).unwrap();
+        assert_eq!(modules.len(), 130);
+        let first = &modules[0];
+        assert_eq!(first.path, "code.cloudfoundry.org/bytefmt");
+        assert_eq!(
+            first.version.as_deref(),
+            Some("v0.0.0-20211005130812-5bb3c17173e5")
+        );
+        assert!(first.explicit);
+        assert_eq!(first.go_version.as_deref(), Some("1.16"));
+        assert_eq!(first.packages, ["code.cloudfoundry.org/bytefmt"]);
+    }
+
+    #[test]
+    fn replacements_are_read() {
+        let m = parse_modules_txt(
+            "# a v1.0.0 => b v1.1.0\n## explicit\na\n# c => ../c\n",
+            Path::new("m"),
+        )
+        .unwrap();
+        assert_eq!(m[0].source(), Some(("b", "v1.1.0")));
+        assert_eq!(m[1].source(), None);
+        assert!(parse_modules_txt("## explicit\n", Path::new("m")).is_err());
+    }
+
+    #[test]
+    fn vendor_copy_rules() {
+        assert!(!copied_source_file("a_test.go", b"package a", true));
+        assert!(!copied_source_file("go.mod", b"module a", true));
+        assert!(copied_source_file("go.mod", b"module a", false));
+        assert!(!copied_source_file(
+            "gen.go",
+            b"//go:build ignore\n\npackage main\n",
+            true
+        ));
+        assert!(copied_source_file(
+            "a.go",
+            b"//go:build linux\n\npackage a\n",
+            true
+        ));
+        assert!(copied_source_file("asm.s", b"", true));
+    }
+}
