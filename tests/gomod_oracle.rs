@@ -72,6 +72,15 @@ fn modules() -> Vec<Module> {
                     b"//go:build ignore\n\npackage main\n".to_vec(),
                 ),
                 ("x/y/README.md", b"Package y.\n".to_vec()),
+                (
+                    "x/y/embed.go",
+                    b"package y\n\nimport \"embed\"\n\n//go:embed assets\nvar Assets embed.FS\n"
+                        .to_vec(),
+                ),
+                ("x/y/assets/a.txt", b"embedded\n".to_vec()),
+                ("x/y/assets/sub/b.txt", b"embedded too\n".to_vec()),
+                ("x/y/assets/.hidden", b"not embedded\n".to_vec()),
+                ("x/y/notes/n.txt", b"not embedded either\n".to_vec()),
             ],
         },
     ]
@@ -287,6 +296,13 @@ fn go_mod_vendor_trees_are_derived_again_from_verified_zips() {
     std::fs::write(vendor.join("example.com/stray/s.go"), b"package stray\n").unwrap();
     assert!(failure(&sum).contains("vendor/example.com/stray/s.go belongs to no vendored package"));
     std::fs::remove_dir_all(vendor.join("example.com/stray")).unwrap();
+    // Embedded files are vendored and checked like the rest.
+    let embedded = vendor.join("example.com/Beta/x/y/assets/sub/b.txt");
+    assert!(embedded.is_file());
+    assert!(!vendor.join("example.com/Beta/x/y/assets/.hidden").exists());
+    std::fs::write(&embedded, b"changed\n").unwrap();
+    assert!(failure(&sum).contains("vendor/example.com/Beta/x/y/assets/sub/b.txt differs"));
+    std::fs::write(&embedded, b"embedded too\n").unwrap();
     // A module missing from go.sum.
     let text = std::fs::read_to_string(main.join("go.sum")).unwrap();
     let without: String = text

@@ -4,6 +4,7 @@
 
 mod fetch;
 mod lock;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ pub enum Command {
     Lock(lock::LockArgs),
     /// Fetch every pinned input of a lockfile into the store, verified.
     Fetch(fetch::FetchArgs),
+    /// Verify every crate, Go module and kernel input against its pin.
+    Verify(verify::VerifyArgs),
 }
 
 /// Mirror options shared by commands that read upstream sources.
@@ -101,6 +104,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Lock(args) => lock::run(args, &config, cli.json),
         Command::Fetch(args) => fetch::run(args, &config, cli.json),
+        Command::Verify(args) => verify::run(args, &config, cli.json),
     }
 }
 

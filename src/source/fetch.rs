@@ -169,7 +169,7 @@ impl Fetcher<'_> {
                     Some(&lock.source.tag),
                     Some(lock.source.tree),
                 )?;
-                self.check_trusted_files(&got.path)?;
+                check_trusted_files(lock, &got.path)?;
                 Ok(got)
             },
         );
@@ -344,34 +344,35 @@ impl Fetcher<'_> {
         }
         report
     }
-
-    /// The files of the source tree that the lockfile pins must still hash as pinned.
-    fn check_trusted_files(&self, checkout: &Path) -> Result<(), Failure> {
-        for f in &self.lock.source.files {
-            let path = checkout.join(&f.path);
-            let actual = Sha256Digest::of_file(&path)
-                .map_err(|e| Failure::failed(format!("{}: {e}", f.path)))?;
-            if actual != f.sha256 {
-                return Err(Failure::failed(format!(
-                    "{} drifted: expected sha256 {}, found {}",
-                    f.path, f.sha256, actual
-                )));
-            }
-        }
-        let kcv = checkout.join("tools/packaging/kernel/kata_config_version");
-        let found = std::fs::read_to_string(&kcv).unwrap_or_default();
-        if found.trim() != self.lock.kernel.kata_config_version {
-            return Err(Failure::failed(format!(
-                "kata_config_version is `{}` in the tree but `{}` in the lockfile",
-                found.trim(),
-                self.lock.kernel.kata_config_version
-            )));
-        }
-        Ok(())
-    }
 }
 
-fn repo_name(url: &str) -> String {
+/// The files of the source tree that the lockfile pins must still hash as pinned.
+pub fn check_trusted_files(lock: &Lockfile, checkout: &Path) -> Result<(), Failure> {
+    for f in &lock.source.files {
+        let path = checkout.join(&f.path);
+        let actual = Sha256Digest::of_file(&path)
+            .map_err(|e| Failure::failed(format!("{}: {e}", f.path)))?;
+        if actual != f.sha256 {
+            return Err(Failure::failed(format!(
+                "{} drifted: expected sha256 {}, found {}",
+                f.path, f.sha256, actual
+            )));
+        }
+    }
+    let kcv = checkout.join("tools/packaging/kernel/kata_config_version");
+    let found = std::fs::read_to_string(&kcv).unwrap_or_default();
+    if found.trim() != lock.kernel.kata_config_version {
+        return Err(Failure::failed(format!(
+            "kata_config_version is `{}` in the tree but `{}` in the lockfile",
+            found.trim(),
+            lock.kernel.kata_config_version
+        )));
+    }
+    Ok(())
+}
+
+/// `https://github.com/owner/name.git` → `owner/name`.
+pub fn repo_name(url: &str) -> String {
     url.trim_end_matches('/')
         .trim_end_matches(".git")
         .rsplit('/')

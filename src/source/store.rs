@@ -151,7 +151,26 @@ impl Store {
     }
 
     /// Downloads `from` into the store if its sha256 is `expected`; otherwise nothing is kept.
+    /// A transfer that fails on the network is tried again twice.
     pub fn put(
+        &self,
+        from: &Location,
+        expected: &Sha256Digest,
+        mut progress: impl FnMut(u64, Option<u64>),
+    ) -> Result<PathBuf, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.put_once(from, expected, &mut progress) {
+                Err(StoreError::Download(DownloadError::Http { .. })) if attempt < 3 => {
+                    std::thread::sleep(std::time::Duration::from_millis(500 * attempt));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn put_once(
         &self,
         from: &Location,
         expected: &Sha256Digest,

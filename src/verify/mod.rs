@@ -2,4 +2,6 @@
 
 pub mod cargo;
 pub mod gomod;
+pub mod kernel;
+pub mod release;
 pub mod report;

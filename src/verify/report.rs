@@ -4,9 +4,12 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Ecosystem {
+    /// The Kata source tree itself.
+    Source,
+    Toolchain,
     Cargo,
     Go,
     Kernel,
@@ -15,6 +18,8 @@ pub enum Ecosystem {
 impl std::fmt::Display for Ecosystem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Ecosystem::Source => "source",
+            Ecosystem::Toolchain => "toolchain",
             Ecosystem::Cargo => "cargo",
             Ecosystem::Go => "go",
             Ecosystem::Kernel => "kernel",

@@ -30,6 +30,8 @@ pub struct CrateSources<'a> {
     /// Download what no cache holds (from the registry or its mirror).
     pub download: bool,
     pub mirrors: Option<&'a Mirrors>,
+    /// Called as each crate is done, from any thread.
+    pub on_done: Option<&'a (dyn Fn(&Finding) + Sync)>,
 }
 
 fn in_caches(caches: &[PathBuf], file: &str) -> Option<PathBuf> {

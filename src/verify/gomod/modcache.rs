@@ -164,7 +164,9 @@ fn fetch_into_store(
         Ok(Ok(()))
     })();
     match result {
-        Ok(Ok(())) => f,
+        Ok(Ok(())) => f
+            .origin(dest.display().to_string())
+            .message(format!("downloaded from {url}")),
         Ok(Err(actual)) => f
             .outcome(Outcome::Failed)
             .hashes(&entry.hash, actual)

@@ -202,8 +202,8 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
         let vendored = modules
             .iter()
             .find(|m| m.path == r.module_path && (r.version.is_none() || m.version == r.version));
-        if let Some(m) = vendored {
-            if m.replacement.as_ref() != Some(&want) {
+        if let Some(m) = vendored
+            && m.replacement.as_ref() != Some(&want) {
                 report.findings.push(
                     Finding::new(Ecosystem::Go, module_name(m), Outcome::Failed)
                         .origin(modules_txt.display().to_string())
@@ -215,7 +215,6 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
                         )),
                 );
             }
-        }
     }
 
     // 2. go.sum lines for every vendored module; 3. the deep check where a zip is at hand.
@@ -300,6 +299,7 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
         .flat_map(|m| m.packages.iter().cloned())
         .collect();
     let ancestors: BTreeSet<String> = package_dirs.iter().flat_map(|p| ancestors_of(p)).collect();
+    let embeds = embedded_in_vendor(check.vendor_dir, &package_dirs);
     for entry in walkdir::WalkDir::new(check.vendor_dir)
         .min_depth(1)
         .into_iter()
@@ -315,7 +315,7 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
             .to_string_lossy()
             .into_owned();
         let dir = parent(&rel).to_owned();
-        if rel == "modules.txt" || package_dirs.contains(&dir) {
+        if rel == "modules.txt" || package_dirs.contains(&dir) || embeds.contains(&rel) {
             continue;
         }
         if ancestors.contains(&dir) && is_metadata(file_of(&rel)) {
@@ -368,6 +368,43 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
         modules.len()
     ));
     Ok(report)
+}
+
+/// Files below vendored package directories that the packages' own `//go:embed` directives
+/// select, by vendor-relative path.
+fn embedded_in_vendor(vendor: &Path, packages: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for pkg in packages {
+        let dir = vendor.join(pkg);
+        let sources: Vec<Vec<u8>> = files_in(vendor, pkg)
+            .into_iter()
+            .filter(|(rel, _)| rel.ends_with(".go") && !rel.ends_with("_test.go"))
+            .filter_map(|(_, path)| std::fs::read(path).ok())
+            .collect();
+        let patterns = embed_patterns(sources.iter().map(Vec::as_slice));
+        if patterns.is_empty() {
+            continue;
+        }
+        let candidates: Vec<String> = walkdir::WalkDir::new(&dir)
+            .min_depth(2)
+            .into_iter()
+            .flatten()
+            .filter(|e| !e.file_type().is_dir())
+            .map(|e| {
+                e.path()
+                    .strip_prefix(&dir)
+                    .expect("under dir")
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        out.extend(
+            embedded(&patterns, &candidates)
+                .into_iter()
+                .map(|rel| format!("{pkg}/{rel}")),
+        );
+    }
+    out
 }
 
 fn module_name(m: &VendoredModule) -> String {
@@ -455,6 +492,63 @@ fn copied_source_file(name: &str, content: &[u8], strip_gomod: bool) -> bool {
     true
 }
 
+/// The patterns of the `//go:embed` directives in Go sources.
+fn embed_patterns<'a>(sources: impl IntoIterator<Item = &'a [u8]>) -> Vec<String> {
+    let mut out = Vec::new();
+    for src in sources {
+        for line in String::from_utf8_lossy(src).lines() {
+            let Some(rest) = line.trim_start().strip_prefix("//go:embed") else {
+                continue;
+            };
+            if !rest.starts_with([' ', '\t']) {
+                continue;
+            }
+            out.extend(
+                rest.split_whitespace()
+                    .map(|p| p.trim_matches(['"', '`']).to_owned()),
+            );
+        }
+    }
+    out
+}
+
+/// Which of `candidates` (paths relative to a package directory, files only) the embed
+/// `patterns` select, as Go does: a pattern naming a directory takes the files below it, except
+/// those whose names start with `.` or `_` unless the pattern has the `all:` prefix.
+fn embedded(patterns: &[String], candidates: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for raw in patterns {
+        let (all, pattern) = match raw.strip_prefix("all:") {
+            Some(p) => (true, p),
+            None => (false, raw.as_str()),
+        };
+        let Ok(glob) = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+        else {
+            continue;
+        };
+        let matcher = glob.compile_matcher();
+        for c in candidates {
+            let parts: Vec<&str> = c.split('/').collect();
+            // The file itself, or a directory above it, matches.
+            for depth in 1..=parts.len() {
+                if !matcher.is_match(parts[..depth].join("/")) {
+                    continue;
+                }
+                let hidden = parts[depth..]
+                    .iter()
+                    .any(|p| p.starts_with('.') || p.starts_with('_'));
+                if depth == parts.len() || all || !hidden {
+                    out.insert(c.clone());
+                }
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// The files `go mod vendor` would write for `packages` of one module, from its zip: vendor-
 /// relative path → sha256; and the directories that were derived.
 fn expected_vendor_files(
@@ -490,10 +584,31 @@ fn expected_vendor_files(
         };
         let sub = sub.trim_start_matches('/');
         dirs.insert(pkg.clone());
+        let mut go_sources: Vec<&[u8]> = Vec::new();
         for (rel, data) in &entries {
             if parent(rel) == sub && copied_source_file(file_of(rel), data, strip_gomod) {
                 files.insert(format!("{pkg}/{}", file_of(rel)), Sha256Digest::of(data));
+                if rel.ends_with(".go") {
+                    go_sources.push(data);
+                }
             }
+        }
+        // Files the package embeds, below its directory.
+        let below = if sub.is_empty() {
+            String::new()
+        } else {
+            format!("{sub}/")
+        };
+        let candidates: Vec<String> = entries
+            .keys()
+            .filter_map(|rel| rel.strip_prefix(&below).map(str::to_owned))
+            .filter(|r| r.contains('/'))
+            .collect();
+        for rel in embedded(&embed_patterns(go_sources), &candidates) {
+            let data = &entries[&format!("{below}{rel}")];
+            let vendor_rel = format!("{pkg}/{rel}");
+            dirs.insert(parent(&vendor_rel).to_owned());
+            files.insert(vendor_rel, Sha256Digest::of(data));
         }
         // Metadata from each parent directory up to the module root.
         let (mut vendor_dir, mut zip_dir) = (pkg.as_str(), sub);
@@ -544,6 +659,35 @@ mod tests {
         assert_eq!(m[0].source(), Some(("b", "v1.1.0")));
         assert_eq!(m[1].source(), None);
         assert!(parse_modules_txt("## explicit\n", Path::new("m")).is_err());
+    }
+
+    #[test]
+    fn embed_patterns_select_like_go() {
+        let patterns = embed_patterns([
+            &b"package spec\n\n//go:embed schemas/*.json schemas/*/*.json\nvar f embed.FS\n"[..],
+        ]);
+        assert_eq!(patterns, ["schemas/*.json", "schemas/*/*.json"]);
+        let c: Vec<String> = [
+            "schemas/a.json",
+            "schemas/v2/b.json",
+            "schemas/v2/c.txt",
+            "other/d.json",
+        ]
+        .map(String::from)
+        .to_vec();
+        let got: Vec<String> = embedded(&patterns, &c).into_iter().collect();
+        assert_eq!(got, ["schemas/a.json", "schemas/v2/b.json"]);
+        // A directory takes its files, but not hidden ones unless all: is given.
+        let c: Vec<String> = ["static/x.css", "static/.hidden", "static/_draft/y"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            embedded(&["static".into()], &c)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["static/x.css"]
+        );
+        assert_eq!(embedded(&["all:static".into()], &c).len(), 3);
     }
 
     #[test]

@@ -1,0 +1,311 @@
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kata_repro::lock::Lockfile;
+use kata_repro::lock::cargo_lock::CargoLock;
+use kata_repro::source::fetch::check_policy;
+use kata_repro::source::get::Getter;
+use kata_repro::source::mirror::Config;
+use kata_repro::source::policy::HostPolicy;
+use kata_repro::source::store::Store;
+use kata_repro::verify::cargo::{registry, vendor};
+use kata_repro::verify::gomod::gosum::GoSum;
+use kata_repro::verify::gomod::modcache::{self, ModuleSources};
+use kata_repro::verify::release::{self, ReleaseCheck};
+use kata_repro::verify::report::{Ecosystem, Finding, Report};
+
+use super::{Failure, MirrorArgs};
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct VerifyArgs {
+    /// Verify everything this lockfile's release depends on.
+    #[arg(long, value_name = "FILE", required = true)]
+    lockfile: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Local registry caches holding `.crate` files (e.g. ~/.cargo/registry/cache); repeatable.
+    #[arg(long = "registry-cache", value_name = "DIR")]
+    registry_caches: Vec<PathBuf>,
+    /// Go module caches (GOMODCACHE); repeatable.
+    #[arg(long = "modcache", value_name = "DIR")]
+    modcaches: Vec<PathBuf>,
+    /// A Go module proxy (https:// or file://) to fetch modules from.
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+    /// Leave out an ecosystem; repeatable or comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "ECOSYSTEM")]
+    skip: Vec<Ecosystem>,
+    /// Architectures whose kernel patches and fragments are listed. Default: this machine's.
+    #[arg(long, value_delimiter = ',', value_name = "ARCH")]
+    arch: Vec<String>,
+    #[command(flatten)]
+    mirrors: MirrorArgs,
+    #[command(subcommand)]
+    command: Option<VerifyCommand>,
+}
+
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
+    /// The store directory (see `fetch`).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Use only what is in the store and the given caches: download nothing.
+    #[arg(long)]
+    offline: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum VerifyCommand {
+    /// Verify the crates of any Cargo.lock: a vendor tree, registry caches, or crates.io.
+    Cargo(CargoArgs),
+    /// Verify the Go modules of any go.sum: a module cache, a proxy, or a vendor tree.
+    Go(GoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CargoArgs {
+    #[arg(long, value_name = "PATH")]
+    lock: PathBuf,
+    /// A `cargo vendor` directory to verify file by file.
+    #[arg(long, value_name = "DIR")]
+    vendor: Option<PathBuf>,
+    /// Registry caches holding `.crate` files; repeatable.
+    #[arg(long = "registry-cache", value_name = "DIR")]
+    registry_caches: Vec<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct GoArgs {
+    #[arg(long, value_name = "PATH")]
+    sum: PathBuf,
+    /// Go module caches (GOMODCACHE); repeatable.
+    #[arg(long = "modcache", value_name = "DIR")]
+    modcaches: Vec<PathBuf>,
+    /// A Go module proxy (https:// or file://).
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+    /// A `go mod vendor` directory to verify (with --gomod).
+    #[arg(long, value_name = "DIR", requires = "gomod")]
+    vendor: Option<PathBuf>,
+    /// The go.mod the vendor directory belongs to.
+    #[arg(long, value_name = "PATH", requires = "vendor")]
+    gomod: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+fn open_store(args: &StoreArgs, config: &Config) -> Result<Store, Failure> {
+    let root = Store::default_root(args.store.as_deref(), config.store.as_deref());
+    Store::open(&root, || {
+        eprintln!(
+            "waiting for another kata-repro to release the store {}",
+            root.display()
+        )
+    })
+    .map_err(Failure::input)
+}
+
+fn check_proxy(proxy: &Option<String>) -> Result<(), Failure> {
+    match proxy {
+        Some(p) if !(p.starts_with("https://") || p.starts_with("file://")) => Err(Failure::input(
+            anyhow!("--proxy {p}: a Go module proxy must be https:// or file://"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn crate_bar(json: bool, len: usize) -> ProgressBar {
+    let target = if json {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let bar = ProgressBar::with_draw_target(Some(len as u64), target);
+    bar.set_style(
+        ProgressStyle::with_template("crates [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template"),
+    );
+    bar
+}
+
+pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
+    match args.command {
+        Some(VerifyCommand::Cargo(a)) => return cargo(a, config, json),
+        Some(VerifyCommand::Go(a)) => return go(a, config, json),
+        None => {}
+    }
+    let lockfile = args
+        .lockfile
+        .expect("clap requires --lockfile without a subcommand");
+    let lock = Lockfile::load(&lockfile).map_err(Failure::input)?;
+    check_proxy(&args.proxy)?;
+    let mirrors = super::mirrors(config, &args.mirrors)?;
+    let mut policy = HostPolicy::new(&lock.policy.allowed_hosts);
+    policy.extend(&config.policy.allowed_hosts);
+    check_policy(&lock, &policy)
+        .map_err(|e| Failure::input(anyhow!("{}: {e}", lockfile.display())))?;
+    let store = open_store(&args.store, config)?;
+    let host = std::env::consts::ARCH.to_owned();
+    let bar = crate_bar(json, 0);
+    let on_crate = |f: &Finding| {
+        if bar.length() == Some(0) {
+            bar.set_length(1);
+        }
+        bar.inc(1);
+        bar.set_message(f.name.clone());
+    };
+    let check = ReleaseCheck {
+        lock: &lock,
+        get: Getter {
+            store: &store,
+            mirrors: &mirrors,
+            policy: &policy,
+        },
+        registry_caches: args.registry_caches,
+        modcaches: args.modcaches,
+        proxy: args.proxy,
+        download: !args.store.offline,
+        arches: if args.arch.is_empty() {
+            vec![host.clone()]
+        } else {
+            args.arch
+        },
+        host_arch: host,
+        skip: args.skip.into_iter().collect::<BTreeSet<_>>(),
+        threads: 8,
+        on_crate: Some(&on_crate),
+    };
+    let report = check.run();
+    bar.finish_and_clear();
+    Ok(print(&report, json))
+}
+
+fn cargo(args: CargoArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
+    let text = std::fs::read_to_string(&args.lock)
+        .map_err(|e| Failure::input(anyhow!("cannot read {}: {e}", args.lock.display())))?;
+    let lock = CargoLock::parse(&text)
+        .map_err(|e| Failure::input(anyhow!("{}: {e}", args.lock.display())))?;
+    let mut report = Report::default();
+    if let Some(dir) = &args.vendor {
+        report
+            .findings
+            .extend(vendor::verify(&lock, &args.lock, dir));
+    } else {
+        let store = open_store(&args.store, config)?;
+        let mirrors = super::mirrors(
+            config,
+            &MirrorArgs {
+                mirrors: Vec::new(),
+            },
+        )?;
+        let bar = crate_bar(json, lock.packages.len());
+        let on_done = |f: &Finding| {
+            bar.inc(1);
+            bar.set_message(f.name.clone());
+        };
+        let sources = registry::CrateSources {
+            store: Some(&store),
+            registry_caches: args.registry_caches.clone(),
+            download: !args.store.offline && args.registry_caches.is_empty(),
+            mirrors: Some(&mirrors),
+            on_done: Some(&on_done),
+        };
+        report
+            .findings
+            .extend(registry::verify(&lock, &args.lock, &sources, 8));
+        bar.finish_and_clear();
+        let git = lock
+            .packages
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.source,
+                    kata_repro::lock::cargo_lock::PackageSource::Git(_)
+                )
+            })
+            .count();
+        if git > 0 {
+            report.notes.push(format!(
+                "{git} git packages are pinned by commit in {}; `kata-repro fetch` checks them out through their mirrors",
+                args.lock.display()
+            ));
+        }
+    }
+    Ok(print(&report, json))
+}
+
+fn go(args: GoArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
+    check_proxy(&args.proxy)?;
+    let sum = GoSum::load(&args.sum).map_err(Failure::input)?;
+    let store = if args.proxy.is_some() {
+        Some(open_store(&args.store, config)?)
+    } else {
+        None
+    };
+    let sources = ModuleSources {
+        modcaches: args.modcaches.clone(),
+        proxy: if args.store.offline {
+            None
+        } else {
+            args.proxy.clone()
+        },
+        store: store.as_ref().map(|s| s.root().join("gomod")),
+    };
+    let report = match (&args.vendor, &args.gomod) {
+        (Some(vendor_dir), Some(gomod)) => {
+            let module_dir = gomod.parent().unwrap_or(std::path::Path::new("."));
+            if module_dir.join("go.mod") != *gomod {
+                return Err(Failure::input(anyhow!(
+                    "--gomod must name a file called go.mod"
+                )));
+            }
+            release::vendored(module_dir, vendor_dir, &sum, &sources)
+        }
+        _ => modcache::verify(&sum, &sources),
+    };
+    Ok(print(&report, json))
+}
+
+fn print(report: &Report, json: bool) -> ExitCode {
+    let code = if report.ok() { 0 } else { 1 };
+    if json {
+        super::print_json(&serde_json::json!({
+            "ok": report.ok(),
+            "exit_code": code,
+            "summary": report.summary(),
+            "findings": report.findings,
+            "notes": report.notes,
+        }));
+        return ExitCode::from(code);
+    }
+    for f in report.failures() {
+        println!("{}", f.line());
+    }
+    if report.failures().next().is_some() {
+        println!();
+    }
+    println!(
+        "{:<10} {:>6} {:>6} {:>7} {:>8}",
+        "ECOSYSTEM", "OK", "FAILED", "MISSING", "UNPINNED"
+    );
+    for (eco, c) in report.summary() {
+        println!(
+            "{:<10} {:>6} {:>6} {:>7} {:>8}",
+            eco.to_string(),
+            c.ok,
+            c.failed,
+            c.missing,
+            c.unpinned
+        );
+    }
+    for n in &report.notes {
+        println!("note: {n}");
+    }
+    ExitCode::from(code)
+}
