@@ -327,3 +327,121 @@ fn go_mod_vendor_trees_are_derived_again_from_verified_zips() {
     assert!(run(&sum).ok());
     make_writable(root);
 }
+
+fn kata_repro() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kata-repro"));
+    cmd.env_remove("KATA_REPRO_STORE")
+        .env_remove("KATA_REPRO_CONFIG");
+    cmd
+}
+
+fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn verify_go_checks_module_caches_and_proxies_against_go_sum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (proxy, main) = tidy_main(root);
+    make_writable(root);
+    let modcache = root.join("modcache");
+    let sum = main.join("go.sum");
+    let verify = |sum: &Path, extra: &[&str]| {
+        kata_repro()
+            .args(["verify", "go", "--sum"])
+            .arg(sum)
+            .args(extra)
+            .arg("--store")
+            .arg(root.join("store"))
+            .output()
+            .unwrap()
+    };
+    let modcache_arg = ["--modcache", modcache.to_str().unwrap()];
+    let out = verify(&sum, &modcache_arg);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+
+    // A module zip with one file changed (its extracted tree is left alone).
+    let zip = modcache.join("cache/download/example.com/alpha/@v/v1.0.0.zip");
+    let good_zip = std::fs::read(&zip).unwrap();
+    let mut changed = modules().remove(0);
+    changed.files[1].1 = b"package alpha\n\nfunc Alpha() string { return \"evil\" }\n".to_vec();
+    write_zip(&zip, &changed);
+    let out = verify(&sum, &modcache_arg);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let all = output_text(&out);
+    assert!(
+        all.contains("failed go example.com/alpha@v1.0.0 from")
+            && all.contains("v1.0.0.zip: h1 mismatch"),
+        "{all}"
+    );
+    assert!(all.contains("go.sum:"), "the go.sum line is named: {all}");
+    std::fs::write(&zip, &good_zip).unwrap();
+
+    // A .mod that does not match its /go.mod line.
+    let gomod = modcache.join("cache/download/example.com/!beta/@v/v0.2.0.mod");
+    let good_mod = std::fs::read(&gomod).unwrap();
+    std::fs::write(&gomod, b"module example.com/Beta\n\ngo 1.22\n").unwrap();
+    let out = verify(&sum, &modcache_arg);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        output_text(&out).contains("failed go example.com/Beta@v0.2.0/go.mod"),
+        "{}",
+        output_text(&out)
+    );
+    std::fs::write(&gomod, &good_mod).unwrap();
+
+    // A go.sum line edited.
+    let text = std::fs::read_to_string(&sum).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("example.com/alpha v1.0.0 "))
+        .unwrap()
+        + 1;
+    let edited_sum = root.join("edited.sum");
+    let edited: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("example.com/alpha v1.0.0 ") {
+                "example.com/alpha v1.0.0 h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+                    .to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(&edited_sum, edited).unwrap();
+    let out = verify(&edited_sum, &modcache_arg);
+    assert_eq!(out.status.code(), Some(1));
+    let all = output_text(&out);
+    assert!(
+        all.contains(&format!("edited.sum:{line}]")) && all.contains("expected h1:AAAA"),
+        "{all}"
+    );
+
+    // From a file:// proxy into the store; a tampered proxy zip is refused and not kept.
+    let proxy_url = format!("file://{}", proxy.display());
+    let out = verify(&sum, &["--proxy", &proxy_url, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let stored = root.join("store/gomod/example.com/alpha/@v/v1.0.0.zip");
+    assert!(stored.is_file());
+    std::fs::remove_dir_all(root.join("store/gomod")).unwrap();
+    write_zip(&proxy.join("example.com/alpha/@v/v1.0.0.zip"), &changed);
+    let out = verify(&sum, &["--proxy", &proxy_url]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        output_text(&out).contains("h1 mismatch; the download was deleted"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(!stored.exists());
+
+    // A plain-http proxy is refused as bad input.
+    let out = verify(&sum, &["--proxy", "http://proxy.example"]);
+    assert_eq!(out.status.code(), Some(2));
+}

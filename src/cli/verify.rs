@@ -256,6 +256,7 @@ fn go(args: GoArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
             args.proxy.clone()
         },
         store: store.as_ref().map(|s| s.root().join("gomod")),
+        staging: store.as_ref().map(|s| s.root().join("tmp")),
     };
     let report = match (&args.vendor, &args.gomod) {
         (Some(vendor_dir), Some(gomod)) => {

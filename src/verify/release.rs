@@ -249,6 +249,7 @@ impl ReleaseCheck<'_> {
             modcaches: self.modcaches.clone(),
             proxy: self.proxy.clone(),
             store: Some(self.get.store.root().join("gomod")),
+            staging: Some(self.get.store.root().join("tmp")),
         };
         let vendor_dir = runtime.join("vendor");
         if vendor_dir.join("modules.txt").is_file() {

@@ -23,6 +23,8 @@ pub struct ModuleSources {
     pub proxy: Option<String>,
     /// The verified store of Go modules (a GOPROXY file layout), written only after a match.
     pub store: Option<PathBuf>,
+    /// Where downloads are staged before they are checked (the store's `tmp/`).
+    pub staging: Option<PathBuf>,
 }
 
 fn file_name(entry: &GoSumEntry) -> String {
@@ -101,7 +103,8 @@ fn verify_entry(entry: &GoSumEntry, sum: &GoSum, sources: &ModuleSources) -> Vec
     if let Some(path) = candidates.iter().find(|p| p.is_file()) {
         out.push(check_file(entry, sum, path));
     } else if let (Some(proxy), Some(store)) = (&sources.proxy, &sources.store) {
-        out.push(fetch_into_store(entry, sum, proxy, store, &rel));
+        let staging = sources.staging.clone().unwrap_or_else(std::env::temp_dir);
+        out.push(fetch_into_store(entry, sum, proxy, store, &staging, &rel));
     } else {
         out.push(
             finding_for(entry, sum)
@@ -144,6 +147,7 @@ fn fetch_into_store(
     sum: &GoSum,
     proxy: &str,
     store: &Path,
+    staging: &Path,
     rel: &str,
 ) -> Finding {
     let url = format!("{}/{rel}", proxy.trim_end_matches('/'));
@@ -152,7 +156,8 @@ fn fetch_into_store(
     let result = (|| -> Result<Result<(), String>, String> {
         let parent = dest.parent().expect("has a parent");
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(|e| e.to_string())?;
+        let mut tmp = tempfile::NamedTempFile::new_in(staging)
+            .map_err(|e| format!("{}: {e}", staging.display()))?;
         download::copy_to(&Location::parse(&url), &mut tmp, |_, _| {})
             .map_err(|e| e.to_string())?;
         let actual = hash_of(entry, tmp.path())?;

@@ -203,18 +203,19 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
             .iter()
             .find(|m| m.path == r.module_path && (r.version.is_none() || m.version == r.version));
         if let Some(m) = vendored
-            && m.replacement.as_ref() != Some(&want) {
-                report.findings.push(
-                    Finding::new(Ecosystem::Go, module_name(m), Outcome::Failed)
-                        .origin(modules_txt.display().to_string())
-                        .pinned_at(gomod_at(r.path_span.start))
-                        .message(format!(
-                            "replaced by {} {} in go.mod, but not so in vendor/modules.txt",
-                            want.0,
-                            want.1.as_deref().unwrap_or("")
-                        )),
-                );
-            }
+            && m.replacement.as_ref() != Some(&want)
+        {
+            report.findings.push(
+                Finding::new(Ecosystem::Go, module_name(m), Outcome::Failed)
+                    .origin(modules_txt.display().to_string())
+                    .pinned_at(gomod_at(r.path_span.start))
+                    .message(format!(
+                        "replaced by {} {} in go.mod, but not so in vendor/modules.txt",
+                        want.0,
+                        want.1.as_deref().unwrap_or("")
+                    )),
+            );
+        }
     }
 
     // 2. go.sum lines for every vendored module; 3. the deep check where a zip is at hand.

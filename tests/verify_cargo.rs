@@ -1,0 +1,313 @@
+//! `kata-repro verify cargo`, against what cargo itself writes: `.crate` archives from
+//! `cargo package`, a Cargo.lock from a local registry, and a vendor tree from `cargo vendor`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{git, kata_repro, sha256_hex, text};
+
+struct CargoFixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    app: PathBuf,
+    registry: PathBuf,
+}
+
+fn cargo(dir: &Path, cargo_home: &Path, args: &[&str]) {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_HOME", cargo_home)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn write(path: &Path, data: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+impl CargoFixture {
+    /// Two registry crates packaged by cargo into a local registry, a git dependency, and an
+    /// app that depends on all three, locked and vendored by cargo.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let home = root.join("cargo-home");
+        let registry = root.join("registry");
+        for (name, body) in [
+            ("leaf", "pub fn leaf() {}\n"),
+            ("twig", "pub fn twig() {}\n"),
+        ] {
+            let src = root.join(name);
+            write(
+                &src.join("Cargo.toml"),
+                &format!(
+                    "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\nlicense = \"MIT\"\ndescription = \"fixture\"\n"
+                ),
+            );
+            write(&src.join("src/lib.rs"), body);
+            cargo(
+                &src,
+                &home,
+                &[
+                    "package",
+                    "--offline",
+                    "--no-verify",
+                    "--allow-dirty",
+                    "--quiet",
+                ],
+            );
+            let crate_file = format!("{name}-0.1.0.crate");
+            let data = std::fs::read(src.join("target/package").join(&crate_file)).unwrap();
+            write(&registry.join(&crate_file), "");
+            std::fs::write(registry.join(&crate_file), &data).unwrap();
+            let index = registry
+                .join("index")
+                .join(&name[..2])
+                .join(&name[2..4])
+                .join(name);
+            write(
+                &index,
+                &format!(
+                    "{{\"name\":\"{name}\",\"vers\":\"0.1.0\",\"deps\":[],\"cksum\":\"{}\",\"features\":{{}},\"yanked\":false}}\n",
+                    sha256_hex(&data)
+                ),
+            );
+        }
+        let gitdep = root.join("gitdep");
+        write(
+            &gitdep.join("Cargo.toml"),
+            "[package]\nname = \"gitdep\"\nversion = \"0.2.0\"\nedition = \"2021\"\n",
+        );
+        write(&gitdep.join("src/lib.rs"), "pub fn g() {}\n");
+        git(&gitdep, &["init", "-q"]);
+        git(&gitdep, &["add", "-A"]);
+        git(&gitdep, &["commit", "-q", "-m", "gitdep"]);
+
+        let app = root.join("app");
+        write(
+            &app.join("Cargo.toml"),
+            &format!(
+                "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nleaf = \"0.1\"\ntwig = \"0.1\"\ngitdep = {{ git = \"file://{}\" }}\n",
+                gitdep.display()
+            ),
+        );
+        write(
+            &app.join("src/main.rs"),
+            "fn main() { leaf::leaf(); twig::twig(); gitdep::g(); }\n",
+        );
+        write(
+            &app.join(".cargo/config.toml"),
+            &format!(
+                "[source.crates-io]\nreplace-with = \"local\"\n\n[source.local]\nlocal-registry = \"{}\"\n",
+                registry.display()
+            ),
+        );
+        cargo(&app, &home, &["generate-lockfile", "--quiet"]);
+        cargo(
+            &app,
+            &home,
+            &[
+                "vendor",
+                "--respect-source-config",
+                "--locked",
+                "--quiet",
+                "vendor",
+            ],
+        );
+        Self {
+            _dir: dir,
+            root,
+            app,
+            registry,
+        }
+    }
+
+    fn verify(&self, extra: &[&str]) -> std::process::Output {
+        kata_repro()
+            .args(["verify", "cargo", "--lock"])
+            .arg(self.app.join("Cargo.lock"))
+            .arg("--store")
+            .arg(self.root.join("store"))
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    fn vendor(&self) -> PathBuf {
+        self.app.join("vendor")
+    }
+}
+
+#[test]
+fn a_cargo_vendor_tree_verifies_and_each_kind_of_tampering_fails() {
+    let f = CargoFixture::new();
+    let vendor = f.vendor();
+    let vendor_arg = vendor.to_str().unwrap();
+    let out = f.verify(&["--vendor", vendor_arg, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["cargo"]["ok"], 3, "{v}");
+
+    // A vendored file edited.
+    let lib = vendor.join("leaf/src/lib.rs");
+    std::fs::write(&lib, "pub fn leaf() { /* edited */ }\n").unwrap();
+    let out = f.verify(&["--vendor", vendor_arg]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("failed cargo leaf@0.1.0")
+            && text(&out).contains("src/lib.rs was edited"),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(&lib, "pub fn leaf() {}\n").unwrap();
+
+    // An extra file in a vendored crate.
+    std::fs::write(vendor.join("twig/src/backdoor.rs"), "pub fn b() {}\n").unwrap();
+    let out = f.verify(&["--vendor", vendor_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("src/backdoor.rs is present but not listed in .cargo-checksum.json"),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_file(vendor.join("twig/src/backdoor.rs")).unwrap();
+
+    // A git package's file edited: its checksum file is all there is to check against.
+    std::fs::write(vendor.join("gitdep/src/lib.rs"), "pub fn g() { loop {} }\n").unwrap();
+    let out = f.verify(&["--vendor", vendor_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("failed cargo gitdep@0.2.0"),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(vendor.join("gitdep/src/lib.rs"), "pub fn g() {}\n").unwrap();
+
+    // A Cargo.lock checksum edited: the vendored package no longer matches it, and the line is named.
+    let lock_path = f.app.join("Cargo.lock");
+    let lock = std::fs::read_to_string(&lock_path).unwrap();
+    let twig_sum = sha256_hex(&std::fs::read(f.registry.join("twig-0.1.0.crate")).unwrap());
+    let edited = lock.replace(&twig_sum, &"0".repeat(64));
+    std::fs::write(&lock_path, &edited).unwrap();
+    let line = edited
+        .lines()
+        .position(|l| l.contains(&"0".repeat(64)))
+        .unwrap()
+        + 1;
+    let out = f.verify(&["--vendor", vendor_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    let all = text(&out);
+    assert!(
+        all.contains(&format!("Cargo.lock:{line}]")) && all.contains(&twig_sum),
+        "{all}"
+    );
+    std::fs::write(&lock_path, &lock).unwrap();
+
+    // A vendored crate removed.
+    std::fs::remove_dir_all(vendor.join("leaf")).unwrap();
+    let out = f.verify(&["--vendor", vendor_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("missing cargo leaf@0.1.0")
+            && text(&out).contains("locked, but not vendored"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn crate_archives_verify_against_cargo_lock_and_a_flipped_byte_fails() {
+    let f = CargoFixture::new();
+    let registry = f.registry.to_str().unwrap();
+    let out = f.verify(&["--registry-cache", registry, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["cargo"]["ok"], 2);
+    assert!(
+        v["notes"][0].as_str().unwrap().contains("1 git packages"),
+        "{v}"
+    );
+
+    // A flipped byte in one .crate: reported with both hashes, and kept out of the store.
+    let crate_path = f.registry.join("leaf-0.1.0.crate");
+    let good = std::fs::read(&crate_path).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x01;
+    std::fs::write(&crate_path, &bad).unwrap();
+    let store = f.root.join("store2");
+    let out = kata_repro()
+        .args(["verify", "cargo", "--lock"])
+        .arg(f.app.join("Cargo.lock"))
+        .args(["--registry-cache", registry, "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("failed cargo leaf@0.1.0") && all.contains("sha256 mismatch"),
+        "{all}"
+    );
+    assert!(
+        all.contains(&sha256_hex(&good)) && all.contains(&sha256_hex(&bad)),
+        "{all}"
+    );
+    assert!(
+        !store
+            .join("objects/sha256")
+            .join(sha256_hex(&good))
+            .exists()
+    );
+    assert!(!store.join("objects/sha256").join(sha256_hex(&bad)).exists());
+
+    // Absent from every cache, with downloads off: missing.
+    std::fs::remove_file(&crate_path).unwrap();
+    let out = kata_repro()
+        .args(["verify", "cargo", "--offline", "--lock"])
+        .arg(f.app.join("Cargo.lock"))
+        .args(["--registry-cache", registry, "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("missing cargo leaf@0.1.0"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn bad_cargo_input_exits_2() {
+    let out = kata_repro()
+        .args(["verify", "cargo", "--lock", "/nonexistent/Cargo.lock"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("Cargo.lock");
+    std::fs::write(&lock, "version = 4\n[[package]]\nname = \"a\"\nversion = \"1\"\nchecksum = \"xyz\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n").unwrap();
+    let out = kata_repro()
+        .args(["verify", "cargo", "--lock"])
+        .arg(&lock)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("Cargo.lock:5: package a@1: checksum `xyz` is not a sha256"),
+        "{}",
+        text(&out)
+    );
+}
