@@ -2,11 +2,16 @@
 
 mod common;
 
-use common::{text, Fixture};
+use common::{Fixture, text};
 
 fn verify(f: &Fixture, extra: &[&str]) -> std::process::Output {
     common::kata_repro()
-        .args(["--config", f.config.to_str().unwrap(), "verify", "--lockfile"])
+        .args([
+            "--config",
+            f.config.to_str().unwrap(),
+            "verify",
+            "--lockfile",
+        ])
         .arg(&f.lockfile)
         .arg("--store")
         .arg(&f.store)
@@ -24,8 +29,12 @@ fn a_release_verifies_and_lists_its_kernel_inputs() {
     assert_eq!(v["summary"]["source"]["ok"], 1);
     assert_eq!(v["summary"]["cargo"]["ok"], 1, "the git package dep@0.1.0");
     assert_eq!(v["summary"]["toolchain"]["ok"], 2);
-    let kernel: Vec<&serde_json::Value> =
-        v["findings"].as_array().unwrap().iter().filter(|f| f["ecosystem"] == "kernel").collect();
+    let kernel: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["ecosystem"] == "kernel")
+        .collect();
     let names: Vec<&str> = kernel.iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
@@ -39,25 +48,40 @@ fn a_release_verifies_and_lists_its_kernel_inputs() {
     );
     assert_eq!(kernel[2]["actual"], common::sha256_hex(b"CONFIG_A=y\n"));
     let notes = v["notes"].as_array().unwrap();
-    assert!(notes.iter().any(|n| n.as_str().unwrap().starts_with("1 path packages are covered by the source commit")), "{v}");
+    assert!(
+        notes.iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .starts_with("1 path packages are covered by the source commit")),
+        "{v}"
+    );
 
     // The summary table, in text.
     let out = verify(&f, &[]);
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("ECOSYSTEM") && stdout.contains("UNPINNED"), "{stdout}");
+    assert!(
+        stdout.contains("ECOSYSTEM") && stdout.contains("UNPINNED"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn a_git_dependency_at_another_commit_fails() {
     let f = Fixture::new();
     let other = "1111111111111111111111111111111111111111";
-    f.edit_lockfile(&format!("commit = \"{}\"", f.dep_commit), &format!("commit = \"{other}\""));
+    f.edit_lockfile(
+        &format!("commit = \"{}\"", f.dep_commit),
+        &format!("commit = \"{other}\""),
+    );
     let out = verify(&f, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let all = text(&out);
     assert!(
-        all.contains(&format!("Cargo.lock pins https://github.com/example/dep-rs at {}, but the lockfile does not", f.dep_commit)),
+        all.contains(&format!(
+            "Cargo.lock pins https://github.com/example/dep-rs at {}, but the lockfile does not",
+            f.dep_commit
+        )),
         "{all}"
     );
     assert!(all.contains("failed cargo dep@0.1.0"), "{all}");
@@ -71,7 +95,10 @@ fn a_swapped_kernel_tarball_fails_and_a_damaged_stored_one_is_fetched_again() {
     let stored = f.store.join("objects/sha256").join(&f.kernel_sha256);
     std::fs::write(&stored, b"swapped").unwrap();
     assert_eq!(verify(&f, &[]).status.code(), Some(0));
-    assert_eq!(common::sha256_hex(&std::fs::read(&stored).unwrap()), f.kernel_sha256);
+    assert_eq!(
+        common::sha256_hex(&std::fs::read(&stored).unwrap()),
+        f.kernel_sha256
+    );
     // Swapped at the source too: refused, with both hashes.
     std::fs::write(&stored, b"swapped").unwrap();
     std::fs::write(f.downloads.join("kernel/linux-6.0.1.tar.xz"), b"swapped").unwrap();
@@ -79,6 +106,9 @@ fn a_swapped_kernel_tarball_fails_and_a_damaged_stored_one_is_fetched_again() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let all = text(&out);
     assert!(all.contains("failed kernel linux@6.0.1"), "{all}");
-    assert!(all.contains(&f.kernel_sha256) && all.contains(&common::sha256_hex(b"swapped")), "{all}");
+    assert!(
+        all.contains(&f.kernel_sha256) && all.contains(&common::sha256_hex(b"swapped")),
+        "{all}"
+    );
     assert!(!stored.exists());
 }

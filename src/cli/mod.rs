@@ -4,6 +4,7 @@
 
 mod fetch;
 mod lock;
+mod vendor;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ pub enum Command {
     Fetch(fetch::FetchArgs),
     /// Verify every crate, Go module and kernel input against its pin.
     Verify(verify::VerifyArgs),
+    /// Write a verified vendor tree and cargo config for `cargo build --locked --offline`.
+    Vendor(vendor::VendorArgs),
 }
 
 /// Mirror options shared by commands that read upstream sources.
@@ -105,6 +108,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Lock(args) => lock::run(args, &config, cli.json),
         Command::Fetch(args) => fetch::run(args, &config, cli.json),
         Command::Verify(args) => verify::run(args, &config, cli.json),
+        Command::Vendor(args) => vendor::run(args, &config, cli.json),
     }
 }
 

@@ -14,7 +14,7 @@ use kata_repro::source::store::Store;
 use kata_repro::verify::cargo::{registry, vendor};
 use kata_repro::verify::gomod::gosum::GoSum;
 use kata_repro::verify::gomod::modcache::{self, ModuleSources};
-use kata_repro::verify::release::{self, ReleaseCheck};
+use kata_repro::verify::release::{self, ReleaseCheck, ResolveRequest};
 use kata_repro::verify::report::{Ecosystem, Finding, Report};
 
 use super::{Failure, MirrorArgs};
@@ -42,6 +42,23 @@ pub struct VerifyArgs {
     /// Architectures whose kernel patches and fragments are listed. Default: this machine's.
     #[arg(long, value_delimiter = ',', value_name = "ARCH")]
     arch: Vec<String>,
+    /// Do not resolve which crates the agent build needs.
+    #[arg(long)]
+    no_resolve: bool,
+    /// The package whose build is resolved, by its manifest in the Kata tree.
+    #[arg(long, value_name = "PATH", default_value = "src/agent/Cargo.toml")]
+    resolve_manifest: String,
+    /// The target the build is resolved for. Default: this machine's gnu target.
+    #[arg(long, value_name = "TRIPLE")]
+    resolve_target: Option<String>,
+    /// The features the build is resolved with (Kata's release builds the agent with seccomp).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "FEATURES",
+        default_value = "seccomp"
+    )]
+    resolve_features: Vec<String>,
     #[command(flatten)]
     mirrors: MirrorArgs,
     #[command(subcommand)]
@@ -180,6 +197,15 @@ pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
         skip: args.skip.into_iter().collect::<BTreeSet<_>>(),
         threads: 8,
         on_crate: Some(&on_crate),
+        resolve: (!args.no_resolve).then(|| ResolveRequest {
+            manifest: args.resolve_manifest.clone(),
+            target: args
+                .resolve_target
+                .clone()
+                .unwrap_or_else(|| format!("{}-unknown-linux-gnu", std::env::consts::ARCH)),
+            features: args.resolve_features.clone(),
+            cargo: std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+        }),
     };
     let report = check.run();
     bar.finish_and_clear();

@@ -124,6 +124,18 @@ impl Mirrors {
         }
     }
 
+    /// Exact entries whose mirror is a local path: (normalised upstream URL, path).
+    pub fn local_repositories(&self) -> Vec<(String, std::path::PathBuf)> {
+        self.entries
+            .iter()
+            .filter(|(u, _)| !u.ends_with('/'))
+            .filter_map(|(u, m)| match Location::parse(m) {
+                Location::File(p) => Some((u.clone(), p)),
+                Location::Http(_) => None,
+            })
+            .collect()
+    }
+
     /// Where to get `upstream` from, if a mirror covers it.
     pub fn resolve(&self, upstream: &str) -> Option<Location> {
         let wanted = normalize(upstream);

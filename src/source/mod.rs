@@ -2,6 +2,7 @@
 //! the content-addressed store they all land in.
 
 pub mod download;
+pub mod extract;
 pub mod fetch;
 pub mod get;
 pub mod git;

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::cargo::registry::{self, CrateSources};
+use super::cargo::{offline, resolve};
 use super::gomod::gosum::{GoSum, SumKind};
 use super::gomod::modcache::{self, ModuleSources};
 use super::gomod::vendor::{self, VendorCheck};
@@ -29,6 +30,19 @@ pub struct ReleaseCheck<'a> {
     /// Threads for downloads.
     pub threads: usize,
     pub on_crate: Option<&'a (dyn Fn(&Finding) + Sync)>,
+    /// Resolve which locked crates a build needs, over a verified offline vendor tree.
+    pub resolve: Option<ResolveRequest>,
+}
+
+/// The build whose crates `verify` separates from the rest of the workspace lock.
+#[derive(Debug, Clone)]
+pub struct ResolveRequest {
+    /// The package's manifest, relative to the Kata tree (e.g. `src/agent/Cargo.toml`).
+    pub manifest: String,
+    pub target: String,
+    pub features: Vec<String>,
+    /// The cargo binary to run.
+    pub cargo: String,
 }
 
 fn outcome_of(status: Status) -> Outcome {
@@ -223,6 +237,9 @@ impl ReleaseCheck<'_> {
             .filter(|p| p.source == PackageSource::Path)
             .map(|p| p.id())
             .collect();
+        if let Some(request) = &self.resolve {
+            self.resolve_build(request, &cargo_lock, &lock_path, checkout, &mut report);
+        }
         report.notes.push(format!(
             "{} path packages are covered by the source commit {}: {}",
             paths.len(),
@@ -230,6 +247,69 @@ impl ReleaseCheck<'_> {
             paths.join(", ")
         ));
         report
+    }
+
+    /// Marks each cargo finding as needed by the resolved build or only locked.
+    fn resolve_build(
+        &self,
+        request: &ResolveRequest,
+        cargo_lock: &CargoLock,
+        lock_path: &Path,
+        checkout: &Path,
+        report: &mut Report,
+    ) {
+        if report.findings.iter().any(|f| f.outcome != Outcome::Ok) {
+            report.notes.push(format!(
+                "{} was not resolved: the offline vendor tree is made only when every crate verifies",
+                request.manifest
+            ));
+            return;
+        }
+        let vendored = offline::ensure_in_store(
+            cargo_lock,
+            lock_path,
+            checkout,
+            self.get.store,
+            self.get.mirrors,
+            &request.cargo,
+        );
+        let resolution = vendored.map_err(|e| e.to_string()).and_then(|v| {
+            resolve::resolve(
+                &checkout.join(&request.manifest),
+                &v.config,
+                &request.target,
+                &request.features,
+                &request.cargo,
+            )
+            .map_err(|e| e.to_string())
+        });
+        match resolution {
+            Err(e) => report
+                .notes
+                .push(format!("{} was not resolved: {e}", request.manifest)),
+            Ok(r) => {
+                let mut needed = 0;
+                for f in report.findings.iter_mut() {
+                    let in_build = r.needed.contains(&f.name);
+                    needed += usize::from(in_build);
+                    f.scope = Some(if in_build { "build" } else { "lock-only" }.to_owned());
+                }
+                let total = report.findings.len();
+                let paths = cargo_lock
+                    .packages
+                    .iter()
+                    .filter(|p| p.source == PackageSource::Path && r.needed.contains(&p.id()))
+                    .count();
+                report.notes.push(format!(
+                    "{} for {} with features [{}]: needs {needed} of the {total} verified crates and {paths} path packages; \
+                     the other {} are only in the workspace lock",
+                    r.root,
+                    r.target,
+                    r.features.join(", "),
+                    total - needed
+                ));
+            }
+        }
     }
 
     fn go(&self, checkout: &Path) -> Report {

@@ -70,6 +70,10 @@ pub struct Finding {
     pub pinned_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// For locked packages: `build` when the resolved build needs it, `lock-only` when only
+    /// the workspace lock holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl Finding {
@@ -83,6 +87,7 @@ impl Finding {
             actual: None,
             pinned_at: None,
             message: None,
+            scope: None,
         }
     }
     pub fn outcome(mut self, outcome: Outcome) -> Self {

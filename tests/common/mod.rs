@@ -141,10 +141,22 @@ impl Fixture {
                 ("tools/packaging/kernel/kata_config_version", "7\n"),
                 ("README.md", "Kata fixture\n"),
                 ("tools/build.sh", "#!/bin/sh\nexit 0\n"),
-                ("tools/packaging/kernel/patches/6.0.x/0001-fix.patch", "--- a/x\n+++ b/x\n"),
-                ("tools/packaging/kernel/configs/fragments/common/base.conf", "CONFIG_A=y\n"),
-                ("tools/packaging/kernel/configs/fragments/x86_64/x86.conf", "CONFIG_X86_B=y\n"),
-                ("tools/packaging/kernel/configs/fragments/arm64/arm.conf", "# !x86_64\nCONFIG_ARM_C=y\n"),
+                (
+                    "tools/packaging/kernel/patches/6.0.x/0001-fix.patch",
+                    "--- a/x\n+++ b/x\n",
+                ),
+                (
+                    "tools/packaging/kernel/configs/fragments/common/base.conf",
+                    "CONFIG_A=y\n",
+                ),
+                (
+                    "tools/packaging/kernel/configs/fragments/x86_64/x86.conf",
+                    "CONFIG_X86_B=y\n",
+                ),
+                (
+                    "tools/packaging/kernel/configs/fragments/arm64/arm.conf",
+                    "# !x86_64\nCONFIG_ARM_C=y\n",
+                ),
             ],
         );
         std::fs::set_permissions(

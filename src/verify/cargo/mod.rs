@@ -1,4 +1,6 @@
 //! Rust crates: registry archives, vendored trees, git and path packages.
 
+pub mod offline;
 pub mod registry;
+pub mod resolve;
 pub mod vendor;

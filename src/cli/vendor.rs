@@ -1,0 +1,130 @@
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use kata_repro::lock::Lockfile;
+use kata_repro::lock::cargo_lock::CargoLock;
+use kata_repro::source::fetch::check_policy;
+use kata_repro::source::get::Getter;
+use kata_repro::source::mirror::Config;
+use kata_repro::source::policy::HostPolicy;
+use kata_repro::source::store::Store;
+use kata_repro::verify::cargo::offline;
+use kata_repro::verify::release::ReleaseCheck;
+use kata_repro::verify::report::Ecosystem;
+
+use super::{Failure, MirrorArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct VendorArgs {
+    /// The release whose Rust workspace to vendor.
+    #[arg(long, value_name = "FILE")]
+    lockfile: PathBuf,
+    /// Where to write `vendor/` and `config.toml` (replaced if it exists).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The store directory (see `fetch`).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Local registry caches holding `.crate` files; repeatable.
+    #[arg(long = "registry-cache", value_name = "DIR")]
+    registry_caches: Vec<PathBuf>,
+    #[command(flatten)]
+    mirrors: MirrorArgs,
+}
+
+pub fn run(args: VendorArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
+    let lock = Lockfile::load(&args.lockfile).map_err(Failure::input)?;
+    let mirrors = super::mirrors(config, &args.mirrors)?;
+    let mut policy = HostPolicy::new(&lock.policy.allowed_hosts);
+    policy.extend(&config.policy.allowed_hosts);
+    check_policy(&lock, &policy)
+        .map_err(|e| Failure::input(anyhow!("{}: {e}", args.lockfile.display())))?;
+    let root = Store::default_root(args.store.as_deref(), config.store.as_deref());
+    let store = Store::open(&root, || {
+        eprintln!("waiting for the store {}", root.display())
+    })
+    .map_err(Failure::input)?;
+
+    // Everything the vendor tree is made from is verified first.
+    let check = ReleaseCheck {
+        lock: &lock,
+        get: Getter {
+            store: &store,
+            mirrors: &mirrors,
+            policy: &policy,
+        },
+        registry_caches: args.registry_caches.clone(),
+        modcaches: Vec::new(),
+        proxy: None,
+        download: true,
+        arches: Vec::new(),
+        host_arch: std::env::consts::ARCH.to_owned(),
+        skip: BTreeSet::from([Ecosystem::Toolchain, Ecosystem::Go, Ecosystem::Kernel]),
+        threads: 8,
+        on_crate: None,
+        resolve: None,
+    };
+    let report = check.run();
+    if !report.ok() {
+        for f in report.failures() {
+            eprintln!("{}", f.line());
+        }
+        return Err(Failure::check(anyhow!(
+            "not every Rust input of {} verified, so no vendor tree was written",
+            lock.release
+        )));
+    }
+    let checkout = store.git_path(&lock.source.commit);
+    let lock_path = checkout.join("Cargo.lock");
+    let cargo_lock = std::fs::read_to_string(&lock_path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| CargoLock::parse(&t).map_err(|e| e.to_string()))
+        .map_err(|e| Failure::check(anyhow!("{}: {e}", lock_path.display())))?;
+
+    // Build beside the destination, then move it into place.
+    let out = std::path::absolute(&args.out).map_err(|e| Failure::input(anyhow!("--out: {e}")))?;
+    let parent = out.parent().unwrap_or(std::path::Path::new("/")).to_owned();
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| Failure::input(anyhow!("{}: {e}", parent.display())))?;
+    let work = tempfile::Builder::new()
+        .prefix(".kata-repro-vendor-")
+        .tempdir_in(&parent)
+        .map_err(|e| Failure::input(anyhow!("{}: {e}", parent.display())))?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = offline::build(
+        &cargo_lock,
+        &lock_path,
+        &checkout,
+        &store,
+        &mirrors,
+        work.path(),
+        &out,
+        &cargo,
+    )
+    .map_err(Failure::check)?;
+    if out.exists() {
+        std::fs::remove_dir_all(&out)
+            .map_err(|e| Failure::input(anyhow!("{}: {e}", out.display())))?;
+    }
+    std::fs::rename(work.keep(), &out)
+        .map_err(|e| Failure::input(anyhow!("{}: {e}", out.display())))?;
+    if json {
+        super::print_json(&serde_json::json!({
+            "ok": true,
+            "vendor": built.vendor_dir,
+            "config": built.config,
+            "crates": built.crates,
+        }));
+    } else {
+        println!(
+            "wrote {} ({} crates, verified) and {}\nbuild offline with: cargo build --locked --offline --config {}",
+            built.vendor_dir.display(),
+            built.crates,
+            built.config.display(),
+            built.config.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

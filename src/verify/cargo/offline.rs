@@ -1,0 +1,318 @@
+//! An offline vendor tree for `cargo build --locked --offline`, made only from verified bytes.
+//!
+//! 1. Every registry crate is extracted from its verified `.crate` in the store into a cargo
+//!    `directory` source, with the `.cargo-checksum.json` cargo expects.
+//! 2. `cargo vendor` then assembles the vendor tree, with crates.io replaced by that directory
+//!    and every git source replaced by its local mirror (cargo re-hashes every git object it
+//!    clones, and checks out the commit Cargo.lock pins). Cargo itself writes the normalised
+//!    manifests of git packages.
+//! 3. The result is verified against Cargo.lock like any vendor tree, and a source-replacement
+//!    config that points at it is written beside it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+
+use super::vendor::{self, CHECKSUM_FILE};
+use crate::digest::Sha256Digest;
+use crate::lock::cargo_lock::{CargoLock, PackageSource};
+use crate::source::download::Location;
+use crate::source::extract;
+use crate::source::mirror::Mirrors;
+use crate::source::store::Store;
+use crate::verify::report::Outcome;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error("{package}: its .crate is not in the store; run `kata-repro verify --lockfile` first")]
+    NotInStore { package: String },
+    #[error("{package}: {source}")]
+    Extract {
+        package: String,
+        source: extract::ExtractError,
+    },
+    #[error("git source {source_id}: no local mirror; pass --mirror {url}=PATH")]
+    NoMirror { source_id: String, url: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cargo vendor failed:\n{stderr}")]
+    CargoVendor { stderr: String },
+    #[error("the vendor tree cargo wrote does not verify: {0}")]
+    Unverified(String),
+}
+
+/// The `.cargo-checksum.json` of a directory source, as cargo writes it.
+#[derive(Serialize)]
+struct Checksum<'a> {
+    files: &'a BTreeMap<String, String>,
+    package: Option<String>,
+}
+
+/// Extracts a verified `.crate` into `dest` and writes its checksum file.
+pub fn unpack_crate(
+    crate_file: &Path,
+    dest: &Path,
+    checksum: &Sha256Digest,
+) -> Result<(), extract::ExtractError> {
+    let io_err = |source| extract::ExtractError::Io {
+        archive: crate_file.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dest).map_err(io_err)?;
+    let written = extract::untar_gz(crate_file, dest, 1)?;
+    let mut files = BTreeMap::new();
+    for f in written {
+        // cargo's own marker of an unpacked registry crate never belongs to the sources.
+        if f.path == ".cargo-ok" {
+            std::fs::remove_file(dest.join(&f.path)).map_err(io_err)?;
+            continue;
+        }
+        let digest = Sha256Digest::of_file(&dest.join(&f.path)).map_err(io_err)?;
+        files.insert(f.path, digest.to_hex());
+    }
+    let json = serde_json::to_string(&Checksum {
+        files: &files,
+        package: Some(checksum.to_hex()),
+    })
+    .expect("checksums serialise");
+    std::fs::write(dest.join(CHECKSUM_FILE), json).map_err(io_err)
+}
+
+/// What was produced.
+#[derive(Debug, Clone)]
+pub struct OfflineVendor {
+    pub vendor_dir: PathBuf,
+    /// A cargo config that replaces every source with the vendor tree.
+    pub config: PathBuf,
+    pub crates: usize,
+}
+
+/// Builds `out/vendor` and `out/config.toml` for the workspace at `workspace` (whose Cargo.lock
+/// is `lock`). The config names the vendor tree at `final_out/vendor`, where `out` is moved
+/// once complete. `cargo` is the cargo binary to run.
+#[allow(clippy::too_many_arguments)]
+pub fn build(
+    lock: &CargoLock,
+    lock_path: &Path,
+    workspace: &Path,
+    store: &Store,
+    mirrors: &Mirrors,
+    out: &Path,
+    final_out: &Path,
+    cargo: &str,
+) -> Result<OfflineVendor, OfflineError> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| OfflineError::Io { path, source }
+    };
+    let staging = out.join(".staging");
+    let registry = staging.join("registry");
+    std::fs::create_dir_all(&registry).map_err(io_err(&registry))?;
+
+    // 1. Registry crates, from the store.
+    for p in lock
+        .packages
+        .iter()
+        .filter(|p| matches!(p.source, PackageSource::Registry(_)))
+    {
+        let checksum = p
+            .checksum
+            .ok_or_else(|| OfflineError::NotInStore { package: p.id() })?;
+        let crate_file = store.object_path(&checksum);
+        if !store.verify_object(&checksum).unwrap_or(false) {
+            return Err(OfflineError::NotInStore { package: p.id() });
+        }
+        unpack_crate(
+            &crate_file,
+            &registry.join(format!("{}-{}", p.name, p.version)),
+            &checksum,
+        )
+        .map_err(|source| OfflineError::Extract {
+            package: p.id(),
+            source,
+        })?;
+    }
+
+    // 2. cargo vendor with every source replaced.
+    let mut config = String::from("[source.crates-io]\nreplace-with = \"kata-repro-registry\"\n\n");
+    config.push_str(&format!(
+        "[source.kata-repro-registry]\ndirectory = {}\n\n",
+        toml_str(&registry.display().to_string())
+    ));
+    let mut git_sources: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
+    for p in &lock.packages {
+        if let PackageSource::Git(g) = &p.source {
+            git_sources.insert(g.source_id(), (g.url.clone(), g.reference.clone()));
+        }
+    }
+    for (i, (source_id, (url, reference))) in git_sources.iter().enumerate() {
+        let Some(Location::File(mirror)) = mirrors.resolve(url) else {
+            return Err(OfflineError::NoMirror {
+                source_id: source_id.clone(),
+                url: url.clone(),
+            });
+        };
+        let reference = reference
+            .as_deref()
+            .and_then(|r| r.split_once('='))
+            .map(|(k, v)| format!("{k} = {}\n", toml_str(v)));
+        config.push_str(&format!(
+            "[source.{}]\ngit = {}\n{}replace-with = \"kata-repro-git-{i}\"\n\n[source.kata-repro-git-{i}]\ngit = {}\n{}\n",
+            toml_str(source_id),
+            toml_str(url),
+            reference.clone().unwrap_or_default(),
+            toml_str(&format!("file://{}", mirror.display())),
+            reference.unwrap_or_default(),
+        ));
+    }
+    let cfg_path = staging.join("vendor-sources.toml");
+    std::fs::write(&cfg_path, &config).map_err(io_err(&cfg_path))?;
+    let vendor_dir = out.join("vendor");
+    let cargo_home = staging.join("cargo-home");
+    // Submodules are cloned from the URLs in .gitmodules: send those to their mirrors too.
+    let mut gitconfig = String::new();
+    for (url, path) in mirrors.local_repositories() {
+        let mirror = format!("file://{}", path.display());
+        for from in [url.clone(), format!("{url}.git")] {
+            gitconfig.push_str(&format!(
+                "[url {}]\n\tinsteadOf = {from}\n",
+                toml_str(&mirror)
+            ));
+        }
+    }
+    let gitconfig_path = staging.join(".gitconfig");
+    std::fs::write(&gitconfig_path, gitconfig).map_err(io_err(&gitconfig_path))?;
+    // HOME changes below (for the git config); rustup must still find its toolchains.
+    let rustup_home = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|h| h.join(".rustup")));
+    let mut command = Command::new(cargo);
+    if let Some(r) = rustup_home {
+        command.env("RUSTUP_HOME", r);
+    }
+    let output = command
+        .args([
+            "vendor",
+            "--locked",
+            "--respect-source-config",
+            "--versioned-dirs",
+            "--quiet",
+            "--manifest-path",
+        ])
+        .arg(workspace.join("Cargo.toml"))
+        .arg("--config")
+        .arg(&cfg_path)
+        .arg(&vendor_dir)
+        .current_dir(&staging)
+        .env("CARGO_HOME", &cargo_home)
+        .env("HOME", &staging)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output()
+        .map_err(io_err(Path::new(cargo)))?;
+    if !output.status.success() {
+        return Err(OfflineError::CargoVendor {
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+
+    // 3. Verify what cargo wrote, then point cargo at it.
+    let findings = vendor::verify(lock, lock_path, &vendor_dir);
+    let bad: Vec<String> = findings
+        .iter()
+        .filter(|f| f.outcome != Outcome::Ok)
+        .map(|f| f.line())
+        .collect();
+    if !bad.is_empty() {
+        return Err(OfflineError::Unverified(bad.join("\n")));
+    }
+    let mut final_config =
+        String::from("[source.crates-io]\nreplace-with = \"vendored-sources\"\n\n");
+    for (source_id, (url, reference)) in &git_sources {
+        let reference = reference
+            .as_deref()
+            .and_then(|r| r.split_once('='))
+            .map(|(k, v)| format!("{k} = {}\n", toml_str(v)));
+        final_config.push_str(&format!(
+            "[source.{}]\ngit = {}\n{}replace-with = \"vendored-sources\"\n\n",
+            toml_str(source_id),
+            toml_str(url),
+            reference.unwrap_or_default()
+        ));
+    }
+    let final_vendor = final_out.join("vendor");
+    final_config.push_str(&format!(
+        "[source.vendored-sources]\ndirectory = {}\n",
+        toml_str(&final_vendor.display().to_string())
+    ));
+    let config = out.join("config.toml");
+    std::fs::write(&config, final_config).map_err(io_err(&config))?;
+    std::fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
+    Ok(OfflineVendor {
+        vendor_dir: final_vendor,
+        config: final_out.join("config.toml"),
+        crates: findings.len(),
+    })
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// The verified offline vendor tree of a Cargo.lock, kept in the store under the lock's sha256:
+/// reused when it still verifies, built again otherwise.
+pub fn ensure_in_store(
+    lock: &CargoLock,
+    lock_path: &Path,
+    workspace: &Path,
+    store: &Store,
+    mirrors: &Mirrors,
+    cargo: &str,
+) -> Result<OfflineVendor, OfflineError> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| OfflineError::Io { path, source }
+    };
+    let digest = Sha256Digest::of_file(lock_path).map_err(io_err(lock_path))?;
+    let final_out = store.root().join("vendor").join(digest.to_hex());
+    let existing = OfflineVendor {
+        vendor_dir: final_out.join("vendor"),
+        config: final_out.join("config.toml"),
+        crates: 0,
+    };
+    if existing.config.is_file() {
+        let findings = vendor::verify(lock, lock_path, &existing.vendor_dir);
+        if findings.iter().all(|f| f.outcome == Outcome::Ok) {
+            return Ok(OfflineVendor {
+                crates: findings.len(),
+                ..existing
+            });
+        }
+        std::fs::remove_dir_all(&final_out).map_err(io_err(&final_out))?;
+    }
+    let stage = store.stage_dir().map_err(|e| OfflineError::Io {
+        path: store.root().to_owned(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let built = build(
+        lock,
+        lock_path,
+        workspace,
+        store,
+        mirrors,
+        stage.path(),
+        &final_out,
+        cargo,
+    )?;
+    let parent = final_out.parent().expect("under the store");
+    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    std::fs::rename(stage.keep(), &final_out).map_err(io_err(&final_out))?;
+    Ok(built)
+}
