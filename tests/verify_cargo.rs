@@ -13,6 +13,7 @@ struct CargoFixture {
     root: PathBuf,
     app: PathBuf,
     registry: PathBuf,
+    gitdep: PathBuf,
 }
 
 fn cargo(dir: &Path, cargo_home: &Path, args: &[&str]) {
@@ -98,7 +99,7 @@ impl CargoFixture {
         write(
             &app.join("Cargo.toml"),
             &format!(
-                "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nleaf = \"0.1\"\ntwig = \"0.1\"\ngitdep = {{ git = \"file://{}\" }}\n",
+                "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nleaf = \"0.1\"\ngitdep = {{ git = \"file://{}\" }}\n\n[dev-dependencies]\ntwig = \"0.1\"\n",
                 gitdep.display()
             ),
         );
@@ -130,6 +131,7 @@ impl CargoFixture {
             root,
             app,
             registry,
+            gitdep,
         }
     }
 
@@ -309,5 +311,107 @@ fn bad_cargo_input_exits_2() {
         text(&out).contains("Cargo.lock:5: package a@1: checksum `xyz` is not a sha256"),
         "{}",
         text(&out)
+    );
+}
+
+#[test]
+fn crates_unpack_exactly_as_cargo_vendor_writes_them() {
+    use kata_repro::verify::cargo::offline::unpack_crate;
+    let f = CargoFixture::new();
+    for name in ["leaf", "twig"] {
+        let crate_file = f.registry.join(format!("{name}-0.1.0.crate"));
+        let checksum = sha256_hex(&std::fs::read(&crate_file).unwrap())
+            .parse()
+            .unwrap();
+        let ours = f.root.join("ours").join(name);
+        unpack_crate(&crate_file, &ours, &checksum).unwrap();
+        let theirs = f.vendor().join(name);
+        let list = |d: &Path| -> Vec<(String, Vec<u8>)> {
+            let mut v: Vec<_> = walkdir::WalkDir::new(d)
+                .into_iter()
+                .flatten()
+                .filter(|e| e.file_type().is_file())
+                .map(|e| {
+                    (
+                        e.path().strip_prefix(d).unwrap().display().to_string(),
+                        std::fs::read(e.path()).unwrap(),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            list(&ours),
+            list(&theirs),
+            "{name}: same files, same bytes, same .cargo-checksum.json"
+        );
+    }
+}
+
+#[test]
+fn an_offline_vendor_tree_is_built_from_the_store_and_the_build_is_resolved() {
+    use kata_repro::lock::cargo_lock::CargoLock;
+    use kata_repro::source::download::Location;
+    use kata_repro::source::mirror::Mirrors;
+    use kata_repro::source::store::Store;
+    use kata_repro::verify::cargo::{offline, resolve};
+
+    let f = CargoFixture::new();
+    let store = Store::open(&f.root.join("store"), || {}).unwrap();
+    for name in ["leaf", "twig"] {
+        let crate_file = f.registry.join(format!("{name}-0.1.0.crate"));
+        let checksum = sha256_hex(&std::fs::read(&crate_file).unwrap())
+            .parse()
+            .unwrap();
+        store
+            .put(&Location::File(crate_file), &checksum, |_, _| {})
+            .unwrap();
+    }
+    // The git dependency comes from a mirror, as it would in an air-gapped build.
+    let mirror = f.root.join("gitdep-mirror");
+    git(
+        &f.root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            f.gitdep.to_str().unwrap(),
+            mirror.to_str().unwrap(),
+        ],
+    );
+    let mut mirrors = Mirrors::new();
+    mirrors.insert(
+        &format!("file://{}", f.gitdep.display()),
+        mirror.to_str().unwrap(),
+    );
+    // The app's own source replacement must not be what makes this work.
+    std::fs::remove_file(f.app.join(".cargo/config.toml")).unwrap();
+    let lock_path = f.app.join("Cargo.lock");
+    let lock = CargoLock::parse(&std::fs::read_to_string(&lock_path).unwrap()).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built =
+        offline::ensure_in_store(&lock, &lock_path, &f.app, &store, &mirrors, &cargo).unwrap();
+    assert_eq!(built.crates, 3);
+    assert!(built.vendor_dir.join("gitdep-0.2.0/src/lib.rs").is_file());
+    // Reused the second time.
+    let again =
+        offline::ensure_in_store(&lock, &lock_path, &f.app, &store, &mirrors, &cargo).unwrap();
+    assert_eq!(again.vendor_dir, built.vendor_dir);
+
+    let target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let r = resolve::resolve(
+        &f.app.join("Cargo.toml"),
+        &built.config,
+        &target,
+        &[],
+        &cargo,
+    )
+    .unwrap();
+    assert_eq!(r.root, "app@0.1.0");
+    // twig is a dev-dependency: locked, but not needed to build the app.
+    assert_eq!(
+        r.needed.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["app@0.1.0", "gitdep@0.2.0", "leaf@0.1.0"]
     );
 }

@@ -157,6 +157,10 @@ pub fn build(
                 url: url.clone(),
             });
         };
+        let mirror_url = format!("file://{}", mirror.display());
+        if mirror_url.trim_end_matches('/') == url.trim_end_matches('/') {
+            continue; // the upstream is itself this local repository
+        }
         let reference = reference
             .as_deref()
             .and_then(|r| r.split_once('='))
@@ -166,7 +170,7 @@ pub fn build(
             toml_str(source_id),
             toml_str(url),
             reference.clone().unwrap_or_default(),
-            toml_str(&format!("file://{}", mirror.display())),
+            toml_str(&mirror_url),
             reference.unwrap_or_default(),
         ));
     }
@@ -176,7 +180,11 @@ pub fn build(
     let cargo_home = staging.join("cargo-home");
     // Submodules are cloned from the URLs in .gitmodules: send those to their mirrors too.
     let mut gitconfig = String::new();
+    // (git rewrites by prefix; a wrong rewrite can only fail, since cargo checks out pinned ids.)
     for (url, path) in mirrors.local_repositories() {
+        if url.starts_with("file://") {
+            continue; // a local upstream needs no rewriting
+        }
         let mirror = format!("file://{}", path.display());
         for from in [url.clone(), format!("{url}.git")] {
             gitconfig.push_str(&format!(
