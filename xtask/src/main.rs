@@ -11,6 +11,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 const KATA_URL: &str = "https://github.com/kata-containers/kata-containers";
 
 /// How each committed lockfile is generated. The kernel hashes are kernel.org's, from
@@ -66,7 +68,34 @@ impl Mirrors {
 }
 
 #[derive(Subcommand)]
+enum BenchTask {
+    /// Verification against sha256sum (one and two cores) and go mod verify, on the same bytes.
+    Verify {
+        /// Where to generate the corpus (kept for reruns; removed and regenerated each run).
+        #[arg(long, value_name = "DIR", default_value = "target/bench-verify")]
+        dir: PathBuf,
+        /// MiB of crate archives.
+        #[arg(long, default_value_t = 512)]
+        crates_mib: usize,
+        /// MiB of Go module zips.
+        #[arg(long, default_value_t = 500)]
+        go_mib: usize,
+        /// Timed runs of each command, after one warm-up.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The Go toolchain (default: $KATA_REPRO_GO, else `go`).
+        #[arg(long, value_name = "PATH")]
+        go: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Task {
+    /// Benchmarks, side by side with the tools kata-repro replaces.
+    Bench {
+        #[command(subcommand)]
+        task: BenchTask,
+    },
     /// Regenerate lockfiles/kata-<release>.toml from the Kata mirror, or check them with --check.
     Lockfiles {
         #[arg(long)]
@@ -96,6 +125,36 @@ fn main() -> Result<()> {
         Task::Lockfiles { check, mirrors } => {
             let bin = build(&root)?;
             lockfiles(&root, &bin, &mirrors, check)
+        }
+        Task::Bench {
+            task:
+                BenchTask::Verify {
+                    dir,
+                    crates_mib,
+                    go_mib,
+                    runs,
+                    go,
+                },
+        } => {
+            let bin = build(&root)?;
+            let go = go
+                .or_else(|| std::env::var_os("KATA_REPRO_GO").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("go"));
+            let dir = if dir.is_relative() {
+                root.join(dir)
+            } else {
+                dir
+            };
+            bench::verify(
+                &bin,
+                &bench::Options {
+                    dir,
+                    crates_mib,
+                    go_mib,
+                    runs,
+                    go,
+                },
+            )
         }
         Task::E2e {
             mirrors,

@@ -1,0 +1,384 @@
+//! `cargo xtask bench verify`: kata-repro's verification against the tools that do the same
+//! today, on the same bytes, in one run.
+//!
+//! - Rust: a generated Cargo.lock whose crates are in the store. `kata-repro verify cargo`
+//!   re-hashes them all; `sha256sum` over the same files is the single-core limit and
+//!   `xargs -P2 sha256sum` the two-core limit.
+//! - Go: a generated module cache (made by `go mod download` from a `file://` proxy).
+//!   `go mod verify` and `kata-repro verify go` check the same zips and extracted trees.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use sha2::{Digest, Sha256};
+
+pub struct Options {
+    pub dir: PathBuf,
+    pub crates_mib: usize,
+    pub go_mib: usize,
+    pub runs: usize,
+    pub go: PathBuf,
+}
+
+/// Deterministic incompressible bytes.
+fn fill(buf: &mut [u8], seed: u64) {
+    let mut s = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    for chunk in buf.chunks_mut(8) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let b = s.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+}
+
+/// Deterministic Go-like source text, compressible as real module contents are.
+fn source_text(len: usize, seed: u64) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "func",
+        "return",
+        "if",
+        "err",
+        "!=",
+        "nil",
+        "{",
+        "}",
+        "for",
+        "range",
+        "ctx",
+        "context.Context",
+        "string",
+        "int",
+        "struct",
+        "type",
+        "var",
+        ":=",
+        "package",
+        "import",
+        "fmt.Errorf",
+        "\"%w\"",
+        "append",
+        "len",
+        "make",
+        "map",
+        "chan",
+        "select",
+        "case",
+        "default",
+        "go",
+        "defer",
+    ];
+    let mut s = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    let mut out = Vec::with_capacity(len + 32);
+    while out.len() < len {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let w = WORDS[(s % WORDS.len() as u64) as usize];
+        out.extend_from_slice(w.as_bytes());
+        if s % 11 == 0 {
+            out.extend_from_slice(format!(" ident{}", s % 9973).as_bytes());
+        }
+        out.push(if s % 7 == 0 { b'\n' } else { b' ' });
+    }
+    out.truncate(len);
+    out
+}
+
+/// Wall time and peak RSS (KiB) of a command, best of `runs` after one warm-up.
+fn measure(runs: usize, mut make: impl FnMut() -> Command) -> Result<(f64, u64)> {
+    let mut best = f64::MAX;
+    let mut rss = 0;
+    for i in 0..=runs {
+        let cmd = make();
+        let program = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        let mut timed = Command::new("/usr/bin/time");
+        timed.args(["-f", "%M"]).arg(&program).args(&args);
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => timed.env(k, v),
+                None => timed.env_remove(k),
+            };
+        }
+        if let Some(d) = cmd.get_current_dir() {
+            timed.current_dir(d);
+        }
+        let start = Instant::now();
+        let out = timed.output()?;
+        let secs = start.elapsed().as_secs_f64();
+        ensure!(
+            out.status.success(),
+            "{:?} failed: {}",
+            program,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if i > 0 {
+            best = best.min(secs);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            rss = rss.max(
+                stderr
+                    .lines()
+                    .last()
+                    .and_then(|l| l.trim().parse().ok())
+                    .unwrap_or(0),
+            );
+        }
+    }
+    Ok((best, rss))
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A Cargo.lock of `n` registry crates and the store holding their archives.
+fn cargo_corpus(dir: &Path, mib: usize) -> Result<(PathBuf, PathBuf, Vec<PathBuf>)> {
+    let store = dir.join("store");
+    let objects = store.join("objects/sha256");
+    std::fs::create_dir_all(&objects)?;
+    let mut lock = String::from("version = 4\n");
+    let mut files = Vec::new();
+    let sizes = [256 * 1024, 512 * 1024, 1024 * 1024, 2 * 1024 * 1024];
+    let (mut total, mut i) = (0usize, 0usize);
+    while total < mib * 1024 * 1024 {
+        let size = sizes[i % sizes.len()];
+        let mut data = vec![0u8; size];
+        fill(&mut data, i as u64 + 1);
+        let sum = sha256_hex(&data);
+        let path = objects.join(&sum);
+        std::fs::write(&path, &data)?;
+        lock.push_str(&format!(
+            "\n[[package]]\nname = \"bench-crate-{i}\"\nversion = \"1.0.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"{sum}\"\n"
+        ));
+        files.push(path);
+        total += size;
+        i += 1;
+    }
+    let lock_path = dir.join("Cargo.lock");
+    std::fs::write(&lock_path, lock)?;
+    Ok((lock_path, store, files))
+}
+
+/// A module cache of generated modules, and the main module whose go.sum pins them.
+fn go_corpus(dir: &Path, mib: usize, go: &Path) -> Result<(PathBuf, PathBuf)> {
+    let proxy = dir.join("proxy");
+    let per_module = 5 * 1024 * 1024;
+    let files_per_module = 20;
+    let modules = (mib * 1024 * 1024).div_ceil(per_module);
+    let mut requires = String::new();
+    let mut imports = String::new();
+    for m in 0..modules {
+        let path = format!("bench.example/m{m:03}");
+        let version = "v1.0.0";
+        let v = proxy.join(&path).join("@v");
+        std::fs::create_dir_all(&v)?;
+        std::fs::write(v.join("list"), format!("{version}\n"))?;
+        std::fs::write(
+            v.join(format!("{version}.info")),
+            format!("{{\"Version\":\"{version}\",\"Time\":\"2026-01-01T00:00:00Z\"}}"),
+        )?;
+        let gomod = format!("module {path}\n\ngo 1.21\n");
+        std::fs::write(v.join(format!("{version}.mod")), &gomod)?;
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(v.join(format!("{version}.zip")))?);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        let prefix = format!("{path}@{version}");
+        zip.start_file(format!("{prefix}/go.mod"), opts)?;
+        zip.write_all(gomod.as_bytes())?;
+        zip.start_file(format!("{prefix}/m.go"), opts)?;
+        zip.write_all(format!("package m{m:03}\n").as_bytes())?;
+        for f in 0..files_per_module {
+            let data = source_text(per_module / files_per_module, (m * 1000 + f) as u64 + 7);
+            zip.start_file(format!("{prefix}/src/file{f:02}.go.txt"), opts)?;
+            zip.write_all(&data)?;
+        }
+        zip.finish()?;
+        requires.push_str(&format!("\t{path} {version}\n"));
+        imports.push_str(&format!("\t_ \"{path}\"\n"));
+    }
+    let main = dir.join("main");
+    std::fs::create_dir_all(&main)?;
+    std::fs::write(
+        main.join("go.mod"),
+        format!("module bench.example/main\n\ngo 1.21\n\nrequire (\n{requires})\n"),
+    )?;
+    std::fs::write(
+        main.join("main.go"),
+        format!("package main\n\nimport (\n{imports})\n\nfunc main() {{}}\n"),
+    )?;
+    let out = go_command(go, dir, &main).args(["mod", "tidy"]).output()?;
+    ensure!(
+        out.status.success(),
+        "go mod tidy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((main, dir.join("modcache")))
+}
+
+fn go_command(go: &Path, dir: &Path, main: &Path) -> Command {
+    let mut cmd = Command::new(go);
+    cmd.current_dir(main)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir)
+        .env("GOPROXY", format!("file://{}", dir.join("proxy").display()))
+        .env("GOSUMDB", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOMODCACHE", dir.join("modcache"))
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"));
+    cmd
+}
+
+pub fn verify(bin: &Path, o: &Options) -> Result<()> {
+    std::fs::create_dir_all(&o.dir)?;
+    let cargo_dir = o.dir.join("cargo");
+    let go_dir = o.dir.join("go");
+    for d in [&cargo_dir, &go_dir] {
+        if d.exists() {
+            make_writable(d);
+            std::fs::remove_dir_all(d)?;
+        }
+        std::fs::create_dir_all(d)?;
+    }
+    eprintln!(
+        "generating {} MiB of crates and {} MiB of Go modules in {}",
+        o.crates_mib,
+        o.go_mib,
+        o.dir.display()
+    );
+    let (lock, store, files) = cargo_corpus(&cargo_dir, o.crates_mib)?;
+    let bytes: u64 = files
+        .iter()
+        .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let list = cargo_dir.join("files.txt");
+    std::fs::write(
+        &list,
+        files
+            .iter()
+            .map(|f| format!("{}\n", f.display()))
+            .collect::<String>(),
+    )?;
+    let (main, modcache) =
+        go_corpus(&go_dir, o.go_mib, &o.go).context("building the Go module cache")?;
+    let go_zip_bytes: u64 = walk_size(&modcache.join("cache/download"));
+    // What both tools hash: the content of every zip and every extracted tree.
+    let go_bytes = 2 * (o.go_mib.div_ceil(5) * 5 * 1024 * 1024) as u64;
+
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let (one, one_rss) = measure(o.runs, || {
+        let mut c = Command::new("sh");
+        c.args([
+            "-c",
+            &format!("xargs -a {} sha256sum > /dev/null", list.display()),
+        ]);
+        c
+    })?;
+    let (two, two_rss) = measure(o.runs, || {
+        let mut c = Command::new("sh");
+        c.args([
+            "-c",
+            &format!(
+                "xargs -a {} -n 16 -P 2 sha256sum > /dev/null",
+                list.display()
+            ),
+        ]);
+        c
+    })?;
+    let (ours, ours_rss) = measure(o.runs, || {
+        let mut c = Command::new(bin);
+        c.args(["verify", "cargo", "--offline", "--lock"])
+            .arg(&lock)
+            .arg("--store")
+            .arg(&store);
+        c.stdout(std::process::Stdio::null());
+        c
+    })?;
+    let (gomv, gomv_rss) = measure(o.runs, || {
+        let mut c = go_command(&o.go, &go_dir, &main);
+        c.args(["mod", "verify"]);
+        c
+    })?;
+    let (ours_go, ours_go_rss) = measure(o.runs, || {
+        let mut c = Command::new(bin);
+        c.args(["verify", "go", "--sum"])
+            .arg(main.join("go.sum"))
+            .arg("--modcache")
+            .arg(&modcache);
+        c.stdout(std::process::Stdio::null());
+        c
+    })?;
+
+    println!(
+        "verify benchmark, best of {} runs after a warm-up (page cache warm), {} cores",
+        o.runs,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "crates: {} archives, {:.0} MiB; Go: {} modules of {:.0} MiB of source text, {:.0} MiB deflated, each hashed as zip and as extracted tree",
+        files.len(),
+        mib(bytes),
+        o.go_mib.div_ceil(5),
+        mib(go_bytes / 2),
+        mib(go_zip_bytes)
+    );
+    println!(
+        "{:<34} {:>8} {:>10} {:>10}",
+        "command", "seconds", "MiB/s", "max RSS"
+    );
+    let row = |name: &str, secs: f64, b: u64, rss: u64| {
+        println!(
+            "{name:<34} {secs:>8.2} {:>10.0} {:>7} MiB",
+            mib(b) / secs,
+            rss / 1024
+        );
+    };
+    row("sha256sum (one core)", one, bytes, one_rss);
+    row("xargs -P2 sha256sum (two cores)", two, bytes, two_rss);
+    row("kata-repro verify cargo", ours, bytes, ours_rss);
+    row("go mod verify", gomv, go_bytes, gomv_rss);
+    row("kata-repro verify go", ours_go, go_bytes, ours_go_rss);
+    println!();
+    println!(
+        "kata-repro verify cargo: {:.0}% of the two-core sha256sum limit (goal >= 90%), {:.0}% of one core",
+        100.0 * two / ours,
+        100.0 * one / ours
+    );
+    println!(
+        "kata-repro verify go: {:.1}x faster than go mod verify (goal >= 5x)",
+        gomv / ours_go
+    );
+    make_writable(&go_dir);
+    Ok(())
+}
+
+fn walk_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "zip") {
+                total += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+/// Go leaves its module cache read-only.
+fn make_writable(dir: &Path) {
+    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dir).status();
+}
