@@ -79,10 +79,10 @@ fn source_text(len: usize, seed: u64) -> Vec<u8> {
         s ^= s << 17;
         let w = WORDS[(s % WORDS.len() as u64) as usize];
         out.extend_from_slice(w.as_bytes());
-        if s % 11 == 0 {
+        if s.is_multiple_of(11) {
             out.extend_from_slice(format!(" ident{}", s % 9973).as_bytes());
         }
-        out.push(if s % 7 == 0 { b'\n' } else { b' ' });
+        out.push(if s.is_multiple_of(7) { b'\n' } else { b' ' });
     }
     out.truncate(len);
     out
@@ -171,7 +171,8 @@ fn cargo_corpus(dir: &Path, mib: usize) -> Result<(PathBuf, PathBuf, Vec<PathBuf
 fn go_corpus(dir: &Path, mib: usize, go: &Path) -> Result<(PathBuf, PathBuf)> {
     let proxy = dir.join("proxy");
     let per_module = 5 * 1024 * 1024;
-    let files_per_module = 20;
+    // Source files of about 8 KiB, as real modules hold.
+    let files_per_module = 640;
     let modules = (mib * 1024 * 1024).div_ceil(per_module);
     let mut requires = String::new();
     let mut imports = String::new();
@@ -197,7 +198,7 @@ fn go_corpus(dir: &Path, mib: usize, go: &Path) -> Result<(PathBuf, PathBuf)> {
         zip.write_all(format!("package m{m:03}\n").as_bytes())?;
         for f in 0..files_per_module {
             let data = source_text(per_module / files_per_module, (m * 1000 + f) as u64 + 7);
-            zip.start_file(format!("{prefix}/src/file{f:02}.go.txt"), opts)?;
+            zip.start_file(format!("{prefix}/src/d{}/file{f:03}.go.txt", f / 64), opts)?;
             zip.write_all(&data)?;
         }
         zip.finish()?;

@@ -10,7 +10,7 @@
 //! single name `go.mod`.
 
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -50,29 +50,78 @@ pub fn hash_go_mod(content: &[u8]) -> String {
     hash1(vec![("go.mod".to_owned(), Sha256Digest::of(content))]).expect("no newline in go.mod")
 }
 
+/// Zips up to this size are read whole, so that their many small entries cost no seeks.
+const ZIP_IN_MEMORY: u64 = 64 << 20;
+
 /// Hash1 of a module zip, over its entry names as they are.
 pub fn hash_zip(path: &Path) -> Result<String, DirHashError> {
-    let zip_err = |e: zip::result::ZipError| DirHashError::Zip {
-        path: path.to_owned(),
-        message: e.to_string(),
-    };
-    let io_err = |source| DirHashError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let zip_err = |e: zip::result::ZipError| DirHashError::Zip { path: path.to_owned(), message: e.to_string() };
+    let io_err = |source| DirHashError::Io { path: path.to_owned(), source };
     let file = File::open(path).map_err(io_err)?;
-    let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(zip_err)?;
+    let size = file.metadata().map_err(io_err)?.len();
+    if size > ZIP_IN_MEMORY {
+        return hash_zip_entries(zip::ZipArchive::new(BufReader::new(file)).map_err(zip_err)?, path);
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    BufReader::new(file).read_to_end(&mut bytes).map_err(io_err)?;
+    hash_zip_entries(zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(zip_err)?, path)
+}
+
+fn hash_zip_entries<R: std::io::Read + std::io::Seek>(
+    mut archive: zip::ZipArchive<R>,
+    path: &Path,
+) -> Result<String, DirHashError> {
+    let zip_err = |e: zip::result::ZipError| DirHashError::Zip { path: path.to_owned(), message: e.to_string() };
+    let io_err = |source| DirHashError::Io { path: path.to_owned(), source };
+    let mut inflater = libdeflater::Decompressor::new();
+    let (mut raw, mut plain) = (Vec::new(), Vec::new());
     let mut files = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(zip_err)?;
-        let name = String::from_utf8(entry.name_raw().to_vec()).map_err(|_| DirHashError::Zip {
-            path: path.to_owned(),
-            message: format!("entry {i} has a name that is not UTF-8"),
-        })?;
-        let digest = Sha256Digest::of_reader(&mut entry).map_err(io_err)?;
+        // Small deflated entries are inflated whole with libdeflate; anything else streams.
+        let (name, digest) = {
+            let mut entry = archive.by_index_raw(i).map_err(zip_err)?;
+            let name = entry_name(entry.name_raw(), path, i)?;
+            let method = entry.compression();
+            let usize_ok = entry.size() <= ZIP_IN_MEMORY && entry.compressed_size() <= ZIP_IN_MEMORY;
+            match method {
+                zip::CompressionMethod::Stored if usize_ok => {
+                    raw.clear();
+                    entry.read_to_end(&mut raw).map_err(io_err)?;
+                    (name, Some(Sha256Digest::of(&raw)))
+                }
+                zip::CompressionMethod::Deflated if usize_ok => {
+                    raw.clear();
+                    entry.read_to_end(&mut raw).map_err(io_err)?;
+                    plain.resize(entry.size() as usize, 0);
+                    let n = inflater.deflate_decompress(&raw, &mut plain).map_err(|e| DirHashError::Zip {
+                        path: path.to_owned(),
+                        message: format!("entry {name}: {e:?}"),
+                    })?;
+                    if n != plain.len() {
+                        return Err(DirHashError::Zip {
+                            path: path.to_owned(),
+                            message: format!("entry {name} inflates to {n} bytes, not the {} it declares", plain.len()),
+                        });
+                    }
+                    (name, Some(Sha256Digest::of(&plain)))
+                }
+                _ => (name, None),
+            }
+        };
+        let digest = match digest {
+            Some(d) => d,
+            None => Sha256Digest::of_reader(&mut archive.by_index(i).map_err(zip_err)?).map_err(io_err)?,
+        };
         files.push((name, digest));
     }
     hash1(files)
+}
+
+fn entry_name(raw: &[u8], path: &Path, i: usize) -> Result<String, DirHashError> {
+    String::from_utf8(raw.to_vec()).map_err(|_| DirHashError::Zip {
+        path: path.to_owned(),
+        message: format!("entry {i} has a name that is not UTF-8"),
+    })
 }
 
 /// Hash1 of the files under `dir`, named `<prefix>/<relative path>` (prefix is usually
