@@ -55,24 +55,44 @@ const ZIP_IN_MEMORY: u64 = 64 << 20;
 
 /// Hash1 of a module zip, over its entry names as they are.
 pub fn hash_zip(path: &Path) -> Result<String, DirHashError> {
-    let zip_err = |e: zip::result::ZipError| DirHashError::Zip { path: path.to_owned(), message: e.to_string() };
-    let io_err = |source| DirHashError::Io { path: path.to_owned(), source };
+    let zip_err = |e: zip::result::ZipError| DirHashError::Zip {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let io_err = |source| DirHashError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let file = File::open(path).map_err(io_err)?;
     let size = file.metadata().map_err(io_err)?.len();
     if size > ZIP_IN_MEMORY {
-        return hash_zip_entries(zip::ZipArchive::new(BufReader::new(file)).map_err(zip_err)?, path);
+        return hash_zip_entries(
+            zip::ZipArchive::new(BufReader::new(file)).map_err(zip_err)?,
+            path,
+        );
     }
     let mut bytes = Vec::with_capacity(size as usize);
-    BufReader::new(file).read_to_end(&mut bytes).map_err(io_err)?;
-    hash_zip_entries(zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(zip_err)?, path)
+    BufReader::new(file)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
+    hash_zip_entries(
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(zip_err)?,
+        path,
+    )
 }
 
 fn hash_zip_entries<R: std::io::Read + std::io::Seek>(
     mut archive: zip::ZipArchive<R>,
     path: &Path,
 ) -> Result<String, DirHashError> {
-    let zip_err = |e: zip::result::ZipError| DirHashError::Zip { path: path.to_owned(), message: e.to_string() };
-    let io_err = |source| DirHashError::Io { path: path.to_owned(), source };
+    let zip_err = |e: zip::result::ZipError| DirHashError::Zip {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let io_err = |source| DirHashError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let mut inflater = libdeflater::Decompressor::new();
     let (mut raw, mut plain) = (Vec::new(), Vec::new());
     let mut files = Vec::with_capacity(archive.len());
@@ -82,7 +102,8 @@ fn hash_zip_entries<R: std::io::Read + std::io::Seek>(
             let mut entry = archive.by_index_raw(i).map_err(zip_err)?;
             let name = entry_name(entry.name_raw(), path, i)?;
             let method = entry.compression();
-            let usize_ok = entry.size() <= ZIP_IN_MEMORY && entry.compressed_size() <= ZIP_IN_MEMORY;
+            let usize_ok =
+                entry.size() <= ZIP_IN_MEMORY && entry.compressed_size() <= ZIP_IN_MEMORY;
             match method {
                 zip::CompressionMethod::Stored if usize_ok => {
                     raw.clear();
@@ -93,14 +114,19 @@ fn hash_zip_entries<R: std::io::Read + std::io::Seek>(
                     raw.clear();
                     entry.read_to_end(&mut raw).map_err(io_err)?;
                     plain.resize(entry.size() as usize, 0);
-                    let n = inflater.deflate_decompress(&raw, &mut plain).map_err(|e| DirHashError::Zip {
-                        path: path.to_owned(),
-                        message: format!("entry {name}: {e:?}"),
+                    let n = inflater.deflate_decompress(&raw, &mut plain).map_err(|e| {
+                        DirHashError::Zip {
+                            path: path.to_owned(),
+                            message: format!("entry {name}: {e:?}"),
+                        }
                     })?;
                     if n != plain.len() {
                         return Err(DirHashError::Zip {
                             path: path.to_owned(),
-                            message: format!("entry {name} inflates to {n} bytes, not the {} it declares", plain.len()),
+                            message: format!(
+                                "entry {name} inflates to {n} bytes, not the {} it declares",
+                                plain.len()
+                            ),
                         });
                     }
                     (name, Some(Sha256Digest::of(&plain)))
@@ -110,7 +136,8 @@ fn hash_zip_entries<R: std::io::Read + std::io::Seek>(
         };
         let digest = match digest {
             Some(d) => d,
-            None => Sha256Digest::of_reader(&mut archive.by_index(i).map_err(zip_err)?).map_err(io_err)?,
+            None => Sha256Digest::of_reader(&mut archive.by_index(i).map_err(zip_err)?)
+                .map_err(io_err)?,
         };
         files.push((name, digest));
     }
