@@ -1,16 +1,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kata_repro::lock::Lockfile;
-use kata_repro::source::fetch::{
-    Event, FetchOptions, FetchReport, Fetcher, InputClass, Status, check_policy,
-};
-use kata_repro::source::get::Getter;
+use kata_repro::source::fetch::{Event, FetchOptions, FetchReport, Fetcher, InputClass, Status};
 use kata_repro::source::mirror::Config;
-use kata_repro::source::policy::HostPolicy;
-use kata_repro::source::store::Store;
 
 use super::{Failure, MirrorArgs};
 
@@ -34,21 +27,8 @@ pub struct FetchArgs {
 }
 
 pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
-    let lock = Lockfile::load(&args.lockfile).map_err(Failure::input)?;
-    let mirrors = super::mirrors(config, &args.mirrors)?;
-    let mut policy = HostPolicy::new(&lock.policy.allowed_hosts);
-    policy.extend(&config.policy.allowed_hosts);
-    check_policy(&lock, &policy)
-        .map_err(|e| Failure::input(anyhow!("{}: {e}", args.lockfile.display())))?;
-
-    let root = Store::default_root(args.store.as_deref(), config.store.as_deref());
-    let store = Store::open(&root, || {
-        eprintln!(
-            "waiting for another kata-repro to release the store {}",
-            root.display()
-        )
-    })
-    .map_err(Failure::input)?;
+    let release =
+        super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
     let mut options = FetchOptions {
         skip: args.skip.iter().copied().collect(),
         ..FetchOptions::default()
@@ -57,12 +37,8 @@ pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         options.host_arch = arch;
     }
     let fetcher = Fetcher {
-        lock: &lock,
-        get: Getter {
-            store: &store,
-            mirrors: &mirrors,
-            policy: &policy,
-        },
+        lock: &release.lock,
+        get: release.getter(),
         options,
     };
 

@@ -10,8 +10,14 @@ mod verify;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::anyhow;
 use clap::{Parser, Subcommand};
+use kata_repro::lock::Lockfile;
+use kata_repro::source::fetch::check_policy;
+use kata_repro::source::get::Getter;
 use kata_repro::source::mirror::{Config, Mirrors};
+use kata_repro::source::policy::HostPolicy;
+use kata_repro::source::store::Store;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -127,6 +133,58 @@ fn mirrors(config: &Config, args: &MirrorArgs) -> Result<Mirrors, Failure> {
         m.insert_arg(arg).map_err(Failure::input)?;
     }
     Ok(m)
+}
+
+/// The store named by `--store`, the environment or the config, opened for writing.
+fn open_store(store: Option<&Path>, config: &Config) -> Result<Store, Failure> {
+    let root = Store::default_root(store, config.store.as_deref());
+    Store::open(&root, || {
+        eprintln!(
+            "waiting for another kata-repro to release the store {}",
+            root.display()
+        )
+    })
+    .map_err(Failure::input)
+}
+
+/// What a command that reads a release's inputs needs: its lockfile, the mirrors, the host
+/// policy (already checked against every URL the lockfile names) and the store.
+struct Release {
+    lock: Lockfile,
+    mirrors: Mirrors,
+    policy: HostPolicy,
+    store: Store,
+}
+
+impl Release {
+    fn open(
+        lockfile: &Path,
+        store: Option<&Path>,
+        config: &Config,
+        mirror_args: &MirrorArgs,
+    ) -> Result<Self, Failure> {
+        let lock = Lockfile::load(lockfile).map_err(Failure::input)?;
+        let mirrors = mirrors(config, mirror_args)?;
+        let mut policy = HostPolicy::new(&lock.policy.allowed_hosts);
+        policy.extend(&config.policy.allowed_hosts);
+        check_policy(&lock, &policy)
+            .map_err(|e| Failure::input(anyhow!("{}: {e}", lockfile.display())))?;
+        let store = open_store(store, config)?;
+        Ok(Self {
+            lock,
+            mirrors,
+            policy,
+            store,
+        })
+    }
+
+    fn getter(&self) -> Getter<'_> {
+        Getter {
+            store: &self.store,
+            mirrors: &self.mirrors,
+            policy: &self.policy,
+        }
+    }
 }
 
 /// Writes `text` to `path` atomically: a temp file beside it, then a rename.

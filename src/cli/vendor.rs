@@ -3,13 +3,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use kata_repro::lock::Lockfile;
 use kata_repro::lock::cargo_lock::CargoLock;
-use kata_repro::source::fetch::check_policy;
-use kata_repro::source::get::Getter;
 use kata_repro::source::mirror::Config;
-use kata_repro::source::policy::HostPolicy;
-use kata_repro::source::store::Store;
 use kata_repro::verify::cargo::offline;
 use kata_repro::verify::release::ReleaseCheck;
 use kata_repro::verify::report::Ecosystem;
@@ -35,26 +30,14 @@ pub struct VendorArgs {
 }
 
 pub fn run(args: VendorArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
-    let lock = Lockfile::load(&args.lockfile).map_err(Failure::input)?;
-    let mirrors = super::mirrors(config, &args.mirrors)?;
-    let mut policy = HostPolicy::new(&lock.policy.allowed_hosts);
-    policy.extend(&config.policy.allowed_hosts);
-    check_policy(&lock, &policy)
-        .map_err(|e| Failure::input(anyhow!("{}: {e}", args.lockfile.display())))?;
-    let root = Store::default_root(args.store.as_deref(), config.store.as_deref());
-    let store = Store::open(&root, || {
-        eprintln!("waiting for the store {}", root.display())
-    })
-    .map_err(Failure::input)?;
+    let release =
+        super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
+    let (lock, store, mirrors) = (&release.lock, &release.store, &release.mirrors);
 
     // Everything the vendor tree is made from is verified first.
     let check = ReleaseCheck {
-        lock: &lock,
-        get: Getter {
-            store: &store,
-            mirrors: &mirrors,
-            policy: &policy,
-        },
+        lock,
+        get: release.getter(),
         registry_caches: args.registry_caches.clone(),
         modcaches: Vec::new(),
         proxy: None,
@@ -97,8 +80,8 @@ pub fn run(args: VendorArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
         &cargo_lock,
         &lock_path,
         &checkout,
-        &store,
-        &mirrors,
+        store,
+        mirrors,
         work.path(),
         &out,
         &cargo,

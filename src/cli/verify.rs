@@ -4,12 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kata_repro::lock::Lockfile;
 use kata_repro::lock::cargo_lock::CargoLock;
-use kata_repro::source::fetch::check_policy;
-use kata_repro::source::get::Getter;
 use kata_repro::source::mirror::Config;
-use kata_repro::source::policy::HostPolicy;
 use kata_repro::source::store::Store;
 use kata_repro::verify::cargo::{registry, vendor};
 use kata_repro::verify::gomod::gosum::GoSum;
@@ -118,14 +114,7 @@ struct GoArgs {
 }
 
 fn open_store(args: &StoreArgs, config: &Config) -> Result<Store, Failure> {
-    let root = Store::default_root(args.store.as_deref(), config.store.as_deref());
-    Store::open(&root, || {
-        eprintln!(
-            "waiting for another kata-repro to release the store {}",
-            root.display()
-        )
-    })
-    .map_err(Failure::input)
+    super::open_store(args.store.as_deref(), config)
 }
 
 fn check_proxy(proxy: &Option<String>) -> Result<(), Failure> {
@@ -160,14 +149,13 @@ pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
     let lockfile = args
         .lockfile
         .expect("clap requires --lockfile without a subcommand");
-    let lock = Lockfile::load(&lockfile).map_err(Failure::input)?;
     check_proxy(&args.proxy)?;
-    let mirrors = super::mirrors(config, &args.mirrors)?;
-    let mut policy = HostPolicy::new(&lock.policy.allowed_hosts);
-    policy.extend(&config.policy.allowed_hosts);
-    check_policy(&lock, &policy)
-        .map_err(|e| Failure::input(anyhow!("{}: {e}", lockfile.display())))?;
-    let store = open_store(&args.store, config)?;
+    let release = super::Release::open(
+        &lockfile,
+        args.store.store.as_deref(),
+        config,
+        &args.mirrors,
+    )?;
     let host = std::env::consts::ARCH.to_owned();
     let bar = crate_bar(json, 0);
     let on_crate = |f: &Finding| {
@@ -178,12 +166,8 @@ pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
         bar.set_message(f.name.clone());
     };
     let check = ReleaseCheck {
-        lock: &lock,
-        get: Getter {
-            store: &store,
-            mirrors: &mirrors,
-            policy: &policy,
-        },
+        lock: &release.lock,
+        get: release.getter(),
         registry_caches: args.registry_caches,
         modcaches: args.modcaches,
         proxy: args.proxy,
