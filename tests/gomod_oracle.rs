@@ -382,6 +382,38 @@ fn verify_go_checks_module_caches_and_proxies_against_go_sum() {
     assert!(all.contains("go.sum:"), "the go.sum line is named: {all}");
     std::fs::write(&zip, &good_zip).unwrap();
 
+    // An extracted tree edited beside its good zip: the file is named, and the tree's hash given.
+    let extracted = modcache.join("example.com/alpha@v1.0.0");
+    std::fs::write(
+        extracted.join("alpha.go"),
+        b"package alpha\n\nfunc Alpha() string { return \"b\" }\n",
+    )
+    .unwrap();
+    std::fs::write(extracted.join("extra.go"), b"package alpha\n").unwrap();
+    let out = verify(&sum, &modcache_arg);
+    assert_eq!(out.status.code(), Some(1));
+    let all = output_text(&out);
+    assert!(
+        all.contains("extracted module tree differs from go.sum: alpha.go differs from the zip; extra.go was added"),
+        "{all}"
+    );
+    let m = modules().remove(0);
+    std::fs::write(
+        extracted.join("alpha.go"),
+        &m.files.iter().find(|(n, _)| *n == "alpha.go").unwrap().1,
+    )
+    .unwrap();
+    std::fs::remove_file(extracted.join("extra.go")).unwrap();
+    std::fs::remove_file(extracted.join("LICENSE")).unwrap();
+    let out = verify(&sum, &modcache_arg);
+    assert!(
+        output_text(&out).contains("LICENSE is missing"),
+        "{}",
+        output_text(&out)
+    );
+    std::fs::write(extracted.join("LICENSE"), b"Public domain.\n").unwrap();
+    assert_eq!(verify(&sum, &modcache_arg).status.code(), Some(0));
+
     // A .mod that does not match its /go.mod line.
     let gomod = modcache.join("cache/download/example.com/!beta/@v/v0.2.0.mod");
     let good_mod = std::fs::read(&gomod).unwrap();

@@ -55,10 +55,6 @@ const ZIP_IN_MEMORY: u64 = 64 << 20;
 
 /// Hash1 of a module zip, over its entry names as they are.
 pub fn hash_zip(path: &Path) -> Result<String, DirHashError> {
-    let zip_err = |e: zip::result::ZipError| DirHashError::Zip {
-        path: path.to_owned(),
-        message: e.to_string(),
-    };
     let io_err = |source| DirHashError::Io {
         path: path.to_owned(),
         source,
@@ -66,25 +62,107 @@ pub fn hash_zip(path: &Path) -> Result<String, DirHashError> {
     let file = File::open(path).map_err(io_err)?;
     let size = file.metadata().map_err(io_err)?.len();
     if size > ZIP_IN_MEMORY {
-        return hash_zip_entries(
-            zip::ZipArchive::new(BufReader::new(file)).map_err(zip_err)?,
-            path,
-        );
+        return open_zip_and_hash(BufReader::new(file), path, &mut |_, _| {}).map(|(h, _)| h);
     }
     let mut bytes = Vec::with_capacity(size as usize);
     BufReader::new(file)
         .read_to_end(&mut bytes)
         .map_err(io_err)?;
-    hash_zip_entries(
-        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(zip_err)?,
-        path,
-    )
+    open_zip_and_hash(std::io::Cursor::new(bytes), path, &mut |_, _| {}).map(|(h, _)| h)
 }
 
+fn open_zip_and_hash<R: std::io::Read + std::io::Seek>(
+    reader: R,
+    path: &Path,
+    visit: &mut dyn FnMut(&str, &[u8]),
+) -> Result<(String, bool), DirHashError> {
+    let archive = zip::ZipArchive::new(reader).map_err(|e| DirHashError::Zip {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    hash_zip_entries(archive, path, visit)
+}
+
+/// A module zip and the tree extracted from it, checked together: the zip's Hash1, and the
+/// files of `dir` that differ from the zip, were added or are missing. When the zip's hash is
+/// the pinned one and nothing differs, the tree has that hash too, without hashing it again:
+/// its files are the zip's, byte for byte.
+pub fn hash_zip_and_compare_dir(
+    zip: &Path,
+    dir: &Path,
+    prefix: &str,
+) -> Result<ZipAndDir, DirHashError> {
+    let io_err = |source| DirHashError::Io {
+        path: zip.to_owned(),
+        source,
+    };
+    let file = File::open(zip).map_err(io_err)?;
+    let size = file.metadata().map_err(io_err)?.len();
+    let entry_prefix = format!("{prefix}/");
+    let mut differences = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut compare = |name: &str, content: &[u8]| {
+        let Some(rel) = name.strip_prefix(&entry_prefix) else {
+            differences.push(format!("zip entry {name} is outside {prefix}/"));
+            return;
+        };
+        seen.insert(rel.to_owned());
+        match std::fs::read(dir.join(rel)) {
+            Ok(on_disk) if on_disk == content => {}
+            Ok(_) => differences.push(format!("{rel} differs from the zip")),
+            Err(_) => differences.push(format!("{rel} is missing")),
+        }
+    };
+    let (zip_hash, streamed) = if size > ZIP_IN_MEMORY {
+        open_zip_and_hash(BufReader::new(file), zip, &mut compare)?
+    } else {
+        let mut bytes = Vec::with_capacity(size as usize);
+        BufReader::new(file)
+            .read_to_end(&mut bytes)
+            .map_err(io_err)?;
+        open_zip_and_hash(std::io::Cursor::new(bytes), zip, &mut compare)?
+    };
+    if streamed {
+        // Some entries were too large to hold: hash the tree itself.
+        let dir_hash = hash_dir(dir, prefix)?;
+        let differences = if dir_hash == zip_hash {
+            Vec::new()
+        } else {
+            vec!["the tree's hash differs from the zip's".to_owned()]
+        };
+        return Ok(ZipAndDir {
+            zip_hash,
+            differences,
+        });
+    }
+    for (rel, _) in dir_files(dir)? {
+        if !seen.contains(&rel) {
+            differences.push(format!("{rel} was added"));
+        }
+    }
+    differences.sort();
+    Ok(ZipAndDir {
+        zip_hash,
+        differences,
+    })
+}
+
+/// The outcome of [`hash_zip_and_compare_dir`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZipAndDir {
+    pub zip_hash: String,
+    /// Empty when the tree holds exactly the zip's files.
+    pub differences: Vec<String>,
+}
+
+/// Hash1 over a zip's entries. `visit` sees the content of every entry that is held in memory
+/// whole; the flag returned is true when some entry was streamed instead.
 fn hash_zip_entries<R: std::io::Read + std::io::Seek>(
     mut archive: zip::ZipArchive<R>,
     path: &Path,
-) -> Result<String, DirHashError> {
+    visit: &mut dyn FnMut(&str, &[u8]),
+) -> Result<(String, bool), DirHashError> {
+    let mut streamed = false;
     let zip_err = |e: zip::result::ZipError| DirHashError::Zip {
         path: path.to_owned(),
         message: e.to_string(),
@@ -108,6 +186,7 @@ fn hash_zip_entries<R: std::io::Read + std::io::Seek>(
                 zip::CompressionMethod::Stored if usize_ok => {
                     raw.clear();
                     entry.read_to_end(&mut raw).map_err(io_err)?;
+                    visit(&name, &raw);
                     (name, Some(Sha256Digest::of(&raw)))
                 }
                 zip::CompressionMethod::Deflated if usize_ok => {
@@ -129,6 +208,7 @@ fn hash_zip_entries<R: std::io::Read + std::io::Seek>(
                             ),
                         });
                     }
+                    visit(&name, &plain);
                     (name, Some(Sha256Digest::of(&plain)))
                 }
                 _ => (name, None),
@@ -136,12 +216,15 @@ fn hash_zip_entries<R: std::io::Read + std::io::Seek>(
         };
         let digest = match digest {
             Some(d) => d,
-            None => Sha256Digest::of_reader(&mut archive.by_index(i).map_err(zip_err)?)
-                .map_err(io_err)?,
+            None => {
+                streamed = true;
+                Sha256Digest::of_reader(&mut archive.by_index(i).map_err(zip_err)?)
+                    .map_err(io_err)?
+            }
         };
         files.push((name, digest));
     }
-    hash1(files)
+    Ok((hash1(files)?, streamed))
 }
 
 fn entry_name(raw: &[u8], path: &Path, i: usize) -> Result<String, DirHashError> {

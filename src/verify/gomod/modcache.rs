@@ -92,16 +92,42 @@ pub fn verify(sum: &GoSum, sources: &ModuleSources) -> Report {
 fn verify_entry(entry: &GoSumEntry, sum: &GoSum, sources: &ModuleSources) -> Vec<Finding> {
     let rel = file_name(entry);
     let mut out = Vec::new();
-    // The store first: what is there was verified before, but check again.
-    let mut candidates: Vec<PathBuf> = sources.store.iter().map(|s| s.join(&rel)).collect();
-    candidates.extend(
+    let dir_name = format!(
+        "{}@{}",
+        escape_path(&entry.module),
+        escape_path(&entry.version)
+    );
+    let prefix = format!("{}@{}", entry.module, entry.version);
+    // Extracted trees in the caches are checked too: a build reads those, not the zip.
+    let mut dirs: Vec<PathBuf> = if entry.kind == SumKind::Zip {
         sources
             .modcaches
             .iter()
-            .map(|m| m.join("cache/download").join(&rel)),
-    );
-    if let Some(path) = candidates.iter().find(|p| p.is_file()) {
-        out.push(check_file(entry, sum, path));
+            .map(|c| c.join(&dir_name))
+            .filter(|d| d.is_dir())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // The store first: what is there was verified before, but check again.
+    let mut candidates: Vec<(PathBuf, Option<PathBuf>)> =
+        sources.store.iter().map(|s| (s.join(&rel), None)).collect();
+    candidates.extend(sources.modcaches.iter().map(|m| {
+        let dir = m.join(&dir_name);
+        (
+            m.join("cache/download").join(&rel),
+            (entry.kind == SumKind::Zip && dir.is_dir()).then_some(dir),
+        )
+    }));
+    if let Some((path, beside)) = candidates.iter().find(|(p, _)| p.is_file()) {
+        match beside {
+            // A zip and the tree extracted from it, in the same cache: checked in one pass.
+            Some(dir) => {
+                dirs.retain(|d| d != dir);
+                out.extend(check_zip_and_dir(entry, sum, path, dir, &prefix));
+            }
+            None => out.push(check_file(entry, sum, path)),
+        }
     } else if let (Some(proxy), Some(store)) = (&sources.proxy, &sources.store) {
         let staging = sources.staging.clone().unwrap_or_else(std::env::temp_dir);
         out.push(fetch_into_store(entry, sum, proxy, store, &staging, &rel));
@@ -115,30 +141,71 @@ fn verify_entry(entry: &GoSumEntry, sum: &GoSum, sources: &ModuleSources) -> Vec
                 )),
         );
     }
-    // Extracted module trees in the caches are checked too: a build reads those, not the zip.
-    if entry.kind == SumKind::Zip {
-        let dir_name = format!(
-            "{}@{}",
-            escape_path(&entry.module),
-            escape_path(&entry.version)
-        );
-        for cache in &sources.modcaches {
-            let dir = cache.join(&dir_name);
-            if dir.is_dir() {
-                let f = finding_for(entry, sum).origin(dir.display().to_string());
-                let prefix = format!("{}@{}", entry.module, entry.version);
-                out.push(match dirhash::hash_dir(&dir, &prefix) {
-                    Ok(actual) if actual == entry.hash => f,
-                    Ok(actual) => f
-                        .outcome(Outcome::Failed)
-                        .hashes(&entry.hash, actual)
-                        .message("extracted module tree differs from go.sum"),
-                    Err(e) => f.outcome(Outcome::Failed).message(e.to_string()),
-                });
-            }
-        }
+    for dir in dirs {
+        out.push(check_dir(entry, sum, &dir, &prefix));
     }
     out
+}
+
+fn check_dir(entry: &GoSumEntry, sum: &GoSum, dir: &Path, prefix: &str) -> Finding {
+    let f = finding_for(entry, sum).origin(dir.display().to_string());
+    match dirhash::hash_dir(dir, prefix) {
+        Ok(actual) if actual == entry.hash => f,
+        Ok(actual) => f
+            .outcome(Outcome::Failed)
+            .hashes(&entry.hash, actual)
+            .message("extracted module tree differs from go.sum"),
+        Err(e) => f.outcome(Outcome::Failed).message(e.to_string()),
+    }
+}
+
+/// The zip against go.sum, and its extracted tree against the zip's bytes: when the zip is the
+/// pinned one and the tree holds exactly its files, the tree has the pinned hash too.
+fn check_zip_and_dir(
+    entry: &GoSumEntry,
+    sum: &GoSum,
+    zip: &Path,
+    dir: &Path,
+    prefix: &str,
+) -> Vec<Finding> {
+    let zip_f = finding_for(entry, sum).origin(zip.display().to_string());
+    let dir_f = finding_for(entry, sum).origin(dir.display().to_string());
+    match dirhash::hash_zip_and_compare_dir(zip, dir, prefix) {
+        Err(e) => vec![
+            zip_f.outcome(Outcome::Failed).message(e.to_string()),
+            check_dir(entry, sum, dir, prefix),
+        ],
+        Ok(r) if r.zip_hash != entry.hash => vec![
+            zip_f
+                .outcome(Outcome::Failed)
+                .hashes(&entry.hash, r.zip_hash)
+                .message("h1 mismatch"),
+            check_dir(entry, sum, dir, prefix),
+        ],
+        Ok(r) if r.differences.is_empty() => vec![zip_f, dir_f],
+        Ok(r) => {
+            let actual = dirhash::hash_dir(dir, prefix).unwrap_or_else(|e| e.to_string());
+            let n = r.differences.len();
+            let mut listed = r
+                .differences
+                .into_iter()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("; ");
+            if n > 5 {
+                listed.push_str(&format!("; and {} more", n - 5));
+            }
+            vec![
+                zip_f,
+                dir_f
+                    .outcome(Outcome::Failed)
+                    .hashes(&entry.hash, actual)
+                    .message(format!(
+                        "extracted module tree differs from go.sum: {listed}"
+                    )),
+            ]
+        }
+    }
 }
 
 /// Downloads one module file from a GOPROXY into the store, keeping it only if its h1 matches.
