@@ -326,7 +326,7 @@ pub fn verify(bin: &Path, o: &Options) -> Result<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
-        "crates: {} archives, {:.0} MiB; Go: {} modules of {:.0} MiB of source text, {:.0} MiB deflated, each hashed as zip and as extracted tree",
+        "crates: {} archives, {:.0} MiB; Go: {} modules of {:.0} MiB of source text, {:.0} MiB deflated, each checked as zip and as extracted tree",
         files.len(),
         mib(bytes),
         o.go_mib.div_ceil(5),

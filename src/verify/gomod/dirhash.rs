@@ -101,15 +101,16 @@ pub fn hash_zip_and_compare_dir(
     let entry_prefix = format!("{prefix}/");
     let mut differences = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
+    let mut buf = Vec::new();
     let mut compare = |name: &str, content: &[u8]| {
         let Some(rel) = name.strip_prefix(&entry_prefix) else {
             differences.push(format!("zip entry {name} is outside {prefix}/"));
             return;
         };
         seen.insert(rel.to_owned());
-        match std::fs::read(dir.join(rel)) {
-            Ok(on_disk) if on_disk == content => {}
-            Ok(_) => differences.push(format!("{rel} differs from the zip")),
+        match same_bytes(&dir.join(rel), content, &mut buf) {
+            Ok(true) => {}
+            Ok(false) => differences.push(format!("{rel} differs from the zip")),
             Err(_) => differences.push(format!("{rel} is missing")),
         }
     };
@@ -145,6 +146,23 @@ pub fn hash_zip_and_compare_dir(
         zip_hash,
         differences,
     })
+}
+
+/// Whether the file at `path` holds exactly `expected`, read into `buf` (reused between calls):
+/// one byte more than expected is asked for, so that a longer file shows.
+fn same_bytes(path: &Path, expected: &[u8], buf: &mut Vec<u8>) -> io::Result<bool> {
+    let mut file = File::open(path)?;
+    buf.resize(expected.len() + 1, 0);
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled == expected.len() && buf[..filled] == *expected)
 }
 
 /// The outcome of [`hash_zip_and_compare_dir`].
