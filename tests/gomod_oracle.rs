@@ -249,6 +249,7 @@ fn go_mod_vendor_trees_are_derived_again_from_verified_zips() {
             vendor_dir: &vendor,
             sum,
             zips: &zips,
+            pinned_by: None,
         };
         verify(&check).unwrap()
     };
@@ -325,7 +326,47 @@ fn go_mod_vendor_trees_are_derived_again_from_verified_zips() {
     assert!(failure(&sum).contains("not marked explicit"));
     std::fs::write(vendor.join("modules.txt"), &modules_txt).unwrap();
     assert!(run(&sum).ok());
+
+    // Through the command line: without a zip to derive the files from, nothing pins them.
     make_writable(root);
+    let cli = |extra: &[&str]| {
+        kata_repro()
+            .args(["verify", "go", "--sum"])
+            .arg(main.join("go.sum"))
+            .arg("--vendor")
+            .arg(&vendor)
+            .arg("--gomod")
+            .arg(main.join("go.mod"))
+            .arg("--store")
+            .arg(root.join("store"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("unpinned go example.com/alpha@v1.0.0"),
+        "{}",
+        output_text(&out)
+    );
+    let modcache = root.join("modcache");
+    let with_cache = ["--modcache", modcache.to_str().unwrap()];
+    assert_eq!(cli(&with_cache).status.code(), Some(0));
+    std::fs::write(&y, b"package y\n\nfunc Y() int { return 5 }\n").unwrap();
+    let out = cli(&with_cache);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        output_text(&out).contains("vendor/example.com/Beta/x/y/y.go differs"),
+        "{}",
+        output_text(&out)
+    );
+    std::fs::write(&y, &original).unwrap();
+    // A go.mod that cannot be parsed is bad input.
+    let gomod = std::fs::read_to_string(main.join("go.mod")).unwrap();
+    std::fs::write(main.join("go.mod"), "module\nrequire (\n").unwrap();
+    assert_eq!(cli(&[]).status.code(), Some(2));
+    std::fs::write(main.join("go.mod"), gomod).unwrap();
 }
 
 fn kata_repro() -> Command {

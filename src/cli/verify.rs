@@ -276,7 +276,8 @@ fn go(args: GoArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
                     "--gomod must name a file called go.mod"
                 )));
             }
-            release::vendored(module_dir, vendor_dir, &sum, &sources)
+            release::vendored(module_dir, vendor_dir, &sum, &sources, None)
+                .map_err(Failure::input)?
         }
         _ => modcache::verify(&sum, &sources),
     };

@@ -333,7 +333,13 @@ impl ReleaseCheck<'_> {
         };
         let vendor_dir = runtime.join("vendor");
         if vendor_dir.join("modules.txt").is_file() {
-            report.extend(vendored(&runtime, &vendor_dir, &sum, &sources));
+            let pin = format!("the source commit {}", self.lock.source.commit.short());
+            match vendored(&runtime, &vendor_dir, &sum, &sources, Some(pin)) {
+                Ok(r) => report.extend(r),
+                Err(e) => report.findings.push(
+                    Finding::new(Ecosystem::Go, "vendor", Outcome::Failed).message(e.to_string()),
+                ),
+            }
         } else {
             let mut checked = modcache::verify(&sum, &sources);
             if sources.proxy.is_none() && sources.modcaches.is_empty() {
@@ -355,10 +361,11 @@ pub fn vendored(
     vendor_dir: &Path,
     sum: &GoSum,
     sources: &ModuleSources,
-) -> Report {
+    pinned_by: Option<String>,
+) -> Result<Report, vendor::VendorError> {
     let mut report = Report::default();
     let mut zips = BTreeMap::new();
-    if !sources.modcaches.is_empty() || sources.proxy.is_some() {
+    if !sources.modcaches.is_empty() || sources.proxy.is_some() || sources.store.is_some() {
         let needed = match vendor::parse_modules_txt(
             &std::fs::read_to_string(vendor_dir.join("modules.txt")).unwrap_or_default(),
             &vendor_dir.join("modules.txt"),
@@ -394,19 +401,21 @@ pub fn vendored(
                 );
             }
         }
-        report.findings.extend(checked.findings);
+        // Zips no source has are not findings here: the vendored module says what was checked.
+        report.findings.extend(
+            checked
+                .findings
+                .into_iter()
+                .filter(|f| f.outcome != Outcome::Missing),
+        );
     }
     let check = VendorCheck {
         gomod_path: &module_dir.join("go.mod"),
         vendor_dir,
         sum,
         zips: &zips,
+        pinned_by,
     };
-    match vendor::verify(&check) {
-        Ok(r) => report.extend(r),
-        Err(e) => report
-            .findings
-            .push(Finding::new(Ecosystem::Go, "vendor", Outcome::Failed).message(e.to_string())),
-    }
-    report
+    report.extend(vendor::verify(&check)?);
+    Ok(report)
 }

@@ -311,6 +311,62 @@ fn e2e(
         checkout.join("versions.yaml").is_file(),
         "the Kata checkout should stay in the store"
     );
+
+    // verify: every Rust input of 3.30.0 (crates.io into the store, git from mirrors), its
+    // vendored Go tree, and the agent's resolved crates; 4.1.0 fails on pcilibs-rs alone.
+    let verify = |tag: &str| -> Result<(i32, serde_json::Value, f64)> {
+        let started = Instant::now();
+        let mut cmd = Command::new(bin);
+        cmd.args(mirrors.args())
+            .args(["--json", "verify", "--lockfile"])
+            .arg(root.join(format!("lockfiles/kata-{tag}.toml")))
+            .arg("--store")
+            .arg(&store);
+        if !skip.is_empty() {
+            cmd.arg("--skip").arg(skip.join(","));
+        }
+        let out = cmd.output()?;
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("verify {tag}: {}", String::from_utf8_lossy(&out.stderr)))?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            report,
+            started.elapsed().as_secs_f64(),
+        ))
+    };
+    let (code, report, secs) = verify("3.30.0")?;
+    println!(
+        "verify 3.30.0: exit {code} in {secs:.1}s, summary {}",
+        report["summary"]
+    );
+    for n in report["notes"].as_array().into_iter().flatten() {
+        println!(
+            "  note: {}",
+            n.as_str()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect::<String>()
+        );
+    }
+    ensure!(code == 0, "verify 3.30.0 should pass");
+    let (code, report, secs) = verify("4.1.0")?;
+    println!(
+        "verify 4.1.0: exit {code} in {secs:.1}s, summary {}",
+        report["summary"]
+    );
+    let cargo_failures: Vec<&str> = report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["ecosystem"] == "cargo" && f["outcome"] != "ok")
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    println!("  cargo inputs not verified: {cargo_failures:?}");
+    ensure!(
+        code == 1 && cargo_failures == ["pcilibs-rs@0.1.0"],
+        "verify 4.1.0 should fail on pcilibs-rs alone among Rust inputs"
+    );
     println!("e2e: ok");
     Ok(())
 }

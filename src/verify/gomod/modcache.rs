@@ -109,16 +109,31 @@ fn verify_entry(entry: &GoSumEntry, sum: &GoSum, sources: &ModuleSources) -> Vec
     } else {
         Vec::new()
     };
-    // The store first: what is there was verified before, but check again.
-    let mut candidates: Vec<(PathBuf, Option<PathBuf>)> =
-        sources.store.iter().map(|s| (s.join(&rel), None)).collect();
-    candidates.extend(sources.modcaches.iter().map(|m| {
-        let dir = m.join(&dir_name);
-        (
-            m.join("cache/download").join(&rel),
-            (entry.kind == SumKind::Zip && dir.is_dir()).then_some(dir),
-        )
-    }));
+    // The store first: what is there was verified before, but check again, and drop it if it
+    // no longer matches, so that another source can replace it.
+    if let Some(store) = &sources.store {
+        let path = store.join(&rel);
+        if path.is_file() {
+            let f = check_file(entry, sum, &path);
+            if f.outcome == Outcome::Ok {
+                out.push(f);
+                out.extend(dirs.iter().map(|d| check_dir(entry, sum, d, &prefix)));
+                return out;
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    let candidates: Vec<(PathBuf, Option<PathBuf>)> = sources
+        .modcaches
+        .iter()
+        .map(|m| {
+            let dir = m.join(&dir_name);
+            (
+                m.join("cache/download").join(&rel),
+                (entry.kind == SumKind::Zip && dir.is_dir()).then_some(dir),
+            )
+        })
+        .collect();
     if let Some((path, beside)) = candidates.iter().find(|(p, _)| p.is_file()) {
         match beside {
             // A zip and the tree extracted from it, in the same cache: checked in one pass.

@@ -22,6 +22,8 @@ use crate::verify::report::{Ecosystem, Finding, Outcome, Report};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VendorError {
+    #[error("{path}: {message}")]
+    Unparsable { path: PathBuf, message: String },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -122,6 +124,9 @@ pub struct VendorCheck<'a> {
     pub sum: &'a GoSum,
     /// Module zips already verified against go.sum, by (module, version).
     pub zips: &'a BTreeMap<(String, String), PathBuf>,
+    /// What pins the vendored files when no zip is at hand (the source commit they were
+    /// checked out from); without it, such modules are reported unpinned.
+    pub pinned_by: Option<String>,
 }
 
 pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
@@ -134,9 +139,8 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
     let gomod_text = read(check.gomod_path)?;
     let gomod: GoMod = gomod_text
         .parse()
-        .map_err(|message: String| VendorError::Malformed {
+        .map_err(|message: String| VendorError::Unparsable {
             path: check.gomod_path.to_owned(),
-            line: 1,
             message,
         })?;
     let modules_txt = check.vendor_dir.join("modules.txt");
@@ -346,7 +350,15 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
             None if deep => report
                 .findings
                 .push(base.message("vendored files derived again from the verified zip")),
-            None => report.findings.push(base),
+            None => match &check.pinned_by {
+                Some(pin) => report.findings.push(base.message(format!(
+                    "consistent with go.mod and go.sum; its files are pinned by {pin}, not derived from a zip"
+                ))),
+                None => report.findings.push(base.outcome(Outcome::Unpinned).message(
+                    "consistent with go.mod and go.sum, but no verified zip was at hand to derive its files \
+                     from, so nothing pins them: pass --modcache DIR or --proxy URL",
+                )),
+            },
         }
     }
     for (name, p) in problems {
