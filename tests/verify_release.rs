@@ -112,3 +112,20 @@ fn a_swapped_kernel_tarball_fails_and_a_damaged_stored_one_is_fetched_again() {
     );
     assert!(!stored.exists());
 }
+
+#[test]
+fn offline_downloads_nothing() {
+    let f = Fixture::new();
+    // A kernel URL no mirror covers: offline, it is missing instead of downloaded.
+    f.edit_lockfile(
+        "url = \"https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.0.1.tar.xz\"",
+        "url = \"https://cdn.kernel.org/pub/elsewhere/linux-6.0.1.tar.xz\"",
+    );
+    let out = verify(&f, &["--offline", "--skip", "cargo,go,toolchain"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("--offline forbids downloading it"),
+        "{}",
+        text(&out)
+    );
+}

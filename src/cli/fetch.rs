@@ -38,7 +38,7 @@ pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     }
     let fetcher = Fetcher {
         lock: &release.lock,
-        get: release.getter(),
+        get: release.getter(false),
         options,
     };
 

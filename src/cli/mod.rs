@@ -178,11 +178,12 @@ impl Release {
         })
     }
 
-    fn getter(&self) -> Getter<'_> {
+    fn getter(&self, offline: bool) -> Getter<'_> {
         Getter {
             store: &self.store,
             mirrors: &self.mirrors,
             policy: &self.policy,
+            offline,
         }
     }
 }

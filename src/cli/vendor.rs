@@ -37,7 +37,7 @@ pub fn run(args: VendorArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
     // Everything the vendor tree is made from is verified first.
     let check = ReleaseCheck {
         lock,
-        get: release.getter(),
+        get: release.getter(false),
         registry_caches: args.registry_caches.clone(),
         modcaches: Vec::new(),
         proxy: None,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kata_repro::lock::cargo_lock::CargoLock;
+use kata_repro::lock::cargo_lock::{CargoLock, PackageSource};
 use kata_repro::source::mirror::Config;
 use kata_repro::source::store::Store;
 use kata_repro::verify::cargo::{registry, vendor};
@@ -44,15 +44,17 @@ pub struct VerifyArgs {
     /// The package whose build is resolved, by its manifest in the Kata tree.
     #[arg(long, value_name = "PATH", default_value = "src/agent/Cargo.toml")]
     resolve_manifest: String,
-    /// The target the build is resolved for. Default: this machine's gnu target.
+    /// The target the build is resolved for. Default: this machine's arch with musl, as Kata's
+    /// release builds the agent (utils.mk: LIBC ?= musl).
     #[arg(long, value_name = "TRIPLE")]
     resolve_target: Option<String>,
-    /// The features the build is resolved with (Kata's release builds the agent with seccomp).
+    /// The features the build is resolved with. Default: those of Kata's release agent
+    /// (SECCOMP=yes and INIT_DATA=yes in its Makefile, AGENT_POLICY=yes in kata-deploy).
     #[arg(
         long,
         value_delimiter = ',',
         value_name = "FEATURES",
-        default_value = "seccomp"
+        default_value = "seccomp,agent-policy,init-data"
     )]
     resolve_features: Vec<String>,
     #[command(flatten)]
@@ -126,17 +128,19 @@ fn check_proxy(proxy: &Option<String>) -> Result<(), Failure> {
     }
 }
 
-fn crate_bar(json: bool, len: usize) -> ProgressBar {
+/// Progress over crates: a bar when the count is known, a counter otherwise.
+fn crate_bar(json: bool, len: Option<usize>) -> ProgressBar {
     let target = if json {
         ProgressDrawTarget::hidden()
     } else {
         ProgressDrawTarget::stderr()
     };
-    let bar = ProgressBar::with_draw_target(Some(len as u64), target);
-    bar.set_style(
-        ProgressStyle::with_template("crates [{bar:30}] {pos}/{len} {msg}")
-            .expect("valid template"),
-    );
+    let bar = ProgressBar::with_draw_target(len.map(|l| l as u64), target);
+    let template = match len {
+        Some(_) => "crates [{bar:30}] {pos}/{len} {msg}",
+        None => "{spinner} crates verified: {pos} {msg}",
+    };
+    bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
     bar
 }
 
@@ -157,20 +161,17 @@ pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
         &args.mirrors,
     )?;
     let host = std::env::consts::ARCH.to_owned();
-    let bar = crate_bar(json, 0);
+    let bar = crate_bar(json, None);
     let on_crate = |f: &Finding| {
-        if bar.length() == Some(0) {
-            bar.set_length(1);
-        }
         bar.inc(1);
         bar.set_message(f.name.clone());
     };
     let check = ReleaseCheck {
         lock: &release.lock,
-        get: release.getter(),
+        get: release.getter(args.store.offline),
         registry_caches: args.registry_caches,
         modcaches: args.modcaches,
-        proxy: args.proxy,
+        proxy: if args.store.offline { None } else { args.proxy },
         download: !args.store.offline,
         arches: if args.arch.is_empty() {
             vec![host.clone()]
@@ -186,7 +187,7 @@ pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
             target: args
                 .resolve_target
                 .clone()
-                .unwrap_or_else(|| format!("{}-unknown-linux-gnu", std::env::consts::ARCH)),
+                .unwrap_or_else(|| format!("{}-unknown-linux-musl", std::env::consts::ARCH)),
             features: args.resolve_features.clone(),
             cargo: std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
         }),
@@ -214,7 +215,12 @@ fn cargo(args: CargoArgs, config: &Config, json: bool) -> Result<ExitCode, Failu
                 mirrors: Vec::new(),
             },
         )?;
-        let bar = crate_bar(json, lock.packages.len());
+        let registry_crates = lock
+            .packages
+            .iter()
+            .filter(|p| matches!(p.source, PackageSource::Registry(_)))
+            .count();
+        let bar = crate_bar(json, Some(registry_crates));
         let on_done = |f: &Finding| {
             bar.inc(1);
             bar.set_message(f.name.clone());
@@ -298,6 +304,22 @@ fn print(report: &Report, json: bool) -> ExitCode {
     }
     for f in report.failures() {
         println!("{}", f.line());
+    }
+    // Inputs listed by their hash (kernel patches and fragments), as the source tree pins them.
+    let listed: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| {
+            f.ecosystem == Ecosystem::Kernel && f.outcome == kata_repro::verify::report::Outcome::Ok
+        })
+        .filter_map(|f| f.actual.as_ref().map(|a| (a, &f.name)))
+        .collect();
+    if !listed.is_empty() {
+        println!("kernel inputs from the pinned tree (sha256):");
+        for (sha, name) in listed {
+            println!("  {sha}  {name}");
+        }
+        println!();
     }
     if report.failures().next().is_some() {
         println!();

@@ -69,6 +69,8 @@ pub struct Getter<'a> {
     pub store: &'a Store,
     pub mirrors: &'a Mirrors,
     pub policy: &'a HostPolicy,
+    /// Use only the store and local mirrors: never the network.
+    pub offline: bool,
 }
 
 impl Getter<'_> {
@@ -93,6 +95,12 @@ impl Getter<'_> {
             .mirrors
             .resolve(url)
             .unwrap_or_else(|| Location::Http(url.to_owned()));
+        if self.offline && matches!(location, Location::Http(_)) {
+            return Err(Failure::missing(format!(
+                "{url} is not in the store, and --offline forbids downloading it; \
+                 fetch it first, or pass --mirror {url}=PATH"
+            )));
+        }
         let path = self
             .store
             .put(&location, sha256, |done, total| {
