@@ -233,12 +233,24 @@ fn crate_archives_verify_against_cargo_lock_and_a_flipped_byte_fails() {
     let f = CargoFixture::new();
     let registry = f.registry.to_str().unwrap();
     let out = f.verify(&["--registry-cache", registry, "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // The crates verify; the git package is held to the host policy like any upstream, and a
+    // file:// upstream is not https.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["summary"]["cargo"]["ok"], 2);
+    assert_eq!(v["summary"]["cargo"]["ok"], 2, "{v}");
+    let git = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "gitdep@0.2.0")
+        .unwrap();
+    assert_eq!(git["outcome"], "failed");
     assert!(
-        v["notes"][0].as_str().unwrap().contains("1 git packages"),
-        "{v}"
+        git["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not use https"),
+        "{git}"
     );
 
     // A flipped byte in one .crate: reported with both hashes, and kept out of the store.

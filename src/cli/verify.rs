@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kata_repro::lock::cargo_lock::{CargoLock, PackageSource};
+use kata_repro::lock::generate::DEFAULT_ALLOWED_HOSTS;
+use kata_repro::source::get::Getter;
 use kata_repro::source::mirror::Config;
+use kata_repro::source::policy::HostPolicy;
 use kata_repro::source::store::Store;
 use kata_repro::verify::cargo::{registry, vendor};
 use kata_repro::verify::gomod::gosum::GoSum;
@@ -93,6 +96,8 @@ struct CargoArgs {
     registry_caches: Vec<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    mirrors: MirrorArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -207,52 +212,43 @@ fn cargo(args: CargoArgs, config: &Config, json: bool) -> Result<ExitCode, Failu
         report
             .findings
             .extend(vendor::verify(&lock, &args.lock, dir));
-    } else {
-        let store = open_store(&args.store, config)?;
-        let mirrors = super::mirrors(
-            config,
-            &MirrorArgs {
-                mirrors: Vec::new(),
-            },
-        )?;
-        let registry_crates = lock
-            .packages
-            .iter()
-            .filter(|p| matches!(p.source, PackageSource::Registry(_)))
-            .count();
-        let bar = crate_bar(json, Some(registry_crates));
-        let on_done = |f: &Finding| {
-            bar.inc(1);
-            bar.set_message(f.name.clone());
-        };
-        let sources = registry::CrateSources {
-            store: Some(&store),
-            registry_caches: args.registry_caches.clone(),
-            download: !args.store.offline && args.registry_caches.is_empty(),
-            mirrors: Some(&mirrors),
-            on_done: Some(&on_done),
-        };
-        report
-            .findings
-            .extend(registry::verify(&lock, &args.lock, &sources, 8));
-        bar.finish_and_clear();
-        let git = lock
-            .packages
-            .iter()
-            .filter(|p| {
-                matches!(
-                    p.source,
-                    kata_repro::lock::cargo_lock::PackageSource::Git(_)
-                )
-            })
-            .count();
-        if git > 0 {
-            report.notes.push(format!(
-                "{git} git packages are pinned by commit in {}; `kata-repro fetch` checks them out through their mirrors",
-                args.lock.display()
-            ));
-        }
+        return Ok(print(&report, json));
     }
+    let store = open_store(&args.store, config)?;
+    let mirrors = super::mirrors(config, &args.mirrors)?;
+    let registry_crates = lock
+        .packages
+        .iter()
+        .filter(|p| matches!(p.source, PackageSource::Registry(_)))
+        .count();
+    let bar = crate_bar(json, Some(registry_crates));
+    let on_done = |f: &Finding| {
+        bar.inc(1);
+        bar.set_message(f.name.clone());
+    };
+    let sources = registry::CrateSources {
+        store: Some(&store),
+        registry_caches: args.registry_caches.clone(),
+        download: !args.store.offline && args.registry_caches.is_empty(),
+        mirrors: Some(&mirrors),
+        on_done: Some(&on_done),
+    };
+    report
+        .findings
+        .extend(registry::verify(&lock, &args.lock, &sources, 8));
+    bar.finish_and_clear();
+    // Git packages, through their mirrors, on the same terms as verify --lockfile.
+    let mut policy = HostPolicy::new(DEFAULT_ALLOWED_HOSTS);
+    policy.extend(&config.policy.allowed_hosts);
+    let get = Getter {
+        store: &store,
+        mirrors: &mirrors,
+        policy: &policy,
+        offline: args.store.offline,
+    };
+    report
+        .findings
+        .extend(release::git_packages(&lock, &args.lock, &get, None));
     Ok(print(&report, json))
 }
 

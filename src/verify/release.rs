@@ -196,41 +196,13 @@ impl ReleaseCheck<'_> {
             self.threads,
         ));
 
-        // Git packages: Cargo.lock and the lockfile must pin the same commits, and each commit
-        // must be checked out, verified, from its mirror.
-        let mut by_repo: BTreeMap<(String, String), Vec<&crate::lock::cargo_lock::LockedPackage>> =
-            BTreeMap::new();
-        for p in &cargo_lock.packages {
-            if let PackageSource::Git(g) = &p.source {
-                by_repo
-                    .entry((g.url.clone(), g.commit.to_string()))
-                    .or_default()
-                    .push(p);
-            }
-        }
-        for ((url, commit), packages) in &by_repo {
-            let pin = self
-                .lock
-                .git
-                .iter()
-                .find(|g| &g.url == url && &g.commit.to_string() == commit);
-            let result = match pin {
-                None => Err(Failure::failed(format!(
-                    "Cargo.lock pins {url} at {commit}, but the lockfile does not; regenerate it with `kata-repro lock`"
-                ))),
-                Some(g) => self.get.git(&g.url, g.commit, None, None).map_err(|mut f| {
-                    f.message =
-                        format!("{} at {}: {}", repo_name(url), g.commit.short(), f.message);
-                    f
-                }),
-            };
-            for p in packages {
-                let base = Finding::new(Ecosystem::Cargo, p.id(), Outcome::Ok)
-                    .expected(commit.clone())
-                    .pinned_at(format!("{}:{}", lock_path.display(), p.line));
-                report.findings.push(finding_from(base, &result));
-            }
-        }
+        // Git packages: Cargo.lock and the lockfile must pin the same commits.
+        report.findings.extend(git_packages(
+            &cargo_lock,
+            &lock_path,
+            &self.get,
+            Some(&self.lock.git),
+        ));
         let paths: Vec<String> = cargo_lock
             .packages
             .iter()
@@ -418,4 +390,52 @@ pub fn vendored(
     };
     report.extend(vendor::verify(&check)?);
     Ok(report)
+}
+
+/// Every git package of a Cargo.lock, checked out through its mirror at the commit Cargo.lock
+/// pins. With `pins` (a lockfile's `[[git]]`), the lockfile must pin the same commit too.
+pub fn git_packages(
+    cargo_lock: &CargoLock,
+    lock_path: &Path,
+    get: &Getter<'_>,
+    pins: Option<&[crate::lock::GitDependency]>,
+) -> Vec<Finding> {
+    let mut by_repo: BTreeMap<
+        (String, crate::lock::GitOid),
+        Vec<&crate::lock::cargo_lock::LockedPackage>,
+    > = BTreeMap::new();
+    for p in &cargo_lock.packages {
+        if let PackageSource::Git(g) = &p.source {
+            by_repo
+                .entry((g.url.clone(), g.commit))
+                .or_default()
+                .push(p);
+        }
+    }
+    let mut findings = Vec::new();
+    for ((url, commit), packages) in &by_repo {
+        let pinned =
+            pins.is_none_or(|pins| pins.iter().any(|g| &g.url == url && g.commit == *commit));
+        let result = if !pinned {
+            Err(Failure::failed(format!(
+                "Cargo.lock pins {url} at {commit}, but the lockfile does not; regenerate it with `kata-repro lock`"
+            )))
+        } else {
+            get.policy
+                .check(url)
+                .map_err(Failure::failed)
+                .and_then(|()| get.git(url, *commit, None, None))
+                .map_err(|mut f| {
+                    f.message = format!("{} at {}: {}", repo_name(url), commit.short(), f.message);
+                    f
+                })
+        };
+        for p in packages {
+            let base = Finding::new(Ecosystem::Cargo, p.id(), Outcome::Ok)
+                .expected(commit.to_string())
+                .pinned_at(format!("{}:{}", lock_path.display(), p.line));
+            findings.push(finding_from(base, &result));
+        }
+    }
+    findings
 }
