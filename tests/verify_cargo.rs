@@ -174,6 +174,36 @@ fn a_cargo_vendor_tree_verifies_and_each_kind_of_tampering_fails() {
     );
     std::fs::write(&lib, "pub fn leaf() {}\n").unwrap();
 
+    // A vendored file edited and its checksum file rewritten to match: only the verified
+    // .crate (here from a registry cache) can tell.
+    std::fs::write(&lib, "pub fn leaf() { /* rewritten */ }\n").unwrap();
+    let sums_path = vendor.join("leaf/.cargo-checksum.json");
+    let sums = std::fs::read_to_string(&sums_path).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&sums).unwrap();
+    json["files"]["src/lib.rs"] = sha256_hex(b"pub fn leaf() { /* rewritten */ }\n").into();
+    std::fs::write(&sums_path, json.to_string()).unwrap();
+    assert_eq!(
+        f.verify(&["--vendor", vendor_arg]).status.code(),
+        Some(0),
+        "self-consistent without the archive"
+    );
+    let registry = f.registry.to_str().unwrap();
+    let out = f.verify(&["--vendor", vendor_arg, "--registry-cache", registry]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("src/lib.rs differs from the verified .crate"),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(&lib, "pub fn leaf() {}\n").unwrap();
+    std::fs::write(&sums_path, sums).unwrap();
+    assert_eq!(
+        f.verify(&["--vendor", vendor_arg, "--registry-cache", registry])
+            .status
+            .code(),
+        Some(0)
+    );
+
     // An extra file in a vendored crate.
     std::fs::write(vendor.join("twig/src/backdoor.rs"), "pub fn b() {}\n").unwrap();
     let out = f.verify(&["--vendor", vendor_arg]);

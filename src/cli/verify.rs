@@ -208,13 +208,17 @@ fn cargo(args: CargoArgs, config: &Config, json: bool) -> Result<ExitCode, Failu
     let lock = CargoLock::parse(&text)
         .map_err(|e| Failure::input(anyhow!("{}: {e}", args.lock.display())))?;
     let mut report = Report::default();
+    let store = open_store(&args.store, config)?;
     if let Some(dir) = &args.vendor {
+        // Files are checked against the verified .crate where the store or a cache has it.
+        let lookup = |p: &kata_repro::lock::cargo_lock::LockedPackage| {
+            registry::verified_crate(p, Some(&store), &args.registry_caches)
+        };
         report
             .findings
-            .extend(vendor::verify(&lock, &args.lock, dir));
+            .extend(vendor::verify_against(&lock, &args.lock, dir, &lookup));
         return Ok(print(&report, json));
     }
-    let store = open_store(&args.store, config)?;
     let mirrors = super::mirrors(config, &args.mirrors)?;
     let registry_crates = lock
         .packages

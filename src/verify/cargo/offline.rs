@@ -67,8 +67,8 @@ pub fn unpack_crate(
     let written = extract::untar_gz(crate_file, dest, 1)?;
     let mut files = BTreeMap::new();
     for f in written {
-        // cargo's own marker of an unpacked registry crate never belongs to the sources.
-        if f.path == ".cargo-ok" {
+        // What cargo vendor leaves out: its unpack marker and the crate's top-level git files.
+        if !vendor::vendored_from_crate(&f.path) {
             std::fs::remove_file(dest.join(&f.path)).map_err(io_err)?;
             continue;
         }
@@ -231,7 +231,10 @@ pub fn build(
     }
 
     // 3. Verify what cargo wrote, then point cargo at it.
-    let findings = vendor::verify(lock, lock_path, &vendor_dir);
+    let lookup = |p: &crate::lock::cargo_lock::LockedPackage| {
+        super::registry::verified_crate(p, Some(store), &[])
+    };
+    let findings = vendor::verify_against(lock, lock_path, &vendor_dir, &lookup);
     let bad: Vec<String> = findings
         .iter()
         .filter(|f| f.outcome != Outcome::Ok)
@@ -296,7 +299,10 @@ pub fn ensure_in_store(
         crates: 0,
     };
     if existing.config.is_file() {
-        let findings = vendor::verify(lock, lock_path, &existing.vendor_dir);
+        let lookup = |p: &crate::lock::cargo_lock::LockedPackage| {
+            super::registry::verified_crate(p, Some(store), &[])
+        };
+        let findings = vendor::verify_against(lock, lock_path, &existing.vendor_dir, &lookup);
         if findings.iter().all(|f| f.outcome == Outcome::Ok) {
             return Ok(OfflineVendor {
                 crates: findings.len(),

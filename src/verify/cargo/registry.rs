@@ -34,6 +34,22 @@ pub struct CrateSources<'a> {
     pub on_done: Option<&'a (dyn Fn(&Finding) + Sync)>,
 }
 
+/// The verified `.crate` of `pkg`: in the store, or in a cache when it hashes to the checksum.
+pub fn verified_crate(
+    pkg: &LockedPackage,
+    store: Option<&Store>,
+    caches: &[PathBuf],
+) -> Option<PathBuf> {
+    let checksum = pkg.checksum?;
+    if let Some(store) = store
+        && store.verify_object(&checksum).unwrap_or(false)
+    {
+        return Some(store.object_path(&checksum));
+    }
+    let path = in_caches(caches, &format!("{}-{}.crate", pkg.name, pkg.version))?;
+    (Sha256Digest::of_file(&path).ok()? == checksum).then_some(path)
+}
+
 fn in_caches(caches: &[PathBuf], file: &str) -> Option<PathBuf> {
     for cache in caches {
         let direct = cache.join(file);

@@ -80,9 +80,82 @@ fn check_files(dir: &Path, listed: &BTreeMap<String, String>) -> Vec<String> {
     problems
 }
 
+/// Whether `cargo vendor` keeps a file of a `.crate` (by its path in the crate): not cargo's
+/// unpack marker, and not the git files at the crate's top.
+pub fn vendored_from_crate(rel: &str) -> bool {
+    !matches!(rel, ".cargo-ok" | ".gitattributes" | ".gitignore" | ".git")
+}
+
+/// The files of a `.crate` (paths without the `<name>-<version>/` prefix) and their sha256,
+/// those `cargo vendor` keeps.
+pub fn crate_files(archive: &Path) -> std::io::Result<BTreeMap<String, Sha256Digest>> {
+    let file = std::fs::File::open(archive)?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+    let mut out = BTreeMap::new();
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path()?.into_owned();
+        let rel: PathBuf = path.components().skip(1).collect();
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        if rel.is_empty() || !vendored_from_crate(&rel) {
+            continue;
+        }
+        out.insert(rel, Sha256Digest::of_reader(&mut entry)?);
+    }
+    Ok(out)
+}
+
+/// Vendored files that are not byte for byte files of the verified archive.
+fn compare_with_archive(dir: &Path, archive: &BTreeMap<String, Sha256Digest>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .expect("under dir")
+            .to_string_lossy()
+            .replace('\\', "/");
+        if rel == CHECKSUM_FILE {
+            continue;
+        }
+        match (archive.get(&rel), Sha256Digest::of_file(entry.path())) {
+            (None, _) => problems.push(format!("{rel} is not in the verified .crate")),
+            (Some(want), Ok(got)) if *want != got => problems.push(format!(
+                "{rel} differs from the verified .crate (expected {want}, actual {got})"
+            )),
+            (Some(_), Err(e)) => problems.push(format!("{rel}: {e}")),
+            _ => {}
+        }
+    }
+    // cargo vendor leaves out files of the crate by its packaging rules (CI files, some
+    // dotfiles), so files of the archive that are not vendored are not a finding.
+    problems
+}
+
 /// Verifies a vendor directory against Cargo.lock. Every registry and git package must be
 /// vendored, every vendored crate must be locked, and every file must match its checksum.
 pub fn verify(lock: &CargoLock, lock_path: &Path, vendor: &Path) -> Vec<Finding> {
+    verify_against(lock, lock_path, vendor, &|_| None)
+}
+
+/// Finds the verified `.crate` of a locked package, when one is at hand.
+pub type CrateLookup<'a> = dyn Fn(&LockedPackage) -> Option<PathBuf> + Sync + 'a;
+
+/// Like [`verify`], and where `crates` finds the verified `.crate` of a registry package, every
+/// vendored file must also be a file of that archive, byte for byte: a tree whose files and
+/// checksum file were both rewritten is caught.
+pub fn verify_against(
+    lock: &CargoLock,
+    lock_path: &Path,
+    vendor: &Path,
+    crates: &CrateLookup<'_>,
+) -> Vec<Finding> {
     let mut dirs: Vec<PathBuf> = match std::fs::read_dir(vendor) {
         Ok(rd) => rd
             .flatten()
@@ -149,7 +222,13 @@ pub fn verify(lock: &CargoLock, lock_path: &Path, vendor: &Path) -> Vec<Finding>
                         "the `package` checksum in {CHECKSUM_FILE} is not Cargo.lock's"
                     ));
             }
-            let problems = check_files(dir, &checksum.files);
+            let mut problems = check_files(dir, &checksum.files);
+            if let Some(archive) = pkg.checksum.and_then(|_| crates(pkg)) {
+                match crate_files(&archive) {
+                    Ok(files) => problems.extend(compare_with_archive(dir, &files)),
+                    Err(e) => problems.push(format!("{}: {e}", archive.display())),
+                }
+            }
             if problems.is_empty() {
                 base
             } else {
