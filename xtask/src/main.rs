@@ -243,11 +243,12 @@ fn e2e(
     lockfiles(root, bin, mirrors, true)?;
     let scratch = tempfile::tempdir()?;
     let store = store.unwrap_or_else(|| scratch.path().join("store"));
-    let fetch = |tag: &str| -> Result<(i32, serde_json::Value, f64)> {
+    // `kata-repro --json <command> --lockfile lockfiles/kata-<tag>.toml`: exit code, report, seconds.
+    let run = |command: &str, tag: &str| -> Result<(i32, serde_json::Value, f64)> {
         let started = Instant::now();
         let mut cmd = Command::new(bin);
         cmd.args(mirrors.args())
-            .args(["--json", "fetch", "--lockfile"])
+            .args(["--json", command, "--lockfile"])
             .arg(root.join(format!("lockfiles/kata-{tag}.toml")))
             .arg("--store")
             .arg(&store);
@@ -256,10 +257,12 @@ fn e2e(
         }
         let out = cmd.output()?;
         let secs = started.elapsed().as_secs_f64();
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("fetch {tag}: {}", String::from_utf8_lossy(&out.stderr)))?;
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!("{command} {tag}: {}", String::from_utf8_lossy(&out.stderr))
+        })?;
         Ok((out.status.code().unwrap_or(-1), report, secs))
     };
+    let fetch = |tag: &str| run("fetch", tag);
     let summary = |report: &serde_json::Value| {
         for i in report["report"]["inputs"].as_array().into_iter().flatten() {
             println!(
@@ -314,26 +317,7 @@ fn e2e(
 
     // verify: every Rust input of 3.30.0 (crates.io into the store, git from mirrors), its
     // vendored Go tree, and the agent's resolved crates; 4.1.0 fails on pcilibs-rs alone.
-    let verify = |tag: &str| -> Result<(i32, serde_json::Value, f64)> {
-        let started = Instant::now();
-        let mut cmd = Command::new(bin);
-        cmd.args(mirrors.args())
-            .args(["--json", "verify", "--lockfile"])
-            .arg(root.join(format!("lockfiles/kata-{tag}.toml")))
-            .arg("--store")
-            .arg(&store);
-        if !skip.is_empty() {
-            cmd.arg("--skip").arg(skip.join(","));
-        }
-        let out = cmd.output()?;
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("verify {tag}: {}", String::from_utf8_lossy(&out.stderr)))?;
-        Ok((
-            out.status.code().unwrap_or(-1),
-            report,
-            started.elapsed().as_secs_f64(),
-        ))
-    };
+    let verify = |tag: &str| run("verify", tag);
     let (code, report, secs) = verify("3.30.0")?;
     println!(
         "verify 3.30.0: exit {code} in {secs:.1}s, summary {}",

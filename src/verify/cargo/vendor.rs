@@ -60,16 +60,7 @@ fn check_files(dir: &Path, listed: &BTreeMap<String, String>) -> Vec<String> {
             }
         })
         .collect();
-    for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
-        if entry.file_type().is_dir() {
-            continue;
-        }
-        let rel = entry
-            .path()
-            .strip_prefix(dir)
-            .expect("under dir")
-            .to_string_lossy()
-            .replace('\\', "/");
+    for (rel, _) in files_of(dir) {
         if rel != CHECKSUM_FILE && !listed.contains_key(&rel) {
             problems.push(format!(
                 "{rel} is present but not listed in {CHECKSUM_FILE}"
@@ -108,23 +99,20 @@ pub fn crate_files(archive: &Path) -> std::io::Result<BTreeMap<String, Sha256Dig
     Ok(out)
 }
 
+/// Every file under `dir`, by slash-separated relative path (an unreadable tree lists nothing,
+/// and its files are then reported missing).
+fn files_of(dir: &Path) -> Vec<(String, PathBuf)> {
+    crate::verify::gomod::dirhash::dir_files(dir).unwrap_or_default()
+}
+
 /// Vendored files that are not byte for byte files of the verified archive.
 fn compare_with_archive(dir: &Path, archive: &BTreeMap<String, Sha256Digest>) -> Vec<String> {
     let mut problems = Vec::new();
-    for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
-        if entry.file_type().is_dir() {
-            continue;
-        }
-        let rel = entry
-            .path()
-            .strip_prefix(dir)
-            .expect("under dir")
-            .to_string_lossy()
-            .replace('\\', "/");
+    for (rel, path) in files_of(dir) {
         if rel == CHECKSUM_FILE {
             continue;
         }
-        match (archive.get(&rel), Sha256Digest::of_file(entry.path())) {
+        match (archive.get(&rel), Sha256Digest::of_file(&path)) {
             (None, _) => problems.push(format!("{rel} is not in the verified .crate")),
             (Some(want), Ok(got)) if *want != got => problems.push(format!(
                 "{rel} differs from the verified .crate (expected {want}, actual {got})"
