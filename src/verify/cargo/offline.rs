@@ -106,10 +106,6 @@ pub fn build(
     final_out: &Path,
     cargo: &str,
 ) -> Result<OfflineVendor, OfflineError> {
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| OfflineError::Io { path, source }
-    };
     let staging = out.join(".staging");
     let registry = staging.join("registry");
     std::fs::create_dir_all(&registry).map_err(io_err(&registry))?;
@@ -272,6 +268,11 @@ pub fn build(
     })
 }
 
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OfflineError {
+    let path = path.to_owned();
+    move |source| OfflineError::Io { path, source }
+}
+
 /// A TOML basic string.
 fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
@@ -287,10 +288,6 @@ pub fn ensure_in_store(
     mirrors: &Mirrors,
     cargo: &str,
 ) -> Result<OfflineVendor, OfflineError> {
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| OfflineError::Io { path, source }
-    };
     let digest = Sha256Digest::of_file(lock_path).map_err(io_err(lock_path))?;
     let final_out = store.root().join("vendor").join(digest.to_hex());
     let existing = OfflineVendor {
