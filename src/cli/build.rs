@@ -1,0 +1,246 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kata_repro::build::prepare::{PrepareOptions, prepare};
+use kata_repro::build::recipe::{LoadedRecipe, RecipeSource, Toolchain};
+use kata_repro::build::{self, BuildError, Builder, Event};
+use kata_repro::digest::Sha256Digest;
+use kata_repro::source::mirror::Config;
+
+use super::{Failure, MirrorArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The lockfile of the release to build.
+    #[arg(long, value_name = "FILE")]
+    lockfile: PathBuf,
+    /// The architecture to build for.
+    #[arg(long, value_name = "ARCH", default_value_t = build::host_arch())]
+    arch: String,
+    /// Components to build, comma-separated. Default: every recipe.
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    component: Vec<String>,
+    /// The output directory: `<arch>/<component>/…`, manifest.json, SHA256SUMS and logs/.
+    /// Replaced as a whole when the build succeeds; untouched when it fails.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The store directory (see `fetch`).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Download nothing: use the store and mirrors only.
+    #[arg(long)]
+    offline: bool,
+    /// Run every step, even when the store holds its result.
+    #[arg(long)]
+    no_cache: bool,
+    /// Run steps without namespaces where they cannot be made (the network stays reachable
+    /// and real paths show); the manifest records it.
+    #[arg(long)]
+    allow_network_leak: bool,
+    /// Read recipes from this directory instead of the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    recipes: Option<PathBuf>,
+    /// The Rust toolchain (a sysroot, e.g. ~/.rustup/toolchains/1.95.0-x86_64-unknown-linux-gnu).
+    /// Default: rustup's toolchain for the pinned version, else the `rustc` on PATH.
+    #[arg(long, value_name = "DIR")]
+    rust_toolchain: Option<PathBuf>,
+    /// Where scratch directories are made. Default: the store's staging area.
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    mirrors: MirrorArgs,
+}
+
+fn failure(e: BuildError) -> Failure {
+    let code = e.exit_code();
+    Failure {
+        code,
+        error: e.into(),
+    }
+}
+
+pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
+    let started = Instant::now();
+    let source = match &args.recipes {
+        Some(d) => RecipeSource::Dir(d.clone()),
+        None => RecipeSource::Builtin,
+    };
+    let all = source.load_all().map_err(Failure::input)?;
+    let chosen: Vec<&LoadedRecipe> = if args.component.is_empty() {
+        all.values().collect()
+    } else {
+        args.component
+            .iter()
+            .map(|c| {
+                all.get(c).ok_or_else(|| {
+                    Failure::input(anyhow!(
+                        "no recipe for component `{c}` (known: {}); add {c}.toml to the recipes",
+                        all.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    for r in &chosen {
+        if !r.recipe.arch.contains_key(&args.arch) {
+            return Err(Failure::input(anyhow!(
+                "{} does not build for {} (it builds for {})",
+                r.path.display(),
+                args.arch,
+                r.recipe.arch.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    build::check_out_dir(&args.out).map_err(|e| Failure::input(anyhow!(e)))?;
+    let release = super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
+    let lockfile_sha256 = Sha256Digest::of_file(&args.lockfile)
+        .map_err(|e| Failure::input(anyhow!("{}: {e}", args.lockfile.display())))?;
+
+    let target = if json {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let bar = ProgressBar::with_draw_target(None, target);
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").expect("valid template"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar.set_message("fetching and verifying inputs");
+
+    // The Rust toolchain's own cargo writes the vendor tree.
+    let needs_rust = chosen.iter().any(|r| r.recipe.toolchains.contains(&Toolchain::Rust));
+    let cargo = if needs_rust {
+        let rust = kata_repro::build::tools::find_rust(
+            &release.store,
+            &release.lock,
+            args.rust_toolchain.as_deref(),
+        )
+        .map_err(|e| failure(e.into()))?;
+        if args.arch != build::host_arch() {
+            let triple = format!("{}-unknown-linux-gnu", args.arch);
+            if !rust.sysroot.join("lib/rustlib").join(&triple).is_dir() {
+                return Err(Failure::input(anyhow!(
+                    "the Rust toolchain {} has no standard library for {triple}; install it \
+                     (rustup target add {triple}) or build on a {} host",
+                    rust.sysroot.display(),
+                    args.arch
+                )));
+            }
+        }
+        Some(rust.sysroot.join("bin/cargo").to_string_lossy().into_owned())
+    } else {
+        None
+    };
+    let on_crate = |f: &kata_repro::verify::report::Finding| {
+        bar.set_message(format!("verifying crates: {}", f.name));
+    };
+    let prepared = prepare(
+        &release.lock,
+        release.getter(args.offline),
+        &chosen,
+        &PrepareOptions {
+            offline: args.offline,
+            cargo,
+            on_crate: Some(&on_crate),
+        },
+    )
+    .map_err(|e| {
+        bar.finish_and_clear();
+        failure(e)
+    })?;
+
+    let builder = Builder {
+        store: &release.store,
+        lock: &release.lock,
+        lockfile_name: args
+            .lockfile
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        lockfile_sha256,
+        arch: args.arch.clone(),
+        no_cache: args.no_cache,
+        allow_network_leak: args.allow_network_leak,
+        rust_toolchain: args.rust_toolchain.clone(),
+        host_path: std::env::var("PATH").unwrap_or_default(),
+        work_dir: args.work_dir.clone(),
+    };
+    let stage = build::stage_beside(&args.out).map_err(failure)?;
+    let mut total_steps = 0;
+    let result = builder.build(&chosen, &prepared, stage.path(), &mut |event| match event {
+        Event::ComponentStart { component, steps } => {
+            total_steps = steps;
+            bar.set_message(format!("{component}: starting"));
+        }
+        Event::StepStart {
+            component,
+            step,
+            index,
+        } => bar.set_message(format!("{component}: step {}/{total_steps} {step}", index + 1)),
+        Event::StepEnd {
+            component,
+            step,
+            duration,
+        } => bar.println(format!(
+            "  built {component}: {step} ({:.1}s)",
+            duration.as_secs_f64()
+        )),
+        Event::ComponentCached { component } => {
+            bar.println(format!("  cached {component}: every step's result is in the store"))
+        }
+    });
+    bar.finish_and_clear();
+    let (manifest, runs) = result.map_err(failure)?;
+    manifest
+        .write(stage.path())
+        .map_err(|e| Failure::input(anyhow!(e)))?;
+    build::install(stage, &args.out).map_err(failure)?;
+    let manifest_sha256 =
+        Sha256Digest::of(manifest.to_json().as_bytes());
+
+    if json {
+        super::print_json(&serde_json::json!({
+            "ok": true,
+            "exit_code": 0,
+            "out": args.out,
+            "manifest_sha256": manifest_sha256,
+            "seconds": started.elapsed().as_secs_f64(),
+            "components": runs,
+            "artifacts": manifest.artifacts,
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<10} {:<7} {:>9} {:>7}  ACTION KEY",
+        "COMPONENT", "RESULT", "TIME", "OUTPUTS"
+    );
+    for (run, c) in runs.iter().zip(
+        runs.iter()
+            .map(|r| manifest.components.iter().find(|c| c.name == r.component)),
+    ) {
+        let outputs = c.map_or(0, |c| c.outputs.len());
+        let key = c.map(|c| c.action_key.to_hex()[..16].to_owned()).unwrap_or_default();
+        println!(
+            "{:<10} {:<7} {:>8.1}s {:>7}  {key}",
+            run.component,
+            if run.cached { "cached" } else { "built" },
+            run.seconds,
+            outputs
+        );
+    }
+    for c in &manifest.components {
+        for t in c.toolchains.iter().filter_map(|t| t.note.as_ref()) {
+            println!("note: {}: {t}", c.name);
+        }
+    }
+    println!(
+        "{} artifacts in {} (manifest.json sha256 {}); {:.1}s in all",
+        manifest.artifacts.len(),
+        args.out.display(),
+        manifest_sha256,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,78 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use kata_repro::diff::{self, Options, Side};
+
+use super::Failure;
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// A manifest.json, or an output directory.
+    a: PathBuf,
+    /// A manifest.json, or an output directory.
+    b: PathBuf,
+    /// Hand each differing file to diffoscope (when it is installed).
+    #[arg(long)]
+    deep: bool,
+}
+
+pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
+    let open = |p: &PathBuf| {
+        if !p.exists() {
+            return Err(Failure::input(anyhow!("{} does not exist", p.display())));
+        }
+        Side::open(p).map_err(Failure::input)
+    };
+    let (a, b) = (open(&args.a)?, open(&args.b)?);
+    let report = diff::diff(&a, &b, &Options { deep: args.deep });
+    let code = if report.same() { 0 } else { 1 };
+    if json {
+        super::print_json(&serde_json::json!({
+            "ok": report.same(),
+            "exit_code": code,
+            "a": a.label,
+            "b": b.label,
+            "inputs": report.inputs,
+            "identical": report.identical,
+            "differing": report.differing,
+            "added": report.added,
+            "removed": report.removed,
+        }));
+        return Ok(ExitCode::from(code));
+    }
+    if !report.inputs.is_empty() {
+        println!("inputs that differ (they explain what follows):");
+        for d in &report.inputs {
+            println!("  {}:\n    A {}\n    B {}", d.what, d.a, d.b);
+        }
+        println!();
+    }
+    for d in &report.differing {
+        println!("differs  {}", d.path);
+        println!("    A sha256 {} ({} bytes)", d.a.sha256, d.a.size);
+        println!("    B sha256 {} ({} bytes)", d.b.sha256, d.b.size);
+        for detail in &d.details {
+            println!("    {detail}");
+        }
+    }
+    for p in &report.removed {
+        println!("removed  {p} (only in A)");
+    }
+    for p in &report.added {
+        println!("added    {p} (only in B)");
+    }
+    println!(
+        "{} identical, {} differing, {} added, {} removed: {}",
+        report.identical.len(),
+        report.differing.len(),
+        report.added.len(),
+        report.removed.len(),
+        if report.same() {
+            "the artifacts are identical"
+        } else {
+            "the artifacts differ"
+        }
+    );
+    Ok(ExitCode::from(code))
+}

@@ -1,0 +1,438 @@
+//! Explaining why two files differ: ELF sections, archive members, text lines.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::Path;
+
+use object::{Object, ObjectSection};
+use serde::Serialize;
+
+use crate::digest::Sha256Digest;
+
+/// Files above this size are not read whole for text or archive comparison.
+const MAX_READ: u64 = 1 << 30;
+/// Strings reported per side and section.
+const MAX_STRINGS: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Detail {
+    Mode {
+        a: String,
+        b: String,
+    },
+    /// An ELF section whose bytes differ (or that only one side has).
+    ElfSection {
+        section: String,
+        size_a: Option<u64>,
+        size_b: Option<u64>,
+        /// Printable strings only in A's section: embedded paths, dates and the like.
+        only_a: Vec<String>,
+        only_b: Vec<String>,
+    },
+    /// An archive member that differs, with what about it differs.
+    Member {
+        archive: String,
+        member: String,
+        change: String,
+    },
+    /// The first line that differs in a text file.
+    Line {
+        line: usize,
+        a: String,
+        b: String,
+    },
+    /// diffoscope's text output (`--deep`).
+    Diffoscope {
+        output: String,
+    },
+    Unavailable {
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Detail::Mode { a, b } => write!(f, "mode {a} → {b}"),
+            Detail::ElfSection {
+                section,
+                size_a,
+                size_b,
+                only_a,
+                only_b,
+            } => {
+                let size = |s: &Option<u64>| s.map_or("absent".to_owned(), |s| format!("{s} bytes"));
+                write!(f, "ELF section {section} differs ({} → {})", size(size_a), size(size_b))?;
+                for s in only_a {
+                    write!(f, "\n      - {s:?}")?;
+                }
+                for s in only_b {
+                    write!(f, "\n      + {s:?}")?;
+                }
+                Ok(())
+            }
+            Detail::Member {
+                archive,
+                member,
+                change,
+            } => write!(f, "{archive} member {member}: {change}"),
+            Detail::Line { line, a, b } => {
+                write!(f, "line {line} differs\n      - {a:?}\n      + {b:?}")
+            }
+            Detail::Diffoscope { output } => write!(f, "diffoscope:\n{output}"),
+            Detail::Unavailable { reason } => write!(f, "{reason}"),
+        }
+    }
+}
+
+/// Explains how `a` and `b` differ, by what they are.
+pub fn explain(a: &Path, b: &Path) -> Vec<Detail> {
+    let read = |p: &Path| -> Option<Vec<u8>> {
+        let len = std::fs::metadata(p).ok()?.len();
+        (len <= MAX_READ).then(|| std::fs::read(p).ok()).flatten()
+    };
+    let (Some(da), Some(db)) = (read(a), read(b)) else {
+        return vec![Detail::Unavailable {
+            reason: "too large to compare in memory".into(),
+        }];
+    };
+    if da.starts_with(b"\x7fELF") && db.starts_with(b"\x7fELF") {
+        return elf(&da, &db);
+    }
+    if let (Some(ma), Some(mb)) = (archive_members(&da), archive_members(&db)) {
+        return members("archive", &ma, &mb);
+    }
+    if let (Ok(ta), Ok(tb)) = (std::str::from_utf8(&da), std::str::from_utf8(&db)) {
+        return text(ta, tb);
+    }
+    let first = da.iter().zip(&db).position(|(x, y)| x != y).unwrap_or(da.len().min(db.len()));
+    vec![Detail::Unavailable {
+        reason: format!(
+            "binary files differ, first at byte {first} ({} and {} bytes); use --deep for diffoscope",
+            da.len(),
+            db.len()
+        ),
+    }]
+}
+
+fn elf(da: &[u8], db: &[u8]) -> Vec<Detail> {
+    let (Ok(fa), Ok(fb)) = (object::File::parse(da), object::File::parse(db)) else {
+        return vec![Detail::Unavailable {
+            reason: "ELF files that could not be parsed".into(),
+        }];
+    };
+    let sections = |f: &object::File<'_>| -> BTreeMap<String, Vec<u8>> {
+        f.sections()
+            .filter_map(|s| {
+                let name = s.name().ok()?.to_owned();
+                let data = s.data().ok()?.to_vec();
+                Some((name, data))
+            })
+            .collect()
+    };
+    let (sa, sb) = (sections(&fa), sections(&fb));
+    let names: BTreeSet<&String> = sa.keys().chain(sb.keys()).collect();
+    let mut out = Vec::new();
+    for name in names {
+        let (x, y) = (sa.get(name), sb.get(name));
+        if x == y {
+            continue;
+        }
+        let (only_a, only_b) = match (x, y) {
+            (Some(x), Some(y)) => differing_strings(x, y),
+            _ => (vec![], vec![]),
+        };
+        out.push(Detail::ElfSection {
+            section: name.clone(),
+            size_a: x.map(|d| d.len() as u64),
+            size_b: y.map(|d| d.len() as u64),
+            only_a,
+            only_b,
+        });
+    }
+    if out.is_empty() {
+        out.push(Detail::Unavailable {
+            reason: "every section is the same: the ELF headers or the layout differ".into(),
+        });
+    }
+    out
+}
+
+/// Printable runs of at least 6 bytes.
+fn strings(data: &[u8]) -> BTreeSet<&str> {
+    data.split(|b| !(0x20..0x7f).contains(b) && *b != b'\t')
+        .filter(|s| s.len() >= 6)
+        .filter_map(|s| std::str::from_utf8(s).ok())
+        .collect()
+}
+
+/// The strings only one side has, those that look like paths or dates first.
+fn differing_strings(a: &[u8], b: &[u8]) -> (Vec<String>, Vec<String>) {
+    let (sa, sb) = (strings(a), strings(b));
+    let pick = |mine: &BTreeSet<&str>, theirs: &BTreeSet<&str>| -> Vec<String> {
+        let mut only: Vec<&str> = mine.difference(theirs).copied().collect();
+        only.sort_by_key(|s| (!looks_telling(s), s.len()));
+        only.into_iter()
+            .take(MAX_STRINGS)
+            .map(|s| s.chars().take(200).collect())
+            .collect()
+    };
+    (pick(&sa, &sb), pick(&sb, &sa))
+}
+
+/// Embedded paths and timestamps are the usual causes.
+fn looks_telling(s: &str) -> bool {
+    s.contains('/')
+        || s.contains(':') && s.chars().filter(char::is_ascii_digit).count() >= 4
+        || ["Jan ", "Feb ", "Mar ", "Apr ", "May ", "Jun ", "Jul ", "Aug ", "Sep ", "Oct ", "Nov ", "Dec ", "UTC", "20"]
+            .iter()
+            .any(|m| s.contains(m))
+}
+
+/// What one member of an archive is.
+#[derive(Debug, Clone, PartialEq)]
+struct Member {
+    sha256: Sha256Digest,
+    mode: u32,
+    mtime: u64,
+    owner: (u64, u64),
+}
+
+/// The members of a tar or cpio archive, gzip-compressed or not.
+fn archive_members(data: &[u8]) -> Option<BTreeMap<String, Member>> {
+    if data.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(data)
+            .take(MAX_READ)
+            .read_to_end(&mut out)
+            .ok()?;
+        return archive_members(&out);
+    }
+    if data.starts_with(b"070701") || data.starts_with(b"070702") {
+        return cpio_members(data);
+    }
+    if data.len() > 262 && &data[257..262] == b"ustar" {
+        return tar_members(data);
+    }
+    None
+}
+
+fn tar_members(data: &[u8]) -> Option<BTreeMap<String, Member>> {
+    let mut out = BTreeMap::new();
+    let mut archive = tar::Archive::new(data);
+    for entry in archive.entries().ok()? {
+        let mut entry = entry.ok()?;
+        let path = entry.path().ok()?.to_string_lossy().into_owned();
+        let header = entry.header().clone();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).ok()?;
+        if let Ok(Some(link)) = entry.link_name() {
+            content.extend_from_slice(link.to_string_lossy().as_bytes());
+        }
+        out.insert(
+            path,
+            Member {
+                sha256: Sha256Digest::of(&content),
+                mode: header.mode().unwrap_or(0),
+                mtime: header.mtime().unwrap_or(0),
+                owner: (header.uid().unwrap_or(0), header.gid().unwrap_or(0)),
+            },
+        );
+    }
+    Some(out)
+}
+
+fn cpio_members(mut data: &[u8]) -> Option<BTreeMap<String, Member>> {
+    let mut out = BTreeMap::new();
+    loop {
+        let mut reader = cpio::NewcReader::new(data).ok()?;
+        let entry = reader.entry();
+        if entry.is_trailer() {
+            break;
+        }
+        let name = entry.name().to_owned();
+        let (mode, mtime, uid, gid) = (entry.mode(), entry.mtime(), entry.uid(), entry.gid());
+        let mut content = Vec::new();
+        reader.read_to_end(&mut content).ok()?;
+        out.insert(
+            name,
+            Member {
+                sha256: Sha256Digest::of(&content),
+                mode,
+                mtime: mtime as u64,
+                owner: (uid as u64, gid as u64),
+            },
+        );
+        data = reader.finish().ok()?;
+    }
+    Some(out)
+}
+
+fn members(
+    archive: &str,
+    a: &BTreeMap<String, Member>,
+    b: &BTreeMap<String, Member>,
+) -> Vec<Detail> {
+    let mut out = Vec::new();
+    let names: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for name in names {
+        let change = match (a.get(name), b.get(name)) {
+            (Some(_), None) => "only in A".to_owned(),
+            (None, Some(_)) => "only in B".to_owned(),
+            (Some(x), Some(y)) if x == y => continue,
+            (Some(x), Some(y)) => {
+                let mut what = Vec::new();
+                if x.sha256 != y.sha256 {
+                    what.push("content differs".to_owned());
+                }
+                if x.mode != y.mode {
+                    what.push(format!("mode {:o} → {:o}", x.mode, y.mode));
+                }
+                if x.mtime != y.mtime {
+                    what.push(format!("mtime {} → {}", x.mtime, y.mtime));
+                }
+                if x.owner != y.owner {
+                    what.push(format!(
+                        "owner {}:{} → {}:{}",
+                        x.owner.0, x.owner.1, y.owner.0, y.owner.1
+                    ));
+                }
+                what.join(", ")
+            }
+            (None, None) => continue,
+        };
+        out.push(Detail::Member {
+            archive: archive.to_owned(),
+            member: name.clone(),
+            change,
+        });
+    }
+    if out.is_empty() {
+        out.push(Detail::Unavailable {
+            reason: "every member is the same: the archive's framing or order differs".into(),
+        });
+    }
+    out
+}
+
+fn text(a: &str, b: &str) -> Vec<Detail> {
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let n = la.len().max(lb.len());
+    for i in 0..n {
+        let (x, y) = (la.get(i).copied(), lb.get(i).copied());
+        if x != y {
+            return vec![Detail::Line {
+                line: i + 1,
+                a: x.unwrap_or("(end of file)").to_owned(),
+                b: y.unwrap_or("(end of file)").to_owned(),
+            }];
+        }
+    }
+    vec![Detail::Unavailable {
+        reason: "the lines are the same: line endings or a final newline differ".into(),
+    }]
+}
+
+/// diffoscope's text report, when it is installed.
+pub fn diffoscope(a: &Path, b: &Path) -> Detail {
+    let out = std::process::Command::new("diffoscope")
+        .args(["--text", "-", "--no-progress"])
+        .arg(a)
+        .arg(b)
+        .output();
+    match out {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Detail::Unavailable {
+            reason: "--deep needs diffoscope, which is not installed (apt-get install \
+                     --no-install-recommends diffoscope)"
+                .into(),
+        },
+        Err(e) => Detail::Unavailable {
+            reason: format!("diffoscope: {e}"),
+        },
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let mut output: String = text.lines().take(400).collect::<Vec<_>>().join("\n");
+            if text.lines().count() > 400 {
+                output.push_str("\n[… cut: see diffoscope's full output]");
+            }
+            Detail::Diffoscope { output }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_with(mtime: u64, content: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(mtime);
+        h.set_cksum();
+        b.append_data(&mut h, "etc/os-release", content).unwrap();
+        let mut h2 = tar::Header::new_ustar();
+        h2.set_size(2);
+        h2.set_mode(0o644);
+        h2.set_cksum();
+        b.append_data(&mut h2, "same", &b"hi"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn tar_members_name_what_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
+        std::fs::write(&a, tar_with(1, b"x")).unwrap();
+        std::fs::write(&b, tar_with(2, b"y")).unwrap();
+        let d = explain(&a, &b);
+        assert_eq!(
+            d,
+            vec![Detail::Member {
+                archive: "archive".into(),
+                member: "etc/os-release".into(),
+                change: "content differs, mtime 1 → 2".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn cpio_members_are_read() {
+        let build = |content: &'static [u8]| {
+            let entries = vec![
+                (
+                    cpio::newc::Builder::new("init").mode(0o100755),
+                    std::io::Cursor::new(content),
+                ),
+            ];
+            cpio::write_cpio(entries.into_iter(), Vec::new()).unwrap()
+        };
+        let m = cpio_members(&build(b"one")).unwrap();
+        let n = cpio_members(&build(b"two")).unwrap();
+        let d = members("archive", &m, &n);
+        assert_eq!(d.len(), 1);
+        assert!(matches!(&d[0], Detail::Member { member, .. } if member == "init"));
+    }
+
+    #[test]
+    fn text_names_the_first_line() {
+        let d = text("a\nbuilt 2026-01-01\n", "a\nbuilt 2026-01-02\n");
+        assert_eq!(
+            d,
+            vec![Detail::Line {
+                line: 2,
+                a: "built 2026-01-01".into(),
+                b: "built 2026-01-02".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn paths_and_dates_come_first() {
+        let (a, b) = differing_strings(b"\0zzzzzzzzzzz\0/tmp/a/src/x.c\0", b"\0yyyyyyyyyyy\0/tmp/b/src/x.c\0");
+        assert_eq!(a[0], "/tmp/a/src/x.c");
+        assert_eq!(b[0], "/tmp/b/src/x.c");
+    }
+}

@@ -1,0 +1,258 @@
+//! `kata-repro diff A B`: which artifacts of two builds differ, and why.
+//!
+//! Each side is a manifest or an output directory. Input differences (release, source,
+//! toolchains, host tools, recipes, environment) come first, because they explain output
+//! differences. Every artifact is then identical, differing, added or removed; for a differing
+//! artifact whose bytes are at hand, the explanation goes down to the ELF section (with the
+//! strings that differ in it: embedded paths, dates) or the archive member.
+
+pub mod explain;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::manifest::{Artifact, MANIFEST_FILE, Manifest, ManifestError, scan_dir};
+
+pub use explain::Detail;
+
+/// One side of a comparison.
+#[derive(Debug)]
+pub struct Side {
+    pub label: String,
+    pub manifest: Option<Manifest>,
+    pub artifacts: Vec<Artifact>,
+    /// Where the artifacts' bytes are, when they are at hand.
+    pub dir: Option<PathBuf>,
+}
+
+impl Side {
+    /// A manifest file, an output directory with a manifest, or any directory.
+    pub fn open(path: &Path) -> Result<Self, ManifestError> {
+        let label = path.display().to_string();
+        if path.is_dir() {
+            let m = path.join(MANIFEST_FILE);
+            if m.is_file() {
+                let manifest = Manifest::load(&m)?;
+                return Ok(Self {
+                    label,
+                    artifacts: manifest.artifacts.clone(),
+                    manifest: Some(manifest),
+                    dir: Some(path.to_owned()),
+                });
+            }
+            return Ok(Self {
+                label,
+                manifest: None,
+                artifacts: scan_dir(path)?,
+                dir: Some(path.to_owned()),
+            });
+        }
+        let manifest = Manifest::load(path)?;
+        let dir = path.parent().map(Path::to_owned);
+        Ok(Self {
+            label,
+            artifacts: manifest.artifacts.clone(),
+            manifest: Some(manifest),
+            dir,
+        })
+    }
+
+    /// The bytes of an artifact, when present and matching the recorded digest.
+    fn file(&self, a: &Artifact) -> Option<PathBuf> {
+        let p = self.dir.as_ref()?.join(&a.path);
+        let ok = crate::digest::Sha256Digest::of_file(&p).ok()? == a.sha256;
+        ok.then_some(p)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InputDifference {
+    pub what: String,
+    pub a: String,
+    pub b: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactDiff {
+    pub path: String,
+    pub a: Artifact,
+    pub b: Artifact,
+    pub details: Vec<Detail>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DiffReport {
+    pub inputs: Vec<InputDifference>,
+    pub identical: Vec<String>,
+    pub differing: Vec<ArtifactDiff>,
+    /// Only in B.
+    pub added: Vec<String>,
+    /// Only in A.
+    pub removed: Vec<String>,
+}
+
+impl DiffReport {
+    /// Whether the artifacts are bit-for-bit the same.
+    pub fn same(&self) -> bool {
+        self.differing.is_empty() && self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+pub struct Options {
+    /// Hand differing files to diffoscope, when installed.
+    pub deep: bool,
+}
+
+pub fn diff(a: &Side, b: &Side, options: &Options) -> DiffReport {
+    let mut report = DiffReport::default();
+    if let (Some(ma), Some(mb)) = (&a.manifest, &b.manifest) {
+        report.inputs = input_differences(ma, mb);
+    }
+    let by_path = |s: &Side| -> BTreeMap<String, Artifact> {
+        s.artifacts
+            .iter()
+            .map(|x| (x.path.clone(), x.clone()))
+            .collect()
+    };
+    let (pa, pb) = (by_path(a), by_path(b));
+    for (path, x) in &pa {
+        match pb.get(path) {
+            None => report.removed.push(path.clone()),
+            Some(y) if x.sha256 == y.sha256 && x.mode == y.mode => {
+                report.identical.push(path.clone())
+            }
+            Some(y) => {
+                let mut details = Vec::new();
+                if x.mode != y.mode {
+                    details.push(Detail::Mode {
+                        a: x.mode.clone(),
+                        b: y.mode.clone(),
+                    });
+                }
+                if x.sha256 != y.sha256 {
+                    match (a.file(x), b.file(y)) {
+                        (Some(fa), Some(fb)) => {
+                            details.extend(explain::explain(&fa, &fb));
+                            if options.deep {
+                                details.push(explain::diffoscope(&fa, &fb));
+                            }
+                        }
+                        _ => details.push(Detail::Unavailable {
+                            reason: "the bytes of one side are not at hand (a manifest without \
+                                     its output directory): only digests were compared"
+                                .into(),
+                        }),
+                    }
+                }
+                report.differing.push(ArtifactDiff {
+                    path: path.clone(),
+                    a: x.clone(),
+                    b: y.clone(),
+                    details,
+                });
+            }
+        }
+    }
+    report.added = pb
+        .keys()
+        .filter(|p| !pa.contains_key(*p))
+        .cloned()
+        .collect();
+    report
+}
+
+fn push(out: &mut Vec<InputDifference>, what: impl Into<String>, a: impl ToString, b: impl ToString) {
+    let (a, b) = (a.to_string(), b.to_string());
+    if a != b {
+        out.push(InputDifference {
+            what: what.into(),
+            a,
+            b,
+        });
+    }
+}
+
+/// What went into two builds, compared: the explanation for any output difference.
+pub fn input_differences(a: &Manifest, b: &Manifest) -> Vec<InputDifference> {
+    let mut out = Vec::new();
+    push(&mut out, "release", &a.release, &b.release);
+    push(&mut out, "arch", &a.arch, &b.arch);
+    push(&mut out, "source commit", &a.source.commit, &b.source.commit);
+    push(&mut out, "source tree", &a.source.tree, &b.source.tree);
+    push(&mut out, "lockfile sha256", a.lockfile.sha256, b.lockfile.sha256);
+    push(&mut out, "SOURCE_DATE_EPOCH", a.source_date_epoch, b.source_date_epoch);
+    push(&mut out, "generator", &a.generator.version, &b.generator.version);
+    let (ea, eb) = (&a.environment, &b.environment);
+    push(&mut out, "isolation", format!("{:?}", ea.isolation), format!("{:?}", eb.isolation));
+    push(&mut out, "network", &ea.network, &eb.network);
+    push(&mut out, "build root", &ea.root, &eb.root);
+    push(&mut out, "hostname", &ea.hostname, &eb.hostname);
+    push(&mut out, "umask", &ea.umask, &eb.umask);
+    push(&mut out, "TZ", &ea.tz, &eb.tz);
+    push(&mut out, "locale", &ea.locale, &eb.locale);
+    push(&mut out, "variations", ea.variations.join(","), eb.variations.join(","));
+    let names: BTreeSet<&str> = a
+        .components
+        .iter()
+        .chain(&b.components)
+        .map(|c| c.name.as_str())
+        .collect();
+    for name in names {
+        let ca = a.components.iter().find(|c| c.name == name);
+        let cb = b.components.iter().find(|c| c.name == name);
+        let (ca, cb) = match (ca, cb) {
+            (Some(x), Some(y)) => (x, y),
+            (x, y) => {
+                push(
+                    &mut out,
+                    format!("component {name}"),
+                    if x.is_some() { "built" } else { "not built" },
+                    if y.is_some() { "built" } else { "not built" },
+                );
+                continue;
+            }
+        };
+        push(&mut out, format!("{name}: recipe"), ca.recipe.sha256, cb.recipe.sha256);
+        let tools = |c: &crate::manifest::ComponentRecord| -> BTreeMap<String, String> {
+            c.toolchains
+                .iter()
+                .map(|t| (format!("toolchain {}", t.name), format!("{} {}", t.version, t.digest)))
+                .chain(c.host_tools.iter().map(|t| {
+                    (
+                        format!("host tool {}", t.name),
+                        format!(
+                            "{} sha256:{}{}",
+                            t.resolved.display(),
+                            t.sha256,
+                            t.package.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()
+                        ),
+                    )
+                }))
+                .chain(c.host_packages.iter().map(|p| {
+                    (format!("host package {}", p.name), format!("{} {}", p.version, p.arch))
+                }))
+                .chain(c.inputs.iter().map(|i| (format!("input {}", i.name), i.digest.clone())))
+                .collect()
+        };
+        let (ta, tb) = (tools(ca), tools(cb));
+        let keys: BTreeSet<&String> = ta.keys().chain(tb.keys()).collect();
+        for k in keys {
+            let none = String::from("(none)");
+            push(
+                &mut out,
+                format!("{name}: {k}"),
+                ta.get(k).unwrap_or(&none),
+                tb.get(k).unwrap_or(&none),
+            );
+        }
+        if out.iter().all(|d| !d.what.starts_with(&format!("{name}:"))) {
+            // Same inputs; a different key means the commands or environment differ.
+            push(&mut out, format!("{name}: action key"), ca.action_key, cb.action_key);
+        }
+    }
+    // Input lines duplicate what the named tool lines say; keep the most specific.
+    out.dedup();
+    out
+}

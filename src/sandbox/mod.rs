@@ -1,0 +1,371 @@
+//! The hermetic step runner.
+//!
+//! A step runs with a cleared environment (only what its recipe declares), umask 022, no network
+//! and its whole world at fixed paths: the build's scratch directory is mounted at [`ROOT`] in a
+//! private mount namespace, over an empty `/tmp`, in a new network and UTS namespace. Where
+//! namespaces cannot be made, a step runs only when the caller accepts the leak
+//! ([`Isolation::None`]), which the manifest then records.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the scratch directory appears inside every step.
+pub const ROOT: &str = "/tmp/kata-repro";
+
+/// The hostname every step sees.
+pub const HOSTNAME: &str = "kata-repro";
+
+/// How a step is kept from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// New mount, network and UTS namespaces: no network, fixed paths, fixed hostname.
+    Namespaces,
+    /// None: the step could reach the network and sees real paths. Only with
+    /// `--allow-network-leak`.
+    None,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "cannot isolate build steps: {reason}\n  steps need new mount and network namespaces \
+         (unshare(2)); run as root or enable unprivileged user namespaces \
+         (sysctl kernel.unprivileged_userns_clone=1), or pass --allow-network-leak to build \
+         without isolation, which the manifest then records"
+    )]
+    NoIsolation { reason: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("cannot start `{program}`: {source}")]
+    Spawn { program: String, source: io::Error },
+}
+
+/// A read-only directory from the host, shown at `ROOT/<inside>`.
+#[derive(Debug, Clone)]
+pub struct Bind {
+    pub host: PathBuf,
+    pub inside: String,
+}
+
+/// One command to run.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// The working directory, as the step sees it.
+    pub cwd: String,
+    /// Where stdout and stderr go (both, interleaved).
+    pub log: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct StepRun {
+    pub status: ExitStatus,
+    pub duration: Duration,
+}
+
+/// A scratch directory and the read-only inputs shown inside it.
+#[derive(Debug)]
+pub struct Sandbox {
+    scratch: PathBuf,
+    binds: Vec<Bind>,
+    isolation: Isolation,
+}
+
+impl Sandbox {
+    /// A sandbox over `scratch` (a directory the caller owns). Namespaces are tried first; when
+    /// they cannot be made, `allow_leak` decides between refusing and running unisolated.
+    pub fn new(scratch: &Path, binds: Vec<Bind>, allow_leak: bool) -> Result<Self, SandboxError> {
+        let mut sandbox = Self {
+            scratch: scratch.to_owned(),
+            binds,
+            isolation: Isolation::Namespaces,
+        };
+        match probe() {
+            Ok(()) => {}
+            Err(reason) if allow_leak => {
+                let _ = reason;
+                sandbox.isolation = Isolation::None;
+            }
+            Err(reason) => return Err(SandboxError::NoIsolation { reason }),
+        }
+        sandbox.prepare()?;
+        Ok(sandbox)
+    }
+
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// The path a step sees for `ROOT/<rel>`.
+    pub fn inside(&self, rel: &str) -> String {
+        let root = match self.isolation {
+            Isolation::Namespaces => PathBuf::from(ROOT),
+            Isolation::None => self.scratch.clone(),
+        };
+        let p = if rel.is_empty() { root } else { root.join(rel) };
+        p.to_string_lossy().into_owned()
+    }
+
+    /// The host path of `ROOT/<rel>` (for writable directories, which live in the scratch dir).
+    pub fn host(&self, rel: &str) -> PathBuf {
+        self.scratch.join(rel)
+    }
+
+    /// Mount points for binds (namespaces) or symlinks to them (no isolation).
+    fn prepare(&self) -> Result<(), SandboxError> {
+        for b in &self.binds {
+            let at = self.scratch.join(&b.inside);
+            let parent = at.parent().expect("under the scratch dir");
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+            match self.isolation {
+                Isolation::Namespaces => std::fs::create_dir_all(&at).map_err(io_err(&at))?,
+                Isolation::None => {
+                    if !at.exists() {
+                        std::os::unix::fs::symlink(&b.host, &at).map_err(io_err(&at))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `step` to completion.
+    pub fn run(&self, step: &Step) -> Result<StepRun, SandboxError> {
+        let log = File::create(&step.log).map_err(io_err(&step.log))?;
+        let log2 = log.try_clone().map_err(io_err(&step.log))?;
+        let program = step.argv.first().cloned().unwrap_or_default();
+        let mut cmd = Command::new(&program);
+        cmd.args(&step.argv[1..])
+            .env_clear()
+            .envs(&step.env)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        let setup = Setup::new(self, &step.cwd).map_err(|source| SandboxError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        // SAFETY: `enter` only makes system calls on memory prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || setup.enter());
+        }
+        let started = Instant::now();
+        let status = cmd
+            .status()
+            .map_err(|source| SandboxError::Spawn { program, source })?;
+        Ok(StepRun {
+            status,
+            duration: started.elapsed(),
+        })
+    }
+}
+
+/// The last `lines` lines of a log, for error messages.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
+    move |source| SandboxError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn cstring(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other)
+}
+
+/// Everything the child needs, allocated before the fork: after it only system calls run.
+struct Setup {
+    isolate: bool,
+    rootless: Option<(CString, CString)>,
+    scratch: CString,
+    binds: Vec<(CString, CString)>,
+    root: CString,
+    cwd: CString,
+    empty: CString,
+    tmp: CString,
+    tmpfs: CString,
+    slash: CString,
+    setgroups: CString,
+    uid_map: CString,
+    gid_map: CString,
+    deny: CString,
+}
+
+impl Setup {
+    fn new(sandbox: &Sandbox, cwd: &str) -> io::Result<Self> {
+        let isolate = sandbox.isolation == Isolation::Namespaces;
+        let uid = nix::unistd::geteuid();
+        let gid = nix::unistd::getegid();
+        let rootless = (!uid.is_root()).then(|| {
+            (
+                CString::new(format!("{uid} {uid} 1")).expect("no NUL"),
+                CString::new(format!("{gid} {gid} 1")).expect("no NUL"),
+            )
+        });
+        let binds = sandbox
+            .binds
+            .iter()
+            .map(|b| Ok((cstring(&b.host)?, cstring(&sandbox.scratch.join(&b.inside))?)))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Self {
+            isolate,
+            rootless,
+            scratch: cstring(&sandbox.scratch)?,
+            binds,
+            root: CString::new(ROOT).expect("no NUL"),
+            cwd: CString::new(cwd).map_err(io::Error::other)?,
+            empty: CString::new("").expect("no NUL"),
+            tmp: CString::new("/tmp").expect("no NUL"),
+            tmpfs: CString::new("tmpfs").expect("no NUL"),
+            slash: CString::new("/").expect("no NUL"),
+            setgroups: CString::new("/proc/self/setgroups").expect("no NUL"),
+            uid_map: CString::new("/proc/self/uid_map").expect("no NUL"),
+            gid_map: CString::new("/proc/self/gid_map").expect("no NUL"),
+            deny: CString::new("deny").expect("no NUL"),
+        })
+    }
+
+    /// In the child, between fork and exec.
+    fn enter(&self) -> io::Result<()> {
+        // SAFETY: plain system calls on NUL-terminated strings owned by `self`.
+        unsafe {
+            libc::umask(0o022);
+        }
+        if self.isolate {
+            enter_namespaces(self.rootless.is_some())?;
+            if let Some((uid_map, gid_map)) = &self.rootless {
+                write_file(&self.setgroups, &self.deny)?;
+                write_file(&self.uid_map, uid_map)?;
+                write_file(&self.gid_map, gid_map)?;
+            }
+            check(unsafe {
+                libc::sethostname(HOSTNAME.as_ptr().cast(), HOSTNAME.len())
+            })?;
+            // Nothing mounted here propagates back to the host.
+            mount(None, &self.slash, None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+            for (host, at) in &self.binds {
+                mount(Some(host), at, None, libc::MS_BIND | libc::MS_REC, None)?;
+                mount(
+                    None,
+                    at,
+                    None,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    None,
+                )?;
+            }
+            // Detach a copy of the scratch tree, hide the host's /tmp, and attach the copy at ROOT.
+            let tree = check(unsafe {
+                libc::syscall(
+                    libc::SYS_open_tree,
+                    libc::AT_FDCWD,
+                    self.scratch.as_ptr(),
+                    (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
+                        | libc::AT_RECURSIVE as libc::c_uint,
+                ) as libc::c_int
+            })?;
+            mount(Some(&self.tmpfs), &self.tmp, Some(&self.tmpfs), 0, None)?;
+            check(unsafe { libc::mkdir(self.root.as_ptr(), 0o755) })?;
+            check(unsafe {
+                libc::syscall(
+                    libc::SYS_move_mount,
+                    tree,
+                    self.empty.as_ptr(),
+                    libc::AT_FDCWD,
+                    self.root.as_ptr(),
+                    libc::MOVE_MOUNT_F_EMPTY_PATH,
+                ) as libc::c_int
+            })?;
+            unsafe { libc::close(tree) };
+        }
+        check(unsafe { libc::chdir(self.cwd.as_ptr()) })?;
+        Ok(())
+    }
+}
+
+fn enter_namespaces(rootless: bool) -> io::Result<()> {
+    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWUTS;
+    if rootless {
+        flags |= libc::CLONE_NEWUSER;
+    }
+    check(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn mount(
+    source: Option<&CString>,
+    target: &CString,
+    fstype: Option<&CString>,
+    flags: libc::c_ulong,
+    data: Option<&CString>,
+) -> io::Result<()> {
+    let p = |s: Option<&CString>| s.map_or(std::ptr::null(), |s| s.as_ptr());
+    check(unsafe {
+        libc::mount(
+            p(source),
+            target.as_ptr(),
+            p(fstype),
+            flags,
+            p(data).cast(),
+        )
+    })
+    .map(drop)
+}
+
+fn write_file(path: &CString, data: &CString) -> io::Result<()> {
+    unsafe {
+        let fd = check(libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC))?;
+        let bytes = data.as_bytes();
+        let n = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+        libc::close(fd);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether namespaces can be made here: a child tries, so this process is never changed.
+fn probe() -> Result<(), String> {
+    let rootless = !nix::unistd::geteuid().is_root();
+    let mut cmd = Command::new("/bin/true");
+    cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::null());
+    // SAFETY: only a system call runs in the child.
+    unsafe {
+        cmd.pre_exec(move || enter_namespaces(rootless));
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("a test child exited with {s}")),
+        Err(e) => Err(format!("unshare(2): {e}")),
+    }
+}

