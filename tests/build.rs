@@ -15,16 +15,19 @@ component = "hello"
 description = "a Go program with a vendored dependency"
 workdir = "src/runtime"
 toolchains = ["go"]
-inputs = ["go-vendor"]
+inputs = ["go-modules"]
 host_tools = []
 
-[arch.x86_64]
-[arch.aarch64]
+[arch.x86_64.env]
+GOARCH = "amd64"
+[arch.aarch64.env]
+GOARCH = "arm64"
 
 [env]
 CGO_ENABLED = "0"
-GOFLAGS = "-mod=vendor"
-GOPROXY = "off"
+GOFLAGS = "-mod=${gomod} -modcacherw"
+GOPROXY = "${goproxy}"
+GOSUMDB = "off"
 GOTOOLCHAIN = "local"
 GOCACHE = "${tmp}/go-build"
 GOPATH = "${tmp}/go"
@@ -74,7 +77,10 @@ struct Project {
 
 impl Project {
     fn new(recipes: &[(&str, &str)]) -> Self {
-        let fixture = Fixture::with_projects();
+        Self::with(Fixture::with_projects(), recipes)
+    }
+
+    fn with(fixture: Fixture, recipes: &[(&str, &str)]) -> Self {
         let dir = fixture.root().join("recipes");
         std::fs::create_dir_all(&dir).unwrap();
         for (name, text) in recipes {
@@ -256,6 +262,32 @@ fn a_leaky_recipe_is_caught_by_diff_down_to_the_section() {
     assert!(t.contains("ELF section .rodata differs") || t.contains("ELF section .data differs") || t.contains("ELF section .noptrdata differs"), "{t}");
     assert!(t.contains("0 identical, 1 differing"), "{t}");
 
+    // --deep hands the file to diffoscope, or says it is not installed.
+    let deep = kata_repro()
+        .args(["--json", "diff", "--deep"])
+        .arg(p.path("out-a"))
+        .arg(p.path("out-b"))
+        .output()
+        .unwrap();
+    assert_code(&deep, 1);
+    let v = json(&deep);
+    let kinds: Vec<String> = v["differing"][0]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            if d["kind"] == "unavailable" {
+                d["reason"].as_str().unwrap().to_owned()
+            } else {
+                d["kind"].as_str().unwrap().to_owned()
+            }
+        })
+        .collect();
+    assert!(
+        kinds.iter().any(|k| k == "diffoscope" || k.starts_with("--deep needs diffoscope")),
+        "{kinds:?}"
+    );
+
     let d = diff(&p.path("out-a/manifest.json"), &p.path("out-b/manifest.json"), true);
     assert_code(&d, 1);
     let v = json(&d);
@@ -338,4 +370,127 @@ fn an_output_directory_with_foreign_files_is_refused() {
     assert_code(&out, 2);
     assert!(text(&out).contains("not a kata-repro build"), "{}", text(&out));
     assert_eq!(std::fs::read_to_string(p.path("out/precious.txt")).unwrap(), "keep me");
+}
+
+#[test]
+fn unvendored_go_modules_come_from_a_verified_proxy() {
+    let p = Project::with(Fixture::with_unvendored_projects(), &[("hello", HELLO_GO)]);
+    // Without a proxy the build says what it needs.
+    let out = p.build("store", "out", &[]);
+    assert_code(&out, 1);
+    assert!(text(&out).contains("pass --go-proxy URL"), "{}", text(&out));
+    assert!(!p.path("out").exists());
+
+    // A proxy whose module does not match go.sum is refused before any step runs.
+    let bad = p.path("bad-proxy");
+    common::greet_proxy(&bad, &common::GREET_GO.replace("hello", "HELLO"));
+    let url = format!("file://{}", bad.display());
+    let out = p.build("store", "out", &["--go-proxy", &url]);
+    assert_code(&out, 1);
+    let t = text(&out);
+    assert!(t.contains("Go modules from the proxy did not verify"), "{t}");
+    assert!(t.contains("example.org/greet@v1.0.0"), "{t}");
+    assert!(!p.path("out").exists());
+
+    // The right module, verified into the store, is what the step builds with.
+    let good = p.path("proxy");
+    common::greet_proxy(&good, common::GREET_GO);
+    let url = format!("file://{}", good.display());
+    let out = p.build("store", "out", &["--go-proxy", &url, "--json"]);
+    assert_code(&out, 0);
+    let arch = std::env::consts::ARCH;
+    let ran = std::process::Command::new(p.path(&format!("out/{arch}/hello/hello")))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello from greet none\n");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path("out/manifest.json")).unwrap()).unwrap();
+    let inputs = component(&m, "hello")["inputs"].as_array().unwrap().clone();
+    assert!(
+        inputs.iter().any(|i| i["name"] == "go-modules"
+            && i["digest"].as_str().unwrap().starts_with("proxy-verified-against-go.sum:")),
+        "{inputs:?}"
+    );
+}
+
+#[test]
+fn a_cross_build_works_where_the_target_exists_and_says_why_where_not() {
+    let p = Project::new(&[("hello", HELLO_GO), ("agent", AGENT_RS)]);
+    let other = if std::env::consts::ARCH == "x86_64" { "aarch64" } else { "x86_64" };
+    // Go cross-compiles by itself (cgo off here).
+    let out = p.build("store", "out", &["--arch", other, "--component", "hello"]);
+    assert_code(&out, 0);
+    let elf = std::fs::read(p.path(&format!("out/{other}/hello/hello"))).unwrap();
+    let machine = u16::from_le_bytes([elf[18], elf[19]]);
+    let expected = if other == "aarch64" { 183 } else { 62 }; // EM_AARCH64, EM_X86_64
+    assert_eq!(machine, expected, "hello is built for {other}");
+
+    // Rust needs the target's standard library in the toolchain.
+    let sysroot = String::from_utf8(
+        std::process::Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let triple = format!("{other}-unknown-linux-gnu");
+    let installed = Path::new(sysroot.trim()).join("lib/rustlib").join(&triple).is_dir();
+    let out = p.build("store", "out-agent", &["--arch", other, "--component", "agent"]);
+    if installed {
+        assert_code(&out, 0);
+    } else {
+        assert_code(&out, 2);
+        assert!(
+            text(&out).contains(&format!("has no standard library for {triple}")),
+            "{}",
+            text(&out)
+        );
+        assert!(!p.path("out-agent").exists());
+    }
+}
+
+#[test]
+fn host_packages_pinned_by_the_lockfile_are_checked() {
+    let with_sh = HELLO_GO.replace("host_tools = []", "host_tools = [\"sh\"]");
+    let p = Project::new(&[("hello", &with_sh)]);
+    let installed = String::from_utf8(
+        std::process::Command::new("dpkg-query")
+            .args(["-W", "-f=${Version} ${Architecture}", "dash"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let (version, arch) = installed.split_once(' ').expect("dash is installed");
+    let lock = std::fs::read_to_string(&p.fixture.lockfile).unwrap();
+    let pin = |v: &str| {
+        format!("{lock}\n[host]\nos = \"debian 12\"\n\n[[host.packages]]\nname = \"dash\"\nversion = \"{v}\"\narch = \"{arch}\"\n")
+    };
+
+    std::fs::write(&p.fixture.lockfile, pin("0.0-other")).unwrap();
+    let out = p.build("store", "out", &[]);
+    assert_code(&out, 1);
+    let t = text(&out);
+    assert!(t.contains("differs from the lockfile's [host] pins"), "{t}");
+    assert!(t.contains(&format!("host package dash is {version} ({arch}) here; the lockfile pins 0.0-other")), "{t}");
+    assert!(!p.path("out").exists());
+
+    let out = p.build("store", "out", &["--allow-host-drift"]);
+    assert_code(&out, 0);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path("out/manifest.json")).unwrap()).unwrap();
+    let drift = component(&m, "hello")["host_drift"].as_array().unwrap().clone();
+    assert_eq!(drift.len(), 1, "{drift:?}");
+
+    std::fs::write(&p.fixture.lockfile, pin(version)).unwrap();
+    let out = p.build("store", "out2", &[]);
+    assert_code(&out, 0);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path("out2/manifest.json")).unwrap()).unwrap();
+    let tool = &component(&m, "hello")["host_tools"][0];
+    assert_eq!(tool["name"], "sh");
+    assert_eq!(tool["package"]["name"], "dash");
+    assert_eq!(tool["package"]["version"], version);
+    assert!(component(&m, "hello").get("host_drift").is_none());
 }

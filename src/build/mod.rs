@@ -30,6 +30,7 @@ use crate::manifest::{
     RecipeRef, SourceRef, StepRecord, ToolchainRecord,
 };
 use crate::sandbox::{self, Bind, Isolation, Sandbox, SandboxError};
+pub use prepare::GoMode;
 use crate::source::store::Store;
 
 /// Bumped whenever the step environment changes in a way action keys must reflect.
@@ -56,6 +57,17 @@ pub enum BuildError {
     Recipe { component: String, message: String },
     #[error("{component} needs an input that is not available: {message}")]
     Input { component: String, message: String },
+    #[error(
+        "{component}: this build host differs from the lockfile's [host] pins{at}:\n  {}\n  \
+         install the pinned versions or build on the pinned builder; --allow-host-drift builds \
+         anyway and records the drift in the manifest",
+        lines.join("\n  ")
+    )]
+    HostDrift {
+        component: String,
+        at: String,
+        lines: Vec<String>,
+    },
     #[error(transparent)]
     StepFailed(Box<StepFailure>),
     #[error("{path}: {source}")]
@@ -70,7 +82,7 @@ impl BuildError {
     /// wrong.
     pub fn exit_code(&self) -> u8 {
         match self {
-            BuildError::StepFailed(_) | BuildError::Input { .. } => 1,
+            BuildError::StepFailed(_) | BuildError::Input { .. } | BuildError::HostDrift { .. } => 1,
             _ => 2,
         }
     }
@@ -115,6 +127,8 @@ pub struct Prepared {
     pub cargo_vendor: Option<crate::verify::cargo::offline::OfflineVendor>,
     /// sha256 of the Cargo.lock the vendor tree was verified against.
     pub cargo_lock_sha256: Option<Sha256Digest>,
+    /// Where each Go recipe's modules come from, by component.
+    pub go_modules: BTreeMap<String, prepare::GoModules>,
 }
 
 pub struct Builder<'a> {
@@ -125,6 +139,8 @@ pub struct Builder<'a> {
     pub arch: String,
     pub no_cache: bool,
     pub allow_network_leak: bool,
+    /// Build even when host packages differ from the lockfile's `[host]` pins.
+    pub allow_host_drift: bool,
     /// A Rust sysroot to use instead of the one found.
     pub rust_toolchain: Option<PathBuf>,
     /// Where host tools are looked up (the caller's PATH).
@@ -158,6 +174,43 @@ struct ActionResult {
     logs: Vec<(String, Sha256Digest)>,
 }
 
+/// A step's name, argv, environment and action key.
+type PlannedStep = (String, Vec<String>, BTreeMap<String, String>, Sha256Digest);
+
+/// A component ready to be installed from the store or built.
+pub struct Plan {
+    loaded: LoadedRecipe,
+    resolved: Resolved,
+    scratch: tempfile::TempDir,
+    sandbox: Sandbox,
+    vars: BTreeMap<String, String>,
+    workdir: String,
+    steps: Vec<PlannedStep>,
+    record: ComponentRecord,
+    cached: Option<ActionResult>,
+    stage: PathBuf,
+}
+
+impl Plan {
+    pub fn component(&self) -> &str {
+        &self.loaded.recipe.component
+    }
+
+    /// Whether the store holds the result, so that no input is needed.
+    pub fn is_cached(&self) -> bool {
+        self.cached.is_some()
+    }
+
+    pub fn recipe(&self) -> &LoadedRecipe {
+        &self.loaded
+    }
+}
+
+/// The sha256 the lockfile pins for a file of the source tree.
+fn pinned_file(lock: &Lockfile, path: &str) -> Option<Sha256Digest> {
+    lock.source.files.iter().find(|f| f.path == path).map(|f| f.sha256)
+}
+
 /// What a component was built with, before any step runs.
 struct Resolved {
     go: Option<GoInstall>,
@@ -170,24 +223,35 @@ impl Builder<'_> {
     /// Builds `recipes` (in order) from `prepared` into a staging directory, and returns it
     /// with the manifest and the runs. Nothing is written to the final output directory here:
     /// see [`install`].
+    /// Plans every component (in order) into `stage`: see [`Plan`].
+    pub fn plan_all(&self, recipes: &[&LoadedRecipe], stage: &Path) -> Result<Vec<Plan>, BuildError> {
+        let dpkg = Dpkg::load();
+        let isolation = sandbox::isolation(self.allow_network_leak)?;
+        recipes
+            .iter()
+            .map(|loaded| self.plan(loaded, stage, &dpkg, isolation))
+            .collect()
+    }
+
+    /// Installs or builds every planned component, and returns the manifest and the runs.
+    /// `prepared` (the verified inputs) is needed only when some component is not in the store.
+    /// Nothing is written to the final output directory here: see [`install`].
     pub fn build(
         &self,
-        recipes: &[&LoadedRecipe],
-        prepared: &Prepared,
-        stage: &Path,
+        plans: Vec<Plan>,
+        prepared: Option<&Prepared>,
         events: &mut dyn FnMut(Event<'_>),
     ) -> Result<(Manifest, Vec<ComponentRun>), BuildError> {
-        let dpkg = Dpkg::load();
         let mut components = Vec::new();
         let mut runs = Vec::new();
-        let mut isolation = None;
-        for loaded in recipes {
-            let (record, run, iso) = self.component(loaded, prepared, stage, &dpkg, events)?;
-            isolation = Some(iso);
+        let isolation = plans
+            .first()
+            .map_or(Isolation::Namespaces, |p| p.sandbox.isolation());
+        for plan in plans {
+            let (record, run) = self.execute(plan, prepared, events)?;
             components.push(record);
             runs.push(run);
         }
-        let isolation = isolation.unwrap_or(Isolation::Namespaces);
         let mut artifacts: Vec<Artifact> = components
             .iter()
             .flat_map(|c| {
@@ -248,7 +312,7 @@ impl Builder<'_> {
     fn resolve(&self, loaded: &LoadedRecipe, dpkg: &Dpkg) -> Result<Resolved, BuildError> {
         let r = &loaded.recipe;
         let go = if r.toolchains.contains(&Toolchain::Go) {
-            Some(tools::ensure_go(self.store, self.lock, &host_arch())?)
+            Some(tools::go_pin(self.store, self.lock, &host_arch())?)
         } else {
             None
         };
@@ -264,19 +328,25 @@ impl Builder<'_> {
         Ok(Resolved {
             go,
             rust,
-            host_tools: tools::resolve_host_tools(&r.host_tools, &self.host_path, dpkg)?,
-            host_packages: tools::resolve_host_packages(&r.host_packages, dpkg)?,
+            host_tools: tools::resolve_host_tools(
+                &r.host_tools_for(&self.arch),
+                &self.host_path,
+                dpkg,
+            )?,
+            host_packages: tools::resolve_host_packages(&r.host_packages_for(&self.arch), dpkg)?,
         })
     }
 
-    fn component(
+    /// Everything about a component that can be known before its inputs are prepared: the
+    /// toolchains and host tools, each step's command and action key, and whether the store
+    /// already holds the result.
+    fn plan(
         &self,
         loaded: &LoadedRecipe,
-        prepared: &Prepared,
         stage: &Path,
         dpkg: &Dpkg,
-        events: &mut dyn FnMut(Event<'_>),
-    ) -> Result<(ComponentRecord, ComponentRun, Isolation), BuildError> {
+        isolation: Isolation,
+    ) -> Result<Plan, BuildError> {
         let r = &loaded.recipe;
         let name = r.component.clone();
         let recipe_err = |message: String| BuildError::Recipe {
@@ -301,7 +371,27 @@ impl Builder<'_> {
             }
         }
         let resolved = self.resolve(loaded, dpkg)?;
-        let started = Instant::now();
+        let mut host_drift = Vec::new();
+        if let Some(pins) = &self.lock.host {
+            let used = resolved
+                .host_tools
+                .iter()
+                .filter_map(|t| t.package.clone())
+                .chain(resolved.host_packages.iter().cloned());
+            let drift = tools::host_drift(pins, used);
+            if !drift.is_empty() && !self.allow_host_drift {
+                return Err(BuildError::HostDrift {
+                    component: name.clone(),
+                    at: self
+                        .lock
+                        .locate("[host]")
+                        .map(|l| format!(" ({l})"))
+                        .unwrap_or_default(),
+                    lines: drift,
+                });
+            }
+            host_drift = drift;
+        }
 
         // The scratch directory and the sandbox over it.
         let work_root = self
@@ -313,33 +403,20 @@ impl Builder<'_> {
             .prefix(&format!("build-{name}-"))
             .tempdir_in(&work_root)
             .map_err(io_err(&work_root))?;
-        let mut binds = Vec::new();
-        if let Some(go) = &resolved.go {
-            binds.push(Bind {
-                host: go.goroot.clone(),
-                inside: "toolchains/go".into(),
-            });
-        }
-        if let Some(rust) = &resolved.rust {
-            binds.push(Bind {
-                host: rust.sysroot.clone(),
-                inside: "toolchains/rust".into(),
-            });
-        }
-        let vendor = if r.inputs.contains(&Input::CargoVendor) {
-            let v = prepared.cargo_vendor.as_ref().ok_or_else(|| BuildError::Input {
+        let sandbox = Sandbox::new(scratch.path(), isolation);
+        let go_mode = r
+            .inputs
+            .contains(&Input::GoModules)
+            .then(|| prepare::go_mode(self.lock, &r.workdir));
+        let cargo_lock_sha256 = if r.inputs.contains(&Input::CargoVendor) {
+            Some(pinned_file(self.lock, "Cargo.lock").ok_or_else(|| BuildError::Recipe {
                 component: name.clone(),
-                message: "the verified cargo vendor tree".into(),
-            })?;
-            binds.push(Bind {
-                host: v.vendor_dir.clone(),
-                inside: "inputs/cargo-vendor".into(),
-            });
-            Some(v)
+                message: "the lockfile pins no Cargo.lock; regenerate it with `kata-repro lock`"
+                    .into(),
+            })?)
         } else {
             None
         };
-        let sandbox = Sandbox::new(scratch.path(), binds, self.allow_network_leak)?;
 
         // Variables and the environment every step gets.
         let mut vars: BTreeMap<String, String> = BTreeMap::new();
@@ -360,6 +437,14 @@ impl Builder<'_> {
             sandbox.inside(&format!("src/{}", r.workdir))
         };
         vars.insert("workdir".into(), workdir.clone());
+        let (gomod, goproxy) = match &go_mode {
+            Some(prepare::GoMode::Proxy { .. }) => {
+                ("mod".to_owned(), format!("file://{}", sandbox.inside("inputs/goproxy")))
+            }
+            _ => ("vendor".to_owned(), "off".to_owned()),
+        };
+        vars.insert("gomod".into(), gomod);
+        vars.insert("goproxy".into(), goproxy);
         vars.insert("arch".into(), self.arch.clone());
         vars.insert("commit".into(), self.lock.source.commit.to_string());
         vars.insert("version".into(), self.lock.release.clone());
@@ -391,7 +476,7 @@ impl Builder<'_> {
         base_env.insert("TZ".into(), "UTC".into());
         base_env.insert("LC_ALL".into(), "C.UTF-8".into());
         base_env.insert("LANG".into(), "C.UTF-8".into());
-        if vendor.is_some() {
+        if cargo_lock_sha256.is_some() {
             base_env.insert("CARGO_HOME".into(), format!("{}/.cargo", vars["home"]));
         }
         for (k, v) in r.env.iter().chain(arch_section.env.iter()) {
@@ -465,11 +550,25 @@ impl Builder<'_> {
                 digest: format!("version:{}:{}", p.version, p.arch),
             });
         }
-        if let (Some(_), Some(sha)) = (vendor, prepared.cargo_lock_sha256) {
+        if let Some(sha) = cargo_lock_sha256 {
             inputs.push(InputDigest {
                 name: "cargo-vendor".into(),
                 digest: format!("verified-against-Cargo.lock:sha256:{sha}"),
             });
+        }
+        match &go_mode {
+            Some(prepare::GoMode::Proxy { go_sum_sha256 }) => inputs.push(InputDigest {
+                name: "go-modules".into(),
+                digest: format!(
+                    "proxy-verified-against-go.sum:sha256:{}",
+                    go_sum_sha256.map_or("unpinned".to_owned(), |d| d.to_hex())
+                ),
+            }),
+            Some(prepare::GoMode::Vendor) => inputs.push(InputDigest {
+                name: "go-modules".into(),
+                digest: "vendored-in-source-tree".into(),
+            }),
+            None => {}
         }
         if r.vcs_shim {
             inputs.push(InputDigest {
@@ -529,17 +628,81 @@ impl Builder<'_> {
             host_packages: resolved.host_packages.clone(),
             inputs,
             outputs: Vec::new(),
+            host_drift,
         };
-        let component_stage = stage.join(&self.arch).join(&name);
         let log_stage = stage.join(LOGS_DIR).join(&self.arch).join(&name);
 
+        // What each step runs, exactly (a REAPI Command), beside its log: to read, to replay.
+        std::fs::create_dir_all(&log_stage).map_err(io_err(&log_stage))?;
+        for (step_name, argv, env, _) in &planned {
+            let command = action::CommandSpec {
+                arguments: argv,
+                environment_variables: env
+                    .iter()
+                    .map(|(name, value)| action::EnvVar { name, value })
+                    .collect(),
+                output_paths: declared.clone(),
+                working_directory: &workdir,
+            };
+            let dest = log_stage.join(format!("{step_name}.command.json"));
+            let mut text = serde_json::to_string_pretty(&command).expect("serialises");
+            text.push('\n');
+            std::fs::write(&dest, text).map_err(io_err(&dest))?;
+        }
+        let cached = if self.no_cache {
+            None
+        } else {
+            self.cached(&action_key)
+        };
+        Ok(Plan {
+            loaded: loaded.clone(),
+            resolved,
+            scratch,
+            sandbox,
+            vars,
+            workdir,
+            steps: planned,
+            record: record_base,
+            cached,
+            stage: stage.to_owned(),
+        })
+    }
+
+    /// Installs a planned component from the store, or builds it from `prepared`.
+    fn execute(
+        &self,
+        plan: Plan,
+        prepared: Option<&Prepared>,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(ComponentRecord, ComponentRun), BuildError> {
+        let started = Instant::now();
+        let Plan {
+            loaded,
+            resolved,
+            scratch,
+            mut sandbox,
+            vars,
+            workdir,
+            steps: planned,
+            record: record_base,
+            cached,
+            stage,
+        } = plan;
+        let loaded = &loaded;
+        let r = &loaded.recipe;
+        let name = r.component.clone();
+        let recipe_err = |message: String| BuildError::Recipe {
+            component: name.clone(),
+            message,
+        };
+        let action_key = record_base.action_key;
+        let component_stage = stage.join(&self.arch).join(&name);
+        let log_stage = stage.join(LOGS_DIR).join(&self.arch).join(&name);
         events(Event::ComponentStart {
             component: &name,
             steps: planned.len(),
         });
-        if !self.no_cache
-            && let Some(result) = self.cached(&action_key)
-        {
+        if let Some(result) = cached {
             events(Event::ComponentCached { component: &name });
             self.install_outputs(&result.record.outputs, &component_stage)?;
             std::fs::create_dir_all(&log_stage).map_err(io_err(&log_stage))?;
@@ -559,9 +722,54 @@ impl Builder<'_> {
                     seconds: started.elapsed().as_secs_f64(),
                     steps: result.steps,
                 },
-                sandbox.isolation(),
             ));
         }
+        let prepared = prepared.ok_or_else(|| BuildError::Input {
+            component: name.clone(),
+            message: "its inputs were not prepared".into(),
+        })?;
+
+        // The inputs, read-only, at fixed paths.
+        let mut binds = Vec::new();
+        if resolved.go.is_some() {
+            let go = tools::ensure_go(self.store, self.lock, &host_arch())?;
+            binds.push(Bind {
+                host: go.goroot,
+                inside: "toolchains/go".into(),
+            });
+        }
+        if let Some(rust) = &resolved.rust {
+            binds.push(Bind {
+                host: rust.sysroot.clone(),
+                inside: "toolchains/rust".into(),
+            });
+        }
+        let vendor = if r.inputs.contains(&Input::CargoVendor) {
+            let v = prepared.cargo_vendor.as_ref().ok_or_else(|| BuildError::Input {
+                component: name.clone(),
+                message: "the verified cargo vendor tree".into(),
+            })?;
+            binds.push(Bind {
+                host: v.vendor_dir.clone(),
+                inside: "inputs/cargo-vendor".into(),
+            });
+            Some(v)
+        } else {
+            None
+        };
+        if r.inputs.contains(&Input::GoModules) {
+            let m = prepared.go_modules.get(&name).ok_or_else(|| BuildError::Input {
+                component: name.clone(),
+                message: "its verified Go modules".into(),
+            })?;
+            if let prepare::GoModules::Proxy { dir, .. } = m {
+                binds.push(Bind {
+                    host: dir.clone(),
+                    inside: "inputs/goproxy".into(),
+                });
+            }
+        }
+        sandbox.add_binds(binds)?;
 
         // A fresh copy of the verified source, and the fixed layout.
         let src = sandbox.host("src");
@@ -678,7 +886,6 @@ impl Builder<'_> {
             &serde_json::to_vec_pretty(&result).expect("serialises"),
         )
         .map_err(|e| io_err(&result_path)(std::io::Error::other(e.to_string())))?;
-        let isolation = sandbox.isolation();
         drop(sandbox);
         let _ = remove_tree(scratch.path());
         Ok((
@@ -689,7 +896,6 @@ impl Builder<'_> {
                 seconds: started.elapsed().as_secs_f64(),
                 steps: step_runs,
             },
-            isolation,
         ))
     }
 
@@ -890,7 +1096,7 @@ fn vendor_config(path: &Path, inside: &str) -> Result<String, BuildError> {
 }
 
 /// The `git` a recipe with `vcs_shim` sees: the pinned commit, a clean tree, nothing else.
-fn write_vcs_shim(path: &Path, commit: &str) -> Result<(), BuildError> {
+pub fn write_vcs_shim(path: &Path, commit: &str) -> Result<(), BuildError> {
     use std::os::unix::fs::PermissionsExt;
     let script = format!(
         "#!/bin/sh\n\

@@ -25,6 +25,8 @@ pub struct PrepareOptions<'a> {
     pub offline: bool,
     /// The cargo that writes the vendor tree (the toolchain's own).
     pub cargo: Option<String>,
+    /// A Go module proxy (`https://` or `file://`) for modules no vendor/ holds.
+    pub go_proxy: Option<String>,
     pub on_crate: Option<&'a (dyn Fn(&Finding) + Sync)>,
 }
 
@@ -139,34 +141,130 @@ pub fn prepare(
         cargo_vendor = Some(vendored);
     }
 
-    // 3. Go: the committed vendor/ of every Go recipe's module.
-    for r in recipes.iter().filter(|r| r.recipe.inputs.contains(&Input::GoVendor)) {
+    // 3. Go: each Go recipe's modules, vendored or from the proxy.
+    let mut go_modules = std::collections::BTreeMap::new();
+    for r in recipes.iter().filter(|r| r.recipe.inputs.contains(&Input::GoModules)) {
         let module_dir = checkout.join(&r.recipe.workdir);
-        check_go_vendor(&r.recipe.component, &module_dir, lock)?;
+        let component = &r.recipe.component;
+        let modules = match go_mode(lock, &r.recipe.workdir) {
+            GoMode::Vendor => {
+                check_go_vendor(component, &module_dir)?;
+                GoModules::Vendor
+            }
+            GoMode::Proxy { .. } => proxy_modules(component, &module_dir, lock, get.store, options)?,
+        };
+        go_modules.insert(component.clone(), modules);
     }
 
     Ok(Prepared {
         checkout,
         cargo_vendor,
         cargo_lock_sha256,
+        go_modules,
     })
 }
 
-fn check_go_vendor(component: &str, module_dir: &Path, lock: &Lockfile) -> Result<(), BuildError> {
-    let vendor_dir = module_dir.join("vendor");
-    if !vendor_dir.join("modules.txt").is_file() {
+/// Where a Go module's dependencies will come from, as the lockfile says: from the committed
+/// vendor/ when the lockfile pins its modules.txt, else from a proxy, checked against go.sum.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GoMode {
+    Vendor,
+    Proxy { go_sum_sha256: Option<Sha256Digest> },
+}
+
+pub fn go_mode(lock: &Lockfile, workdir: &str) -> GoMode {
+    let rel = |f: &str| {
+        if workdir.is_empty() {
+            f.to_owned()
+        } else {
+            format!("{workdir}/{f}")
+        }
+    };
+    let pinned = |f: &str| lock.source.files.iter().find(|p| p.path == rel(f)).map(|p| p.sha256);
+    if pinned("vendor/modules.txt").is_some() {
+        GoMode::Vendor
+    } else {
+        GoMode::Proxy {
+            go_sum_sha256: pinned("go.sum"),
+        }
+    }
+}
+
+/// Where a Go recipe's modules come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GoModules {
+    /// The committed vendor/, part of the pinned tree.
+    Vendor,
+    /// Every module of go.sum, verified into the store, which serves them as a GOPROXY.
+    Proxy {
+        dir: std::path::PathBuf,
+        go_sum_sha256: Sha256Digest,
+    },
+}
+
+/// Every module go.sum names, from the proxy into the store, each checked against its `h1:`
+/// hash; the store's module tree is then a complete `file://` GOPROXY for the step.
+fn proxy_modules(
+    component: &str,
+    module_dir: &Path,
+    lock: &Lockfile,
+    store: &crate::source::store::Store,
+    options: &PrepareOptions<'_>,
+) -> Result<GoModules, BuildError> {
+    let Some(proxy) = &options.go_proxy else {
         return Err(fail(
             component,
             "Go modules are not vendored in the source",
             vec![format!(
                 "{} has no vendor/modules.txt: Kata {} does not commit its Go modules, so they \
-                 must come from a module proxy (GOPROXY), which this build cannot use yet; build \
-                 a release with vendor/ committed (3.30.0 or earlier)",
+                 must come from a module proxy: pass --go-proxy URL (https:// or file://); each \
+                 module is checked against go.sum before use",
                 module_dir.display(),
                 lock.release
             )],
         ));
+    };
+    let sum_path = module_dir.join("go.sum");
+    let sum = GoSum::load(&sum_path)
+        .map_err(|e| fail(component, "go.sum cannot be read", vec![e.to_string()]))?;
+    let dir = store.root().join("gomod");
+    let sources = ModuleSources {
+        modcaches: vec![],
+        proxy: Some(proxy.clone()),
+        store: Some(dir.clone()),
+        staging: Some(store.root().join("tmp")),
+    };
+    let report = crate::verify::gomod::modcache::verify(&sum, &sources);
+    let bad: Vec<String> = report.failures().map(Finding::line).collect();
+    if !bad.is_empty() {
+        return Err(fail(component, "Go modules from the proxy did not verify", bad));
     }
+    // A proxy also answers `.info` for each version; its content is not hashed by go.sum.
+    for e in &sum.entries {
+        let info = dir
+            .join(crate::verify::gomod::gosum::escape_path(&e.module))
+            .join("@v")
+            .join(format!("{}.info", crate::verify::gomod::gosum::escape_path(&e.version)));
+        if !info.exists()
+            && let Some(parent) = info.parent()
+            && parent.is_dir()
+        {
+            let text = serde_json::json!({ "Version": e.version }).to_string();
+            std::fs::write(&info, text).map_err(|source| BuildError::Io {
+                path: info.clone(),
+                source,
+            })?;
+        }
+    }
+    let go_sum_sha256 = Sha256Digest::of_file(&sum_path).map_err(|source| BuildError::Io {
+        path: sum_path.clone(),
+        source,
+    })?;
+    Ok(GoModules::Proxy { dir, go_sum_sha256 })
+}
+
+fn check_go_vendor(component: &str, module_dir: &Path) -> Result<(), BuildError> {
+    let vendor_dir = module_dir.join("vendor");
     let sum = GoSum::load(&module_dir.join("go.sum"))
         .map_err(|e| fail(component, "go.sum cannot be read", vec![e.to_string()]))?;
     let sources = ModuleSources {

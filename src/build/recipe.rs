@@ -32,6 +32,8 @@ pub const BUILTIN_VARS: &[&str] = &[
     "go",
     "rust",
     "cargo_vendor",
+    "gomod",
+    "goproxy",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -49,8 +51,11 @@ pub enum Input {
     /// The workspace's crates as a verified vendor tree, at `${cargo_vendor}`, with a cargo
     /// config in `$CARGO_HOME` that replaces every source with it.
     CargoVendor,
-    /// The Go module's committed `vendor/`, verified against go.mod and go.sum before use.
-    GoVendor,
+    /// The Go module's dependencies: its committed `vendor/`, verified against go.mod and go.sum
+    /// (`${gomod}` = `vendor`, `${goproxy}` = `off`); or, where none is committed, every module
+    /// of go.sum from `--go-proxy`, verified against its `h1:` hash into the store and served to
+    /// the step read-only as a `file://` proxy (`${gomod}` = `mod`, `${goproxy}` = its URL).
+    GoModules,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +100,25 @@ pub struct ArchSection {
     pub vars: BTreeMap<String, String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Host tools needed only for this architecture (a cross compiler, say).
+    #[serde(default)]
+    pub host_tools: Vec<String>,
+    /// Host packages needed only for this architecture.
+    #[serde(default)]
+    pub host_packages: Vec<String>,
+}
+
+impl Recipe {
+    /// The host tools a build for `arch` needs: the common ones, then the arch's own.
+    pub fn host_tools_for(&self, arch: &str) -> Vec<String> {
+        let extra = self.arch.get(arch).map(|a| a.host_tools.clone()).unwrap_or_default();
+        self.host_tools.iter().cloned().chain(extra).collect()
+    }
+
+    pub fn host_packages_for(&self, arch: &str) -> Vec<String> {
+        let extra = self.arch.get(arch).map(|a| a.host_packages.clone()).unwrap_or_default();
+        self.host_packages.iter().cloned().chain(extra).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,7 +297,8 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
             return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("two steps are named `{}`", s.name)));
         }
     }
-    for t in &recipe.host_tools {
+    let arch_tools = recipe.arch.values().flat_map(|a| a.host_tools.iter());
+    for t in recipe.host_tools.iter().chain(arch_tools) {
         if t.contains('/') || t.is_empty() {
             return Err(invalid(path, text, t, format!("host tool `{t}` must be a bare program name, found on the host's PATH")));
         }

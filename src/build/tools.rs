@@ -68,11 +68,11 @@ pub struct HostTool {
     pub sha256: Sha256Digest,
     /// The Debian package that installed it, with its version, where dpkg knows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub package: Option<String>,
+    pub package: Option<HostPackage>,
 }
 
 /// A host package, by name and installed version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct HostPackage {
     pub name: String,
     pub version: String,
@@ -192,10 +192,7 @@ pub fn resolve_host_tools(
     Ok(found
         .into_iter()
         .map(|(name, path, resolved, sha256)| {
-            let package = owners.get(&resolved).map(|p| match dpkg.package(p) {
-                Some(hp) => format!("{}={}", hp.name, hp.version),
-                None => p.clone(),
-            });
+            let package = owners.get(&resolved).and_then(|p| dpkg.package(p));
             HostTool {
                 name,
                 path,
@@ -220,6 +217,73 @@ pub fn resolve_host_packages(names: &[String], dpkg: &Dpkg) -> Result<Vec<HostPa
                 .ok_or_else(|| ToolError::MissingPackage { name: n.clone() })
         })
         .collect()
+}
+
+/// The host's distribution, from /etc/os-release: `<ID> <VERSION_ID>`.
+pub fn host_os() -> String {
+    let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim_matches('"').to_owned())
+            .unwrap_or_default()
+    };
+    format!("{} {}", field("ID="), field("VERSION_ID=")).trim().to_owned()
+}
+
+/// Every package a build for `arch` uses on this host: those owning the recipes' host tools,
+/// and their host packages, as the lockfile's `[host]` pins them.
+pub fn host_pins(
+    recipes: &[&crate::build::recipe::Recipe],
+    arch: &str,
+    search_path: &str,
+    dpkg: &Dpkg,
+) -> Result<crate::lock::HostPins, ToolError> {
+    let mut pins = BTreeSet::new();
+    for r in recipes.iter().filter(|r| r.arch.contains_key(arch)) {
+        for t in resolve_host_tools(&r.host_tools_for(arch), search_path, dpkg)? {
+            pins.extend(t.package);
+        }
+        pins.extend(resolve_host_packages(&r.host_packages_for(arch), dpkg)?);
+    }
+    Ok(crate::lock::HostPins {
+        os: host_os(),
+        packages: pins
+            .into_iter()
+            .map(|p| crate::lock::HostPin {
+                name: p.name,
+                version: p.version,
+                arch: p.arch,
+            })
+            .collect(),
+    })
+}
+
+/// The packages a build uses that differ from the lockfile's `[host]` pins, or that it does
+/// not pin: one line each, naming what is installed and what is pinned.
+pub fn host_drift(
+    pins: &crate::lock::HostPins,
+    used: impl IntoIterator<Item = HostPackage>,
+) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for p in used {
+        match pins.packages.iter().find(|x| x.name == p.name) {
+            None => {
+                out.insert(format!(
+                    "host package {} {} ({}) is not pinned by the lockfile's [host]",
+                    p.name, p.version, p.arch
+                ));
+            }
+            Some(pin) if pin.version != p.version || pin.arch != p.arch => {
+                out.insert(format!(
+                    "host package {} is {} ({}) here; the lockfile pins {} ({})",
+                    p.name, p.version, p.arch, pin.version, pin.arch
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// The Go toolchain a step runs with.
@@ -259,22 +323,43 @@ pub fn pinned_go<'a>(lock: &'a Lockfile, host: &str) -> Option<&'a ToolchainSour
         .or_else(|| pinned.max_by(|a, b| version_key(&a.version).cmp(&version_key(&b.version))))
 }
 
+/// The Go archives the lockfile names for `host`, for messages.
+fn go_sources_for(lock: &Lockfile, host: &str) -> String {
+    lock.toolchains
+        .go
+        .sources
+        .iter()
+        .filter(|s| s.host == host)
+        .map(|s| format!("{} go {}", s.kind, s.version))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn version_key(v: &str) -> Vec<u64> {
     v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
 }
 
+/// The pinned Go archive for `host`, as it will be once unpacked (nothing is read or unpacked:
+/// this is what action keys are computed from).
+pub fn go_pin(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall, ToolError> {
+    let source = pinned_go(lock, host).ok_or_else(|| ToolError::NoGo {
+        host: host.to_owned(),
+        pinned: go_sources_for(lock, host),
+    })?;
+    let sha256 = source.sha256.expect("pinned");
+    Ok(GoInstall {
+        goroot: store.toolchain_dir().join("go").join(sha256.to_hex()).join("go"),
+        version: source.version.clone(),
+        requested: lock.toolchains.go.version.clone(),
+        kind: source.kind.to_string(),
+        url: source.url.clone(),
+        sha256,
+    })
+}
+
 /// The pinned Go archive for `host`, unpacked in the store (and checked, when unpacked before).
 pub fn ensure_go(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall, ToolError> {
-    let pinned_list = || {
-        lock.toolchains
-            .go
-            .sources
-            .iter()
-            .filter(|s| s.host == host)
-            .map(|s| format!("{} go {}", s.kind, s.version))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let pinned_list = || go_sources_for(lock, host);
     let source = pinned_go(lock, host).ok_or_else(|| ToolError::NoGo {
         host: host.to_owned(),
         pinned: pinned_list(),

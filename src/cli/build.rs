@@ -40,6 +40,10 @@ pub struct BuildArgs {
     /// and real paths show); the manifest records it.
     #[arg(long)]
     allow_network_leak: bool,
+    /// Build even where host packages differ from the lockfile's [host] pins; the manifest
+    /// records each difference.
+    #[arg(long)]
+    allow_host_drift: bool,
     /// Read recipes from this directory instead of the built-in ones.
     #[arg(long, value_name = "DIR")]
     recipes: Option<PathBuf>,
@@ -47,6 +51,10 @@ pub struct BuildArgs {
     /// Default: rustup's toolchain for the pinned version, else the `rustc` on PATH.
     #[arg(long, value_name = "DIR")]
     rust_toolchain: Option<PathBuf>,
+    /// A Go module proxy (https:// or file://) for Go modules the source does not vendor
+    /// (Kata 3.31.0 and later); every module is checked against go.sum first.
+    #[arg(long, value_name = "URL")]
+    go_proxy: Option<String>,
     /// Where scratch directories are made. Default: the store's staging area.
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
@@ -95,6 +103,18 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         }
     }
     build::check_out_dir(&args.out).map_err(|e| Failure::input(anyhow!(e)))?;
+    if let Some(p) = &args.go_proxy {
+        if !(p.starts_with("https://") || p.starts_with("file://")) {
+            return Err(Failure::input(anyhow!(
+                "--go-proxy {p}: a Go module proxy must be https:// or file://"
+            )));
+        }
+        if args.offline && p.starts_with("https://") {
+            return Err(Failure::input(anyhow!(
+                "--go-proxy {p} cannot be used with --offline; use a file:// proxy"
+            )));
+        }
+    }
     let release = super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
     let lockfile_sha256 = Sha256Digest::of_file(&args.lockfile)
         .map_err(|e| Failure::input(anyhow!("{}: {e}", args.lockfile.display())))?;
@@ -107,7 +127,7 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     let bar = ProgressBar::with_draw_target(None, target);
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").expect("valid template"));
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    bar.set_message("fetching and verifying inputs");
+    bar.set_message("planning");
 
     // The Rust toolchain's own cargo writes the vendor tree.
     let needs_rust = chosen.iter().any(|r| r.recipe.toolchains.contains(&Toolchain::Rust));
@@ -133,24 +153,6 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     } else {
         None
     };
-    let on_crate = |f: &kata_repro::verify::report::Finding| {
-        bar.set_message(format!("verifying crates: {}", f.name));
-    };
-    let prepared = prepare(
-        &release.lock,
-        release.getter(args.offline),
-        &chosen,
-        &PrepareOptions {
-            offline: args.offline,
-            cargo,
-            on_crate: Some(&on_crate),
-        },
-    )
-    .map_err(|e| {
-        bar.finish_and_clear();
-        failure(e)
-    })?;
-
     let builder = Builder {
         store: &release.store,
         lock: &release.lock,
@@ -163,13 +165,51 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         arch: args.arch.clone(),
         no_cache: args.no_cache,
         allow_network_leak: args.allow_network_leak,
+        allow_host_drift: args.allow_host_drift,
         rust_toolchain: args.rust_toolchain.clone(),
         host_path: std::env::var("PATH").unwrap_or_default(),
         work_dir: args.work_dir.clone(),
     };
     let stage = build::stage_beside(&args.out).map_err(failure)?;
+    // Action keys come from pins alone: components whose results the store holds need no input.
+    let plans = builder
+        .plan_all(&chosen, stage.path())
+        .map_err(|e| {
+            bar.finish_and_clear();
+            failure(e)
+        })?;
+    let to_build: Vec<&LoadedRecipe> = plans
+        .iter()
+        .filter(|p| !p.is_cached())
+        .map(|p| p.recipe())
+        .collect();
+    let on_crate = |f: &kata_repro::verify::report::Finding| {
+        bar.set_message(format!("verifying crates: {}", f.name));
+    };
+    let prepared = if to_build.is_empty() {
+        None
+    } else {
+        bar.set_message("fetching and verifying inputs");
+        Some(
+            prepare(
+                &release.lock,
+                release.getter(args.offline),
+                &to_build,
+                &PrepareOptions {
+                    offline: args.offline,
+                    cargo,
+                    go_proxy: args.go_proxy.clone(),
+                    on_crate: Some(&on_crate),
+                },
+            )
+            .map_err(|e| {
+                bar.finish_and_clear();
+                failure(e)
+            })?,
+        )
+    };
     let mut total_steps = 0;
-    let result = builder.build(&chosen, &prepared, stage.path(), &mut |event| match event {
+    let result = builder.build(plans, prepared.as_ref(), &mut |event| match event {
         Event::ComponentStart { component, steps } => {
             total_steps = steps;
             bar.set_message(format!("{component}: starting"));
@@ -234,6 +274,15 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         for t in c.toolchains.iter().filter_map(|t| t.note.as_ref()) {
             println!("note: {}: {t}", c.name);
         }
+        for d in &c.host_drift {
+            println!("warning: {}: {d}", c.name);
+        }
+    }
+    if release.lock.host.is_none() {
+        println!(
+            "note: the lockfile pins no host packages; their versions are recorded in the \
+             manifest (pin them with `kata-repro lock --pin-host`)"
+        );
     }
     println!(
         "{} artifacts in {} (manifest.json sha256 {}); {:.1}s in all",

@@ -49,6 +49,10 @@ pub struct LockArgs {
     /// The rustc whose `rustc -vV` pins the Rust release when the dist server cannot be read.
     #[arg(long, value_name = "PATH", default_value = "rustc")]
     rustc: String,
+    /// Pin the build host's packages the built-in recipes use (compilers, headers, tools, as
+    /// dpkg reports them) for this machine's architecture, in a [host] section.
+    #[arg(long)]
+    pin_host: bool,
     /// Write the lockfile here (atomically) instead of to stdout.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -102,12 +106,25 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         rust_dist: args.rust_dist.clone(),
         rustc: args.rustc.clone(),
     };
-    let generated = generate::generate(&request).map_err(|e| match &e {
+    let mut generated = generate::generate(&request).map_err(|e| match &e {
         GenerateError::Git(GitError::Corrupt { .. } | GitError::TreeMismatch { .. }) => {
             Failure::check(e)
         }
         _ => Failure::input(e),
     })?;
+    if args.pin_host {
+        use kata_repro::build::{host_arch, recipe::RecipeSource, tools};
+        let recipes = RecipeSource::Builtin.load_all().map_err(Failure::input)?;
+        let recipes: Vec<_> = recipes.values().map(|r| &r.recipe).collect();
+        let pins = tools::host_pins(
+            &recipes,
+            &host_arch(),
+            &std::env::var("PATH").unwrap_or_default(),
+            &tools::Dpkg::load(),
+        )
+        .map_err(Failure::input)?;
+        generated.lockfile.host = Some(pins);
+    }
     let text = generated.lockfile.to_toml();
     if let Some(out) = &args.output {
         super::write_atomically(out, &text)

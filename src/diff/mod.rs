@@ -226,7 +226,10 @@ pub fn input_differences(a: &Manifest, b: &Manifest) -> Vec<InputDifference> {
                             "{} sha256:{}{}",
                             t.resolved.display(),
                             t.sha256,
-                            t.package.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()
+                            t.package
+                                .as_ref()
+                                .map(|p| format!(" ({} {})", p.name, p.version))
+                                .unwrap_or_default()
                         ),
                     )
                 }))

@@ -195,6 +195,7 @@ pub fn generate(req: &LockRequest) -> Result<Generated, GenerateError> {
                 .collect(),
             packages: Vec::new(),
         },
+        host: None,
         origin: None,
     };
     Ok(Generated { lockfile, warnings })

@@ -44,6 +44,10 @@ pub struct Lockfile {
     pub toolchains: Toolchains,
     pub kernel: Kernel,
     pub rootfs: Rootfs,
+    /// The build host's packages (compilers, headers, tools) the recipes use, pinned by version:
+    /// `kata-repro lock --pin-host`. Absent: builds record them but do not check them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostPins>,
     /// Where this lockfile was read from, for pointing at its lines.
     #[serde(skip)]
     pub origin: Option<Origin>,
@@ -193,6 +197,23 @@ pub struct RootfsPackage {
     pub arch: String,
     pub url: String,
     pub sha256: Sha256Digest,
+}
+
+/// The packages of the build host that recipes use, as its package manager names them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostPins {
+    /// The host's distribution, from /etc/os-release (e.g. "debian 12").
+    pub os: String,
+    pub packages: Vec<HostPin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostPin {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
 }
 
 /// The `schema` key: reading refuses any version other than [`SCHEMA`].

