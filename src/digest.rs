@@ -186,6 +186,37 @@ pub fn tree_files(
         .collect()
 }
 
+/// Every file and symlink under `root`, as [`tree_files`] lists them but without hashing.
+pub fn tree_listing(root: &std::path::Path) -> io::Result<Vec<TreeFile>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let e = e.map_err(io::Error::other)?;
+        if e.file_type().is_dir() {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(e.path())?;
+        let link = if meta.file_type().is_symlink() {
+            Some(std::fs::read_link(e.path())?.to_string_lossy().into_owned())
+        } else {
+            None
+        };
+        out.push(TreeFile {
+            path: e
+                .path()
+                .strip_prefix(root)
+                .expect("walk stays under root")
+                .to_string_lossy()
+                .into_owned(),
+            size: meta.len(),
+            mode: meta.permissions().mode() & 0o7777,
+            sha256: None,
+            link,
+        });
+    }
+    Ok(out)
+}
+
 /// One digest over a listing: paths, modes, contents and link targets.
 pub fn tree_digest(files: &[TreeFile]) -> Sha256Digest {
     let mut hasher = Sha256::new();

@@ -228,6 +228,17 @@ fn go_and_rust_builds_are_identical_across_paths_times_and_umasks() {
     let d = diff(&a, &b, false);
     assert_code(&d, 0);
     assert!(text(&d).contains("2 identical, 0 differing, 0 added, 0 removed"), "{}", text(&d));
+    // A file edited after its build no longer passes for the manifest's.
+    let copy = p.path("out-b-edited");
+    kata_repro::build::copy_tree(&b, &copy).unwrap();
+    let edited = copy.join(format!("{arch}/hello/hello"));
+    let mut bytes = std::fs::read(&edited).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&edited, bytes).unwrap();
+    let d = diff(&a, &copy, false);
+    assert_code(&d, 1);
+    assert!(text(&d).contains(&format!("modified {}: {arch}/hello/hello is sha256", copy.display())), "{}", text(&d));
 
     // Built once, the store holds the result: a rebuild runs no step.
     let again = p.build("store-a", "out-a", &["--json"]);
@@ -343,6 +354,15 @@ fn a_step_that_tries_the_network_fails_clearly() {
     assert!(t.contains("steps have no network"), "{t}");
     assert_eq!(json(&out)["exit_code"], 1);
     assert!(!p.path("out").exists());
+    // The log the error names outlives the failed build.
+    let log = t
+        .split("its log is ")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .and_then(|l| l.split("\\n").next())
+        .unwrap_or_else(|| panic!("{t}"));
+    let log_text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{log}: {e}"));
+    assert!(log_text.contains("resolve"), "{log_text}");
 }
 
 #[test]

@@ -82,7 +82,10 @@ impl BuildError {
     /// wrong.
     pub fn exit_code(&self) -> u8 {
         match self {
-            BuildError::StepFailed(_) | BuildError::Input { .. } | BuildError::HostDrift { .. } => 1,
+            BuildError::StepFailed(_)
+            | BuildError::Input { .. }
+            | BuildError::HostDrift { .. }
+            | BuildError::Tool(ToolError::GoTampered { .. }) => 1,
             _ => 2,
         }
     }
@@ -156,6 +159,12 @@ pub struct ComponentRun {
     pub cached: bool,
     pub seconds: f64,
     pub steps: Vec<StepRun>,
+    /// Where the time outside the steps went, in seconds: `toolchains` (unpacking or checking
+    /// them), `setup` (copying the source, laying out the scratch directory), `outputs`
+    /// (collecting, hashing, storing and installing them), `cleanup` (removing the scratch
+    /// directory).
+    #[serde(default)]
+    pub phases: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -439,7 +448,7 @@ impl Builder<'_> {
         vars.insert("workdir".into(), workdir.clone());
         let (gomod, goproxy) = match &go_mode {
             Some(prepare::GoMode::Proxy { .. }) => {
-                ("mod".to_owned(), format!("file://{}", sandbox.inside("inputs/goproxy")))
+                ("readonly".to_owned(), format!("file://{}", sandbox.inside("inputs/goproxy")))
             }
             _ => ("vendor".to_owned(), "off".to_owned()),
         };
@@ -452,10 +461,35 @@ impl Builder<'_> {
             "source_date_epoch".into(),
             self.lock.source_date_epoch().to_string(),
         );
-        // Recipe vars may refer to builtins and to each other in order of definition.
-        for (k, v) in r.vars.iter().chain(arch_section.vars.iter()) {
-            let value = recipe::expand(v, &vars);
-            vars.insert(k.clone(), value);
+        // Recipe vars may refer to builtins and to each other (arch vars override): expanded
+        // until nothing changes; a reference left over is a cycle.
+        let mut own: BTreeMap<String, String> = r.vars.clone();
+        own.extend(arch_section.vars.clone());
+        for (k, v) in &own {
+            vars.insert(k.clone(), v.clone());
+        }
+        for _ in 0..=own.len() {
+            let mut changed = false;
+            for k in own.keys() {
+                let value = recipe::expand(&vars[k], &vars);
+                if value != vars[k] {
+                    vars.insert(k.clone(), value);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        for k in own.keys() {
+            if let Some(r) = recipe::references(&vars[k]).first()
+                && own.contains_key(*r)
+            {
+                return Err(recipe_err(format!(
+                    "{}: variable `{k}` refers to itself through `${{{r}}}`",
+                    loaded.path.display()
+                )));
+            }
         }
         let mut path = Vec::new();
         if resolved.rust.is_some() {
@@ -495,7 +529,11 @@ impl Builder<'_> {
             },
             InputDigest {
                 name: "sandbox".into(),
-                digest: format!("{SANDBOX_VERSION}:{:?}", sandbox.isolation()),
+                digest: format!(
+                    "{SANDBOX_VERSION}:{:?}:kata-repro-{}",
+                    sandbox.isolation(),
+                    env!("CARGO_PKG_VERSION")
+                ),
             },
         ];
         let mut toolchains = Vec::new();
@@ -721,6 +759,7 @@ impl Builder<'_> {
                     cached: true,
                     seconds: started.elapsed().as_secs_f64(),
                     steps: result.steps,
+                    phases: BTreeMap::new(),
                 },
             ));
         }
@@ -728,6 +767,13 @@ impl Builder<'_> {
             component: name.clone(),
             message: "its inputs were not prepared".into(),
         })?;
+
+        let mut phases = BTreeMap::new();
+        let mut phase = Instant::now();
+        let mut lap = |phases: &mut BTreeMap<String, f64>, name: &str| {
+            phases.insert(name.to_owned(), phase.elapsed().as_secs_f64());
+            phase = Instant::now();
+        };
 
         // The inputs, read-only, at fixed paths.
         let mut binds = Vec::new();
@@ -770,10 +816,24 @@ impl Builder<'_> {
             }
         }
         sandbox.add_binds(binds)?;
+        lap(&mut phases, "toolchains");
 
         // A fresh copy of the verified source, and the fixed layout.
         let src = sandbox.host("src");
-        copy_tree(&prepared.checkout, &src)?;
+        let src_roots = if sandbox.add_overlay(&prepared.checkout, "src")? {
+            let upper = sandbox.overlay().expect("just added").upper(&sandbox.host(""));
+            vec![upper, prepared.checkout.clone()]
+        } else {
+            copy_tree(&prepared.checkout, &src)?;
+            vec![src.clone()]
+        };
+        if !prepared.checkout.join(&r.workdir).is_dir() {
+            return Err(recipe_err(format!(
+                "{}: workdir `{}` is not a directory of the source",
+                loaded.path.display(),
+                r.workdir
+            )));
+        }
         for d in ["out", "home", "tmp", "bin", "logs"] {
             let p = sandbox.host(d);
             std::fs::create_dir_all(&p).map_err(io_err(&p))?;
@@ -793,6 +853,7 @@ impl Builder<'_> {
             std::fs::write(&dest, config).map_err(io_err(&dest))?;
         }
 
+        lap(&mut phases, "setup");
         let mut step_runs = Vec::new();
         let mut logs = Vec::new();
         for (index, (step_name, argv, env, _)) in planned.iter().enumerate() {
@@ -827,6 +888,11 @@ impl Builder<'_> {
             let kept = log_stage.join(format!("{step_name}.log"));
             std::fs::copy(&log, &kept).map_err(io_err(&kept))?;
             if !run.status.success() {
+                // The output directory is not written on failure: keep the log in the store.
+                let failed = self.store.root().join("logs").join(&self.arch).join(&name);
+                std::fs::create_dir_all(&failed).map_err(io_err(&failed))?;
+                let kept = failed.join(format!("{step_name}.log"));
+                std::fs::copy(&log, &kept).map_err(io_err(&kept))?;
                 let tail = sandbox::log_tail(&log, 20);
                 let hint = if sandbox.isolation() == Isolation::Namespaces
                     && looks_like_network(&tail)
@@ -863,10 +929,20 @@ impl Builder<'_> {
             logs.push((step_name.clone(), digest));
         }
 
+        lap(&mut phases, "steps");
+        // What only the steps needed (caches, HOME) goes while the outputs are collected.
+        let early_cleanup = {
+            let dirs = [sandbox.host("tmp"), sandbox.host("home")];
+            std::thread::spawn(move || {
+                for d in dirs {
+                    let _ = remove_tree(&d);
+                }
+            })
+        };
         // Collect, check and normalise the outputs.
         let out_dir = sandbox.host("out");
         for o in r.outputs.iter().filter(|o| o.from.is_some()) {
-            collect_from(o, &src, &out_dir, &vars).map_err(&recipe_err)?;
+            collect_from(o, &src_roots, &out_dir, &vars).map_err(&recipe_err)?;
         }
         let outputs = self.check_outputs(loaded, &out_dir).map_err(&recipe_err)?;
         self.install_outputs(&outputs, &component_stage)?;
@@ -886,8 +962,12 @@ impl Builder<'_> {
             &serde_json::to_vec_pretty(&result).expect("serialises"),
         )
         .map_err(|e| io_err(&result_path)(std::io::Error::other(e.to_string())))?;
+        lap(&mut phases, "outputs");
+        let _ = early_cleanup.join();
         drop(sandbox);
         let _ = remove_tree(scratch.path());
+        lap(&mut phases, "cleanup");
+        phases.remove("steps");
         Ok((
             record,
             ComponentRun {
@@ -895,6 +975,7 @@ impl Builder<'_> {
                 cached: false,
                 seconds: started.elapsed().as_secs_f64(),
                 steps: step_runs,
+                phases,
             },
         ))
     }
@@ -923,7 +1004,7 @@ impl Builder<'_> {
     /// stored by sha256 and recorded with the declared mode.
     fn check_outputs(&self, loaded: &LoadedRecipe, out: &Path) -> Result<Vec<Artifact>, String> {
         let r = &loaded.recipe;
-        let files = crate::digest::tree_files(out, &|_| true).map_err(|e| e.to_string())?;
+        let files = crate::digest::tree_listing(out).map_err(|e| e.to_string())?;
         let mut outputs = Vec::new();
         for f in &files {
             let Some(def) = declaring(r, &f.path) else {
@@ -980,14 +1061,16 @@ impl Builder<'_> {
             let parent = dest.parent().expect("has a parent");
             std::fs::create_dir_all(parent).map_err(io_err(parent))?;
             std::fs::copy(self.store.object_path(&o.sha256), &dest).map_err(io_err(&dest))?;
-            let mode = u32::from_str_radix(&o.mode, 8).unwrap_or(0o644);
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
-                .map_err(io_err(&dest))?;
+            // The time first: a read-only mode would forbid opening the file to set it.
             let f = std::fs::File::options()
                 .write(true)
                 .open(&dest)
                 .map_err(io_err(&dest))?;
             f.set_modified(mtime).map_err(io_err(&dest))?;
+            drop(f);
+            let mode = u32::from_str_radix(&o.mode, 8).unwrap_or(0o644);
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
+                .map_err(io_err(&dest))?;
         }
         Ok(())
     }
@@ -1006,7 +1089,7 @@ fn declaring<'r>(recipe: &'r recipe::Recipe, rel: &str) -> Option<&'r OutputDef>
 /// Copies what `o.from` matches (relative to the source root) into `out/<o.path>`.
 fn collect_from(
     o: &OutputDef,
-    src: &Path,
+    src: &[PathBuf],
     out: &Path,
     vars: &BTreeMap<String, String>,
 ) -> Result<(), String> {
@@ -1021,22 +1104,29 @@ fn collect_from(
         .split('/')
         .take_while(|c| !c.contains(['*', '?', '[', '{']))
         .collect();
-    let base = src.join(literal.join("/"));
-    let mut matched = Vec::new();
-    if base.is_file() {
-        matched.push(base.clone());
-    } else if base.is_dir() {
-        for e in walkdir::WalkDir::new(&base).sort_by_file_name() {
-            let e = e.map_err(|e| e.to_string())?;
-            if !e.file_type().is_file() {
+    // The source as the steps saw it: the first root holding a path wins (an overlay's upper
+    // directory, then the tree under it); a whiteout in an upper root hides the path below.
+    let mut by_rel: BTreeMap<PathBuf, Option<PathBuf>> = BTreeMap::new();
+    for root in src {
+        let base = root.join(literal.join("/"));
+        for e in walkdir::WalkDir::new(&base).sort_by_file_name().into_iter().flatten() {
+            let rel = e.path().strip_prefix(root).expect("under its root").to_owned();
+            if by_rel.contains_key(&rel) || !glob.is_match(&rel) {
                 continue;
             }
-            let rel = e.path().strip_prefix(src).expect("under src");
-            if glob.is_match(rel) {
-                matched.push(e.into_path());
+            let ft = e.file_type();
+            let whiteout = {
+                use std::os::unix::fs::FileTypeExt;
+                ft.is_char_device()
+            };
+            if whiteout {
+                by_rel.insert(rel, None);
+            } else if ft.is_file() {
+                by_rel.insert(rel, Some(e.into_path()));
             }
         }
     }
+    let matched: Vec<PathBuf> = by_rel.into_values().flatten().collect();
     if matched.is_empty() {
         return Err(format!(
             "declared output `{}` was not produced (nothing matched `{pattern}`)",
@@ -1049,6 +1139,16 @@ fn collect_from(
             o.path,
             matched.len()
         ));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for m in &matched {
+        if !names.insert(m.file_name()) {
+            return Err(format!(
+                "output `{}`: `{pattern}` matches two files named {}; narrow the pattern",
+                o.path,
+                m.file_name().unwrap_or_default().to_string_lossy()
+            ));
+        }
     }
     for m in matched {
         let dest = if o.path.ends_with('/') {
@@ -1136,20 +1236,7 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Removes a scratch tree, making read-only directories writable first (Go's module cache
-/// makes its files read-only).
-pub fn remove_tree(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if std::fs::remove_dir_all(path).is_ok() {
-        return Ok(());
-    }
-    for e in walkdir::WalkDir::new(path).into_iter().flatten() {
-        if e.file_type().is_dir() {
-            let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o755));
-        }
-    }
-    std::fs::remove_dir_all(path)
-}
+pub use crate::source::store::remove_tree;
 
 /// This machine's architecture, as Kata names it.
 pub fn host_arch() -> String {
@@ -1170,7 +1257,12 @@ pub fn install(stage: tempfile::TempDir, out: &Path) -> Result<(), BuildError> {
             .map_err(io_err(parent))?;
         let old_path = old.path().join("out");
         std::fs::rename(out, &old_path).map_err(io_err(out))?;
-        std::fs::rename(stage.keep(), out).map_err(io_err(out))?;
+        if let Err(e) = std::fs::rename(stage.path(), out) {
+            // Put the previous build back rather than leave nothing.
+            let _ = std::fs::rename(&old_path, out);
+            return Err(io_err(out)(e));
+        }
+        let _ = stage.keep();
         let _ = remove_tree(old.path());
     } else {
         std::fs::rename(stage.keep(), out).map_err(io_err(out))?;

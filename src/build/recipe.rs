@@ -54,7 +54,7 @@ pub enum Input {
     /// The Go module's dependencies: its committed `vendor/`, verified against go.mod and go.sum
     /// (`${gomod}` = `vendor`, `${goproxy}` = `off`); or, where none is committed, every module
     /// of go.sum from `--go-proxy`, verified against its `h1:` hash into the store and served to
-    /// the step read-only as a `file://` proxy (`${gomod}` = `mod`, `${goproxy}` = its URL).
+    /// the step read-only as a `file://` proxy (`${gomod}` = `readonly`, `${goproxy}` = its URL).
     GoModules,
 }
 
@@ -288,8 +288,23 @@ pub fn parse(text: &str, path: &Path) -> Result<LoadedRecipe, RecipeError> {
 }
 
 fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeError> {
+    let safe = |n: &str| {
+        !n.is_empty()
+            && !n.starts_with('.')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if !safe(&recipe.component) {
+        return Err(invalid(path, text, "component", format!("component `{}` must be a plain name (letters, digits, -, _, .)", recipe.component)));
+    }
+    let wd = Path::new(&recipe.workdir);
+    if wd.is_absolute() || wd.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(invalid(path, text, "workdir", format!("workdir `{}` must be a relative path inside the source", recipe.workdir)));
+    }
     let mut seen = BTreeSet::new();
     for s in &recipe.steps {
+        if !safe(&s.name) {
+            return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("step name `{}` must be a plain name (letters, digits, -, _, .)", s.name)));
+        }
         if s.argv.is_empty() {
             return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("step `{}` has an empty argv", s.name)));
         }

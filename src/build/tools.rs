@@ -85,6 +85,7 @@ pub struct Dpkg {
     /// package name → (version, arch)
     installed: BTreeMap<String, (String, String)>,
     root: PathBuf,
+    index: std::sync::OnceLock<std::collections::HashMap<String, String>>,
 }
 
 impl Dpkg {
@@ -113,6 +114,7 @@ impl Dpkg {
         Self {
             installed,
             root: root.to_owned(),
+            index: Default::default(),
         }
     }
 
@@ -124,20 +126,28 @@ impl Dpkg {
         })
     }
 
-    /// Which installed package owns each of `paths` (by dpkg's file lists).
+    /// Which installed package owns each of `paths` (by dpkg's file lists, read once).
     pub fn owners(&self, paths: &BTreeSet<PathBuf>) -> BTreeMap<PathBuf, String> {
+        let index = self.index.get_or_init(|| self.read_index());
         let mut out = BTreeMap::new();
-        let wanted: BTreeSet<String> = paths
-            .iter()
-            .flat_map(|p| {
-                let s = p.to_string_lossy().into_owned();
-                // usrmerge: dpkg may list /bin/x for /usr/bin/x.
-                let alt = s.strip_prefix("/usr").map(str::to_owned);
-                std::iter::once(s).chain(alt)
-            })
-            .collect();
+        for p in paths {
+            let s = p.to_string_lossy();
+            // usrmerge: dpkg may list /bin/x for /usr/bin/x.
+            let owner = index
+                .get(s.as_ref())
+                .or_else(|| s.strip_prefix("/usr").and_then(|alt| index.get(alt)));
+            if let Some(pkg) = owner {
+                out.insert(p.clone(), pkg.clone());
+            }
+        }
+        out
+    }
+
+    /// path → package, from every `info/<package>.list`.
+    fn read_index(&self) -> std::collections::HashMap<String, String> {
+        let mut index = std::collections::HashMap::new();
         let Ok(entries) = std::fs::read_dir(self.root.join("info")) else {
-            return out;
+            return index;
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -145,25 +155,14 @@ impl Dpkg {
                 continue;
             };
             let pkg = pkg.split(':').next().unwrap_or(pkg).to_owned();
-            let mut text = String::new();
-            if std::fs::File::open(e.path())
-                .and_then(|mut f| f.read_to_string(&mut text))
-                .is_err()
-            {
+            let Ok(text) = std::fs::read_to_string(e.path()) else {
                 continue;
-            }
+            };
             for line in text.lines() {
-                if wanted.contains(line) {
-                    for p in paths {
-                        let s = p.to_string_lossy();
-                        if s == line || s.strip_prefix("/usr") == Some(line) {
-                            out.insert(p.clone(), pkg.clone());
-                        }
-                    }
-                }
+                index.entry(line.to_owned()).or_insert_with(|| pkg.clone());
             }
         }
-        out
+        index
     }
 }
 
@@ -381,8 +380,7 @@ pub fn ensure_go(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall
             path: record_path.clone(),
             message: e.to_string(),
         })?;
-        let files = tree_files(&goroot, &keep).map_err(io_err(&goroot))?;
-        let actual = tree_digest(&files);
+        let actual = memo_tree_digest(store, &goroot, &keep)?;
         if actual != record.tree || record.archive != sha256 {
             std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
             return Err(ToolError::GoTampered {
@@ -578,46 +576,67 @@ pub fn find_rust(
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct DigestMemo {
-    /// sysroot → (stat fingerprint, digest)
+    /// tree root → (stat fingerprint, digest)
     entries: BTreeMap<String, (Sha256Digest, Sha256Digest)>,
 }
 
-/// The digest of a sysroot's `bin/` and `lib/`. Hashing ~600 MiB on every build would dominate
-/// a no-op rebuild, so the digest is remembered against a fingerprint of every file's size,
-/// mtime and inode, and computed again whenever any of them changes.
+/// The digest of a sysroot's `bin/` and `lib/`.
 fn rust_digest(store: &Store, sysroot: &Path) -> Result<Sha256Digest, ToolError> {
-    use std::os::unix::fs::MetadataExt;
-    let keep = |rel: &str| rel.starts_with("bin/") || rel.starts_with("lib/");
-    let mut fp = sha2::Sha256::default();
+    memo_tree_digest(store, sysroot, &|rel: &str| {
+        rel.starts_with("bin/") || rel.starts_with("lib/")
+    })
+}
+
+/// The [`tree_digest`] of the files under `root` that `keep` selects. Hashing a toolchain
+/// (hundreds of MiB) on every build would dominate a no-op rebuild, so the digest is remembered
+/// against a fingerprint of every file's size, mtime, ctime and inode, and computed again
+/// whenever any of them changes (writing a file always changes its ctime).
+fn memo_tree_digest(
+    store: &Store,
+    root: &Path,
+    keep: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Sha256Digest, ToolError> {
     use sha2::Digest as _;
-    for e in walkdir::WalkDir::new(sysroot).sort_by_file_name() {
-        let e = e.map_err(|e| ToolError::Io {
-            path: sysroot.to_owned(),
-            source: std::io::Error::other(e),
-        })?;
-        let rel = e.path().strip_prefix(sysroot).expect("under").to_string_lossy().into_owned();
+    use std::os::unix::fs::MetadataExt;
+    let walk_err = |e: walkdir::Error| ToolError::Io {
+        path: root.to_owned(),
+        source: std::io::Error::other(e),
+    };
+    let mut fp = sha2::Sha256::default();
+    for e in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let e = e.map_err(walk_err)?;
+        let rel = e.path().strip_prefix(root).expect("under").to_string_lossy().into_owned();
         if !keep(&rel) {
             continue;
         }
-        let m = e.metadata().map_err(|e| ToolError::Io {
-            path: sysroot.to_owned(),
-            source: std::io::Error::other(e),
-        })?;
-        fp.update(format!("{rel} {} {} {} {}\n", m.len(), m.mtime(), m.mtime_nsec(), m.ino()).as_bytes());
+        let m = e.metadata().map_err(walk_err)?;
+        fp.update(
+            format!(
+                "{rel} {} {} {} {} {} {} {:o}\n",
+                m.len(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+                m.ino(),
+                m.mode()
+            )
+            .as_bytes(),
+        );
     }
     let fingerprint = Sha256Digest::from_bytes(fp.finalize().into());
-    let memo_path = store.toolchain_dir().join("rust-digests.json");
+    let memo_path = store.toolchain_dir().join("tree-digests.json");
     let mut memo: DigestMemo = std::fs::read(&memo_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let key = sysroot.to_string_lossy().into_owned();
+    let key = root.to_string_lossy().into_owned();
     if let Some((f, d)) = memo.entries.get(&key)
         && *f == fingerprint
     {
         return Ok(*d);
     }
-    let files = tree_files(sysroot, &keep).map_err(io_err(sysroot))?;
+    let files = tree_files(root, keep).map_err(io_err(root))?;
     let digest = tree_digest(&files);
     memo.entries.insert(key, (fingerprint, digest));
     let tmp = memo_path.with_extension("json.tmp");

@@ -186,6 +186,7 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     let on_crate = |f: &kata_repro::verify::report::Finding| {
         bar.set_message(format!("verifying crates: {}", f.name));
     };
+    let prepare_started = Instant::now();
     let prepared = if to_build.is_empty() {
         None
     } else {
@@ -208,6 +209,7 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             })?,
         )
     };
+    let prepare_seconds = prepare_started.elapsed().as_secs_f64();
     let mut total_steps = 0;
     let result = builder.build(plans, prepared.as_ref(), &mut |event| match event {
         Event::ComponentStart { component, steps } => {
@@ -247,6 +249,7 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             "out": args.out,
             "manifest_sha256": manifest_sha256,
             "seconds": started.elapsed().as_secs_f64(),
+            "inputs_seconds": prepare_seconds,
             "components": runs,
             "artifacts": manifest.artifacts,
         }));
@@ -283,6 +286,9 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             "note: the lockfile pins no host packages; their versions are recorded in the \
              manifest (pin them with `kata-repro lock --pin-host`)"
         );
+    }
+    if prepare_seconds > 0.05 {
+        println!("inputs fetched and verified in {prepare_seconds:.1}s");
     }
     println!(
         "{} artifacts in {} (manifest.json sha256 {}); {:.1}s in all",

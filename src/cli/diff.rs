@@ -38,6 +38,7 @@ pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
             "differing": report.differing,
             "added": report.added,
             "removed": report.removed,
+            "modified": report.modified,
         }));
         return Ok(ExitCode::from(code));
     }
@@ -56,6 +57,9 @@ pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
             println!("    {detail}");
         }
     }
+    for m in &report.modified {
+        println!("modified {m}");
+    }
     for p in &report.removed {
         println!("removed  {p} (only in A)");
     }
@@ -63,11 +67,16 @@ pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
         println!("added    {p} (only in B)");
     }
     println!(
-        "{} identical, {} differing, {} added, {} removed: {}",
+        "{} identical, {} differing, {} added, {} removed{}: {}",
         report.identical.len(),
         report.differing.len(),
         report.added.len(),
         report.removed.len(),
+        if report.modified.is_empty() {
+            String::new()
+        } else {
+            format!(", {} modified since their manifest", report.modified.len())
+        },
         if report.same() {
             "the artifacts are identical"
         } else {

@@ -59,12 +59,24 @@ impl Side {
         })
     }
 
-    /// The bytes of an artifact, when present and matching the recorded digest.
-    fn file(&self, a: &Artifact) -> Option<PathBuf> {
-        let p = self.dir.as_ref()?.join(&a.path);
-        let ok = crate::digest::Sha256Digest::of_file(&p).ok()? == a.sha256;
-        ok.then_some(p)
+    /// The bytes of an artifact: absent (no output directory, or no such file), or present and
+    /// matching the recorded digest, or present and changed since the manifest was written.
+    fn file(&self, a: &Artifact) -> OnDisk {
+        let Some(p) = self.dir.as_ref().map(|d| d.join(&a.path)) else {
+            return OnDisk::Absent;
+        };
+        match crate::digest::Sha256Digest::of_file(&p) {
+            Err(_) => OnDisk::Absent,
+            Ok(d) if d == a.sha256 => OnDisk::Matches(p),
+            Ok(d) => OnDisk::Changed(d),
+        }
     }
+}
+
+enum OnDisk {
+    Absent,
+    Matches(PathBuf),
+    Changed(crate::digest::Sha256Digest),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -91,12 +103,17 @@ pub struct DiffReport {
     pub added: Vec<String>,
     /// Only in A.
     pub removed: Vec<String>,
+    /// Files in an output directory that no longer match its own manifest.
+    pub modified: Vec<String>,
 }
 
 impl DiffReport {
     /// Whether the artifacts are bit-for-bit the same.
     pub fn same(&self) -> bool {
-        self.differing.is_empty() && self.added.is_empty() && self.removed.is_empty()
+        self.differing.is_empty()
+            && self.added.is_empty()
+            && self.removed.is_empty()
+            && self.modified.is_empty()
     }
 }
 
@@ -117,6 +134,25 @@ pub fn diff(a: &Side, b: &Side, options: &Options) -> DiffReport {
             .collect()
     };
     let (pa, pb) = (by_path(a), by_path(b));
+    // An output directory's files must still be what its manifest says.
+    for side in [a, b] {
+        if side.manifest.is_none() || !side.dir.as_ref().is_some_and(|d| d.is_dir()) {
+            continue;
+        }
+        for x in &side.artifacts {
+            match side.file(x) {
+                OnDisk::Matches(_) => {}
+                OnDisk::Absent => report.modified.push(format!(
+                    "{}: {} is listed in its manifest but missing",
+                    side.label, x.path
+                )),
+                OnDisk::Changed(d) => report.modified.push(format!(
+                    "{}: {} is sha256 {d}, but its manifest says {}",
+                    side.label, x.path, x.sha256
+                )),
+            }
+        }
+    }
     for (path, x) in &pa {
         match pb.get(path) {
             None => report.removed.push(path.clone()),
@@ -133,11 +169,18 @@ pub fn diff(a: &Side, b: &Side, options: &Options) -> DiffReport {
                 }
                 if x.sha256 != y.sha256 {
                     match (a.file(x), b.file(y)) {
-                        (Some(fa), Some(fb)) => {
+                        (OnDisk::Matches(fa), OnDisk::Matches(fb)) => {
                             details.extend(explain::explain(&fa, &fb));
                             if options.deep {
                                 details.push(explain::diffoscope(&fa, &fb));
                             }
+                        }
+                        (OnDisk::Changed(..), _) | (_, OnDisk::Changed(..)) => {
+                            details.push(Detail::Unavailable {
+                                reason: "a file on disk no longer matches its manifest (see \
+                                         `modified`): only the manifests' digests were compared"
+                                    .into(),
+                            })
                         }
                         _ => details.push(Detail::Unavailable {
                             reason: "the bytes of one side are not at hand (a manifest without \
@@ -255,7 +298,5 @@ pub fn input_differences(a: &Manifest, b: &Manifest) -> Vec<InputDifference> {
             push(&mut out, format!("{name}: action key"), ca.action_key, cb.action_key);
         }
     }
-    // Input lines duplicate what the named tool lines say; keep the most specific.
-    out.dedup();
     out
 }

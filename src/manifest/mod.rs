@@ -1,6 +1,6 @@
 //! `manifest.json` and `SHA256SUMS`: what a build produced and everything it was produced from.
 //!
-//! The format is documented in `docs/manifest.md`. Serialisation is deterministic (sorted
+//! The format is documented in `docs/build.md`. Serialisation is deterministic (sorted
 //! artifacts and components, no times, no host-specific paths beyond the resolved host tools),
 //! so two builds of the same inputs give byte-identical manifests.
 

@@ -38,8 +38,8 @@ pub enum Isolation {
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error(
-        "cannot isolate build steps: {reason}\n  steps need new mount and network namespaces \
-         (unshare(2)); run as root or enable unprivileged user namespaces \
+        "cannot isolate build steps: {reason}\n  steps need new mount, network and UTS \
+         namespaces (unshare(2)); run as root or enable unprivileged user namespaces \
          (sysctl kernel.unprivileged_userns_clone=1), or pass --allow-network-leak to build \
          without isolation, which the manifest then records"
     )]
@@ -80,6 +80,24 @@ pub struct Sandbox {
     scratch: PathBuf,
     binds: Vec<Bind>,
     isolation: Isolation,
+    overlay: Option<Overlay>,
+}
+
+/// A read-only tree shown writable at `ROOT/<inside>`: an overlay whose writes land in
+/// `<scratch>/<inside>.upper`, so the tree itself is never copied or changed.
+#[derive(Debug, Clone)]
+pub struct Overlay {
+    pub lower: PathBuf,
+    pub inside: String,
+}
+
+impl Overlay {
+    pub fn upper(&self, scratch: &Path) -> PathBuf {
+        scratch.join(format!("{}.upper", self.inside))
+    }
+    fn work(&self, scratch: &Path) -> PathBuf {
+        scratch.join(format!("{}.work", self.inside))
+    }
 }
 
 impl Sandbox {
@@ -90,7 +108,32 @@ impl Sandbox {
             scratch: scratch.to_owned(),
             binds: Vec::new(),
             isolation,
+            overlay: None,
         }
+    }
+
+    /// Shows `lower` writable at `ROOT/<inside>` through an overlay (namespaces only). Returns
+    /// false where no overlay can be made (no isolation, or a path the overlay's options
+    /// cannot carry): the caller then copies the tree instead.
+    pub fn add_overlay(&mut self, lower: &Path, inside: &str) -> Result<bool, SandboxError> {
+        let text = lower.to_string_lossy();
+        if self.isolation != Isolation::Namespaces || text.contains([',', ':', '\\']) {
+            return Ok(false);
+        }
+        let o = Overlay {
+            lower: lower.to_owned(),
+            inside: inside.to_owned(),
+        };
+        for d in [o.upper(&self.scratch), o.work(&self.scratch), self.scratch.join(inside)] {
+            std::fs::create_dir_all(&d).map_err(io_err(&d))?;
+        }
+        self.overlay = Some(o);
+        Ok(true)
+    }
+
+    /// The overlay, when the source is shown through one.
+    pub fn overlay(&self) -> Option<&Overlay> {
+        self.overlay.as_ref()
     }
 
     /// Shows more read-only host directories inside.
@@ -198,7 +241,11 @@ struct Setup {
     isolate: bool,
     rootless: Option<(CString, CString)>,
     scratch: CString,
-    binds: Vec<(CString, CString)>,
+    /// (host, mount point, flags the host's filesystem locks: nosuid, nodev, noexec)
+    binds: Vec<(CString, CString, libc::c_ulong)>,
+    /// (mount point, options) of the source overlay.
+    overlay: Option<(CString, CString)>,
+    overlay_fs: CString,
     root: CString,
     cwd: CString,
     empty: CString,
@@ -216,22 +263,44 @@ impl Setup {
         let isolate = sandbox.isolation == Isolation::Namespaces;
         let uid = nix::unistd::geteuid();
         let gid = nix::unistd::getegid();
+        // Steps run as uid and gid 0 whoever starts the build (in a user namespace when not
+        // root), so that no caller's identity reaches them.
         let rootless = (!uid.is_root()).then(|| {
             (
-                CString::new(format!("{uid} {uid} 1")).expect("no NUL"),
-                CString::new(format!("{gid} {gid} 1")).expect("no NUL"),
+                CString::new(format!("0 {uid} 1")).expect("no NUL"),
+                CString::new(format!("0 {gid} 1")).expect("no NUL"),
             )
         });
         let binds = sandbox
             .binds
             .iter()
-            .map(|b| Ok((cstring(&b.host)?, cstring(&sandbox.scratch.join(&b.inside))?)))
+            .map(|b| {
+                let host = cstring(&b.host)?;
+                Ok((host.clone(), cstring(&sandbox.scratch.join(&b.inside))?, locked_flags(&host)?))
+            })
             .collect::<io::Result<Vec<_>>>()?;
+        let overlay = match &sandbox.overlay {
+            Some(o) => {
+                let options = format!(
+                    "lowerdir={},upperdir={},workdir={}",
+                    o.lower.display(),
+                    o.upper(&sandbox.scratch).display(),
+                    o.work(&sandbox.scratch).display()
+                );
+                Some((
+                    cstring(&sandbox.scratch.join(&o.inside))?,
+                    CString::new(options).map_err(io::Error::other)?,
+                ))
+            }
+            None => None,
+        };
         Ok(Self {
             isolate,
             rootless,
             scratch: cstring(&sandbox.scratch)?,
             binds,
+            overlay,
+            overlay_fs: CString::new("overlay").expect("no NUL"),
             root: CString::new(ROOT).expect("no NUL"),
             cwd: CString::new(cwd).map_err(io::Error::other)?,
             empty: CString::new("").expect("no NUL"),
@@ -263,14 +332,23 @@ impl Setup {
             })?;
             // Nothing mounted here propagates back to the host.
             mount(None, &self.slash, None, libc::MS_REC | libc::MS_PRIVATE, None)?;
-            for (host, at) in &self.binds {
+            for (host, at, locked) in &self.binds {
                 mount(Some(host), at, None, libc::MS_BIND | libc::MS_REC, None)?;
                 mount(
                     None,
                     at,
                     None,
-                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked,
                     None,
+                )?;
+            }
+            if let Some((at, options)) = &self.overlay {
+                mount(
+                    Some(&self.overlay_fs),
+                    at,
+                    Some(&self.overlay_fs),
+                    0,
+                    Some(options),
                 )?;
             }
             // Detach a copy of the scratch tree, hide the host's /tmp, and attach the copy at ROOT.
@@ -281,6 +359,23 @@ impl Setup {
                     self.scratch.as_ptr(),
                     (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint
                         | libc::AT_RECURSIVE as libc::c_uint,
+                ) as libc::c_int
+            })?;
+            // Everything else of the host is read-only to the step: it can write only under ROOT.
+            let attr = MountAttr {
+                attr_set: MOUNT_ATTR_RDONLY,
+                attr_clr: 0,
+                propagation: 0,
+                userns_fd: 0,
+            };
+            check(unsafe {
+                libc::syscall(
+                    libc::SYS_mount_setattr,
+                    libc::AT_FDCWD,
+                    self.slash.as_ptr(),
+                    libc::AT_RECURSIVE as libc::c_uint,
+                    &attr as *const MountAttr,
+                    std::mem::size_of::<MountAttr>(),
                 ) as libc::c_int
             })?;
             mount(Some(&self.tmpfs), &self.tmp, Some(&self.tmpfs), 0, None)?;
@@ -300,6 +395,37 @@ impl Setup {
         check(unsafe { libc::chdir(self.cwd.as_ptr()) })?;
         Ok(())
     }
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// The mount flags a bind of `path` must keep when remounted read-only in a user namespace,
+/// where the kernel locks them.
+fn locked_flags(path: &CString) -> io::Result<libc::c_ulong> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `st` is written by the call before it is read.
+    check(unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) })?;
+    let f = unsafe { st.assume_init() }.f_flag;
+    let mut flags = 0;
+    if f & libc::ST_NOSUID != 0 {
+        flags |= libc::MS_NOSUID;
+    }
+    if f & libc::ST_NODEV != 0 {
+        flags |= libc::MS_NODEV;
+    }
+    if f & libc::ST_NOEXEC != 0 {
+        flags |= libc::MS_NOEXEC;
+    }
+    Ok(flags)
 }
 
 fn enter_namespaces(rootless: bool) -> io::Result<()> {
@@ -360,18 +486,23 @@ pub fn isolation(allow_leak: bool) -> Result<Isolation, SandboxError> {
     }
 }
 
-/// Whether namespaces can be made here: a child tries, so this process is never changed.
+/// Whether a step's whole setup (namespaces, mounts, the read-only host) works here: a child
+/// goes through it over an empty scratch directory, so this process is never changed.
 fn probe() -> Result<(), String> {
-    let rootless = !nix::unistd::geteuid().is_root();
+    let scratch = tempfile::tempdir().map_err(|e| format!("a scratch directory: {e}"))?;
+    let sandbox = Sandbox::new(scratch.path(), Isolation::Namespaces);
+    let setup = Setup::new(&sandbox, ROOT).map_err(|e| e.to_string())?;
     let mut cmd = Command::new("/bin/true");
     cmd.env_clear().stdin(Stdio::null()).stdout(Stdio::null());
-    // SAFETY: only a system call runs in the child.
+    // SAFETY: `enter` only makes system calls on memory prepared before the fork.
     unsafe {
-        cmd.pre_exec(move || enter_namespaces(rootless));
+        cmd.pre_exec(move || setup.enter());
     }
     match cmd.status() {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(format!("a test child exited with {s}")),
-        Err(e) => Err(format!("unshare(2): {e}")),
+        Err(e) => Err(format!(
+            "namespaces, mounts or mount_setattr(2) (Linux 5.12 or later) failed: {e}"
+        )),
     }
 }

@@ -105,7 +105,7 @@ impl Store {
         for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
             let path = entry.map_err(io_err(&tmp))?.path();
             let removed = if path.is_dir() {
-                fs::remove_dir_all(&path)
+                remove_tree(&path)
             } else {
                 fs::remove_file(&path)
             };
@@ -204,16 +204,17 @@ impl Store {
 
     /// Copies a local file into the store under its sha256 (a build output, say) and returns
     /// the digest. The copy is hashed as it is written, so what is stored is what was hashed.
+    /// It is not synced to disk: whatever reuses an object hashes it again first, so an object
+    /// cut short by a crash is found and dropped.
     pub fn insert_file(&self, src: &Path) -> Result<(Sha256Digest, u64), StoreError> {
         let staged =
             tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
-        let mut writer = HashingWriter::new(io::BufWriter::new(staged.as_file()));
+        let mut writer = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, staged.as_file()));
         let mut input = File::open(src).map_err(io_err(src))?;
         io::copy(&mut input, &mut writer).map_err(io_err(src))?;
         let (digest, size, buf) = writer.finish();
         buf.into_inner()
             .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all())
             .map_err(io_err(staged.path()))?;
         let dest = self.object_path(&digest);
         if !dest.exists() {
@@ -255,6 +256,21 @@ impl Store {
         sync_dir(&self.root.join("git"));
         Ok(dest)
     }
+}
+
+/// Removes a tree, making read-only directories writable first (a Go module cache left by a
+/// failed build step makes its directories read-only).
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    for e in walkdir::WalkDir::new(path).into_iter().flatten() {
+        if e.file_type().is_dir() {
+            let _ = fs::set_permissions(e.path(), fs::Permissions::from_mode(0o755));
+        }
+    }
+    fs::remove_dir_all(path)
 }
 
 fn sync_dir(dir: &Path) {

@@ -76,9 +76,19 @@ pub fn run(bin: &Path, o: &Options) -> Result<()> {
             let secs = raw(&lock, &o.store, recipe, &out, &raw_root)?;
             t.raw.push(secs);
             kata_repro::build::remove_tree(&raw_root)?;
+            let phases: Vec<String> = report["components"][0]["phases"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k} {:.2}s", v.as_f64().unwrap_or(0.0)))
+                .collect();
             println!(
-                "{component} run {i}: kata-repro {:.1}s (steps {:.1}s), raw {:.1}s",
-                t.orchestrated[i], inside, secs
+                "{component} run {i}: kata-repro {:.1}s (steps {:.1}s; inputs {:.2}s, {}), raw {:.1}s",
+                t.orchestrated[i],
+                inside,
+                report["inputs_seconds"].as_f64().unwrap_or(0.0),
+                phases.join(", "),
+                secs
             );
         }
         let started = Instant::now();
@@ -185,6 +195,14 @@ fn raw(
         // The vendor tree's config already names its store path.
         std::fs::create_dir_all(root.join("home/.cargo"))?;
         std::fs::copy(vendor.join("config.toml"), root.join("home/.cargo/config.toml"))?;
+    }
+    if r.inputs.contains(&kata_repro::build::recipe::Input::GoModules)
+        && matches!(
+            kata_repro::build::prepare::go_mode(lock, &r.workdir),
+            kata_repro::build::GoMode::Proxy { .. }
+        )
+    {
+        link(&store.root().join("gomod"), "inputs/goproxy")?;
     }
     drop(store);
 
