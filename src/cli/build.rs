@@ -210,6 +210,15 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         )
     };
     let prepare_seconds = prepare_started.elapsed().as_secs_f64();
+    // Progress lines go to the bar on a terminal, and plainly to stderr in logs (CI).
+    let plain = !json && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let say = |line: String| {
+        if plain {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
     let mut total_steps = 0;
     let result = builder.build(plans, prepared.as_ref(), &mut |event| match event {
         Event::ComponentStart { component, steps } => {
@@ -220,17 +229,23 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             component,
             step,
             index,
-        } => bar.set_message(format!("{component}: step {}/{total_steps} {step}", index + 1)),
+        } => {
+            let line = format!("{component}: step {}/{total_steps} {step}", index + 1);
+            if plain {
+                eprintln!("  {line} …");
+            }
+            bar.set_message(line);
+        }
         Event::StepEnd {
             component,
             step,
             duration,
-        } => bar.println(format!(
+        } => say(format!(
             "  built {component}: {step} ({:.1}s)",
             duration.as_secs_f64()
         )),
         Event::ComponentCached { component } => {
-            bar.println(format!("  cached {component}: every step's result is in the store"))
+            say(format!("  cached {component}: every step's result is in the store"))
         }
     });
     bar.finish_and_clear();
