@@ -143,6 +143,12 @@ fn diff(a: &Path, b: &Path, json: bool) -> Output {
     cmd.arg("diff").arg(a).arg(b).output().unwrap()
 }
 
+/// The manifest a build wrote into `out`.
+fn manifest_of(p: &Project, out: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p.path(&format!("{out}/manifest.json"))).unwrap())
+        .unwrap()
+}
+
 fn component<'m>(manifest: &'m serde_json::Value, name: &str) -> &'m serde_json::Value {
     manifest["components"]
         .as_array()
@@ -423,8 +429,7 @@ fn unvendored_go_modules_come_from_a_verified_proxy() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello from greet none\n");
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p.path("out/manifest.json")).unwrap()).unwrap();
+    let m = manifest_of(&p, "out");
     let inputs = component(&m, "hello")["inputs"].as_array().unwrap().clone();
     assert!(
         inputs.iter().any(|i| i["name"] == "go-modules"
@@ -498,16 +503,14 @@ fn host_packages_pinned_by_the_lockfile_are_checked() {
 
     let out = p.build("store", "out", &["--allow-host-drift"]);
     assert_code(&out, 0);
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p.path("out/manifest.json")).unwrap()).unwrap();
+    let m = manifest_of(&p, "out");
     let drift = component(&m, "hello")["host_drift"].as_array().unwrap().clone();
     assert_eq!(drift.len(), 1, "{drift:?}");
 
     std::fs::write(&p.fixture.lockfile, pin(version)).unwrap();
     let out = p.build("store", "out2", &[]);
     assert_code(&out, 0);
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p.path("out2/manifest.json")).unwrap()).unwrap();
+    let m = manifest_of(&p, "out2");
     let tool = &component(&m, "hello")["host_tools"][0];
     assert_eq!(tool["name"], "sh");
     assert_eq!(tool["package"]["name"], "dash");

@@ -127,8 +127,7 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
     }
     let text = generated.lockfile.to_toml();
     if let Some(out) = &args.output {
-        super::write_atomically(out, &text)
-            .map_err(|e| Failure::input(anyhow!("cannot write {}: {e}", out.display())))?;
+        kata_repro::manifest::write_atomically(out, text.as_bytes()).map_err(Failure::input)?;
     }
     for w in &generated.warnings {
         eprintln!("warning: {w}");

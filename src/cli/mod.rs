@@ -196,20 +196,6 @@ impl Release {
     }
 }
 
-/// Writes `text` to `path` atomically: a temp file beside it, then a rename.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
 fn print_json(value: &impl serde::Serialize) {
     println!(
         "{}",

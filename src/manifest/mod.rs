@@ -228,6 +228,8 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<Artifact>, ManifestError> {
         .collect())
 }
 
+/// Writes `bytes` to `path` atomically (a synced temp file beside it, then a rename), readable
+/// by all (0644).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
     let err = |source| ManifestError::Write {
         path: path.to_owned(),
