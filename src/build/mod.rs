@@ -10,6 +10,8 @@
 //! manifest.
 
 pub mod action;
+pub mod initrd;
+pub mod kernel;
 pub mod prepare;
 pub mod recipe;
 pub mod tools;

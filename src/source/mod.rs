@@ -1,6 +1,7 @@
 //! Getting pinned inputs: git checkouts through gix, downloads, mirrors, the host policy, and
 //! the content-addressed store they all land in.
 
+pub mod deb;
 pub mod download;
 pub mod extract;
 pub mod fetch;
