@@ -10,6 +10,7 @@
 //! manifest.
 
 pub mod action;
+pub mod builtin;
 pub mod initrd;
 pub mod kernel;
 pub mod prepare;
@@ -134,6 +135,10 @@ pub struct Prepared {
     pub cargo_lock_sha256: Option<Sha256Digest>,
     /// Where each Go recipe's modules come from, by component.
     pub go_modules: BTreeMap<String, prepare::GoModules>,
+    /// The verified kernel tarball, unpacked, when a recipe builds in it.
+    pub kernel_tree: Option<PathBuf>,
+    /// The rootfs packages for the architecture, verified, with their store paths.
+    pub rootfs_debs: Vec<(crate::lock::RootfsPackage, PathBuf)>,
 }
 
 pub struct Builder<'a> {
@@ -152,6 +157,40 @@ pub struct Builder<'a> {
     pub host_path: String,
     /// Where scratch directories are made (default: the store's staging area).
     pub work_dir: Option<PathBuf>,
+    /// The kata-repro executable builtin steps run (`kata-repro builtin …`).
+    pub self_exe: PathBuf,
+}
+
+/// Why the lockfile cannot build `recipe` for `arch`, if it cannot: its kernel or rootfs
+/// packages are not pinned.
+pub fn unbuildable(lock: &Lockfile, recipe: &recipe::Recipe, arch: &str) -> Option<String> {
+    if recipe.source == recipe::SourceTree::Kernel && lock.kernel.sha256.is_none() {
+        return Some(format!("the lockfile does not pin the kernel tarball (linux {})", lock.kernel.version));
+    }
+    if recipe.inputs.contains(&Input::RootfsPackages)
+        && !lock.rootfs.packages.iter().any(|p| p.target == arch)
+    {
+        return Some(format!("the lockfile pins no rootfs packages for {arch}"));
+    }
+    None
+}
+
+/// Version-independent name-based UUID for an image property, derived from what the lockfile
+/// pins (the source commit and the rootfs packages), the architecture and the purpose.
+fn derived_uuid(lock: &Lockfile, arch: &str, purpose: &str) -> uuid::Uuid {
+    let packages: Vec<String> = lock
+        .rootfs
+        .packages
+        .iter()
+        .filter(|p| p.target == arch)
+        .map(|p| p.sha256.to_hex())
+        .collect();
+    let name = format!(
+        "kata-repro:{purpose}:{}:{arch}:{}",
+        lock.source.commit,
+        Sha256Digest::of(packages.join(",").as_bytes())
+    );
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes())
 }
 
 /// How one component went.
@@ -235,13 +274,19 @@ impl Builder<'_> {
     /// with the manifest and the runs. Nothing is written to the final output directory here:
     /// see [`install`].
     /// Plans every component (in order) into `stage`: see [`Plan`].
+    /// `recipes` must come in build order, each after what it needs (see
+    /// [`recipe::with_needs`]).
     pub fn plan_all(&self, recipes: &[&LoadedRecipe], stage: &Path) -> Result<Vec<Plan>, BuildError> {
         let dpkg = Dpkg::load();
         let isolation = sandbox::isolation(self.allow_network_leak)?;
-        recipes
-            .iter()
-            .map(|loaded| self.plan(loaded, stage, &dpkg, isolation))
-            .collect()
+        let mut keys: BTreeMap<String, Sha256Digest> = BTreeMap::new();
+        let mut plans = Vec::new();
+        for loaded in recipes {
+            let plan = self.plan(loaded, stage, &dpkg, isolation, &keys)?;
+            keys.insert(plan.component().to_owned(), plan.record.action_key);
+            plans.push(plan);
+        }
+        Ok(plans)
     }
 
     /// Installs or builds every planned component, and returns the manifest and the runs.
@@ -253,13 +298,13 @@ impl Builder<'_> {
         prepared: Option<&Prepared>,
         events: &mut dyn FnMut(Event<'_>),
     ) -> Result<(Manifest, Vec<ComponentRun>), BuildError> {
-        let mut components = Vec::new();
+        let mut components: Vec<ComponentRecord> = Vec::new();
         let mut runs = Vec::new();
         let isolation = plans
             .first()
             .map_or(Isolation::Namespaces, |p| p.sandbox.isolation());
         for plan in plans {
-            let (record, run) = self.execute(plan, prepared, events)?;
+            let (record, run) = self.execute(plan, prepared, &components, events)?;
             components.push(record);
             runs.push(run);
         }
@@ -357,6 +402,7 @@ impl Builder<'_> {
         stage: &Path,
         dpkg: &Dpkg,
         isolation: Isolation,
+        built_before: &BTreeMap<String, Sha256Digest>,
     ) -> Result<Plan, BuildError> {
         let r = &loaded.recipe;
         let name = r.component.clone();
@@ -448,6 +494,54 @@ impl Builder<'_> {
             sandbox.inside(&format!("src/{}", r.workdir))
         };
         vars.insert("workdir".into(), workdir.clone());
+        vars.insert(
+            "kata".into(),
+            match r.source {
+                recipe::SourceTree::Kata => sandbox.inside("src"),
+                recipe::SourceTree::Kernel => sandbox.inside("inputs/kata"),
+            },
+        );
+        vars.insert("rootfs_packages".into(), sandbox.inside("inputs/rootfs-packages.list"));
+        let kernel = &self.lock.kernel;
+        vars.insert("kernel_version".into(), kernel.version.clone());
+        vars.insert(
+            "kernel_major".into(),
+            crate::verify::kernel::major_minor(&kernel.version).to_owned(),
+        );
+        vars.insert("kata_config_version".into(), kernel.kata_config_version.clone());
+        for purpose in ["fs_uuid", "hash_seed", "verity_salt", "verity_uuid"] {
+            let u = derived_uuid(self.lock, &self.arch, purpose);
+            let value = if purpose == "verity_salt" {
+                // veritysetup takes the salt as hex; 32 bytes, as its default salt.
+                Sha256Digest::of(u.as_bytes()).to_hex()
+            } else {
+                u.to_string()
+            };
+            vars.insert(purpose.into(), value);
+        }
+        let disk = derived_uuid(self.lock, &self.arch, "disk_id");
+        vars.insert("disk_id".into(), format!("0x{}", &disk.simple().to_string()[..8]));
+        // What this component needs: built before it in this run.
+        let mut notes = Vec::new();
+        let mut needed = Vec::new();
+        for dep in r.needs.iter().chain(&r.uses) {
+            let var = recipe::needs_var(dep);
+            if let Some(key) = built_before.get(dep) {
+                vars.insert(var, sandbox.inside(&format!("inputs/needs/{dep}")));
+                needed.push((dep.clone(), *key));
+            } else if r.needs.contains(dep) {
+                return Err(recipe_err(format!(
+                    "{} needs component `{dep}`, which is not part of this build",
+                    loaded.path.display()
+                )));
+            } else {
+                vars.insert(var, String::new());
+                notes.push(format!(
+                    "built without `{dep}`, which this lockfile cannot build for {}",
+                    self.arch
+                ));
+            }
+        }
         let (gomod, goproxy) = match &go_mode {
             Some(prepare::GoMode::Proxy { .. }) => {
                 ("readonly".to_owned(), format!("file://{}", sandbox.inside("inputs/goproxy")))
@@ -514,6 +608,10 @@ impl Builder<'_> {
         base_env.insert("LANG".into(), "C.UTF-8".into());
         if cargo_lock_sha256.is_some() {
             base_env.insert("CARGO_HOME".into(), format!("{}/.cargo", vars["home"]));
+        }
+        let uses_builtins = r.steps.iter().any(|s| s.builtin.is_some());
+        if uses_builtins {
+            base_env.insert(builtin::NOTES_ENV.into(), sandbox.inside("tmp/.kata-repro-notes"));
         }
         for (k, v) in r.env.iter().chain(arch_section.env.iter()) {
             base_env.insert(k.clone(), recipe::expand(v, &vars));
@@ -616,8 +714,54 @@ impl Builder<'_> {
                 digest: format!("gitCommit:{}", self.lock.source.commit),
             });
         }
+        if r.source == recipe::SourceTree::Kernel {
+            let k = &self.lock.kernel;
+            inputs.push(InputDigest {
+                name: "kernel-source".into(),
+                digest: format!(
+                    "sha256:{}{}",
+                    k.sha256.map(|d| d.to_hex()).unwrap_or_else(|| "unpinned".into()),
+                    k.member.as_ref().map(|m| format!(":{m}")).unwrap_or_default()
+                ),
+            });
+        }
+        if r.inputs.contains(&Input::RootfsPackages) {
+            let pins: Vec<String> = self
+                .lock
+                .rootfs
+                .packages
+                .iter()
+                .filter(|p| p.target == self.arch)
+                .map(|p| format!("{} {} {} {}", p.name, p.version, p.arch, p.sha256))
+                .collect();
+            inputs.push(InputDigest {
+                name: "rootfs-packages".into(),
+                digest: format!("sha256:{}", Sha256Digest::of(pins.join("\n").as_bytes())),
+            });
+        }
+        for (dep, key) in &needed {
+            inputs.push(InputDigest {
+                name: format!("component:{dep}"),
+                digest: format!("actionKey:{key}"),
+            });
+        }
+        if uses_builtins {
+            let exe = Sha256Digest::of_file(&self.self_exe).map_err(io_err(&self.self_exe))?;
+            inputs.push(InputDigest {
+                name: "kata-repro".into(),
+                digest: format!("sha256:{exe}"),
+            });
+        }
         inputs.sort();
 
+        // Output paths may name variables (`vmlinux-${kernel_version}`): from here on the recipe
+        // is this build's, with them expanded.
+        let mut loaded = loaded.clone();
+        for o in &mut loaded.recipe.outputs {
+            o.path = recipe::expand(&o.path, &vars);
+        }
+        let loaded = &loaded;
+        let r = &loaded.recipe;
         // Every step's key, chained.
         let declared: Vec<&str> = r.outputs.iter().map(|o| o.path.as_str()).collect();
         let mut platform = BTreeMap::new();
@@ -626,7 +770,13 @@ impl Builder<'_> {
         let mut planned = Vec::new();
         let mut previous = None;
         for s in &r.steps {
-            let argv: Vec<String> = s.argv.iter().map(|a| recipe::expand(a, &vars)).collect();
+            let argv: Vec<String> = match s.builtin {
+                Some(b) => [sandbox.inside("bin/kata-repro"), "builtin".into(), b.name().into()]
+                    .into_iter()
+                    .chain(s.args.iter().map(|a| recipe::expand(a, &vars)))
+                    .collect(),
+                None => s.argv.iter().map(|a| recipe::expand(a, &vars)).collect(),
+            };
             let mut env = base_env.clone();
             for (k, v) in &s.env {
                 env.insert(k.clone(), recipe::expand(v, &vars));
@@ -669,6 +819,7 @@ impl Builder<'_> {
             inputs,
             outputs: Vec::new(),
             host_drift,
+            notes,
         };
         let log_stage = stage.join(LOGS_DIR).join(&self.arch).join(&name);
 
@@ -713,6 +864,7 @@ impl Builder<'_> {
         &self,
         plan: Plan,
         prepared: Option<&Prepared>,
+        built_before: &[ComponentRecord],
         events: &mut dyn FnMut(Event<'_>),
     ) -> Result<(ComponentRecord, ComponentRun), BuildError> {
         let started = Instant::now();
@@ -750,8 +902,11 @@ impl Builder<'_> {
                 let dest = log_stage.join(format!("{step}.log"));
                 std::fs::copy(self.store.object_path(digest), &dest).map_err(io_err(&dest))?;
             }
+            let mut notes = record_base.notes.clone();
+            notes.extend(result.record.notes.iter().filter(|n| !notes.contains(n)).cloned().collect::<Vec<_>>());
             let record = ComponentRecord {
                 outputs: result.record.outputs.clone(),
+                notes,
                 ..record_base
             };
             return Ok((
@@ -817,19 +972,65 @@ impl Builder<'_> {
                 });
             }
         }
+        let tree = match r.source {
+            recipe::SourceTree::Kata => prepared.checkout.clone(),
+            recipe::SourceTree::Kernel => {
+                binds.push(Bind {
+                    host: prepared.checkout.clone(),
+                    inside: "inputs/kata".into(),
+                });
+                prepared.kernel_tree.clone().ok_or_else(|| BuildError::Input {
+                    component: name.clone(),
+                    message: "the unpacked kernel source".into(),
+                })?
+            }
+        };
+        if r.steps.iter().any(|s| s.builtin.is_some()) {
+            binds.push(Bind {
+                host: self.self_exe.clone(),
+                inside: "bin/kata-repro".into(),
+            });
+        }
         sandbox.add_binds(binds)?;
         lap(&mut phases, "toolchains");
 
         // A fresh copy of the verified source, and the fixed layout.
         let src = sandbox.host("src");
-        let src_roots = if sandbox.add_overlay(&prepared.checkout, "src")? {
+        let src_roots = if sandbox.add_overlay(&tree, "src")? {
             let upper = sandbox.overlay().expect("just added").upper(&sandbox.host(""));
-            vec![upper, prepared.checkout.clone()]
+            vec![upper, tree.clone()]
         } else {
-            copy_tree(&prepared.checkout, &src)?;
+            copy_tree(&tree, &src)?;
             vec![src.clone()]
         };
-        if !prepared.checkout.join(&r.workdir).is_dir() {
+        // What this component needs from components built before it, read-only by convention.
+        for dep in r.needs.iter().chain(&r.uses) {
+            if let Some(c) = built_before.iter().find(|c| &c.name == dep) {
+                self.install_outputs(&c.outputs, &sandbox.host(&format!("inputs/needs/{dep}")))?;
+            }
+        }
+        if r.inputs.contains(&Input::RootfsPackages) {
+            let dir = sandbox.host("inputs/debs");
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            let mut list = String::new();
+            for (p, object) in &prepared.rootfs_debs {
+                let file = format!("{}_{}_{}.deb", p.name, p.version.replace(':', "%3a"), p.arch);
+                let dest = dir.join(&file);
+                if std::fs::hard_link(object, &dest).is_err() {
+                    std::fs::copy(object, &dest).map_err(io_err(&dest))?;
+                }
+                list.push_str(&format!(
+                    "{}/{file}\t{}\t{}\t{}\n",
+                    sandbox.inside("inputs/debs"),
+                    p.name,
+                    p.version,
+                    p.arch
+                ));
+            }
+            let dest = sandbox.host("inputs/rootfs-packages.list");
+            std::fs::write(&dest, list).map_err(io_err(&dest))?;
+        }
+        if !tree.join(&r.workdir).is_dir() {
             return Err(recipe_err(format!(
                 "{}: workdir `{}` is not a directory of the source",
                 loaded.path.display(),
@@ -932,6 +1133,10 @@ impl Builder<'_> {
         }
 
         lap(&mut phases, "steps");
+        let mut notes = record_base.notes.clone();
+        if let Ok(text) = std::fs::read_to_string(sandbox.host("tmp/.kata-repro-notes")) {
+            notes.extend(text.lines().map(str::to_owned));
+        }
         // What only the steps needed (caches, HOME) goes while the outputs are collected.
         let early_cleanup = {
             let dirs = [sandbox.host("tmp"), sandbox.host("home")];
@@ -950,6 +1155,7 @@ impl Builder<'_> {
         self.install_outputs(&outputs, &component_stage)?;
         let record = ComponentRecord {
             outputs,
+            notes,
             ..record_base
         };
         let result = ActionResult {

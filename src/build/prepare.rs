@@ -28,6 +28,8 @@ pub struct PrepareOptions<'a> {
     /// A Go module proxy (`https://` or `file://`) for modules no vendor/ holds.
     pub go_proxy: Option<String>,
     pub on_crate: Option<&'a (dyn Fn(&Finding) + Sync)>,
+    /// The Kata architecture built for: which rootfs packages are needed.
+    pub arch: String,
 }
 
 fn fail(component: &str, what: &str, lines: Vec<String>) -> BuildError {
@@ -58,7 +60,16 @@ pub fn prepare(
     let all = names.join(",");
 
     // 1. Pinned inputs into the store.
-    let mut skip: BTreeSet<InputClass> = [InputClass::Kernel, InputClass::Rootfs].into();
+    let needs_kernel = recipes
+        .iter()
+        .any(|r| r.recipe.source == super::recipe::SourceTree::Kernel);
+    let mut skip: BTreeSet<InputClass> = BTreeSet::new();
+    if !needs_kernel {
+        skip.insert(InputClass::Kernel);
+    }
+    if !needs(Input::RootfsPackages) {
+        skip.insert(InputClass::Rootfs);
+    }
     if !needs(Input::CargoVendor) {
         skip.insert(InputClass::Git);
     }
@@ -71,6 +82,7 @@ pub fn prepare(
         options: FetchOptions {
             skip,
             host_arch: super::host_arch(),
+            target_arch: Some(options.arch.clone()),
         },
     };
     let report = fetcher.run(&mut |_| {});
@@ -156,12 +168,159 @@ pub fn prepare(
         go_modules.insert(component.clone(), modules);
     }
 
+    // 4. The kernel tree, unpacked from its verified tarball.
+    let kernel_tree = if needs_kernel {
+        Some(kernel_tree(lock, get.store).map_err(|e| {
+            fail(&all, "the kernel source cannot be unpacked", vec![e.to_string()])
+        })?)
+    } else {
+        None
+    };
+
+    // 5. The rootfs packages: fetched above against their sha256, checked against their pins.
+    let mut rootfs_debs = Vec::new();
+    if needs(Input::RootfsPackages) {
+        let pinned: Vec<_> = lock
+            .rootfs
+            .packages
+            .iter()
+            .filter(|p| p.target == options.arch)
+            .collect();
+        if pinned.is_empty() {
+            return Err(fail(
+                &all,
+                "the lockfile pins no rootfs packages",
+                vec![format!(
+                    "[rootfs] has no packages for {}: resolve them with `kata-repro lock \
+                     --rootfs-archive URL --rootfs-arch {}`",
+                    options.arch, options.arch
+                )],
+            ));
+        }
+        for p in pinned {
+            rootfs_debs.push((p.clone(), get.store.object_path(&p.sha256)));
+        }
+    }
+
     Ok(Prepared {
         checkout,
         cargo_vendor,
         cargo_lock_sha256,
         go_modules,
+        kernel_tree,
+        rootfs_debs,
     })
+}
+
+/// Where the pinned kernel tarball is unpacked in the store, by its pin.
+pub fn kernel_tree_dir(store: &crate::source::store::Store, kernel: &crate::lock::Kernel) -> Option<std::path::PathBuf> {
+    let sha = kernel.sha256?;
+    let name = match &kernel.member {
+        Some(m) => format!("kernel-{}-{}", sha.to_hex(), Sha256Digest::of(m.as_bytes()).to_hex()),
+        None => format!("kernel-{}", sha.to_hex()),
+    };
+    Some(store.root().join("trees").join(name))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelTreeError {
+    #[error("the kernel tarball is unpinned: pin it with `kata-repro lock --kernel-sha256`")]
+    Unpinned,
+    #[error(transparent)]
+    Deb(#[from] crate::source::deb::DebError),
+    #[error(transparent)]
+    Extract(#[from] crate::source::extract::ExtractError),
+    #[error(transparent)]
+    Tool(#[from] super::tools::ToolError),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: the unpacked kernel tree no longer matches what was unpacked (tree digest \
+         {found}, recorded {recorded}); it was changed after unpacking, so it is removed and \
+         unpacked again on the next build"
+    )]
+    Changed {
+        path: std::path::PathBuf,
+        found: Sha256Digest,
+        recorded: Sha256Digest,
+    },
+}
+
+/// The kernel tree in the store: unpacked once from the verified tarball (taken out of its
+/// Debian package first when the lockfile says so), refusing members that would escape, and
+/// checked against the tree digest recorded then on every later use.
+pub fn kernel_tree(
+    lock: &Lockfile,
+    store: &crate::source::store::Store,
+) -> Result<std::path::PathBuf, KernelTreeError> {
+    use crate::source::extract::{self, Links, TreeOptions};
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| KernelTreeError::Io { path, source }
+    };
+    let kernel = &lock.kernel;
+    let sha = kernel.sha256.ok_or(KernelTreeError::Unpinned)?;
+    let dir = kernel_tree_dir(store, kernel).expect("pinned");
+    let tree = dir.join("tree");
+    let record = dir.join("tree-digest");
+    let all = |_: &str| true;
+    if let Ok(text) = std::fs::read_to_string(&record) {
+        let recorded: Sha256Digest = text.trim().parse().map_err(|_| KernelTreeError::Io {
+            path: record.clone(),
+            source: std::io::Error::other("not a sha256"),
+        })?;
+        let found = super::tools::memo_tree_digest(store, &tree, &all)?;
+        if found == recorded {
+            return Ok(tree);
+        }
+        let _ = crate::source::store::remove_tree(&dir);
+        return Err(KernelTreeError::Changed {
+            path: tree,
+            found,
+            recorded,
+        });
+    }
+    let _ = crate::source::store::remove_tree(&dir);
+    let stage = store.stage_dir().map_err(|e| KernelTreeError::Io {
+        path: store.root().to_owned(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let object = store.object_path(&sha);
+    let tarball = match &kernel.member {
+        Some(member) => {
+            let t = stage.path().join("linux.tar");
+            crate::source::deb::extract_member(&object, member, &t)?;
+            t
+        }
+        None => object,
+    };
+    let unpacked = stage.path().join("tree");
+    std::fs::create_dir(&unpacked).map_err(io_err(&unpacked))?;
+    let file = std::fs::File::open(&tarball).map_err(io_err(&tarball))?;
+    let stream = extract::decompressed(std::io::BufReader::new(file)).map_err(io_err(&tarball))?;
+    extract::untar_tree(
+        &tarball,
+        stream,
+        &unpacked,
+        &TreeOptions {
+            strip: 1,
+            links: Links::Inside,
+            ..TreeOptions::default()
+        },
+    )?;
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    std::fs::rename(&unpacked, &tree).map_err(io_err(&tree))?;
+    let digest = super::tools::memo_tree_digest(store, &tree, &all)?;
+    crate::manifest::write_atomically(&record, format!("{digest}\n").as_bytes()).map_err(|e| {
+        KernelTreeError::Io {
+            path: record.clone(),
+            source: std::io::Error::other(e.to_string()),
+        }
+    })?;
+    Ok(tree)
 }
 
 /// Where a Go module's dependencies will come from, as the lockfile says: from the committed

@@ -34,7 +34,23 @@ pub const BUILTIN_VARS: &[&str] = &[
     "cargo_vendor",
     "gomod",
     "goproxy",
+    "kata",
+    "rootfs_packages",
+    "kernel_version",
+    "kernel_major",
+    "kata_config_version",
+    "fs_uuid",
+    "hash_seed",
+    "verity_salt",
+    "verity_uuid",
+    "disk_id",
 ];
+
+/// The variable that names where a needed component's outputs are: `needs_<component>`, with
+/// `-` and `.` as `_`.
+pub fn needs_var(component: &str) -> String {
+    format!("needs_{}", component.replace(['-', '.'], "_"))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -56,6 +72,59 @@ pub enum Input {
     /// of go.sum from `--go-proxy`, verified against its `h1:` hash into the store and served to
     /// the step read-only as a `file://` proxy (`${gomod}` = `readonly`, `${goproxy}` = its URL).
     GoModules,
+    /// The lockfile's rootfs packages for the architecture, verified against their sha256 and
+    /// their control data; `${rootfs_packages}` lists them for the `unpack-debs` builtin.
+    RootfsPackages,
+}
+
+/// What `${src}` is: the tree a recipe's steps build in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceTree {
+    /// The pinned Kata checkout.
+    #[default]
+    Kata,
+    /// The pinned kernel tarball, verified and unpacked; the Kata checkout is at `${kata}`.
+    Kernel,
+}
+
+/// Steps kata-repro runs itself (inside the same sandbox, as `kata-repro builtin …`): work no
+/// host tool does reproducibly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Builtin {
+    /// `FRAGMENTS_DIR KERNEL_ARCH CONF_GUEST MEASURED(yes|no) LIST`: the config fragments
+    /// Kata's build-kernel.sh merges, one path per line, into LIST.
+    KernelFragments,
+    /// `FRAGMENTS_DIR LIST CONFIG REPORT [WHITELIST…]`: which requested options are not in the
+    /// final CONFIG, as JSON in REPORT (and as notes in the manifest).
+    KernelConfigReport,
+    /// `LIST DEST`: unpacks the packages LIST names into DEST, merged-/usr, no maintainer
+    /// scripts.
+    UnpackDebs,
+    /// `TREE FILE`: TREE as a deterministic gzip-compressed newc cpio.
+    Initrd,
+}
+
+impl Builtin {
+    /// The fewest and most arguments it takes.
+    pub fn arity(self) -> (usize, usize) {
+        match self {
+            Builtin::KernelFragments => (5, 5),
+            Builtin::KernelConfigReport => (4, usize::MAX),
+            Builtin::UnpackDebs => (2, 2),
+            Builtin::Initrd => (2, 2),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::KernelFragments => "kernel-fragments",
+            Builtin::KernelConfigReport => "kernel-config-report",
+            Builtin::UnpackDebs => "unpack-debs",
+            Builtin::Initrd => "initrd",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,9 +133,19 @@ pub struct Recipe {
     pub schema: u32,
     pub component: String,
     pub description: String,
+    /// The tree `${src}` holds.
+    #[serde(default)]
+    pub source: SourceTree,
     /// The step's working directory, relative to the source root.
     #[serde(default)]
     pub workdir: String,
+    /// Components built first, whose outputs the steps read at `${needs_<component>}`.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// Like `needs`, but only where the lockfile can build the component (say, a rootfs whose
+    /// packages it pins); otherwise `${needs_<component>}` is empty and a note says so.
+    #[serde(default)]
+    pub uses: Vec<String>,
     #[serde(default)]
     pub toolchains: Vec<Toolchain>,
     /// Programs from the host put on PATH (their resolved paths and digests are recorded).
@@ -125,7 +204,14 @@ impl Recipe {
 #[serde(deny_unknown_fields)]
 pub struct StepDef {
     pub name: String,
+    /// The program and its arguments; or, for a builtin, nothing.
+    #[serde(default)]
     pub argv: Vec<String>,
+    /// A step kata-repro runs itself, with `args`.
+    #[serde(default)]
+    pub builtin: Option<Builtin>,
+    #[serde(default)]
+    pub args: Vec<String>,
     /// Extra environment for this step only.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -305,11 +391,31 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
         if !safe(&s.name) {
             return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("step name `{}` must be a plain name (letters, digits, -, _, .)", s.name)));
         }
-        if s.argv.is_empty() {
-            return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("step `{}` has an empty argv", s.name)));
+        match s.builtin {
+            None if s.argv.is_empty() => {
+                return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("step `{}` has an empty argv (give argv, or builtin and args)", s.name)));
+            }
+            None if !s.args.is_empty() => {
+                return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("step `{}` has args but no builtin; put them in argv", s.name)));
+            }
+            Some(b) if !s.argv.is_empty() => {
+                return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("step `{}` is builtin `{}`: give its arguments as args, not argv", s.name, b.name())));
+            }
+            Some(b) => {
+                let (min, max) = b.arity();
+                if s.args.len() < min || s.args.len() > max {
+                    return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("builtin `{}` of step `{}` takes {} arguments, not {}", b.name(), s.name, if min == max { min.to_string() } else { format!("at least {min}") }, s.args.len())));
+                }
+            }
+            None => {}
         }
         if !seen.insert(&s.name) {
             return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("two steps are named `{}`", s.name)));
+        }
+    }
+    for n in recipe.needs.iter().chain(&recipe.uses) {
+        if !safe(n) || *n == recipe.component {
+            return Err(invalid(path, text, n, format!("`{n}` in needs/uses must be another component's name")));
         }
     }
     let arch_tools = recipe.arch.values().flat_map(|a| a.host_tools.iter());
@@ -352,21 +458,24 @@ pub fn references(s: &str) -> Vec<&str> {
 
 fn check_vars(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeError> {
     for (arch, section) in &recipe.arch {
+        let needs: Vec<String> = recipe.needs.iter().chain(&recipe.uses).map(|n| needs_var(n)).collect();
         let known: BTreeSet<&str> = BUILTIN_VARS
             .iter()
             .copied()
             .chain(recipe.vars.keys().map(String::as_str))
             .chain(section.vars.keys().map(String::as_str))
+            .chain(needs.iter().map(String::as_str))
             .collect();
         let all_strings = recipe
             .steps
             .iter()
-            .flat_map(|s| s.argv.iter().chain(s.env.values()))
+            .flat_map(|s| s.argv.iter().chain(&s.args).chain(s.env.values()))
             .chain(recipe.env.values())
             .chain(recipe.vars.values())
             .chain(section.env.values())
             .chain(section.vars.values())
-            .chain(recipe.outputs.iter().filter_map(|o| o.from.as_ref()));
+            .chain(recipe.outputs.iter().filter_map(|o| o.from.as_ref()))
+            .chain(recipe.outputs.iter().map(|o| &o.path));
         for s in all_strings {
             for r in references(s) {
                 if !known.contains(r) {
@@ -390,7 +499,7 @@ fn check_vars(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErro
 /// `${out}/X` in an argv must be a declared output (or inside a declared output directory).
 fn check_outputs(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeError> {
     for s in &recipe.steps {
-        for a in s.argv.iter().chain(s.env.values()) {
+        for a in s.argv.iter().chain(&s.args).chain(s.env.values()) {
             let mut rest = a.as_str();
             while let Some(i) = rest.find("${out}/") {
                 let tail = &rest[i + "${out}/".len()..];
@@ -426,6 +535,51 @@ pub fn declares(recipe: &Recipe, rel: &str) -> bool {
             o.path == rel
         }
     })
+}
+
+/// `chosen` with every component they need, in build order (a component after what it needs).
+/// A component in `uses` is added only when `buildable` says the lockfile can build it.
+pub fn with_needs(
+    all: &BTreeMap<String, LoadedRecipe>,
+    chosen: &[String],
+    buildable: &dyn Fn(&str) -> bool,
+) -> Result<Vec<String>, RecipeError> {
+    fn visit(
+        name: &str,
+        all: &BTreeMap<String, LoadedRecipe>,
+        buildable: &dyn Fn(&str) -> bool,
+        path: &mut Vec<String>,
+        out: &mut Vec<String>,
+    ) -> Result<(), RecipeError> {
+        if out.iter().any(|o| o == name) {
+            return Ok(());
+        }
+        let loaded = all.get(name).ok_or_else(|| RecipeError::Unknown {
+            component: name.to_owned(),
+            known: all.keys().cloned().collect::<Vec<_>>().join(", "),
+        })?;
+        if path.iter().any(|p| p == name) {
+            return Err(RecipeError::Invalid {
+                path: loaded.path.clone(),
+                line: None,
+                message: format!("components need each other: {} -> {name}", path.join(" -> ")),
+            });
+        }
+        path.push(name.to_owned());
+        let r = &loaded.recipe;
+        let uses = r.uses.iter().filter(|u| buildable(u));
+        for dep in r.needs.iter().chain(uses) {
+            visit(dep, all, buildable, path, out)?;
+        }
+        path.pop();
+        out.push(name.to_owned());
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for c in chosen {
+        visit(c, all, buildable, &mut Vec::new(), &mut out)?;
+    }
+    Ok(out)
 }
 
 /// Replaces every `${name}` in `s` from `vars`. Checked at load time, so unknown names only

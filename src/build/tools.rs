@@ -591,7 +591,7 @@ fn rust_digest(store: &Store, sysroot: &Path) -> Result<Sha256Digest, ToolError>
 /// (hundreds of MiB) on every build would dominate a no-op rebuild, so the digest is remembered
 /// against a fingerprint of every file's size, mtime, ctime and inode, and computed again
 /// whenever any of them changes (writing a file always changes its ctime).
-fn memo_tree_digest(
+pub(crate) fn memo_tree_digest(
     store: &Store,
     root: &Path,
     keep: &(dyn Fn(&str) -> bool + Sync),

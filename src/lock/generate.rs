@@ -182,6 +182,7 @@ pub fn generate(req: &LockRequest) -> Result<Generated, GenerateError> {
             version: versions.kernel_version.clone(),
             kata_config_version,
             sha256: kernel_sha256,
+            member: None,
         },
         rootfs: Rootfs {
             base: versions
@@ -191,6 +192,7 @@ pub fn generate(req: &LockRequest) -> Result<Generated, GenerateError> {
                     arch: arch.clone(),
                     distro: distro.clone(),
                     release: release.clone(),
+                    archive: None,
                 })
                 .collect(),
             packages: Vec::new(),

@@ -4,6 +4,7 @@
 //! and every error names the line); writing is deterministic.
 
 pub mod cargo_lock;
+pub mod debian;
 pub mod generate;
 pub mod toolchain;
 pub mod versions;
@@ -169,6 +170,10 @@ pub struct Kernel {
     /// Absent when no hash was given to `kata-repro lock`: the kernel is then unpinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<Sha256Digest>,
+    /// When `url` is a Debian package (`linux-source-X.Y`) rather than the tarball itself: the
+    /// tarball's path inside the package's data tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,6 +192,9 @@ pub struct RootfsBase {
     pub arch: String,
     pub distro: String,
     pub release: String,
+    /// The archive the packages were resolved from, when they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,7 +202,10 @@ pub struct RootfsBase {
 pub struct RootfsPackage {
     pub name: String,
     pub version: String,
+    /// The package's own architecture (`amd64`, `arm64`, `all`).
     pub arch: String,
+    /// The Kata architecture whose rootfs holds it (`x86_64`, `aarch64`).
+    pub target: String,
     pub url: String,
     pub sha256: Sha256Digest,
 }

@@ -109,6 +109,10 @@ pub struct ComponentRecord {
     /// Host packages that differed from the lockfile's `[host]` pins (`--allow-host-drift`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_drift: Vec<String>,
+    /// What the build found worth knowing: the kernel options that did not survive into
+    /// `.config`, the packages unpacked, a component it could not use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

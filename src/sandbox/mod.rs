@@ -50,7 +50,7 @@ pub enum SandboxError {
     Spawn { program: String, source: io::Error },
 }
 
-/// A read-only directory from the host, shown at `ROOT/<inside>`.
+/// A read-only directory (or file) from the host, shown at `ROOT/<inside>`.
 #[derive(Debug, Clone)]
 pub struct Bind {
     pub host: PathBuf,
@@ -169,6 +169,10 @@ impl Sandbox {
             let parent = at.parent().expect("under the scratch dir");
             std::fs::create_dir_all(parent).map_err(io_err(parent))?;
             match self.isolation {
+                // A file is mounted over a file, a directory over a directory.
+                Isolation::Namespaces if b.host.is_file() => {
+                    std::fs::File::create(&at).map_err(io_err(&at))?;
+                }
                 Isolation::Namespaces => std::fs::create_dir_all(&at).map_err(io_err(&at))?,
                 Isolation::None => {
                     if !at.exists() {

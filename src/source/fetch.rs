@@ -112,6 +112,8 @@ pub struct FetchOptions {
     pub skip: BTreeSet<InputClass>,
     /// The host architecture toolchains are fetched for (`x86_64`, `aarch64`).
     pub host_arch: String,
+    /// Fetch only the rootfs packages of this Kata architecture (default: every one).
+    pub target_arch: Option<String>,
 }
 
 impl Default for FetchOptions {
@@ -119,8 +121,24 @@ impl Default for FetchOptions {
         Self {
             skip: BTreeSet::new(),
             host_arch: std::env::consts::ARCH.to_owned(),
+            target_arch: None,
         }
     }
+}
+
+/// A rootfs package must be a Debian package that says it is what the lockfile pins.
+pub fn check_deb(path: &Path, pkg: &crate::lock::RootfsPackage) -> Result<(), String> {
+    let info = super::deb::inspect(path).map_err(|e| e.to_string())?;
+    if (info.package.as_str(), info.version.as_str(), info.architecture.as_str())
+        != (pkg.name.as_str(), pkg.version.as_str(), pkg.arch.as_str())
+    {
+        return Err(format!(
+            "the package says it is {} {} ({}), but the lockfile pins {} {} ({}); regenerate \
+             the lockfile's rootfs section with `kata-repro lock --rootfs-archive`",
+            info.package, info.version, info.architecture, pkg.name, pkg.version, pkg.arch
+        ));
+    }
+    Ok(())
 }
 
 /// Every upstream URL the lockfile names must pass `policy`; checked before anything is fetched.
@@ -279,15 +297,22 @@ impl Fetcher<'_> {
         });
         record(events, report);
 
-        for pkg in &lock.rootfs.packages {
-            let name = format!("{} {} ({})", pkg.name, pkg.version, pkg.arch);
+        let targets = |p: &&crate::lock::RootfsPackage| {
+            self.options.target_arch.as_ref().is_none_or(|a| *a == p.target)
+        };
+        for pkg in lock.rootfs.packages.iter().filter(targets) {
+            let name = format!("{} {} ({}, for {})", pkg.name, pkg.version, pkg.arch, pkg.target);
             let report = self.one(
                 InputClass::Rootfs,
                 &name,
                 Some(pkg.sha256.to_string()),
                 &pkg.url,
                 events,
-                |ev| self.get.file(&pkg.url, &pkg.sha256, ev),
+                |ev| {
+                    let got = self.get.file(&pkg.url, &pkg.sha256, ev)?;
+                    check_deb(&got.path, pkg).map_err(Failure::failed)?;
+                    Ok(got)
+                },
             );
             record(events, report);
         }
