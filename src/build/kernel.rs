@@ -233,11 +233,7 @@ mod tests {
 
     /// The real fragment listing of Kata 4.1.0, relative to `configs/fragments/`.
     fn listing() -> Vec<String> {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/kata/4.1.0/tools/packaging/kernel/configs.LISTING.txt"
-        );
-        let text = std::fs::read_to_string(path).expect("the 4.1.0 fixture listing");
+        let text = crate::kata_fixture("4.1.0", "tools/packaging/kernel/configs.LISTING.txt");
         text.lines()
             .filter_map(|l| l.strip_prefix("tools/packaging/kernel/configs/fragments/"))
             .map(str::to_owned)

@@ -113,6 +113,14 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
     let mirrors = super::mirrors(config, &args.mirrors)?;
     let mut policy = HostPolicy::new(DEFAULT_ALLOWED_HOSTS);
     policy.extend(&config.policy.allowed_hosts);
+    // Naming an archive or a kernel URL allows its host (the lockfile records it).
+    for url in args.rootfs_archive.iter().chain(&args.kernel_url) {
+        if let Ok(u) = url::Url::parse(url)
+            && let Some(host) = u.host_str()
+        {
+            policy.extend(&[host.to_owned()]);
+        }
+    }
     let (repo, upstream_url) = match Location::parse(&args.source) {
         Location::Http(url) => match mirrors.resolve(&url) {
             Some(Location::File(path)) => (path, args.upstream.clone().unwrap_or(url)),
@@ -188,6 +196,16 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         } else {
             args.rootfs_package.clone()
         };
+        let get = |url: &str| -> Result<Vec<u8>, String> {
+            let location = mirrors
+                .resolve(url)
+                .unwrap_or_else(|| Location::parse(url));
+            if let Location::Http(u) = &location {
+                policy.check(u).map_err(|e| e.to_string())?;
+            }
+            kata_repro::source::download::get_bytes(&location.to_string(), None)
+                .map_err(|e| e.to_string())
+        };
         let resolved = debian::resolve(&ArchiveRequest {
             archive: archive.clone(),
             suite: args.rootfs_suite.clone(),
@@ -196,7 +214,7 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
             targets: targets.clone(),
             include,
             keyring,
-        })
+        }, &get)
         .map_err(|e| match e {
             debian::DebianError::Signature { .. } | debian::DebianError::Index { .. } => {
                 Failure::check(e)

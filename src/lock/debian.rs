@@ -87,10 +87,13 @@ pub struct Resolved {
     pub warnings: Vec<String>,
 }
 
-fn fetch(url: &str) -> Result<Vec<u8>, DebianError> {
-    crate::source::download::get_bytes(url, None).map_err(|e| DebianError::Fetch {
+/// Reads a URL (through whatever mirrors the caller applies).
+pub type Fetch<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, String>;
+
+fn fetch(get: Fetch<'_>, url: &str) -> Result<Vec<u8>, DebianError> {
+    get(url).map_err(|message| DebianError::Fetch {
         url: url.to_owned(),
-        message: e.to_string(),
+        message,
     })
 }
 
@@ -150,6 +153,7 @@ fn release_hashes(text: &str) -> BTreeMap<String, (Sha256Digest, u64)> {
 /// The `Packages` paragraphs of one component and architecture, checked against the release
 /// file.
 fn packages_index(
+    get: Fetch<'_>,
     req: &ArchiveRequest,
     hashes: &BTreeMap<String, (Sha256Digest, u64)>,
     component: &str,
@@ -162,7 +166,7 @@ fn packages_index(
             continue;
         };
         let url = join(&req.archive, &format!("dists/{}/{rel}", req.suite));
-        let bytes = fetch(&url)?;
+        let bytes = fetch(get, &url)?;
         let got = Sha256Digest::of(&bytes);
         if got != *sha || bytes.len() as u64 != *size {
             return Err(DebianError::Index {
@@ -278,10 +282,10 @@ pub fn close_over_depends(
 }
 
 /// Resolves and pins the package set of every target architecture.
-pub fn resolve(req: &ArchiveRequest) -> Result<Resolved, DebianError> {
+pub fn resolve(req: &ArchiveRequest, get: Fetch<'_>) -> Result<Resolved, DebianError> {
     let mut out = Resolved::default();
     let url = join(&req.archive, &format!("dists/{}/InRelease", req.suite));
-    let release = fetch(&url)?;
+    let release = fetch(get, &url)?;
     match &req.keyring {
         Some(k) => check_signature(&url, &release, k)?,
         None => out.warnings.push(format!(
@@ -301,7 +305,7 @@ pub fn resolve(req: &ArchiveRequest) -> Result<Resolved, DebianError> {
             .ok_or_else(|| DebianError::Usage(format!("--rootfs-arch {target}: not an architecture Kata builds for")))?;
         let mut index = Vec::new();
         for c in &req.components {
-            index.extend(packages_index(req, &hashes, c, darch)?);
+            index.extend(packages_index(get, req, &hashes, c, darch)?);
         }
         let set = close_over_depends(&index, &req.include).map_err(|(name, why)| DebianError::Missing {
             name,

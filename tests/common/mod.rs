@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod debian;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -111,6 +113,19 @@ pub fn go_wheel() -> PathBuf {
     p
 }
 
+/// Stands in for Kata's nsdax.gpl.c: writes the DAX info block's signature at offset 4096, as
+/// the real tool does, so the image step's use of it is exercised.
+const NSDAX_STUB: &str = r#"#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv) {
+    if (argc != 4) return 2;
+    FILE *f = fopen(argv[1], "r+b");
+    if (!f || fseek(f, 4096, SEEK_SET) != 0) return 1;
+    fputs("NVDIMM_PFN_INFO", f);
+    return fclose(f) == 0 ? 0 : 1;
+}
+"#;
+
 impl Fixture {
     pub fn new() -> Self {
         Self::create(false, false)
@@ -185,6 +200,16 @@ impl Fixture {
                 ("rust-toolchain.toml", "[toolchain]\nchannel = \"1.95\"\n"),
 
                 ("tools/packaging/kernel/kata_config_version", "7\n"),
+                (
+                    "src/agent/kata-agent.service.in",
+                    "[Unit]\nDescription=Kata Containers Agent\n[Service]\nExecStart=@BINDIR@/@AGENT_NAME@\n",
+                ),
+                (
+                    "src/agent/kata-containers.target",
+                    "[Unit]\nDescription=Kata Containers Agent Target\nRequires=kata-agent.service\n",
+                ),
+                ("src/kata-opa/allow-all.rego", "package agent_policy\ndefault AllowRequestsFailingPolicy := true\n"),
+                ("tools/osbuilder/image-builder/nsdax.gpl.c", NSDAX_STUB),
                 ("README.md", "Kata fixture\n"),
                 ("tools/build.sh", "#!/bin/sh\nexit 0\n"),
                 (

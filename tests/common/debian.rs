@@ -1,0 +1,212 @@
+//! A small Debian archive for tests: real `.deb` files (ar, control.tar.gz, data.tar.xz), a
+//! `Packages` index and an unsigned `InRelease` listing its sha256.
+
+use std::path::{Path, PathBuf};
+
+use super::sha256_hex;
+
+/// One member of a package's data tree.
+pub enum Entry {
+    File(&'static [u8], u32),
+    Dir,
+    Symlink(&'static str),
+}
+
+pub struct Package {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub priority: &'static str,
+    pub depends: &'static str,
+    pub files: Vec<(&'static str, Entry)>,
+}
+
+fn tar(entries: &[(&str, &Entry)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, entry) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(1_600_000_000);
+        match entry {
+            Entry::File(data, mode) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(data.len() as u64);
+                h.set_mode(*mode);
+                h.set_path(path).unwrap();
+                h.set_cksum();
+                b.append(&h, *data).unwrap();
+            }
+            Entry::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                h.set_mode(0o755);
+                h.set_path(path).unwrap();
+                h.set_cksum();
+                b.append(&h, &[][..]).unwrap();
+            }
+            Entry::Symlink(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                h.set_mode(0o777);
+                h.set_path(path).unwrap();
+                h.set_link_name(target).unwrap();
+                h.set_cksum();
+                b.append(&h, &[][..]).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// A `.deb` of `p` for `arch`.
+pub fn deb(p: &Package, arch: &str) -> Vec<u8> {
+    let control = format!(
+        "Package: {}\nVersion: {}\nArchitecture: {arch}\nPriority: {}\n{}Description: fixture\n",
+        p.name,
+        p.version,
+        p.priority,
+        if p.depends.is_empty() {
+            String::new()
+        } else {
+            format!("Depends: {}\n", p.depends)
+        }
+    );
+    let control_file = Entry::File(Box::leak(control.into_bytes().into_boxed_slice()), 0o644);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar(&[("./control", &control_file)])).unwrap();
+    let control_tar = gz.finish().unwrap();
+    let data: Vec<(&str, &Entry)> = p.files.iter().map(|(n, e)| (*n, e)).collect();
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    std::io::Write::write_all(&mut xz, &tar(&data)).unwrap();
+    let data_tar = xz.finish().unwrap();
+    let mut out = ar::Builder::new(Vec::new());
+    for (name, bytes) in [
+        ("debian-binary", b"2.0\n".to_vec()),
+        ("control.tar.gz", control_tar),
+        ("data.tar.xz", data_tar),
+    ] {
+        out.append(&ar::Header::new(name.as_bytes().to_vec(), bytes.len() as u64), &bytes[..])
+            .unwrap();
+    }
+    out.into_inner().unwrap()
+}
+
+/// Writes the archive under `root` (suite `stable`, component `main`, amd64) and returns the
+/// path of each package's file, by name.
+pub fn write_archive(root: &Path, packages: &[Package]) -> Vec<(&'static str, PathBuf)> {
+    let mut index = String::new();
+    let mut files = Vec::new();
+    for p in packages {
+        let bytes = deb(p, "amd64");
+        let rel = format!("pool/main/{}_{}_amd64.deb", p.name, p.version);
+        let path = root.join(&rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        index.push_str(&format!(
+            "Package: {}\nVersion: {}\nArchitecture: amd64\nPriority: {}\n{}Filename: {rel}\nSize: {}\nSHA256: {}\n\n",
+            p.name,
+            p.version,
+            p.priority,
+            if p.depends.is_empty() {
+                String::new()
+            } else {
+                format!("Depends: {}\n", p.depends)
+            },
+            bytes.len(),
+            sha256_hex(&bytes)
+        ));
+        files.push((p.name, path));
+    }
+    let dists = root.join("dists/stable");
+    std::fs::create_dir_all(dists.join("main/binary-amd64")).unwrap();
+    std::fs::write(dists.join("main/binary-amd64/Packages"), &index).unwrap();
+    std::fs::write(
+        dists.join("InRelease"),
+        format!(
+            "Origin: Fixture\nSuite: stable\nSHA256:\n {} {} main/binary-amd64/Packages\n",
+            sha256_hex(index.as_bytes()),
+            index.len()
+        ),
+    )
+    .unwrap();
+    files
+}
+
+/// What Kata's rootfs needs of a package set, in miniature: merged-/usr paths, a setuid
+/// program, an absolute link, base-passwd's masters, chrony's files, systemd's tmp.mount.
+pub fn kata_like_packages() -> Vec<Package> {
+    use Entry::*;
+    vec![
+        Package {
+            name: "base-files",
+            version: "12.4",
+            priority: "required",
+            depends: "",
+            files: vec![
+                ("./etc/", Dir),
+                ("./etc/os-release", File(b"PRETTY_NAME=\"Fixture\"\n", 0o644)),
+                ("./usr/share/doc/base-files/copyright", File(b"free\n", 0o644)),
+                ("./var/lib/misc/x", File(b"x\n", 0o644)),
+            ],
+        },
+        Package {
+            name: "base-passwd",
+            version: "3.6.1",
+            priority: "required",
+            depends: "libc6",
+            files: vec![
+                ("./usr/share/base-passwd/passwd.master", File(b"root:x:0:0:root:/root:/bin/sh\n", 0o644)),
+                ("./usr/share/base-passwd/group.master", File(b"root:x:0:\n", 0o644)),
+            ],
+        },
+        Package {
+            name: "libc6",
+            version: "2.36-9",
+            priority: "optional",
+            depends: "",
+            files: vec![
+                ("./lib/x86_64-linux-gnu/libc.so.6", File(b"\x7fELF libc", 0o755)),
+                ("./lib64/ld-linux-x86-64.so.2", Symlink("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")),
+                ("./usr/bin/sh", File(b"#!shell\n", 0o755)),
+            ],
+        },
+        Package {
+            name: "passwd",
+            version: "1:4.13",
+            priority: "required",
+            depends: "libc6 (>= 2.34)",
+            files: vec![("./usr/bin/passwd", File(b"passwd", 0o4755))],
+        },
+        Package {
+            name: "chrony",
+            version: "4.3-2",
+            priority: "optional",
+            depends: "libc6 (>= 2.34), adduser | passwd",
+            files: vec![
+                ("./etc/chrony/chrony.conf", File(b"pool 2.debian.pool.ntp.org iburst\n", 0o644)),
+                (
+                    "./lib/systemd/system/chrony.service",
+                    File(b"[Unit]\nDescription=chrony\n[Service]\nExecStart=/usr/sbin/chronyd -F 1 -u _chrony\n", 0o644),
+                ),
+                ("./usr/sbin/chronyd", File(b"chronyd", 0o755)),
+            ],
+        },
+        Package {
+            name: "init",
+            version: "1.65",
+            priority: "optional",
+            depends: "systemd-sysv | sysvinit-core",
+            files: vec![],
+        },
+        Package {
+            name: "systemd-sysv",
+            version: "252.38",
+            priority: "optional",
+            depends: "libc6",
+            files: vec![
+                ("./usr/share/systemd/tmp.mount", File(b"[Mount]\nWhat=tmpfs\nWhere=/tmp\n", 0o644)),
+                ("./usr/lib/systemd/system/dbus.socket", File(b"[Socket]\n", 0o644)),
+                ("./usr/lib/systemd/systemd", File(b"systemd", 0o755)),
+                ("./sbin/init", Symlink("../lib/systemd/systemd")),
+            ],
+        },
+    ]
+}
