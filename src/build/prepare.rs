@@ -170,7 +170,7 @@ pub fn prepare(
 
     // 4. The kernel tree, unpacked from its verified tarball.
     let kernel_tree = if needs_kernel {
-        Some(kernel_tree(lock, get.store).map_err(|e| {
+        Some(kernel_tree(&lock.kernel, get.store).map_err(|e| {
             fail(&all, "the kernel source cannot be unpacked", vec![e.to_string()])
         })?)
     } else {
@@ -253,7 +253,7 @@ pub enum KernelTreeError {
 /// Debian package first when the lockfile says so), refusing members that would escape, and
 /// checked against the tree digest recorded then on every later use.
 pub fn kernel_tree(
-    lock: &Lockfile,
+    kernel: &crate::lock::Kernel,
     store: &crate::source::store::Store,
 ) -> Result<std::path::PathBuf, KernelTreeError> {
     use crate::source::extract::{self, Links, TreeOptions};
@@ -261,7 +261,6 @@ pub fn kernel_tree(
         let path = path.to_owned();
         move |source| KernelTreeError::Io { path, source }
     };
-    let kernel = &lock.kernel;
     let sha = kernel.sha256.ok_or(KernelTreeError::Unpinned)?;
     let dir = kernel_tree_dir(store, kernel).expect("pinned");
     let tree = dir.join("tree");
@@ -445,4 +444,85 @@ fn check_go_vendor(component: &str, module_dir: &Path) -> Result<(), BuildError>
         return Err(fail(component, "vendored Go modules did not verify", bad));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::store::Store;
+
+    /// A gzip'd tar with raw member names (bypassing the tar crate's checks) and links.
+    fn tarball(entries: &[(&str, tar::EntryType, Option<&str>)]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        for (name, kind, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_size(0);
+            h.set_mode(0o644);
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            if let Some(l) = link {
+                h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+            h.set_cksum();
+            b.append(&h, &[][..]).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    fn pinned(store: &Store, dir: &Path, bytes: &[u8]) -> crate::lock::Kernel {
+        let file = dir.join("linux.tar.gz");
+        std::fs::write(&file, bytes).unwrap();
+        let sha = Sha256Digest::of(bytes);
+        store
+            .put(&crate::source::download::Location::File(file), &sha, |_, _| {})
+            .unwrap();
+        crate::lock::Kernel {
+            version: "6.0.1".into(),
+            kata_config_version: "1".into(),
+            url: "https://cdn.kernel.org/linux-6.0.1.tar.gz".into(),
+            sha256: Some(sha),
+            member: None,
+        }
+    }
+
+    #[test]
+    fn kernel_tree_is_unpacked_once_and_checked_on_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store"), || {}).unwrap();
+        let k = pinned(
+            &store,
+            dir.path(),
+            &tarball(&[
+                ("linux-6.0.1/Makefile", tar::EntryType::Regular, None),
+                ("linux-6.0.1/arch/arm64/boot/dts/x", tar::EntryType::Symlink, Some("../../../../Makefile")),
+            ]),
+        );
+        let tree = kernel_tree(&k, &store).unwrap();
+        assert!(tree.join("Makefile").is_file());
+        assert_eq!(kernel_tree(&k, &store).unwrap(), tree);
+        // Changed after unpacking: refused (and unpacked afresh next time).
+        std::fs::write(tree.join("Makefile"), "changed").unwrap();
+        let err = kernel_tree(&k, &store).unwrap_err().to_string();
+        assert!(err.contains("no longer matches"), "{err}");
+        assert!(kernel_tree(&k, &store).unwrap().join("Makefile").is_file());
+    }
+
+    #[test]
+    fn kernel_tarballs_that_escape_are_refused_and_leave_nothing() {
+        for (entries, want) in [
+            (vec![("linux/../../etc/x", tar::EntryType::Regular, None)], "climbs out"),
+            (vec![("/etc/x", tar::EntryType::Regular, None)], "absolute path"),
+            (vec![("linux/l", tar::EntryType::Symlink, Some("../../etc"))], "pointing outside"),
+            (vec![("linux/l", tar::EntryType::Symlink, Some("/etc"))], "absolute path"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("store"), || {}).unwrap();
+            let k = pinned(&store, dir.path(), &tarball(&entries));
+            let err = kernel_tree(&k, &store).unwrap_err().to_string();
+            assert!(err.contains(want), "{entries:?}: {err}");
+            assert!(!kernel_tree_dir(&store, &k).unwrap().exists(), "nothing kept");
+            assert!(!dir.path().join("etc").exists());
+        }
+    }
 }

