@@ -329,7 +329,7 @@ fn lockfiles(root: &Path, bin: &Path, mirrors: &Mirrors, check: bool) -> Result<
                 "DIFFERS from the committed lockfile"
             }
         );
-        if !same && !(check && archive_moved) {
+        if !(same || check && archive_moved) {
             if check {
                 stale.push(committed.display().to_string());
             } else {
@@ -366,7 +366,7 @@ fn e2e(
             .args(["--json", command, "--lockfile"])
             .arg(root.join(format!("lockfiles/kata-{tag}.toml")))
             .arg("--store")
-            .arg(&store);
+            .arg(store);
         if !skip.is_empty() {
             cmd.arg("--skip").arg(skip.join(","));
         }
@@ -665,7 +665,7 @@ fn e2e_images(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
             "--work-dir".as_ref(),
             work.as_os_str(),
         ];
-        args.extend(extra.iter().map(|s| std::ffi::OsStr::new(s)));
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
         json_build(bin, mirrors, &args, umask)
     };
     let print = |label: &str, report: &serde_json::Value, secs: f64| {
