@@ -266,3 +266,42 @@ fn packages_that_do_not_match_their_pins_are_refused_with_nothing_written() {
     .unwrap();
     fails_on_packages(&images, "store-c", &["init", "not a Debian package"]);
 }
+
+#[test]
+fn lock_checks_the_archive_signature_and_names_missing_packages() {
+    let images = Images::new();
+    let lock = |extra: &[&str]| {
+        let mut args = vec![
+            "--kernel-sha256",
+            &images.fixture.kernel_sha256,
+            "--rootfs-archive",
+            ARCHIVE,
+            "--rootfs-suite",
+            "stable",
+        ];
+        args.extend_from_slice(extra);
+        images.fixture.lock(&args)
+    };
+    // The fixture's InRelease is not signed: against a real keyring it is refused.
+    let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+    if Path::new(keyring).is_file() {
+        let out = lock(&["--rootfs-keyring", keyring, "--rootfs-package", "chrony"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("signature did not verify"), "{}", text(&out));
+    }
+    let out = lock(&["--rootfs-keyring", "none", "--rootfs-package", "no-such-package"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("`no-such-package` (asked for) is not in stable/main for amd64"), "{}", text(&out));
+    // The pinned set: the required packages and chrony's dependencies, each with its target.
+    let lockfile = std::fs::read_to_string(&images.fixture.lockfile).unwrap();
+    let names: Vec<&str> = lockfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .filter_map(|l| l.strip_suffix('"'))
+        .collect();
+    for want in ["base-files", "base-passwd", "chrony", "init", "libc6", "passwd", "systemd-sysv"] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    assert!(lockfile.contains("target = \"x86_64\""));
+    assert!(lockfile.contains("\"deb.example.org\""), "the archive's host is allowed");
+}

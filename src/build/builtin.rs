@@ -317,4 +317,25 @@ mod tests {
         let err = unpack_debs(&list, &dir.path().join("other")).unwrap_err().to_string();
         assert!(err.contains("the lockfile pins p 2 (amd64)"), "{err}");
     }
+
+    #[test]
+    fn the_config_report_refuses_module_signing_without_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let frag = dir.path().join("common/base.conf");
+        std::fs::create_dir_all(frag.parent().unwrap()).unwrap();
+        std::fs::write(&frag, "CONFIG_A=y\nCONFIG_B=y\n").unwrap();
+        let list = dir.path().join("list");
+        std::fs::write(&list, format!("{}\n", frag.display())).unwrap();
+        let config = dir.path().join(".config");
+        let report = dir.path().join("report.json");
+        std::fs::write(&config, "CONFIG_A=y\n").unwrap();
+        kernel_config_report(dir.path(), &list, &config, &report, &[]).unwrap();
+        let r: kernel::ConfigReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        assert_eq!(r.missing.len(), 1);
+        assert_eq!(r.missing[0].option, "CONFIG_B");
+        assert_eq!(r.missing[0].fragment, "common/base.conf");
+        std::fs::write(&config, "CONFIG_A=y\nCONFIG_MODULE_SIG=y\n").unwrap();
+        let e = kernel_config_report(dir.path(), &list, &config, &report, &[]).unwrap_err();
+        assert!(e.to_string().contains("no module signing key is pinned"), "{e}");
+    }
 }

@@ -672,6 +672,36 @@ mode = 0o755
     }
 
     #[test]
+    fn needs_come_first_and_uses_only_where_buildable() {
+        let recipe = |name: &str, extra: &str| {
+            let text = GOOD.replace("component = \"hello\"", &format!("component = \"{name}\"\n{extra}"));
+            parse(&text, Path::new(&format!("{name}.toml"))).unwrap()
+        };
+        let mut all = BTreeMap::new();
+        all.insert("agent".to_owned(), recipe("agent", ""));
+        all.insert("rootfs".to_owned(), recipe("rootfs", "needs = [\"agent\"]"));
+        all.insert("runtime".to_owned(), recipe("runtime", "uses = [\"rootfs\"]"));
+        let yes = |_: &str| true;
+        let no_rootfs = |c: &str| c != "rootfs";
+        assert_eq!(with_needs(&all, &["runtime".into()], &yes).unwrap(), ["agent", "rootfs", "runtime"]);
+        assert_eq!(with_needs(&all, &["runtime".into()], &no_rootfs).unwrap(), ["runtime"]);
+        assert_eq!(with_needs(&all, &["rootfs".into(), "agent".into()], &yes).unwrap(), ["agent", "rootfs"]);
+        all.insert("agent".to_owned(), recipe("agent", "needs = [\"rootfs\"]"));
+        let e = with_needs(&all, &["rootfs".into()], &yes).unwrap_err().to_string();
+        assert!(e.contains("components need each other: rootfs -> agent -> rootfs"), "{e}");
+    }
+
+    #[test]
+    fn builtin_steps_take_args_not_argv() {
+        let bad = GOOD.replace(
+            "argv = [\"sh\", \"-c\", \"echo hi > ${out}/hello\"]",
+            "builtin = \"initrd\"\nargs = [\"${tmp}/x\"]",
+        );
+        let e = parse(&bad, Path::new("hello.toml")).unwrap_err().to_string();
+        assert!(e.contains("builtin `initrd` of step `build` takes 2 arguments, not 1"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_is_refused_with_line() {
         let bad = GOOD.replace("workdir", "workdri");
         let e = parse(&bad, Path::new("hello.toml")).unwrap_err().to_string();
