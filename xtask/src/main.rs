@@ -705,7 +705,7 @@ fn e2e_images(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
     let arch = a.join("x86_64");
     let root_hash = std::fs::read_to_string(arch.join("rootfs/root_hash.txt"))?;
     println!("root_hash.txt: {}", root_hash.trim());
-    let configs: Vec<PathBuf> = std::fs::read_dir(arch.join("runtime"))?
+    let configs: Vec<PathBuf> = std::fs::read_dir(arch.join("runtime/config"))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.to_string_lossy().contains("configuration-qemu-coco-dev"))
