@@ -25,33 +25,28 @@ fn tar(entries: &[(&str, &Entry)]) -> Vec<u8> {
     for (path, entry) in entries {
         let mut h = tar::Header::new_gnu();
         h.set_mtime(1_600_000_000);
-        match entry {
+        h.set_path(path).unwrap();
+        let data: &[u8] = match entry {
             Entry::File(data, mode) => {
                 h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(data.len() as u64);
                 h.set_mode(*mode);
-                h.set_path(path).unwrap();
-                h.set_cksum();
-                b.append(&h, *data).unwrap();
+                data
             }
             Entry::Dir => {
                 h.set_entry_type(tar::EntryType::Directory);
-                h.set_size(0);
                 h.set_mode(0o755);
-                h.set_path(path).unwrap();
-                h.set_cksum();
-                b.append(&h, &[][..]).unwrap();
+                &[]
             }
             Entry::Symlink(target) => {
                 h.set_entry_type(tar::EntryType::Symlink);
-                h.set_size(0);
                 h.set_mode(0o777);
-                h.set_path(path).unwrap();
                 h.set_link_name(target).unwrap();
-                h.set_cksum();
-                b.append(&h, &[][..]).unwrap();
+                &[]
             }
-        }
+        };
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
     }
     b.into_inner().unwrap()
 }

@@ -476,33 +476,20 @@ fn e2e(
 /// under different umasks: `kata-repro diff` must find them identical. Then the no-op rebuild,
 /// and 4.1.0, which must fail on pcilibs-rs alone.
 fn e2e_builds(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch: &Path) -> Result<()> {
-    let build = |tag: &str, out: &Path, work: Option<&Path>, extra: &[&str], umask: &str| -> Result<(i32, serde_json::Value, String, f64)> {
-        let started = Instant::now();
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
-            .arg(bin)
-            .args(mirrors.args())
-            .args(["--json", "build", "--component", "runtime,agent", "--lockfile"])
-            .arg(root.join(format!("lockfiles/kata-{tag}.toml")))
-            .arg("--store")
-            .arg(store)
-            .arg("--out")
-            .arg(out)
-            .args(extra);
+    let build = |tag: &str, out: &Path, work: Option<&Path>, extra: &[&str], umask: &str| {
+        let lockfile = root.join(format!("lockfiles/kata-{tag}.toml"));
+        let mut args: Vec<&std::ffi::OsStr> = ["--component", "runtime,agent", "--lockfile"]
+            .into_iter()
+            .map(std::ffi::OsStr::new)
+            .collect();
+        args.extend([lockfile.as_os_str(), "--store".as_ref(), store.as_os_str()]);
+        args.extend(["--out".as_ref(), out.as_os_str()]);
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
         if let Some(w) = work {
             std::fs::create_dir_all(w)?;
-            cmd.arg("--work-dir").arg(w);
+            args.extend(["--work-dir".as_ref(), w.as_os_str()]);
         }
-        let output = cmd.output()?;
-        let secs = started.elapsed().as_secs_f64();
-        let report = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
-        Ok((
-            output.status.code().unwrap_or(-1),
-            report,
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-            secs,
-        ))
+        json_build(bin, mirrors, &args, umask)
     };
     let print_runs = |label: &str, report: &serde_json::Value, secs: f64| {
         println!("{label}: {secs:.1}s in all");
