@@ -6,6 +6,7 @@ pub mod digest;
 pub mod lock;
 pub mod manifest;
 pub mod sandbox;
+pub mod sbom;
 pub mod source;
 pub mod verify;
 

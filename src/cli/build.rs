@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kata_repro::build::prepare::{PrepareOptions, prepare};
-use kata_repro::build::recipe::{LoadedRecipe, RecipeSource, Toolchain};
+use kata_repro::build::recipe::{LoadedRecipe, RecipeSource};
 use kata_repro::build::{self, BuildError, Builder, Event};
 use kata_repro::digest::Sha256Digest;
 use kata_repro::source::mirror::Config;
@@ -55,6 +55,9 @@ pub struct BuildArgs {
     /// (Kata 3.31.0 and later); every module is checked against go.sum first.
     #[arg(long, value_name = "URL")]
     go_proxy: Option<String>,
+    /// A directory with a `kata.toml` to use instead of the built-in SBOM templates.
+    #[arg(long, value_name = "DIR")]
+    sbom_templates: Option<PathBuf>,
     /// Where scratch directories are made. Default: the store's staging area.
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
@@ -77,6 +80,8 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         None => RecipeSource::Builtin,
     };
     let all = source.load_all().map_err(Failure::input)?;
+    let templates = kata_repro::sbom::Templates::load(args.sbom_templates.as_deref())
+        .map_err(Failure::input)?;
     let release = super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
     let lock = &release.lock;
     let unbuildable = |r: &LoadedRecipe| build::unbuildable(lock, &r.recipe, &args.arch);
@@ -145,30 +150,24 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar.set_message("planning");
 
-    // The Rust toolchain's own cargo writes the vendor tree.
-    let needs_rust = chosen.iter().any(|r| r.recipe.toolchains.contains(&Toolchain::Rust));
-    let cargo = if needs_rust {
-        let rust = kata_repro::build::tools::find_rust(
-            &release.store,
-            &release.lock,
-            args.rust_toolchain.as_deref(),
-        )
-        .map_err(|e| failure(e.into()))?;
-        if args.arch != build::host_arch() {
-            let triple = format!("{}-unknown-linux-gnu", args.arch);
-            if !rust.sysroot.join("lib/rustlib").join(&triple).is_dir() {
-                return Err(Failure::input(anyhow!(
-                    "the Rust toolchain {} has no standard library for {triple}; install it \
-                     (rustup target add {triple}) or build on a {} host",
-                    rust.sysroot.display(),
-                    args.arch
-                )));
-            }
+    // The Rust toolchain's own cargo writes the vendor tree and reads the crate graph.
+    let sysroot = super::sbom::rust_sysroot(&chosen, &release.store, lock, args.rust_toolchain.as_deref())?;
+    if let Some(sysroot) = &sysroot
+        && args.arch != build::host_arch()
+    {
+        let triple = format!("{}-unknown-linux-gnu", args.arch);
+        if !sysroot.join("lib/rustlib").join(&triple).is_dir() {
+            return Err(Failure::input(anyhow!(
+                "the Rust toolchain {} has no standard library for {triple}; install it \
+                 (rustup target add {triple}) or build on a {} host",
+                sysroot.display(),
+                args.arch
+            )));
         }
-        Some(rust.sysroot.join("bin/cargo").to_string_lossy().into_owned())
-    } else {
-        None
-    };
+    }
+    let cargo = sysroot
+        .as_ref()
+        .map(|s| s.join("bin/cargo").to_string_lossy().into_owned());
     let builder = Builder {
         store: &release.store,
         lock: &release.lock,
@@ -272,6 +271,21 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     manifest
         .write(stage.path())
         .map_err(|e| Failure::input(anyhow!(e)))?;
+    if !json {
+        eprintln!("writing SBOMs and provenance");
+    }
+    let records = super::sbom::Records {
+        recipes: &chosen,
+        lock,
+        lockfile_sha256,
+        arch: &args.arch,
+        getter: release.getter(args.offline),
+        prepared: prepared.as_ref(),
+        rust_sysroot: sysroot.as_deref(),
+        offline: args.offline,
+        templates: &templates,
+    };
+    let record_files = records.write_for_build(&manifest, stage.path())?;
     build::install(stage, &args.out).map_err(failure)?;
     let manifest_sha256 =
         Sha256Digest::of(manifest.to_json().as_bytes());
@@ -288,6 +302,7 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             "not_built": skipped,
             "notes": manifest.components.iter().map(|c| (c.name.clone(), c.notes.clone())).collect::<std::collections::BTreeMap<_, _>>(),
             "artifacts": manifest.artifacts,
+            "records": record_files,
         }));
         return Ok(ExitCode::SUCCESS);
     }
@@ -332,6 +347,7 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     if prepare_seconds > 0.05 {
         println!("inputs fetched and verified in {prepare_seconds:.1}s");
     }
+    println!("SBOMs and provenance: {}", record_files.join(", "));
     println!(
         "{} artifacts in {} (manifest.json sha256 {}); {:.1}s in all",
         manifest.artifacts.len(),

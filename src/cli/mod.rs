@@ -6,6 +6,8 @@ mod build;
 mod diff;
 mod fetch;
 mod lock;
+mod sbom;
+mod sign;
 mod vendor;
 mod verify;
 
@@ -51,6 +53,12 @@ pub enum Command {
     Vendor(vendor::VendorArgs),
     /// Build components hermetically from recipes, with a manifest and SHA256SUMS.
     Build(build::BuildArgs),
+    /// Write CycloneDX SBOMs of a release's dependency set without building it.
+    Sbom(sbom::SbomArgs),
+    /// Sign a build's manifest digest and provenance (ed25519, DSSE envelopes).
+    Sign(sign::SignArgs),
+    /// Check a build's signatures, and its provenance subjects against its files.
+    VerifySignature(sign::VerifySignatureArgs),
     /// Compare two builds (manifests or output directories) and explain every difference.
     Diff(diff::DiffArgs),
     /// A builtin recipe step (run by `build` inside its sandbox).
@@ -133,6 +141,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Vendor(args) => vendor::run(args, &config, cli.json),
         Command::Build(args) => build::run(args, &config, cli.json),
         Command::Diff(args) => diff::run(args, cli.json),
+        Command::Sbom(args) => sbom::run(args, &config, cli.json),
+        Command::Sign(args) => sign::run(args, cli.json),
+        Command::VerifySignature(args) => sign::verify(args, cli.json),
         Command::Builtin(args) => kata_repro::build::builtin::run(args.name, &args.args)
             .map(|()| ExitCode::SUCCESS)
             .map_err(Failure::check),

@@ -202,7 +202,7 @@ fn relation_name(alt: &str) -> &str {
 }
 
 /// The alternative groups of a `Depends`-style field.
-fn relation_groups(field: &str) -> Vec<Vec<&str>> {
+pub(crate) fn relation_groups(field: &str) -> Vec<Vec<&str>> {
     field
         .split(',')
         .map(|g| g.split('|').map(relation_name).filter(|n| !n.is_empty()).collect::<Vec<_>>())

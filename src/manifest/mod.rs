@@ -4,6 +4,9 @@
 //! artifacts and components, no times, no host-specific paths beyond the resolved host tools),
 //! so two builds of the same inputs give byte-identical manifests.
 
+pub mod provenance;
+pub mod sign;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -210,11 +213,20 @@ impl Manifest {
     }
 }
 
+/// Whether `rel` (relative to an output directory) is one of the files that describe a build
+/// rather than being built: the manifest, checksums, SBOMs, provenance, signatures and logs.
+pub fn is_record_file(rel: &str) -> bool {
+    rel == MANIFEST_FILE
+        || rel == SUMS_FILE
+        || rel == provenance::FILE
+        || crate::sbom::is_bom_file(rel)
+        || (!rel.contains('/') && rel.ends_with(".dsse.json"))
+        || rel.starts_with(&format!("{LOGS_DIR}/"))
+}
+
 /// The artifacts of a directory without a manifest: every file but logs and checksum files.
 pub fn scan_dir(dir: &Path) -> Result<Vec<Artifact>, ManifestError> {
-    let keep = |rel: &str| {
-        rel != MANIFEST_FILE && rel != SUMS_FILE && !rel.starts_with(&format!("{LOGS_DIR}/"))
-    };
+    let keep = |rel: &str| !is_record_file(rel);
     let files = tree_files(dir, &keep).map_err(|source| ManifestError::Read {
         path: dir.to_owned(),
         source,

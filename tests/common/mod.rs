@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod debian;
+pub mod project;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

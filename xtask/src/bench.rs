@@ -131,7 +131,7 @@ fn measure(runs: usize, mut make: impl FnMut() -> Command) -> Result<(f64, u64)>
     Ok((best, rss))
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
 

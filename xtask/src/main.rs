@@ -532,6 +532,11 @@ fn e2e_builds(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
             "{f} differs between the two builds"
         );
     }
+    same_records(&a, &b, &["agent.cdx.json", "runtime.cdx.json", "kata.cdx.json", "provenance.intoto.json"])?;
+    validate_boms(&a)?;
+    agent_sbom_is_what_was_compiled(&a)?;
+    compare_with_cargo_cyclonedx(root, store, &a, scratch)?;
+    sign_and_verify(bin, &a, scratch)?;
     let (code, report, err, secs) = build("3.30.0", &a, None, &[], "022")?;
     ensure!(code == 0, "no-op rebuild failed: {err}");
     print_runs("no-op rebuild", &report, secs);
@@ -613,6 +618,164 @@ fn e2e_builds(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
     Ok(())
 }
 
+/// The SBOMs and provenance of two builds of the same inputs must be the same bytes.
+fn same_records(a: &Path, b: &Path, files: &[&str]) -> Result<()> {
+    for f in files {
+        let (x, y) = (std::fs::read(a.join(f))?, std::fs::read(b.join(f))?);
+        ensure!(x == y, "{f} differs between the two builds");
+        println!("  {f}: identical in both builds ({} bytes)", x.len());
+    }
+    Ok(())
+}
+
+/// Every SBOM in `dir` against the CycloneDX 1.5 JSON schema, with cyclonedx-python-lib's strict
+/// validator (from $KATA_REPRO_CDX_PYTHONPATH or the system's Python).
+fn validate_boms(dir: &Path) -> Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".cdx.json"))
+        .collect();
+    files.sort();
+    let script = "import sys\nfrom cyclonedx.validation.json import JsonStrictValidator\n\
+                  from cyclonedx.schema import SchemaVersion\nv = JsonStrictValidator(SchemaVersion.V1_5)\n\
+                  bad = [p for p in sys.argv[1:] if v.validate_str(open(p).read()) is not None]\n\
+                  print('invalid:', bad) if bad else None\nsys.exit(1 if bad else 0)\n";
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).args(&files);
+    if let Some(p) = std::env::var_os("KATA_REPRO_CDX_PYTHONPATH") {
+        cmd.env("PYTHONPATH", p);
+    }
+    let out = cmd.output()?;
+    ensure!(
+        out.status.success(),
+        "SBOMs in {} do not validate against CycloneDX 1.5: {}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("  {} SBOMs valid against the CycloneDX 1.5 schema (cyclonedx-python-lib)", files.len());
+    Ok(())
+}
+
+/// The agent SBOM's crates are exactly those cargo compiled (its `Compiling` lines).
+fn agent_sbom_is_what_was_compiled(dir: &Path) -> Result<()> {
+    let log = std::fs::read_to_string(dir.join(format!("logs/{}/agent/cargo-build.log", std::env::consts::ARCH)))?;
+    let compiled: std::collections::BTreeSet<String> = log
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("Compiling "))
+        .map(|l| l.split(" (").next().unwrap_or(l).to_owned())
+        .collect();
+    let bom: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("agent.cdx.json"))?)?;
+    let listed: std::collections::BTreeSet<String> = bom["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["purl"].as_str().is_some_and(|p| p.starts_with("pkg:cargo/")))
+        .map(|c| format!("{} v{}", c["name"].as_str().unwrap_or(""), c["version"].as_str().unwrap_or("")))
+        .collect();
+    let only_bom: Vec<_> = listed.difference(&compiled).collect();
+    let only_log: Vec<_> = compiled.difference(&listed).collect();
+    println!(
+        "  agent SBOM: {} crates; the build compiled {}; only in the SBOM {only_bom:?}, only compiled {only_log:?}",
+        listed.len(),
+        compiled.len()
+    );
+    ensure!(only_bom.is_empty() && only_log.is_empty(), "the agent SBOM is not the set of crates compiled");
+    Ok(())
+}
+
+/// Where `cargo cyclonedx` is installed: its count of the agent's crates beside the SBOM's, and
+/// the crates only it lists (it walks `cargo metadata`'s workspace-wide resolve).
+fn compare_with_cargo_cyclonedx(root: &Path, store: &Path, out: &Path, scratch: &Path) -> Result<()> {
+    if Command::new("cargo-cyclonedx").arg("--version").output().is_err() {
+        println!("  cargo-cyclonedx is not installed (cargo install --locked cargo-cyclonedx): not compared");
+        return Ok(());
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json"))?)?;
+    let commit = manifest["source"]["commit"].as_str().context("no source commit")?;
+    let checkout = store.join("git").join(commit).join("tree");
+    let lock_sha = bench::sha256_hex(&std::fs::read(checkout.join("Cargo.lock"))?);
+    let home = scratch.join("cdx-cargo-home");
+    std::fs::create_dir_all(&home)?;
+    std::fs::copy(store.join("vendor").join(&lock_sha).join("config.toml"), home.join("config.toml"))?;
+    let tree = scratch.join("cdx-tree");
+    let _ = std::fs::remove_dir_all(&tree);
+    copy_dir(&checkout, &tree)?;
+    let recipe: toml::Value = toml::from_str(&std::fs::read_to_string(root.join("recipes/agent.toml"))?)?;
+    let features = recipe["vars"]["features"].as_str().unwrap_or("").replace(' ', ",");
+    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let status = Command::new("cargo")
+        .args(["cyclonedx", "--manifest-path", "src/agent/Cargo.toml", "-F", &features, "--target", &triple])
+        .args(["--format", "json", "--spec-version", "1.5", "-q"])
+        .env("CARGO_HOME", &home)
+        .env("CARGO_NET_OFFLINE", "true")
+        .env("RUSTUP_TOOLCHAIN", format!("1.95.0-{triple}"))
+        .env("SOURCE_DATE_EPOCH", manifest["source_date_epoch"].to_string())
+        .current_dir(&tree)
+        .status()?;
+    ensure!(status.success(), "cargo cyclonedx failed");
+    let theirs: serde_json::Value = serde_json::from_slice(&std::fs::read(tree.join("src/agent/kata-agent.cdx.json"))?)?;
+    let name_version = |c: &serde_json::Value| format!("{} {}", c["name"].as_str().unwrap_or(""), c["version"].as_str().unwrap_or(""));
+    let mut their_set: std::collections::BTreeSet<String> = theirs["components"].as_array().into_iter().flatten().map(name_version).collect();
+    their_set.insert(name_version(&theirs["metadata"]["component"]));
+    let ours: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("agent.cdx.json"))?)?;
+    let our_set: std::collections::BTreeSet<String> = ours["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["purl"].as_str().is_some_and(|p| p.starts_with("pkg:cargo/")))
+        .map(name_version)
+        .collect();
+    let only_theirs: Vec<&String> = their_set.difference(&our_set).collect();
+    let only_ours: Vec<&String> = our_set.difference(&their_set).collect();
+    println!(
+        "  cargo cyclonedx: {} crates (with the agent itself), the agent SBOM {}; only cargo cyclonedx: {} {:?}; only ours: {only_ours:?}",
+        their_set.len(),
+        our_set.len(),
+        only_theirs.len(),
+        only_theirs
+    );
+    Ok(())
+}
+
+/// `sign` with a fresh OpenSSL ed25519 key, `verify-signature`, then a tampered manifest.
+fn sign_and_verify(bin: &Path, out: &Path, scratch: &Path) -> Result<()> {
+    let key = scratch.join("e2e-key.pem");
+    let public = scratch.join("e2e-key.pub.pem");
+    ensure!(Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&key).status()?.success());
+    ensure!(Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&key).arg("-out").arg(&public).status()?.success());
+    let signed = scratch.join("signed");
+    let _ = std::fs::remove_dir_all(&signed);
+    copy_dir(out, &signed)?;
+    ensure!(Command::new(bin).arg("sign").arg("--key").arg(&key).arg(&signed).status()?.success(), "sign failed");
+    let ok = Command::new(bin).arg("verify-signature").arg("--key").arg(&public).arg(&signed).output()?;
+    print!("{}", String::from_utf8_lossy(&ok.stdout));
+    ensure!(ok.status.success(), "verify-signature failed on an untouched build");
+    let manifest = signed.join("manifest.json");
+    let mut text = std::fs::read_to_string(&manifest)?;
+    text.push(' ');
+    std::fs::write(&manifest, text)?;
+    let bad = Command::new(bin).arg("verify-signature").arg("--key").arg(&public).arg(&signed).output()?;
+    print!("{}", String::from_utf8_lossy(&bad.stdout));
+    ensure!(bad.status.code() == Some(1), "a tampered manifest must fail verification with exit 1");
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e?;
+        let rel = e.path().strip_prefix(from)?;
+        let dest = to.join(rel);
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dest)?;
+        } else if e.file_type().is_file() {
+            std::fs::copy(e.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs `kata-repro --json build` with `args` under `umask`: exit code, report, stderr, seconds.
 fn json_build(bin: &Path, mirrors: &Mirrors, args: &[&std::ffi::OsStr], umask: &str) -> Result<(i32, serde_json::Value, String, f64)> {
     let started = Instant::now();
@@ -688,6 +851,26 @@ fn e2e_images(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
     let diff = Command::new(bin).arg("diff").arg(&a).arg(&b).output()?;
     print!("{}", String::from_utf8_lossy(&diff.stdout));
     ensure!(diff.status.success(), "the two image builds differ");
+    same_records(
+        &a,
+        &b,
+        &["kernel.cdx.json", "rootfs.cdx.json", "initrd.cdx.json", "runtime.cdx.json", "agent.cdx.json", "kata.cdx.json", "provenance.intoto.json"],
+    )?;
+    validate_boms(&a)?;
+    let kernel_bom: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("kernel.cdx.json"))?)?;
+    for c in kernel_bom["components"].as_array().into_iter().flatten() {
+        let props: Vec<String> = c["properties"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{}={}", p["name"].as_str().unwrap_or(""), p["value"].as_str().unwrap_or("")))
+            .collect();
+        println!("  kernel SBOM: {} {} cpe {} {}", c["purl"].as_str().unwrap_or(""), c["hashes"][0]["content"].as_str().unwrap_or(""), c["cpe"].as_str().unwrap_or(""), props.join(" "));
+    }
+    let rootfs_bom: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("rootfs.cdx.json"))?)?;
+    let debs = rootfs_bom["components"].as_array().into_iter().flatten().filter(|c| c["purl"].as_str().is_some_and(|p| p.starts_with("pkg:deb/"))).count();
+    let edges: usize = rootfs_bom["dependencies"].as_array().into_iter().flatten().map(|d| d["dependsOn"].as_array().map_or(0, Vec::len)).sum();
+    println!("  rootfs SBOM: {debs} Debian packages, {edges} dependency edges");
 
     let arch = a.join("x86_64");
     let root_hash = std::fs::read_to_string(arch.join("rootfs/root_hash.txt"))?;

@@ -1,0 +1,135 @@
+//! A fixture Kata-like project with recipes: a Go module with a vendored dependency, and a Rust
+//! crate with a vendored git dependency.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use super::{Fixture, kata_repro};
+
+pub const HELLO_GO: &str = r#"
+schema = 1
+component = "hello"
+description = "a Go program with a vendored dependency"
+workdir = "src/runtime"
+toolchains = ["go"]
+inputs = ["go-modules"]
+host_tools = []
+
+[arch.x86_64.env]
+GOARCH = "amd64"
+[arch.aarch64.env]
+GOARCH = "arm64"
+
+[env]
+CGO_ENABLED = "0"
+GOFLAGS = "-mod=${gomod} -modcacherw"
+GOPROXY = "${goproxy}"
+GOSUMDB = "off"
+GOTOOLCHAIN = "local"
+GOCACHE = "${tmp}/go-build"
+GOPATH = "${tmp}/go"
+GOENV = "off"
+
+[[steps]]
+name = "build"
+argv = ["go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-buildid=", "-o", "${out}/hello", "./cmd/hello"]
+
+[[outputs]]
+path = "hello"
+mode = 0o755
+"#;
+
+pub const AGENT_RS: &str = r#"
+schema = 1
+component = "agent"
+description = "a Rust crate with a vendored git dependency"
+workdir = "src/agent"
+toolchains = ["rust"]
+inputs = ["cargo-vendor"]
+host_tools = ["cc", "ld"]
+
+[arch.x86_64]
+[arch.aarch64]
+
+[vars]
+remap = "build.rustflags=['--remap-path-prefix=${src}=/src']"
+
+[env]
+CARGO_TERM_COLOR = "never"
+
+[[steps]]
+name = "cargo-build"
+argv = ["cargo", "build", "--release", "--locked", "--offline", "--config", "${remap}"]
+
+[[outputs]]
+path = "agent"
+from = "target/release/agent"
+mode = 0o755
+"#;
+
+pub struct Project {
+    pub fixture: Fixture,
+    pub recipes: PathBuf,
+}
+
+impl Project {
+    pub fn new(recipes: &[(&str, &str)]) -> Self {
+        Self::with(Fixture::with_projects(), recipes)
+    }
+
+    pub fn with(fixture: Fixture, recipes: &[(&str, &str)]) -> Self {
+        let dir = fixture.root().join("recipes");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in recipes {
+            std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+        }
+        Self {
+            fixture,
+            recipes: dir,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.fixture.root().join(rel)
+    }
+
+    /// `kata-repro build` with the fixture's config, recipes and lockfile.
+    pub fn build(&self, store: &str, out: &str, extra: &[&str]) -> Output {
+        self.build_with_umask(store, out, extra, None)
+    }
+
+    pub fn build_with_umask(
+        &self,
+        store: &str,
+        out: &str,
+        extra: &[&str],
+        umask: Option<&str>,
+    ) -> Output {
+        let mut args: Vec<String> = vec![
+            "--config".into(),
+            self.fixture.config.display().to_string(),
+            "build".into(),
+            "--lockfile".into(),
+            self.fixture.lockfile.display().to_string(),
+            "--recipes".into(),
+            self.recipes.display().to_string(),
+            "--store".into(),
+            self.path(store).display().to_string(),
+            "--out".into(),
+            self.path(out).display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        match umask {
+            None => kata_repro().args(&args).output().unwrap(),
+            Some(mask) => {
+                let bin = env!("CARGO_BIN_EXE_kata-repro");
+                let mut cmd = std::process::Command::new("sh");
+                cmd.arg("-c")
+                    .arg(format!("umask {mask}; exec \"$0\" \"$@\""))
+                    .arg(bin)
+                    .args(&args);
+                cmd.output().unwrap()
+            }
+        }
+    }
+}
