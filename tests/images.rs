@@ -153,6 +153,33 @@ fn rootfs_image_root_hash_and_initrd_are_identical_across_paths_times_and_umasks
         .unwrap();
     assert_eq!(diff.status.code(), Some(0), "{}", text(&diff));
 
+    // The SBOMs: the same bytes, valid, every package with its pin and its Depends.
+    let (out1, out2) = (images.path("out1"), images.path("out2"));
+    for f in ["rootfs.cdx.json", "initrd.cdx.json", "agent.cdx.json", "kata.cdx.json", "provenance.intoto.json"] {
+        assert_eq!(std::fs::read(out1.join(f)).unwrap(), std::fs::read(out2.join(f)).unwrap(), "{f}");
+    }
+    let checked = common::cyclonedx_validate(&[out1.join("rootfs.cdx.json"), out1.join("initrd.cdx.json")]);
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
+    let bom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out1.join("rootfs.cdx.json")).unwrap()).unwrap();
+    let debs: Vec<&serde_json::Value> = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["purl"].as_str().unwrap().starts_with("pkg:deb/debian/"))
+        .collect();
+    let lock = std::fs::read_to_string(&images.fixture.lockfile).unwrap();
+    assert_eq!(debs.len(), lock.matches("[[rootfs.packages]]").count());
+    let libc = debs.iter().find(|c| c["name"] == "libc6").unwrap();
+    assert_eq!(libc["hashes"][0]["alg"], "SHA-256");
+    assert_eq!(libc["licenses"][0]["license"]["name"], "LGPL-2.1+", "from its DEP-5 copyright file");
+    let base_passwd = debs.iter().find(|c| c["name"] == "base-passwd").unwrap();
+    let deps = bom["dependencies"].as_array().unwrap();
+    let of = |r: &serde_json::Value| deps.iter().find(|d| d["ref"] == *r).unwrap()["dependsOn"].clone();
+    assert_eq!(of(&base_passwd["bom-ref"]), serde_json::json!([libc["bom-ref"]]));
+    // The image holds the agent: its component is in the rootfs BOM, and depended on.
+    assert!(of(&serde_json::json!("kata:rootfs")).as_array().unwrap().contains(&serde_json::json!("kata:agent")));
+
     let dir = images.path("out1/x86_64/rootfs");
     let image = dir.join("kata-containers.img");
     let root_hash = std::fs::read_to_string(dir.join("root_hash.txt")).unwrap();

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use base64::Engine;
 use common::project::{AGENT_RS, HELLO_GO, Project};
-use common::{kata_repro, text};
+use common::{cyclonedx_validate, kata_repro, text};
 
 fn assert_code(out: &Output, code: i32) {
     assert_eq!(out.status.code(), Some(code), "{}", text(out));
@@ -20,40 +20,6 @@ fn read_json(path: &Path) -> serde_json::Value {
         &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )
     .unwrap()
-}
-
-/// Validates BOM files with cyclonedx-python-lib's JsonStrictValidator for CycloneDX 1.5; the
-/// library comes from `$KATA_REPRO_CDX_PYTHONPATH` (where `.ci/run` installs it) or the system.
-fn cyclonedx_validate(files: &[PathBuf]) -> Output {
-    const SCRIPT: &str = r#"
-import sys
-try:
-    from cyclonedx.validation.json import JsonStrictValidator
-    from cyclonedx.schema import SchemaVersion
-except ImportError as e:
-    print(f"cyclonedx-python-lib is missing ({e}): pip install --target DIR "
-          "'cyclonedx-python-lib[json-validation]' and set KATA_REPRO_CDX_PYTHONPATH=DIR "
-          "(.ci/run does)")
-    sys.exit(3)
-validator = JsonStrictValidator(SchemaVersion.V1_5)
-bad = 0
-for path in sys.argv[1:]:
-    error = validator.validate_str(open(path).read())
-    if error is not None:
-        bad += 1
-        print(f"{path}: INVALID: {error}")
-    else:
-        print(f"{path}: valid")
-sys.exit(1 if bad else 0)
-"#;
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c").arg(SCRIPT).args(files);
-    if let Some(p) = std::env::var_os("KATA_REPRO_CDX_PYTHONPATH") {
-        cmd.env("PYTHONPATH", p);
-    }
-    let out = cmd.output().expect("python3 runs");
-    assert_ne!(out.status.code(), Some(3), "{}", text(&out));
-    out
 }
 
 fn boms(dir: &Path) -> Vec<PathBuf> {

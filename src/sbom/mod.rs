@@ -37,7 +37,7 @@ pub const SPEC_NAME: &str = "1.5";
 pub const RELEASE_BOM: &str = "kata.cdx.json";
 /// Bumped whenever collection changes what a dependency set holds, so that stored sets are
 /// collected again.
-const DEPENDENCY_SET_SCHEMA: u32 = 1;
+const DEPENDENCY_SET_SCHEMA: u32 = 2;
 
 pub fn component_bom_file(component: &str) -> String {
     format!("{component}.cdx.json")

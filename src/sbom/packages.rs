@@ -103,6 +103,15 @@ pub fn rootfs(
             .get("Description")
             .and_then(|d| d.lines().next())
             .map(str::to_owned);
+        // The licence of the package's own files, where its copyright file is machine-readable.
+        let copyright = format!("usr/share/doc/{}/copyright", p.name);
+        if let Some(license) = deb::read_member(&path, &copyright)
+            .ok()
+            .flatten()
+            .and_then(|b| dep5_license(&String::from_utf8_lossy(&b)))
+        {
+            package.license = Some(license);
+        }
         if let Some(source) = info.control.get("Source") {
             package
                 .properties
@@ -136,4 +145,50 @@ pub fn rootfs(
     }
     set.packages.sort_by(|a, b| a.purl.cmp(&b.purl));
     Ok(set)
+}
+
+/// The licence of `Files: *` in a machine-readable Debian copyright file (DEP-5), as Debian
+/// names it (`GPL-2+`, `Expat`, …; SPDX identifiers where Debian uses them); none for a
+/// free-form file.
+pub fn dep5_license(text: &str) -> Option<String> {
+    let paragraphs = deb::paragraphs(text);
+    let header = paragraphs.first()?;
+    if !header
+        .get("Format")
+        .is_some_and(|f| f.contains("copyright-format"))
+    {
+        return None;
+    }
+    paragraphs
+        .iter()
+        .find(|p| {
+            p.get("Files")
+                .is_some_and(|f| f.split_whitespace().next() == Some("*"))
+        })
+        .and_then(|p| p.get("License"))
+        .and_then(|l| l.lines().next())
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dep5_gives_the_licence_of_all_files() {
+        let text = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
+                    Upstream-Name: dbus\n\n\
+                    Files: *\nCopyright: 2002-2008 Red Hat\nLicense: AFL-2.1 or GPL-2+\n\n\
+                    Files: debian/*\nLicense: GPL-2+\n\n\
+                    License: GPL-2+\n This program is free software\n";
+        assert_eq!(dep5_license(text).as_deref(), Some("AFL-2.1 or GPL-2+"));
+        assert_eq!(
+            dep5_license("This is the Debian GNU/Linux prepackaged version of x.\n"),
+            None
+        );
+        let no_star = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
+                       Files: src/*\nLicense: MIT\n";
+        assert_eq!(dep5_license(no_star), None);
+    }
 }

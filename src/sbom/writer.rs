@@ -149,7 +149,7 @@ fn license_choice(license: &str) -> LicenseChoice {
         allow_deprecated: true,
         ..spdx::ParseMode::STRICT
     };
-    if spdx::license_id(license).is_some() {
+    if spdx::license_id(license).is_some_and(|id| id.name == license) {
         LicenseChoice::License(License::license_id(license))
     } else if spdx::Expression::parse_mode(license, strict).is_ok() {
         LicenseChoice::expression(license)
@@ -184,10 +184,13 @@ fn package_component(p: &Package) -> Component {
     let mut c = Component::new(classification, &p.name, &p.version, Some(p.purl.clone()));
     c.purl = p.purl.parse::<Purl>().ok();
     c.description = p.description.as_deref().map(NormalizedString::new);
-    c.licenses = p
-        .license
-        .as_ref()
-        .and_then(|l| licenses(std::slice::from_ref(l)));
+    c.licenses = p.license.as_ref().and_then(|l| match p.ecosystem {
+        // Debian's short names (`GPL-2+`, `Expat`) are not SPDX, even where they look it.
+        Ecosystem::Deb => Some(Licenses(vec![LicenseChoice::License(
+            License::named_license(l),
+        )])),
+        _ => licenses(std::slice::from_ref(l)),
+    });
     c.hashes = p.sha256.as_ref().map(sha256_hashes);
     c.cpe = p.cpe.as_deref().map(Cpe::new);
     let mut refs = Vec::new();

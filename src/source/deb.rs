@@ -236,6 +236,22 @@ pub fn extract_member(path: &Path, member: &str, to: &Path) -> Result<u64, DebEr
     })
 }
 
+/// The bytes of the regular file `member` (as named in the data tree, without a leading `./`)
+/// of the package at `path`, if it has one.
+pub fn read_member(path: &Path, member: &str) -> Result<Option<Vec<u8>>, DebError> {
+    with_member(path, "data.tar", |stream| {
+        find_in_tar(path, "data.tar", stream, |name, entry| {
+            if name != Path::new(member) || !entry.header().entry_type().is_file() {
+                return Ok(None);
+            }
+            let mut bytes = Vec::new();
+            io::Read::read_to_end(entry, &mut bytes)
+                .map(|_| Some(bytes))
+                .map_err(|e| corrupt(path, format!("data.tar: {member}: {e}")))
+        })
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -159,6 +159,14 @@ pub fn kata_like_packages() -> Vec<Package> {
             depends: "",
             files: vec![
                 ("./lib/x86_64-linux-gnu/libc.so.6", File(b"\x7fELF libc", 0o755)),
+                (
+                    "./usr/share/doc/libc6/copyright",
+                    File(
+                        b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
+                          Files: *\nCopyright: 1991-2023 Free Software Foundation\nLicense: LGPL-2.1+\n",
+                        0o644,
+                    ),
+                ),
                 ("./lib64/ld-linux-x86-64.so.2", Symlink("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")),
                 ("./usr/bin/sh", File(b"#!shell\n", 0o755)),
             ],
