@@ -92,7 +92,7 @@ impl Records<'_> {
 
     fn subjects(
         &self,
-        sets: BTreeMap<String, DependencySet>,
+        sets: &BTreeMap<String, DependencySet>,
         manifest: Option<&Manifest>,
     ) -> Vec<Subject> {
         self.recipes
@@ -139,8 +139,8 @@ impl Records<'_> {
             templates: self.templates,
             generator_version: &manifest.generator.version,
         };
-        let mut files = sbom::write(&ctx, &self.subjects(sets.clone(), Some(manifest)), dir)
-            .map_err(sbom_failure)?;
+        let mut files =
+            sbom::write(&ctx, &self.subjects(&sets, Some(manifest)), dir).map_err(sbom_failure)?;
         Statement::of_build(manifest, self.lock, &sets)
             .write(dir)
             .map_err(|e| Failure::check(anyhow!(e)))?;
@@ -250,8 +250,8 @@ pub fn run(args: SbomArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         generator_version: env!("CARGO_PKG_VERSION"),
     };
     let stage = build::stage_beside(&args.out).map_err(build_failure)?;
-    let files = sbom::write(&ctx, &records.subjects(sets.clone(), None), stage.path())
-        .map_err(sbom_failure)?;
+    let files =
+        sbom::write(&ctx, &records.subjects(&sets, None), stage.path()).map_err(sbom_failure)?;
     build::install(stage, &args.out).map_err(build_failure)?;
     let counts: BTreeMap<&String, BTreeMap<&str, usize>> = sets
         .iter()

@@ -215,14 +215,6 @@ impl Statement {
         write_atomically(&dir.join(FILE), self.to_json().as_bytes())
     }
 
-    pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
-    }
-
     pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
         let s: Statement = serde_json::from_str(text).map_err(|e| ManifestError::Parse {
             path: path.to_owned(),

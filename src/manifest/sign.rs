@@ -91,11 +91,15 @@ pub fn key_id(key: &VerifyingKey) -> String {
     Sha256Digest::of(der.as_bytes()).to_hex()
 }
 
-pub fn load_signing_key(path: &Path) -> Result<SigningKey, SignError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SignError::Read {
+fn read_text(path: &Path) -> Result<String, SignError> {
+    std::fs::read_to_string(path).map_err(|source| SignError::Read {
         path: path.to_owned(),
         source,
-    })?;
+    })
+}
+
+pub fn load_signing_key(path: &Path) -> Result<SigningKey, SignError> {
+    let text = read_text(path)?;
     SigningKey::from_pkcs8_pem(&text).map_err(|e| SignError::Key {
         path: path.to_owned(),
         message: format!(
@@ -107,10 +111,7 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, SignError> {
 
 /// A public key in PEM, or the private key's PEM (whose public half is then used).
 pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey, SignError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SignError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = read_text(path)?;
     if let Ok(k) = VerifyingKey::from_public_key_pem(&text) {
         return Ok(k);
     }
@@ -145,10 +146,7 @@ impl Envelope {
     }
 
     pub fn load(path: &Path) -> Result<Self, SignError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SignError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = read_text(path)?;
         serde_json::from_str(&text).map_err(|e| SignError::Envelope {
             path: path.to_owned(),
             message: e.to_string(),
