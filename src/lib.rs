@@ -1,6 +1,7 @@
 //! kata-repro: pins, fetches, verifies and records every input of a Kata Containers release.
 
 pub mod build;
+pub mod check;
 pub mod diff;
 pub mod digest;
 pub mod lock;

@@ -159,6 +159,9 @@ pub struct Builder<'a> {
     pub work_dir: Option<PathBuf>,
     /// The kata-repro executable builtin steps run (`kata-repro builtin …`).
     pub self_exe: PathBuf,
+    /// What this build varies from the fixed step environment (`kata-repro check`); nothing
+    /// for a release build.
+    pub variations: sandbox::Varied,
 }
 
 /// Why the lockfile cannot build `recipe` for `arch`, if it cannot: its kernel or rootfs
@@ -347,17 +350,27 @@ impl Builder<'_> {
                     Isolation::None => "host (--allow-network-leak)".into(),
                 },
                 root: match isolation {
-                    Isolation::Namespaces => sandbox::ROOT.into(),
+                    Isolation::Namespaces => {
+                        self.variations.root.as_deref().unwrap_or(sandbox::ROOT).into()
+                    }
                     Isolation::None => "the real scratch directory (no mount namespace)".into(),
                 },
                 hostname: match isolation {
-                    Isolation::Namespaces => sandbox::HOSTNAME.into(),
+                    Isolation::Namespaces => match &self.variations.host {
+                        Some((h, d)) => format!("{h} (domain {d})"),
+                        None => sandbox::HOSTNAME.into(),
+                    },
                     Isolation::None => "the host's".into(),
                 },
-                umask: "0022".into(),
-                tz: "UTC".into(),
-                locale: "C.UTF-8".into(),
-                variations: vec![],
+                umask: format!("{:04o}", self.variations.umask.unwrap_or(0o022)),
+                tz: self.variations.env.get("TZ").cloned().unwrap_or_else(|| "UTC".into()),
+                locale: self
+                    .variations
+                    .env
+                    .get("LC_ALL")
+                    .cloned()
+                    .unwrap_or_else(|| "C.UTF-8".into()),
+                variations: self.variations.names.iter().map(|v| v.to_string()).collect(),
             },
             components,
             artifacts,
@@ -460,7 +473,7 @@ impl Builder<'_> {
             .prefix(&format!("build-{name}-"))
             .tempdir_in(&work_root)
             .map_err(io_err(&work_root))?;
-        let sandbox = Sandbox::new(scratch.path(), isolation);
+        let sandbox = Sandbox::new(scratch.path(), isolation).with_variations(&self.variations);
         let go_mode = r
             .inputs
             .contains(&Input::GoModules)
@@ -595,9 +608,19 @@ impl Builder<'_> {
             path.push(format!("{}/bin", vars["go"]));
         }
         path.push(sandbox.inside("bin"));
+        let varied = &self.variations;
+        if let Some(extra) = &varied.path_append {
+            path.push(sandbox.inside(extra));
+        }
         let mut base_env: BTreeMap<String, String> = BTreeMap::new();
         base_env.insert("PATH".into(), path.join(":"));
-        base_env.insert("HOME".into(), vars["home"].clone());
+        base_env.insert(
+            "HOME".into(),
+            match &varied.home {
+                Some(h) => sandbox.inside(h),
+                None => vars["home"].clone(),
+            },
+        );
         base_env.insert("TMPDIR".into(), vars["tmp"].clone());
         base_env.insert(
             "SOURCE_DATE_EPOCH".into(),
@@ -616,6 +639,7 @@ impl Builder<'_> {
         for (k, v) in r.env.iter().chain(arch_section.env.iter()) {
             base_env.insert(k.clone(), recipe::expand(v, &vars));
         }
+        base_env.extend(varied.env.clone());
 
         // Inputs by digest: what the first step's input root is made of.
         let mut inputs = vec![
@@ -743,6 +767,13 @@ impl Builder<'_> {
             inputs.push(InputDigest {
                 name: format!("component:{dep}"),
                 digest: format!("actionKey:{key}"),
+            });
+        }
+        if !varied.is_empty() {
+            // A varied build's results never stand in for a plain build's.
+            inputs.push(InputDigest {
+                name: "variations".into(),
+                digest: varied.names.iter().map(|v| v.name()).collect::<Vec<_>>().join(","),
             });
         }
         if uses_builtins {
@@ -992,6 +1023,20 @@ impl Builder<'_> {
             });
         }
         sandbox.add_binds(binds)?;
+        // The `fileordering` variation: the source through disorderfs, unmounted when done.
+        let _disordered = match &self.variations.disorderfs {
+            Some(bin) => {
+                let at = scratch.path().with_extension("disorderfs");
+                let mount = sandbox::variation::DisorderMount::new(bin, &tree, &at)
+                    .map_err(io_err(&at))?;
+                Some(mount)
+            }
+            None => None,
+        };
+        let tree = match &_disordered {
+            Some(m) => m.path().to_owned(),
+            None => tree,
+        };
         lap(&mut phases, "toolchains");
 
         // A fresh copy of the verified source, and the fixed layout.
@@ -1037,7 +1082,8 @@ impl Builder<'_> {
                 r.workdir
             )));
         }
-        for d in ["out", "home", "tmp", "bin", "logs"] {
+        let varied_home = self.variations.home.as_deref();
+        for d in ["out", "home", "tmp", "bin", "logs"].into_iter().chain(varied_home) {
             let p = sandbox.host(d);
             std::fs::create_dir_all(&p).map_err(io_err(&p))?;
         }

@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -12,60 +12,67 @@ use kata_repro::source::mirror::Config;
 
 use super::{Failure, MirrorArgs};
 
+/// What every command that builds takes: the release, what of it, and where from.
 #[derive(Debug, clap::Args)]
-pub struct BuildArgs {
+pub struct JobArgs {
     /// The lockfile of the release to build.
     #[arg(long, value_name = "FILE")]
-    lockfile: PathBuf,
+    pub lockfile: PathBuf,
     /// The architecture to build for.
     #[arg(long, value_name = "ARCH", default_value_t = build::host_arch())]
-    arch: String,
+    pub arch: String,
     /// Components to build, comma-separated. Default: every recipe.
     #[arg(long, value_delimiter = ',', value_name = "NAME")]
-    component: Vec<String>,
+    pub component: Vec<String>,
+    /// The store directory (see `fetch`).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Download nothing: use the store and mirrors only.
+    #[arg(long)]
+    pub offline: bool,
+    /// Run steps without namespaces where they cannot be made (the network stays reachable
+    /// and real paths show); the manifest records it.
+    #[arg(long)]
+    pub allow_network_leak: bool,
+    /// Build even where host packages differ from the lockfile's [host] pins; the manifest
+    /// records each difference.
+    #[arg(long)]
+    pub allow_host_drift: bool,
+    /// Read recipes from this directory instead of the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub recipes: Option<PathBuf>,
+    /// The Rust toolchain (a sysroot, e.g. ~/.rustup/toolchains/1.95.0-x86_64-unknown-linux-gnu).
+    /// Default: rustup's toolchain for the pinned version, else the `rustc` on PATH.
+    #[arg(long, value_name = "DIR")]
+    pub rust_toolchain: Option<PathBuf>,
+    /// A Go module proxy (https:// or file://) for Go modules the source does not vendor
+    /// (Kata 3.31.0 and later); every module is checked against go.sum first.
+    #[arg(long, value_name = "URL")]
+    pub go_proxy: Option<String>,
+    /// A directory with a `kata.toml` to use instead of the built-in SBOM templates.
+    #[arg(long, value_name = "DIR")]
+    pub sbom_templates: Option<PathBuf>,
+    /// Where scratch directories are made. Default: the store's staging area.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    job: JobArgs,
     /// The output directory: `<arch>/<component>/…`, manifest.json, SHA256SUMS and logs/.
     /// Replaced as a whole when the build succeeds; untouched when it fails.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// The store directory (see `fetch`).
-    #[arg(long, value_name = "DIR")]
-    store: Option<PathBuf>,
-    /// Download nothing: use the store and mirrors only.
-    #[arg(long)]
-    offline: bool,
     /// Run every step, even when the store holds its result.
     #[arg(long)]
     no_cache: bool,
-    /// Run steps without namespaces where they cannot be made (the network stays reachable
-    /// and real paths show); the manifest records it.
-    #[arg(long)]
-    allow_network_leak: bool,
-    /// Build even where host packages differ from the lockfile's [host] pins; the manifest
-    /// records each difference.
-    #[arg(long)]
-    allow_host_drift: bool,
-    /// Read recipes from this directory instead of the built-in ones.
-    #[arg(long, value_name = "DIR")]
-    recipes: Option<PathBuf>,
-    /// The Rust toolchain (a sysroot, e.g. ~/.rustup/toolchains/1.95.0-x86_64-unknown-linux-gnu).
-    /// Default: rustup's toolchain for the pinned version, else the `rustc` on PATH.
-    #[arg(long, value_name = "DIR")]
-    rust_toolchain: Option<PathBuf>,
-    /// A Go module proxy (https:// or file://) for Go modules the source does not vendor
-    /// (Kata 3.31.0 and later); every module is checked against go.sum first.
-    #[arg(long, value_name = "URL")]
-    go_proxy: Option<String>,
-    /// A directory with a `kata.toml` to use instead of the built-in SBOM templates.
-    #[arg(long, value_name = "DIR")]
-    sbom_templates: Option<PathBuf>,
-    /// Where scratch directories are made. Default: the store's staging area.
-    #[arg(long, value_name = "DIR")]
-    work_dir: Option<PathBuf>,
-    #[command(flatten)]
-    mirrors: MirrorArgs,
 }
 
-fn failure(e: BuildError) -> Failure {
+pub(crate) fn failure(e: BuildError) -> Failure {
     let code = e.exit_code();
     Failure {
         code,
@@ -73,222 +80,330 @@ fn failure(e: BuildError) -> Failure {
     }
 }
 
-pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
-    let started = Instant::now();
-    let source = match &args.recipes {
-        Some(d) => RecipeSource::Dir(d.clone()),
-        None => RecipeSource::Builtin,
-    };
-    let all = source.load_all().map_err(Failure::input)?;
-    let templates = kata_repro::sbom::Templates::load(args.sbom_templates.as_deref())
+/// A release opened for building: the recipes chosen, in build order, and everything resolved
+/// once for however many builds follow.
+pub struct Job {
+    pub args: JobArgs,
+    all: std::collections::BTreeMap<String, LoadedRecipe>,
+    order: Vec<String>,
+    /// Recipes of this arch the lockfile cannot build, with why (without --component).
+    pub skipped: Vec<String>,
+    templates: kata_repro::sbom::Templates,
+    pub release: super::Release,
+    pub lockfile_sha256: Sha256Digest,
+    sysroot: Option<PathBuf>,
+}
+
+/// How one build of a job goes.
+pub struct BuildOptions {
+    pub no_cache: bool,
+    pub variations: kata_repro::sandbox::Varied,
+    /// Write SBOMs and provenance beside the manifest.
+    pub records: bool,
+    /// Put before progress lines ("first build", …).
+    pub label: String,
+}
+
+/// What one build of a job gave.
+pub struct Built {
+    pub manifest: kata_repro::manifest::Manifest,
+    pub runs: Vec<build::ComponentRun>,
+    pub prepare_seconds: f64,
+    pub record_files: Vec<String>,
+}
+
+impl Job {
+    pub fn open(args: JobArgs, config: &Config) -> Result<Self, Failure> {
+        let source = match &args.recipes {
+            Some(d) => RecipeSource::Dir(d.clone()),
+            None => RecipeSource::Builtin,
+        };
+        let all = source.load_all().map_err(Failure::input)?;
+        let templates = kata_repro::sbom::Templates::load(args.sbom_templates.as_deref())
+            .map_err(Failure::input)?;
+        let release =
+            super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
+        let lock = &release.lock;
+        let unbuildable = |r: &LoadedRecipe| build::unbuildable(lock, &r.recipe, &args.arch);
+        // Without --component: every recipe for this arch that the lockfile can build.
+        let mut skipped = Vec::new();
+        let requested: Vec<String> = if args.component.is_empty() {
+            all.values()
+                .filter(|r| r.recipe.arch.contains_key(&args.arch))
+                .filter(|r| match unbuildable(r) {
+                    Some(why) => {
+                        skipped.push(format!("{}: {why}", r.recipe.component));
+                        false
+                    }
+                    None => true,
+                })
+                .map(|r| r.recipe.component.clone())
+                .collect()
+        } else {
+            args.component.clone()
+        };
+        let order = kata_repro::build::recipe::with_needs(&all, &requested, &|c| {
+            all.get(c).is_some_and(|r| unbuildable(r).is_none())
+        })
         .map_err(Failure::input)?;
-    let release = super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
-    let lock = &release.lock;
-    let unbuildable = |r: &LoadedRecipe| build::unbuildable(lock, &r.recipe, &args.arch);
-    // Without --component: every recipe for this arch that the lockfile can build.
-    let mut skipped = Vec::new();
-    let requested: Vec<String> = if args.component.is_empty() {
-        all.values()
-            .filter(|r| r.recipe.arch.contains_key(&args.arch))
-            .filter(|r| match unbuildable(r) {
-                Some(why) => {
-                    skipped.push(format!("{}: {why}", r.recipe.component));
-                    false
-                }
-                None => true,
-            })
-            .map(|r| r.recipe.component.clone())
-            .collect()
-    } else {
-        args.component.clone()
-    };
-    let order = kata_repro::build::recipe::with_needs(&all, &requested, &|c| {
-        all.get(c).is_some_and(|r| unbuildable(r).is_none())
-    })
-    .map_err(Failure::input)?;
-    let chosen: Vec<&LoadedRecipe> = order.iter().map(|c| &all[c]).collect();
-    for r in &chosen {
-        if !r.recipe.arch.contains_key(&args.arch) {
-            return Err(Failure::input(anyhow!(
-                "{} does not build for {} (it builds for {})",
-                r.path.display(),
-                args.arch,
-                r.recipe.arch.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
+        for r in order.iter().map(|c| &all[c]) {
+            if !r.recipe.arch.contains_key(&args.arch) {
+                return Err(Failure::input(anyhow!(
+                    "{} does not build for {} (it builds for {})",
+                    r.path.display(),
+                    args.arch,
+                    r.recipe.arch.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            if let Some(why) = unbuildable(r) {
+                return Err(Failure::input(anyhow!(
+                    "{} cannot be built from {}: {why}",
+                    r.recipe.component,
+                    args.lockfile.display()
+                )));
+            }
         }
-        if let Some(why) = unbuildable(r) {
-            return Err(Failure::input(anyhow!(
-                "{} cannot be built from {}: {why}",
-                r.recipe.component,
-                args.lockfile.display()
-            )));
+        if let Some(p) = &args.go_proxy {
+            if !(p.starts_with("https://") || p.starts_with("file://")) {
+                return Err(Failure::input(anyhow!(
+                    "--go-proxy {p}: a Go module proxy must be https:// or file://"
+                )));
+            }
+            if args.offline && p.starts_with("https://") {
+                return Err(Failure::input(anyhow!(
+                    "--go-proxy {p} cannot be used with --offline; use a file:// proxy"
+                )));
+            }
         }
+        let lockfile_sha256 = Sha256Digest::of_file(&args.lockfile)
+            .map_err(|e| Failure::input(anyhow!("{}: {e}", args.lockfile.display())))?;
+        // The Rust toolchain's own cargo writes the vendor tree and reads the crate graph.
+        let chosen: Vec<&LoadedRecipe> = order.iter().map(|c| &all[c]).collect();
+        let sysroot = super::sbom::rust_sysroot(
+            &chosen,
+            &release.store,
+            &release.lock,
+            args.rust_toolchain.as_deref(),
+        )?;
+        if let Some(sysroot) = &sysroot
+            && args.arch != build::host_arch()
+        {
+            let triple = format!("{}-unknown-linux-gnu", args.arch);
+            if !sysroot.join("lib/rustlib").join(&triple).is_dir() {
+                return Err(Failure::input(anyhow!(
+                    "the Rust toolchain {} has no standard library for {triple}; install it \
+                     (rustup target add {triple}) or build on a {} host",
+                    sysroot.display(),
+                    args.arch
+                )));
+            }
+        }
+        Ok(Self {
+            args,
+            all,
+            order,
+            skipped,
+            templates,
+            release,
+            lockfile_sha256,
+            sysroot,
+        })
     }
-    build::check_out_dir(&args.out).map_err(|e| Failure::input(anyhow!(e)))?;
-    if let Some(p) = &args.go_proxy {
-        if !(p.starts_with("https://") || p.starts_with("file://")) {
-            return Err(Failure::input(anyhow!(
-                "--go-proxy {p}: a Go module proxy must be https:// or file://"
-            )));
-        }
-        if args.offline && p.starts_with("https://") {
-            return Err(Failure::input(anyhow!(
-                "--go-proxy {p} cannot be used with --offline; use a file:// proxy"
-            )));
-        }
-    }
-    let lockfile_sha256 = Sha256Digest::of_file(&args.lockfile)
-        .map_err(|e| Failure::input(anyhow!("{}: {e}", args.lockfile.display())))?;
 
-    let target = if json {
-        ProgressDrawTarget::hidden()
-    } else {
-        ProgressDrawTarget::stderr()
-    };
-    let bar = ProgressBar::with_draw_target(None, target);
-    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").expect("valid template"));
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    bar.set_message("planning");
-
-    // The Rust toolchain's own cargo writes the vendor tree and reads the crate graph.
-    let sysroot = super::sbom::rust_sysroot(&chosen, &release.store, lock, args.rust_toolchain.as_deref())?;
-    if let Some(sysroot) = &sysroot
-        && args.arch != build::host_arch()
-    {
-        let triple = format!("{}-unknown-linux-gnu", args.arch);
-        if !sysroot.join("lib/rustlib").join(&triple).is_dir() {
-            return Err(Failure::input(anyhow!(
-                "the Rust toolchain {} has no standard library for {triple}; install it \
-                 (rustup target add {triple}) or build on a {} host",
-                sysroot.display(),
-                args.arch
-            )));
-        }
+    /// The components, in build order.
+    pub fn components(&self) -> &[String] {
+        &self.order
     }
-    let cargo = sysroot
-        .as_ref()
-        .map(|s| s.join("bin/cargo").to_string_lossy().into_owned());
-    let builder = Builder {
-        store: &release.store,
-        lock: &release.lock,
-        lockfile_name: args
-            .lockfile
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        lockfile_sha256,
-        arch: args.arch.clone(),
-        no_cache: args.no_cache,
-        allow_network_leak: args.allow_network_leak,
-        allow_host_drift: args.allow_host_drift,
-        rust_toolchain: args.rust_toolchain.clone(),
-        host_path: std::env::var("PATH").unwrap_or_default(),
-        work_dir: args.work_dir.clone(),
-        self_exe: std::env::current_exe()
-            .map_err(|e| Failure::input(anyhow!("cannot find the kata-repro executable: {e}")))?,
-    };
-    let stage = build::stage_beside(&args.out).map_err(failure)?;
-    // Action keys come from pins alone: components whose results the store holds need no input.
-    let plans = builder
-        .plan_all(&chosen, stage.path())
-        .map_err(|e| {
+
+    /// Whether steps can be isolated here (or, with --allow-network-leak, not).
+    pub fn isolation(&self) -> Result<kata_repro::sandbox::Isolation, Failure> {
+        kata_repro::sandbox::isolation(self.args.allow_network_leak)
+            .map_err(|e| Failure::input(anyhow!(e)))
+    }
+
+    /// Builds into `out` (which must not hold anything but an earlier build), atomically.
+    pub fn build(&self, out: &Path, options: &BuildOptions, json: bool) -> Result<Built, Failure> {
+        let args = &self.args;
+        let lock = &self.release.lock;
+        let chosen: Vec<&LoadedRecipe> = self.order.iter().map(|c| &self.all[c]).collect();
+        build::check_out_dir(out).map_err(|e| Failure::input(anyhow!(e)))?;
+        let target = if json {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        };
+        let bar = ProgressBar::with_draw_target(None, target);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").expect("valid template"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let label = if options.label.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", options.label)
+        };
+        bar.set_message(format!("{label}planning"));
+        let cargo = self
+            .sysroot
+            .as_ref()
+            .map(|s| s.join("bin/cargo").to_string_lossy().into_owned());
+        let builder = Builder {
+            store: &self.release.store,
+            lock,
+            lockfile_name: args
+                .lockfile
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            lockfile_sha256: self.lockfile_sha256,
+            arch: args.arch.clone(),
+            no_cache: options.no_cache,
+            allow_network_leak: args.allow_network_leak,
+            allow_host_drift: args.allow_host_drift,
+            rust_toolchain: args.rust_toolchain.clone(),
+            host_path: std::env::var("PATH").unwrap_or_default(),
+            work_dir: args.work_dir.clone(),
+            self_exe: std::env::current_exe().map_err(|e| {
+                Failure::input(anyhow!("cannot find the kata-repro executable: {e}"))
+            })?,
+            variations: options.variations.clone(),
+        };
+        let stage = build::stage_beside(out).map_err(failure)?;
+        // Action keys come from pins alone: components whose results the store holds need no
+        // input.
+        let plans = builder.plan_all(&chosen, stage.path()).map_err(|e| {
             bar.finish_and_clear();
             failure(e)
         })?;
-    let to_build: Vec<&LoadedRecipe> = plans
-        .iter()
-        .filter(|p| !p.is_cached())
-        .map(|p| p.recipe())
-        .collect();
-    let on_crate = |f: &kata_repro::verify::report::Finding| {
-        bar.set_message(format!("verifying crates: {}", f.name));
-    };
-    let prepare_started = Instant::now();
-    let prepared = if to_build.is_empty() {
-        None
-    } else {
-        bar.set_message("fetching and verifying inputs");
-        Some(
-            prepare(
-                &release.lock,
-                release.getter(args.offline),
-                &to_build,
-                &PrepareOptions {
-                    offline: args.offline,
-                    cargo,
-                    go_proxy: args.go_proxy.clone(),
-                    on_crate: Some(&on_crate),
-                    arch: args.arch.clone(),
-                },
-            )
-            .map_err(|e| {
-                bar.finish_and_clear();
-                failure(e)
-            })?,
-        )
-    };
-    let prepare_seconds = prepare_started.elapsed().as_secs_f64();
-    // Progress lines go to the bar on a terminal, and plainly to stderr in logs (CI).
-    let plain = !json && !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let say = |line: String| {
-        if plain {
-            eprintln!("{line}");
+        let to_build: Vec<&LoadedRecipe> = plans
+            .iter()
+            .filter(|p| !p.is_cached())
+            .map(|p| p.recipe())
+            .collect();
+        let on_crate = |f: &kata_repro::verify::report::Finding| {
+            bar.set_message(format!("{label}verifying crates: {}", f.name));
+        };
+        let prepare_started = Instant::now();
+        let prepared = if to_build.is_empty() {
+            None
         } else {
-            bar.println(line);
-        }
-    };
-    let mut total_steps = 0;
-    let result = builder.build(plans, prepared.as_ref(), &mut |event| match event {
-        Event::ComponentStart { component, steps } => {
-            total_steps = steps;
-            bar.set_message(format!("{component}: starting"));
-        }
-        Event::StepStart {
-            component,
-            step,
-            index,
-        } => {
-            let line = format!("{component}: step {}/{total_steps} {step}", index + 1);
+            bar.set_message(format!("{label}fetching and verifying inputs"));
+            Some(
+                prepare(
+                    lock,
+                    self.release.getter(args.offline),
+                    &to_build,
+                    &PrepareOptions {
+                        offline: args.offline,
+                        cargo,
+                        go_proxy: args.go_proxy.clone(),
+                        on_crate: Some(&on_crate),
+                        arch: args.arch.clone(),
+                    },
+                )
+                .map_err(|e| {
+                    bar.finish_and_clear();
+                    failure(e)
+                })?,
+            )
+        };
+        let prepare_seconds = prepare_started.elapsed().as_secs_f64();
+        // Progress lines go to the bar on a terminal, and plainly to stderr in logs (CI).
+        let plain = !json && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let say = |line: String| {
             if plain {
-                eprintln!("  {line} …");
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
             }
-            bar.set_message(line);
-        }
-        Event::StepEnd {
-            component,
-            step,
-            duration,
-        } => say(format!(
-            "  built {component}: {step} ({:.1}s)",
-            duration.as_secs_f64()
-        )),
-        Event::ComponentCached { component } => {
-            say(format!("  cached {component}: every step's result is in the store"))
-        }
-    });
-    bar.finish_and_clear();
-    let (manifest, runs) = result.map_err(failure)?;
-    manifest
-        .write(stage.path())
-        .map_err(|e| Failure::input(anyhow!(e)))?;
-    if !json {
-        eprintln!("writing SBOMs and provenance");
+        };
+        let mut total_steps = 0;
+        let result = builder.build(plans, prepared.as_ref(), &mut |event| match event {
+            Event::ComponentStart { component, steps } => {
+                total_steps = steps;
+                bar.set_message(format!("{label}{component}: starting"));
+            }
+            Event::StepStart {
+                component,
+                step,
+                index,
+            } => {
+                let line = format!(
+                    "{label}{component}: step {}/{total_steps} {step}",
+                    index + 1
+                );
+                if plain {
+                    eprintln!("  {line} …");
+                }
+                bar.set_message(line);
+            }
+            Event::StepEnd {
+                component,
+                step,
+                duration,
+            } => say(format!(
+                "  {label}built {component}: {step} ({:.1}s)",
+                duration.as_secs_f64()
+            )),
+            Event::ComponentCached { component } => say(format!(
+                "  {label}cached {component}: every step's result is in the store"
+            )),
+        });
+        bar.finish_and_clear();
+        let (manifest, runs) = result.map_err(failure)?;
+        manifest
+            .write(stage.path())
+            .map_err(|e| Failure::input(anyhow!(e)))?;
+        let record_files = if options.records {
+            if !json {
+                eprintln!("{label}writing SBOMs and provenance");
+            }
+            let records = super::sbom::Records {
+                recipes: &chosen,
+                lock,
+                lockfile_sha256: self.lockfile_sha256,
+                arch: &args.arch,
+                getter: self.release.getter(args.offline),
+                prepared: prepared.as_ref(),
+                rust_sysroot: self.sysroot.as_deref(),
+                offline: args.offline,
+                templates: &self.templates,
+            };
+            records.write_for_build(&manifest, stage.path())?
+        } else {
+            Vec::new()
+        };
+        build::install(stage, out).map_err(failure)?;
+        Ok(Built {
+            manifest,
+            runs,
+            prepare_seconds,
+            record_files,
+        })
     }
-    let records = super::sbom::Records {
-        recipes: &chosen,
-        lock,
-        lockfile_sha256,
-        arch: &args.arch,
-        getter: release.getter(args.offline),
-        prepared: prepared.as_ref(),
-        rust_sysroot: sysroot.as_deref(),
-        offline: args.offline,
-        templates: &templates,
-    };
-    let record_files = records.write_for_build(&manifest, stage.path())?;
-    build::install(stage, &args.out).map_err(failure)?;
-    let manifest_sha256 =
-        Sha256Digest::of(manifest.to_json().as_bytes());
+}
+
+pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
+    let started = Instant::now();
+    let job = Job::open(args.job, config)?;
+    let built = job.build(
+        &args.out,
+        &BuildOptions {
+            no_cache: args.no_cache,
+            variations: Default::default(),
+            records: true,
+            label: String::new(),
+        },
+        json,
+    )?;
+    let Built {
+        manifest,
+        runs,
+        prepare_seconds,
+        record_files,
+    } = built;
+    let skipped = &job.skipped;
+    let manifest_sha256 = Sha256Digest::of(manifest.to_json().as_bytes());
 
     if json {
         super::print_json(&serde_json::json!({
@@ -315,7 +430,9 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             .map(|r| manifest.components.iter().find(|c| c.name == r.component)),
     ) {
         let outputs = c.map_or(0, |c| c.outputs.len());
-        let key = c.map(|c| c.action_key.to_hex()[..16].to_owned()).unwrap_or_default();
+        let key = c
+            .map(|c| c.action_key.to_hex()[..16].to_owned())
+            .unwrap_or_default();
         println!(
             "{:<10} {:<7} {:>8.1}s {:>7}  {key}",
             run.component,
@@ -324,7 +441,7 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             outputs
         );
     }
-    for s in &skipped {
+    for s in skipped {
         println!("note: not built: {s}");
     }
     for c in &manifest.components {
@@ -338,7 +455,7 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             println!("warning: {}: {d}", c.name);
         }
     }
-    if release.lock.host.is_none() {
+    if job.release.lock.host.is_none() {
         println!(
             "note: the lockfile pins no host packages; their versions are recorded in the \
              manifest (pin them with `kata-repro lock --pin-host`)"

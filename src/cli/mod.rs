@@ -2,7 +2,9 @@
 //!
 //! Exit codes: 0 ok, 1 a check failed, 2 usage or input error.
 
+mod audit;
 mod build;
+mod check;
 mod diff;
 mod fetch;
 mod lock;
@@ -61,6 +63,10 @@ pub enum Command {
     VerifySignature(sign::VerifySignatureArgs),
     /// Compare two builds (manifests or output directories) and explain every difference.
     Diff(diff::DiffArgs),
+    /// Build twice, the second time under reprotest's variations, and say what is reproducible.
+    Check(check::CheckArgs),
+    /// Rebuild a published manifest from the lockfile it names and compare bit for bit.
+    Audit(audit::AuditArgs),
     /// A builtin recipe step (run by `build` inside its sandbox).
     #[command(hide = true)]
     Builtin(BuiltinArgs),
@@ -141,6 +147,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Vendor(args) => vendor::run(args, &config, cli.json),
         Command::Build(args) => build::run(args, &config, cli.json),
         Command::Diff(args) => diff::run(args, cli.json),
+        Command::Check(args) => check::run(args, &config, cli.json),
+        Command::Audit(args) => audit::run(args, &config, cli.json),
         Command::Sbom(args) => sbom::run(args, &config, cli.json),
         Command::Sign(args) => sign::run(args, cli.json),
         Command::VerifySignature(args) => sign::verify(args, cli.json),
@@ -181,11 +189,11 @@ fn open_store(store: Option<&Path>, config: &Config) -> Result<Store, Failure> {
 
 /// What a command that reads a release's inputs needs: its lockfile, the mirrors, the host
 /// policy (already checked against every URL the lockfile names) and the store.
-struct Release {
-    lock: Lockfile,
+pub struct Release {
+    pub lock: Lockfile,
     mirrors: Mirrors,
     policy: HostPolicy,
-    store: Store,
+    pub store: Store,
 }
 
 impl Release {
@@ -210,7 +218,7 @@ impl Release {
         })
     }
 
-    fn getter(&self, offline: bool) -> Getter<'_> {
+    pub fn getter(&self, offline: bool) -> Getter<'_> {
         Getter {
             store: &self.store,
             mirrors: &self.mirrors,

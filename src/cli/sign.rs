@@ -114,26 +114,9 @@ pub fn verify(args: VerifySignatureArgs, json: bool) -> Result<ExitCode, Failure
     let env_path = args.dir.join(sign::MANIFEST_ENVELOPE);
     let envelope = Envelope::load(&env_path).map_err(Failure::input)?;
     let manifest_path = args.dir.join(MANIFEST_FILE);
-    let manifest_sha256 = Sha256Digest::of_file(&manifest_path)
-        .map_err(|e| Failure::input(anyhow!("{}: {e}", manifest_path.display())))?;
     check(
         MANIFEST_FILE,
-        envelope
-            .verify(&key, sign::MANIFEST_PAYLOAD_TYPE, &env_path)
-            .map_err(|e| e.to_string())
-            .and_then(|payload| {
-                let signed: ManifestDigest = serde_json::from_slice(&payload)
-                    .map_err(|e| format!("{}: payload is not a manifest digest: {e}", env_path.display()))?;
-                if signed.sha256 == manifest_sha256 {
-                    Ok(format!("sha256 {manifest_sha256} is the signed digest"))
-                } else {
-                    Err(format!(
-                        "manifest.json was changed after it was signed: it hashes to {manifest_sha256}, \
-                         the signature covers {}",
-                        signed.sha256
-                    ))
-                }
-            }),
+        sign::check_manifest(&envelope, &env_path, &key, &manifest_path),
     );
 
     // The provenance: signed as it is, and each subject matching its file.

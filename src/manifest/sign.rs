@@ -193,6 +193,34 @@ impl Envelope {
     }
 }
 
+/// Whether `envelope` (read from `envelope_path`) is `key`'s signature over the digest of the
+/// manifest at `manifest`: what was checked, or why it fails.
+pub fn check_manifest(
+    envelope: &Envelope,
+    envelope_path: &Path,
+    key: &VerifyingKey,
+    manifest: &Path,
+) -> Result<String, String> {
+    let manifest_sha256 = crate::digest::Sha256Digest::of_file(manifest)
+        .map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let payload = envelope
+        .verify(key, MANIFEST_PAYLOAD_TYPE, envelope_path)
+        .map_err(|e| e.to_string())?;
+    let signed: ManifestDigest = serde_json::from_slice(&payload).map_err(|e| {
+        format!("{}: payload is not a manifest digest: {e}", envelope_path.display())
+    })?;
+    if signed.sha256 == manifest_sha256 {
+        Ok(format!("sha256 {manifest_sha256} is the signed digest"))
+    } else {
+        Err(format!(
+            "{} was changed after it was signed: it hashes to {manifest_sha256}, the signature \
+             covers {}",
+            manifest.display(),
+            signed.sha256
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

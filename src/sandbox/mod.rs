@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub mod variation;
+
+pub use variation::{Variation, Varied};
+
 /// Where the scratch directory appears inside every step.
 pub const ROOT: &str = "/tmp/kata-repro";
 
@@ -81,6 +85,8 @@ pub struct Sandbox {
     binds: Vec<Bind>,
     isolation: Isolation,
     overlay: Option<Overlay>,
+    /// What a varied build changes (nothing by default).
+    varied: Varied,
 }
 
 /// A read-only tree shown writable at `ROOT/<inside>`: an overlay whose writes land in
@@ -109,7 +115,20 @@ impl Sandbox {
             binds: Vec::new(),
             isolation,
             overlay: None,
+            varied: Varied::default(),
         }
+    }
+
+    /// The same sandbox, with what `varied` changes for every step: the root, hostname, umask,
+    /// user, personality and CPUs (the environment is the builder's).
+    pub fn with_variations(mut self, varied: &Varied) -> Self {
+        self.varied = varied.clone();
+        self
+    }
+
+    /// Where the scratch directory appears inside steps (namespaces only).
+    pub fn root(&self) -> &str {
+        self.varied.root.as_deref().unwrap_or(ROOT)
     }
 
     /// Shows `lower` writable at `ROOT/<inside>` through an overlay (namespaces only). Returns
@@ -150,7 +169,7 @@ impl Sandbox {
     /// The path a step sees for `ROOT/<rel>`.
     pub fn inside(&self, rel: &str) -> String {
         let root = match self.isolation {
-            Isolation::Namespaces => PathBuf::from(ROOT),
+            Isolation::Namespaces => PathBuf::from(self.root()),
             Isolation::None => self.scratch.clone(),
         };
         let p = if rel.is_empty() { root } else { root.join(rel) };
@@ -251,6 +270,13 @@ struct Setup {
     overlay: Option<(CString, CString)>,
     overlay_fs: CString,
     root: CString,
+    /// Directories to make, outermost first, before the root (a varied root is deeper).
+    root_parents: Vec<CString>,
+    hostname: CString,
+    domainname: Option<CString>,
+    umask: libc::mode_t,
+    personality: Option<libc::c_ulong>,
+    cpus: Option<libc::cpu_set_t>,
     cwd: CString,
     empty: CString,
     tmp: CString,
@@ -268,12 +294,40 @@ impl Setup {
         let uid = nix::unistd::geteuid();
         let gid = nix::unistd::getegid();
         // Steps run as uid and gid 0 whoever starts the build (in a user namespace when not
-        // root), so that no caller's identity reaches them.
-        let rootless = (!uid.is_root()).then(|| {
+        // root), so that no caller's identity reaches them; a varied build runs them as
+        // another user, always in a user namespace.
+        let (inner_uid, inner_gid) = sandbox.varied.user.unwrap_or((0, 0));
+        let rootless = (!uid.is_root() || sandbox.varied.user.is_some()).then(|| {
             (
-                CString::new(format!("0 {uid} 1")).expect("no NUL"),
-                CString::new(format!("0 {gid} 1")).expect("no NUL"),
+                CString::new(format!("{inner_uid} {uid} 1")).expect("no NUL"),
+                CString::new(format!("{inner_gid} {gid} 1")).expect("no NUL"),
             )
+        });
+        let root = Path::new(sandbox.root());
+        let mut root_parents: Vec<CString> = root
+            .ancestors()
+            .skip(1)
+            .take_while(|p| *p != Path::new("/tmp") && *p != Path::new("/"))
+            .map(cstring)
+            .collect::<io::Result<_>>()?;
+        root_parents.reverse();
+        let (hostname, domainname) = match &sandbox.varied.host {
+            Some((h, d)) => (
+                CString::new(h.as_str()).map_err(io::Error::other)?,
+                Some(CString::new(d.as_str()).map_err(io::Error::other)?),
+            ),
+            None => (CString::new(HOSTNAME).expect("no NUL"), None),
+        };
+        let cpus = sandbox.varied.cpus.as_ref().map(|list| {
+            // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write into it.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_ZERO(&mut set);
+                for &c in list {
+                    libc::CPU_SET(c, &mut set);
+                }
+                set
+            }
         });
         let binds = sandbox
             .binds
@@ -305,7 +359,14 @@ impl Setup {
             binds,
             overlay,
             overlay_fs: CString::new("overlay").expect("no NUL"),
-            root: CString::new(ROOT).expect("no NUL"),
+            root: cstring(root)?,
+            root_parents,
+            hostname,
+            domainname,
+            umask: sandbox.varied.umask.unwrap_or(0o022) as libc::mode_t,
+            personality: (sandbox.varied.personality != 0)
+                .then_some(sandbox.varied.personality as libc::c_ulong),
+            cpus,
             cwd: CString::new(cwd).map_err(io::Error::other)?,
             empty: CString::new("").expect("no NUL"),
             tmp: CString::new("/tmp").expect("no NUL"),
@@ -322,7 +383,16 @@ impl Setup {
     fn enter(&self) -> io::Result<()> {
         // SAFETY: plain system calls on NUL-terminated strings owned by `self`.
         unsafe {
-            libc::umask(0o022);
+            libc::umask(self.umask);
+        }
+        if let Some(set) = &self.cpus {
+            check(unsafe {
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set)
+            })?;
+        }
+        if let Some(flags) = self.personality {
+            // As setarch does; the flags hold across exec.
+            check(unsafe { libc::personality(flags) })?;
         }
         if self.isolate {
             enter_namespaces(self.rootless.is_some())?;
@@ -331,9 +401,12 @@ impl Setup {
                 write_file(&self.uid_map, uid_map)?;
                 write_file(&self.gid_map, gid_map)?;
             }
-            check(unsafe {
-                libc::sethostname(HOSTNAME.as_ptr().cast(), HOSTNAME.len())
-            })?;
+            let name = self.hostname.as_bytes();
+            check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })?;
+            if let Some(d) = &self.domainname {
+                let d = d.as_bytes();
+                check(unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) })?;
+            }
             // Nothing mounted here propagates back to the host.
             mount(None, &self.slash, None, libc::MS_REC | libc::MS_PRIVATE, None)?;
             for (host, at, locked) in &self.binds {
@@ -383,6 +456,9 @@ impl Setup {
                 ) as libc::c_int
             })?;
             mount(Some(&self.tmpfs), &self.tmp, Some(&self.tmpfs), 0, None)?;
+            for p in &self.root_parents {
+                check(unsafe { libc::mkdir(p.as_ptr(), 0o755) })?;
+            }
             check(unsafe { libc::mkdir(self.root.as_ptr(), 0o755) })?;
             check(unsafe {
                 libc::syscall(

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod buildbench;
+mod diffbench;
 
 const KATA_URL: &str = "https://github.com/kata-containers/kata-containers";
 
@@ -130,6 +131,21 @@ enum BenchTask {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// `kata-repro diff` against diffoscope on two generated rootfs-like trees.
+    Diff {
+        /// Where to generate the trees (removed and regenerated each run).
+        #[arg(long, value_name = "DIR", default_value = "target/bench-diff")]
+        dir: PathBuf,
+        /// Files in each tree.
+        #[arg(long, default_value_t = 22_000)]
+        files: usize,
+        /// MiB in each tree.
+        #[arg(long, default_value_t = 300)]
+        mib: usize,
+        /// Timed runs of each tool, alternating.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+    },
     /// Verification against sha256sum (one and two cores) and go mod verify, on the same bytes.
     Verify {
         /// Where to generate the corpus (kept for reruns; removed and regenerated each run).
@@ -218,6 +234,27 @@ fn main() -> Result<()> {
                     dir: abs(dir),
                     runs,
                     mirror_args: mirrors.args(),
+                },
+            )
+        }
+        Task::Bench {
+            task:
+                BenchTask::Diff {
+                    dir,
+                    files,
+                    mib,
+                    runs,
+                },
+        } => {
+            let bin = build(&root)?;
+            let dir = if dir.is_relative() { root.join(dir) } else { dir };
+            diffbench::run(
+                &bin,
+                &diffbench::Options {
+                    dir,
+                    files,
+                    mib,
+                    runs,
                 },
             )
         }

@@ -1,0 +1,399 @@
+//! `kata-repro check` and `kata-repro audit` on fixture projects whose recipes leak one thing
+//! of the build's world each.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::project::Project;
+use common::{kata_repro, text};
+
+fn assert_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+}
+
+/// A recipe whose one step runs `script` (a shell line) and writes clean.txt and leak.txt.
+fn recipe(script: &str) -> String {
+    format!(
+        r#"
+schema = 1
+component = "leak"
+description = "writes what its world looks like"
+workdir = "src/runtime"
+host_tools = ["sh", "date", "env", "sort", "cat", "grep", "ls"]
+
+[arch.x86_64]
+[arch.aarch64]
+
+[[steps]]
+name = "write"
+argv = ["sh", "-c", "echo same > ${{out}}/clean.txt ; {script}"]
+
+[[outputs]]
+path = "clean.txt"
+mode = 0o644
+
+[[outputs]]
+path = "leak.txt"
+mode = 0o644
+"#
+    )
+}
+
+/// `kata-repro check` over the fixture's lockfile, recipes and store.
+fn check_command(p: &Project) -> std::process::Command {
+    let mut cmd = kata_repro();
+    cmd.arg("--config")
+        .arg(&p.fixture.config)
+        .arg("check")
+        .arg("--lockfile")
+        .arg(&p.fixture.lockfile)
+        .arg("--recipes")
+        .arg(&p.recipes)
+        .arg("--store")
+        .arg(p.path("store"));
+    cmd
+}
+
+fn check(p: &Project, variations: &str, extra: &[&str]) -> Output {
+    check_command(p)
+        .args(["--variations", variations, "--json"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn leak_path() -> String {
+    format!("{}/leak/leak.txt", std::env::consts::ARCH)
+}
+
+/// The verdict on leak.txt and the variations blamed for it.
+fn verdict_on_leak(v: &serde_json::Value) -> (String, Vec<String>) {
+    let a = v["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == leak_path().as_str())
+        .unwrap_or_else(|| panic!("{v}"));
+    let blamed = a["blame"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["variation"].as_str().unwrap().to_owned())
+        .collect();
+    (a["verdict"].as_str().unwrap().to_owned(), blamed)
+}
+
+fn faketime_installed() -> bool {
+    kata_repro::sandbox::variation::Host::probe(&std::env::var("PATH").unwrap_or_default())
+        .libfaketime
+        .is_some()
+}
+
+#[test]
+fn each_leak_is_put_down_to_its_variation_and_file() {
+    let mut cases = vec![
+        ("pwd > ${out}/leak.txt", "build_path"),
+        (
+            "cat /proc/sys/kernel/hostname > ${out}/leak.txt",
+            "domain_host",
+        ),
+        ("umask > ${out}/leak.txt", "umask"),
+        ("env | sort > ${out}/leak.txt", "environment"),
+    ];
+    if faketime_installed() {
+        cases.push(("date +%Y-%m-%d > ${out}/leak.txt", "time"));
+    } else {
+        eprintln!("libfaketime is not installed: the time leak is not tested");
+    }
+    for (script, variation) in cases {
+        let p = Project::new(&[("leak", &recipe(script))]);
+        let out = check(&p, "all", &[]);
+        assert_code(&out, 1);
+        let v = json(&out);
+        let (verdict, blamed) = verdict_on_leak(&v);
+        assert_eq!(verdict, "not-reproducible", "{script}: {v}");
+        assert!(
+            blamed.contains(&variation.to_owned()),
+            "{script}: blamed {blamed:?}\n{v}"
+        );
+        if variation != "environment" {
+            assert_eq!(
+                blamed,
+                [variation],
+                "{script}: only {variation} shows in the file"
+            );
+        }
+        let clean = v["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["path"].as_str().unwrap().ends_with("clean.txt"))
+            .unwrap();
+        assert_eq!(clean["verdict"], "reproducible");
+        assert_eq!(v["ok"], false);
+    }
+}
+
+#[test]
+fn a_clean_recipe_is_reproducible_under_every_applicable_variation_and_the_table_says_so() {
+    let p = Project::new(&[(
+        "leak",
+        &recipe("echo fixed > ${out}/leak.txt ; ls ${src} > /dev/null"),
+    )]);
+    let report = p.path("report");
+    let out = check(&p, "all", &["--report", report.to_str().unwrap()]);
+    assert_code(&out, 0);
+    let v = json(&out);
+    assert_eq!(v["ok"], true);
+    let rows = v["variations"].as_array().unwrap();
+    assert_eq!(rows.len(), 14, "every variation has a row: {v}");
+    let host =
+        kata_repro::sandbox::variation::Host::probe(&std::env::var("PATH").unwrap_or_default());
+    for r in rows {
+        let name = r["variation"].as_str().unwrap();
+        let applicable = match name {
+            "time" => host.libfaketime.is_some(),
+            "fileordering" => host.disorderfs.is_some(),
+            "aslr" => host.aslr_enabled,
+            "num_cpus" => host.cpus > 1,
+            _ => true,
+        };
+        assert_eq!(r["applied"], applicable, "{name}: {r}");
+        if !applicable {
+            assert!(
+                r["second"].as_str().unwrap().starts_with("not applied: "),
+                "{r}"
+            );
+        }
+    }
+    for a in v["artifacts"].as_array().unwrap() {
+        assert_eq!(a["verdict"], "reproducible", "{a}");
+    }
+    let page = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(page.contains("every artifact is reproducible") && page.contains("fileordering"));
+
+    // The human table lists every variation and the summary.
+    let out = check_command(&p)
+        .args(["--variations", "umask,build_path"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    let t = text(&out);
+    assert!(t.contains("umask         yes      umask 0002"), "{t}");
+    assert!(t.contains("2 reproducible, 0 not reproducible"), "{t}");
+}
+
+#[test]
+fn bisect_finds_a_variation_no_marker_shows_and_the_report_links_the_difference() {
+    // Which CPUs a step may use leaves no marker of the variation in the file.
+    let p = Project::new(&[(
+        "leak",
+        &recipe("grep Cpus_allowed_list /proc/self/status > ${out}/leak.txt"),
+    )]);
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("one CPU: num_cpus cannot be varied here");
+        return;
+    }
+    let report = p.path("report");
+    let out = check(
+        &p,
+        "num_cpus,umask",
+        &["--bisect", "--report", report.to_str().unwrap()],
+    );
+    assert_code(&out, 1);
+    let v = json(&out);
+    let (_, blamed) = verdict_on_leak(&v);
+    assert_eq!(blamed, ["num_cpus"], "{v}");
+    let page = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(
+        page.contains("href=\"#a1\""),
+        "the table links the difference"
+    );
+    assert!(
+        page.contains("id=\"a1\"") && page.contains("num_cpus") && page.contains("line 1 differs")
+    );
+}
+
+#[test]
+fn unknown_variations_are_usage_errors() {
+    let p = Project::new(&[("leak", &recipe("true > ${out}/leak.txt"))]);
+    let out = check(&p, "umask,cosmic_rays", &[]);
+    assert_code(&out, 2);
+    let v = json(&out);
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.contains("unknown variation `cosmic_rays`") && e.contains("build_path"),
+        "{e}"
+    );
+}
+
+fn build(p: &Project, out: &str) {
+    let o = p.build("store", out, &[]);
+    assert_code(&o, 0);
+}
+
+fn audit(p: &Project, manifest: &Path, extra: &[&str]) -> Output {
+    kata_repro()
+        .args(["--json", "--config"])
+        .arg(&p.fixture.config)
+        .arg("audit")
+        .arg("--manifest")
+        .arg(manifest)
+        .arg("--lockfile")
+        .arg(&p.fixture.lockfile)
+        .arg("--recipes")
+        .arg(&p.recipes)
+        .arg("--store")
+        .arg(p.path("store"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn audit_matches_a_true_manifest_and_names_the_tampered_artifact() {
+    let p = Project::new(&[("leak", &recipe("echo fixed > ${out}/leak.txt"))]);
+    build(&p, "published");
+    let manifest = p.path("published/manifest.json");
+    let sbom = p.path("published/leak.cdx.json");
+    let out = audit(&p, &manifest, &["--sbom", sbom.to_str().unwrap()]);
+    assert_code(&out, 0);
+    let v = json(&out);
+    assert!(
+        v["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["verdict"] == "matches"),
+        "{v}"
+    );
+    assert!(
+        v["preflight"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r[0] == "rebuilt leak.cdx.json" && r[1] == true),
+        "the published SBOM is what the rebuild writes: {v}"
+    );
+
+    // Another leak.txt digest in the manifest: the audit names that artifact.
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let real =
+        kata_repro::digest::Sha256Digest::of_file(&p.path(&format!("published/{}", leak_path())))
+            .unwrap()
+            .to_hex();
+    let fake = "ab".repeat(32);
+    assert!(text.contains(&real));
+    std::fs::write(&manifest, text.replace(&real, &fake)).unwrap();
+    let report = p.path("audit-report");
+    let out = audit(&p, &manifest, &["--report", report.to_str().unwrap()]);
+    assert_code(&out, 1);
+    let v = json(&out);
+    let bad: Vec<&serde_json::Value> = v["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["verdict"] != "matches")
+        .collect();
+    assert_eq!(bad.len(), 1, "{v}");
+    assert_eq!(bad[0]["path"], leak_path().as_str());
+    assert_eq!(bad[0]["verdict"], "differs");
+    let notes = bad[0]["notes"].to_string();
+    assert!(notes.contains("altered after the build"), "{notes}");
+    let page = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(page.contains("not every artifact matches") && page.contains(&leak_path()));
+
+    // The SBOM still says the real digest: refused before building.
+    let out = audit(&p, &manifest, &["--sbom", sbom.to_str().unwrap()]);
+    assert_code(&out, 1);
+    let v = json(&out);
+    assert!(
+        v["failure"]
+            .as_str()
+            .unwrap()
+            .contains("refusing to rebuild"),
+        "{v}"
+    );
+    assert!(v["artifacts"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn audit_refuses_an_altered_signature_before_building() {
+    let p = Project::new(&[("leak", &recipe("echo fixed > ${out}/leak.txt"))]);
+    build(&p, "published");
+    let key = p.path("release.pem");
+    let public = p.path("release.pub.pem");
+    let ok = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ok = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let signed = kata_repro()
+        .arg("sign")
+        .arg("--key")
+        .arg(&key)
+        .arg(p.path("published"))
+        .output()
+        .unwrap();
+    assert_code(&signed, 0);
+    let manifest = p.path("published/manifest.json");
+    let pubkey = public.to_str().unwrap();
+    assert_code(&audit(&p, &manifest, &["--key", pubkey]), 0);
+
+    // One character of the signature changed.
+    let env_path = p.path("published/manifest.dsse.json");
+    let mut env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&env_path).unwrap()).unwrap();
+    let sig = env["signatures"][0]["sig"].as_str().unwrap().to_owned();
+    let flipped = if sig.starts_with('A') {
+        format!("B{}", &sig[1..])
+    } else {
+        format!("A{}", &sig[1..])
+    };
+    env["signatures"][0]["sig"] = flipped.into();
+    std::fs::write(&env_path, serde_json::to_vec(&env).unwrap()).unwrap();
+    let out_dir = p.path("rebuild");
+    let out = audit(
+        &p,
+        &manifest,
+        &["--key", pubkey, "--out", out_dir.to_str().unwrap()],
+    );
+    assert_code(&out, 1);
+    let v = json(&out);
+    assert!(
+        v["failure"]
+            .as_str()
+            .unwrap()
+            .contains("refusing to rebuild"),
+        "{v}"
+    );
+    let row = &v["preflight"][0];
+    assert_eq!(row[0], "signature of manifest.json");
+    assert_eq!(row[1], false);
+    assert!(!out_dir.exists(), "nothing was built");
+    // A key without an envelope, or an envelope without a key: usage errors.
+    std::fs::remove_file(&env_path).unwrap();
+    assert_code(&audit(&p, &manifest, &["--key", pubkey]), 2);
+    assert_code(&audit(&p, &manifest, &["--signature", "x.json"]), 2);
+}
