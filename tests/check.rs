@@ -366,11 +366,8 @@ fn audit_refuses_an_altered_signature_before_building() {
     let mut env: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&env_path).unwrap()).unwrap();
     let sig = env["signatures"][0]["sig"].as_str().unwrap().to_owned();
-    let flipped = if sig.starts_with('A') {
-        format!("B{}", &sig[1..])
-    } else {
-        format!("A{}", &sig[1..])
-    };
+    let first = if sig.starts_with('A') { "B" } else { "A" };
+    let flipped = format!("{first}{}", &sig[1..]);
     env["signatures"][0]["sig"] = flipped.into();
     std::fs::write(&env_path, serde_json::to_vec(&env).unwrap()).unwrap();
     let out_dir = p.path("rebuild");

@@ -13,6 +13,7 @@ const STYLE: &str = "
 body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#1b1b1b}
 h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;width:100%;margin:.5em 0} th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #e4e4e4;vertical-align:top}
+td:first-child code{word-break:normal;white-space:nowrap}
 th{background:#f4f4f4} code,.mono{font-family:ui-monospace,monospace;font-size:.9em;word-break:break-all}
 .ok{color:#0a6b2d;font-weight:600} .bad{color:#b00020;font-weight:600} .warn{color:#8a5a00;font-weight:600}
 .banner{padding:.8em 1em;border-radius:6px;margin:1em 0;font-size:1.1em}
@@ -53,17 +54,17 @@ fn short(d: &Option<crate::digest::Sha256Digest>) -> String {
 pub fn render(r: &Report) -> String {
     let mut h = String::new();
     let title = format!("kata-repro {}: Kata {} {}", r.kind, r.release, r.arch);
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width\"><title>{}</title><style>{STYLE}</style></head><body>\n",
+         <meta name=\"viewport\" content=\"width=device-width\"><title>{}</title><style>{STYLE}</style></head><body>",
         esc(&title)
     );
-    let _ = write!(h, "<h1>{}</h1>\n", esc(&title));
-    let _ = write!(
+    let _ = writeln!(h, "<h1>{}</h1>", esc(&title));
+    let _ = writeln!(
         h,
         "<p class=\"muted\">lockfile <code>{}</code> (sha256 <code>{}</code>), source commit <code>{}</code>; \
-         components {}. Compared: <code>{}</code> and <code>{}</code>.</p>\n",
+         components {}. Compared: <code>{}</code> and <code>{}</code>.</p>",
         esc(&r.lockfile),
         esc(&r.lockfile_sha256),
         esc(&r.source_commit),
@@ -91,35 +92,31 @@ pub fn render(r: &Report) -> String {
     .filter(|v| r.count(*v) > 0)
     .map(|v| format!("{} {}", r.count(v), v.label()))
     .collect();
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<div class=\"banner {}\" id=\"verdict\">{}: {}</div>\n",
+        "<div class=\"banner {}\" id=\"verdict\">{}: {}</div>",
         if ok { "ok" } else { "bad" },
         if ok { ok_word } else { bad_word },
         esc(&counts.join(", "))
     );
     if let Some(f) = &r.failure {
-        let _ = write!(
-            h,
-            "<h2>Failure</h2><pre class=\"detail\">{}</pre>\n",
-            esc(f)
-        );
+        let _ = writeln!(h, "<h2>Failure</h2><pre class=\"detail\">{}</pre>", esc(f));
     }
     if !r.preflight.is_empty() {
-        h.push_str("<h2 id=\"preflight\">Checks before building</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>\n");
+        h.push_str("<h2 id=\"preflight\">Checks before building</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>");
         for (what, passed, detail) in &r.preflight {
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>\n",
+                "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
                 esc(what),
                 if *passed { "ok" } else { "bad" },
                 if *passed { "ok" } else { "FAILED" },
                 esc(detail)
             );
         }
-        h.push_str("</table>\n");
+        h.push_str("</table>");
     }
-    h.push_str("<h2 id=\"artifacts\">Artifacts</h2><table><tr><th>artifact</th><th>verdict</th><th>sha256 (first)</th><th>sha256 (second)</th><th>why</th></tr>\n");
+    h.push_str("<h2 id=\"artifacts\">Artifacts</h2><table><tr><th>artifact</th><th>verdict</th><th>sha256 (first)</th><th>sha256 (second)</th><th>why</th></tr>");
     for (n, a) in r.artifacts.iter().enumerate() {
         let path = if a.verdict.ok() {
             format!("<code>{}</code>", esc(&a.path))
@@ -132,9 +129,9 @@ pub fn render(r: &Report) -> String {
             .map(|b| format!("<b>{}</b>", esc(b.variation.name())))
             .chain(a.notes.iter().take(1).map(|n| esc(n)))
             .collect();
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<tr><td>{path}</td><td class=\"{}\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td>{}</td></tr>\n",
+            "<tr><td>{path}</td><td class=\"{}\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td>{}</td></tr>",
             class(a.verdict),
             a.verdict.label(),
             short(&a.sha256_first),
@@ -142,13 +139,13 @@ pub fn render(r: &Report) -> String {
             why.join("; ")
         );
     }
-    h.push_str("</table>\n");
+    h.push_str("</table>");
     if !r.variations.is_empty() {
-        h.push_str("<h2 id=\"variations\">Variations</h2><table><tr><th>variation</th><th>applied</th><th>first build</th><th>second build</th></tr>\n");
+        h.push_str("<h2 id=\"variations\">Variations</h2><table><tr><th>variation</th><th>applied</th><th>first build</th><th>second build</th></tr>");
         for v in &r.variations {
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<tr><td><code>{}</code></td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr><td><code>{}</code></td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
                 v.variation.name(),
                 if v.applied { "ok" } else { "warn" },
                 if v.applied { "applied" } else { "not applied" },
@@ -156,30 +153,30 @@ pub fn render(r: &Report) -> String {
                 esc(&v.second)
             );
         }
-        h.push_str("</table>\n");
+        h.push_str("</table>");
     }
-    h.push_str("<h2 id=\"inputs\">Inputs</h2><table><tr><th>input</th><th>pinned</th></tr>\n");
+    h.push_str("<h2 id=\"inputs\">Inputs</h2><table><tr><th>input</th><th>pinned</th></tr>");
     for (k, v) in &r.first_inputs {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<tr><td>{}</td><td class=\"mono\">{}</td></tr>\n",
+            "<tr><td>{}</td><td class=\"mono\">{}</td></tr>",
             esc(k),
             esc(v)
         );
     }
-    h.push_str("</table>\n");
+    h.push_str("</table>");
     if !r.inputs.is_empty() {
-        h.push_str("<p>Where the two builds' inputs and environment differ:</p><table><tr><th>what</th><th>first</th><th>second</th></tr>\n");
+        h.push_str("<p>Where the two builds' inputs and environment differ:</p><table><tr><th>what</th><th>first</th><th>second</th></tr>");
         for d in &r.inputs {
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td></tr>\n",
+                "<tr><td>{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td></tr>",
                 esc(&d.what),
                 esc(&d.a),
                 esc(&d.b)
             );
         }
-        h.push_str("</table>\n");
+        h.push_str("</table>");
     }
     let differing: Vec<(usize, &super::ArtifactVerdict)> = r
         .artifacts
@@ -188,46 +185,46 @@ pub fn render(r: &Report) -> String {
         .filter(|(_, a)| !a.verdict.ok())
         .collect();
     if !differing.is_empty() {
-        h.push_str("<h2 id=\"differences\">Differences</h2>\n");
+        h.push_str("<h2 id=\"differences\">Differences</h2>");
     }
     for (n, a) in differing {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<section id=\"a{n}\"><h3><code>{}</code> <span class=\"{}\">{}</span></h3>\n",
+            "<section id=\"a{n}\"><h3><code>{}</code> <span class=\"{}\">{}</span></h3>",
             esc(&a.path),
             class(a.verdict),
             a.verdict.label()
         );
         for b in &a.blame {
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<p>Variation <b><code>{}</code></b>: {}</p>\n",
+                "<p>Variation <b><code>{}</code></b>: {}</p>",
                 b.variation.name(),
                 esc(&b.evidence)
             );
         }
         for note in &a.notes {
-            let _ = write!(h, "<p>{}</p>\n", esc(note));
+            let _ = writeln!(h, "<p>{}</p>", esc(note));
         }
         for (m, d) in a.details.iter().enumerate() {
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<div class=\"detail\" id=\"a{n}-d{m}\">{}</div>\n",
+                "<div class=\"detail\" id=\"a{n}-d{m}\">{}</div>",
                 detail(d)
             );
         }
         if let Some(page) = &a.diffoscope_html {
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<p><a href=\"{}\">diffoscope's report of the two files</a></p>\n",
+                "<p><a href=\"{}\">diffoscope's report of the two files</a></p>",
                 esc(page)
             );
         }
-        h.push_str("</section>\n");
+        h.push_str("</section>");
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<p class=\"muted\">Written by kata-repro {}.</p></body></html>\n",
+        "<p class=\"muted\">Written by kata-repro {}.</p></body></html>",
         env!("CARGO_PKG_VERSION")
     );
     h
@@ -250,10 +247,10 @@ fn detail(d: &Detail) -> String {
                 size(size_b)
             );
             for s in only_a {
-                let _ = write!(out, "<br><span class=\"minus mono\">− {}</span>", esc(s));
+                let _ = writeln!(out, "<br><span class=\"minus mono\">− {}</span>", esc(s));
             }
             for s in only_b {
-                let _ = write!(out, "<br><span class=\"plus mono\">+ {}</span>", esc(s));
+                let _ = writeln!(out, "<br><span class=\"plus mono\">+ {}</span>", esc(s));
             }
             out
         }

@@ -371,20 +371,20 @@ pub fn audit_verdicts(published: &Side, rebuilt: Result<&Path, &str>) -> Vec<Art
         );
         v.details = d.details.clone();
         // Whether the published file itself is what the rebuild gave: then the manifest lies.
-        if let Some(pdir) = &published.dir {
-            if let Ok(actual) = Sha256Digest::of_file(&pdir.join(&d.path)) {
-                if actual == d.b.sha256 {
-                    v.notes.push(format!(
-                        "the published file hashes to {actual}, as the rebuild does: the \
-                         manifest's digest {} was altered after the build",
-                        d.a.sha256
-                    ));
-                } else if actual != d.a.sha256 {
-                    v.notes.push(format!(
-                        "the published file hashes to {actual}, which is neither the manifest's \
-                         digest nor the rebuild's"
-                    ));
-                }
+        if let Some(pdir) = &published.dir
+            && let Ok(actual) = Sha256Digest::of_file(&pdir.join(&d.path))
+        {
+            if actual == d.b.sha256 {
+                v.notes.push(format!(
+                    "the published file hashes to {actual}, as the rebuild does: the \
+                     manifest's digest {} was altered after the build",
+                    d.a.sha256
+                ));
+            } else if actual != d.a.sha256 {
+                v.notes.push(format!(
+                    "the published file hashes to {actual}, which is neither the manifest's \
+                     digest nor the rebuild's"
+                ));
             }
         }
         if v.details.is_empty()

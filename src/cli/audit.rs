@@ -14,8 +14,8 @@ use kata_repro::manifest::sign::{self, Envelope};
 use kata_repro::manifest::{MANIFEST_FILE, Manifest};
 use kata_repro::source::mirror::Config;
 
-use super::build::{BuildOptions, Job, JobArgs};
-use super::{Failure, MirrorArgs};
+use super::Failure;
+use super::build::{BuildEnvArgs, BuildOptions, Job, JobArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {
@@ -46,32 +46,8 @@ pub struct AuditArgs {
     /// Write an HTML report here.
     #[arg(long, value_name = "DIR")]
     report: Option<PathBuf>,
-    /// The store directory (see `fetch`).
-    #[arg(long, value_name = "DIR")]
-    store: Option<PathBuf>,
-    /// Download nothing: use the store and mirrors only.
-    #[arg(long)]
-    offline: bool,
-    /// Read recipes from this directory instead of the built-in ones.
-    #[arg(long, value_name = "DIR")]
-    recipes: Option<PathBuf>,
-    /// The Rust toolchain (a sysroot).
-    #[arg(long, value_name = "DIR")]
-    rust_toolchain: Option<PathBuf>,
-    /// A Go module proxy (https:// or file://) for Go modules the source does not vendor.
-    #[arg(long, value_name = "URL")]
-    go_proxy: Option<String>,
-    /// Run steps without namespaces where they cannot be made.
-    #[arg(long)]
-    allow_network_leak: bool,
-    /// Build even where host packages differ from the lockfile's [host] pins.
-    #[arg(long)]
-    allow_host_drift: bool,
-    /// Where scratch directories are made.
-    #[arg(long, value_name = "DIR")]
-    work_dir: Option<PathBuf>,
     #[command(flatten)]
-    mirrors: MirrorArgs,
+    with: BuildEnvArgs,
 }
 
 pub fn run(args: AuditArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
@@ -106,7 +82,13 @@ pub fn run(args: AuditArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     if report.preflight.iter().any(|(_, ok, _)| !ok) {
         report.failure =
             Some("a published claim does not hold (see the checks): refusing to rebuild".into());
-        finish(&args, &mut report, None, json)?;
+        finish(
+            args.report.as_deref(),
+            &args.manifest,
+            &mut report,
+            None,
+            json,
+        )?;
         return Ok(ExitCode::from(1));
     }
 
@@ -116,18 +98,7 @@ pub fn run(args: AuditArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             lockfile,
             arch: manifest.arch.clone(),
             component: manifest.components.iter().map(|c| c.name.clone()).collect(),
-            store: args.store.clone(),
-            offline: args.offline,
-            allow_network_leak: args.allow_network_leak,
-            allow_host_drift: args.allow_host_drift,
-            recipes: args.recipes.clone(),
-            rust_toolchain: args.rust_toolchain.clone(),
-            go_proxy: args.go_proxy.clone(),
-            sbom_templates: None,
-            work_dir: args.work_dir.clone(),
-            mirrors: MirrorArgs {
-                mirrors: args.mirrors.mirrors.clone(),
-            },
+            with: args.with,
         },
         config,
     )?;
@@ -195,7 +166,13 @@ pub fn run(args: AuditArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             report.artifacts = check::audit_verdicts(&published, Err(&why));
         }
     }
-    finish(&args, &mut report, Some(&out), json)?;
+    finish(
+        args.report.as_deref(),
+        &args.manifest,
+        &mut report,
+        Some(&out),
+        json,
+    )?;
     Ok(ExitCode::from(if report.ok() { 0 } else { 1 }))
 }
 
@@ -346,13 +323,14 @@ fn find_lockfile(
 }
 
 fn finish(
-    args: &AuditArgs,
+    report_dir: Option<&Path>,
+    manifest: &Path,
     report: &mut Report,
     rebuilt: Option<&Path>,
     json: bool,
 ) -> Result<(), Failure> {
-    if let Some(dir) = &args.report {
-        if let (Some(r), Some(p)) = (rebuilt, args.manifest.parent()) {
+    if let Some(dir) = report_dir {
+        if let (Some(r), Some(p)) = (rebuilt, manifest.parent()) {
             check::add_diffoscope_pages(&mut report.artifacts, p, r, dir);
         }
         let page = check::html::write(report, dir).map_err(Failure::input)?;

