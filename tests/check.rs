@@ -315,6 +315,31 @@ fn audit_matches_a_true_manifest_and_names_the_tampered_artifact() {
     let page = std::fs::read_to_string(report.join("index.html")).unwrap();
     assert!(page.contains("not every artifact matches") && page.contains(&leak_path()));
 
+    // Recipes other than the build's: refused before building.
+    std::fs::write(&manifest, &text).unwrap();
+    let recipe_file = p.recipes.join("leak.toml");
+    let recipe_text = std::fs::read_to_string(&recipe_file).unwrap();
+    std::fs::write(&recipe_file, format!("{recipe_text}\n# changed\n")).unwrap();
+    let out = audit(&p, &manifest, &[]);
+    assert_code(&out, 1);
+    let v = json(&out);
+    assert!(
+        v["failure"]
+            .as_str()
+            .unwrap()
+            .contains("recipes are not the ones"),
+        "{v}"
+    );
+    let row = v["preflight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[0] == "recipe of leak")
+        .unwrap();
+    assert!(row[2].as_str().unwrap().contains("--recipes"), "{row}");
+    std::fs::write(&recipe_file, recipe_text).unwrap();
+    std::fs::write(&manifest, text.replace(&real, &fake)).unwrap();
+
     // The SBOM still says the real digest: refused before building.
     let out = audit(&p, &manifest, &["--sbom", sbom.to_str().unwrap()]);
     assert_code(&out, 1);

@@ -102,6 +102,41 @@ pub fn run(args: AuditArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         },
         config,
     )?;
+    // The recipes must be the ones the build used, or the rebuild differs for that alone.
+    let recipes: Vec<(String, bool, String)> = manifest
+        .components
+        .iter()
+        .map(|c| {
+            let ours = job.recipe_digest(&c.name);
+            let ok = ours == Some(c.recipe.sha256);
+            let detail = match ours {
+                _ if ok => format!("{} sha256 {}", c.recipe.name, c.recipe.sha256),
+                Some(d) => format!(
+                    "the build used {} with sha256 {}, these recipes have {d}: pass the \
+                     published recipes with --recipes DIR",
+                    c.recipe.name, c.recipe.sha256
+                ),
+                None => {
+                    "no recipe builds it here: pass the published recipes with --recipes DIR".into()
+                }
+            };
+            (format!("recipe of {}", c.name), ok, detail)
+        })
+        .collect();
+    let refused = recipes.iter().any(|(_, ok, _)| !ok);
+    report.preflight.extend(recipes);
+    if refused {
+        report.failure =
+            Some("the recipes are not the ones the build used: refusing to rebuild".into());
+        finish(
+            args.report.as_deref(),
+            &args.manifest,
+            &mut report,
+            None,
+            json,
+        )?;
+        return Ok(ExitCode::from(1));
+    }
     let scratch;
     let out = match &args.out {
         Some(d) => d.clone(),

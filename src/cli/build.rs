@@ -221,6 +221,11 @@ impl Job {
         })
     }
 
+    /// The sha256 of the recipe that builds `component`, if any.
+    pub fn recipe_digest(&self, component: &str) -> Option<Sha256Digest> {
+        self.all.get(component).map(|r| r.digest)
+    }
+
     /// The components, in build order.
     pub fn components(&self) -> &[String] {
         &self.order
