@@ -639,7 +639,16 @@ impl Builder<'_> {
         for (k, v) in r.env.iter().chain(arch_section.env.iter()) {
             base_env.insert(k.clone(), recipe::expand(v, &vars));
         }
-        base_env.extend(varied.env.clone());
+        let mut varied_env = varied.env.clone();
+        if let Some(why) =
+            sandbox::variation::time_unsupported(&varied_env, resolved.rust.is_some())
+        {
+            varied_env.retain(|k, _| !sandbox::variation::is_time_env(k));
+            notes.push(format!(
+                "the time variation was not applied to this component: {why}"
+            ));
+        }
+        base_env.extend(varied_env);
 
         // Inputs by digest: what the first step's input root is made of.
         let mut inputs = vec![

@@ -226,6 +226,15 @@ impl Job {
         self.all.get(component).map(|r| r.digest)
     }
 
+    /// Whether `component`'s recipe builds with the Rust toolchain.
+    pub fn uses_rust(&self, component: &str) -> bool {
+        self.all.get(component).is_some_and(|r| {
+            r.recipe
+                .toolchains
+                .contains(&kata_repro::build::recipe::Toolchain::Rust)
+        })
+    }
+
     /// The components, in build order.
     pub fn components(&self) -> &[String] {
         &self.order

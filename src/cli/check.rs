@@ -39,7 +39,34 @@ pub fn run(args: CheckArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     let job = Job::open(args.job, config)?;
     let isolation = job.isolation()?;
     let host = variation::Host::probe(&std::env::var("PATH").unwrap_or_default());
-    let (varied, applied) = variation::plan(&requested, isolation, &host);
+    let (mut varied, mut applied) = variation::plan(&requested, isolation, &host);
+    // The clock cannot be shifted for rustc (see variation::time_unsupported).
+    let rust: Vec<&str> = job
+        .components()
+        .iter()
+        .filter(|c| job.uses_rust(c))
+        .map(String::as_str)
+        .collect();
+    if let Some(row) = applied
+        .iter_mut()
+        .find(|r| r.variation == Variation::Time && r.applied)
+        && let Some(why) = variation::time_unsupported(&varied.env, !rust.is_empty())
+    {
+        if rust.len() == job.components().len() {
+            row.applied = false;
+            row.second = format!("not applied: {why}");
+            varied = varied.only(
+                &varied
+                    .names
+                    .iter()
+                    .copied()
+                    .filter(|v| *v != Variation::Time)
+                    .collect::<Vec<_>>(),
+            );
+        } else {
+            row.second = format!("{}; not applied to {}: {why}", row.second, rust.join(", "));
+        }
+    }
 
     let scratch;
     let base: PathBuf = match &args.keep {

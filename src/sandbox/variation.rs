@@ -209,6 +209,21 @@ pub const UNAME26: u64 = 0x0020000;
 /// personality(2): no address space layout randomisation.
 pub const ADDR_NO_RANDOMIZE: u64 = 0x0040000;
 
+/// Whether `name` is one of the variables that shift the clock.
+pub fn is_time_env(name: &str) -> bool {
+    env_owner(name) == Some(Variation::Time)
+}
+
+/// Why the `time` variation cannot be applied to a component's steps, if it cannot:
+/// libfaketime deadlocks programs that link jemalloc at their first allocation (libfaketime
+/// issue #130, fixed only by FAKETIME_IGNORE_SYMBOLS in releases after Debian 12's 0.9.10), and
+/// rustc links jemalloc.
+pub fn time_unsupported(env: &BTreeMap<String, String>, uses_rust: bool) -> Option<String> {
+    (uses_rust && env.contains_key("LD_PRELOAD")).then(|| {
+        "libfaketime deadlocks rustc, which links jemalloc (libfaketime issue #130)".to_owned()
+    })
+}
+
 /// The variation a varied environment variable belongs to.
 fn env_owner(name: &str) -> Option<Variation> {
     Some(match name {
@@ -635,6 +650,19 @@ mod tests {
                 .any(|r| r.variation == Variation::DomainHost && !r.applied)
         );
         assert!(v.host.is_none() && v.user.is_none());
+    }
+
+    #[test]
+    fn the_clock_is_not_shifted_for_rustc() {
+        let host = Host {
+            libfaketime: Some("/lib/libfaketime.so.1".into()),
+            ..Host::default()
+        };
+        let (v, _) = plan(&[Variation::Time], Isolation::Namespaces, &host);
+        let why = time_unsupported(&v.env, true).unwrap();
+        assert!(why.contains("jemalloc"), "{why}");
+        assert_eq!(time_unsupported(&v.env, false), None);
+        assert_eq!(v.env.keys().filter(|k| is_time_env(k)).count(), 3);
     }
 
     #[test]
