@@ -31,7 +31,7 @@ schema = 1
 component = "leak"
 description = "writes what its world looks like"
 workdir = "src/runtime"
-host_tools = ["sh", "date", "env", "sort", "cat", "grep", "ls"]
+host_tools = ["sh", "date", "env", "sort", "cat", "grep", "ls", "mkdir", "mv"]
 
 [arch.x86_64]
 [arch.aarch64]
@@ -150,7 +150,8 @@ fn each_leak_is_put_down_to_its_variation_and_file() {
 fn a_clean_recipe_is_reproducible_under_every_applicable_variation_and_the_table_says_so() {
     let p = Project::new(&[(
         "leak",
-        &recipe("echo fixed > ${out}/leak.txt ; ls ${src} > /dev/null"),
+        &recipe("echo fixed > ${out}/leak.txt ; ls ${src} > /dev/null ; \
+         mkdir ${src}/target.tmp && echo tag > ${src}/target.tmp/CACHEDIR.TAG && mv ${src}/target.tmp ${src}/target"),
     )]);
     let report = p.path("report");
     let out = check(&p, "all", &["--report", report.to_str().unwrap()]);

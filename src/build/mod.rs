@@ -1032,25 +1032,23 @@ impl Builder<'_> {
             });
         }
         sandbox.add_binds(binds)?;
-        // The `fileordering` variation: the source through disorderfs, unmounted when done.
-        let _disordered = match &self.variations.disorderfs {
-            Some(bin) => {
-                let at = scratch.path().with_extension("disorderfs");
-                let mount = sandbox::variation::DisorderMount::new(bin, &tree, &at)
-                    .map_err(io_err(&at))?;
-                Some(mount)
-            }
-            None => None,
-        };
-        let tree = match &_disordered {
-            Some(m) => m.path().to_owned(),
-            None => tree,
-        };
         lap(&mut phases, "toolchains");
 
         // A fresh copy of the verified source, and the fixed layout.
         let src = sandbox.host("src");
-        let src_roots = if sandbox.add_overlay(&tree, "src")? {
+        let mut disordered = None;
+        let src_roots = if let Some(bin) = &self.variations.disorderfs {
+            // The `fileordering` variation: a writable copy, shown at src through disorderfs
+            // with its directory entries shuffled (an overlay cannot have FUSE below it and
+            // still let cargo rename directories into place).
+            let lower = sandbox.host("src.lower");
+            copy_tree(&tree, &lower)?;
+            std::fs::create_dir_all(&src).map_err(io_err(&src))?;
+            disordered = Some(
+                sandbox::variation::DisorderMount::new(bin, &lower, &src).map_err(io_err(&src))?,
+            );
+            vec![src.clone()]
+        } else if sandbox.add_overlay(&tree, "src")? {
             let upper = sandbox.overlay().expect("just added").upper(&sandbox.host(""));
             vec![upper, tree.clone()]
         } else {
@@ -1228,6 +1226,7 @@ impl Builder<'_> {
         lap(&mut phases, "outputs");
         let _ = early_cleanup.join();
         drop(sandbox);
+        drop(disordered);
         let _ = remove_tree(scratch.path());
         lap(&mut phases, "cleanup");
         phases.remove("steps");

@@ -19,6 +19,7 @@ th{background:#f4f4f4} code,.mono{font-family:ui-monospace,monospace;font-size:.
 .banner{padding:.8em 1em;border-radius:6px;margin:1em 0;font-size:1.1em}
 .banner.ok{background:#e6f4ea} .banner.bad{background:#fdecea}
 .detail{margin:.4em 0 .4em 1em;padding:.4em .6em;background:#fafafa;border-left:3px solid #ddd}
+pre{white-space:pre-wrap;word-break:break-word}
 .minus{color:#b00020} .plus{color:#0a6b2d} .muted{color:#666}
 ";
 
