@@ -27,7 +27,7 @@ const DIFFERING: [&str; 4] = [
     "usr/bin/kr-elf-0007",
     "var/cache/kata/bundle.tar",
     "etc/kata-build-info.txt",
-    "usr/lib/x86_64-linux-gnu/libkr-0013.so.1",
+    "usr/lib/x86_64-linux-gnu/libkr-0012.so.1",
 ];
 
 fn fill(buf: &mut [u8], seed: u64) {
