@@ -100,6 +100,14 @@ pub fn render(r: &Report) -> String {
         if ok { ok_word } else { bad_word },
         esc(&counts.join(", "))
     );
+    if !r.timings.is_empty() {
+        let t: Vec<String> = r
+            .timings
+            .iter()
+            .map(|(label, s)| format!("{} {s:.1} s", esc(label)))
+            .collect();
+        let _ = writeln!(h, "<p class=\"muted\">{}</p>", t.join(" · "));
+    }
     if let Some(f) = &r.failure {
         let _ = writeln!(h, "<h2>Failure</h2><pre class=\"detail\">{}</pre>", esc(f));
     }

@@ -100,6 +100,8 @@ pub struct Report {
     /// Labels of the two sides.
     pub first: String,
     pub second: String,
+    /// How long each build took, in seconds, by label.
+    pub timings: Vec<(String, f64)>,
 }
 
 impl Report {
@@ -164,6 +166,7 @@ pub fn report_for(kind: &str, first: &Manifest, first_label: &str, second_label:
         preflight: Vec::new(),
         first: first_label.to_owned(),
         second: second_label.to_owned(),
+        timings: Vec::new(),
     }
 }
 

@@ -160,6 +160,7 @@ pub fn run(args: AuditArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         );
     }
     let records = !args.sbom.is_empty() || args.provenance.is_some();
+    let started = std::time::Instant::now();
     let built = job.build(
         &out,
         &BuildOptions {
@@ -170,6 +171,9 @@ pub fn run(args: AuditArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         },
         json,
     );
+    report
+        .timings
+        .push(("rebuild".into(), started.elapsed().as_secs_f64()));
     let published = Side::open(&args.manifest).map_err(Failure::input)?;
     match &built {
         Ok(_) => {

@@ -111,7 +111,9 @@ pub fn run(args: CheckArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         label: label.to_owned(),
     };
     // A first build that fails is not a reproducibility verdict: its error stands.
+    let started = std::time::Instant::now();
     let first = job.build(&first_dir, &options(Varied::default(), "first build"), json)?;
+    let first_seconds = started.elapsed().as_secs_f64();
     let mut report = check::report_for(
         "check",
         &first.manifest,
@@ -119,7 +121,13 @@ pub fn run(args: CheckArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         "second build (varied)",
     );
     report.variations = applied.clone();
-    match job.build(&second_dir, &options(varied.clone(), "second build"), json) {
+    report.timings.push(("first build".into(), first_seconds));
+    let started = std::time::Instant::now();
+    let second = job.build(&second_dir, &options(varied.clone(), "second build"), json);
+    report
+        .timings
+        .push(("second build".into(), started.elapsed().as_secs_f64()));
+    match second {
         Ok(_) => {
             let (a, b) = (open(&first_dir)?, open(&second_dir)?);
             let d = diff::diff(&a, &b, &diff::Options { deep: false });
@@ -178,6 +186,7 @@ fn bisect(
     for &v in &varied.names {
         let dir = base.join(format!("only-{}", v.name()));
         let label = format!("bisect {}", v.name());
+        let started = std::time::Instant::now();
         let built = job.build(
             &dir,
             &BuildOptions {
@@ -188,6 +197,10 @@ fn bisect(
             },
             json,
         );
+        report.timings.push((
+            format!("bisect {}", v.name()),
+            started.elapsed().as_secs_f64(),
+        ));
         let changed: Vec<String> = match built {
             Ok(_) => {
                 let d = diff::diff(
@@ -256,6 +269,12 @@ fn print(report: &Report, applied: &[Applied], json: bool, kept: Option<&Path>) 
     if let Some(f) = &report.failure {
         println!("{f}");
     }
+    let timings: Vec<String> = report
+        .timings
+        .iter()
+        .map(|(label, s)| format!("{label} {s:.1}s"))
+        .collect();
+    println!("{}", timings.join(", "));
     let blamed: std::collections::BTreeSet<Variation> = report
         .artifacts
         .iter()

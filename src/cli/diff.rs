@@ -1,8 +1,10 @@
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::anyhow;
 use kata_repro::diff::{self, Options, Side};
+use kata_repro::manifest::MANIFEST_FILE;
 
 use super::Failure;
 
@@ -24,15 +26,38 @@ pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
         }
         Side::open(p).map_err(Failure::input)
     };
-    let (a, b) = (open(&args.a)?, open(&args.b)?);
-    let report = diff::diff(&a, &b, &Options { deep: args.deep });
+    let options = Options { deep: args.deep };
+    let plain = |p: &Path| p.is_dir() && !p.join(MANIFEST_FILE).is_file();
+    // Two plain directories are compared pair by pair, and each difference is printed as soon
+    // as it is seen; the explanations follow.
+    let streamed = plain(&args.a) && plain(&args.b);
+    let (report, label_a, label_b) = if streamed {
+        let out = std::sync::Mutex::new(std::io::stdout());
+        let found = |kind: &str, path: &str| {
+            if !json {
+                let mut o = out.lock().expect("stdout");
+                let _ = writeln!(o, "{kind:<8} {path}");
+                let _ = o.flush();
+            }
+        };
+        let report =
+            diff::trees::diff_trees(&args.a, &args.b, &options, &found).map_err(Failure::input)?;
+        (
+            report,
+            args.a.display().to_string(),
+            args.b.display().to_string(),
+        )
+    } else {
+        let (a, b) = (open(&args.a)?, open(&args.b)?);
+        (diff::diff(&a, &b, &options), a.label, b.label)
+    };
     let code = if report.same() { 0 } else { 1 };
     if json {
         super::print_json(&serde_json::json!({
             "ok": report.same(),
             "exit_code": code,
-            "a": a.label,
-            "b": b.label,
+            "a": label_a,
+            "b": label_b,
             "inputs": report.inputs,
             "identical": report.identical,
             "differing": report.differing,
@@ -50,7 +75,11 @@ pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
         println!();
     }
     for d in &report.differing {
-        println!("differs  {}", d.path);
+        if streamed {
+            println!("{}:", d.path);
+        } else {
+            println!("differs  {}", d.path);
+        }
         println!("    A sha256 {} ({} bytes)", d.a.sha256, d.a.size);
         println!("    B sha256 {} ({} bytes)", d.b.sha256, d.b.size);
         for detail in &d.details {
@@ -60,11 +89,13 @@ pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
     for m in &report.modified {
         println!("modified {m}");
     }
-    for p in &report.removed {
-        println!("removed  {p} (only in A)");
-    }
-    for p in &report.added {
-        println!("added    {p} (only in B)");
+    if !streamed {
+        for p in &report.removed {
+            println!("removed  {p} (only in A)");
+        }
+        for p in &report.added {
+            println!("added    {p} (only in B)");
+        }
     }
     println!(
         "{} identical, {} differing, {} added, {} removed{}: {}",

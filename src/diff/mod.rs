@@ -7,6 +7,7 @@
 //! strings that differ in it: embedded paths, dates) or the archive member.
 
 pub mod explain;
+pub mod trees;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
