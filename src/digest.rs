@@ -136,14 +136,12 @@ pub struct TreeFile {
     pub link: Option<String>,
 }
 
-/// Every file and symlink under `root` (directories themselves are not listed), sorted by
-/// path, files hashed in parallel. `keep` filters relative paths.
-pub fn tree_files(
+/// Every file and symbolic link under `root` (not directories), in path order, with its path
+/// relative to `root`, where `keep` says so.
+pub fn tree_entries(
     root: &std::path::Path,
     keep: &(dyn Fn(&str) -> bool + Sync),
-) -> io::Result<Vec<TreeFile>> {
-    use rayon::prelude::*;
-    use std::os::unix::fs::PermissionsExt;
+) -> io::Result<Vec<(String, walkdir::DirEntry)>> {
     let mut entries = Vec::new();
     for e in walkdir::WalkDir::new(root).sort_by_file_name() {
         let e = e.map_err(io::Error::other)?;
@@ -157,9 +155,24 @@ pub fn tree_files(
             .to_string_lossy()
             .into_owned();
         if keep(&rel) {
-            entries.push((rel, e.into_path()));
+            entries.push((rel, e));
         }
     }
+    Ok(entries)
+}
+
+/// Every file and symlink under `root` (directories themselves are not listed), sorted by
+/// path, files hashed in parallel. `keep` filters relative paths.
+pub fn tree_files(
+    root: &std::path::Path,
+    keep: &(dyn Fn(&str) -> bool + Sync),
+) -> io::Result<Vec<TreeFile>> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::PermissionsExt;
+    let entries: Vec<(String, std::path::PathBuf)> = tree_entries(root, keep)?
+        .into_iter()
+        .map(|(rel, e)| (rel, e.into_path()))
+        .collect();
     entries
         .par_iter()
         .map(|(rel, path)| {

@@ -95,6 +95,12 @@ fn verdict_on_leak(v: &serde_json::Value) -> (String, Vec<String>) {
     (a["verdict"].as_str().unwrap().to_owned(), blamed)
 }
 
+/// An audit that stopped before building.
+fn assert_refused(v: &serde_json::Value) {
+    let failure = v["failure"].as_str().unwrap_or_default();
+    assert!(failure.contains("refusing to rebuild"), "{v}");
+}
+
 fn faketime_installed() -> bool {
     kata_repro::sandbox::variation::Host::probe(&std::env::var("PATH").unwrap_or_default())
         .libfaketime
@@ -150,8 +156,10 @@ fn each_leak_is_put_down_to_its_variation_and_file() {
 fn a_clean_recipe_is_reproducible_under_every_applicable_variation_and_the_table_says_so() {
     let p = Project::new(&[(
         "leak",
-        &recipe("echo fixed > ${out}/leak.txt ; ls ${src} > /dev/null ; \
-         mkdir ${src}/target.tmp && echo tag > ${src}/target.tmp/CACHEDIR.TAG && mv ${src}/target.tmp ${src}/target"),
+        &recipe(
+            "echo fixed > ${out}/leak.txt ; ls ${src} > /dev/null ; \
+         mkdir ${src}/target.tmp && echo tag > ${src}/target.tmp/CACHEDIR.TAG && mv ${src}/target.tmp ${src}/target",
+        ),
     )]);
     let report = p.path("report");
     let out = check(&p, "all", &["--report", report.to_str().unwrap()]);
@@ -345,13 +353,7 @@ fn audit_matches_a_true_manifest_and_names_the_tampered_artifact() {
     let out = audit(&p, &manifest, &["--sbom", sbom.to_str().unwrap()]);
     assert_code(&out, 1);
     let v = json(&out);
-    assert!(
-        v["failure"]
-            .as_str()
-            .unwrap()
-            .contains("refusing to rebuild"),
-        "{v}"
-    );
+    assert_refused(&v);
     assert!(v["artifacts"].as_array().unwrap().is_empty());
 }
 
@@ -404,13 +406,7 @@ fn audit_refuses_an_altered_signature_before_building() {
     );
     assert_code(&out, 1);
     let v = json(&out);
-    assert!(
-        v["failure"]
-            .as_str()
-            .unwrap()
-            .contains("refusing to rebuild"),
-        "{v}"
-    );
+    assert_refused(&v);
     let row = &v["preflight"][0];
     assert_eq!(row[0], "signature of manifest.json");
     assert_eq!(row[1], false);

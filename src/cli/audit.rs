@@ -80,16 +80,13 @@ pub fn run(args: AuditArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     // Before building: every published claim must hold.
     report.preflight = preflight(&args, &manifest, &published_dir)?;
     if report.preflight.iter().any(|(_, ok, _)| !ok) {
-        report.failure =
-            Some("a published claim does not hold (see the checks): refusing to rebuild".into());
-        finish(
+        return refuse(
             args.report.as_deref(),
             &args.manifest,
-            &mut report,
-            None,
+            report,
+            "a published claim does not hold (see the checks)",
             json,
-        )?;
-        return Ok(ExitCode::from(1));
+        );
     }
 
     let lockfile = find_lockfile(&args, &manifest, &published_dir)?;
@@ -126,16 +123,13 @@ pub fn run(args: AuditArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     let refused = recipes.iter().any(|(_, ok, _)| !ok);
     report.preflight.extend(recipes);
     if refused {
-        report.failure =
-            Some("the recipes are not the ones the build used: refusing to rebuild".into());
-        finish(
+        return refuse(
             args.report.as_deref(),
             &args.manifest,
-            &mut report,
-            None,
+            report,
+            "the recipes are not the ones the build used",
             json,
-        )?;
-        return Ok(ExitCode::from(1));
+        );
     }
     let scratch;
     let out = match &args.out {
@@ -213,6 +207,19 @@ pub fn run(args: AuditArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         json,
     )?;
     Ok(ExitCode::from(if report.ok() { 0 } else { 1 }))
+}
+
+/// Stops before building: the report says why, and the audit fails.
+fn refuse(
+    report_dir: Option<&Path>,
+    manifest: &Path,
+    mut report: Report,
+    why: &str,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    report.failure = Some(format!("{why}: refusing to rebuild"));
+    finish(report_dir, manifest, &mut report, None, json)?;
+    Ok(ExitCode::from(1))
 }
 
 /// The signature, SBOM and provenance checks, each (what, passed, detail).

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::{ArtifactDiff, Detail, DiffReport, Options, explain};
-use crate::digest::Sha256Digest;
+use crate::digest::{Sha256Digest, tree_entries};
 use crate::manifest::{Artifact, ManifestError, is_record_file};
 
 /// What a path is in one tree.
@@ -30,20 +30,7 @@ fn list(root: &Path) -> Result<BTreeMap<String, Entry>, ManifestError> {
         source,
     };
     let mut out = BTreeMap::new();
-    for e in walkdir::WalkDir::new(root).sort_by_file_name() {
-        let e = e.map_err(|e| read_err(io::Error::other(e)))?;
-        if e.file_type().is_dir() {
-            continue;
-        }
-        let rel = e
-            .path()
-            .strip_prefix(root)
-            .expect("walk stays under root")
-            .to_string_lossy()
-            .into_owned();
-        if is_record_file(&rel) {
-            continue;
-        }
+    for (rel, e) in tree_entries(root, &|rel| !is_record_file(rel)).map_err(read_err)? {
         let meta = e.metadata().map_err(|e| read_err(io::Error::other(e)))?;
         let link = if e.file_type().is_symlink() {
             Some(std::fs::read_link(e.path()).map_err(read_err)?)

@@ -24,7 +24,7 @@ pub struct Options {
 }
 
 /// Deterministic incompressible bytes.
-fn fill(buf: &mut [u8], seed: u64) {
+pub fn fill(buf: &mut [u8], seed: u64) {
     let mut s = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
     for chunk in buf.chunks_mut(8) {
         s ^= s << 13;

@@ -15,6 +15,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use object::{Object, ObjectSection};
 
+use crate::bench::fill;
+
 pub struct Options {
     pub dir: PathBuf,
     pub files: usize,
@@ -29,17 +31,6 @@ const DIFFERING: [&str; 4] = [
     "etc/kata-build-info.txt",
     "usr/lib/x86_64-linux-gnu/libkr-0012.so.1",
 ];
-
-fn fill(buf: &mut [u8], seed: u64) {
-    let mut s = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
-    for chunk in buf.chunks_mut(8) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        let b = s.to_le_bytes();
-        chunk.copy_from_slice(&b[..chunk.len()]);
-    }
-}
 
 fn text(len: usize, seed: u64) -> Vec<u8> {
     let words = [
