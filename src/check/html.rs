@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::{Report, Verdict};
 use crate::diff::Detail;
+use crate::diff::explain::section_size;
 
 pub const PAGE: &str = "index.html";
 
@@ -248,12 +249,11 @@ fn detail(d: &Detail) -> String {
             only_a,
             only_b,
         } => {
-            let size = |s: &Option<u64>| s.map_or("absent".to_owned(), |s| format!("{s} bytes"));
             let mut out = format!(
                 "ELF section <code>{}</code> differs ({} → {})",
                 esc(section),
-                size(size_a),
-                size(size_b)
+                section_size(*size_a),
+                section_size(*size_b)
             );
             for s in only_a {
                 let _ = writeln!(out, "<br><span class=\"minus mono\">− {}</span>", esc(s));

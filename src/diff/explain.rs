@@ -62,8 +62,12 @@ impl std::fmt::Display for Detail {
                 only_a,
                 only_b,
             } => {
-                let size = |s: &Option<u64>| s.map_or("absent".to_owned(), |s| format!("{s} bytes"));
-                write!(f, "ELF section {section} differs ({} → {})", size(size_a), size(size_b))?;
+                write!(
+                    f,
+                    "ELF section {section} differs ({} → {})",
+                    section_size(*size_a),
+                    section_size(*size_b)
+                )?;
                 for s in only_a {
                     write!(f, "\n      - {s:?}")?;
                 }
@@ -84,6 +88,11 @@ impl std::fmt::Display for Detail {
             Detail::Unavailable { reason } => write!(f, "{reason}"),
         }
     }
+}
+
+/// A section's size as a difference names it: `N bytes`, or `absent`.
+pub fn section_size(size: Option<u64>) -> String {
+    size.map_or("absent".to_owned(), |s| format!("{s} bytes"))
 }
 
 /// Explains how `a` and `b` differ, by what they are.

@@ -819,25 +819,13 @@ fn agent_sbom_is_what_was_compiled(dir: &Path) -> Result<()> {
         .filter_map(|l| l.trim_start().strip_prefix("Compiling "))
         .map(|l| l.split(" (").next().unwrap_or(l).to_owned())
         .collect();
-    let bom: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("agent.cdx.json"))?)?;
-    let listed: std::collections::BTreeSet<String> = bom["components"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| {
-            c["purl"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("pkg:cargo/"))
-        })
-        .map(|c| {
-            format!(
-                "{} v{}",
-                c["name"].as_str().unwrap_or(""),
-                c["version"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
+    let listed = sbom_crates(&dir.join("agent.cdx.json"), |c| {
+        format!(
+            "{} v{}",
+            c["name"].as_str().unwrap_or(""),
+            c["version"].as_str().unwrap_or("")
+        )
+    })?;
     let only_bom: Vec<_> = listed.difference(&compiled).collect();
     let only_log: Vec<_> = compiled.difference(&listed).collect();
     println!(
@@ -930,19 +918,7 @@ fn compare_with_cargo_cyclonedx(
         .map(name_version)
         .collect();
     their_set.insert(name_version(&theirs["metadata"]["component"]));
-    let ours: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("agent.cdx.json"))?)?;
-    let our_set: std::collections::BTreeSet<String> = ours["components"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| {
-            c["purl"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("pkg:cargo/"))
-        })
-        .map(name_version)
-        .collect();
+    let our_set = sbom_crates(&out.join("agent.cdx.json"), name_version)?;
     let only_theirs: Vec<&String> = their_set.difference(&our_set).collect();
     let only_ours: Vec<&String> = our_set.difference(&their_set).collect();
     println!(
@@ -1173,16 +1149,7 @@ fn e2e_images(
     }
     let rootfs_bom: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.join("rootfs.cdx.json"))?)?;
-    let debs = rootfs_bom["components"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| {
-            c["purl"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("pkg:deb/"))
-        })
-        .count();
+    let debs = of_ecosystem(&rootfs_bom, "pkg:deb/").count();
     let edges: usize = rootfs_bom["dependencies"]
         .as_array()
         .into_iter()
@@ -1265,4 +1232,25 @@ fn e2e_images(
         }
     }
     Ok(())
+}
+
+/// The crates (`pkg:cargo/…` components) of a CycloneDX SBOM, each labelled by `label`.
+fn sbom_crates(
+    path: &Path,
+    label: impl Fn(&serde_json::Value) -> String,
+) -> Result<std::collections::BTreeSet<String>> {
+    let bom: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    Ok(of_ecosystem(&bom, "pkg:cargo/").map(label).collect())
+}
+
+/// A BOM's top-level components whose purl starts with `prefix`.
+fn of_ecosystem<'a>(
+    bom: &'a serde_json::Value,
+    prefix: &'a str,
+) -> impl Iterator<Item = &'a serde_json::Value> {
+    bom["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(move |c| c["purl"].as_str().is_some_and(|p| p.starts_with(prefix)))
 }
