@@ -68,7 +68,10 @@ fn go_and_rust_builds_are_identical_across_paths_times_and_umasks() {
     let hello = a.join(format!("{arch}/hello/hello"));
     let agent = a.join(format!("{arch}/agent/agent"));
     let ran = std::process::Command::new(&hello).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello from greet none\n");
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout),
+        "hello from greet none\n"
+    );
     let ran = std::process::Command::new(&agent).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&ran.stdout), "agent\n");
     let sums = std::process::Command::new("sha256sum")
@@ -86,14 +89,22 @@ fn go_and_rust_builds_are_identical_across_paths_times_and_umasks() {
         .iter()
         .map(|x| x["path"].as_str().unwrap())
         .collect();
-    assert_eq!(paths, [format!("{arch}/agent/agent"), format!("{arch}/hello/hello")]);
+    assert_eq!(
+        paths,
+        [format!("{arch}/agent/agent"), format!("{arch}/hello/hello")]
+    );
     for x in m["artifacts"].as_array().unwrap() {
         assert_eq!(x["mode"], "0755");
     }
     // The toolchains are recorded with their digests.
     let agent_record = component(&m, "agent");
     assert_eq!(agent_record["toolchains"][0]["name"], "rust");
-    assert!(agent_record["toolchains"][0]["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        agent_record["toolchains"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     let hello_record = component(&m, "hello");
     assert_eq!(hello_record["toolchains"][0]["version"], "1.27.3");
     // The build paths never reach the outputs.
@@ -108,11 +119,18 @@ fn go_and_rust_builds_are_identical_across_paths_times_and_umasks() {
         }
     }
     // Step logs are kept beside the outputs, outside the artifacts.
-    assert!(a.join(format!("logs/{arch}/agent/cargo-build.log")).is_file());
+    assert!(
+        a.join(format!("logs/{arch}/agent/cargo-build.log"))
+            .is_file()
+    );
 
     let d = diff(&a, &b, false);
     assert_code(&d, 0);
-    assert!(text(&d).contains("2 identical, 0 differing, 0 added, 0 removed"), "{}", text(&d));
+    assert!(
+        text(&d).contains("2 identical, 0 differing, 0 added, 0 removed"),
+        "{}",
+        text(&d)
+    );
     // A file edited after its build no longer passes for the manifest's.
     let copy = p.path("out-b-edited");
     kata_repro::build::copy_tree(&b, &copy).unwrap();
@@ -123,16 +141,34 @@ fn go_and_rust_builds_are_identical_across_paths_times_and_umasks() {
     std::fs::write(&edited, bytes).unwrap();
     let d = diff(&a, &copy, false);
     assert_code(&d, 1);
-    assert!(text(&d).contains(&format!("modified {}: {arch}/hello/hello is sha256", copy.display())), "{}", text(&d));
+    assert!(
+        text(&d).contains(&format!(
+            "modified {}: {arch}/hello/hello is sha256",
+            copy.display()
+        )),
+        "{}",
+        text(&d)
+    );
 
     // Built once, the store holds the result: a rebuild runs no step.
     let again = p.build("store-a", "out-a", &["--json"]);
     assert_code(&again, 0);
     let v = json(&again);
-    assert!(v["components"].as_array().unwrap().iter().all(|c| c["cached"] == true), "{v}");
+    assert!(
+        v["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["cached"] == true),
+        "{v}"
+    );
     assert_eq!(std::fs::read(a.join("manifest.json")).unwrap(), ma);
     // --no-cache runs every step again.
-    let forced = p.build("store-a", "out-c", &["--json", "--no-cache", "--component", "hello"]);
+    let forced = p.build(
+        "store-a",
+        "out-c",
+        &["--json", "--no-cache", "--component", "hello"],
+    );
     assert_code(&forced, 0);
     let v = json(&forced);
     assert_eq!(v["components"][0]["cached"], false, "{v}");
@@ -155,7 +191,12 @@ fn a_leaky_recipe_is_caught_by_diff_down_to_the_section() {
     let t = text(&d);
     let arch = std::env::consts::ARCH;
     assert!(t.contains(&format!("differs  {arch}/hello/hello")), "{t}");
-    assert!(t.contains("ELF section .rodata differs") || t.contains("ELF section .data differs") || t.contains("ELF section .noptrdata differs"), "{t}");
+    assert!(
+        t.contains("ELF section .rodata differs")
+            || t.contains("ELF section .data differs")
+            || t.contains("ELF section .noptrdata differs"),
+        "{t}"
+    );
     assert!(t.contains("0 identical, 1 differing"), "{t}");
 
     // --deep hands the file to diffoscope, or says it is not installed.
@@ -180,11 +221,17 @@ fn a_leaky_recipe_is_caught_by_diff_down_to_the_section() {
         })
         .collect();
     assert!(
-        kinds.iter().any(|k| k == "diffoscope" || k.starts_with("--deep needs diffoscope")),
+        kinds
+            .iter()
+            .any(|k| k == "diffoscope" || k.starts_with("--deep needs diffoscope")),
         "{kinds:?}"
     );
 
-    let d = diff(&p.path("out-a/manifest.json"), &p.path("out-b/manifest.json"), true);
+    let d = diff(
+        &p.path("out-a/manifest.json"),
+        &p.path("out-b/manifest.json"),
+        true,
+    );
     assert_code(&d, 1);
     let v = json(&d);
     let details = &v["differing"][0]["details"];
@@ -192,10 +239,15 @@ fn a_leaky_recipe_is_caught_by_diff_down_to_the_section() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|x| x["kind"] == "elf-section" && x["only_a"].as_array().is_some_and(|s| !s.is_empty()))
+        .find(|x| {
+            x["kind"] == "elf-section" && x["only_a"].as_array().is_some_and(|s| !s.is_empty())
+        })
         .unwrap_or_else(|| panic!("{v}"));
     let s = stamp["only_a"][0].as_str().unwrap();
-    assert!(s.contains(':') && s.contains('T'), "the embedded date is shown: {s}");
+    assert!(
+        s.contains(':') && s.contains('T'),
+        "the embedded date is shown: {s}"
+    );
 }
 
 #[test]
@@ -207,7 +259,10 @@ fn a_step_that_writes_an_undeclared_output_fails_with_no_manifest() {
     assert_code(&out, 2);
     let t = text(&out);
     assert!(t.contains("hello.toml:"), "{t}");
-    assert!(t.contains("`${out}/other`, which no [[outputs]] entry declares"), "{t}");
+    assert!(
+        t.contains("`${out}/other`, which no [[outputs]] entry declares"),
+        "{t}"
+    );
     assert!(!p.path("out").exists());
 
     // Found after the step ran: the argv does not show it.
@@ -217,7 +272,10 @@ fn a_step_that_writes_an_undeclared_output_fails_with_no_manifest() {
     let out = p.build("store", "out", &[]);
     assert_code(&out, 2);
     let t = text(&out);
-    assert!(t.contains("a step wrote `hello` to ${out}, which no [[outputs]] entry"), "{t}");
+    assert!(
+        t.contains("a step wrote `hello` to ${out}, which no [[outputs]] entry"),
+        "{t}"
+    );
     assert!(!p.path("out").exists());
     assert_eq!(std::fs::read_dir(p.path("store/tmp")).unwrap().count(), 0);
 }
@@ -235,7 +293,10 @@ fn a_step_that_tries_the_network_fails_clearly() {
     assert_code(&out, 1);
     let t = text(&out);
     assert!(t.contains("step `build` failed"), "{t}");
-    assert!(t.contains("Could not resolve host") || t.contains("resolve"), "{t}");
+    assert!(
+        t.contains("Could not resolve host") || t.contains("resolve"),
+        "{t}"
+    );
     assert!(t.contains("steps have no network"), "{t}");
     assert_eq!(json(&out)["exit_code"], 1);
     assert!(!p.path("out").exists());
@@ -256,13 +317,25 @@ fn a_missing_toolchain_is_named() {
     let p = Project::new(&[("hello", &tool)]);
     let out = p.build("store", "out", &[]);
     assert_code(&out, 2);
-    assert!(text(&out).contains("host tool `no-such-compiler` is not on PATH"), "{}", text(&out));
+    assert!(
+        text(&out).contains("host tool `no-such-compiler` is not on PATH"),
+        "{}",
+        text(&out)
+    );
     assert!(!p.path("out").exists());
 
     let p = Project::new(&[("agent", AGENT_RS)]);
-    let out = p.build("store", "out", &["--rust-toolchain", "/nonexistent/sysroot"]);
+    let out = p.build(
+        "store",
+        "out",
+        &["--rust-toolchain", "/nonexistent/sysroot"],
+    );
     assert_code(&out, 2);
-    assert!(text(&out).contains("/nonexistent/sysroot"), "{}", text(&out));
+    assert!(
+        text(&out).contains("/nonexistent/sysroot"),
+        "{}",
+        text(&out)
+    );
     assert!(!p.path("out").exists());
 }
 
@@ -273,8 +346,15 @@ fn an_output_directory_with_foreign_files_is_refused() {
     std::fs::write(p.path("out/precious.txt"), "keep me").unwrap();
     let out = p.build("store", "out", &[]);
     assert_code(&out, 2);
-    assert!(text(&out).contains("not a kata-repro build"), "{}", text(&out));
-    assert_eq!(std::fs::read_to_string(p.path("out/precious.txt")).unwrap(), "keep me");
+    assert!(
+        text(&out).contains("not a kata-repro build"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path("out/precious.txt")).unwrap(),
+        "keep me"
+    );
 }
 
 #[test]
@@ -293,7 +373,10 @@ fn unvendored_go_modules_come_from_a_verified_proxy() {
     let out = p.build("store", "out", &["--go-proxy", &url]);
     assert_code(&out, 1);
     let t = text(&out);
-    assert!(t.contains("Go modules from the proxy did not verify"), "{t}");
+    assert!(
+        t.contains("Go modules from the proxy did not verify"),
+        "{t}"
+    );
     assert!(t.contains("example.org/greet@v1.0.0"), "{t}");
     assert!(!p.path("out").exists());
 
@@ -307,12 +390,18 @@ fn unvendored_go_modules_come_from_a_verified_proxy() {
     let ran = std::process::Command::new(p.path(&format!("out/{arch}/hello/hello")))
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&ran.stdout), "hello from greet none\n");
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout),
+        "hello from greet none\n"
+    );
     let m = manifest_of(&p, "out");
     let inputs = component(&m, "hello")["inputs"].as_array().unwrap().clone();
     assert!(
         inputs.iter().any(|i| i["name"] == "go-modules"
-            && i["digest"].as_str().unwrap().starts_with("proxy-verified-against-go.sum:")),
+            && i["digest"]
+                .as_str()
+                .unwrap()
+                .starts_with("proxy-verified-against-go.sum:")),
         "{inputs:?}"
     );
 }
@@ -320,7 +409,11 @@ fn unvendored_go_modules_come_from_a_verified_proxy() {
 #[test]
 fn a_cross_build_works_where_the_target_exists_and_says_why_where_not() {
     let p = Project::new(&[("hello", HELLO_GO), ("agent", AGENT_RS)]);
-    let other = if std::env::consts::ARCH == "x86_64" { "aarch64" } else { "x86_64" };
+    let other = if std::env::consts::ARCH == "x86_64" {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
     // Go cross-compiles by itself (cgo off here).
     let out = p.build("store", "out", &["--arch", other, "--component", "hello"]);
     assert_code(&out, 0);
@@ -339,8 +432,15 @@ fn a_cross_build_works_where_the_target_exists_and_says_why_where_not() {
     )
     .unwrap();
     let triple = format!("{other}-unknown-linux-gnu");
-    let installed = Path::new(sysroot.trim()).join("lib/rustlib").join(&triple).is_dir();
-    let out = p.build("store", "out-agent", &["--arch", other, "--component", "agent"]);
+    let installed = Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(&triple)
+        .is_dir();
+    let out = p.build(
+        "store",
+        "out-agent",
+        &["--arch", other, "--component", "agent"],
+    );
     if installed {
         assert_code(&out, 0);
     } else {
@@ -369,7 +469,9 @@ fn host_packages_pinned_by_the_lockfile_are_checked() {
     let (version, arch) = installed.split_once(' ').expect("dash is installed");
     let lock = std::fs::read_to_string(&p.fixture.lockfile).unwrap();
     let pin = |v: &str| {
-        format!("{lock}\n[host]\nos = \"debian 12\"\n\n[[host.packages]]\nname = \"dash\"\nversion = \"{v}\"\narch = \"{arch}\"\n")
+        format!(
+            "{lock}\n[host]\nos = \"debian 12\"\n\n[[host.packages]]\nname = \"dash\"\nversion = \"{v}\"\narch = \"{arch}\"\n"
+        )
     };
 
     std::fs::write(&p.fixture.lockfile, pin("0.0-other")).unwrap();
@@ -377,13 +479,21 @@ fn host_packages_pinned_by_the_lockfile_are_checked() {
     assert_code(&out, 1);
     let t = text(&out);
     assert!(t.contains("differs from the lockfile's [host] pins"), "{t}");
-    assert!(t.contains(&format!("host package dash is {version} ({arch}) here; the lockfile pins 0.0-other")), "{t}");
+    assert!(
+        t.contains(&format!(
+            "host package dash is {version} ({arch}) here; the lockfile pins 0.0-other"
+        )),
+        "{t}"
+    );
     assert!(!p.path("out").exists());
 
     let out = p.build("store", "out", &["--allow-host-drift"]);
     assert_code(&out, 0);
     let m = manifest_of(&p, "out");
-    let drift = component(&m, "hello")["host_drift"].as_array().unwrap().clone();
+    let drift = component(&m, "hello")["host_drift"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(drift.len(), 1, "{drift:?}");
 
     std::fs::write(&p.fixture.lockfile, pin(version)).unwrap();

@@ -88,7 +88,12 @@ impl Images {
         cmd.arg("-c")
             .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
             .arg(bin)
-            .args(["--config", self.fixture.config.to_str().unwrap(), "build", "--lockfile"])
+            .args([
+                "--config",
+                self.fixture.config.to_str().unwrap(),
+                "build",
+                "--lockfile",
+            ])
             .arg(&self.fixture.lockfile)
             .arg("--recipes")
             .arg(&self.recipes)
@@ -140,7 +145,13 @@ fn rootfs_image_root_hash_and_initrd_are_identical_across_paths_times_and_umasks
     let second = images.build(
         "store",
         "out2",
-        &["--component", "rootfs,initrd", "--no-cache", "--work-dir", work.to_str().unwrap()],
+        &[
+            "--component",
+            "rootfs,initrd",
+            "--no-cache",
+            "--work-dir",
+            work.to_str().unwrap(),
+        ],
         "077",
     );
     assert_eq!(second.status.code(), Some(0), "{}", text(&second));
@@ -155,10 +166,21 @@ fn rootfs_image_root_hash_and_initrd_are_identical_across_paths_times_and_umasks
 
     // The SBOMs: the same bytes, valid, every package with its pin and its Depends.
     let (out1, out2) = (images.path("out1"), images.path("out2"));
-    for f in ["rootfs.cdx.json", "initrd.cdx.json", "agent.cdx.json", "kata.cdx.json", "provenance.intoto.json"] {
-        assert_eq!(std::fs::read(out1.join(f)).unwrap(), std::fs::read(out2.join(f)).unwrap(), "{f}");
+    for f in [
+        "rootfs.cdx.json",
+        "initrd.cdx.json",
+        "agent.cdx.json",
+        "kata.cdx.json",
+        "provenance.intoto.json",
+    ] {
+        assert_eq!(
+            std::fs::read(out1.join(f)).unwrap(),
+            std::fs::read(out2.join(f)).unwrap(),
+            "{f}"
+        );
     }
-    let checked = common::cyclonedx_validate(&[out1.join("rootfs.cdx.json"), out1.join("initrd.cdx.json")]);
+    let checked =
+        common::cyclonedx_validate(&[out1.join("rootfs.cdx.json"), out1.join("initrd.cdx.json")]);
     assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
     let bom: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out1.join("rootfs.cdx.json")).unwrap()).unwrap();
@@ -172,13 +194,25 @@ fn rootfs_image_root_hash_and_initrd_are_identical_across_paths_times_and_umasks
     assert_eq!(debs.len(), lock.matches("[[rootfs.packages]]").count());
     let libc = debs.iter().find(|c| c["name"] == "libc6").unwrap();
     assert_eq!(libc["hashes"][0]["alg"], "SHA-256");
-    assert_eq!(libc["licenses"][0]["license"]["name"], "LGPL-2.1+", "from its DEP-5 copyright file");
+    assert_eq!(
+        libc["licenses"][0]["license"]["name"], "LGPL-2.1+",
+        "from its DEP-5 copyright file"
+    );
     let base_passwd = debs.iter().find(|c| c["name"] == "base-passwd").unwrap();
     let deps = bom["dependencies"].as_array().unwrap();
-    let of = |r: &serde_json::Value| deps.iter().find(|d| d["ref"] == *r).unwrap()["dependsOn"].clone();
-    assert_eq!(of(&base_passwd["bom-ref"]), serde_json::json!([libc["bom-ref"]]));
+    let of =
+        |r: &serde_json::Value| deps.iter().find(|d| d["ref"] == *r).unwrap()["dependsOn"].clone();
+    assert_eq!(
+        of(&base_passwd["bom-ref"]),
+        serde_json::json!([libc["bom-ref"]])
+    );
     // The image holds the agent: its component is in the rootfs BOM, and depended on.
-    assert!(of(&serde_json::json!("kata:rootfs")).as_array().unwrap().contains(&serde_json::json!("kata:agent")));
+    assert!(
+        of(&serde_json::json!("kata:rootfs"))
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("kata:agent"))
+    );
 
     let dir = images.path("out1/x86_64/rootfs");
     let image = dir.join("kata-containers.img");
@@ -190,7 +224,16 @@ fn rootfs_image_root_hash_and_initrd_are_identical_across_paths_times_and_umasks
         .map(|kv| kv.split_once('=').unwrap())
         .collect();
     let keys: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
-    assert_eq!(keys, ["root_hash", "salt", "data_blocks", "data_block_size", "hash_block_size"]);
+    assert_eq!(
+        keys,
+        [
+            "root_hash",
+            "salt",
+            "data_blocks",
+            "data_block_size",
+            "hash_block_size"
+        ]
+    );
     let get = |k: &str| fields.iter().find(|(f, _)| *f == k).unwrap().1;
 
     // The image: Kata's DAX header (MBR #1 and the info block) in the first 2 MiB, then the
@@ -202,9 +245,17 @@ fn rootfs_image_root_hash_and_initrd_are_identical_across_paths_times_and_umasks
     let disk = 2 << 20;
     let inner = partitions(&image, disk);
     assert_eq!(inner.len(), 2);
-    assert_eq!(outer[0].0 * 512, disk + inner[0].0 * 512, "MBR #1 points at the same data");
+    assert_eq!(
+        outer[0].0 * 512,
+        disk + inner[0].0 * 512,
+        "MBR #1 points at the same data"
+    );
     let fs_at = disk + inner[0].0 * 512;
-    assert_eq!(read_at(&image, fs_at + 1024 + 56, 2), [0x53, 0xef], "ext4 magic");
+    assert_eq!(
+        read_at(&image, fs_at + 1024 + 56, 2),
+        [0x53, 0xef],
+        "ext4 magic"
+    );
 
     // veritysetup, independently, checks the hash tree and the root hash against the data.
     let data_bytes: u64 = get("data_blocks").parse::<u64>().unwrap() * 4096;
@@ -226,7 +277,11 @@ fn rootfs_image_root_hash_and_initrd_are_identical_across_paths_times_and_umasks
         .arg(get("root_hash"))
         .output()
         .unwrap();
-    assert!(verify.status.success(), "veritysetup verify: {}", text(&verify));
+    assert!(
+        verify.status.success(),
+        "veritysetup verify: {}",
+        text(&verify)
+    );
 
     // The manifest says what was unpacked, and the initrd is a gzip'd newc archive with the
     // agent as init.
@@ -240,12 +295,16 @@ fn rootfs_image_root_hash_and_initrd_are_identical_across_paths_times_and_umasks
         .unwrap()["notes"]
         .to_string();
     assert!(notes.contains("7 packages unpacked"), "{notes}");
-    let initrd = std::fs::read(images.path("out1/x86_64/initrd/kata-containers-initrd.img")).unwrap();
+    let initrd =
+        std::fs::read(images.path("out1/x86_64/initrd/kata-containers-initrd.img")).unwrap();
     let mut cpio = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&initrd[..]), &mut cpio).unwrap();
     assert!(cpio.starts_with(b"070701"));
     let body = String::from_utf8_lossy(&cpio);
-    assert!(body.contains("usr/sbin/init") && body.contains("echo agent"), "agent as init");
+    assert!(
+        body.contains("usr/sbin/init") && body.contains("echo agent"),
+        "agent as init"
+    );
     assert!(!body.contains("usr/share/doc"), "documentation is left out");
 }
 
@@ -314,11 +373,24 @@ fn lock_checks_the_archive_signature_and_names_missing_packages() {
     if Path::new(keyring).is_file() {
         let out = lock(&["--rootfs-keyring", keyring, "--rootfs-package", "chrony"]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-        assert!(text(&out).contains("signature did not verify"), "{}", text(&out));
+        assert!(
+            text(&out).contains("signature did not verify"),
+            "{}",
+            text(&out)
+        );
     }
-    let out = lock(&["--rootfs-keyring", "none", "--rootfs-package", "no-such-package"]);
+    let out = lock(&[
+        "--rootfs-keyring",
+        "none",
+        "--rootfs-package",
+        "no-such-package",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("`no-such-package` (asked for) is not in stable/main for amd64"), "{}", text(&out));
+    assert!(
+        text(&out).contains("`no-such-package` (asked for) is not in stable/main for amd64"),
+        "{}",
+        text(&out)
+    );
     // The pinned set: the required packages and chrony's dependencies, each with its target.
     let lockfile = std::fs::read_to_string(&images.fixture.lockfile).unwrap();
     let names: Vec<&str> = lockfile
@@ -326,9 +398,20 @@ fn lock_checks_the_archive_signature_and_names_missing_packages() {
         .filter_map(|l| l.strip_prefix("name = \""))
         .filter_map(|l| l.strip_suffix('"'))
         .collect();
-    for want in ["base-files", "base-passwd", "chrony", "init", "libc6", "passwd", "systemd-sysv"] {
+    for want in [
+        "base-files",
+        "base-passwd",
+        "chrony",
+        "init",
+        "libc6",
+        "passwd",
+        "systemd-sysv",
+    ] {
         assert!(names.contains(&want), "{want} in {names:?}");
     }
     assert!(lockfile.contains("target = \"x86_64\""));
-    assert!(lockfile.contains("\"deb.example.org\""), "the archive's host is allowed");
+    assert!(
+        lockfile.contains("\"deb.example.org\""),
+        "the archive's host is allowed"
+    );
 }

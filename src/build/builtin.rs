@@ -125,7 +125,11 @@ fn listing(dir: &Path) -> Result<Vec<String>, BuiltinError> {
     Ok(out)
 }
 
-fn kernel_fragments(dir: &Path, options: &FragmentOptions, list: &Path) -> Result<(), BuiltinError> {
+fn kernel_fragments(
+    dir: &Path,
+    options: &FragmentOptions,
+    list: &Path,
+) -> Result<(), BuiltinError> {
     let files = listing(dir)?;
     let selection = kernel::select_fragments(
         &files,
@@ -262,8 +266,11 @@ fn unpack_debs(list: &Path, dest: &Path) -> Result<(), BuiltinError> {
         };
         let path = Path::new(path);
         let info = deb::inspect(path)?;
-        if (info.package.as_str(), info.version.as_str(), info.architecture.as_str())
-            != (name, version, arch)
+        if (
+            info.package.as_str(),
+            info.version.as_str(),
+            info.architecture.as_str(),
+        ) != (name, version, arch)
         {
             return Err(BuiltinError::Refused(format!(
                 "{}: the package is {} {} ({}), but the lockfile pins {name} {version} ({arch})",
@@ -310,11 +317,16 @@ mod tests {
         let root = dir.path().join("root");
         unpack_debs(&list, &root).unwrap();
         assert_eq!(std::fs::read(root.join("usr/bin/sh")).unwrap(), b"sh");
-        assert_eq!(std::fs::read_link(root.join("bin")).unwrap(), Path::new("usr/bin"));
+        assert_eq!(
+            std::fs::read_link(root.join("bin")).unwrap(),
+            Path::new("usr/bin")
+        );
         assert!(!root.join("sbin").exists());
 
         std::fs::write(&list, format!("{}\tp\t2\tamd64\n", deb_path.display())).unwrap();
-        let err = unpack_debs(&list, &dir.path().join("other")).unwrap_err().to_string();
+        let err = unpack_debs(&list, &dir.path().join("other"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("the lockfile pins p 2 (amd64)"), "{err}");
     }
 
@@ -330,12 +342,16 @@ mod tests {
         let report = dir.path().join("report.json");
         std::fs::write(&config, "CONFIG_A=y\n").unwrap();
         kernel_config_report(dir.path(), &list, &config, &report, &[]).unwrap();
-        let r: kernel::ConfigReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let r: kernel::ConfigReport =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
         assert_eq!(r.missing.len(), 1);
         assert_eq!(r.missing[0].option, "CONFIG_B");
         assert_eq!(r.missing[0].fragment, "common/base.conf");
         std::fs::write(&config, "CONFIG_A=y\nCONFIG_MODULE_SIG=y\n").unwrap();
         let e = kernel_config_report(dir.path(), &list, &config, &report, &[]).unwrap_err();
-        assert!(e.to_string().contains("no module signing key is pinned"), "{e}");
+        assert!(
+            e.to_string().contains("no module signing key is pinned"),
+            "{e}"
+        );
     }
 }

@@ -29,12 +29,12 @@ use self::tools::{Dpkg, GoInstall, RustInstall, ToolError};
 use crate::digest::Sha256Digest;
 use crate::lock::Lockfile;
 use crate::manifest::{
-    Artifact, ComponentRecord, Environment, Generator, LOGS_DIR, LockfileRef, Manifest,
-    RecipeRef, SourceRef, StepRecord, ToolchainRecord,
+    Artifact, ComponentRecord, Environment, Generator, LOGS_DIR, LockfileRef, Manifest, RecipeRef,
+    SourceRef, StepRecord, ToolchainRecord,
 };
 use crate::sandbox::{self, Bind, Isolation, Sandbox, SandboxError};
-pub use prepare::GoMode;
 use crate::source::store::Store;
+pub use prepare::GoMode;
 
 /// Bumped whenever the step environment changes in a way action keys must reflect.
 const SANDBOX_VERSION: &str = "1";
@@ -119,10 +119,23 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
 
 /// What the builder reports as it goes, for a front end to render.
 pub enum Event<'a> {
-    ComponentStart { component: &'a str, steps: usize },
-    StepStart { component: &'a str, step: &'a str, index: usize },
-    StepEnd { component: &'a str, step: &'a str, duration: Duration },
-    ComponentCached { component: &'a str },
+    ComponentStart {
+        component: &'a str,
+        steps: usize,
+    },
+    StepStart {
+        component: &'a str,
+        step: &'a str,
+        index: usize,
+    },
+    StepEnd {
+        component: &'a str,
+        step: &'a str,
+        duration: Duration,
+    },
+    ComponentCached {
+        component: &'a str,
+    },
 }
 
 /// The verified source checkout and inputs the builder works from.
@@ -168,7 +181,10 @@ pub struct Builder<'a> {
 /// packages are not pinned.
 pub fn unbuildable(lock: &Lockfile, recipe: &recipe::Recipe, arch: &str) -> Option<String> {
     if recipe.source == recipe::SourceTree::Kernel && lock.kernel.sha256.is_none() {
-        return Some(format!("the lockfile does not pin the kernel tarball (linux {})", lock.kernel.version));
+        return Some(format!(
+            "the lockfile does not pin the kernel tarball (linux {})",
+            lock.kernel.version
+        ));
     }
     if recipe.inputs.contains(&Input::RootfsPackages)
         && !lock.rootfs.packages.iter().any(|p| p.target == arch)
@@ -261,7 +277,11 @@ impl Plan {
 
 /// The sha256 the lockfile pins for a file of the source tree.
 fn pinned_file(lock: &Lockfile, path: &str) -> Option<Sha256Digest> {
-    lock.source.files.iter().find(|f| f.path == path).map(|f| f.sha256)
+    lock.source
+        .files
+        .iter()
+        .find(|f| f.path == path)
+        .map(|f| f.sha256)
 }
 
 /// What a component was built with, before any step runs.
@@ -279,7 +299,11 @@ impl Builder<'_> {
     /// Plans every component (in order) into `stage`: see [`Plan`].
     /// `recipes` must come in build order, each after what it needs (see
     /// [`recipe::with_needs`]).
-    pub fn plan_all(&self, recipes: &[&LoadedRecipe], stage: &Path) -> Result<Vec<Plan>, BuildError> {
+    pub fn plan_all(
+        &self,
+        recipes: &[&LoadedRecipe],
+        stage: &Path,
+    ) -> Result<Vec<Plan>, BuildError> {
         let dpkg = Dpkg::load();
         let isolation = sandbox::isolation(self.allow_network_leak)?;
         let mut keys: BTreeMap<String, Sha256Digest> = BTreeMap::new();
@@ -350,9 +374,12 @@ impl Builder<'_> {
                     Isolation::None => "host (--allow-network-leak)".into(),
                 },
                 root: match isolation {
-                    Isolation::Namespaces => {
-                        self.variations.root.as_deref().unwrap_or(sandbox::ROOT).into()
-                    }
+                    Isolation::Namespaces => self
+                        .variations
+                        .root
+                        .as_deref()
+                        .unwrap_or(sandbox::ROOT)
+                        .into(),
                     Isolation::None => "the real scratch directory (no mount namespace)".into(),
                 },
                 hostname: match isolation {
@@ -363,14 +390,24 @@ impl Builder<'_> {
                     Isolation::None => "the host's".into(),
                 },
                 umask: format!("{:04o}", self.variations.umask.unwrap_or(0o022)),
-                tz: self.variations.env.get("TZ").cloned().unwrap_or_else(|| "UTC".into()),
+                tz: self
+                    .variations
+                    .env
+                    .get("TZ")
+                    .cloned()
+                    .unwrap_or_else(|| "UTC".into()),
                 locale: self
                     .variations
                     .env
                     .get("LC_ALL")
                     .cloned()
                     .unwrap_or_else(|| "C.UTF-8".into()),
-                variations: self.variations.names.iter().map(|v| v.to_string()).collect(),
+                variations: self
+                    .variations
+                    .names
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect(),
             },
             components,
             artifacts,
@@ -432,7 +469,12 @@ impl Builder<'_> {
                 self.arch
             ))
         })?;
-        for key in r.env.keys().chain(arch_section.env.keys()).chain(r.steps.iter().flat_map(|s| s.env.keys())) {
+        for key in r
+            .env
+            .keys()
+            .chain(arch_section.env.keys())
+            .chain(r.steps.iter().flat_map(|s| s.env.keys()))
+        {
             if RESERVED_ENV.contains(&key.as_str()) {
                 return Err(recipe_err(format!(
                     "{}: {key} is set by kata-repro for every step and cannot be set by a recipe",
@@ -479,11 +521,14 @@ impl Builder<'_> {
             .contains(&Input::GoModules)
             .then(|| prepare::go_mode(self.lock, &r.workdir));
         let cargo_lock_sha256 = if r.inputs.contains(&Input::CargoVendor) {
-            Some(pinned_file(self.lock, "Cargo.lock").ok_or_else(|| BuildError::Recipe {
-                component: name.clone(),
-                message: "the lockfile pins no Cargo.lock; regenerate it with `kata-repro lock`"
-                    .into(),
-            })?)
+            Some(
+                pinned_file(self.lock, "Cargo.lock").ok_or_else(|| BuildError::Recipe {
+                    component: name.clone(),
+                    message:
+                        "the lockfile pins no Cargo.lock; regenerate it with `kata-repro lock`"
+                            .into(),
+                })?,
+            )
         } else {
             None
         };
@@ -514,14 +559,20 @@ impl Builder<'_> {
                 recipe::SourceTree::Kernel => sandbox.inside("inputs/kata"),
             },
         );
-        vars.insert("rootfs_packages".into(), sandbox.inside("inputs/rootfs-packages.list"));
+        vars.insert(
+            "rootfs_packages".into(),
+            sandbox.inside("inputs/rootfs-packages.list"),
+        );
         let kernel = &self.lock.kernel;
         vars.insert("kernel_version".into(), kernel.version.clone());
         vars.insert(
             "kernel_major".into(),
             crate::verify::kernel::major_minor(&kernel.version).to_owned(),
         );
-        vars.insert("kata_config_version".into(), kernel.kata_config_version.clone());
+        vars.insert(
+            "kata_config_version".into(),
+            kernel.kata_config_version.clone(),
+        );
         for purpose in ["fs_uuid", "hash_seed", "verity_salt", "verity_uuid"] {
             let u = derived_uuid(self.lock, &self.arch, purpose);
             let value = if purpose == "verity_salt" {
@@ -533,7 +584,10 @@ impl Builder<'_> {
             vars.insert(purpose.into(), value);
         }
         let disk = derived_uuid(self.lock, &self.arch, "disk_id");
-        vars.insert("disk_id".into(), format!("0x{}", &disk.simple().to_string()[..8]));
+        vars.insert(
+            "disk_id".into(),
+            format!("0x{}", &disk.simple().to_string()[..8]),
+        );
         // What this component needs: built before it in this run.
         let mut notes = Vec::new();
         let mut needed = Vec::new();
@@ -556,9 +610,10 @@ impl Builder<'_> {
             }
         }
         let (gomod, goproxy) = match &go_mode {
-            Some(prepare::GoMode::Proxy { .. }) => {
-                ("readonly".to_owned(), format!("file://{}", sandbox.inside("inputs/goproxy")))
-            }
+            Some(prepare::GoMode::Proxy { .. }) => (
+                "readonly".to_owned(),
+                format!("file://{}", sandbox.inside("inputs/goproxy")),
+            ),
             _ => ("vendor".to_owned(), "off".to_owned()),
         };
         vars.insert("gomod".into(), gomod);
@@ -634,7 +689,10 @@ impl Builder<'_> {
         }
         let uses_builtins = r.steps.iter().any(|s| s.builtin.is_some());
         if uses_builtins {
-            base_env.insert(builtin::NOTES_ENV.into(), sandbox.inside("tmp/.kata-repro-notes"));
+            base_env.insert(
+                builtin::NOTES_ENV.into(),
+                sandbox.inside("tmp/.kata-repro-notes"),
+            );
         }
         for (k, v) in r.env.iter().chain(arch_section.env.iter()) {
             base_env.insert(k.clone(), recipe::expand(v, &vars));
@@ -753,8 +811,13 @@ impl Builder<'_> {
                 name: "kernel-source".into(),
                 digest: format!(
                     "sha256:{}{}",
-                    k.sha256.map(|d| d.to_hex()).unwrap_or_else(|| "unpinned".into()),
-                    k.member.as_ref().map(|m| format!(":{m}")).unwrap_or_default()
+                    k.sha256
+                        .map(|d| d.to_hex())
+                        .unwrap_or_else(|| "unpinned".into()),
+                    k.member
+                        .as_ref()
+                        .map(|m| format!(":{m}"))
+                        .unwrap_or_default()
                 ),
             });
         }
@@ -782,7 +845,12 @@ impl Builder<'_> {
             // A varied build's results never stand in for a plain build's.
             inputs.push(InputDigest {
                 name: "variations".into(),
-                digest: varied.names.iter().map(|v| v.name()).collect::<Vec<_>>().join(","),
+                digest: varied
+                    .names
+                    .iter()
+                    .map(|v| v.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
             });
         }
         if uses_builtins {
@@ -811,10 +879,14 @@ impl Builder<'_> {
         let mut previous = None;
         for s in &r.steps {
             let argv: Vec<String> = match s.builtin {
-                Some(b) => [sandbox.inside("bin/kata-repro"), "builtin".into(), b.name().into()]
-                    .into_iter()
-                    .chain(s.args.iter().map(|a| recipe::expand(a, &vars)))
-                    .collect(),
+                Some(b) => [
+                    sandbox.inside("bin/kata-repro"),
+                    "builtin".into(),
+                    b.name().into(),
+                ]
+                .into_iter()
+                .chain(s.args.iter().map(|a| recipe::expand(a, &vars)))
+                .collect(),
                 None => s.argv.iter().map(|a| recipe::expand(a, &vars)).collect(),
             };
             let mut env = base_env.clone();
@@ -943,7 +1015,15 @@ impl Builder<'_> {
                 std::fs::copy(self.store.object_path(digest), &dest).map_err(io_err(&dest))?;
             }
             let mut notes = record_base.notes.clone();
-            notes.extend(result.record.notes.iter().filter(|n| !notes.contains(n)).cloned().collect::<Vec<_>>());
+            notes.extend(
+                result
+                    .record
+                    .notes
+                    .iter()
+                    .filter(|n| !notes.contains(n))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
             let record = ComponentRecord {
                 outputs: result.record.outputs.clone(),
                 notes,
@@ -988,10 +1068,13 @@ impl Builder<'_> {
             });
         }
         let vendor = if r.inputs.contains(&Input::CargoVendor) {
-            let v = prepared.cargo_vendor.as_ref().ok_or_else(|| BuildError::Input {
-                component: name.clone(),
-                message: "the verified cargo vendor tree".into(),
-            })?;
+            let v = prepared
+                .cargo_vendor
+                .as_ref()
+                .ok_or_else(|| BuildError::Input {
+                    component: name.clone(),
+                    message: "the verified cargo vendor tree".into(),
+                })?;
             binds.push(Bind {
                 host: v.vendor_dir.clone(),
                 inside: "inputs/cargo-vendor".into(),
@@ -1001,10 +1084,13 @@ impl Builder<'_> {
             None
         };
         if r.inputs.contains(&Input::GoModules) {
-            let m = prepared.go_modules.get(&name).ok_or_else(|| BuildError::Input {
-                component: name.clone(),
-                message: "its verified Go modules".into(),
-            })?;
+            let m = prepared
+                .go_modules
+                .get(&name)
+                .ok_or_else(|| BuildError::Input {
+                    component: name.clone(),
+                    message: "its verified Go modules".into(),
+                })?;
             if let prepare::GoModules::Proxy { dir, .. } = m {
                 binds.push(Bind {
                     host: dir.clone(),
@@ -1019,10 +1105,13 @@ impl Builder<'_> {
                     host: prepared.checkout.clone(),
                     inside: "inputs/kata".into(),
                 });
-                prepared.kernel_tree.clone().ok_or_else(|| BuildError::Input {
-                    component: name.clone(),
-                    message: "the unpacked kernel source".into(),
-                })?
+                prepared
+                    .kernel_tree
+                    .clone()
+                    .ok_or_else(|| BuildError::Input {
+                        component: name.clone(),
+                        message: "the unpacked kernel source".into(),
+                    })?
             }
         };
         if r.steps.iter().any(|s| s.builtin.is_some()) {
@@ -1049,7 +1138,10 @@ impl Builder<'_> {
             );
             vec![src.clone()]
         } else if sandbox.add_overlay(&tree, "src")? {
-            let upper = sandbox.overlay().expect("just added").upper(&sandbox.host(""));
+            let upper = sandbox
+                .overlay()
+                .expect("just added")
+                .upper(&sandbox.host(""));
             vec![upper, tree.clone()]
         } else {
             copy_tree(&tree, &src)?;
@@ -1066,7 +1158,12 @@ impl Builder<'_> {
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             let mut list = String::new();
             for (p, object) in &prepared.rootfs_debs {
-                let file = format!("{}_{}_{}.deb", p.name, p.version.replace(':', "%3a"), p.arch);
+                let file = format!(
+                    "{}_{}_{}.deb",
+                    p.name,
+                    p.version.replace(':', "%3a"),
+                    p.arch
+                );
                 let dest = dir.join(&file);
                 if std::fs::hard_link(object, &dest).is_err() {
                     std::fs::copy(object, &dest).map_err(io_err(&dest))?;
@@ -1090,7 +1187,10 @@ impl Builder<'_> {
             )));
         }
         let varied_home = self.variations.home.as_deref();
-        for d in ["out", "home", "tmp", "bin", "logs"].into_iter().chain(varied_home) {
+        for d in ["out", "home", "tmp", "bin", "logs"]
+            .into_iter()
+            .chain(varied_home)
+        {
             let p = sandbox.host(d);
             std::fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
@@ -1099,7 +1199,10 @@ impl Builder<'_> {
             std::os::unix::fs::symlink(&t.path, &link).map_err(io_err(&link))?;
         }
         if r.vcs_shim {
-            write_vcs_shim(&sandbox.host("bin").join("git"), &self.lock.source.commit.to_string())?;
+            write_vcs_shim(
+                &sandbox.host("bin").join("git"),
+                &self.lock.source.commit.to_string(),
+            )?;
         }
         if let Some(v) = vendor {
             let config = vendor_config(&v.config, &vars["cargo_vendor"])?;
@@ -1278,7 +1381,10 @@ impl Builder<'_> {
                 ));
             };
             if f.link.is_some() {
-                return Err(format!("output `{}` is a symbolic link; outputs must be files", f.path));
+                return Err(format!(
+                    "output `{}` is a symbolic link; outputs must be files",
+                    f.path
+                ));
             }
             let (digest, size) = self
                 .store
@@ -1371,8 +1477,16 @@ fn collect_from(
     let mut by_rel: BTreeMap<PathBuf, Option<PathBuf>> = BTreeMap::new();
     for root in src {
         let base = root.join(literal.join("/"));
-        for e in walkdir::WalkDir::new(&base).sort_by_file_name().into_iter().flatten() {
-            let rel = e.path().strip_prefix(root).expect("under its root").to_owned();
+        for e in walkdir::WalkDir::new(&base)
+            .sort_by_file_name()
+            .into_iter()
+            .flatten()
+        {
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .expect("under its root")
+                .to_owned();
             if by_rel.contains_key(&rel) || !glob.is_match(&rel) {
                 continue;
             }
@@ -1443,8 +1557,8 @@ fn looks_like_network(tail: &str) -> bool {
 /// The vendor tree's cargo config, with every directory source pointed at `inside`.
 fn vendor_config(path: &Path, inside: &str) -> Result<String, BuildError> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    let mut table: toml::Table = toml::from_str(&text)
-        .map_err(|e| io_err(path)(std::io::Error::other(e.to_string())))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).map_err(|e| io_err(path)(std::io::Error::other(e.to_string())))?;
     if let Some(toml::Value::Table(sources)) = table.get_mut("source") {
         for (_, s) in sources.iter_mut() {
             if let toml::Value::Table(s) = s
@@ -1490,7 +1604,10 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<(), BuildError> {
             std::os::unix::fs::symlink(target, &dest).map_err(io_err(&dest))?;
         } else {
             std::fs::copy(e.path(), &dest).map_err(io_err(&dest))?;
-            let mode = e.metadata().map(|m| m.permissions().mode()).unwrap_or(0o644);
+            let mode = e
+                .metadata()
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0o644);
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode & 0o777))
                 .map_err(io_err(&dest))?;
         }
@@ -1538,7 +1655,10 @@ pub fn check_out_dir(out: &Path) -> Result<(), String> {
         return Ok(());
     }
     if !out.is_dir() {
-        return Err(format!("--out {} exists and is not a directory", out.display()));
+        return Err(format!(
+            "--out {} exists and is not a directory",
+            out.display()
+        ));
     }
     let empty = std::fs::read_dir(out)
         .map(|mut d| d.next().is_none())

@@ -34,9 +34,14 @@ pub struct PrepareOptions<'a> {
 
 fn fail(component: &str, what: &str, lines: Vec<String>) -> BuildError {
     let more = lines.len().saturating_sub(LISTED);
-    let mut message = format!("{what}:\n  {}", lines[..lines.len().min(LISTED)].join("\n  "));
+    let mut message = format!(
+        "{what}:\n  {}",
+        lines[..lines.len().min(LISTED)].join("\n  ")
+    );
     if more > 0 {
-        message.push_str(&format!("\n  … and {more} more (see `kata-repro verify --lockfile`)"));
+        message.push_str(&format!(
+            "\n  … and {more} more (see `kata-repro verify --lockfile`)"
+        ));
     }
     BuildError::Input {
         component: component.to_owned(),
@@ -56,7 +61,10 @@ pub fn prepare(
     let needs_go = recipes
         .iter()
         .any(|r| r.recipe.toolchains.contains(&Toolchain::Go));
-    let names: Vec<&str> = recipes.iter().map(|r| r.recipe.component.as_str()).collect();
+    let names: Vec<&str> = recipes
+        .iter()
+        .map(|r| r.recipe.component.as_str())
+        .collect();
     let all = names.join(",");
 
     // 1. Pinned inputs into the store.
@@ -104,7 +112,11 @@ pub fn prepare(
         })
         .collect();
     if !failed.is_empty() {
-        return Err(fail(&all, "inputs could not be fetched and verified", failed));
+        return Err(fail(
+            &all,
+            "inputs could not be fetched and verified",
+            failed,
+        ));
     }
     let checkout = get.store.git_path(&lock.source.commit);
 
@@ -116,7 +128,13 @@ pub fn prepare(
         let cargo_lock = std::fs::read_to_string(&lock_path)
             .map_err(|e| e.to_string())
             .and_then(|t| CargoLock::parse(&t).map_err(|e| e.to_string()))
-            .map_err(|e| fail(&all, "Cargo.lock cannot be read", vec![format!("{}: {e}", lock_path.display())]))?;
+            .map_err(|e| {
+                fail(
+                    &all,
+                    "Cargo.lock cannot be read",
+                    vec![format!("{}: {e}", lock_path.display())],
+                )
+            })?;
         let sources = CrateSources {
             store: Some(get.store),
             registry_caches: vec![],
@@ -125,7 +143,12 @@ pub fn prepare(
             on_done: options.on_crate,
         };
         let mut findings = registry::verify(&cargo_lock, &lock_path, &sources, 8);
-        findings.extend(release::git_packages(&cargo_lock, &lock_path, &get, Some(&lock.git)));
+        findings.extend(release::git_packages(
+            &cargo_lock,
+            &lock_path,
+            &get,
+            Some(&lock.git),
+        ));
         let bad: Vec<String> = findings
             .iter()
             .filter(|f| f.outcome != Outcome::Ok)
@@ -143,19 +166,29 @@ pub fn prepare(
             get.mirrors,
             &cargo,
         )
-        .map_err(|e| fail(&all, "the offline vendor tree could not be made", vec![e.to_string()]))?;
-        cargo_lock_sha256 = Some(
-            Sha256Digest::of_file(&lock_path).map_err(|e| BuildError::Io {
-                path: lock_path.clone(),
-                source: e,
-            })?,
-        );
+        .map_err(|e| {
+            fail(
+                &all,
+                "the offline vendor tree could not be made",
+                vec![e.to_string()],
+            )
+        })?;
+        cargo_lock_sha256 =
+            Some(
+                Sha256Digest::of_file(&lock_path).map_err(|e| BuildError::Io {
+                    path: lock_path.clone(),
+                    source: e,
+                })?,
+            );
         cargo_vendor = Some(vendored);
     }
 
     // 3. Go: each Go recipe's modules, vendored or from the proxy.
     let mut go_modules = std::collections::BTreeMap::new();
-    for r in recipes.iter().filter(|r| r.recipe.inputs.contains(&Input::GoModules)) {
+    for r in recipes
+        .iter()
+        .filter(|r| r.recipe.inputs.contains(&Input::GoModules))
+    {
         let module_dir = checkout.join(&r.recipe.workdir);
         let component = &r.recipe.component;
         let modules = match go_mode(lock, &r.recipe.workdir) {
@@ -163,7 +196,9 @@ pub fn prepare(
                 check_go_vendor(component, &module_dir)?;
                 GoModules::Vendor
             }
-            GoMode::Proxy { .. } => proxy_modules(component, &module_dir, lock, get.store, options)?,
+            GoMode::Proxy { .. } => {
+                proxy_modules(component, &module_dir, lock, get.store, options)?
+            }
         };
         go_modules.insert(component.clone(), modules);
     }
@@ -171,7 +206,11 @@ pub fn prepare(
     // 4. The kernel tree, unpacked from its verified tarball.
     let kernel_tree = if needs_kernel {
         Some(kernel_tree(&lock.kernel, get.store).map_err(|e| {
-            fail(&all, "the kernel source cannot be unpacked", vec![e.to_string()])
+            fail(
+                &all,
+                "the kernel source cannot be unpacked",
+                vec![e.to_string()],
+            )
         })?)
     } else {
         None
@@ -213,10 +252,17 @@ pub fn prepare(
 }
 
 /// Where the pinned kernel tarball is unpacked in the store, by its pin.
-pub fn kernel_tree_dir(store: &crate::source::store::Store, kernel: &crate::lock::Kernel) -> Option<std::path::PathBuf> {
+pub fn kernel_tree_dir(
+    store: &crate::source::store::Store,
+    kernel: &crate::lock::Kernel,
+) -> Option<std::path::PathBuf> {
     let sha = kernel.sha256?;
     let name = match &kernel.member {
-        Some(m) => format!("kernel-{}-{}", sha.to_hex(), Sha256Digest::of(m.as_bytes()).to_hex()),
+        Some(m) => format!(
+            "kernel-{}-{}",
+            sha.to_hex(),
+            Sha256Digest::of(m.as_bytes()).to_hex()
+        ),
         None => format!("kernel-{}", sha.to_hex()),
     };
     Some(store.root().join("trees").join(name))
@@ -338,7 +384,13 @@ pub fn go_mode(lock: &Lockfile, workdir: &str) -> GoMode {
             format!("{workdir}/{f}")
         }
     };
-    let pinned = |f: &str| lock.source.files.iter().find(|p| p.path == rel(f)).map(|p| p.sha256);
+    let pinned = |f: &str| {
+        lock.source
+            .files
+            .iter()
+            .find(|p| p.path == rel(f))
+            .map(|p| p.sha256)
+    };
     if pinned("vendor/modules.txt").is_some() {
         GoMode::Vendor
     } else {
@@ -395,14 +447,21 @@ fn proxy_modules(
     let report = crate::verify::gomod::modcache::verify(&sum, &sources);
     let bad: Vec<String> = report.failures().map(Finding::line).collect();
     if !bad.is_empty() {
-        return Err(fail(component, "Go modules from the proxy did not verify", bad));
+        return Err(fail(
+            component,
+            "Go modules from the proxy did not verify",
+            bad,
+        ));
     }
     // A proxy also answers `.info` for each version; its content is not hashed by go.sum.
     for e in &sum.entries {
         let info = dir
             .join(crate::verify::gomod::gosum::escape_path(&e.module))
             .join("@v")
-            .join(format!("{}.info", crate::verify::gomod::gosum::escape_path(&e.version)));
+            .join(format!(
+                "{}.info",
+                crate::verify::gomod::gosum::escape_path(&e.version)
+            ));
         if !info.exists()
             && let Some(parent) = info.parent()
             && parent.is_dir()
@@ -475,7 +534,11 @@ mod tests {
         std::fs::write(&file, bytes).unwrap();
         let sha = Sha256Digest::of(bytes);
         store
-            .put(&crate::source::download::Location::File(file), &sha, |_, _| {})
+            .put(
+                &crate::source::download::Location::File(file),
+                &sha,
+                |_, _| {},
+            )
             .unwrap();
         crate::lock::Kernel {
             version: "6.0.1".into(),
@@ -495,7 +558,11 @@ mod tests {
             dir.path(),
             &tarball(&[
                 ("linux-6.0.1/Makefile", tar::EntryType::Regular, None),
-                ("linux-6.0.1/arch/arm64/boot/dts/x", tar::EntryType::Symlink, Some("../../../../Makefile")),
+                (
+                    "linux-6.0.1/arch/arm64/boot/dts/x",
+                    tar::EntryType::Symlink,
+                    Some("../../../../Makefile"),
+                ),
             ]),
         );
         let tree = kernel_tree(&k, &store).unwrap();
@@ -511,17 +578,32 @@ mod tests {
     #[test]
     fn kernel_tarballs_that_escape_are_refused_and_leave_nothing() {
         for (entries, want) in [
-            (vec![("linux/../../etc/x", tar::EntryType::Regular, None)], "climbs out"),
-            (vec![("/etc/x", tar::EntryType::Regular, None)], "absolute path"),
-            (vec![("linux/l", tar::EntryType::Symlink, Some("../../etc"))], "pointing outside"),
-            (vec![("linux/l", tar::EntryType::Symlink, Some("/etc"))], "absolute path"),
+            (
+                vec![("linux/../../etc/x", tar::EntryType::Regular, None)],
+                "climbs out",
+            ),
+            (
+                vec![("/etc/x", tar::EntryType::Regular, None)],
+                "absolute path",
+            ),
+            (
+                vec![("linux/l", tar::EntryType::Symlink, Some("../../etc"))],
+                "pointing outside",
+            ),
+            (
+                vec![("linux/l", tar::EntryType::Symlink, Some("/etc"))],
+                "absolute path",
+            ),
         ] {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(&dir.path().join("store"), || {}).unwrap();
             let k = pinned(&store, dir.path(), &tarball(&entries));
             let err = kernel_tree(&k, &store).unwrap_err().to_string();
             assert!(err.contains(want), "{entries:?}: {err}");
-            assert!(!kernel_tree_dir(&store, &k).unwrap().exists(), "nothing kept");
+            assert!(
+                !kernel_tree_dir(&store, &k).unwrap().exists(),
+                "nothing kept"
+            );
             assert!(!dir.path().join("etc").exists());
         }
     }

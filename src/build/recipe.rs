@@ -190,12 +190,20 @@ pub struct ArchSection {
 impl Recipe {
     /// The host tools a build for `arch` needs: the common ones, then the arch's own.
     pub fn host_tools_for(&self, arch: &str) -> Vec<String> {
-        let extra = self.arch.get(arch).map(|a| a.host_tools.clone()).unwrap_or_default();
+        let extra = self
+            .arch
+            .get(arch)
+            .map(|a| a.host_tools.clone())
+            .unwrap_or_default();
         self.host_tools.iter().cloned().chain(extra).collect()
     }
 
     pub fn host_packages_for(&self, arch: &str) -> Vec<String> {
-        let extra = self.arch.get(arch).map(|a| a.host_packages.clone()).unwrap_or_default();
+        let extra = self
+            .arch
+            .get(arch)
+            .map(|a| a.host_packages.clone())
+            .unwrap_or_default();
         self.host_packages.iter().cloned().chain(extra).collect()
     }
 }
@@ -251,9 +259,7 @@ pub enum RecipeError {
         line: Option<usize>,
         message: String,
     },
-    #[error(
-        "no recipe for component `{component}` (known: {known}); add recipes/{component}.toml"
-    )]
+    #[error("no recipe for component `{component}` (known: {known}); add recipes/{component}.toml")]
     Unknown { component: String, known: String },
 }
 
@@ -328,9 +334,7 @@ impl RecipeSource {
 fn invalid(path: &Path, text: &str, needle: &str, message: String) -> RecipeError {
     RecipeError::Invalid {
         path: path.to_owned(),
-        line: text
-            .find(needle)
-            .map(|o| crate::lock::line_col(text, o).0),
+        line: text.find(needle).map(|o| crate::lock::line_col(text, o).0),
         message,
     }
 }
@@ -354,14 +358,27 @@ pub fn parse(text: &str, path: &Path) -> Result<LoadedRecipe, RecipeError> {
             path,
             text,
             "schema",
-            format!("recipe schema {} is not {SCHEMA}, the one this kata-repro reads", recipe.schema),
+            format!(
+                "recipe schema {} is not {SCHEMA}, the one this kata-repro reads",
+                recipe.schema
+            ),
         ));
     }
     if recipe.steps.is_empty() {
-        return Err(invalid(path, text, "component", "a recipe needs at least one [[steps]]".into()));
+        return Err(invalid(
+            path,
+            text,
+            "component",
+            "a recipe needs at least one [[steps]]".into(),
+        ));
     }
     if recipe.outputs.is_empty() {
-        return Err(invalid(path, text, "component", "a recipe needs at least one [[outputs]]".into()));
+        return Err(invalid(
+            path,
+            text,
+            "component",
+            "a recipe needs at least one [[outputs]]".into(),
+        ));
     }
     check_names(&recipe, path, text)?;
     check_vars(&recipe, path, text)?;
@@ -377,63 +394,171 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
     let safe = |n: &str| {
         !n.is_empty()
             && !n.starts_with('.')
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     };
     if !safe(&recipe.component) {
-        return Err(invalid(path, text, "component", format!("component `{}` must be a plain name (letters, digits, -, _, .)", recipe.component)));
+        return Err(invalid(
+            path,
+            text,
+            "component",
+            format!(
+                "component `{}` must be a plain name (letters, digits, -, _, .)",
+                recipe.component
+            ),
+        ));
     }
     let wd = Path::new(&recipe.workdir);
-    if wd.is_absolute() || wd.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(invalid(path, text, "workdir", format!("workdir `{}` must be a relative path inside the source", recipe.workdir)));
+    if wd.is_absolute()
+        || wd
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(invalid(
+            path,
+            text,
+            "workdir",
+            format!(
+                "workdir `{}` must be a relative path inside the source",
+                recipe.workdir
+            ),
+        ));
     }
     let mut seen = BTreeSet::new();
     for s in &recipe.steps {
         if !safe(&s.name) {
-            return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("step name `{}` must be a plain name (letters, digits, -, _, .)", s.name)));
+            return Err(invalid(
+                path,
+                text,
+                &format!("\"{}\"", s.name),
+                format!(
+                    "step name `{}` must be a plain name (letters, digits, -, _, .)",
+                    s.name
+                ),
+            ));
         }
         match s.builtin {
             None if s.argv.is_empty() => {
-                return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("step `{}` has an empty argv (give argv, or builtin and args)", s.name)));
+                return Err(invalid(
+                    path,
+                    text,
+                    &format!("\"{}\"", s.name),
+                    format!(
+                        "step `{}` has an empty argv (give argv, or builtin and args)",
+                        s.name
+                    ),
+                ));
             }
             None if !s.args.is_empty() => {
-                return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("step `{}` has args but no builtin; put them in argv", s.name)));
+                return Err(invalid(
+                    path,
+                    text,
+                    &format!("\"{}\"", s.name),
+                    format!(
+                        "step `{}` has args but no builtin; put them in argv",
+                        s.name
+                    ),
+                ));
             }
             Some(b) if !s.argv.is_empty() => {
-                return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("step `{}` is builtin `{}`: give its arguments as args, not argv", s.name, b.name())));
+                return Err(invalid(
+                    path,
+                    text,
+                    &format!("\"{}\"", s.name),
+                    format!(
+                        "step `{}` is builtin `{}`: give its arguments as args, not argv",
+                        s.name,
+                        b.name()
+                    ),
+                ));
             }
             Some(b) => {
                 let (min, max) = b.arity();
                 if s.args.len() < min || s.args.len() > max {
-                    return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("builtin `{}` of step `{}` takes {} arguments, not {}", b.name(), s.name, if min == max { min.to_string() } else { format!("at least {min}") }, s.args.len())));
+                    return Err(invalid(
+                        path,
+                        text,
+                        &format!("\"{}\"", s.name),
+                        format!(
+                            "builtin `{}` of step `{}` takes {} arguments, not {}",
+                            b.name(),
+                            s.name,
+                            if min == max {
+                                min.to_string()
+                            } else {
+                                format!("at least {min}")
+                            },
+                            s.args.len()
+                        ),
+                    ));
                 }
             }
             None => {}
         }
         if !seen.insert(&s.name) {
-            return Err(invalid(path, text, &format!("\"{}\"", s.name), format!("two steps are named `{}`", s.name)));
+            return Err(invalid(
+                path,
+                text,
+                &format!("\"{}\"", s.name),
+                format!("two steps are named `{}`", s.name),
+            ));
         }
     }
     for n in recipe.needs.iter().chain(&recipe.uses) {
         if !safe(n) || *n == recipe.component {
-            return Err(invalid(path, text, n, format!("`{n}` in needs/uses must be another component's name")));
+            return Err(invalid(
+                path,
+                text,
+                n,
+                format!("`{n}` in needs/uses must be another component's name"),
+            ));
         }
     }
     let arch_tools = recipe.arch.values().flat_map(|a| a.host_tools.iter());
     for t in recipe.host_tools.iter().chain(arch_tools) {
         if t.contains('/') || t.is_empty() {
-            return Err(invalid(path, text, t, format!("host tool `{t}` must be a bare program name, found on the host's PATH")));
+            return Err(invalid(
+                path,
+                text,
+                t,
+                format!("host tool `{t}` must be a bare program name, found on the host's PATH"),
+            ));
         }
     }
     for o in &recipe.outputs {
         let p = o.path.trim_end_matches('/');
         if p.is_empty() || p.starts_with('/') || p.split('/').any(|c| c == ".." || c == ".") {
-            return Err(invalid(path, text, &o.path, format!("output `{}` must be a relative path inside the output directory", o.path)));
+            return Err(invalid(
+                path,
+                text,
+                &o.path,
+                format!(
+                    "output `{}` must be a relative path inside the output directory",
+                    o.path
+                ),
+            ));
         }
         if o.path.ends_with('/') && o.from.is_none() {
-            return Err(invalid(path, text, &o.path, format!("output directory `{}` needs `from`, the files it collects", o.path)));
+            return Err(invalid(
+                path,
+                text,
+                &o.path,
+                format!(
+                    "output directory `{}` needs `from`, the files it collects",
+                    o.path
+                ),
+            ));
         }
         if o.mode > 0o7777 {
-            return Err(invalid(path, text, &o.path, format!("output `{}` has mode {:o}, which is not a file mode", o.path, o.mode)));
+            return Err(invalid(
+                path,
+                text,
+                &o.path,
+                format!(
+                    "output `{}` has mode {:o}, which is not a file mode",
+                    o.path, o.mode
+                ),
+            ));
         }
     }
     Ok(())
@@ -458,7 +583,12 @@ pub fn references(s: &str) -> Vec<&str> {
 
 fn check_vars(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeError> {
     for (arch, section) in &recipe.arch {
-        let needs: Vec<String> = recipe.needs.iter().chain(&recipe.uses).map(|n| needs_var(n)).collect();
+        let needs: Vec<String> = recipe
+            .needs
+            .iter()
+            .chain(&recipe.uses)
+            .map(|n| needs_var(n))
+            .collect();
         let known: BTreeSet<&str> = BUILTIN_VARS
             .iter()
             .copied()
@@ -504,7 +634,9 @@ fn check_outputs(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeE
             while let Some(i) = rest.find("${out}/") {
                 let tail = &rest[i + "${out}/".len()..];
                 let end = tail
-                    .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ':' || c == '=')
+                    .find(|c: char| {
+                        c.is_whitespace() || c == '"' || c == '\'' || c == ':' || c == '='
+                    })
                     .unwrap_or(tail.len());
                 let named = &tail[..end];
                 if !named.is_empty() && !declares(recipe, named) {
@@ -562,7 +694,10 @@ pub fn with_needs(
             return Err(RecipeError::Invalid {
                 path: loaded.path.clone(),
                 line: None,
-                message: format!("components need each other: {} -> {name}", path.join(" -> ")),
+                message: format!(
+                    "components need each other: {} -> {name}",
+                    path.join(" -> ")
+                ),
             });
         }
         path.push(name.to_owned());
@@ -651,22 +786,32 @@ mode = 0o755
         let r = parse(GOOD, Path::new("hello.toml")).unwrap();
         let mut vars = BTreeMap::new();
         vars.insert("out".to_owned(), "/o".to_owned());
-        assert_eq!(expand(&r.recipe.steps[0].argv[2], &vars), "echo hi > /o/hello");
+        assert_eq!(
+            expand(&r.recipe.steps[0].argv[2], &vars),
+            "echo hi > /o/hello"
+        );
         assert_eq!(r.recipe.outputs[0].mode, 0o755);
     }
 
     #[test]
     fn undeclared_output_is_named_with_its_line() {
         let bad = GOOD.replace("${out}/hello", "${out}/other");
-        let e = parse(&bad, Path::new("hello.toml")).unwrap_err().to_string();
+        let e = parse(&bad, Path::new("hello.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("hello.toml:16:"), "{e}");
-        assert!(e.contains("`${out}/other`, which no [[outputs]] entry declares"), "{e}");
+        assert!(
+            e.contains("`${out}/other`, which no [[outputs]] entry declares"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_variable_is_refused() {
         let bad = GOOD.replace("${goarch}", "${gorch}");
-        let e = parse(&bad, Path::new("hello.toml")).unwrap_err().to_string();
+        let e = parse(&bad, Path::new("hello.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown variable `${gorch}`"), "{e}");
         assert!(e.starts_with("hello.toml:12:"), "{e}");
     }
@@ -674,21 +819,41 @@ mode = 0o755
     #[test]
     fn needs_come_first_and_uses_only_where_buildable() {
         let recipe = |name: &str, extra: &str| {
-            let text = GOOD.replace("component = \"hello\"", &format!("component = \"{name}\"\n{extra}"));
+            let text = GOOD.replace(
+                "component = \"hello\"",
+                &format!("component = \"{name}\"\n{extra}"),
+            );
             parse(&text, Path::new(&format!("{name}.toml"))).unwrap()
         };
         let mut all = BTreeMap::new();
         all.insert("agent".to_owned(), recipe("agent", ""));
         all.insert("rootfs".to_owned(), recipe("rootfs", "needs = [\"agent\"]"));
-        all.insert("runtime".to_owned(), recipe("runtime", "uses = [\"rootfs\"]"));
+        all.insert(
+            "runtime".to_owned(),
+            recipe("runtime", "uses = [\"rootfs\"]"),
+        );
         let yes = |_: &str| true;
         let no_rootfs = |c: &str| c != "rootfs";
-        assert_eq!(with_needs(&all, &["runtime".into()], &yes).unwrap(), ["agent", "rootfs", "runtime"]);
-        assert_eq!(with_needs(&all, &["runtime".into()], &no_rootfs).unwrap(), ["runtime"]);
-        assert_eq!(with_needs(&all, &["rootfs".into(), "agent".into()], &yes).unwrap(), ["agent", "rootfs"]);
+        assert_eq!(
+            with_needs(&all, &["runtime".into()], &yes).unwrap(),
+            ["agent", "rootfs", "runtime"]
+        );
+        assert_eq!(
+            with_needs(&all, &["runtime".into()], &no_rootfs).unwrap(),
+            ["runtime"]
+        );
+        assert_eq!(
+            with_needs(&all, &["rootfs".into(), "agent".into()], &yes).unwrap(),
+            ["agent", "rootfs"]
+        );
         all.insert("agent".to_owned(), recipe("agent", "needs = [\"rootfs\"]"));
-        let e = with_needs(&all, &["rootfs".into()], &yes).unwrap_err().to_string();
-        assert!(e.contains("components need each other: rootfs -> agent -> rootfs"), "{e}");
+        let e = with_needs(&all, &["rootfs".into()], &yes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("components need each other: rootfs -> agent -> rootfs"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -697,14 +862,21 @@ mode = 0o755
             "argv = [\"sh\", \"-c\", \"echo hi > ${out}/hello\"]",
             "builtin = \"initrd\"\nargs = [\"${tmp}/x\"]",
         );
-        let e = parse(&bad, Path::new("hello.toml")).unwrap_err().to_string();
-        assert!(e.contains("builtin `initrd` of step `build` takes 2 arguments, not 1"), "{e}");
+        let e = parse(&bad, Path::new("hello.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("builtin `initrd` of step `build` takes 2 arguments, not 1"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_key_is_refused_with_line() {
         let bad = GOOD.replace("workdir", "workdri");
-        let e = parse(&bad, Path::new("hello.toml")).unwrap_err().to_string();
+        let e = parse(&bad, Path::new("hello.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("hello.toml:5:"), "{e}");
     }
 }

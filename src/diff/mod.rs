@@ -207,7 +207,12 @@ pub fn diff(a: &Side, b: &Side, options: &Options) -> DiffReport {
     report
 }
 
-fn push(out: &mut Vec<InputDifference>, what: impl Into<String>, a: impl ToString, b: impl ToString) {
+fn push(
+    out: &mut Vec<InputDifference>,
+    what: impl Into<String>,
+    a: impl ToString,
+    b: impl ToString,
+) {
     let (a, b) = (a.to_string(), b.to_string());
     if a != b {
         out.push(InputDifference {
@@ -223,20 +228,50 @@ pub fn input_differences(a: &Manifest, b: &Manifest) -> Vec<InputDifference> {
     let mut out = Vec::new();
     push(&mut out, "release", &a.release, &b.release);
     push(&mut out, "arch", &a.arch, &b.arch);
-    push(&mut out, "source commit", &a.source.commit, &b.source.commit);
+    push(
+        &mut out,
+        "source commit",
+        &a.source.commit,
+        &b.source.commit,
+    );
     push(&mut out, "source tree", &a.source.tree, &b.source.tree);
-    push(&mut out, "lockfile sha256", a.lockfile.sha256, b.lockfile.sha256);
-    push(&mut out, "SOURCE_DATE_EPOCH", a.source_date_epoch, b.source_date_epoch);
-    push(&mut out, "generator", &a.generator.version, &b.generator.version);
+    push(
+        &mut out,
+        "lockfile sha256",
+        a.lockfile.sha256,
+        b.lockfile.sha256,
+    );
+    push(
+        &mut out,
+        "SOURCE_DATE_EPOCH",
+        a.source_date_epoch,
+        b.source_date_epoch,
+    );
+    push(
+        &mut out,
+        "generator",
+        &a.generator.version,
+        &b.generator.version,
+    );
     let (ea, eb) = (&a.environment, &b.environment);
-    push(&mut out, "isolation", format!("{:?}", ea.isolation), format!("{:?}", eb.isolation));
+    push(
+        &mut out,
+        "isolation",
+        format!("{:?}", ea.isolation),
+        format!("{:?}", eb.isolation),
+    );
     push(&mut out, "network", &ea.network, &eb.network);
     push(&mut out, "build root", &ea.root, &eb.root);
     push(&mut out, "hostname", &ea.hostname, &eb.hostname);
     push(&mut out, "umask", &ea.umask, &eb.umask);
     push(&mut out, "TZ", &ea.tz, &eb.tz);
     push(&mut out, "locale", &ea.locale, &eb.locale);
-    push(&mut out, "variations", ea.variations.join(","), eb.variations.join(","));
+    push(
+        &mut out,
+        "variations",
+        ea.variations.join(","),
+        eb.variations.join(","),
+    );
     let names: BTreeSet<&str> = a
         .components
         .iter()
@@ -258,11 +293,21 @@ pub fn input_differences(a: &Manifest, b: &Manifest) -> Vec<InputDifference> {
                 continue;
             }
         };
-        push(&mut out, format!("{name}: recipe"), ca.recipe.sha256, cb.recipe.sha256);
+        push(
+            &mut out,
+            format!("{name}: recipe"),
+            ca.recipe.sha256,
+            cb.recipe.sha256,
+        );
         let tools = |c: &crate::manifest::ComponentRecord| -> BTreeMap<String, String> {
             c.toolchains
                 .iter()
-                .map(|t| (format!("toolchain {}", t.name), format!("{} {}", t.version, t.digest)))
+                .map(|t| {
+                    (
+                        format!("toolchain {}", t.name),
+                        format!("{} {}", t.version, t.digest),
+                    )
+                })
                 .chain(c.host_tools.iter().map(|t| {
                     (
                         format!("host tool {}", t.name),
@@ -278,9 +323,16 @@ pub fn input_differences(a: &Manifest, b: &Manifest) -> Vec<InputDifference> {
                     )
                 }))
                 .chain(c.host_packages.iter().map(|p| {
-                    (format!("host package {}", p.name), format!("{} {}", p.version, p.arch))
+                    (
+                        format!("host package {}", p.name),
+                        format!("{} {}", p.version, p.arch),
+                    )
                 }))
-                .chain(c.inputs.iter().map(|i| (format!("input {}", i.name), i.digest.clone())))
+                .chain(
+                    c.inputs
+                        .iter()
+                        .map(|i| (format!("input {}", i.name), i.digest.clone())),
+                )
                 .collect()
         };
         let (ta, tb) = (tools(ca), tools(cb));
@@ -296,7 +348,12 @@ pub fn input_differences(a: &Manifest, b: &Manifest) -> Vec<InputDifference> {
         }
         if out.iter().all(|d| !d.what.starts_with(&format!("{name}:"))) {
             // Same inputs; a different key means the commands or environment differ.
-            push(&mut out, format!("{name}: action key"), ca.action_key, cb.action_key);
+            push(
+                &mut out,
+                format!("{name}: action key"),
+                ca.action_key,
+                cb.action_key,
+            );
         }
     }
     out

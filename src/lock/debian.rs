@@ -205,7 +205,12 @@ fn relation_name(alt: &str) -> &str {
 pub(crate) fn relation_groups(field: &str) -> Vec<Vec<&str>> {
     field
         .split(',')
-        .map(|g| g.split('|').map(relation_name).filter(|n| !n.is_empty()).collect::<Vec<_>>())
+        .map(|g| {
+            g.split('|')
+                .map(relation_name)
+                .filter(|n| !n.is_empty())
+                .collect::<Vec<_>>()
+        })
         .filter(|g| !g.is_empty())
         .collect()
 }
@@ -218,7 +223,9 @@ pub fn close_over_depends(
     let mut real: BTreeMap<&str, &Paragraph> = BTreeMap::new();
     let mut provides: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for p in index {
-        let Some(name) = p.get("Package") else { continue };
+        let Some(name) = p.get("Package") else {
+            continue;
+        };
         // A suite holds one version of a package; keep the first should there be more.
         real.entry(name.as_str()).or_insert(p);
         if let Some(field) = p.get("Provides") {
@@ -301,18 +308,23 @@ pub fn resolve(req: &ArchiveRequest, get: Fetch<'_>) -> Result<Resolved, DebianE
         });
     }
     for target in &req.targets {
-        let darch = debian_arch(target)
-            .ok_or_else(|| DebianError::Usage(format!("--rootfs-arch {target}: not an architecture Kata builds for")))?;
+        let darch = debian_arch(target).ok_or_else(|| {
+            DebianError::Usage(format!(
+                "--rootfs-arch {target}: not an architecture Kata builds for"
+            ))
+        })?;
         let mut index = Vec::new();
         for c in &req.components {
             index.extend(packages_index(get, req, &hashes, c, darch)?);
         }
-        let set = close_over_depends(&index, &req.include).map_err(|(name, why)| DebianError::Missing {
-            name,
-            why,
-            suite: req.suite.clone(),
-            components: req.components.join(","),
-            arch: darch.to_owned(),
+        let set = close_over_depends(&index, &req.include).map_err(|(name, why)| {
+            DebianError::Missing {
+                name,
+                why,
+                suite: req.suite.clone(),
+                components: req.components.join(","),
+                arch: darch.to_owned(),
+            }
         })?;
         for p in set {
             let field = |k: &str| {
@@ -321,10 +333,13 @@ pub fn resolve(req: &ArchiveRequest, get: Fetch<'_>) -> Result<Resolved, DebianE
                     message: format!("package {} has no {k}", p.get("Package").map_or("?", |s| s)),
                 })
             };
-            let sha256 = field("SHA256")?.parse::<Sha256Digest>().map_err(|e| DebianError::Index {
-                url: url.clone(),
-                message: format!("package {}: SHA256: {e}", p["Package"]),
-            })?;
+            let sha256 =
+                field("SHA256")?
+                    .parse::<Sha256Digest>()
+                    .map_err(|e| DebianError::Index {
+                        url: url.clone(),
+                        message: format!("package {}: SHA256: {e}", p["Package"]),
+                    })?;
             out.packages.push(RootfsPackage {
                 name: field("Package")?,
                 version: field("Version")?,
@@ -341,7 +356,8 @@ pub fn resolve(req: &ArchiveRequest, get: Fetch<'_>) -> Result<Resolved, DebianE
             archive: Some(req.archive.clone()),
         });
     }
-    out.packages.sort_by(|a, b| (&a.target, &a.name).cmp(&(&b.target, &b.name)));
+    out.packages
+        .sort_by(|a, b| (&a.target, &a.name).cmp(&(&b.target, &b.name)));
     Ok(out)
 }
 
@@ -369,7 +385,15 @@ mod tests {
         let names: Vec<&str> = set.iter().map(|p| p["Package"].as_str()).collect();
         assert_eq!(
             names,
-            ["adduser", "base-files", "chrony", "libc6", "libgcc-s1", "shadow-utils", "tzdata"]
+            [
+                "adduser",
+                "base-files",
+                "chrony",
+                "libc6",
+                "libgcc-s1",
+                "shadow-utils",
+                "tzdata"
+            ]
         );
         let err = close_over_depends(&idx, &["nope".into()]).unwrap_err();
         assert_eq!(err, ("nope".to_owned(), "asked for".to_owned()));

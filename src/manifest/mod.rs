@@ -329,7 +329,10 @@ mod tests {
         let back = Manifest::load(&dir.path().join(MANIFEST_FILE)).unwrap();
         assert_eq!(back, m);
         let sums = std::fs::read_to_string(dir.path().join(SUMS_FILE)).unwrap();
-        let paths: Vec<_> = sums.lines().map(|l| l.split("  ").nth(1).unwrap()).collect();
+        let paths: Vec<_> = sums
+            .lines()
+            .map(|l| l.split("  ").nth(1).unwrap())
+            .collect();
         assert_eq!(paths, ["x86_64/a", "x86_64/b"]);
     }
 

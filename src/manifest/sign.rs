@@ -207,7 +207,10 @@ pub fn check_manifest(
         .verify(key, MANIFEST_PAYLOAD_TYPE, envelope_path)
         .map_err(|e| e.to_string())?;
     let signed: ManifestDigest = serde_json::from_slice(&payload).map_err(|e| {
-        format!("{}: payload is not a manifest digest: {e}", envelope_path.display())
+        format!(
+            "{}: payload is not a manifest digest: {e}",
+            envelope_path.display()
+        )
     })?;
     if signed.sha256 == manifest_sha256 {
         Ok(format!("sha256 {manifest_sha256} is the signed digest"))

@@ -143,7 +143,11 @@ impl Sandbox {
             lower: lower.to_owned(),
             inside: inside.to_owned(),
         };
-        for d in [o.upper(&self.scratch), o.work(&self.scratch), self.scratch.join(inside)] {
+        for d in [
+            o.upper(&self.scratch),
+            o.work(&self.scratch),
+            self.scratch.join(inside),
+        ] {
             std::fs::create_dir_all(&d).map_err(io_err(&d))?;
         }
         self.overlay = Some(o);
@@ -334,7 +338,11 @@ impl Setup {
             .iter()
             .map(|b| {
                 let host = cstring(&b.host)?;
-                Ok((host.clone(), cstring(&sandbox.scratch.join(&b.inside))?, locked_flags(&host)?))
+                Ok((
+                    host.clone(),
+                    cstring(&sandbox.scratch.join(&b.inside))?,
+                    locked_flags(&host)?,
+                ))
             })
             .collect::<io::Result<Vec<_>>>()?;
         let overlay = match &sandbox.overlay {
@@ -408,7 +416,13 @@ impl Setup {
                 check(unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) })?;
             }
             // Nothing mounted here propagates back to the host.
-            mount(None, &self.slash, None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+            mount(
+                None,
+                &self.slash,
+                None,
+                libc::MS_REC | libc::MS_PRIVATE,
+                None,
+            )?;
             for (host, at, locked) in &self.binds {
                 mount(Some(host), at, None, libc::MS_BIND | libc::MS_REC, None)?;
                 mount(
@@ -532,16 +546,8 @@ fn mount(
     data: Option<&CString>,
 ) -> io::Result<()> {
     let p = |s: Option<&CString>| s.map_or(std::ptr::null(), |s| s.as_ptr());
-    check(unsafe {
-        libc::mount(
-            p(source),
-            target.as_ptr(),
-            p(fstype),
-            flags,
-            p(data).cast(),
-        )
-    })
-    .map(drop)
+    check(unsafe { libc::mount(p(source), target.as_ptr(), p(fstype), flags, p(data).cast()) })
+        .map(drop)
 }
 
 fn write_file(path: &CString, data: &CString) -> io::Result<()> {

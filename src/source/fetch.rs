@@ -129,8 +129,11 @@ impl Default for FetchOptions {
 /// A rootfs package must be a Debian package that says it is what the lockfile pins.
 pub fn check_deb(path: &Path, pkg: &crate::lock::RootfsPackage) -> Result<(), String> {
     let info = super::deb::inspect(path).map_err(|e| e.to_string())?;
-    if (info.package.as_str(), info.version.as_str(), info.architecture.as_str())
-        != (pkg.name.as_str(), pkg.version.as_str(), pkg.arch.as_str())
+    if (
+        info.package.as_str(),
+        info.version.as_str(),
+        info.architecture.as_str(),
+    ) != (pkg.name.as_str(), pkg.version.as_str(), pkg.arch.as_str())
     {
         return Err(format!(
             "the package says it is {} {} ({}), but the lockfile pins {} {} ({}); regenerate \
@@ -298,10 +301,16 @@ impl Fetcher<'_> {
         record(events, report);
 
         let targets = |p: &&crate::lock::RootfsPackage| {
-            self.options.target_arch.as_ref().is_none_or(|a| *a == p.target)
+            self.options
+                .target_arch
+                .as_ref()
+                .is_none_or(|a| *a == p.target)
         };
         for pkg in lock.rootfs.packages.iter().filter(targets) {
-            let name = format!("{} {} ({}, for {})", pkg.name, pkg.version, pkg.arch, pkg.target);
+            let name = format!(
+                "{} {} ({}, for {})",
+                pkg.name, pkg.version, pkg.arch, pkg.target
+            );
             let report = self.one(
                 InputClass::Rootfs,
                 &name,

@@ -209,7 +209,8 @@ impl Store {
     pub fn insert_file(&self, src: &Path) -> Result<(Sha256Digest, u64), StoreError> {
         let staged =
             tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
-        let mut writer = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, staged.as_file()));
+        let mut writer =
+            HashingWriter::new(io::BufWriter::with_capacity(1 << 20, staged.as_file()));
         let mut input = File::open(src).map_err(io_err(src))?;
         io::copy(&mut input, &mut writer).map_err(io_err(src))?;
         let (digest, size, buf) = writer.finish();

@@ -78,8 +78,11 @@ pub fn deb(p: &Package, arch: &str) -> Vec<u8> {
         ("control.tar.gz", control_tar),
         ("data.tar.xz", data_tar),
     ] {
-        out.append(&ar::Header::new(name.as_bytes().to_vec(), bytes.len() as u64), &bytes[..])
-            .unwrap();
+        out.append(
+            &ar::Header::new(name.as_bytes().to_vec(), bytes.len() as u64),
+            &bytes[..],
+        )
+        .unwrap();
     }
     out.into_inner().unwrap()
 }

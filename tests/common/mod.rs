@@ -631,4 +631,3 @@ sys.exit(1 if bad else 0)
     assert_ne!(out.status.code(), Some(3), "{}", text(&out));
     out
 }
-

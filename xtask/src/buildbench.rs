@@ -92,7 +92,13 @@ pub fn run(bin: &Path, o: &Options) -> Result<()> {
             );
         }
         let started = Instant::now();
-        let report = kata(bin, o, component, &o.dir.join(format!("{component}-0")), &[])?;
+        let report = kata(
+            bin,
+            o,
+            component,
+            &o.dir.join(format!("{component}-0")),
+            &[],
+        )?;
         t.noop = started.elapsed().as_secs_f64();
         ensure!(
             report["components"][0]["cached"] == true,
@@ -117,7 +123,10 @@ pub fn run(bin: &Path, o: &Options) -> Result<()> {
             t.noop
         );
     }
-    println!("(best of {} runs each; overhead = (kata-repro - raw) / raw)", o.runs);
+    println!(
+        "(best of {} runs each; overhead = (kata-repro - raw) / raw)",
+        o.runs
+    );
     Ok(())
 }
 
@@ -131,7 +140,14 @@ fn kata(
 ) -> Result<serde_json::Value> {
     let output = Command::new(bin)
         .args(&o.mirror_args)
-        .args(["--json", "build", "--offline", "--component", component, "--lockfile"])
+        .args([
+            "--json",
+            "build",
+            "--offline",
+            "--component",
+            component,
+            "--lockfile",
+        ])
         .arg(&o.lockfile)
         .arg("--store")
         .arg(&o.store)
@@ -188,15 +204,21 @@ fn raw(
     }
     let root_str = root.display().to_string();
     let local = |s: &str| s.replace(ROOT, &root_str);
-    if r.inputs.contains(&kata_repro::build::recipe::Input::CargoVendor) {
+    if r.inputs
+        .contains(&kata_repro::build::recipe::Input::CargoVendor)
+    {
         let lock_sha = kata_repro::digest::Sha256Digest::of_file(&root.join("src/Cargo.lock"))?;
         let vendor = store.root().join("vendor").join(lock_sha.to_hex());
         link(&vendor.join("vendor"), "inputs/cargo-vendor")?;
         // The vendor tree's config already names its store path.
         std::fs::create_dir_all(root.join("home/.cargo"))?;
-        std::fs::copy(vendor.join("config.toml"), root.join("home/.cargo/config.toml"))?;
+        std::fs::copy(
+            vendor.join("config.toml"),
+            root.join("home/.cargo/config.toml"),
+        )?;
     }
-    if r.inputs.contains(&kata_repro::build::recipe::Input::GoModules)
+    if r.inputs
+        .contains(&kata_repro::build::recipe::Input::GoModules)
         && matches!(
             kata_repro::build::prepare::go_mode(lock, &r.workdir),
             kata_repro::build::GoMode::Proxy { .. }
@@ -254,7 +276,9 @@ fn raw(
         cmd.args(&args[1..])
             .env_clear()
             .envs(env)
-            .current_dir(local(command["working_directory"].as_str().unwrap_or_default()))
+            .current_dir(local(
+                command["working_directory"].as_str().unwrap_or_default(),
+            ))
             .stdout(log.try_clone()?)
             .stderr(log);
         let status = cmd.status()?;

@@ -1,11 +1,21 @@
-//! The e2e's reproducibility stage: `kata-repro check` on Kata 3.30.0's runtime and agent under
-//! every variation, and its HTML report checked in headless Chromium with a screenshot.
+//! The e2e's reproducibility stage: `kata-repro check` under every variation, of Kata 3.30.0's
+//! runtime and agent, or of the whole 3.30.0-debian release (kernel, agent, rootfs image, initrd,
+//! runtime), and its HTML report checked in headless Chromium with a screenshot.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
+
+/// What the stage checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// 3.30.0's agent and runtime (`kata-3.30.0.toml`: no rootfs, so no root hash).
+    AgentRuntime,
+    /// Every component of `kata-3.30.0-debian.toml`; every artifact must be reproducible.
+    Release,
+}
 
 /// Runs the check; the report and screenshot stay in `out` for a person to look at.
 pub fn run(
@@ -14,6 +24,7 @@ pub fn run(
     mirror_args: &[String],
     store: &Path,
     out: &Path,
+    scope: Scope,
 ) -> Result<()> {
     if out.exists() {
         std::fs::remove_dir_all(out)?;
@@ -21,17 +32,20 @@ pub fn run(
     std::fs::create_dir_all(out)?;
     let report = out.join("report");
     let started = Instant::now();
+    let (lockfile, components, what) = match scope {
+        Scope::AgentRuntime => (
+            "kata-3.30.0.toml",
+            &["--component", "agent,runtime"][..],
+            "3.30.0 agent,runtime",
+        ),
+        Scope::Release => ("kata-3.30.0-debian.toml", &[][..], "3.30.0-debian release"),
+    };
     let o = Command::new(bin)
         .args(mirror_args)
         .args(["--json", "check", "--lockfile"])
-        .arg(root.join("lockfiles/kata-3.30.0.toml"))
-        .args([
-            "--component",
-            "agent,runtime",
-            "--variations",
-            "all",
-            "--store",
-        ])
+        .arg(root.join("lockfiles").join(lockfile))
+        .args(components)
+        .args(["--variations", "all", "--store"])
         .arg(store)
         .arg("--report")
         .arg(&report)
@@ -44,7 +58,14 @@ pub fn run(
         .with_context(|| format!("check: {}", String::from_utf8_lossy(&o.stderr)))?;
     ensure!(code == 0 || code == 1, "check exited {code}: {v}");
     std::fs::write(out.join("check.json"), serde_json::to_vec_pretty(&v)?)?;
-    println!("check 3.30.0 agent,runtime (all variations): exit {code} in {secs:.1}s");
+    println!("check {what} (all variations): exit {code} in {secs:.1}s");
+    for t in v["timings"].as_array().into_iter().flatten() {
+        println!(
+            "  {}: {:.0}s",
+            t[0].as_str().unwrap_or(""),
+            t[1].as_f64().unwrap_or(0.0)
+        );
+    }
     println!("  {:<13} {:<8} second build", "variation", "applied");
     for r in v["variations"].as_array().context("variations")? {
         println!(
@@ -77,6 +98,21 @@ pub fn run(
     }
     if let Some(f) = v["failure"].as_str() {
         println!("  failure: {f}");
+    }
+    let differing = artifacts
+        .iter()
+        .filter(|a| a["verdict"] != "reproducible")
+        .count();
+    println!(
+        "  {} of {} artifacts reproducible",
+        artifacts.len() - differing,
+        artifacts.len()
+    );
+    if scope == Scope::Release {
+        ensure!(
+            code == 0 && differing == 0,
+            "the release is not reproducible under every variation"
+        );
     }
     screenshot(
         &report.join("index.html"),
