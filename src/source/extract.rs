@@ -235,7 +235,10 @@ pub fn untar_tree(
                 }
                 Ok(_) => return Err(refuse("has a parent that is not a directory")),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // A directory the archive does not list: 0755, never what the umask leaves.
                     std::fs::create_dir(&p).map_err(io_err)?;
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                        .map_err(io_err)?;
                 }
                 Err(e) => return Err(io_err(e)),
             }
