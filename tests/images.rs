@@ -105,6 +105,44 @@ impl Images {
         cmd.output().unwrap()
     }
 
+    /// Replaces `from` by `to` in the test's copy of recipe `name`, which must hold it.
+    fn edit_recipe(&self, name: &str, from: &str, to: &str) {
+        let path = self.recipes.join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{name} holds no `{from}`");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+    }
+
+    /// `kata-repro check` of the images, the second build varying `variations`; both builds are
+    /// kept in `keep`.
+    fn check(&self, variations: &str, keep: &str) -> (Output, serde_json::Value) {
+        let out = kata_repro()
+            .args([
+                "--config",
+                self.fixture.config.to_str().unwrap(),
+                "--json",
+                "check",
+            ])
+            .arg("--lockfile")
+            .arg(&self.fixture.lockfile)
+            .arg("--recipes")
+            .arg(&self.recipes)
+            .arg("--store")
+            .arg(self.path("store"))
+            .args([
+                "--component",
+                "rootfs,initrd",
+                "--variations",
+                variations,
+                "--keep",
+            ])
+            .arg(self.path(keep))
+            .output()
+            .unwrap();
+        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+        (out, v)
+    }
+
     fn package(&self, name: &str) -> &Path {
         &self.packages.iter().find(|(n, _)| *n == name).unwrap().1
     }
@@ -413,5 +451,352 @@ fn lock_checks_the_archive_signature_and_names_missing_packages() {
     assert!(
         lockfile.contains("\"deb.example.org\""),
         "the archive's host is allowed"
+    );
+}
+
+/// Every inode of the ext4 filesystem at `offset` of `image`, as debugfs reads it:
+/// path → (mode, uid, gid). debugfs, not kata-repro, so that it is an independent reading.
+fn ext4_inodes(image: &Path, offset: u64) -> std::collections::BTreeMap<String, (u32, u32, u32)> {
+    let device = format!("{}?offset={offset}", image.display());
+    let mut out = std::collections::BTreeMap::new();
+    let mut level = vec!["/".to_owned()];
+    while !level.is_empty() {
+        let script = level
+            .iter()
+            .map(|d| format!("ls -p \"{d}\"\n"))
+            .collect::<String>();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), script).unwrap();
+        let o = std::process::Command::new("debugfs")
+            .arg("-f")
+            .arg(file.path())
+            .arg(&device)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "debugfs: {}", text(&o));
+        let mut next = Vec::new();
+        let mut dir = String::new();
+        for line in String::from_utf8_lossy(&o.stdout).lines() {
+            if let Some(d) = line.strip_prefix("debugfs: ls -p ") {
+                dir = d.trim_matches('"').trim_end_matches('/').to_owned();
+                continue;
+            }
+            // /inode/mode/uid/gid/name/size/
+            let f: Vec<&str> = line.split('/').collect();
+            if f.len() < 7 || f[5] == "." || f[5] == ".." || f[5].is_empty() {
+                continue;
+            }
+            let mode = u32::from_str_radix(f[2], 8).unwrap();
+            let path = format!("{dir}/{}", f[5]);
+            if mode & 0o170000 == 0o040000 {
+                next.push(path.clone());
+            }
+            out.insert(path, (mode, f[3].parse().unwrap(), f[4].parse().unwrap()));
+        }
+        level = next;
+    }
+    out
+}
+
+/// Where the filesystem of a rootfs image starts: MBR #2, after Kata's 2 MiB DAX header.
+fn filesystem_offset(image: &Path) -> u64 {
+    let disk = 2 << 20;
+    disk + partitions(image, disk)[0].0 * 512
+}
+
+/// (name, mode, uid, gid) of every member of a gzip'd newc initrd.
+fn initrd_members(initrd: &Path) -> Vec<(String, u32, u32, u32)> {
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(initrd).unwrap()),
+        &mut data,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let mut rest: &[u8] = &data;
+    loop {
+        let r = cpio::newc::Reader::new(rest).unwrap();
+        let e = r.entry();
+        if e.is_trailer() {
+            break;
+        }
+        out.push((e.name().to_owned(), e.mode(), e.uid(), e.gid()));
+        rest = r.finish().unwrap();
+    }
+    out
+}
+
+fn artifact<'a>(v: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
+    v["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"].as_str().unwrap().ends_with(path))
+        .unwrap_or_else(|| panic!("no {path} in {v}"))
+}
+
+fn blamed(a: &serde_json::Value) -> Vec<&str> {
+    a["blame"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["variation"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn rootfs_and_initrd_are_identical_when_user_and_umask_vary_and_every_file_is_roots() {
+    let images = Images::new();
+    let (out, v) = images.check("user_group,umask", "keep");
+    assert_eq!(out.status.code(), Some(0), "{v:#}\n{}", text(&out));
+    for name in ["user_group", "umask"] {
+        let row = v["variations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["variation"] == name)
+            .unwrap();
+        assert_eq!(row["applied"], true, "{row}");
+    }
+    let artifacts = v["artifacts"].as_array().unwrap();
+    assert!(artifacts.len() >= 3, "{v:#}");
+    assert!(
+        artifacts.iter().all(|a| a["verdict"] == "reproducible"),
+        "{v:#}"
+    );
+
+    // Read back from what each build wrote: the second ran as uid 1234 under umask 0002.
+    for build in ["first", "second"] {
+        let dir = images.path(&format!("keep/{build}/x86_64"));
+        let image = dir.join("rootfs/kata-containers.img");
+        let inodes = ext4_inodes(&image, filesystem_offset(&image));
+        assert!(inodes.len() > 50, "{inodes:?}");
+        let not_root: Vec<_> = inodes
+            .iter()
+            .filter(|(_, (_, u, g))| (*u, *g) != (0, 0))
+            .collect();
+        assert!(
+            not_root.is_empty(),
+            "{build}: owned by another user: {not_root:?}"
+        );
+        for (path, mode) in [
+            ("/etc/machine-id", 0o100644),
+            ("/etc/resolv.conf", 0o100644),
+            ("/etc/kata-opa", 0o040755),
+            ("/etc/systemd/system/kata-containers.target.wants", 0o040755),
+            ("/usr/lib/systemd/system/kata-agent.service", 0o100644),
+            ("/usr/bin/kata-agent", 0o100755),
+        ] {
+            assert_eq!(
+                inodes.get(path).map(|i| i.0),
+                Some(mode),
+                "{build}: {path} {inodes:?}"
+            );
+        }
+        let members = initrd_members(&dir.join("initrd/kata-containers-initrd.img"));
+        assert!(members.len() > 10, "{members:?}");
+        assert!(
+            members.iter().all(|(_, _, u, g)| (*u, *g) == (0, 0)),
+            "{members:?}"
+        );
+        let mode = |name: &str| members.iter().find(|m| m.0 == name).map(|m| m.1);
+        assert_eq!(mode("etc/machine-id"), Some(0o100644), "{build}");
+        assert_eq!(mode("etc/resolv.conf"), Some(0o100644), "{build}");
+        assert_eq!(mode("usr/sbin/init"), Some(0o100755), "{build}");
+    }
+}
+
+#[test]
+fn check_blames_the_user_and_the_umask_where_a_recipe_lets_them_in() {
+    let images = Images::new();
+    // The recipes as they were: mkfs's owners kept, machine-id made under the step's umask.
+    images.edit_recipe(
+        "rootfs.toml",
+        r#"          printf "sif \"%s\" uid 0\nsif \"%s\" gid 0\n", $0, $0 }'"#,
+        "        }'",
+    );
+    images.edit_recipe("initrd.toml", "umask 022\n", "");
+    images.edit_recipe(
+        "initrd.toml",
+        "install -m 0644 /dev/null etc/machine-id",
+        ": > etc/machine-id",
+    );
+    let (out, v) = images.check("user_group,umask", "keep");
+    assert_eq!(out.status.code(), Some(1), "{v:#}\n{}", text(&out));
+
+    let image = artifact(&v, "rootfs/kata-containers.img");
+    assert_eq!(image["verdict"], "not-reproducible", "{image:#}");
+    assert!(blamed(image).contains(&"user_group"), "{image:#}");
+    let evidence = image["blame"].to_string();
+    assert!(
+        evidence.contains("1234:1234") && evidence.contains("ext4"),
+        "{evidence}"
+    );
+    let details = image["details"].to_string();
+    assert!(
+        details.contains("dm-verity hash tree over partition 1"),
+        "{details}"
+    );
+
+    let root_hash = artifact(&v, "rootfs/root_hash.txt");
+    assert_eq!(root_hash["verdict"], "not-reproducible");
+    let notes = root_hash["notes"].to_string();
+    assert!(
+        notes.contains("follows from x86_64/rootfs/kata-containers.img"),
+        "{notes}"
+    );
+    assert!(notes.contains("dm-verity root"), "{notes}");
+    assert!(blamed(root_hash).contains(&"user_group"), "{root_hash:#}");
+
+    let initrd = artifact(&v, "initrd/kata-containers-initrd.img");
+    assert_eq!(initrd["verdict"], "not-reproducible");
+    assert_eq!(blamed(initrd), ["umask"], "{initrd:#}");
+    let evidence = initrd["blame"][0]["evidence"].as_str().unwrap();
+    assert!(
+        evidence.contains("etc/machine-id is mode 100664 where the first build has 100644"),
+        "{evidence}"
+    );
+}
+
+#[test]
+fn diff_names_the_file_whose_owner_differs_and_what_follows_from_it() {
+    let images = Images::new();
+    let built = images.build("store", "out", &["--component", "rootfs"], "022");
+    assert_eq!(built.status.code(), Some(0), "{}", text(&built));
+    let rootfs = images.path("out/x86_64/rootfs");
+    let (a, b) = (images.path("a"), images.path("b"));
+    for side in [&a, &b] {
+        std::fs::create_dir_all(side.join("config")).unwrap();
+        for f in ["kata-containers.img", "root_hash.txt"] {
+            std::fs::copy(rootfs.join(f), side.join(f)).unwrap();
+        }
+    }
+    // In B, one file belongs to uid 1234; the hash tree and the root hash are made again over
+    // the changed filesystem, as a build would.
+    let image = b.join("kata-containers.img");
+    let fs_at = filesystem_offset(&image);
+    let sif = std::process::Command::new("debugfs")
+        .args(["-w", "-R", "sif /etc/machine-id uid 1234"])
+        .arg(format!("{}?offset={fs_at}", image.display()))
+        .output()
+        .unwrap();
+    assert!(sif.status.success(), "{}", text(&sif));
+    let old = std::fs::read_to_string(a.join("root_hash.txt")).unwrap();
+    let field = |text: &str, k: &str| {
+        text.trim()
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_owned()
+    };
+    let blocks: u64 = field(&old, "data_blocks").parse().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, hash) = (tmp.path().join("data"), tmp.path().join("hash"));
+    std::fs::write(&data, read_at(&image, fs_at, (blocks * 4096) as usize)).unwrap();
+    let format = std::process::Command::new("veritysetup")
+        .args([
+            "format",
+            "--no-superblock",
+            "--hash=sha256",
+            "--data-block-size=4096",
+            "--hash-block-size=4096",
+        ])
+        .arg(format!("--salt={}", field(&old, "salt")))
+        .arg(&data)
+        .arg(&hash)
+        .output()
+        .unwrap();
+    assert!(format.status.success(), "{}", text(&format));
+    let root = String::from_utf8_lossy(&format.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Root hash:").map(|r| r.trim().to_owned()))
+        .unwrap();
+    let hash_at = 2 * (1 << 20) + partitions(&image, 2 << 20)[1].0 * 512;
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&image)
+            .unwrap();
+        f.seek(std::io::SeekFrom::Start(hash_at)).unwrap();
+        f.write_all(&std::fs::read(&hash).unwrap()).unwrap();
+    }
+    let new = old.replace(&field(&old, "root_hash"), &root);
+    std::fs::write(b.join("root_hash.txt"), &new).unwrap();
+    for (side, text) in [(&a, &old), (&b, &new)] {
+        let config = format!(
+            "[hypervisor.qemu]\nkernel_verity_params = \"{}\"\n",
+            text.trim()
+        );
+        std::fs::write(side.join("config/configuration-qemu.toml"), config).unwrap();
+    }
+
+    let out = kata_repro()
+        .args(["--json", "diff"])
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let differing = v["differing"].as_array().unwrap();
+    let of = |path: &str| {
+        differing
+            .iter()
+            .find(|d| d["path"] == path)
+            .unwrap_or_else(|| panic!("{v:#}"))
+    };
+    let img = of("kata-containers.img");
+    let members: Vec<&serde_json::Value> = img["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "member")
+        .collect();
+    assert_eq!(members.len(), 1, "{img:#}");
+    assert_eq!(members[0]["member"], "/etc/machine-id");
+    assert!(
+        members[0]["archive"]
+            .as_str()
+            .unwrap()
+            .starts_with("partition 1 (ext4"),
+        "{img:#}"
+    );
+    assert_eq!(
+        members[0]["change"]["owner"],
+        serde_json::json!([[0, 0], [1234, 0]])
+    );
+    let verity = img["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == "partition")
+        .unwrap_or_else(|| panic!("{img:#}"));
+    assert!(
+        verity["note"]
+            .as_str()
+            .unwrap()
+            .contains("dm-verity hash tree over partition 1"),
+        "{verity}"
+    );
+    assert_eq!(
+        of("root_hash.txt")["follows"]["artifact"],
+        "kata-containers.img"
+    );
+    assert_eq!(
+        of("config/configuration-qemu.toml")["follows"]["artifact"],
+        "root_hash.txt"
+    );
+
+    // The text names the file and both owners.
+    let out = kata_repro().arg("diff").arg(&a).arg(&b).output().unwrap();
+    let shown = text(&out);
+    assert!(
+        shown.contains("member /etc/machine-id: owner 0:0 → 1234:0"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("follows from kata-containers.img"),
+        "{shown}"
     );
 }

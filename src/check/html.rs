@@ -271,8 +271,20 @@ fn detail(d: &Detail) -> String {
             "{} member <code>{}</code>: {}",
             esc(archive),
             esc(member),
-            esc(change)
+            esc(&change.to_string())
         ),
+        Detail::MoreMembers {
+            archive,
+            more,
+            counts,
+        } => format!(
+            "{}: {more} more members differ ({})",
+            esc(archive),
+            esc(counts)
+        ),
+        Detail::Partition { partition, note } => {
+            format!("{}: {}", esc(partition), esc(note))
+        }
         Detail::Line { line, a, b } => format!(
             "line {line} differs<br><span class=\"minus mono\">− {}</span><br><span class=\"plus mono\">+ {}</span>",
             esc(a),

@@ -183,6 +183,7 @@ pub fn check_verdicts(
         let sha = crate::digest::Sha256Digest::of_file(&first.join(path)).ok();
         out.push(verdict(path, Verdict::Reproducible, sha, sha));
     }
+    let mut differing: Vec<ArtifactVerdict> = Vec::new();
     for d in &diff.differing {
         let mut v = verdict(
             &d.path,
@@ -192,6 +193,24 @@ pub fn check_verdicts(
         );
         v.details = d.details.clone();
         v.blame = blame(&first.join(&d.path), &second.join(&d.path), d, varied);
+        differing.push(v);
+    }
+    // A difference that follows from another artifact's is put down to what that one is.
+    let origins: Vec<Vec<Blame>> = diff
+        .differing
+        .iter()
+        .map(|d| origin_blame(d, diff, &differing))
+        .collect();
+    for ((d, mut v), inherited) in diff.differing.iter().zip(differing).zip(origins) {
+        if let Some(f) = &d.follows {
+            v.notes
+                .push(format!("follows from {}: {}", f.artifact, f.evidence));
+            for b in inherited {
+                if !v.blame.iter().any(|x| x.variation == b.variation) {
+                    v.blame.push(b);
+                }
+            }
+        }
         if v.blame.is_empty() {
             v.notes.push(
                 "no marker of a variation shows in the files: `kata-repro check --bisect` \
@@ -250,6 +269,14 @@ pub fn blame(first: &Path, second: &Path, d: &ArtifactDiff, varied: &Varied) -> 
             _ => Vec::new(),
         }
     };
+    // Modes and owners read from the members first: they name the member, where a marker only
+    // says that the file holds a string.
+    if let Some(evidence) = varied.umask.and_then(|u| umask_evidence(&d.details, u)) {
+        add(Variation::Umask, evidence);
+    }
+    if let Some(evidence) = varied.user.and_then(|u| owner_evidence(&d.details, u)) {
+        add(Variation::UserGroup, evidence);
+    }
     let (a, b) = (read(first), read(second));
     // Every string of the explanation, for the markers that show only there (archive members).
     let detail_text: Vec<(String, String)> = d.details.iter().map(detail_sides).collect();
@@ -279,35 +306,113 @@ pub fn blame(first: &Path, second: &Path, d: &ArtifactDiff, varied: &Varied) -> 
             );
         }
     }
-    if let Some(umask) = varied.umask {
-        let moved = d.details.iter().any(|x| match x {
-            Detail::Mode { .. } => true,
-            Detail::Member { change, .. } => change.contains("mode"),
-            Detail::Line { a, b, .. } => {
-                a.contains("022") && b.contains(&format!("{umask:03o}"))
-                    || a.contains("rw-r--r--") && b.contains("rw-rw-r--")
-            }
-            _ => false,
-        });
-        if moved {
-            add(
-                Variation::Umask,
-                format!("file modes differ as the umask did (0022, then {umask:04o})"),
-            );
-        }
-    }
-    if varied.user.is_some() {
-        let owners = d.details.iter().any(|x| {
-            matches!(x, Detail::Member { change, .. } if change.contains("uid") || change.contains("gid") || change.contains("owner"))
-        });
-        if owners {
-            add(
-                Variation::UserGroup,
-                "archive members' owners differ as the build user did".into(),
-            );
-        }
-    }
     out
+}
+
+/// The blame of the artifact `d` follows from (following the chain), each with the evidence of
+/// where it shows.
+fn origin_blame(d: &ArtifactDiff, diff: &DiffReport, verdicts: &[ArtifactVerdict]) -> Vec<Blame> {
+    let mut seen = vec![d.path.as_str()];
+    let mut at = d;
+    while let Some(f) = &at.follows {
+        if seen.contains(&f.artifact.as_str()) {
+            break;
+        }
+        seen.push(&f.artifact);
+        let Some(next) = diff.differing.iter().find(|x| x.path == f.artifact) else {
+            break;
+        };
+        let origin = verdicts.iter().find(|v| v.path == next.path);
+        if let Some(v) = origin.filter(|v| !v.blame.is_empty()) {
+            return v
+                .blame
+                .iter()
+                .map(|b| Blame {
+                    variation: b.variation,
+                    evidence: format!("through {}: {}", v.path, b.evidence),
+                })
+                .collect();
+        }
+        at = next;
+    }
+    Vec::new()
+}
+
+/// The umask of the plain build's steps.
+const FIRST_UMASK: u32 = 0o022;
+
+/// Whether a mode moved from `a` to `b` as the umask did from [`FIRST_UMASK`] to `second`: only
+/// permission bits differ, only bits one of the two umasks clears, and each side lacks exactly
+/// the bits its own umask clears.
+pub fn moved_with_umask(a: u32, b: u32, second: u32) -> bool {
+    let moved = a ^ b;
+    moved != 0
+        && moved & !0o777 == 0
+        && moved & !(FIRST_UMASK ^ second) == 0
+        && a & moved & FIRST_UMASK == 0
+        && b & moved & second == 0
+}
+
+fn umask_evidence(details: &[Detail], umask: u32) -> Option<String> {
+    let octal = |m: &str| u32::from_str_radix(m.trim_start_matches("0o"), 8).ok();
+    details.iter().find_map(|x| {
+        let because = format!("as the umask did ({FIRST_UMASK:04o}, then {umask:04o})");
+        match x {
+            Detail::Mode { a, b } => {
+                let (ma, mb) = (octal(a)?, octal(b)?);
+                moved_with_umask(ma, mb, umask)
+                    .then(|| format!("the file's mode moved from {a} to {b}, {because}"))
+            }
+            Detail::Member {
+                archive,
+                member,
+                change,
+            } => {
+                let [ma, mb] = change.mode?;
+                moved_with_umask(ma, mb, umask).then(|| {
+                    format!("{archive} member {member} is mode {mb:o} where the first build has {ma:o}, {because}")
+                })
+            }
+            Detail::Line { a, b, .. } => (a.contains("022") && b.contains(&format!("{umask:03o}"))
+                || a.contains("rw-r--r--") && b.contains("rw-rw-r--"))
+            .then(|| format!("the file records a mode that moved {because}")),
+            _ => None,
+        }
+    })
+}
+
+fn owner_evidence(details: &[Detail], (uid, gid): (u32, u32)) -> Option<String> {
+    let (uid, gid) = (u64::from(uid), u64::from(gid));
+    let listed = details.iter().find_map(|x| match x {
+        Detail::Member {
+            archive,
+            member,
+            change,
+        } => {
+            let [(ua, ga), (ub, gb)] = change.owner?;
+            (ub == uid || gb == gid).then(|| {
+                format!(
+                    "{archive} member {member} is owned by {ub}:{gb}, the second build's user \
+                     and group (the first build's: {ua}:{ga})"
+                )
+            })
+        }
+        _ => None,
+    })?;
+    let more: usize = details
+        .iter()
+        .filter_map(|x| match x {
+            Detail::MoreMembers { counts, .. } => counts
+                .split(", ")
+                .find_map(|c| c.strip_prefix("owner: ")?.parse::<usize>().ok()),
+            _ => None,
+        })
+        .sum();
+    Some(if more > 0 {
+        format!("{listed}; {more} more members' owners differ too")
+    } else {
+        listed
+    })
 }
 
 /// The A and B text of a detail, for marker search.
@@ -316,7 +421,9 @@ fn detail_sides(d: &Detail) -> (String, String) {
         Detail::ElfSection { only_a, only_b, .. } => (only_a.join("\n"), only_b.join("\n")),
         Detail::Line { a, b, .. } => (a.clone(), b.clone()),
         Detail::Mode { a, b } => (a.clone(), b.clone()),
-        Detail::Member { change, .. } => (String::new(), change.clone()),
+        Detail::Member { change, .. } => (String::new(), change.to_string()),
+        Detail::MoreMembers { counts, .. } => (String::new(), counts.clone()),
+        Detail::Partition { note, .. } => (String::new(), note.clone()),
         Detail::Diffoscope { output } => (String::new(), output.clone()),
         Detail::Unavailable { .. } => (String::new(), String::new()),
     }
@@ -553,6 +660,7 @@ mod tests {
             a: art(b"a"),
             b: art(b"b"),
             details,
+            follows: None,
         }
     }
 
@@ -611,5 +719,46 @@ mod tests {
         std::fs::write(&a, "x1").unwrap();
         std::fs::write(&b, "x2").unwrap();
         assert!(blame(&a, &b, &differing("f", vec![]), &varied).is_empty());
+    }
+
+    #[test]
+    fn modes_move_with_the_umask_only_as_it_did() {
+        // 022 then 002: group write appears, nothing else.
+        assert!(moved_with_umask(0o644, 0o664, 0o002));
+        assert!(moved_with_umask(0o100755, 0o100775, 0o002));
+        // 022 then 077: group and other read go.
+        assert!(moved_with_umask(0o644, 0o600, 0o077));
+        assert!(!moved_with_umask(0o644, 0o644, 0o002), "nothing moved");
+        assert!(
+            !moved_with_umask(0o644, 0o646, 0o002),
+            "other write is masked by both"
+        );
+        assert!(
+            !moved_with_umask(0o644, 0o755, 0o002),
+            "execute bits are no umask's"
+        );
+        assert!(
+            !moved_with_umask(0o664, 0o644, 0o002),
+            "the wrong way round"
+        );
+        assert!(
+            !moved_with_umask(0o100644, 0o040664, 0o002),
+            "a type change"
+        );
+    }
+
+    #[test]
+    fn owners_equal_to_the_varied_user_are_its_evidence() {
+        let member = |owner| Detail::Member {
+            archive: "partition 1 (ext4, 8 MiB at 3 MiB)".into(),
+            member: "/etc/passwd".into(),
+            change: crate::diff::Change {
+                owner: Some([(0, 0), owner]),
+                ..Default::default()
+            },
+        };
+        let e = owner_evidence(&[member((1234, 1234))], (1234, 1234)).unwrap();
+        assert!(e.contains("/etc/passwd is owned by 1234:1234"), "{e}");
+        assert!(owner_evidence(&[member((7, 7))], (1234, 1234)).is_none());
     }
 }

@@ -82,6 +82,9 @@ pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
         }
         println!("    A sha256 {} ({} bytes)", d.a.sha256, d.a.size);
         println!("    B sha256 {} ({} bytes)", d.b.sha256, d.b.size);
+        if let Some(f) = &d.follows {
+            println!("    follows from {}: {}", f.artifact, f.evidence);
+        }
         for detail in &d.details {
             println!("    {detail}");
         }

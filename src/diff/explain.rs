@@ -30,11 +30,24 @@ pub enum Detail {
         only_a: Vec<String>,
         only_b: Vec<String>,
     },
-    /// An archive member that differs, with what about it differs.
+    /// An archive member (or a file in a filesystem image) that differs, with what about it
+    /// differs.
     Member {
         archive: String,
         member: String,
-        change: String,
+        change: Change,
+    },
+    /// More members differ than are listed one by one: how many, by what differs.
+    MoreMembers {
+        archive: String,
+        more: usize,
+        counts: String,
+    },
+    /// A disk image's partition table or one partition: what differs there, or what it
+    /// follows from.
+    Partition {
+        partition: String,
+        note: String,
     },
     /// The first line that differs in a text file.
     Line {
@@ -81,6 +94,12 @@ impl std::fmt::Display for Detail {
                 member,
                 change,
             } => write!(f, "{archive} member {member}: {change}"),
+            Detail::MoreMembers {
+                archive,
+                more,
+                counts,
+            } => write!(f, "{archive}: {more} more members differ ({counts})"),
+            Detail::Partition { partition, note } => write!(f, "{partition}: {note}"),
             Detail::Line { line, a, b } => {
                 write!(f, "line {line} differs\n      - {a:?}\n      + {b:?}")
             }
@@ -95,8 +114,58 @@ pub fn section_size(size: Option<u64>) -> String {
     size.map_or("absent".to_owned(), |s| format!("{s} bytes"))
 }
 
+/// What differs about one member present on both sides, or which side alone has it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Change {
+    /// `A` or `B` when only that side has the member.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub only: Option<&'static str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub content: bool,
+    /// The file types (`file`, `directory`, `symlink`, …), when they differ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<[&'static str; 2]>,
+    /// Permission bits (with the type bits, where the format records them), A then B.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<[u32; 2]>,
+    /// (uid, gid), A then B.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<[(u64, u64); 2]>,
+    /// Each time field that differs: (name, A, B), in seconds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub times: Vec<(&'static str, i64, i64)>,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(side) = self.only {
+            return write!(f, "only in {side}");
+        }
+        let mut what = Vec::new();
+        if let Some([a, b]) = self.kind {
+            what.push(format!("{a} → {b}"));
+        }
+        if self.content {
+            what.push("content differs".to_owned());
+        }
+        if let Some([a, b]) = self.mode {
+            what.push(format!("mode {a:o} → {b:o}"));
+        }
+        for (name, a, b) in &self.times {
+            what.push(format!("{name} {a} → {b}"));
+        }
+        if let Some([(ua, ga), (ub, gb)]) = self.owner {
+            what.push(format!("owner {ua}:{ga} → {ub}:{gb}"));
+        }
+        write!(f, "{}", what.join(", "))
+    }
+}
+
 /// Explains how `a` and `b` differ, by what they are.
 pub fn explain(a: &Path, b: &Path) -> Vec<Detail> {
+    if let Some(details) = super::image::explain(a, b) {
+        return details;
+    }
     let read = |p: &Path| -> Option<Vec<u8>> {
         let len = std::fs::metadata(p).ok()?.len();
         (len <= MAX_READ).then(|| std::fs::read(p).ok()).flatten()
@@ -206,17 +275,23 @@ fn looks_telling(s: &str) -> bool {
         .any(|m| s.contains(m))
 }
 
-/// What one member of an archive is.
+/// What one member of an archive, or one file of a filesystem, is.
 #[derive(Debug, Clone, PartialEq)]
-struct Member {
-    sha256: Sha256Digest,
-    mode: u32,
-    mtime: u64,
-    owner: (u64, u64),
+pub(crate) struct Entry {
+    pub kind: &'static str,
+    /// Of the content, or of a link's target.
+    pub sha256: Sha256Digest,
+    pub mode: u32,
+    pub owner: (u64, u64),
+    /// The times the format records, by name, in seconds.
+    pub times: Vec<(&'static str, i64)>,
 }
 
+/// Members listed one by one before the rest are only counted.
+const MAX_MEMBERS: usize = 40;
+
 /// The members of a tar or cpio archive, gzip-compressed or not.
-fn archive_members(data: &[u8]) -> Option<BTreeMap<String, Member>> {
+fn archive_members(data: &[u8]) -> Option<BTreeMap<String, Entry>> {
     if data.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(data)
@@ -234,7 +309,7 @@ fn archive_members(data: &[u8]) -> Option<BTreeMap<String, Member>> {
     None
 }
 
-fn tar_members(data: &[u8]) -> Option<BTreeMap<String, Member>> {
+fn tar_members(data: &[u8]) -> Option<BTreeMap<String, Entry>> {
     let mut out = BTreeMap::new();
     let mut archive = tar::Archive::new(data);
     for entry in archive.entries().ok()? {
@@ -246,20 +321,32 @@ fn tar_members(data: &[u8]) -> Option<BTreeMap<String, Member>> {
         if let Ok(Some(link)) = entry.link_name() {
             content.extend_from_slice(link.to_string_lossy().as_bytes());
         }
+        let kind = header.entry_type();
         out.insert(
             path,
-            Member {
+            Entry {
+                kind: if kind.is_dir() {
+                    "directory"
+                } else if kind.is_symlink() {
+                    "symlink"
+                } else if kind.is_hard_link() {
+                    "hard link"
+                } else if kind.is_file() {
+                    "file"
+                } else {
+                    "special file"
+                },
                 sha256: Sha256Digest::of(&content),
                 mode: header.mode().unwrap_or(0),
-                mtime: header.mtime().unwrap_or(0),
                 owner: (header.uid().unwrap_or(0), header.gid().unwrap_or(0)),
+                times: vec![("mtime", header.mtime().unwrap_or(0) as i64)],
             },
         );
     }
     Some(out)
 }
 
-fn cpio_members(mut data: &[u8]) -> Option<BTreeMap<String, Member>> {
+fn cpio_members(mut data: &[u8]) -> Option<BTreeMap<String, Entry>> {
     let mut out = BTreeMap::new();
     loop {
         let mut reader = cpio::NewcReader::new(data).ok()?;
@@ -273,11 +360,17 @@ fn cpio_members(mut data: &[u8]) -> Option<BTreeMap<String, Member>> {
         reader.read_to_end(&mut content).ok()?;
         out.insert(
             name,
-            Member {
+            Entry {
+                kind: match mode & 0o170000 {
+                    0o040000 => "directory",
+                    0o120000 => "symlink",
+                    0o100000 => "file",
+                    _ => "special file",
+                },
                 sha256: Sha256Digest::of(&content),
                 mode,
-                mtime: mtime as u64,
                 owner: (uid as u64, gid as u64),
+                times: vec![("mtime", i64::from(mtime))],
             },
         );
         data = reader.finish().ok()?;
@@ -285,43 +378,99 @@ fn cpio_members(mut data: &[u8]) -> Option<BTreeMap<String, Member>> {
     Some(out)
 }
 
-fn members(
+/// What differs about one member, if anything.
+fn change(a: Option<&Entry>, b: Option<&Entry>) -> Option<Change> {
+    let (x, y) = match (a, b) {
+        (Some(_), None) => {
+            return Some(Change {
+                only: Some("A"),
+                ..Change::default()
+            });
+        }
+        (None, Some(_)) => {
+            return Some(Change {
+                only: Some("B"),
+                ..Change::default()
+            });
+        }
+        (Some(x), Some(y)) if x != y => (x, y),
+        _ => return None,
+    };
+    let times = x
+        .times
+        .iter()
+        .filter_map(|(name, ta)| {
+            let tb = y.times.iter().find(|(n, _)| n == name)?.1;
+            (*ta != tb).then_some((*name, *ta, tb))
+        })
+        .collect();
+    Some(Change {
+        only: None,
+        content: x.sha256 != y.sha256,
+        kind: (x.kind != y.kind).then_some([x.kind, y.kind]),
+        mode: (x.mode != y.mode).then_some([x.mode, y.mode]),
+        owner: (x.owner != y.owner).then_some([x.owner, y.owner]),
+        times,
+    })
+}
+
+/// The members that differ, one detail each up to [`MAX_MEMBERS`], then one that counts the
+/// rest by what differs about them.
+pub(crate) fn members(
     archive: &str,
-    a: &BTreeMap<String, Member>,
-    b: &BTreeMap<String, Member>,
+    a: &BTreeMap<String, Entry>,
+    b: &BTreeMap<String, Entry>,
 ) -> Vec<Detail> {
     let mut out = Vec::new();
+    let mut more = 0;
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     let names: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     for name in names {
-        let change = match (a.get(name), b.get(name)) {
-            (Some(_), None) => "only in A".to_owned(),
-            (None, Some(_)) => "only in B".to_owned(),
-            (Some(x), Some(y)) if x == y => continue,
-            (Some(x), Some(y)) => {
-                let mut what = Vec::new();
-                if x.sha256 != y.sha256 {
-                    what.push("content differs".to_owned());
-                }
-                if x.mode != y.mode {
-                    what.push(format!("mode {:o} → {:o}", x.mode, y.mode));
-                }
-                if x.mtime != y.mtime {
-                    what.push(format!("mtime {} → {}", x.mtime, y.mtime));
-                }
-                if x.owner != y.owner {
-                    what.push(format!(
-                        "owner {}:{} → {}:{}",
-                        x.owner.0, x.owner.1, y.owner.0, y.owner.1
-                    ));
-                }
-                what.join(", ")
-            }
-            (None, None) => continue,
+        let Some(change) = change(a.get(name), b.get(name)) else {
+            continue;
         };
-        out.push(Detail::Member {
+        if out.len() < MAX_MEMBERS {
+            out.push(Detail::Member {
+                archive: archive.to_owned(),
+                member: name.clone(),
+                change,
+            });
+            continue;
+        }
+        more += 1;
+        let mut count = |what| *counts.entry(what).or_default() += 1;
+        match change.only {
+            Some("A") => count("only in A"),
+            Some(_) => count("only in B"),
+            None => {
+                if change.content {
+                    count("content");
+                }
+                if change.kind.is_some() {
+                    count("type");
+                }
+                if change.mode.is_some() {
+                    count("mode");
+                }
+                if change.owner.is_some() {
+                    count("owner");
+                }
+                if !change.times.is_empty() {
+                    count("times");
+                }
+            }
+        }
+    }
+    if more > 0 {
+        let counts = counts
+            .iter()
+            .map(|(what, n)| format!("{what}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push(Detail::MoreMembers {
             archive: archive.to_owned(),
-            member: name.clone(),
-            change,
+            more,
+            counts,
         });
     }
     if out.is_empty() {
@@ -409,8 +558,16 @@ mod tests {
             vec![Detail::Member {
                 archive: "archive".into(),
                 member: "etc/os-release".into(),
-                change: "content differs, mtime 1 → 2".into()
+                change: Change {
+                    content: true,
+                    times: vec![("mtime", 1, 2)],
+                    ..Change::default()
+                }
             }]
+        );
+        assert_eq!(
+            d[0].to_string(),
+            "archive member etc/os-release: content differs, mtime 1 → 2"
         );
     }
 

@@ -4,9 +4,12 @@
 //! toolchains, host tools, recipes, environment) come first, because they explain output
 //! differences. Every artifact is then identical, differing, added or removed; for a differing
 //! artifact whose bytes are at hand, the explanation goes down to the ELF section (with the
-//! strings that differ in it: embedded paths, dates) or the archive member.
+//! strings that differ in it: embedded paths, dates), the archive member, or the partition and
+//! the file of a disk image.
 
 pub mod explain;
+pub mod follows;
+pub mod image;
 pub mod trees;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,7 +19,8 @@ use serde::Serialize;
 
 use crate::manifest::{Artifact, MANIFEST_FILE, Manifest, ManifestError, scan_dir};
 
-pub use explain::Detail;
+pub use explain::{Change, Detail};
+pub use follows::FollowsFrom;
 
 /// One side of a comparison.
 #[derive(Debug)]
@@ -93,6 +97,9 @@ pub struct ArtifactDiff {
     pub a: Artifact,
     pub b: Artifact,
     pub details: Vec<Detail>,
+    /// The differing artifact this difference follows from, with the evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follows: Option<FollowsFrom>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -195,6 +202,7 @@ pub fn diff(a: &Side, b: &Side, options: &Options) -> DiffReport {
                     a: x.clone(),
                     b: y.clone(),
                     details,
+                    follows: None,
                 });
             }
         }
@@ -204,6 +212,9 @@ pub fn diff(a: &Side, b: &Side, options: &Options) -> DiffReport {
         .filter(|p| !pa.contains_key(*p))
         .cloned()
         .collect();
+    if let (Some(da), Some(db)) = (&a.dir, &b.dir) {
+        follows::link(&mut report.differing, da, db);
+    }
     report
 }
 

@@ -180,9 +180,11 @@ pub fn diff_trees(
                 a: aa,
                 b: ab,
                 details,
+                follows: None,
             }
         })
         .collect();
+    super::follows::link(&mut report.differing, a, b);
     Ok(report)
 }
 
