@@ -85,9 +85,8 @@ fn verity_root(
             return Some(FollowsFrom {
                 artifact: y.path.clone(),
                 evidence: format!(
-                    "its root_hash is, in both builds, the dm-verity root of {}'s {label} \
-                     (sha256 of the salt and the hash tree's top block)",
-                    y.path
+                    "its root_hash is, in both builds, the dm-verity root of that image's \
+                     {label} (sha256 of the salt and the hash tree's top block)"
                 ),
             });
         }
