@@ -482,7 +482,7 @@ fn filesystem(a: &Path, b: &Path, part: &Part, label: &str) -> Vec<Detail> {
             note: format!("the {what} filesystems differ; kata-repro reads only ext4 file by file"),
         }];
     }
-    let (ea, eb) = match (ext4_entries(a, part), ext4_entries(b, part)) {
+    let (mut ea, mut eb) = match (ext4_entries(a, part), ext4_entries(b, part)) {
         (Ok(x), Ok(y)) => (x, y),
         (Err(e), _) | (_, Err(e)) => {
             return vec![Detail::Partition {
@@ -491,7 +491,6 @@ fn filesystem(a: &Path, b: &Path, part: &Part, label: &str) -> Vec<Detail> {
             }];
         }
     };
-    let (mut ea, mut eb) = (ea, eb);
     let both: Vec<&String> = ea.keys().filter(|k| eb.contains_key(*k)).collect();
     let times = (
         ext4_times(a, part.start, &both),
