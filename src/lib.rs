@@ -6,6 +6,7 @@ pub mod diff;
 pub mod digest;
 pub mod lock;
 pub mod manifest;
+pub mod release;
 pub mod sandbox;
 pub mod sbom;
 pub mod source;

@@ -105,7 +105,25 @@ pub fn run(b: Builtin, args: &[String]) -> Result<(), BuiltinError> {
                 stats.entries, stats.bytes
             ))
         }
+        Builtin::ReleaseTarballs => release_tarballs(p(0), p(1)),
     }
+}
+
+/// The release tarballs of the layout at `layout`, into `out`; a note per tarball says what it
+/// holds and what Kata merges there that this build did not make.
+fn release_tarballs(layout: &Path, out: &Path) -> Result<(), BuiltinError> {
+    let plan: crate::release::layout::Plan = serde_json::from_str(&read(layout)?)
+        .map_err(|e| BuiltinError::Refused(format!("{}: {e}", layout.display())))?;
+    // zstd's output is the same for every worker count, so the machine's is used.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let written = crate::release::layout::write_all(&plan, out, threads)
+        .map_err(|e| BuiltinError::Refused(e.to_string()))?;
+    for w in &written {
+        for line in crate::release::layout::summary(w) {
+            note(&line)?;
+        }
+    }
+    Ok(())
 }
 
 /// Every file under `dir`, relative to it, sorted.

@@ -175,6 +175,25 @@ pub struct Builder<'a> {
     /// What this build varies from the fixed step environment (`kata-repro check`); nothing
     /// for a release build.
     pub variations: sandbox::Varied,
+    /// Components left out of this build, with why (`component: reason`), for what uses them.
+    pub left_out: Vec<String>,
+}
+
+/// Why a Go recipe is left out where no `--go-proxy` is given: the release commits no Go
+/// vendor/ tree (Kata 3.31.0 and later), so its modules can only come from a proxy.
+pub fn needs_go_proxy(lock: &Lockfile, recipe: &recipe::Recipe) -> Option<String> {
+    let proxy = recipe.inputs.contains(&Input::GoModules)
+        && matches!(
+            prepare::go_mode(lock, &recipe.workdir),
+            prepare::GoMode::Proxy { .. }
+        );
+    proxy.then(|| {
+        format!(
+            "Kata {} commits no Go vendor/ tree, so its Go modules need a module proxy: give \
+             --go-proxy URL (https:// or file://) to build it",
+            lock.release
+        )
+    })
 }
 
 /// Why the lockfile cannot build `recipe` for `arch`, if it cannot: its kernel or rootfs
@@ -562,6 +581,19 @@ impl Builder<'_> {
         vars.insert(
             "rootfs_packages".into(),
             sandbox.inside("inputs/rootfs-packages.list"),
+        );
+        vars.insert(
+            "release_layout".into(),
+            sandbox.inside("inputs/release-layout.json"),
+        );
+        let base = self.lock.rootfs.base.iter().find(|b| b.arch == self.arch);
+        vars.insert(
+            "rootfs_distro".into(),
+            base.map(|b| b.distro.clone()).unwrap_or_default(),
+        );
+        vars.insert(
+            "rootfs_release".into(),
+            base.map(|b| b.release.clone()).unwrap_or_default(),
         );
         let kernel = &self.lock.kernel;
         vars.insert("kernel_version".into(), kernel.version.clone());
@@ -1179,6 +1211,12 @@ impl Builder<'_> {
             let dest = sandbox.host("inputs/rootfs-packages.list");
             std::fs::write(&dest, list).map_err(io_err(&dest))?;
         }
+        if r.inputs.contains(&Input::ReleaseLayout) {
+            let plan = self.release_plan(loaded, &vars, &sandbox, built_before)?;
+            let dest = sandbox.host("inputs/release-layout.json");
+            let json = serde_json::to_vec_pretty(&plan).expect("a plan serialises");
+            std::fs::write(&dest, json).map_err(io_err(&dest))?;
+        }
         if !tree.join(&r.workdir).is_dir() {
             return Err(recipe_err(format!(
                 "{}: workdir `{}` is not a directory of the source",
@@ -1345,6 +1383,61 @@ impl Builder<'_> {
         ))
     }
 
+    /// The recipe's `[release]` for this build: variables expanded, each part's outputs where
+    /// this build installed its component, or why it was not built.
+    fn release_plan(
+        &self,
+        loaded: &LoadedRecipe,
+        vars: &BTreeMap<String, String>,
+        sandbox: &Sandbox,
+        built_before: &[ComponentRecord],
+    ) -> Result<crate::release::layout::Plan, BuildError> {
+        let r = &loaded.recipe;
+        let err = |message: String| BuildError::Recipe {
+            component: r.component.clone(),
+            message,
+        };
+        let def = r.release.as_ref().ok_or_else(|| {
+            err(format!(
+                "{}: `release-layout` is an input, but the recipe has no [release]",
+                loaded.path.display()
+            ))
+        })?;
+        let kata_arch = vars.get("kata_arch").cloned().ok_or_else(|| {
+            err(format!(
+                "{}: a release recipe sets `kata_arch` in [arch.{}.vars] (amd64, arm64, …)",
+                loaded.path.display(),
+                self.arch
+            ))
+        })?;
+        let built = |component: &str| {
+            if built_before.iter().any(|c| c.name == component) {
+                Ok(sandbox.inside(&format!("inputs/needs/{component}")).into())
+            } else {
+                Err(self.why_not_built(component))
+            }
+        };
+        Ok(crate::release::layout::plan(
+            def,
+            &|s| recipe::expand(s, vars),
+            crate::release::layout::PlanContext {
+                kata: vars["kata"].clone().into(),
+                kata_arch,
+                mtime: self.lock.source_date_epoch() as u64,
+            },
+            &built,
+        ))
+    }
+
+    /// Why a component a release recipe uses is not part of this build.
+    fn why_not_built(&self, component: &str) -> String {
+        let prefix = format!("{component}: ");
+        match self.left_out.iter().find_map(|l| l.strip_prefix(&prefix)) {
+            Some(why) => format!("component `{component}` was not built: {why}"),
+            None => format!("component `{component}` is not part of this build"),
+        }
+    }
+
     /// A stored result whose every output is still in the store with its recorded digest.
     fn cached(&self, key: &Sha256Digest) -> Option<ActionResult> {
         let path = self.store.action_path(key).with_extension("json");
@@ -1403,7 +1496,7 @@ impl Builder<'_> {
             } else {
                 files.iter().any(|f| f.path == o.path)
             };
-            if !present {
+            if !present && !o.optional {
                 return Err(format!(
                     "declared output `{}` was not produced{}",
                     o.path,

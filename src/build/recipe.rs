@@ -44,6 +44,9 @@ pub const BUILTIN_VARS: &[&str] = &[
     "verity_salt",
     "verity_uuid",
     "disk_id",
+    "rootfs_distro",
+    "rootfs_release",
+    "release_layout",
 ];
 
 /// The variable that names where a needed component's outputs are: `needs_<component>`, with
@@ -75,6 +78,9 @@ pub enum Input {
     /// The lockfile's rootfs packages for the architecture, verified against their sha256 and
     /// their control data; `${rootfs_packages}` lists them for the `unpack-debs` builtin.
     RootfsPackages,
+    /// The recipe's `[release]` layout, expanded and resolved against the components built
+    /// before it, as JSON at `${release_layout}` for the `release-tarballs` builtin.
+    ReleaseLayout,
 }
 
 /// What `${src}` is: the tree a recipe's steps build in.
@@ -104,6 +110,8 @@ pub enum Builtin {
     UnpackDebs,
     /// `TREE FILE`: TREE as a deterministic gzip-compressed newc cpio.
     Initrd,
+    /// `LAYOUT OUT`: the release tarballs LAYOUT (`${release_layout}`) describes, into OUT.
+    ReleaseTarballs,
 }
 
 impl Builtin {
@@ -114,6 +122,7 @@ impl Builtin {
             Builtin::KernelConfigReport => (4, usize::MAX),
             Builtin::UnpackDebs => (2, 2),
             Builtin::Initrd => (2, 2),
+            Builtin::ReleaseTarballs => (2, 2),
         }
     }
 
@@ -123,6 +132,7 @@ impl Builtin {
             Builtin::KernelConfigReport => "kernel-config-report",
             Builtin::UnpackDebs => "unpack-debs",
             Builtin::Initrd => "initrd",
+            Builtin::ReleaseTarballs => "release-tarballs",
         }
     }
 }
@@ -170,6 +180,10 @@ pub struct Recipe {
     #[serde(rename = "steps")]
     pub steps: Vec<StepDef>,
     pub outputs: Vec<OutputDef>,
+    /// For a release recipe: Kata's release tarballs and how the components are laid out in
+    /// them (`crate::release::layout`).
+    #[serde(default)]
+    pub release: Option<crate::release::layout::ReleaseDef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -237,6 +251,9 @@ pub struct OutputDef {
     pub from: Option<String>,
     /// The mode it is installed with (normalised: whatever the build left is replaced).
     pub mode: u32,
+    /// May be absent (a release tarball written only when what it needs was built).
+    #[serde(default)]
+    pub optional: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -325,10 +342,39 @@ impl RecipeSource {
                     ),
                 ));
             }
-            out.insert(loaded.recipe.component.clone(), loaded);
+            out.insert(loaded.recipe.component.clone(), (loaded, text));
         }
-        Ok(out)
+        for (loaded, text) in out.values() {
+            check_release(loaded, text, &out)?;
+        }
+        Ok(out.into_iter().map(|(k, (l, _))| (k, l)).collect())
     }
+}
+
+/// A release recipe's layout against the other recipes: each part's component is needed or
+/// used, and each file it takes is one of that component's declared outputs.
+fn check_release(
+    loaded: &LoadedRecipe,
+    text: &str,
+    all: &BTreeMap<String, (LoadedRecipe, String)>,
+) -> Result<(), RecipeError> {
+    let r = &loaded.recipe;
+    let Some(release) = &r.release else {
+        return Ok(());
+    };
+    let declared = |component: &str| {
+        all.get(component)
+            .map(|(l, _)| l.recipe.outputs.iter().map(|o| o.path.clone()).collect())
+    };
+    crate::release::layout::check(release, &r.needs, &r.uses, &declared).map_err(|e| {
+        let needle = match &e {
+            crate::release::layout::LayoutError::NotNeeded { kata, .. }
+            | crate::release::layout::LayoutError::Undeclared { kata, .. } => kata.clone(),
+            crate::release::layout::LayoutError::UnknownRequirement { file, .. } => file.clone(),
+            _ => "[release]".to_owned(),
+        };
+        invalid(&loaded.path, text, &needle, e.to_string())
+    })
 }
 
 fn invalid(path: &Path, text: &str, needle: &str, message: String) -> RecipeError {
@@ -605,7 +651,8 @@ fn check_vars(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErro
             .chain(section.env.values())
             .chain(section.vars.values())
             .chain(recipe.outputs.iter().filter_map(|o| o.from.as_ref()))
-            .chain(recipe.outputs.iter().map(|o| &o.path));
+            .chain(recipe.outputs.iter().map(|o| &o.path))
+            .chain(recipe.release.iter().flat_map(|r| r.strings()));
         for s in all_strings {
             for r in references(s) {
                 if !known.contains(r) {

@@ -95,6 +95,8 @@ pub struct Job {
     order: Vec<String>,
     /// Recipes of this arch the lockfile cannot build, with why (without --component).
     pub skipped: Vec<String>,
+    /// Every recipe of this arch left out of the build, with why, for the recipes that use it.
+    left_out: Vec<String>,
     templates: kata_repro::sbom::Templates,
     pub release: super::Release,
     pub lockfile_sha256: Sha256Digest,
@@ -136,12 +138,21 @@ impl Job {
         )?;
         let lock = &release.lock;
         let unbuildable = |r: &LoadedRecipe| build::unbuildable(lock, &r.recipe, &args.arch);
+        // Left out of the default set (and of what uses it), but built when asked for, where
+        // it then says what it lacks.
+        let no_proxy = |r: &LoadedRecipe| {
+            args.with
+                .go_proxy
+                .is_none()
+                .then(|| build::needs_go_proxy(lock, &r.recipe))
+                .flatten()
+        };
         // Without --component: every recipe for this arch that the lockfile can build.
         let mut skipped = Vec::new();
         let requested: Vec<String> = if args.component.is_empty() {
             all.values()
                 .filter(|r| r.recipe.arch.contains_key(&args.arch))
-                .filter(|r| match unbuildable(r) {
+                .filter(|r| match unbuildable(r).or_else(|| no_proxy(r)) {
                     Some(why) => {
                         skipped.push(format!("{}: {why}", r.recipe.component));
                         false
@@ -153,8 +164,17 @@ impl Job {
         } else {
             args.component.clone()
         };
+        let left_out: Vec<String> = all
+            .values()
+            .filter(|r| r.recipe.arch.contains_key(&args.arch))
+            .filter_map(|r| {
+                let why = unbuildable(r).or_else(|| no_proxy(r))?;
+                Some(format!("{}: {why}", r.recipe.component))
+            })
+            .collect();
         let order = kata_repro::build::recipe::with_needs(&all, &requested, &|c| {
-            all.get(c).is_some_and(|r| unbuildable(r).is_none())
+            all.get(c)
+                .is_some_and(|r| unbuildable(r).is_none() && no_proxy(r).is_none())
         })
         .map_err(Failure::input)?;
         for r in order.iter().map(|c| &all[c]) {
@@ -214,6 +234,7 @@ impl Job {
             all,
             order,
             skipped,
+            left_out,
             templates,
             release,
             lockfile_sha256,
@@ -292,6 +313,7 @@ impl Job {
                 Failure::input(anyhow!("cannot find the kata-repro executable: {e}"))
             })?,
             variations: options.variations.clone(),
+            left_out: self.left_out.clone(),
         };
         let stage = build::stage_beside(out).map_err(failure)?;
         // Action keys come from pins alone: components whose results the store holds need no

@@ -30,7 +30,7 @@ struct Release {
     extra: &'static [&'static str],
 }
 
-/// The test variant of 3.30.0 for machines that reach Debian's archive only: Debian's
+/// The test variants of 3.30.0 and 4.0.0 for machines that reach Debian's archive only: Debian's
 /// linux-source-6.12 (sha256 from the archive's signed index) and a bookworm package set.
 const DEBIAN_EXTRA: &[&str] = &[
     "--kernel-url",
@@ -53,6 +53,18 @@ const RELEASES: &[Release] = &[
         tag: "4.1.0",
         kernel_sha256: "f78602932219125e211c5f5bfd84edcfd4ec5ce88fc944f8248413f665bef236",
         extra: &[],
+    },
+    Release {
+        name: "4.0.0",
+        tag: "4.0.0",
+        kernel_sha256: "f78602932219125e211c5f5bfd84edcfd4ec5ce88fc944f8248413f665bef236",
+        extra: &[],
+    },
+    Release {
+        name: "4.0.0-debian",
+        tag: "4.0.0",
+        kernel_sha256: "e849faf31ca3555757f3a8877cb01af92122f744f75d1f3102734651c4e14703",
+        extra: DEBIAN_EXTRA,
     },
     Release {
         name: "3.30.0",

@@ -1,0 +1,399 @@
+//! Kata's release tarballs: the `release-tarballs` builtin on the built-in kata-static recipe,
+//! over component outputs shaped like the real ones and Kata 4.0.0's own tree (its release
+//! workflow, VERSION and versions.yaml). The layout is compared with the listing Kata's scripts
+//! give (tests/data/kata-static-4.0.0-amd64.members), and the bytes with themselves across
+//! orders, mtimes, umasks and zstd thread counts.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kata_repro::build::recipe::{self, RecipeSource};
+use kata_repro::release::layout::{self, PlanContext};
+
+const KERNEL: &str = "6.18.35-200";
+const SDE: u64 = 1_784_556_680;
+
+/// Kata 4.0.0's tree as far as the release needs it.
+fn kata_tree() -> PathBuf {
+    let root = std::env::var_os("KATA_REPRO_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    root.join("kata/4.0.0")
+}
+
+/// The runtime-rs configurations Kata 4.0.0's Makefile generates for x86_64.
+const RS_CONFIGS: &[&str] = &[
+    "clh-azure-runtime-rs",
+    "clh-runtime-rs",
+    "dragonball",
+    "qemu-coco-dev-runtime-rs",
+    "qemu-nvidia-cpu-runtime-rs",
+    "qemu-nvidia-gpu-runtime-rs",
+    "qemu-nvidia-gpu-snp-runtime-rs",
+    "qemu-nvidia-gpu-tdx-runtime-rs",
+    "qemu-runtime-rs",
+    "qemu-se-runtime-rs",
+    "qemu-snp-runtime-rs",
+    "qemu-tdx-runtime-rs",
+    "remote",
+    "rs-fc",
+];
+
+/// Each component's outputs, as its recipe names them, written in `order` with `mtime` and the
+/// given file mode (the layout, not the files, must decide what the tarball says).
+fn components(root: &Path, reverse: bool, mtime: i64, mode: u32) -> BTreeMap<String, PathBuf> {
+    let mut files: Vec<(&str, String, Vec<u8>)> = vec![
+        (
+            "kernel",
+            format!("vmlinux-{KERNEL}"),
+            b"\x7fELF vmlinux".to_vec(),
+        ),
+        ("kernel", format!("vmlinuz-{KERNEL}"), b"bzImage".to_vec()),
+        (
+            "kernel",
+            format!("config-{KERNEL}"),
+            b"CONFIG_X=y\n".to_vec(),
+        ),
+        (
+            "kernel",
+            format!("System.map-{KERNEL}"),
+            b"ffff T _text\n".to_vec(),
+        ),
+        ("kernel", "kernel-config-report.json".into(), b"[]".to_vec()),
+        ("rootfs", "kata-containers.img".into(), vec![7u8; 70_000]),
+        (
+            "rootfs",
+            "root_hash.txt".into(),
+            b"root_hash=ab,salt=cd\n".to_vec(),
+        ),
+        (
+            "initrd",
+            "kata-containers-initrd.img".into(),
+            vec![9u8; 5000],
+        ),
+        (
+            "runtime-rs",
+            "containerd-shim-kata-v2".into(),
+            b"\x7fELF shim".to_vec(),
+        ),
+    ];
+    for c in RS_CONFIGS {
+        files.push((
+            "runtime-rs",
+            format!("config/configuration-{c}.toml"),
+            format!("# {c}\n").into_bytes(),
+        ));
+    }
+    if reverse {
+        files.reverse();
+    }
+    let mut dirs = BTreeMap::new();
+    for (component, rel, bytes) in files {
+        let dir = root.join(component);
+        let path = dir.join(&rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime as u64);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        dirs.insert(component.to_owned(), dir);
+    }
+    dirs
+}
+
+/// The plan the build would hand the builtin, for 4.0.0 on x86_64 with an Ubuntu noble rootfs.
+fn plan_json(dirs: &BTreeMap<String, PathBuf>, reverse_parts: bool) -> String {
+    let all = RecipeSource::Builtin.load_all().unwrap();
+    let r = &all["kata-static"].recipe;
+    let mut def = r.release.clone().unwrap();
+    if reverse_parts {
+        def.parts.reverse();
+    }
+    let vars: BTreeMap<String, String> = [
+        ("version", "4.0.0"),
+        ("kata_arch", "amd64"),
+        ("kernel_version", "6.18.35"),
+        ("kata_config_version", "200"),
+        ("image", "kata-ubuntu-noble"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let built = |c: &str| {
+        dirs.get(c)
+            .cloned()
+            .ok_or_else(|| format!("component `{c}` is not part of this build"))
+    };
+    let plan = layout::plan(
+        &def,
+        &|s| recipe::expand(s, &vars),
+        PlanContext {
+            kata: kata_tree(),
+            kata_arch: "amd64".into(),
+            mtime: SDE,
+        },
+        &built,
+    );
+    serde_json::to_string(&plan).unwrap()
+}
+
+/// Runs the builtin under `umask`, as a step would; returns its output directory.
+fn pack(dir: &Path, plan: &str, umask: &str) -> (PathBuf, std::process::Output) {
+    let plan_file = dir.join("layout.json");
+    std::fs::write(&plan_file, plan).unwrap();
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask {umask}; exec \"$0\" builtin release-tarballs \"$1\" \"$2\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_kata-repro"))
+        .arg(&plan_file)
+        .arg(&out)
+        .env("KATA_REPRO_NOTES", dir.join("notes"))
+        .output()
+        .unwrap();
+    (out, o)
+}
+
+fn build_once(root: &Path, reverse: bool, mtime: i64, mode: u32, umask: &str) -> Vec<u8> {
+    let dirs = components(&root.join("components"), reverse, mtime, mode);
+    let (out, o) = pack(root, &plan_json(&dirs, reverse), umask);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["kata-static-4.0.0-amd64.tar.zst"], "{names:?}");
+    std::fs::read(out.join(&names[0])).unwrap()
+}
+
+/// `TYPE MODE PATH [-> TARGET]` of each member, in archive order, with uid, gid, owner names and
+/// mtime checked on the way.
+fn listing(tarball: &[u8]) -> Vec<String> {
+    let mut ar = tar::Archive::new(zstd::Decoder::new(tarball).unwrap());
+    let mut out = Vec::new();
+    for e in ar.entries().unwrap() {
+        let e = e.unwrap();
+        let h = e.header();
+        assert_eq!((h.uid().unwrap(), h.gid().unwrap()), (0, 0));
+        assert_eq!(h.username().unwrap(), Some(""));
+        assert_eq!(h.groupname().unwrap(), Some(""));
+        assert_eq!(h.mtime().unwrap(), SDE);
+        let kind = match h.entry_type() {
+            tar::EntryType::Directory => "d",
+            tar::EntryType::Regular => "f",
+            tar::EntryType::Symlink => "l",
+            other => panic!("unexpected entry type {other:?}"),
+        };
+        let path = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+        let link = e
+            .link_name_bytes()
+            .map(|l| format!(" -> {}", String::from_utf8_lossy(&l)))
+            .unwrap_or_default();
+        out.push(format!("{kind} {:04o} {path}{link}", h.mode().unwrap()));
+    }
+    out
+}
+
+#[test]
+fn layout_matches_kata_scripts_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = build_once(dir.path(), false, 1_000_000_000, 0o644, "022");
+    let got = listing(&bytes);
+    let mut sorted = got.clone();
+    sorted.sort();
+    let expected: Vec<String> = include_str!("data/kata-static-4.0.0-amd64.members")
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    assert_eq!(sorted, expected_sorted);
+    // Path order: each directory before what it holds.
+    assert_eq!(got[0], "d 0755 ./");
+    assert_eq!(got[1], "d 0755 ./opt/");
+    // The merged files are Kata's own.
+    let mut ar = tar::Archive::new(zstd::Decoder::new(&bytes[..]).unwrap());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path_bytes().as_ref() == b"./opt/kata/VERSION" {
+            let mut s = String::new();
+            e.read_to_string(&mut s).unwrap();
+            assert_eq!(s, "4.0.0\n");
+        }
+    }
+    // The notes never call the tarball complete, and name what Kata merges that was not built.
+    let notes = std::fs::read_to_string(dir.path().join("notes")).unwrap();
+    assert!(
+        notes.contains("kata-static-4.0.0-amd64.tar.zst: 40 members; PARTIAL: 4 of the 26"),
+        "{notes}"
+    );
+    for missing in [
+        "not built: kata-static-qemu.tar.zst (kata-repro has no recipe for it)",
+        "not built: kata-static-shim-v2-go.tar.zst (component `runtime` is not part of this build)",
+        "not built: kata-static-virtiofsd.tar.zst",
+        "not built: kata-static-rootfs-image-confidential.tar.zst",
+    ] {
+        assert!(notes.contains(missing), "{missing}\n{notes}");
+    }
+}
+
+#[test]
+fn gnu_tar_reads_the_tarball() {
+    let has = |p: &str| Command::new(p).arg("--version").output().is_ok();
+    assert!(
+        has("tar") && has("zstd"),
+        "GNU tar and zstd are the oracle here; install them (apt-get install tar zstd)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = build_once(dir.path(), false, 1_000_000_000, 0o644, "022");
+    let file = dir.path().join("t.tar.zst");
+    std::fs::write(&file, &bytes).unwrap();
+    let o = Command::new("tar")
+        .args(["--zstd", "-tvf"])
+        .env("TZ", "UTC")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let long = "./opt/kata/share/defaults/kata-containers/runtime-rs/configuration-qemu-nvidia-gpu-snp-runtime-rs.toml";
+    assert!(long.len() > 100);
+    assert!(text.contains(long), "{text}");
+    assert!(
+        text.contains("lrwxrwxrwx 0/0               0 2026-07-20 14:11 ./opt/kata/share/kata-containers/kata-containers.img -> kata-ubuntu-noble.image"),
+        "{text}"
+    );
+}
+
+#[test]
+fn same_bytes_whatever_the_order_times_modes_and_umask() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let first = build_once(a.path(), false, 1_000_000_000, 0o644, "022");
+    let second = build_once(b.path(), true, 1_700_000_000, 0o600, "077");
+    assert_eq!(first.len(), second.len());
+    assert!(first == second, "the two tarballs differ");
+}
+
+#[test]
+fn a_missing_output_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dirs = components(&dir.path().join("components"), false, 1, 0o644);
+    std::fs::remove_file(dirs["rootfs"].join("root_hash.txt")).unwrap();
+    let (out, o) = pack(dir.path(), &plan_json(&dirs, false), "022");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("kata-static-rootfs-image.tar.zst was built, but its component's outputs lack root_hash.txt"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+}
+
+/// runtime-rs's generate step, as the built-in recipe runs it, on Kata 4.0.0's own Makefile and
+/// templates: every configuration the Makefile generates for x86_64, with the rootfs image's
+/// dm-verity parameters where Kata's templates take them.
+#[test]
+fn runtime_rs_configurations_carry_the_root_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("kata");
+    let fixture = kata_tree();
+    for rel in ["utils.mk", "VERSION", "src/runtime-rs"] {
+        let o = Command::new("cp")
+            .args(["-a"])
+            .arg(fixture.join(rel))
+            .arg(
+                tree.join(rel)
+                    .parent()
+                    .map(|p| {
+                        std::fs::create_dir_all(p).unwrap();
+                        p.to_owned()
+                    })
+                    .unwrap(),
+            )
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let hash = "root_hash=5c1d0a2e9f7b6c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5,salt=00ff,data_blocks=1024,data_block_size=4096,hash_block_size=4096";
+    std::fs::write(rootfs.join("root_hash.txt"), format!("{hash}\n")).unwrap();
+
+    let all = RecipeSource::Builtin.load_all().unwrap();
+    let r = &all["runtime-rs"].recipe;
+    let step = r.steps.iter().find(|s| s.name == "generate").unwrap();
+    let mut vars: BTreeMap<String, String> = r.vars.clone();
+    vars.extend(r.arch["x86_64"].vars.clone());
+    vars.insert("needs_rootfs".into(), rootfs.display().to_string());
+    let argv: Vec<String> = step.argv.iter().map(|a| recipe::expand(a, &vars)).collect();
+    let o = Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(tree.join("src/runtime-rs"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let config = tree.join("src/runtime-rs/config");
+    let mut made: Vec<String> = std::fs::read_dir(&config)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    made.sort();
+    let expected: Vec<String> = RS_CONFIGS
+        .iter()
+        .map(|c| format!("configuration-{c}.toml"))
+        .collect();
+    assert_eq!(made, expected);
+    let verity = format!("kernel_verity_params = \"{hash}\"");
+    for name in &made {
+        let text = std::fs::read_to_string(config.join(name)).unwrap();
+        let unexpanded: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                !l.trim_start().starts_with('#') && l.contains("@") && l.matches('@').count() >= 2
+            })
+            .collect();
+        // Kata 4.0.0's Makefile defines no FIRMWAREVOLUMEPATH_NV: its own release leaves the
+        // placeholder in the NVIDIA configurations too.
+        let kata_leftover = |l: &&str| l.trim() == "firmware_volume = \"@FIRMWAREVOLUMEPATH_NV@\"";
+        assert!(
+            unexpanded.iter().all(kata_leftover),
+            "{name}: {unexpanded:?}"
+        );
+        let carries = [
+            "qemu-coco-dev",
+            "qemu-snp-runtime-rs",
+            "qemu-tdx-runtime-rs",
+        ]
+        .iter()
+        .any(|c| name.contains(c));
+        assert_eq!(text.contains(&verity), carries, "{name}");
+    }
+    let qemu = std::fs::read_to_string(config.join("configuration-qemu-runtime-rs.toml")).unwrap();
+    assert!(
+        qemu.contains("path = \"/opt/kata/bin/qemu-system-x86_64\""),
+        "{qemu}"
+    );
+    assert!(
+        qemu.contains("image = \"/opt/kata/share/kata-containers/kata-containers.img\""),
+        "{qemu}"
+    );
+}
