@@ -360,8 +360,18 @@ fn an_output_directory_with_foreign_files_is_refused() {
 #[test]
 fn unvendored_go_modules_come_from_a_verified_proxy() {
     let p = Project::with(Fixture::with_unvendored_projects(), &[("hello", HELLO_GO)]);
-    // Without a proxy the build says what it needs.
+    // Without a proxy the default set leaves the component out, saying why in one line; here
+    // that leaves nothing to build.
     let out = p.build("store", "out", &[]);
+    assert_code(&out, 2);
+    assert!(
+        text(&out).contains("hello: Kata 9.9.9 commits no Go vendor/ tree, so its Go modules need a module proxy: give --go-proxy URL"),
+        "{}",
+        text(&out)
+    );
+    assert!(!p.path("out").exists());
+    // Asked for by name, it says what it needs.
+    let out = p.build("store", "out", &["--component", "hello"]);
     assert_code(&out, 1);
     assert!(text(&out).contains("pass --go-proxy URL"), "{}", text(&out));
     assert!(!p.path("out").exists());

@@ -200,7 +200,7 @@ fn a_clean_recipe_is_reproducible_under_every_applicable_variation_and_the_table
         .unwrap();
     assert_code(&out, 0);
     let t = text(&out);
-    assert!(t.contains("umask         yes      umask 0002"), "{t}");
+    assert!(t.contains("umask         yes      umask 0077"), "{t}");
     assert!(t.contains("2 reproducible, 0 not reproducible"), "{t}");
 }
 

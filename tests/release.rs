@@ -397,3 +397,142 @@ fn runtime_rs_configurations_carry_the_root_hash() {
         "{qemu}"
     );
 }
+
+fn diff_json(a: &Path, b: &Path) -> (i32, serde_json::Value) {
+    let o = Command::new(env!("CARGO_BIN_EXE_kata-repro"))
+        .args(["diff", "--json"])
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    (o.status.code().unwrap(), v)
+}
+
+/// The one differing member, and its explanation: the line of the configuration that differs.
+#[test]
+fn diff_of_two_release_tarballs_names_the_member_and_why() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = build_once(a.path(), false, 1, 0o644, "022");
+    let dirs = components(&b.path().join("components"), false, 1, 0o644);
+    let config = dirs["runtime-rs"].join("config/configuration-qemu-runtime-rs.toml");
+    std::fs::write(
+        &config,
+        "# qemu-runtime-rs\nkernel_verity_params = \"other\"\n",
+    )
+    .unwrap();
+    let (out, o) = pack(b.path(), &plan_json(&dirs, false), "022");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let name = "kata-static-4.0.0-amd64.tar.zst";
+    let (fa, fb) = (a.path().join("a.tar.zst"), out.join(name));
+    std::fs::write(&fa, first).unwrap();
+
+    let (code, v) = diff_json(&fa, &fb);
+    assert_eq!(code, 1, "{v}");
+    let differing = v["differing"].as_array().unwrap();
+    assert_eq!(differing.len(), 1, "{v}");
+    let details = differing[0]["details"].as_array().unwrap();
+    assert_eq!(details.len(), 1, "{v}");
+    let d = &details[0];
+    assert_eq!(d["kind"], "within");
+    assert_eq!(
+        d["member"],
+        "opt/kata/share/defaults/kata-containers/runtime-rs/configuration-qemu-runtime-rs.toml"
+    );
+    assert_eq!(d["change"]["content"], true);
+    assert_eq!(d["details"][0]["kind"], "line");
+    assert_eq!(d["details"][0]["line"], 2);
+    assert_eq!(d["details"][0]["b"], "kernel_verity_params = \"other\"");
+
+    let (code, v) = diff_json(&fa, &fa);
+    assert_eq!(code, 0, "{v}");
+}
+
+/// Older Kata releases publish `.tar.xz`: read member by member too, here as GNU tar writes
+/// them.
+#[test]
+fn diff_of_two_tar_xz_names_the_member_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tarballs = Vec::new();
+    for (side, line) in [("a", "CONFIG_X=y"), ("b", "CONFIG_X=n")] {
+        let tree = dir.path().join(side).join("opt/kata/share/kata-containers");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("config-6.18.35-200"), format!("# k\n{line}\n")).unwrap();
+        std::fs::write(tree.join("same"), "same\n").unwrap();
+        let file = dir.path().join(format!("{side}.tar.xz"));
+        let o = Command::new("tar")
+            .args(["--mtime=@0", "--owner=0", "--group=0", "-cJf"])
+            .arg(&file)
+            .arg("-C")
+            .arg(dir.path().join(side))
+            .arg(".")
+            .output()
+            .expect(
+                "GNU tar and xz are the oracle here; install them (apt-get install tar xz-utils)",
+            );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        tarballs.push(file);
+    }
+    let (code, v) = diff_json(&tarballs[0], &tarballs[1]);
+    assert_eq!(code, 1, "{v}");
+    let details = v["differing"][0]["details"].as_array().unwrap();
+    assert_eq!(details.len(), 1, "{v}");
+    assert_eq!(
+        details[0]["member"],
+        "opt/kata/share/kata-containers/config-6.18.35-200"
+    );
+    assert_eq!(details[0]["details"][0]["kind"], "line");
+    assert_eq!(details[0]["details"][0]["a"], "CONFIG_X=y");
+}
+
+/// A layout that takes a file its component does not make, or a component the release recipe
+/// does not build: refused when the recipes load, before anything is fetched or built.
+#[test]
+fn a_layout_naming_what_is_not_built_is_refused_with_exit_2() {
+    let cases = [
+        (
+            "from = \"System.map-${kernel_version}-${kata_config_version}\"",
+            "from = \"System.map-${kernel_version}\"",
+            "part kata-static-kernel.tar.zst takes System.map-${kernel_version} from component `kernel`, whose recipe declares no such output",
+        ),
+        (
+            "needs = [\"kernel\", \"rootfs\", \"initrd\", \"runtime-rs\"]",
+            "needs = [\"kernel\", \"rootfs\", \"initrd\"]",
+            "part kata-static-shim-v2-rust.tar.zst takes files from component `runtime-rs`, which is neither in this recipe's `needs` nor in its `uses`",
+        ),
+    ];
+    for (from, to, message) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let recipes = dir.path().join("recipes");
+        std::fs::create_dir_all(&recipes).unwrap();
+        for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                std::fs::copy(&p, recipes.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        let file = recipes.join("kata-static.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&file, text.replacen(from, to, 1)).unwrap();
+        let out = dir.path().join("out");
+        let o = Command::new(env!("CARGO_BIN_EXE_kata-repro"))
+            .args(["build", "--component", "kata-static", "--recipes"])
+            .arg(&recipes)
+            .arg("--lockfile")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("lockfiles/kata-4.0.0-debian.toml"))
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("kata-static.toml:"), "{err}");
+        assert!(err.contains(message), "{err}");
+        assert!(!out.exists());
+        assert!(!dir.path().join("store").exists(), "something was fetched");
+    }
+}

@@ -273,6 +273,24 @@ fn detail(d: &Detail) -> String {
             esc(member),
             esc(&change.to_string())
         ),
+        Detail::Within {
+            archive,
+            member,
+            change,
+            details,
+        } => {
+            let mut out = format!(
+                "{} member <code>{}</code>: {}<ul>",
+                esc(archive),
+                esc(member),
+                esc(&change.to_string())
+            );
+            for d in details {
+                let _ = write!(out, "<li>{}</li>", detail(d));
+            }
+            out.push_str("</ul>");
+            out
+        }
         Detail::MoreMembers {
             archive,
             more,

@@ -422,6 +422,19 @@ fn detail_sides(d: &Detail) -> (String, String) {
         Detail::Line { a, b, .. } => (a.clone(), b.clone()),
         Detail::Mode { a, b } => (a.clone(), b.clone()),
         Detail::Member { change, .. } => (String::new(), change.to_string()),
+        Detail::Within {
+            change, details, ..
+        } => {
+            let (mut a, mut b) = (String::new(), change.to_string());
+            for d in details {
+                let (da, db) = detail_sides(d);
+                a.push('\n');
+                a.push_str(&da);
+                b.push('\n');
+                b.push_str(&db);
+            }
+            (a, b)
+        }
         Detail::MoreMembers { counts, .. } => (String::new(), counts.clone()),
         Detail::Partition { note, .. } => (String::new(), note.clone()),
         Detail::Diffoscope { output } => (String::new(), output.clone()),

@@ -164,6 +164,14 @@ impl Job {
         } else {
             args.component.clone()
         };
+        if requested.is_empty() {
+            return Err(Failure::input(anyhow!(
+                "nothing to build for {} from {}: {}",
+                args.arch,
+                args.lockfile.display(),
+                skipped.join("; ")
+            )));
+        }
         let left_out: Vec<String> = all
             .values()
             .filter(|r| r.recipe.arch.contains_key(&args.arch))

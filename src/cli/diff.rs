@@ -48,7 +48,8 @@ pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
             args.b.display().to_string(),
         )
     } else {
-        let (a, b) = (open(&args.a)?, open(&args.b)?);
+        let (a, mut b) = (open(&args.a)?, open(&args.b)?);
+        a.pair(&mut b);
         (diff::diff(&a, &b, &options), a.label, b.label)
     };
     let code = if report.same() { 0 } else { 1 };

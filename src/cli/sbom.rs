@@ -114,7 +114,20 @@ impl Records<'_> {
                 Some(Subject {
                     component: c.clone(),
                     description: r.recipe.description.clone(),
-                    needs: r.recipe.needs.clone(),
+                    // What it holds: its needs, and for a release recipe every part this
+                    // build has.
+                    needs: r
+                        .recipe
+                        .needs
+                        .iter()
+                        .chain(r.recipe.release.iter().flat_map(|d| {
+                            d.parts.iter().map(|p| &p.component).filter(|c| {
+                                !r.recipe.needs.contains(c)
+                                    && self.recipes.iter().any(|o| &o.recipe.component == *c)
+                            })
+                        }))
+                        .cloned()
+                        .collect(),
                     artifacts,
                     deps,
                 })

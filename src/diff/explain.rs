@@ -37,6 +37,14 @@ pub enum Detail {
         member: String,
         change: Change,
     },
+    /// A member of a release tarball whose content differs, explained as a loose file would
+    /// be.
+    Within {
+        archive: String,
+        member: String,
+        change: Change,
+        details: Vec<Detail>,
+    },
     /// More members differ than are listed one by one: how many, by what differs.
     MoreMembers {
         archive: String,
@@ -94,6 +102,19 @@ impl std::fmt::Display for Detail {
                 member,
                 change,
             } => write!(f, "{archive} member {member}: {change}"),
+            Detail::Within {
+                archive,
+                member,
+                change,
+                details,
+            } => {
+                write!(f, "{archive} member {member}: {change}")?;
+                for d in details {
+                    let text = d.to_string().replace('\n', "\n        ");
+                    write!(f, "\n        {text}")?;
+                }
+                Ok(())
+            }
             Detail::MoreMembers {
                 archive,
                 more,
@@ -164,6 +185,9 @@ impl std::fmt::Display for Change {
 /// Explains how `a` and `b` differ, by what they are.
 pub fn explain(a: &Path, b: &Path) -> Vec<Detail> {
     if let Some(details) = super::image::explain(a, b) {
+        return details;
+    }
+    if let Some(details) = super::tarball::explain(a, b) {
         return details;
     }
     let read = |p: &Path| -> Option<Vec<u8>> {
@@ -321,29 +345,32 @@ fn tar_members(data: &[u8]) -> Option<BTreeMap<String, Entry>> {
         if let Ok(Some(link)) = entry.link_name() {
             content.extend_from_slice(link.to_string_lossy().as_bytes());
         }
-        let kind = header.entry_type();
-        out.insert(
-            path,
-            Entry {
-                kind: if kind.is_dir() {
-                    "directory"
-                } else if kind.is_symlink() {
-                    "symlink"
-                } else if kind.is_hard_link() {
-                    "hard link"
-                } else if kind.is_file() {
-                    "file"
-                } else {
-                    "special file"
-                },
-                sha256: Sha256Digest::of(&content),
-                mode: header.mode().unwrap_or(0),
-                owner: (header.uid().unwrap_or(0), header.gid().unwrap_or(0)),
-                times: vec![("mtime", header.mtime().unwrap_or(0) as i64)],
-            },
-        );
+        out.insert(path, tar_entry(&header, Sha256Digest::of(&content)));
     }
     Some(out)
+}
+
+/// A tar member's entry: its type, mode, owner and mtime from `header`, and the digest of its
+/// content (or link target).
+pub(crate) fn tar_entry(header: &tar::Header, sha256: Sha256Digest) -> Entry {
+    let kind = header.entry_type();
+    Entry {
+        kind: if kind.is_dir() {
+            "directory"
+        } else if kind.is_symlink() {
+            "symlink"
+        } else if kind.is_hard_link() {
+            "hard link"
+        } else if kind.is_file() {
+            "file"
+        } else {
+            "special file"
+        },
+        sha256,
+        mode: header.mode().unwrap_or(0),
+        owner: (header.uid().unwrap_or(0), header.gid().unwrap_or(0)),
+        times: vec![("mtime", header.mtime().unwrap_or(0) as i64)],
+    }
 }
 
 fn cpio_members(mut data: &[u8]) -> Option<BTreeMap<String, Entry>> {

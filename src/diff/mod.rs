@@ -10,6 +10,7 @@
 pub mod explain;
 pub mod follows;
 pub mod image;
+pub mod tarball;
 pub mod trees;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +31,8 @@ pub struct Side {
     pub artifacts: Vec<Artifact>,
     /// Where the artifacts' bytes are, when they are at hand.
     pub dir: Option<PathBuf>,
+    /// For a side that is one file (a release tarball, say): where it is.
+    pub single: Option<PathBuf>,
 }
 
 impl Side {
@@ -45,6 +48,7 @@ impl Side {
                     artifacts: manifest.artifacts.clone(),
                     manifest: Some(manifest),
                     dir: Some(path.to_owned()),
+                    single: None,
                 });
             }
             return Ok(Self {
@@ -52,7 +56,11 @@ impl Side {
                 manifest: None,
                 artifacts: scan_dir(path)?,
                 dir: Some(path.to_owned()),
+                single: None,
             });
+        }
+        if path.extension().is_none_or(|e| e != "json") {
+            return Self::one_file(path);
         }
         let manifest = Manifest::load(path)?;
         let dir = path.parent().map(Path::to_owned);
@@ -61,13 +69,58 @@ impl Side {
             artifacts: manifest.artifacts.clone(),
             manifest: Some(manifest),
             dir,
+            single: None,
         })
+    }
+
+    /// A side that is one file, its artifact named by its file name.
+    fn one_file(path: &Path) -> Result<Self, ManifestError> {
+        use std::os::unix::fs::PermissionsExt;
+        let read = |source| ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(read)?;
+        let sha256 = crate::digest::Sha256Digest::of_file(path).map_err(read)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Self {
+            label: path.display().to_string(),
+            manifest: None,
+            artifacts: vec![Artifact {
+                path: name,
+                size: meta.len(),
+                mode: format!("{:04o}", meta.permissions().mode() & 0o7777),
+                sha256,
+            }],
+            dir: None,
+            single: Some(path.to_owned()),
+        })
+    }
+
+    /// Two one-file sides are the same artifact whatever their names: `other` takes this
+    /// side's name.
+    pub fn pair(&self, other: &mut Side) {
+        if let (Some(_), Some(_), [mine], [theirs]) = (
+            &self.single,
+            &other.single,
+            &self.artifacts[..],
+            &mut other.artifacts[..],
+        ) {
+            theirs.path = mine.path.clone();
+        }
     }
 
     /// The bytes of an artifact: absent (no output directory, or no such file), or present and
     /// matching the recorded digest, or present and changed since the manifest was written.
     fn file(&self, a: &Artifact) -> OnDisk {
-        let Some(p) = self.dir.as_ref().map(|d| d.join(&a.path)) else {
+        let p = match &self.single {
+            Some(p) => Some(p.clone()),
+            None => self.dir.as_ref().map(|d| d.join(&a.path)),
+        };
+        let Some(p) = p else {
             return OnDisk::Absent;
         };
         match crate::digest::Sha256Digest::of_file(&p) {

@@ -239,7 +239,7 @@ fn env_owner(name: &str) -> Option<Variation> {
 pub const SECOND_ROOT: &str = "/tmp/kata-repro-second-build/a-longer-path";
 pub const SECOND_HOSTNAME: &str = "kata-repro-varied-host";
 pub const SECOND_DOMAIN: &str = "varied.example";
-pub const SECOND_UMASK: u32 = 0o002;
+pub const SECOND_UMASK: u32 = 0o077;
 pub const SECOND_USER: (u32, u32) = (1234, 1234);
 pub const SECOND_TZ: &str = "GMT-14";
 pub const SECOND_LOCALE: &str = "fr_CH.UTF-8";

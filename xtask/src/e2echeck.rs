@@ -1,12 +1,15 @@
 //! The e2e's reproducibility stage: `kata-repro check` under every variation, of Kata 3.30.0's
 //! runtime and agent, or of the whole 3.30.0-debian release (kernel, agent, rootfs image, initrd,
-//! runtime), and its HTML report checked in headless Chromium with a screenshot.
+//! runtime); or Kata 4.0.0's release tarball with what it holds, built a second time at other
+//! paths, later and under umask 077; and its HTML report checked in headless Chromium with a
+//! screenshot.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
+use sha2::Digest as _;
 
 /// What the stage checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +18,11 @@ pub enum Scope {
     AgentRuntime,
     /// Every component of `kata-3.30.0-debian.toml`; every artifact must be reproducible.
     Release,
+    /// `kata-4.0.0-debian.toml`'s kata-static tarball and the agent, runtime-rs, kernel,
+    /// rootfs and initrd it is built from, under build_path, time and umask; every artifact must
+    /// be reproducible, the tarballs identical, and runtime-rs's configurations must carry the
+    /// image's root hash.
+    Kata4,
 }
 
 /// Runs the check; the report and screenshot stay in `out` for a person to look at.
@@ -32,20 +40,32 @@ pub fn run(
     std::fs::create_dir_all(out)?;
     let report = out.join("report");
     let started = Instant::now();
-    let (lockfile, components, what) = match scope {
+    let (lockfile, components, variations, what) = match scope {
         Scope::AgentRuntime => (
             "kata-3.30.0.toml",
             &["--component", "agent,runtime"][..],
+            "all",
             "3.30.0 agent,runtime",
         ),
-        Scope::Release => ("kata-3.30.0-debian.toml", &[][..], "3.30.0-debian release"),
+        Scope::Release => (
+            "kata-3.30.0-debian.toml",
+            &[][..],
+            "all",
+            "3.30.0-debian release",
+        ),
+        Scope::Kata4 => (
+            "kata-4.0.0-debian.toml",
+            &["--component", "kata-static"][..],
+            "build_path,time,umask",
+            "4.0.0-debian kata-static",
+        ),
     };
     let o = Command::new(bin)
         .args(mirror_args)
         .args(["--json", "check", "--lockfile"])
         .arg(root.join("lockfiles").join(lockfile))
         .args(components)
-        .args(["--variations", "all", "--store"])
+        .args(["--variations", variations, "--store"])
         .arg(store)
         .arg("--report")
         .arg(&report)
@@ -58,7 +78,7 @@ pub fn run(
         .with_context(|| format!("check: {}", String::from_utf8_lossy(&o.stderr)))?;
     ensure!(code == 0 || code == 1, "check exited {code}: {v}");
     std::fs::write(out.join("check.json"), serde_json::to_vec_pretty(&v)?)?;
-    println!("check {what} (all variations): exit {code} in {secs:.1}s");
+    println!("check {what} ({variations}): exit {code} in {secs:.1}s");
     for t in v["timings"].as_array().into_iter().flatten() {
         println!(
             "  {}: {:.0}s",
@@ -108,11 +128,14 @@ pub fn run(
         artifacts.len() - differing,
         artifacts.len()
     );
-    if scope == Scope::Release {
+    if scope != Scope::AgentRuntime {
         ensure!(
             code == 0 && differing == 0,
-            "the release is not reproducible under every variation"
+            "the release is not reproducible under the variations"
         );
+    }
+    if scope == Scope::Kata4 {
+        release_tarballs(&out.join("builds"))?;
     }
     screenshot(
         &report.join("index.html"),
@@ -120,6 +143,78 @@ pub fn run(
         artifacts,
     )?;
     Ok(())
+}
+
+/// Both builds' kata-static tarballs hash the same, hold the members Kata's layout names, and
+/// runtime-rs's configurations (inside the tarball) carry the image's root hash.
+fn release_tarballs(builds: &Path) -> Result<()> {
+    let mut sums = Vec::new();
+    for side in ["first", "second"] {
+        let dir = builds.join(side).join("x86_64/kata-static");
+        let tarball = dir.join("kata-static-4.0.0-amd64.tar.zst");
+        let bytes = std::fs::read(&tarball).with_context(|| tarball.display().to_string())?;
+        sums.push(hex(&sha2::Sha256::digest(&bytes)));
+        let members = members(&bytes)?;
+        let root_hash = members
+            .get("opt/kata/share/kata-containers/root_hash_base.txt")
+            .context("no root_hash_base.txt in the tarball")?;
+        let root_hash = String::from_utf8(root_hash.clone())?;
+        let image_hash =
+            std::fs::read_to_string(builds.join(side).join("x86_64/rootfs/root_hash.txt"))?;
+        ensure!(
+            root_hash == image_hash,
+            "{side}: root_hash_base.txt is not the image's"
+        );
+        let params = format!("kernel_verity_params = \"{}\"", image_hash.trim_end());
+        let mut carrying = Vec::new();
+        for (name, content) in &members {
+            if name.starts_with("opt/kata/share/defaults/kata-containers/runtime-rs/")
+                && String::from_utf8_lossy(content).contains(&params)
+            {
+                carrying.push(name.rsplit('/').next().unwrap_or_default().to_owned());
+            }
+        }
+        ensure!(
+            carrying.len() == 3,
+            "{side}: runtime-rs configurations with the image's root hash: {carrying:?}"
+        );
+        println!(
+            "  {side}: {} sha256 {} ({} bytes, {} members); the root hash in {}",
+            tarball.file_name().unwrap_or_default().to_string_lossy(),
+            sums.last().unwrap(),
+            bytes.len(),
+            members.len(),
+            carrying.join(", ")
+        );
+    }
+    ensure!(sums[0] == sums[1], "the two kata-static tarballs differ");
+    Ok(())
+}
+
+/// Each member of a `.tar.zst`, by its name without `./`, with its content (a link's target).
+fn members(bytes: &[u8]) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    use std::io::Read;
+    let mut out = std::collections::BTreeMap::new();
+    let mut ar = tar::Archive::new(zstd::Decoder::new(bytes)?);
+    for e in ar.entries()? {
+        let mut e = e?;
+        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let name = name
+            .trim_start_matches("./")
+            .trim_end_matches('/')
+            .to_owned();
+        let mut content = Vec::new();
+        e.read_to_end(&mut content)?;
+        if let Some(l) = e.link_name_bytes() {
+            content = l.into_owned();
+        }
+        out.insert(name, content);
+    }
+    Ok(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn chromium() -> Result<PathBuf> {

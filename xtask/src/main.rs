@@ -228,6 +228,13 @@ enum Task {
         /// and fails unless every artifact is reproducible.
         #[arg(long, conflicts_with = "no_check")]
         whole_release: bool,
+        /// The reproducibility check covers Kata 4.0.0 from kata-4.0.0-debian.toml: the
+        /// kata-static tarball and the agent, runtime-rs, kernel, rootfs and initrd in it, built
+        /// again at other paths, later and under umask 077; every artifact must be reproducible,
+        /// the tarballs identical, and runtime-rs's configurations must carry the image's root
+        /// hash.
+        #[arg(long, conflicts_with_all = ["no_check", "whole_release"])]
+        kata4: bool,
     },
 }
 
@@ -331,6 +338,7 @@ fn main() -> Result<()> {
             no_check,
             check_only,
             whole_release,
+            kata4,
         } => {
             let bin = build(&root)?;
             let scratch = tempfile::tempdir()?;
@@ -356,7 +364,9 @@ fn main() -> Result<()> {
                     &mirrors.args(),
                     &store,
                     &root.join("target/e2e-check"),
-                    if whole_release {
+                    if kata4 {
+                        e2echeck::Scope::Kata4
+                    } else if whole_release {
                         e2echeck::Scope::Release
                     } else {
                         e2echeck::Scope::AgentRuntime
