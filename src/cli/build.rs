@@ -255,6 +255,13 @@ impl Job {
         self.all.get(component).map(|r| r.digest)
     }
 
+    /// Whether `component`'s recipe packs Kata's release tarballs.
+    pub fn is_release(&self, component: &str) -> bool {
+        self.all
+            .get(component)
+            .is_some_and(|r| r.recipe.release.is_some())
+    }
+
     /// Whether `component`'s recipe builds with the Rust toolchain.
     pub fn uses_rust(&self, component: &str) -> bool {
         self.all.get(component).is_some_and(|r| {
@@ -477,7 +484,7 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<10} {:<7} {:>9} {:>7}  ACTION KEY",
+        "{:<12} {:<7} {:>9} {:>7}  ACTION KEY",
         "COMPONENT", "RESULT", "TIME", "OUTPUTS"
     );
     for (run, c) in runs.iter().zip(
@@ -489,7 +496,7 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             .map(|c| c.action_key.to_hex()[..16].to_owned())
             .unwrap_or_default();
         println!(
-            "{:<10} {:<7} {:>8.1}s {:>7}  {key}",
+            "{:<12} {:<7} {:>8.1}s {:>7}  {key}",
             run.component,
             if run.cached { "cached" } else { "built" },
             run.seconds,
@@ -520,6 +527,17 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         println!("inputs fetched and verified in {prepare_seconds:.1}s");
     }
     println!("SBOMs and provenance: {}", record_files.join(", "));
+    for a in &manifest.artifacts {
+        let component = a.path.split('/').nth(1).unwrap_or_default();
+        if job.is_release(component) {
+            println!(
+                "release tarball: {} sha256 {} ({} bytes; in SHA256SUMS)",
+                args.out.join(&a.path).display(),
+                a.sha256,
+                a.size
+            );
+        }
+    }
     println!(
         "{} artifacts in {} (manifest.json sha256 {}); {:.1}s in all",
         manifest.artifacts.len(),
