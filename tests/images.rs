@@ -653,7 +653,7 @@ fn check_blames_the_user_and_the_umask_where_a_recipe_lets_them_in() {
     assert_eq!(blamed(initrd), ["umask"], "{initrd:#}");
     let evidence = initrd["blame"][0]["evidence"].as_str().unwrap();
     assert!(
-        evidence.contains("etc/machine-id is mode 100664 where the first build has 100644"),
+        evidence.contains("etc/machine-id is mode 100600 where the first build has 100644"),
         "{evidence}"
     );
 }

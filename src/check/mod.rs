@@ -720,11 +720,11 @@ mod tests {
         let got = blame(&a, &b, &differing("f", vec![]), &varied);
         assert_eq!(got[0].variation, Variation::Time);
         std::fs::write(&a, "0022").unwrap();
-        std::fs::write(&b, "0002").unwrap();
+        std::fs::write(&b, "0077").unwrap();
         let line = Detail::Line {
             line: 1,
             a: "0022".into(),
-            b: "0002".into(),
+            b: "0077".into(),
         };
         let got = blame(&a, &b, &differing("f", vec![line]), &varied);
         assert_eq!(got[0].variation, Variation::Umask);

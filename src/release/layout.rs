@@ -4,7 +4,7 @@
 //! recipes before anything runs, expands it for the build, and hands it to the
 //! `release-tarballs` builtin as JSON (`${release_layout}`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -454,15 +454,16 @@ pub fn write_all(plan: &Plan, out: &Path, threads: u32) -> Result<Vec<Written>, 
 /// The same symbolic link given by two parts (Kata's shims both make
 /// `share/defaults/kata-containers/configuration.toml`) is kept once, as Kata's merge, which
 /// unpacks one tarball over the other, keeps it.
+/// A link given twice with different targets stays twice, and the writer refuses it.
 fn dedup_links(members: Vec<Member>) -> Vec<Member> {
-    let mut seen = BTreeSet::new();
-    members
-        .into_iter()
-        .filter(|m| {
-            !matches!(m.kind, tarball::Kind::Symlink { .. })
-                || seen.insert((m.path.clone(), format!("{:?}", m.kind)))
-        })
-        .collect()
+    let mut out: Vec<Member> = Vec::with_capacity(members.len());
+    for m in members {
+        let is_link = matches!(m.kind, tarball::Kind::Symlink { .. });
+        if !(is_link && out.contains(&m)) {
+            out.push(m);
+        }
+    }
+    out
 }
 
 /// What a written tarball holds, as lines for the build's notes: never "complete" unless Kata

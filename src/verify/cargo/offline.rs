@@ -226,7 +226,24 @@ pub fn build(
         });
     }
 
-    // 3. Verify what cargo wrote, then point cargo at it.
+    // 3. cargo vendor copies a directory source's packages by their packaging rules, which
+    // drops files the .crate holds (openssl-src's build needs the openssl/fuzz/build.info its
+    // Cargo.toml excludes): each registry crate is replaced by the verified .crate's files, as
+    // cargo vendor gives them from crates.io.
+    for p in lock
+        .packages
+        .iter()
+        .filter(|p| matches!(p.source, PackageSource::Registry(_)))
+    {
+        let name = format!("{}-{}", p.name, p.version);
+        let (unpacked, vendored) = (registry.join(&name), vendor_dir.join(&name));
+        if vendored.is_dir() {
+            std::fs::remove_dir_all(&vendored).map_err(io_err(&vendored))?;
+            std::fs::rename(&unpacked, &vendored).map_err(io_err(&vendored))?;
+        }
+    }
+
+    // 4. Verify what was written, then point cargo at it.
     let lookup = |p: &crate::lock::cargo_lock::LockedPackage| {
         super::registry::verified_crate(p, Some(store), &[])
     };
@@ -235,6 +252,7 @@ pub fn build(
         .iter()
         .filter(|f| f.outcome != Outcome::Ok)
         .map(|f| f.line())
+        .chain(vendor::incomplete(lock, &vendor_dir, &lookup))
         .collect();
     if !bad.is_empty() {
         return Err(OfflineError::Unverified(bad.join("\n")));
@@ -300,7 +318,9 @@ pub fn ensure_in_store(
             super::registry::verified_crate(p, Some(store), &[])
         };
         let findings = vendor::verify_against(lock, lock_path, &existing.vendor_dir, &lookup);
-        if findings.iter().all(|f| f.outcome == Outcome::Ok) {
+        if findings.iter().all(|f| f.outcome == Outcome::Ok)
+            && vendor::incomplete(lock, &existing.vendor_dir, &lookup).is_empty()
+        {
             return Ok(OfflineVendor {
                 crates: findings.len(),
                 ..existing

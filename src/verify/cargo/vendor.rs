@@ -126,6 +126,36 @@ fn compare_with_archive(dir: &Path, archive: &BTreeMap<String, Sha256Digest>) ->
     problems
 }
 
+/// The registry crates of `vendor` that lack files their verified `.crate` holds (those cargo
+/// vendor keeps from crates.io), one line each: kata-repro's own vendor trees hold every one.
+pub fn incomplete(lock: &CargoLock, vendor: &Path, crates: &CrateLookup<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in lock
+        .packages
+        .iter()
+        .filter(|p| matches!(p.source, PackageSource::Registry(_)))
+    {
+        let dir = vendor.join(format!("{}-{}", p.name, p.version));
+        let Some(archive) = crates(p) else { continue };
+        let Ok(files) = crate_files(&archive) else {
+            continue;
+        };
+        let missing: Vec<&String> = files
+            .keys()
+            .filter(|rel| !dir.join(rel.as_str()).is_file())
+            .collect();
+        if let Some(first) = missing.first() {
+            out.push(format!(
+                "{}@{}: {} file(s) of the verified .crate are not vendored ({first}, …)",
+                p.name,
+                p.version,
+                missing.len()
+            ));
+        }
+    }
+    out
+}
+
 /// Verifies a vendor directory against Cargo.lock. Every registry and git package must be
 /// vendored, every vendored crate must be locked, and every file must match its checksum.
 pub fn verify(lock: &CargoLock, lock_path: &Path, vendor: &Path) -> Vec<Finding> {
