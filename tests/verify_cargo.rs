@@ -439,6 +439,18 @@ fn an_offline_vendor_tree_is_built_from_the_store_and_the_build_is_resolved() {
     let again =
         offline::ensure_in_store(&lock, &lock_path, &f.app, &store, &mirrors, &cargo).unwrap();
     assert_eq!(again.vendor_dir, built.vendor_dir);
+    // A stored tree that lacks a file of a verified .crate (as cargo vendor's packaging rules
+    // leave out of a directory source) is not reused: it is built again, whole.
+    let cargo_toml = built.vendor_dir.join("leaf-0.1.0/Cargo.toml.orig");
+    assert!(
+        cargo_toml.is_file(),
+        "the .crate's Cargo.toml.orig is vendored"
+    );
+    std::fs::remove_file(&cargo_toml).unwrap();
+    let rebuilt =
+        offline::ensure_in_store(&lock, &lock_path, &f.app, &store, &mirrors, &cargo).unwrap();
+    assert_eq!(rebuilt.crates, 3);
+    assert!(cargo_toml.is_file(), "the tree was built again");
 
     let target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     let r = resolve::resolve(
