@@ -129,9 +129,17 @@ fn from_workflow(text: &str) -> Result<Vec<String>, String> {
 mod tests {
     use super::*;
 
+    /// A tree shaped like Kata's, from tests/data/kata-shaped.
+    fn shaped(release: &str, path: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/kata-shaped")
+            .join(release)
+            .join(path)
+    }
+
     #[test]
     fn script_lists_per_tarball_and_arch() {
-        let text = crate::kata_fixture("4.1.0", INPUTS_SCRIPT);
+        let text = std::fs::read_to_string(shaped("4.1.0", INPUTS_SCRIPT)).unwrap();
         let lists = from_script(&text, "amd64").unwrap();
         let rs = &lists["kata-static"];
         assert_eq!(rs.len(), 24);
@@ -142,15 +150,60 @@ mod tests {
         assert!(go.contains(&"kata-static-shim-v2-go.tar.zst".to_owned()));
         let ppc = from_script(&text, "ppc64le").unwrap();
         assert_eq!(ppc["kata-static"].len(), 5);
-        assert!(from_script(&text, "riscv64").is_err());
+        let err = from_script(&text, "riscv64").unwrap_err();
+        assert!(err.contains("no `riscv64)` case"), "{err}");
+    }
+
+    /// bash, running the script as Kata's release does, prints the same lists.
+    #[test]
+    fn script_lists_are_what_bash_prints() {
+        let script = shaped("4.1.0", INPUTS_SCRIPT);
+        let text = std::fs::read_to_string(&script).unwrap();
+        for arch in ["amd64", "ppc64le"] {
+            let lists = from_script(&text, arch).unwrap();
+            for (tarball, list) in &lists {
+                let o = std::process::Command::new("bash")
+                    .arg(&script)
+                    .args([tarball, arch])
+                    .output()
+                    .expect("bash runs the script");
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                let printed: Vec<String> = String::from_utf8(o.stdout)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect();
+                assert_eq!(&printed, list, "{tarball} {arch}");
+            }
+        }
+    }
+
+    #[test]
+    fn unreadable_trees_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = kata_inputs(dir.path(), "amd64").unwrap_err().to_string();
+        assert!(
+            err.contains(".github/workflows/build-kata-static-tarball-amd64.yaml"),
+            "{err}"
+        );
+        let workflows = dir.path().join(".github/workflows");
+        std::fs::create_dir_all(&workflows).unwrap();
+        std::fs::write(
+            workflows.join("build-kata-static-tarball-amd64.yaml"),
+            "jobs:\n  create-kata-tarball:\n    runs-on: x\n",
+        )
+        .unwrap();
+        let err = kata_inputs(dir.path(), "amd64").unwrap_err().to_string();
+        assert!(err.contains("no `build-asset*` job"), "{err}");
     }
 
     #[test]
     fn workflow_merges_built_assets_less_removed_ones() {
-        let text = crate::kata_fixture(
+        let text = std::fs::read_to_string(shaped(
             "4.0.0",
             ".github/workflows/build-kata-static-tarball-amd64.yaml",
-        );
+        ))
+        .unwrap();
         let list = from_workflow(&text).unwrap();
         assert_eq!(list.len(), 26, "{list:?}");
         for present in [
@@ -163,7 +216,14 @@ mod tests {
         ] {
             assert!(list.contains(&present.to_owned()), "{present}");
         }
-        for absent in ["agent", "busybox", "pause-image", "coco-guest-components"] {
+        for absent in [
+            "agent",
+            "busybox",
+            "pause-image",
+            "coco-guest-components",
+            "kata-deploy-binary",
+            "genpolicy",
+        ] {
             assert!(
                 !list.contains(&format!("kata-static-{absent}.tar.zst")),
                 "{absent}"

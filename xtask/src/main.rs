@@ -231,8 +231,8 @@ enum Task {
         /// The reproducibility check covers Kata 4.0.0 from kata-4.0.0-debian.toml: the
         /// kata-static tarball and the agent, runtime-rs, kernel, rootfs and initrd in it, built
         /// again at other paths, later and under umask 077; every artifact must be reproducible,
-        /// the tarballs identical, and runtime-rs's configurations must carry the image's root
-        /// hash.
+        /// the tarballs identical with the members of Kata's layout, and runtime-rs's
+        /// configurations must be fully expanded and carry the image's root hash.
         #[arg(long, conflicts_with_all = ["no_check", "whole_release"])]
         kata4: bool,
     },
