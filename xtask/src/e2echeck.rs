@@ -180,6 +180,8 @@ fn release_tarballs(builds: &Path) -> Result<()> {
             "{side}: runtime-rs configurations with the image's root hash: {carrying:?}"
         );
         configurations_expanded(&members).with_context(|| side.to_owned())?;
+        partial_as_kata_merges(&builds.join(side).join("manifest.json"))
+            .with_context(|| side.to_owned())?;
         same_layout_as_listed(&bytes).with_context(|| side.to_owned())?;
         println!(
             "  {side}: {} sha256 {} ({} bytes, {} members); the root hash in {}",
@@ -192,6 +194,51 @@ fn release_tarballs(builds: &Path) -> Result<()> {
     }
     ensure!(sums[0] == sums[1], "the two kata-static tarballs differ");
     Ok(())
+}
+
+/// The manifest's notes call the tarball partial, counting the 26 per-component tarballs Kata
+/// 4.0.0's release workflow merges for amd64, and name each one not built.
+fn partial_as_kata_merges(manifest: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(manifest).with_context(|| manifest.display().to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    let mut notes = Vec::new();
+    collect_notes(&v, &mut notes);
+    notes.sort();
+    notes.dedup();
+    let tarball = "kata-static-4.0.0-amd64.tar.zst: ";
+    let ours: Vec<&str> = notes
+        .iter()
+        .filter_map(|n| n.strip_prefix(tarball))
+        .collect();
+    ensure!(
+        ours.iter()
+            .any(|n| n.contains("PARTIAL: 4 of the 26 per-component tarballs")),
+        "no note counts 4 of the 26 tarballs Kata merges: {ours:?}"
+    );
+    let not_built = ours.iter().filter(|n| n.starts_with("not built: ")).count();
+    ensure!(
+        not_built == 22,
+        "{not_built} tarballs named not built: {ours:?}"
+    );
+    Ok(())
+}
+
+/// Every string in a `notes` array anywhere in the manifest.
+fn collect_notes(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("notes", serde_json::Value::Array(a)) => {
+                        out.extend(a.iter().filter_map(|n| n.as_str()).map(str::to_owned))
+                    }
+                    _ => collect_notes(x, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_notes(x, out)),
+        _ => {}
+    }
 }
 
 /// The placeholders Kata 4.0.0's own Makefile leaves unexpanded (it defines no
