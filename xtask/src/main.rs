@@ -386,7 +386,15 @@ fn build(root: &Path) -> Result<PathBuf> {
         .current_dir(root)
         .status()?;
     ensure!(status.success(), "building kata-repro failed");
-    Ok(root.join("target/release/kata-repro"))
+    // Where cargo put it: CARGO_TARGET_DIR and build.target-dir move the target directory.
+    let meta = cargo_metadata::MetadataCommand::new()
+        .current_dir(root)
+        .no_deps()
+        .exec()?;
+    Ok(meta
+        .target_directory
+        .into_std_path_buf()
+        .join("release/kata-repro"))
 }
 
 fn lockfiles(root: &Path, bin: &Path, mirrors: &Mirrors, check: bool) -> Result<()> {
