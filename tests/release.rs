@@ -108,6 +108,16 @@ fn components(root: &Path, reverse: bool, mtime: i64, mode: u32) -> BTreeMap<Str
 
 /// The plan the build would hand the builtin, for 4.0.0 on x86_64 with an Ubuntu noble rootfs.
 fn plan_json(dirs: &BTreeMap<String, PathBuf>, reverse_parts: bool) -> String {
+    plan_json_for(&kata_tree(), "4.0.0", dirs, reverse_parts)
+}
+
+/// The same for the release `version` of the Kata-shaped `tree`.
+fn plan_json_for(
+    tree: &Path,
+    version: &str,
+    dirs: &BTreeMap<String, PathBuf>,
+    reverse_parts: bool,
+) -> String {
     let all = RecipeSource::Builtin.load_all().unwrap();
     let r = &all["kata-static"].recipe;
     let mut def = r.release.clone().unwrap();
@@ -115,7 +125,7 @@ fn plan_json(dirs: &BTreeMap<String, PathBuf>, reverse_parts: bool) -> String {
         def.parts.reverse();
     }
     let vars: BTreeMap<String, String> = [
-        ("version", "4.0.0"),
+        ("version", version),
         ("kata_arch", "amd64"),
         ("kernel_version", "6.18.35"),
         ("kata_config_version", "200"),
@@ -133,7 +143,7 @@ fn plan_json(dirs: &BTreeMap<String, PathBuf>, reverse_parts: bool) -> String {
         &def,
         &|s| recipe::expand(s, &vars),
         PlanContext {
-            kata: kata_tree(),
+            kata: tree.to_owned(),
             kata_arch: "amd64".into(),
             mtime: SDE,
         },
@@ -244,6 +254,142 @@ fn layout_matches_kata_scripts_listing() {
     ] {
         assert!(notes.contains(missing), "{missing}\n{notes}");
     }
+}
+
+/// The Go runtime's outputs, as recipes/runtime.toml names them.
+fn go_runtime(root: &Path) -> PathBuf {
+    let dir = root.join("runtime");
+    for (rel, bytes) in [
+        ("containerd-shim-kata-v2", &b"\x7fELF go shim"[..]),
+        ("kata-runtime", b"\x7fELF kata-runtime"),
+        ("kata-monitor", b"\x7fELF kata-monitor"),
+        ("kata-collect-data.sh", b"#!/bin/bash\n"),
+        (
+            "completions/kata-runtime",
+            b"complete -F _kata kata-runtime\n",
+        ),
+        ("config/configuration-qemu.toml", b"# qemu\n"),
+        ("config/configuration-clh.toml", b"# clh\n"),
+    ] {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    dir
+}
+
+/// Members of a release tarball written by `pack`, by path.
+fn paths(out: &Path, name: &str) -> Vec<String> {
+    let bytes = std::fs::read(out.join(name)).unwrap();
+    listing(&bytes)
+        .into_iter()
+        .map(|l| l.split(' ').nth(2).unwrap().to_owned())
+        .collect()
+}
+
+/// From 4.1.0, each release tarball merges its own list: kata-static the runtime-rs stack,
+/// kata-go-static (written once the Go runtime is built) the Go runtime's.
+#[test]
+fn with_the_go_runtime_4_1_0_writes_both_release_tarballs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dirs = components(&dir.path().join("components"), false, 1, 0o644);
+    dirs.insert("runtime".into(), go_runtime(&dir.path().join("components")));
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kata-shaped/4.1.0");
+    let (out, o) = pack(
+        dir.path(),
+        &plan_json_for(&tree, "4.1.0", &dirs, false),
+        "022",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "kata-go-static-4.1.0-amd64.tar.zst",
+            "kata-static-4.1.0-amd64.tar.zst"
+        ]
+    );
+    let rs = paths(&out, "kata-static-4.1.0-amd64.tar.zst");
+    assert!(rs.contains(&"./opt/kata/runtime-rs/bin/containerd-shim-kata-v2".to_owned()));
+    assert!(
+        !rs.iter().any(|p| p.starts_with("./opt/kata/bin/")),
+        "{rs:?}"
+    );
+    let go = paths(&out, "kata-go-static-4.1.0-amd64.tar.zst");
+    for want in [
+        "./opt/kata/bin/containerd-shim-kata-v2",
+        "./opt/kata/bin/kata-collect-data.sh",
+        "./opt/kata/share/bash-completion/completions/kata-runtime",
+        "./opt/kata/share/defaults/kata-containers/configuration-clh.toml",
+        "./opt/kata/share/defaults/kata-containers/configuration.toml",
+        "./opt/kata/share/kata-containers/kata-containers.img",
+        "./opt/kata/VERSION",
+    ] {
+        assert!(go.contains(&want.to_owned()), "{want}: {go:?}");
+    }
+    assert!(!go.iter().any(|p| p.contains("runtime-rs")), "{go:?}");
+    let notes = std::fs::read_to_string(dir.path().join("notes")).unwrap();
+    assert!(
+        notes.contains("kata-go-static-4.1.0-amd64.tar.zst: "),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("kata-go-static-4.1.0-amd64.tar.zst: 31 members; PARTIAL: 4 of the 22"),
+        "{notes}"
+    );
+}
+
+/// Without the Go runtime, 4.1.0's kata-go-static is not written, and the notes say why.
+#[test]
+fn without_the_go_runtime_kata_go_static_is_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let dirs = components(&dir.path().join("components"), false, 1, 0o644);
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kata-shaped/4.1.0");
+    let (out, o) = pack(
+        dir.path(),
+        &plan_json_for(&tree, "4.1.0", &dirs, false),
+        "022",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.join("kata-go-static-4.1.0-amd64.tar.zst").exists());
+    assert!(out.join("kata-static-4.1.0-amd64.tar.zst").exists());
+    let notes = std::fs::read_to_string(dir.path().join("notes")).unwrap();
+    assert!(
+        notes.contains(
+            "kata-go-static-4.1.0-amd64.tar.zst: not written: it needs \
+             kata-static-shim-v2-go.tar.zst, which was not built (component `runtime` is not part \
+             of this build)"
+        ),
+        "{notes}"
+    );
+}
+
+/// Before 4.1.0 the release merges one kata-static, the Go runtime in it too: no
+/// kata-go-static is written even with the Go runtime built, and the notes say why.
+#[test]
+fn before_4_1_0_the_go_runtime_goes_into_kata_static() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dirs = components(&dir.path().join("components"), false, 1, 0o644);
+    dirs.insert("runtime".into(), go_runtime(&dir.path().join("components")));
+    let (out, o) = pack(dir.path(), &plan_json(&dirs, false), "022");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.join("kata-go-static-4.0.0-amd64.tar.zst").exists());
+    let all = paths(&out, "kata-static-4.0.0-amd64.tar.zst");
+    assert!(all.contains(&"./opt/kata/bin/containerd-shim-kata-v2".to_owned()));
+    assert!(all.contains(&"./opt/kata/runtime-rs/bin/containerd-shim-kata-v2".to_owned()));
+    let notes = std::fs::read_to_string(dir.path().join("notes")).unwrap();
+    assert!(notes.contains("PARTIAL: 5 of the 26"), "{notes}");
+    assert!(
+        notes.contains(
+            "kata-go-static-4.0.0-amd64.tar.zst: not written: Kata 4.0.0 names no inputs of \
+             kata-go-static for amd64"
+        ),
+        "{notes}"
+    );
 }
 
 #[test]

@@ -116,12 +116,15 @@ fn release_tarballs(layout: &Path, out: &Path) -> Result<(), BuiltinError> {
         .map_err(|e| BuiltinError::Refused(format!("{}: {e}", layout.display())))?;
     // zstd's output is the same for every worker count, so the machine's is used.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    let written = crate::release::layout::write_all(&plan, out, threads)
+    let release = crate::release::layout::write_all(&plan, out, threads)
         .map_err(|e| BuiltinError::Refused(e.to_string()))?;
-    for w in &written {
+    for w in &release.written {
         for line in crate::release::layout::summary(w) {
             note(&line)?;
         }
+    }
+    for l in &release.left_out {
+        note(&crate::release::layout::left_out_note(l))?;
     }
     Ok(())
 }

@@ -363,9 +363,24 @@ pub struct Written {
     pub not_built: BTreeMap<String, String>,
 }
 
+/// A release tarball of the layout that was not written, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeftOut {
+    pub file: String,
+    pub why: String,
+}
+
+/// What `write_all` did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    pub written: Vec<Written>,
+    pub left_out: Vec<LeftOut>,
+}
+
 /// Writes every release tarball of `plan` into `out`. A tarball whose required part was not
-/// built is left out. Nothing is written unless every written part's files are there.
-pub fn write_all(plan: &Plan, out: &Path, threads: u32) -> Result<Vec<Written>, LayoutError> {
+/// built, or for which the release's Kata tree names no inputs, is left out and said so.
+/// Nothing is written unless every written part's files are there.
+pub fn write_all(plan: &Plan, out: &Path, threads: u32) -> Result<Release, LayoutError> {
     let lists = super::inputs::kata_inputs(&plan.kata, &plan.kata_arch)?;
     let mut by_kata: BTreeMap<&str, Vec<Member>> = BTreeMap::new();
     for p in &plan.parts {
@@ -389,13 +404,33 @@ pub fn write_all(plan: &Plan, out: &Path, threads: u32) -> Result<Vec<Written>, 
         ));
     }
     let mut jobs = Vec::new();
+    let mut left_out = Vec::new();
     for t in &plan.tarballs {
         if let Some(r) = &t.requires
             && !by_kata.contains_key(r.as_str())
         {
+            let why = plan
+                .parts
+                .iter()
+                .find(|p| &p.kata == r)
+                .and_then(|p| p.not_built.clone())
+                .unwrap_or_else(|| "kata-repro has no recipe for it".into());
+            left_out.push(LeftOut {
+                file: t.file.clone(),
+                why: format!("it needs {r}, which was not built ({why})"),
+            });
             continue;
         }
         let Some(inputs) = lists.get(&t.kata) else {
+            left_out.push(LeftOut {
+                file: t.file.clone(),
+                why: format!(
+                    "Kata {} names no inputs of {} for {}",
+                    plan_version(plan),
+                    t.kata,
+                    plan.kata_arch
+                ),
+            });
             continue;
         };
         let mut members = merged.clone();
@@ -448,7 +483,14 @@ pub fn write_all(plan: &Plan, out: &Path, threads: u32) -> Result<Vec<Written>, 
         let to = out.join(&w.file);
         std::fs::rename(&from, &to).map_err(|source| LayoutError::Io { path: to, source })?;
     }
-    Ok(written)
+    Ok(Release { written, left_out })
+}
+
+/// The release of the plan's Kata tree, from its VERSION, for messages.
+fn plan_version(plan: &Plan) -> String {
+    std::fs::read_to_string(plan.kata.join("VERSION"))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|_| "of this tree".into())
 }
 
 /// The same symbolic link given by two parts (Kata's shims both make
@@ -489,4 +531,9 @@ pub fn summary(w: &Written) -> Vec<String> {
         lines.push(format!("{}: not built: {name} ({why})", w.file));
     }
     lines
+}
+
+/// The note for a release tarball left out.
+pub fn left_out_note(l: &LeftOut) -> String {
+    format!("{}: not written: {}", l.file, l.why)
 }
