@@ -409,12 +409,7 @@ pub fn write_all(plan: &Plan, out: &Path, threads: u32) -> Result<Release, Layou
         if let Some(r) = &t.requires
             && !by_kata.contains_key(r.as_str())
         {
-            let why = plan
-                .parts
-                .iter()
-                .find(|p| &p.kata == r)
-                .and_then(|p| p.not_built.clone())
-                .unwrap_or_else(|| "kata-repro has no recipe for it".into());
+            let why = why_not_built(plan, r);
             left_out.push(LeftOut {
                 file: t.file.clone(),
                 why: format!("it needs {r}, which was not built ({why})"),
@@ -443,13 +438,7 @@ pub fn write_all(plan: &Plan, out: &Path, threads: u32) -> Result<Release, Layou
                     members.extend(m.iter().cloned());
                 }
                 None => {
-                    let why = plan
-                        .parts
-                        .iter()
-                        .find(|p| &p.kata == input)
-                        .and_then(|p| p.not_built.clone())
-                        .unwrap_or_else(|| "kata-repro has no recipe for it".into());
-                    not_built.insert(input.clone(), why);
+                    not_built.insert(input.clone(), why_not_built(plan, input));
                 }
             }
         }
@@ -484,6 +473,15 @@ pub fn write_all(plan: &Plan, out: &Path, threads: u32) -> Result<Release, Layou
         std::fs::rename(&from, &to).map_err(|source| LayoutError::Io { path: to, source })?;
     }
     Ok(Release { written, left_out })
+}
+
+/// Why Kata's per-component tarball `kata` is not in this build.
+fn why_not_built(plan: &Plan, kata: &str) -> String {
+    plan.parts
+        .iter()
+        .find(|p| p.kata == kata)
+        .and_then(|p| p.not_built.clone())
+        .unwrap_or_else(|| "kata-repro has no recipe for it".into())
 }
 
 /// The release of the plan's Kata tree, from its VERSION, for messages.
