@@ -445,64 +445,6 @@ fn a_missing_output_fails_and_writes_nothing() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
 
-/// A Makefile that writes down the variables and goal runtime-rs's generate step hands it.
-const RECORDING_MAKEFILE: &str = "static-checks-build:\n\
-\tprintf '%s\\n' 'goal=$@' 'verity=$(KERNELVERITYPARAMS)' 'libc=$(LIBC)' \\\n\
-\t  'prefix=$(PREFIX)' 'qemu=$(QEMUCMD)' 'packages=$(PACKAGES)' > made.txt\n";
-
-/// Runs the built-in runtime-rs recipe's generate step in `dir` with `needs_rootfs`; returns
-/// what the Makefile was given.
-fn generate(dir: &Path, needs_rootfs: &str) -> Vec<String> {
-    std::fs::write(dir.join("Makefile"), RECORDING_MAKEFILE).unwrap();
-    let all = RecipeSource::Builtin.load_all().unwrap();
-    let r = &all["runtime-rs"].recipe;
-    let step = r.steps.iter().find(|s| s.name == "generate").unwrap();
-    let mut vars: BTreeMap<String, String> = r.vars.clone();
-    vars.extend(r.arch["x86_64"].vars.clone());
-    vars.insert("needs_rootfs".into(), needs_rootfs.into());
-    let argv: Vec<String> = step.argv.iter().map(|a| recipe::expand(a, &vars)).collect();
-    let o = Command::new(&argv[0])
-        .args(&argv[1..])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::fs::read_to_string(dir.join("made.txt"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// runtime-rs's generate step, as the built-in recipe runs it, hands Kata's Makefile the rootfs
-/// image's dm-verity parameters as KERNELVERITYPARAMS, with Kata's release variables; without a
-/// rootfs it hands an empty value, as Kata's Makefile defaults to. (That Kata's own Makefile puts
-/// them in the configurations is what `cargo xtask e2e --check-only --kata4` checks.)
-#[test]
-fn runtime_rs_generate_step_hands_make_the_root_hash() {
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = dir.path().join("rootfs");
-    std::fs::create_dir_all(&rootfs).unwrap();
-    let hash = "root_hash=5c1d0a2e9f7b6c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5,salt=00ff,data_blocks=1024,data_block_size=4096,hash_block_size=4096";
-    std::fs::write(rootfs.join("root_hash.txt"), format!("{hash}\n")).unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    let made = generate(&src, &rootfs.display().to_string());
-    assert_eq!(
-        made,
-        [
-            "goal=static-checks-build".to_owned(),
-            format!("verity={hash}"),
-            "libc=gnu".into(),
-            "prefix=/opt/kata".into(),
-            "qemu=qemu-system-x86_64".into(),
-            "packages=".into(),
-        ]
-    );
-    let made = generate(&src, "");
-    assert_eq!(made[1], "verity=");
-}
-
 fn diff_json(a: &Path, b: &Path) -> (i32, serde_json::Value) {
     let o = Command::new(env!("CARGO_BIN_EXE_kata-repro"))
         .args(["diff", "--json"])
