@@ -20,16 +20,8 @@ fn vars(given: &[(&str, String)]) -> BTreeMap<String, String> {
     for (k, v) in given {
         vars.insert((*k).into(), v.clone());
     }
-    for _ in 0..=vars.len() {
-        let expanded: BTreeMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.clone(), recipe::expand(v, &vars)))
-            .collect();
-        if expanded == vars {
-            break;
-        }
-        vars = expanded;
-    }
+    let own: Vec<String> = vars.keys().cloned().collect();
+    recipe::expand_vars(&mut vars, own.iter());
     vars
 }
 

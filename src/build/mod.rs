@@ -664,19 +664,7 @@ impl Builder<'_> {
         for (k, v) in &own {
             vars.insert(k.clone(), v.clone());
         }
-        for _ in 0..=own.len() {
-            let mut changed = false;
-            for k in own.keys() {
-                let value = recipe::expand(&vars[k], &vars);
-                if value != vars[k] {
-                    vars.insert(k.clone(), value);
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
+        recipe::expand_vars(&mut vars, own.keys());
         for k in own.keys() {
             if let Some(r) = recipe::references(&vars[k]).first()
                 && own.contains_key(*r)

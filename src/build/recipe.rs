@@ -764,6 +764,28 @@ pub fn with_needs(
     Ok(out)
 }
 
+/// Expands the vars named by `own` in place, against all of `vars`, until nothing changes (as
+/// many rounds as there are such vars); a reference still left afterwards is a cycle.
+pub fn expand_vars<'a>(
+    vars: &mut BTreeMap<String, String>,
+    own: impl Iterator<Item = &'a String> + Clone,
+) {
+    let rounds = own.clone().count();
+    for _ in 0..=rounds {
+        let mut changed = false;
+        for k in own.clone() {
+            let value = expand(&vars[k], vars);
+            if value != vars[k] {
+                vars.insert(k.clone(), value);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+}
+
 /// Replaces every `${name}` in `s` from `vars`. Checked at load time, so unknown names only
 /// remain when a builtin has no value for this build; they are left as they are.
 pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
