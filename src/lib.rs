@@ -9,6 +9,7 @@ pub mod manifest;
 pub mod release;
 pub mod sandbox;
 pub mod sbom;
+pub mod setup;
 pub mod source;
 pub mod verify;
 

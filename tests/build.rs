@@ -313,15 +313,23 @@ fn a_step_that_tries_the_network_fails_clearly() {
 
 #[test]
 fn a_missing_toolchain_is_named() {
-    let tool = HELLO_GO.replace("host_tools = []", "host_tools = [\"no-such-compiler\"]");
+    // Two tools missing: one error names both, with the one apt-get line installing both.
+    let tool = HELLO_GO.replace(
+        "host_tools = []",
+        "host_tools = { no-such-compilers = [\"no-such-cc\"], no-such-linkers = [\"no-such-ld\"] }",
+    );
     let p = Project::new(&[("hello", &tool)]);
     let out = p.build("store", "out", &[]);
     assert_code(&out, 2);
-    assert!(
-        text(&out).contains("host tool `no-such-compiler` is not on PATH"),
-        "{}",
-        text(&out)
-    );
+    let t = text(&out);
+    assert_eq!(t.matches("error:").count(), 1, "{t}");
+    for needle in [
+        "host tool no-such-cc (hello): not on PATH; Debian package no-such-compilers",
+        "host tool no-such-ld (hello): not on PATH; Debian package no-such-linkers",
+        "apt-get install -y --no-install-recommends no-such-compilers no-such-linkers",
+    ] {
+        assert!(t.contains(needle), "{needle} not in:\n{t}");
+    }
     assert!(!p.path("out").exists());
 
     let p = Project::new(&[("agent", AGENT_RS)]);

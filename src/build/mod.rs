@@ -56,6 +56,8 @@ pub enum BuildError {
     Tool(#[from] ToolError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    HostMissing(#[from] crate::setup::HostMissing),
     #[error("{component}: {message}")]
     Recipe { component: String, message: String },
     #[error("{component} needs an input that is not available: {message}")]
@@ -324,6 +326,9 @@ impl Builder<'_> {
         stage: &Path,
     ) -> Result<Vec<Plan>, BuildError> {
         let dpkg = Dpkg::load();
+        // Everything the host lacks, named at once before anything is planned or fetched.
+        let chosen: Vec<&recipe::Recipe> = recipes.iter().map(|l| &l.recipe).collect();
+        crate::setup::preflight(&chosen, &self.arch, &self.host_path, &dpkg)?;
         let isolation = sandbox::isolation(self.allow_network_leak)?;
         let mut keys: BTreeMap<String, Sha256Digest> = BTreeMap::new();
         let mut plans = Vec::new();

@@ -158,9 +158,10 @@ pub struct Recipe {
     pub uses: Vec<String>,
     #[serde(default)]
     pub toolchains: Vec<Toolchain>,
-    /// Programs from the host put on PATH (their resolved paths and digests are recorded).
+    /// Programs from the host put on PATH (their resolved paths and digests are recorded),
+    /// each under the Debian package that provides it where the recipe says.
     #[serde(default)]
-    pub host_tools: Vec<String>,
+    pub host_tools: HostTools,
     /// Host packages whose versions are recorded and make part of every step's key (headers,
     /// libraries and compiler internals that no tool name covers).
     #[serde(default)]
@@ -195,21 +196,98 @@ pub struct ArchSection {
     pub env: BTreeMap<String, String>,
     /// Host tools needed only for this architecture (a cross compiler, say).
     #[serde(default)]
-    pub host_tools: Vec<String>,
+    pub host_tools: HostTools,
     /// Host packages needed only for this architecture.
     #[serde(default)]
     pub host_packages: Vec<String>,
 }
 
+/// A recipe's host tools: bare program names (`host_tools = ["sh", "make"]`), or each under the
+/// Debian package that provides it (`[host_tools]` with `coreutils = ["cat", "cut"]`), which is
+/// what `kata-repro setup` installs when one is missing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum HostTools {
+    ByPackage(BTreeMap<String, Vec<String>>),
+    Names(Vec<String>),
+}
+
+impl Default for HostTools {
+    fn default() -> Self {
+        HostTools::Names(Vec::new())
+    }
+}
+
+impl<'de> Deserialize<'de> for HostTools {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = HostTools;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a list of program names, or a table of Debian package = [program names]",
+                )
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<HostTools, A::Error> {
+                Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(HostTools::Names)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<HostTools, A::Error> {
+                Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(HostTools::ByPackage)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl HostTools {
+    /// Each tool, with the package the recipe says provides it.
+    pub fn entries(&self) -> Vec<(&str, Option<&str>)> {
+        match self {
+            HostTools::Names(names) => names.iter().map(|n| (n.as_str(), None)).collect(),
+            HostTools::ByPackage(by) => by
+                .iter()
+                .flat_map(|(pkg, tools)| {
+                    tools.iter().map(move |t| (t.as_str(), Some(pkg.as_str())))
+                })
+                .collect(),
+        }
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries().into_iter().map(|(t, _)| t)
+    }
+}
+
 impl Recipe {
     /// The host tools a build for `arch` needs: the common ones, then the arch's own.
     pub fn host_tools_for(&self, arch: &str) -> Vec<String> {
+        self.host_tool_packages_for(arch)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
+    }
+
+    /// The host tools a build for `arch` needs, each with the Debian package the recipe says
+    /// provides it (none where the recipe lists bare names).
+    pub fn host_tool_packages_for(&self, arch: &str) -> Vec<(String, Option<String>)> {
+        let own = self.host_tools.entries();
         let extra = self
             .arch
             .get(arch)
-            .map(|a| a.host_tools.clone())
+            .map(|a| a.host_tools.entries())
             .unwrap_or_default();
-        self.host_tools.iter().cloned().chain(extra).collect()
+        own.into_iter()
+            .chain(extra)
+            .map(|(t, p)| (t.to_owned(), p.map(str::to_owned)))
+            .collect()
     }
 
     pub fn host_packages_for(&self, arch: &str) -> Vec<String> {
@@ -383,6 +461,15 @@ fn invalid(path: &Path, text: &str, needle: &str, message: String) -> RecipeErro
         line: text.find(needle).map(|o| crate::lock::line_col(text, o).0),
         message,
     }
+}
+
+/// Debian Policy 5.6.1: at least two characters of `[a-z0-9+.-]`, the first alphanumeric.
+fn is_debian_package_name(name: &str) -> bool {
+    name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
 
 /// Parses and checks one recipe.
@@ -560,8 +647,40 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
             ));
         }
     }
-    let arch_tools = recipe.arch.values().flat_map(|a| a.host_tools.iter());
-    for t in recipe.host_tools.iter().chain(arch_tools) {
+    let arch_tools = recipe.arch.values().flat_map(|a| a.host_tools.entries());
+    let packages = recipe
+        .host_tools
+        .entries()
+        .into_iter()
+        .chain(arch_tools.clone())
+        .filter_map(|(_, p)| p)
+        .chain(recipe.host_packages.iter().map(String::as_str))
+        .chain(
+            recipe
+                .arch
+                .values()
+                .flat_map(|a| a.host_packages.iter().map(String::as_str)),
+        );
+    for p in packages {
+        if !is_debian_package_name(p) {
+            return Err(invalid(
+                path,
+                text,
+                p,
+                format!(
+                    "`{p}` is not a Debian package name (lower-case letters, digits, `+`, `-` \
+                     and `.`, starting with a letter or digit)"
+                ),
+            ));
+        }
+    }
+    for t in recipe
+        .host_tools
+        .entries()
+        .into_iter()
+        .chain(arch_tools)
+        .map(|(t, _)| t)
+    {
         if t.contains('/') || t.is_empty() {
             return Err(invalid(
                 path,

@@ -143,6 +143,16 @@ impl Dpkg {
         out
     }
 
+    /// Where an installed package puts a program called `name` in one of the system's program
+    /// directories (`/usr/bin`, `/usr/sbin`, `/bin`, `/sbin`), if one does and it is there.
+    pub fn program_named(&self, name: &str) -> Option<PathBuf> {
+        let index = self.index.get_or_init(|| self.read_index());
+        ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+            .iter()
+            .map(|d| Path::new(d).join(name))
+            .find(|p| index.contains_key(p.to_string_lossy().as_ref()) && is_executable(p))
+    }
+
     /// path → package, from every `info/<package>.list`.
     fn read_index(&self) -> std::collections::HashMap<String, String> {
         let mut index = std::collections::HashMap::new();
@@ -513,14 +523,21 @@ pub struct RustInstall {
     pub digest: Sha256Digest,
 }
 
-/// Finds the Rust toolchain: `explicit` (a sysroot), else rustup's toolchain named for the
-/// pinned version, else the sysroot of the `rustc` on PATH.
-pub fn find_rust(
-    store: &Store,
-    lock: &Lockfile,
+/// A Rust toolchain as `rustc -vV` describes it, before its files are hashed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RustProbe {
+    pub sysroot: PathBuf,
+    pub version: String,
+    pub commit_hash: String,
+    pub host: String,
+}
+
+/// Finds the Rust toolchain: `explicit` (a sysroot), else rustup's toolchain named for
+/// `pinned_version`, else the sysroot of the `rustc` on PATH; and asks its rustc what it is.
+pub fn probe_rust(
+    pinned_version: Option<&str>,
     explicit: Option<&Path>,
-) -> Result<RustInstall, ToolError> {
-    let pinned_version = lock.toolchains.rust.version.clone();
+) -> Result<RustProbe, ToolError> {
     let host_triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     let sysroot = match explicit {
         Some(p) => p.to_owned(),
@@ -528,7 +545,7 @@ pub fn find_rust(
             let rustup_home = std::env::var_os("RUSTUP_HOME")
                 .map(PathBuf::from)
                 .or_else(|| dirs::home_dir().map(|h| h.join(".rustup")));
-            let by_name = pinned_version.as_ref().and_then(|v| {
+            let by_name = pinned_version.and_then(|v| {
                 rustup_home
                     .as_ref()
                     .map(|h| h.join("toolchains").join(format!("{v}-{host_triple}")))
@@ -536,25 +553,7 @@ pub fn find_rust(
             });
             match by_name {
                 Some(p) => p,
-                None => {
-                    let out = Command::new("rustc")
-                        .args(["--print", "sysroot"])
-                        .output()
-                        .map_err(|e| ToolError::NoRust {
-                            message: format!(
-                                "`rustc --print sysroot`: {e}; pass --rust-toolchain DIR"
-                            ),
-                        })?;
-                    if !out.status.success() {
-                        return Err(ToolError::NoRust {
-                            message: format!(
-                                "`rustc --print sysroot` failed: {}; pass --rust-toolchain DIR",
-                                String::from_utf8_lossy(&out.stderr).trim()
-                            ),
-                        });
-                    }
-                    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-                }
+                None => path_rustc_sysroot()?,
             }
         }
     };
@@ -576,17 +575,49 @@ pub fn find_rust(
             .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_owned()))
             .unwrap_or_default()
     };
-    let version = field("release:");
-    let commit_hash = field("commit-hash:");
-    let host = field("host:");
-    let pinned = lock.toolchains.rust.commit_hash.as_deref() == Some(commit_hash.as_str())
-        && pinned_version.as_deref() == Some(version.as_str());
-    let digest = rust_digest(store, &sysroot)?;
-    Ok(RustInstall {
+    Ok(RustProbe {
+        version: field("release:"),
+        commit_hash: field("commit-hash:"),
+        host: field("host:"),
         sysroot,
-        version,
-        commit_hash,
-        host,
+    })
+}
+
+/// The sysroot of the `rustc` on PATH.
+fn path_rustc_sysroot() -> Result<PathBuf, ToolError> {
+    let out = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| ToolError::NoRust {
+            message: format!("`rustc --print sysroot`: {e}; pass --rust-toolchain DIR"),
+        })?;
+    if !out.status.success() {
+        return Err(ToolError::NoRust {
+            message: format!(
+                "`rustc --print sysroot` failed: {}; pass --rust-toolchain DIR",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// Finds the Rust toolchain (see [`probe_rust`]) and hashes it.
+pub fn find_rust(
+    store: &Store,
+    lock: &Lockfile,
+    explicit: Option<&Path>,
+) -> Result<RustInstall, ToolError> {
+    let pinned_version = lock.toolchains.rust.version.clone();
+    let probe = probe_rust(pinned_version.as_deref(), explicit)?;
+    let pinned = lock.toolchains.rust.commit_hash.as_deref() == Some(probe.commit_hash.as_str())
+        && pinned_version.as_deref() == Some(probe.version.as_str());
+    let digest = rust_digest(store, &probe.sysroot)?;
+    Ok(RustInstall {
+        sysroot: probe.sysroot,
+        version: probe.version,
+        commit_hash: probe.commit_hash,
+        host: probe.host,
         requested: lock.toolchains.rust.channel.clone(),
         pinned,
         digest,

@@ -9,6 +9,7 @@ mod diff;
 mod fetch;
 mod lock;
 mod sbom;
+mod setup;
 mod sign;
 mod vendor;
 mod verify;
@@ -45,6 +46,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List the host tools and packages the recipes need, and install what is missing.
+    Setup(setup::SetupArgs),
     /// Write a lockfile for a Kata release by reading its pinned tree.
     Lock(lock::LockArgs),
     /// Fetch every pinned input of a lockfile into the store, verified.
@@ -141,6 +144,7 @@ pub fn usage_error(error: clap::Error) -> ExitCode {
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let config = load_config(cli.config.as_deref())?;
     match cli.command {
+        Command::Setup(args) => setup::run(args, cli.json),
         Command::Lock(args) => lock::run(args, &config, cli.json),
         Command::Fetch(args) => fetch::run(args, &config, cli.json),
         Command::Verify(args) => verify::run(args, &config, cli.json),
