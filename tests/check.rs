@@ -153,6 +153,46 @@ fn each_leak_is_put_down_to_its_variation_and_file() {
 }
 
 #[test]
+fn check_json_reports_progress_on_stderr_and_one_document_on_stdout() {
+    let slow =
+        recipe("sleep 1 ; echo fixed > ${out}/leak.txt").replace("\"mv\"]", "\"mv\", \"sleep\"]");
+    let p = Project::new(&[("leak", &slow)]);
+    let run = |extra: &[&str]| {
+        check_command(&p)
+            .args(["--variations", "umask", "--json"])
+            .args(extra)
+            .env("KATA_REPRO_PROGRESS_SECONDS", "0.3")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert_code(&out, 0);
+    // stdout is one JSON document and nothing else.
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "first build: leak: step 1/1 write",
+        "second build: leak: step 1/1 write",
+        "built leak: write",
+    ] {
+        assert!(stderr.contains(needle), "{needle} not in:\n{stderr}");
+    }
+    // While the step runs, a line names it with its elapsed time.
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("leak: step 1/1 write") && l.contains("(for ")),
+        "{stderr}"
+    );
+    let quiet = run(&["--quiet"]);
+    assert_code(&quiet, 0);
+    serde_json::from_slice::<serde_json::Value>(&quiet.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&quiet.stderr);
+    assert!(!stderr.contains("step 1/1"), "{stderr}");
+}
+
+#[test]
 fn a_clean_recipe_is_reproducible_under_every_applicable_variation_and_the_table_says_so() {
     let p = Project::new(&[(
         "leak",

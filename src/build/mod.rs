@@ -129,6 +129,8 @@ pub enum Event<'a> {
         component: &'a str,
         step: &'a str,
         index: usize,
+        /// How long the same step of the same action took when last built here.
+        estimate: Option<Duration>,
     },
     StepEnd {
         component: &'a str,
@@ -278,6 +280,8 @@ pub struct Plan {
     steps: Vec<PlannedStep>,
     record: ComponentRecord,
     cached: Option<ActionResult>,
+    /// Each step's seconds when the same action was last built here.
+    previous: BTreeMap<String, f64>,
     stage: PathBuf,
 }
 
@@ -982,6 +986,7 @@ impl Builder<'_> {
         } else {
             self.cached(&action_key)
         };
+        let previous = self.previous_steps(&action_key);
         Ok(Plan {
             loaded: loaded.clone(),
             resolved,
@@ -992,6 +997,7 @@ impl Builder<'_> {
             steps: planned,
             record: record_base,
             cached,
+            previous,
             stage: stage.to_owned(),
         })
     }
@@ -1015,6 +1021,7 @@ impl Builder<'_> {
             steps: planned,
             record: record_base,
             cached,
+            previous,
             stage,
         } = plan;
         let loaded = &loaded;
@@ -1251,6 +1258,7 @@ impl Builder<'_> {
                 component: &name,
                 step: step_name,
                 index,
+                estimate: previous.get(step_name).map(|s| Duration::from_secs_f64(*s)),
             });
             let log = sandbox.host("logs").join(format!("{step_name}.log"));
             let run = sandbox.run(&sandbox::Step {
@@ -1429,6 +1437,18 @@ impl Builder<'_> {
             Some(why) => format!("component `{component}` was not built: {why}"),
             None => format!("component `{component}` is not part of this build"),
         }
+    }
+
+    /// Each step's seconds from the stored result of `key`, whether or not its outputs are
+    /// still there (for progress estimates only).
+    fn previous_steps(&self, key: &Sha256Digest) -> BTreeMap<String, f64> {
+        let path = self.store.action_path(key).with_extension("json");
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ActionResult>(&b).ok())
+            .filter(|r| r.action_key == *key)
+            .map(|r| r.steps.into_iter().map(|s| (s.name, s.seconds)).collect())
+            .unwrap_or_default()
     }
 
     /// A stored result whose every output is still in the store with its recorded digest.

@@ -145,14 +145,12 @@ pub fn run(args: AuditArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             scratch.path().join("rebuild")
         }
     };
-    if !json {
-        eprintln!(
-            "audit: rebuilding {} for {} from {} without the action cache",
-            job.components().join(", "),
-            manifest.arch,
-            manifest.lockfile.name
-        );
-    }
+    super::progress::say(format!(
+        "audit: rebuilding {} for {} from {} without the action cache",
+        job.components().join(", "),
+        manifest.arch,
+        manifest.lockfile.name
+    ));
     let records = !args.sbom.is_empty() || args.provenance.is_some();
     let started = std::time::Instant::now();
     let built = job.build(
@@ -163,7 +161,6 @@ pub fn run(args: AuditArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             records,
             label: "rebuild".into(),
         },
-        json,
     );
     report
         .timings
@@ -380,9 +377,7 @@ fn finish(
             check::add_diffoscope_pages(&mut report.artifacts, p, r, dir);
         }
         let page = check::html::write(report, dir).map_err(Failure::input)?;
-        if !json {
-            eprintln!("report: {}", page.display());
-        }
+        super::progress::say(format!("report: {}", page.display()));
     }
     let code = if report.ok() { 0 } else { 1 };
     if json {

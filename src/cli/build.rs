@@ -3,13 +3,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::anyhow;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kata_repro::build::prepare::{PrepareOptions, prepare};
 use kata_repro::build::recipe::{LoadedRecipe, RecipeSource};
 use kata_repro::build::{self, BuildError, Builder, Event};
 use kata_repro::digest::Sha256Digest;
 use kata_repro::source::mirror::Config;
 
+use super::progress::{Progress, clock};
 use super::{Failure, MirrorArgs};
 
 /// What every command that builds takes: the release, what of it, and where from.
@@ -283,27 +283,18 @@ impl Job {
     }
 
     /// Builds into `out` (which must not hold anything but an earlier build), atomically.
-    pub fn build(&self, out: &Path, options: &BuildOptions, json: bool) -> Result<Built, Failure> {
+    pub fn build(&self, out: &Path, options: &BuildOptions) -> Result<Built, Failure> {
         let args = &self.args;
         let lock = &self.release.lock;
         let chosen: Vec<&LoadedRecipe> = self.order.iter().map(|c| &self.all[c]).collect();
         build::check_out_dir(out).map_err(|e| Failure::input(anyhow!(e)))?;
-        let target = if json {
-            ProgressDrawTarget::hidden()
-        } else {
-            ProgressDrawTarget::stderr()
-        };
-        let bar = ProgressBar::with_draw_target(None, target);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").expect("valid template"),
-        );
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let progress = Progress::new();
         let label = if options.label.is_empty() {
             String::new()
         } else {
             format!("{}: ", options.label)
         };
-        bar.set_message(format!("{label}planning"));
+        progress.set(format!("{label}planning"));
         let cargo = self
             .sysroot
             .as_ref()
@@ -333,23 +324,22 @@ impl Job {
         let stage = build::stage_beside(out).map_err(failure)?;
         // Action keys come from pins alone: components whose results the store holds need no
         // input.
-        let plans = builder.plan_all(&chosen, stage.path()).map_err(|e| {
-            bar.finish_and_clear();
-            failure(e)
-        })?;
+        let plans = builder.plan_all(&chosen, stage.path()).map_err(failure)?;
         let to_build: Vec<&LoadedRecipe> = plans
             .iter()
             .filter(|p| !p.is_cached())
             .map(|p| p.recipe())
             .collect();
         let on_crate = |f: &kata_repro::verify::report::Finding| {
-            bar.set_message(format!("{label}verifying crates: {}", f.name));
+            progress
+                .bar()
+                .set_message(format!("{label}verifying crates: {}", f.name));
         };
         let prepare_started = Instant::now();
         let prepared = if to_build.is_empty() {
             None
         } else {
-            bar.set_message(format!("{label}fetching and verifying inputs"));
+            progress.set(format!("{label}fetching and verifying inputs"));
             Some(
                 prepare(
                     lock,
@@ -363,63 +353,48 @@ impl Job {
                         arch: args.arch.clone(),
                     },
                 )
-                .map_err(|e| {
-                    bar.finish_and_clear();
-                    failure(e)
-                })?,
+                .map_err(failure)?,
             )
         };
         let prepare_seconds = prepare_started.elapsed().as_secs_f64();
-        // Progress lines go to the bar on a terminal, and plainly to stderr in logs (CI).
-        let plain = !json && !std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let say = |line: String| {
-            if plain {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
-        };
         let mut total_steps = 0;
         let result = builder.build(plans, prepared.as_ref(), &mut |event| match event {
             Event::ComponentStart { component, steps } => {
                 total_steps = steps;
-                bar.set_message(format!("{label}{component}: starting"));
+                progress.set(format!("{label}{component}: starting"));
             }
             Event::StepStart {
                 component,
                 step,
                 index,
+                estimate,
             } => {
-                let line = format!(
-                    "{label}{component}: step {}/{total_steps} {step}",
+                let last = estimate
+                    .map(|e| format!(" (took {} last time)", clock(e)))
+                    .unwrap_or_default();
+                progress.set(format!(
+                    "{label}{component}: step {}/{total_steps} {step}{last}",
                     index + 1
-                );
-                if plain {
-                    eprintln!("  {line} …");
-                }
-                bar.set_message(line);
+                ));
             }
             Event::StepEnd {
                 component,
                 step,
                 duration,
-            } => say(format!(
+            } => progress.line(format!(
                 "  {label}built {component}: {step} ({:.1}s)",
                 duration.as_secs_f64()
             )),
-            Event::ComponentCached { component } => say(format!(
+            Event::ComponentCached { component } => progress.line(format!(
                 "  {label}cached {component}: every step's result is in the store"
             )),
         });
-        bar.finish_and_clear();
         let (manifest, runs) = result.map_err(failure)?;
         manifest
             .write(stage.path())
             .map_err(|e| Failure::input(anyhow!(e)))?;
         let record_files = if options.records {
-            if !json {
-                eprintln!("{label}writing SBOMs and provenance");
-            }
+            progress.set(format!("{label}writing SBOMs and provenance"));
             let records = super::sbom::Records {
                 recipes: &chosen,
                 lock,
@@ -456,7 +431,6 @@ pub fn run(args: BuildArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             records: true,
             label: String::new(),
         },
-        json,
     )?;
     let Built {
         manifest,

@@ -87,23 +87,21 @@ pub fn run(args: CheckArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         }
     };
     let (first_dir, second_dir) = (base.join("first"), base.join("second"));
-    if !json {
-        eprintln!(
-            "check: {} for {}, built twice without the action cache; the second build varies {}",
-            job.components().join(", "),
-            job.args.arch,
-            if varied.names.is_empty() {
-                "nothing".to_owned()
-            } else {
-                varied
-                    .names
-                    .iter()
-                    .map(|v| v.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        );
-    }
+    super::progress::say(format!(
+        "check: {} for {}, built twice without the action cache; the second build varies {}",
+        job.components().join(", "),
+        job.args.arch,
+        if varied.names.is_empty() {
+            "nothing".to_owned()
+        } else {
+            varied
+                .names
+                .iter()
+                .map(|v| v.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
     let options = |variations: Varied, label: &str| BuildOptions {
         no_cache: true,
         variations,
@@ -112,7 +110,7 @@ pub fn run(args: CheckArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     };
     // A first build that fails is not a reproducibility verdict: its error stands.
     let started = std::time::Instant::now();
-    let first = job.build(&first_dir, &options(Varied::default(), "first build"), json)?;
+    let first = job.build(&first_dir, &options(Varied::default(), "first build"))?;
     let first_seconds = started.elapsed().as_secs_f64();
     let mut report = check::report_for(
         "check",
@@ -123,7 +121,7 @@ pub fn run(args: CheckArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     report.variations = applied.clone();
     report.timings.push(("first build".into(), first_seconds));
     let started = std::time::Instant::now();
-    let second = job.build(&second_dir, &options(varied.clone(), "second build"), json);
+    let second = job.build(&second_dir, &options(varied.clone(), "second build"));
     report
         .timings
         .push(("second build".into(), started.elapsed().as_secs_f64()));
@@ -157,14 +155,12 @@ pub fn run(args: CheckArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         }
     }
     if args.bisect && report.failure.is_none() && !report.ok() {
-        bisect(&job, &mut report, &varied, &first_dir, &base, json)?;
+        bisect(&job, &mut report, &varied, &first_dir, &base)?;
     }
     if let Some(dir) = &args.report {
         check::add_diffoscope_pages(&mut report.artifacts, &first_dir, &second_dir, dir);
         let page = check::html::write(&report, dir).map_err(Failure::input)?;
-        if !json {
-            eprintln!("report: {}", page.display());
-        }
+        super::progress::say(format!("report: {}", page.display()));
     }
     print(&report, &applied, json, args.keep.as_deref());
     Ok(ExitCode::from(if report.ok() { 0 } else { 1 }))
@@ -181,7 +177,6 @@ fn bisect(
     varied: &Varied,
     first_dir: &Path,
     base: &Path,
-    json: bool,
 ) -> Result<(), Failure> {
     for &v in &varied.names {
         let dir = base.join(format!("only-{}", v.name()));
@@ -195,7 +190,6 @@ fn bisect(
                 records: false,
                 label,
             },
-            json,
         );
         report.timings.push((
             format!("bisect {}", v.name()),

@@ -1,10 +1,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressStyle;
 use kata_repro::source::fetch::{Event, FetchOptions, FetchReport, Fetcher, InputClass, Status};
 use kata_repro::source::mirror::Config;
 
+use super::progress::Progress;
 use super::{Failure, MirrorArgs};
 
 #[derive(Debug, clap::Args)]
@@ -42,21 +43,14 @@ pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         options,
     };
 
-    let bar = ProgressBar::with_draw_target(
-        None,
-        if json {
-            ProgressDrawTarget::hidden()
-        } else {
-            ProgressDrawTarget::stderr()
-        },
-    );
+    let progress = Progress::new();
+    let bar = progress.bar();
     let report = fetcher.run(&mut |event| match event {
         Event::Begin { class, name } => {
             bar.reset();
             bar.set_length(0);
             bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
-            bar.set_message(format!("{class}: {name}"));
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            progress.note(format!("{class}: {name}"));
         }
         Event::Bytes { done, total } => {
             if let Some(total) = total
@@ -73,8 +67,7 @@ pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             bar.set_position(done);
         }
         Event::End(input) => {
-            bar.disable_steady_tick();
-            bar.println(format!(
+            progress.line(format!(
                 "{:>9} {}: {}",
                 input.status.to_string(),
                 input.class,
@@ -82,7 +75,7 @@ pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             ));
         }
     });
-    bar.finish_and_clear();
+    drop(progress);
 
     if json {
         super::print_json(&serde_json::json!({

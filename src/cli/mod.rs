@@ -8,6 +8,7 @@ mod check;
 mod diff;
 mod fetch;
 mod lock;
+mod progress;
 mod sbom;
 mod setup;
 mod sign;
@@ -36,6 +37,9 @@ pub struct Cli {
     /// Print machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Print no progress on stderr (errors and reports still print).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     /// Configuration file (mirrors, extra allowed hosts, store). Default: $KATA_REPRO_CONFIG,
     /// else ~/.config/kata-repro/config.toml when it exists.
     #[arg(long, global = true, value_name = "FILE")]
@@ -142,6 +146,7 @@ pub fn usage_error(error: clap::Error) -> ExitCode {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    progress::set_quiet(cli.quiet);
     let config = load_config(cli.config.as_deref())?;
     match cli.command {
         Command::Setup(args) => setup::run(args, cli.json),

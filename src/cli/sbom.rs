@@ -226,13 +226,11 @@ pub fn run(args: SbomArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         lock,
         args.rust_toolchain.as_deref(),
     )?;
-    if !json {
-        eprintln!(
-            "reading the dependency sets of {} for {}",
-            requested.join(", "),
-            args.arch
-        );
-    }
+    super::progress::say(format!(
+        "reading the dependency sets of {} for {}",
+        requested.join(", "),
+        args.arch
+    ));
     let records = Records {
         recipes: &chosen,
         lock,

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressStyle;
 use kata_repro::lock::cargo_lock::{CargoLock, PackageSource};
 use kata_repro::lock::generate::DEFAULT_ALLOWED_HOSTS;
 use kata_repro::source::get::Getter;
@@ -16,6 +16,7 @@ use kata_repro::verify::gomod::modcache::{self, ModuleSources};
 use kata_repro::verify::release::{self, ReleaseCheck, ResolveRequest};
 use kata_repro::verify::report::{Ecosystem, Finding, Report};
 
+use super::progress::Progress;
 use super::{Failure, MirrorArgs};
 
 #[derive(Debug, clap::Args)]
@@ -134,19 +135,28 @@ fn check_proxy(proxy: &Option<String>) -> Result<(), Failure> {
 }
 
 /// Progress over crates: a bar when the count is known, a counter otherwise.
-fn crate_bar(json: bool, len: Option<usize>) -> ProgressBar {
-    let target = if json {
-        ProgressDrawTarget::hidden()
-    } else {
-        ProgressDrawTarget::stderr()
-    };
-    let bar = ProgressBar::with_draw_target(len.map(|l| l as u64), target);
+fn crate_progress(len: Option<usize>) -> Progress {
+    let progress = Progress::new();
+    let bar = progress.bar();
+    if let Some(len) = len {
+        bar.set_length(len as u64);
+    }
     let template = match len {
         Some(_) => "crates [{bar:30}] {pos}/{len} {msg}",
         None => "{spinner} crates verified: {pos} {msg}",
     };
     bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
-    bar
+    progress
+}
+
+/// One crate done.
+fn crate_done(progress: &Progress, name: &str) {
+    let bar = progress.bar();
+    bar.inc(1);
+    progress.note(format!(
+        "verifying crates: {} done, the last {name}",
+        bar.position()
+    ));
 }
 
 pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
@@ -166,11 +176,8 @@ pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
         &args.mirrors,
     )?;
     let host = std::env::consts::ARCH.to_owned();
-    let bar = crate_bar(json, None);
-    let on_crate = |f: &Finding| {
-        bar.inc(1);
-        bar.set_message(f.name.clone());
-    };
+    let progress = crate_progress(None);
+    let on_crate = |f: &Finding| crate_done(&progress, &f.name);
     let check = ReleaseCheck {
         lock: &release.lock,
         get: release.getter(args.store.offline),
@@ -198,7 +205,7 @@ pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
         }),
     };
     let report = check.run();
-    bar.finish_and_clear();
+    drop(progress);
     Ok(print(&report, json))
 }
 
@@ -225,11 +232,8 @@ fn cargo(args: CargoArgs, config: &Config, json: bool) -> Result<ExitCode, Failu
         .iter()
         .filter(|p| matches!(p.source, PackageSource::Registry(_)))
         .count();
-    let bar = crate_bar(json, Some(registry_crates));
-    let on_done = |f: &Finding| {
-        bar.inc(1);
-        bar.set_message(f.name.clone());
-    };
+    let progress = crate_progress(Some(registry_crates));
+    let on_done = |f: &Finding| crate_done(&progress, &f.name);
     let sources = registry::CrateSources {
         store: Some(&store),
         registry_caches: args.registry_caches.clone(),
@@ -240,7 +244,7 @@ fn cargo(args: CargoArgs, config: &Config, json: bool) -> Result<ExitCode, Failu
     report
         .findings
         .extend(registry::verify(&lock, &args.lock, &sources, 8));
-    bar.finish_and_clear();
+    drop(progress);
     // Git packages, through their mirrors, on the same terms as verify --lockfile.
     let mut policy = HostPolicy::new(DEFAULT_ALLOWED_HOSTS);
     policy.extend(&config.policy.allowed_hosts);
