@@ -484,12 +484,12 @@ fn a_damaged_stored_checkout_is_detected_and_checked_out_again() {
         .arg(&f.lockfile)
         .arg("--store")
         .arg(&f.store)
-        .args(["--skip", "source,toolchain,kernel"])
+        .args(["--skip", "source,toolchain,kernel", "--offline"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        text(&out).contains("no mirror of https://github.com/example/dep-rs"),
+        text(&out).contains("no local mirror of https://github.com/example/dep-rs"),
         "{}",
         text(&out)
     );

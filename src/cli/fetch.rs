@@ -23,6 +23,9 @@ pub struct FetchArgs {
     /// Fetch toolchains for this host architecture instead of this machine's.
     #[arg(long, value_name = "ARCH", value_parser = ["x86_64", "aarch64"])]
     host_arch: Option<String>,
+    /// Use the store and local mirrors only: download nothing, clone nothing.
+    #[arg(long)]
+    offline: bool,
     #[command(flatten)]
     mirrors: MirrorArgs,
 }
@@ -39,7 +42,7 @@ pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     }
     let fetcher = Fetcher {
         lock: &release.lock,
-        get: release.getter(false),
+        get: release.getter(args.offline),
         options,
     };
 

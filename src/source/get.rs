@@ -135,13 +135,13 @@ impl Getter<'_> {
         tree: Option<GitOid>,
     ) -> Result<Got, Failure> {
         let entry = self.store.git_entry(&commit);
-        let mirror = self.mirror_repo(url);
         let mut note = None;
         if entry.exists() {
             match CheckoutRecord::verify_entry(&entry, commit, tree) {
                 Ok(()) => {
-                    // Re-check the pins against the mirror when there is one: a moved tag is news.
-                    if let Ok((repo, _)) = &mirror {
+                    // Re-check the pins against the mirror when there is one at hand (no
+                    // network for a stored checkout): a moved tag is news.
+                    if let Ok((repo, _)) = &self.mirror_repo(url, Some(commit.id()), false) {
                         repo.verify_pin(commit.id(), tag, tree.map(|t| t.id()))?;
                     }
                     return Ok(Got {
@@ -160,7 +160,7 @@ impl Getter<'_> {
                 }
             }
         }
-        let (repo, from) = mirror?;
+        let (repo, from) = self.mirror_repo(url, Some(commit.id()), true)?;
         let info = repo.verify_pin(commit.id(), tag, tree.map(|t| t.id()))?;
         if let Some(t) = tag
             && repo.tag_commit(t)?.is_none()
@@ -230,10 +230,13 @@ impl Getter<'_> {
             self.policy
                 .check(&url)
                 .map_err(|e| Failure::failed(format!("submodule {}: {e}", link.path)))?;
-            let (sub, _) = self.mirror_repo(&url).map_err(|mut f| {
-                f.message = format!("submodule {} at {}: {}", link.path, link.commit, f.message);
-                f
-            })?;
+            let (sub, _) = self
+                .mirror_repo(&url, Some(link.commit), true)
+                .map_err(|mut f| {
+                    f.message =
+                        format!("submodule {} at {}: {}", link.path, link.commit, f.message);
+                    f
+                })?;
             let info = sub.commit(link.commit).map_err(|e| {
                 let mut f = Failure::from(e);
                 f.message = format!("submodule {} ({url}): {}", link.path, f.message);
@@ -251,22 +254,76 @@ impl Getter<'_> {
         Ok(records)
     }
 
-    fn mirror_repo(&self, url: &str) -> Result<(VerifiedRepo, String), Failure> {
-        match self.mirrors.resolve(url) {
+    /// The repository to read `url` from: its local mirror, else (with `network`, and not
+    /// offline) the store's mirror cache of it, cloned or updated over https until it holds
+    /// `want`.
+    fn mirror_repo(
+        &self,
+        url: &str,
+        want: Option<gix::ObjectId>,
+        network: bool,
+    ) -> Result<(VerifiedRepo, String), Failure> {
+        let remote = match self.mirrors.resolve(url) {
             Some(Location::File(path)) => {
                 let repo = VerifiedRepo::open(&path)
                     .map_err(|e| Failure::missing(format!("mirror of {url}: {e}")))?;
-                Ok((repo, path.display().to_string()))
+                return Ok((repo, path.display().to_string()));
             }
-            Some(Location::Http(m)) => Err(Failure::missing(format!(
-                "mirror {m} of {url} is remote, and git is only read from local mirrors; \
-                 clone it and pass --mirror {url}=PATH"
-            ))),
-            None => Err(Failure::missing(format!(
-                "no mirror of {url} is configured and git is only read from local mirrors; \
-                 pass --mirror {url}=PATH or add it to [mirrors] in the config"
-            ))),
+            Some(Location::Http(m)) => m,
+            None => url.to_owned(),
+        };
+        self.cached_remote(url, &remote, want, network && !self.offline)
+    }
+
+    fn no_mirror(&self, url: &str, why: &str) -> Failure {
+        Failure::missing(format!(
+            "no local mirror of {url} is configured{why}; pass --mirror {url}=PATH or add it to \
+             [mirrors] in the config"
+        ))
+    }
+
+    #[cfg(feature = "https")]
+    fn cached_remote(
+        &self,
+        url: &str,
+        remote: &str,
+        want: Option<gix::ObjectId>,
+        may_fetch: bool,
+    ) -> Result<(VerifiedRepo, String), Failure> {
+        use super::https_git::{HttpsOptions, cache_dir, update};
+        let dir = cache_dir(&self.store.root().join("mirrors"), url);
+        if may_fetch {
+            let options = HttpsOptions {
+                ca_file: self.mirrors.ca_file.clone(),
+            };
+            update(remote, &dir, want, &options)
+                .map_err(|e| self.no_mirror(url, &format!(", and it could not be fetched: {e}")))?;
+        } else if !dir.exists() {
+            let why = if self.offline {
+                ", and --offline forbids fetching it"
+            } else {
+                ""
+            };
+            return Err(self.no_mirror(url, why));
         }
+        let repo = VerifiedRepo::open(&dir)
+            .map_err(|e| Failure::missing(format!("mirror cache of {url}: {e}")))?;
+        Ok((repo, format!("{remote} (cached in {})", dir.display())))
+    }
+
+    #[cfg(not(feature = "https"))]
+    fn cached_remote(
+        &self,
+        url: &str,
+        remote: &str,
+        _want: Option<gix::ObjectId>,
+        _may_fetch: bool,
+    ) -> Result<(VerifiedRepo, String), Failure> {
+        let why = format!(
+            ", and this kata-repro was built without the `https` feature, so it cannot fetch \
+             {remote}"
+        );
+        Err(self.no_mirror(url, &why))
     }
 }
 

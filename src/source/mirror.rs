@@ -40,6 +40,8 @@ pub struct Config {
     pub policy: ConfigPolicy,
     /// The store directory, unless `--store` or `KATA_REPRO_STORE` says otherwise.
     pub store: Option<PathBuf>,
+    /// PEM certificates trusted for https git remotes besides the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -70,6 +72,11 @@ impl Config {
         })?;
         // Relative mirror paths are relative to the config file.
         let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(ca) = &mut config.ca_file
+            && ca.is_relative()
+        {
+            *ca = base.join(&*ca);
+        }
         for target in config.mirrors.values_mut() {
             if let Location::File(p) = Location::parse(target)
                 && p.is_relative()
@@ -97,6 +104,8 @@ impl Config {
 #[derive(Debug, Clone, Default)]
 pub struct Mirrors {
     entries: BTreeMap<String, String>,
+    /// PEM certificates trusted for https git remotes besides the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Mirrors {
@@ -121,6 +130,9 @@ impl Mirrors {
     pub fn extend_from(&mut self, config: &Config) {
         for (u, m) in &config.mirrors {
             self.insert(u, m);
+        }
+        if config.ca_file.is_some() {
+            self.ca_file = config.ca_file.clone();
         }
     }
 

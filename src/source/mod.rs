@@ -7,6 +7,8 @@ pub mod extract;
 pub mod fetch;
 pub mod get;
 pub mod git;
+#[cfg(feature = "https")]
+pub mod https_git;
 pub mod mirror;
 pub mod policy;
 pub mod store;

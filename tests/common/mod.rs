@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod debian;
+pub mod https_git;
 pub mod project;
 
 use std::io::{Read, Write};

@@ -1,0 +1,203 @@
+//! Git sources over https, where no local mirror is configured: cloned, or updated, in-process
+//! with gix into the store's mirror cache (`<store>/mirrors/<host>/<path>.git`).
+//!
+//! The cache is only a mirror. Nothing in it is trusted: every object a build uses is read from
+//! it exactly as from a local mirror, re-hashed and compared with its pinned id
+//! ([`super::git::VerifiedRepo`]), so a server that sends altered objects is caught.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use gix::ObjectId;
+use gix::remote::Direction;
+
+/// Why a remote could not be cloned or updated.
+#[derive(Debug, thiserror::Error)]
+#[error("{url}: {message}")]
+pub struct HttpsGitError {
+    pub url: String,
+    pub message: String,
+}
+
+/// How the cache reaches remotes.
+#[derive(Debug, Clone, Default)]
+pub struct HttpsOptions {
+    /// PEM certificates to trust besides the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The cache directory of `upstream` under `root`: `<host>/<path>.git`, from the normalised URL.
+pub fn cache_dir(root: &Path, upstream: &str) -> PathBuf {
+    let rest = upstream.split_once("://").map_or(upstream, |(_, r)| r);
+    let rest = rest.trim_end_matches('/');
+    let rest = rest.strip_suffix(".git").unwrap_or(rest);
+    let safe: Vec<String> = rest
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != "." && *c != "..")
+        .map(|c| {
+            c.chars()
+                .map(|ch| match ch {
+                    'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => ch,
+                    _ => '_',
+                })
+                .collect()
+        })
+        .collect();
+    let mut dir = root.to_owned();
+    if let Some((last, parents)) = safe.split_last() {
+        for c in parents {
+            dir.push(c);
+        }
+        dir.push(format!("{last}.git"));
+    }
+    dir
+}
+
+/// Makes `dir` a bare mirror of `url` that holds `want`: nothing is fetched when it already
+/// does; otherwise every branch and tag is fetched (into a new repository beside `dir`, moved
+/// into place only when complete, when there is none yet).
+pub fn update(
+    url: &str,
+    dir: &Path,
+    want: Option<ObjectId>,
+    options: &HttpsOptions,
+) -> Result<(), HttpsGitError> {
+    let err = |message: String| HttpsGitError {
+        url: url.to_owned(),
+        message,
+    };
+    if !url.starts_with("https://") {
+        return Err(err(
+            "git is fetched over https only; map it to a local mirror or an https URL".into(),
+        ));
+    }
+    if dir.exists() {
+        let repo = open(dir).map_err(err)?;
+        if want.is_some_and(|id| repo.has_object(id)) {
+            return Ok(());
+        }
+        return fetch(&repo, url, options).map_err(err);
+    }
+    let parent = dir.parent().expect("a cache dir has a parent");
+    std::fs::create_dir_all(parent).map_err(|e| err(format!("{}: {e}", parent.display())))?;
+    let stage = tempfile::Builder::new()
+        .prefix(".clone-")
+        .tempdir_in(parent)
+        .map_err(|e| err(format!("{}: {e}", parent.display())))?;
+    gix::create::into(
+        stage.path(),
+        gix::create::Kind::Bare,
+        gix::create::Options::default(),
+    )
+    .map_err(|e| err(format!("cannot create a repository: {e}")))?;
+    let repo = open(stage.path()).map_err(err)?;
+    fetch(&repo, url, options).map_err(err)?;
+    drop(repo);
+    let staged = stage.keep();
+    std::fs::rename(&staged, dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    Ok(())
+}
+
+/// Opens a cache repository ignoring the user's and the system's git configuration.
+fn open(dir: &Path) -> Result<gix::Repository, String> {
+    gix::open_opts(dir, gix::open::Options::isolated())
+        .map_err(|e| format!("{} is not a git repository: {e}", dir.display()))
+}
+
+/// Fetches every branch and tag of `url` into `repo`, as they are upstream.
+fn fetch(repo: &gix::Repository, url: &str, options: &HttpsOptions) -> Result<(), String> {
+    let remote = repo
+        .remote_at(url)
+        .map_err(|e| format!("not a git URL: {e}"))?
+        .with_refspecs(
+            ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+            Direction::Fetch,
+        )
+        .map_err(|e| e.to_string())?
+        .with_fetch_tags(gix::remote::fetch::Tags::None);
+    let mut connection = remote
+        .connect(Direction::Fetch)
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    if let Some(transport) = transport_options(repo, url, options)? {
+        connection.set_transport_options(transport);
+    }
+    connection
+        .prepare_fetch(gix::progress::Discard, Default::default())
+        .map_err(|e| format!("cannot list its refs: {e}"))?
+        .receive(gix::progress::Discard, &AtomicBool::new(false))
+        .map_err(|e| format!("fetch failed: {e}"))?;
+    Ok(())
+}
+
+/// gix's http options for `url`, with the CA file's certificates added to the client's roots.
+fn transport_options(
+    repo: &gix::Repository,
+    url: &str,
+    options: &HttpsOptions,
+) -> Result<Option<Box<dyn std::any::Any>>, String> {
+    use gix::protocol::transport::client::blocking_io::http;
+    use std::sync::{Arc, Mutex};
+    let Some(ca_file) = &options.ca_file else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{}: not PEM certificates: {e}", ca_file.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: holds no PEM certificate", ca_file.display()));
+    }
+    let mut boxed = repo
+        .transport_options(url, None)
+        .map_err(|e| e.to_string())?
+        .unwrap_or_else(|| Box::new(http::Options::default()));
+    let opts = boxed
+        .downcast_mut::<http::Options>()
+        .ok_or("gix's https transport options are not http options")?;
+    let backend = http::reqwest::Options {
+        configure_client: Some(Box::new(move |builder| {
+            Ok(builder.tls_certs_merge(certs.clone()))
+        })),
+        configure_request: None,
+    };
+    opts.backend = Some(Arc::new(Mutex::new(backend)));
+    Ok(Some(boxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_dirs_follow_the_upstream_url() {
+        let root = Path::new("/s/mirrors");
+        assert_eq!(
+            cache_dir(
+                root,
+                "https://github.com/kata-containers/kata-containers.git"
+            ),
+            Path::new("/s/mirrors/github.com/kata-containers/kata-containers.git")
+        );
+        assert_eq!(
+            cache_dir(root, "https://github.com/rust-vmm/rust-vmm-ci/"),
+            Path::new("/s/mirrors/github.com/rust-vmm/rust-vmm-ci.git")
+        );
+        assert_eq!(
+            cache_dir(root, "https://h:8443/../a b/c.d"),
+            Path::new("/s/mirrors/h_8443/a_b/c.d.git")
+        );
+    }
+
+    #[test]
+    fn only_https_is_fetched() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = update(
+            "http://example.org/a",
+            &dir.path().join("a.git"),
+            None,
+            &HttpsOptions::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("over https only"), "{e}");
+        assert!(!dir.path().join("a.git").exists());
+    }
+}
