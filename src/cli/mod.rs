@@ -8,6 +8,7 @@ mod check;
 mod diff;
 mod fetch;
 mod lock;
+mod mirror;
 mod progress;
 mod sbom;
 mod setup;
@@ -56,6 +57,9 @@ pub enum Command {
     Lock(lock::LockArgs),
     /// Fetch every pinned input of a lockfile into the store, verified.
     Fetch(fetch::FetchArgs),
+    /// Write bare mirrors of every git source a lockfile needs, and the mirrors.toml mapping
+    /// them, for an air-gapped network.
+    Mirror(mirror::MirrorCmdArgs),
     /// Verify every crate, Go module and kernel input against its pin.
     Verify(verify::VerifyArgs),
     /// Write a verified vendor tree and cargo config for `cargo build --locked --offline`.
@@ -152,6 +156,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Setup(args) => setup::run(args, cli.json),
         Command::Lock(args) => lock::run(args, &config, cli.json),
         Command::Fetch(args) => fetch::run(args, &config, cli.json),
+        Command::Mirror(args) => mirror::run(args, &config, cli.json),
         Command::Verify(args) => verify::run(args, &config, cli.json),
         Command::Vendor(args) => vendor::run(args, &config, cli.json),
         Command::Build(args) => build::run(args, &config, cli.json),

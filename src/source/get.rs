@@ -254,6 +254,16 @@ impl Getter<'_> {
         Ok(records)
     }
 
+    /// The repository to read `url` from, holding `want` (see [`Self::mirror_repo`]), and
+    /// where it is.
+    pub fn repository(
+        &self,
+        url: &str,
+        want: Option<gix::ObjectId>,
+    ) -> Result<(VerifiedRepo, String), Failure> {
+        self.mirror_repo(url, want, true)
+    }
+
     /// The repository to read `url` from: its local mirror, else (with `network`, and not
     /// offline) the store's mirror cache of it, cloned or updated over https until it holds
     /// `want`.
@@ -290,8 +300,8 @@ impl Getter<'_> {
         want: Option<gix::ObjectId>,
         may_fetch: bool,
     ) -> Result<(VerifiedRepo, String), Failure> {
-        use super::https_git::{HttpsOptions, cache_dir, update};
-        let dir = cache_dir(&self.store.root().join("mirrors"), url);
+        use super::https_git::{HttpsOptions, update};
+        let dir = super::mirror::mirror_dir(&self.store.root().join("mirrors"), url);
         if may_fetch {
             let options = HttpsOptions {
                 ca_file: self.mirrors.ca_file.clone(),

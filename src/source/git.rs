@@ -282,6 +282,70 @@ impl VerifiedRepo {
         Ok(None)
     }
 
+    /// Writes `commit`, its tree and every object under it into `dest`, each verified as it is
+    /// read, and returns the gitlinks in the tree (followed by the caller, through their own
+    /// repositories).
+    pub fn copy_commit(
+        &self,
+        commit: ObjectId,
+        dest: &gix::Repository,
+    ) -> Result<Vec<Gitlink>, GitError> {
+        let info = self.commit(commit)?;
+        let data = self.read(commit, gix::objs::Kind::Commit)?;
+        self.write_to(dest, gix::objs::Kind::Commit, &data)?;
+        let mut links = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        self.copy_tree(info.tree, dest, "", &mut seen, &mut links)?;
+        Ok(links)
+    }
+
+    fn copy_tree(
+        &self,
+        tree: ObjectId,
+        dest: &gix::Repository,
+        prefix: &str,
+        seen: &mut std::collections::HashSet<ObjectId>,
+        links: &mut Vec<Gitlink>,
+    ) -> Result<(), GitError> {
+        let data = self.read(tree, gix::objs::Kind::Tree)?;
+        if seen.insert(tree) {
+            self.write_to(dest, gix::objs::Kind::Tree, &data)?;
+        }
+        for (name, kind, id) in self.tree_entries(tree)? {
+            let rel = format!("{prefix}{name}");
+            match kind {
+                EntryKind::Tree => self.copy_tree(id, dest, &format!("{rel}/"), seen, links)?,
+                EntryKind::Blob | EntryKind::BlobExecutable | EntryKind::Link => {
+                    if seen.insert(id) {
+                        let blob = self.read(id, gix::objs::Kind::Blob)?;
+                        self.write_to(dest, gix::objs::Kind::Blob, &blob)?;
+                    }
+                }
+                EntryKind::Commit => links.push(Gitlink {
+                    path: rel,
+                    commit: id,
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    fn write_to(
+        &self,
+        dest: &gix::Repository,
+        kind: gix::objs::Kind,
+        data: &[u8],
+    ) -> Result<(), GitError> {
+        use gix::objs::Write as _;
+        dest.objects
+            .write_buf(kind, data)
+            .map(|_| ())
+            .map_err(|e| GitError::Write {
+                path: dest.path().to_owned(),
+                source: std::io::Error::other(e.to_string()),
+            })
+    }
+
     /// Writes every file of `tree` under `dest` (which must exist and be empty). Gitlinks are
     /// returned, not followed; their directories are created empty.
     pub fn checkout(&self, tree: ObjectId, dest: &Path) -> Result<CheckoutStats, GitError> {

@@ -26,33 +26,6 @@ pub struct HttpsOptions {
     pub ca_file: Option<PathBuf>,
 }
 
-/// The cache directory of `upstream` under `root`: `<host>/<path>.git`, from the normalised URL.
-pub fn cache_dir(root: &Path, upstream: &str) -> PathBuf {
-    let rest = upstream.split_once("://").map_or(upstream, |(_, r)| r);
-    let rest = rest.trim_end_matches('/');
-    let rest = rest.strip_suffix(".git").unwrap_or(rest);
-    let safe: Vec<String> = rest
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != "." && *c != "..")
-        .map(|c| {
-            c.chars()
-                .map(|ch| match ch {
-                    'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => ch,
-                    _ => '_',
-                })
-                .collect()
-        })
-        .collect();
-    let mut dir = root.to_owned();
-    if let Some((last, parents)) = safe.split_last() {
-        for c in parents {
-            dir.push(c);
-        }
-        dir.push(format!("{last}.git"));
-    }
-    dir
-}
-
 /// Makes `dir` a bare mirror of `url` that holds `want`: nothing is fetched when it already
 /// does; otherwise every branch and tag is fetched (into a new repository beside `dir`, moved
 /// into place only when complete, when there is none yet).
@@ -166,26 +139,6 @@ fn transport_options(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cache_dirs_follow_the_upstream_url() {
-        let root = Path::new("/s/mirrors");
-        assert_eq!(
-            cache_dir(
-                root,
-                "https://github.com/kata-containers/kata-containers.git"
-            ),
-            Path::new("/s/mirrors/github.com/kata-containers/kata-containers.git")
-        );
-        assert_eq!(
-            cache_dir(root, "https://github.com/rust-vmm/rust-vmm-ci/"),
-            Path::new("/s/mirrors/github.com/rust-vmm/rust-vmm-ci.git")
-        );
-        assert_eq!(
-            cache_dir(root, "https://h:8443/../a b/c.d"),
-            Path::new("/s/mirrors/h_8443/a_b/c.d.git")
-        );
-    }
 
     #[test]
     fn only_https_is_fetched() {

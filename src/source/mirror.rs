@@ -169,6 +169,34 @@ impl Mirrors {
     }
 }
 
+/// Where a bare mirror of `upstream` goes under `root`: `<host>/<path>.git`, from its URL
+/// (the store's mirror cache, and `kata-repro mirror`'s output).
+pub fn mirror_dir(root: &Path, upstream: &str) -> PathBuf {
+    let rest = upstream.split_once("://").map_or(upstream, |(_, r)| r);
+    let rest = rest.trim_end_matches('/');
+    let rest = rest.strip_suffix(".git").unwrap_or(rest);
+    let safe: Vec<String> = rest
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != "." && *c != "..")
+        .map(|c| {
+            c.chars()
+                .map(|ch| match ch {
+                    'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => ch,
+                    _ => '_',
+                })
+                .collect()
+        })
+        .collect();
+    let mut dir = root.to_owned();
+    if let Some((last, parents)) = safe.split_last() {
+        for c in parents {
+            dir.push(c);
+        }
+        dir.push(format!("{last}.git"));
+    }
+    dir
+}
+
 /// `HTTPS://GitHub.com/a/b.git/` → `https://github.com/a/b`. Prefix keys keep a trailing `/`.
 fn normalize(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
@@ -228,6 +256,26 @@ mod tests {
         assert_eq!(
             m.resolve("https://cdn.kernel.org/pub/x.tar"),
             Some(Location::File("/srv/kernel/x.tar".into()))
+        );
+    }
+
+    #[test]
+    fn mirror_dirs_follow_the_upstream_url() {
+        let root = Path::new("/s/mirrors");
+        assert_eq!(
+            mirror_dir(
+                root,
+                "https://github.com/kata-containers/kata-containers.git"
+            ),
+            Path::new("/s/mirrors/github.com/kata-containers/kata-containers.git")
+        );
+        assert_eq!(
+            mirror_dir(root, "https://github.com/rust-vmm/rust-vmm-ci/"),
+            Path::new("/s/mirrors/github.com/rust-vmm/rust-vmm-ci.git")
+        );
+        assert_eq!(
+            mirror_dir(root, "https://h:8443/../a b/c.d"),
+            Path::new("/s/mirrors/h_8443/a_b/c.d.git")
         );
     }
 

@@ -3,6 +3,7 @@
 
 pub mod deb;
 pub mod download;
+pub mod export;
 pub mod extract;
 pub mod fetch;
 pub mod get;
