@@ -27,6 +27,12 @@ pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
         Side::open(p).map_err(Failure::input)
     };
     let options = Options { deep: args.deep };
+    let progress = super::progress::Progress::new();
+    progress.note(format!(
+        "comparing {} and {}",
+        args.a.display(),
+        args.b.display()
+    ));
     let plain = |p: &Path| p.is_dir() && !p.join(MANIFEST_FILE).is_file();
     // Two plain directories are compared pair by pair, and each difference is printed as soon
     // as it is seen; the explanations follow.

@@ -121,6 +121,8 @@ fn allow_host_of(lock: &mut kata_repro::lock::Lockfile, url: &str) {
 
 pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let mirrors = super::mirrors(config, &args.mirrors)?;
+    let progress = super::progress::Progress::new();
+    progress.set(format!("locking {} at {}", args.source, args.tag));
     let mut policy = HostPolicy::new(DEFAULT_ALLOWED_HOSTS);
     policy.extend(&config.policy.allowed_hosts);
     // Naming an archive or a kernel URL allows its host (the lockfile records it).

@@ -226,7 +226,8 @@ pub fn run(args: SbomArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         lock,
         args.rust_toolchain.as_deref(),
     )?;
-    super::progress::say(format!(
+    let progress = super::progress::Progress::new();
+    progress.set(format!(
         "reading the dependency sets of {} for {}",
         requested.join(", "),
         args.arch

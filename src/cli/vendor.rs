@@ -34,6 +34,8 @@ pub fn run(args: VendorArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
         super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
     let (lock, store, mirrors) = (&release.lock, &release.store, &release.mirrors);
 
+    let progress = super::progress::Progress::new();
+    progress.set(format!("verifying the Rust inputs of {}", lock.release));
     // Everything the vendor tree is made from is verified first.
     let check = ReleaseCheck {
         lock,
@@ -59,6 +61,7 @@ pub fn run(args: VendorArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
             lock.release
         )));
     }
+    progress.set("writing the vendor tree");
     let checkout = store.git_path(&lock.source.commit);
     let lock_path = checkout.join("Cargo.lock");
     let cargo_lock = std::fs::read_to_string(&lock_path)
