@@ -15,14 +15,10 @@ use crate::source::store::Store;
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
     #[error(
-        "host tool `{name}` is not on PATH ({path}); install it (Debian: {hint}) or remove it \
-         from the recipe's host_tools"
+        "host tool `{name}` is not on PATH ({path}); `kata-repro setup` installs what the \
+         recipes name, or remove it from the recipe's host_tools"
     )]
-    MissingTool {
-        name: String,
-        path: String,
-        hint: String,
-    },
+    MissingTool { name: String, path: String },
     #[error("host package `{name}` is not installed; install it (apt-get install {name})")]
     MissingPackage { name: String },
     #[error(
@@ -190,7 +186,6 @@ pub fn resolve_host_tools(
             .ok_or_else(|| ToolError::MissingTool {
                 name: name.clone(),
                 path: search_path.to_owned(),
-                hint: format!("apt-file search bin/{name}"),
             })?;
         let resolved = std::fs::canonicalize(&path).map_err(io_err(&path))?;
         let sha256 = Sha256Digest::of_file(&resolved).map_err(io_err(&resolved))?;

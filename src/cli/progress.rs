@@ -121,7 +121,11 @@ impl Progress {
             a.since = Instant::now();
         }
         match self.mode {
-            Mode::Bar => self.bar.set_message(message),
+            Mode::Bar => {
+                // The spinner's clock is the new activity's.
+                self.bar.reset_elapsed();
+                self.bar.set_message(message);
+            }
             Mode::Lines => eprintln!("[{}] {message}", clock(self.shared.started.elapsed())),
             Mode::Quiet => {}
         }
