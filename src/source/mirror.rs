@@ -70,8 +70,17 @@ impl Config {
                 message: e.message().to_owned(),
             }
         })?;
-        // Relative mirror paths are relative to the config file.
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Relative mirror paths are relative to the config file, made absolute here: cargo and
+        // the steps read them from other working directories.
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let base = std::fs::canonicalize(parent).map_err(|source| MirrorError::ReadConfig {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = base.as_path();
         if let Some(ca) = &mut config.ca_file
             && ca.is_relative()
         {
@@ -277,6 +286,33 @@ mod tests {
             mirror_dir(root, "https://h:8443/../a b/c.d"),
             Path::new("/s/mirrors/h_8443/a_b/c.d.git")
         );
+    }
+
+    #[test]
+    fn relative_mirror_paths_become_absolute_from_the_config_file() {
+        // Unit tests run in the package root, so a relative path to the config names it as a
+        // user's `--config mirrors/mirrors.toml` would.
+        std::fs::create_dir_all("target").unwrap();
+        let dir = tempfile::tempdir_in("target").unwrap();
+        let rel = dir
+            .path()
+            .strip_prefix(std::env::current_dir().unwrap())
+            .unwrap_or(dir.path())
+            .to_owned();
+        let config = rel.join("mirrors.toml");
+        std::fs::write(
+            &config,
+            "ca_file = \"ca.pem\"\n[mirrors]\n\"https://github.com/a/b\" = \"github.com/a/b.git\"\n",
+        )
+        .unwrap();
+        assert!(config.is_relative());
+        let loaded = Config::load(&config).unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(
+            loaded.mirrors["https://github.com/a/b"],
+            base.join("github.com/a/b.git").display().to_string()
+        );
+        assert_eq!(loaded.ca_file, Some(base.join("ca.pem")));
     }
 
     #[test]
