@@ -21,6 +21,61 @@ fn mirror(f: &Fixture, dir: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// `cargo fetch` of a crate depending on the fixture's git dependency at its pinned commit, its
+/// URL and its submodule's rewritten to the written mirrors (as `vendor` does).
+fn cargo_fetches_from(f: &Fixture, dir: &Path) {
+    let work = f.root().join("cargo-probe");
+    std::fs::create_dir_all(work.join("src")).unwrap();
+    std::fs::write(work.join("src/lib.rs"), "").unwrap();
+    std::fs::write(
+        work.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"probe\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\ndep = {{ git = \"{}\", rev = \"{}\" }}\n",
+            common::DEP_URL,
+            f.dep_commit
+        ),
+    )
+    .unwrap();
+    let mut gitconfig = String::new();
+    for (url, repo) in [
+        (common::DEP_URL, "github.com/example/dep-rs.git"),
+        (common::CI_URL, "github.com/example/ci.git"),
+    ] {
+        // Both spellings, as `vendor` writes them: the longest match wins.
+        gitconfig.push_str(&format!(
+            "[url \"file://{}\"]\n\tinsteadOf = {url}\n\tinsteadOf = {url}.git\n",
+            dir.join(repo).display()
+        ));
+    }
+    let home = f.root().join("cargo-probe-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join(".gitconfig"), gitconfig).unwrap();
+    let rustup_home = std::env::var_os("RUSTUP_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").unwrap()).join(".rustup"));
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .arg("fetch")
+        .current_dir(&work)
+        .env("HOME", &home)
+        .env("CARGO_HOME", home.join("cargo"))
+        .env("RUSTUP_HOME", rustup_home)
+        .env("CARGO_NET_OFFLINE", "false")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo fetch: {}", text(&out));
+    let checkouts = home.join("cargo/git/checkouts");
+    let ci_script = walkdir::WalkDir::new(&checkouts)
+        .into_iter()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name() == "ci.sh");
+    assert!(
+        ci_script,
+        "the submodule is checked out under {}",
+        checkouts.display()
+    );
+}
+
 #[test]
 fn mirrors_of_every_git_source_are_written_and_a_fetch_reads_them_offline() {
     let f = Fixture::new();
@@ -58,6 +113,9 @@ fn mirrors_of_every_git_source_are_written_and_a_fetch_reads_them_offline() {
         git(&kata, &["rev-parse", &format!("{TAG}^{{commit}}")]),
         f.kata_commit()
     );
+
+    // cargo itself fetches the pinned git dependency, with its submodule, from the mirrors.
+    cargo_fetches_from(&f, &dir);
 
     // Only the written mirrors, offline, into a new store.
     let store = f.root().join("carried-store");

@@ -136,7 +136,9 @@ fn copy_one(
     let out = gix::open_opts(dest, gix::open::Options::isolated())
         .map_err(|e| Failure::failed(format!("{}: {e}", dest.display())))?;
     let links = repo.copy_commit(w.commit, &out)?;
-    let mut refs = vec![format!("refs/kata-repro/pinned/{}", w.commit)];
+    // A branch per pinned commit: cargo (libgit2) fetches a pinned rev from a local
+    // repository only through refs/heads.
+    let mut refs = vec![format!("refs/heads/kata-repro/pinned/{}", w.commit)];
     refs.extend(w.tag.iter().map(|t| format!("refs/tags/{t}")));
     for name in refs {
         out.reference(
