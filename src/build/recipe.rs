@@ -291,12 +291,12 @@ impl Recipe {
     }
 
     pub fn host_packages_for(&self, arch: &str) -> Vec<String> {
-        let extra = self
-            .arch
-            .get(arch)
-            .map(|a| a.host_packages.clone())
-            .unwrap_or_default();
-        self.host_packages.iter().cloned().chain(extra).collect()
+        let extra = self.arch.get(arch).map(|a| a.host_packages.as_slice());
+        self.host_packages
+            .iter()
+            .chain(extra.unwrap_or_default())
+            .cloned()
+            .collect()
     }
 }
 

@@ -180,13 +180,10 @@ pub fn resolve_host_tools(
 ) -> Result<Vec<HostTool>, ToolError> {
     let mut found = Vec::new();
     for name in names {
-        let path = std::env::split_paths(search_path)
-            .map(|d| d.join(name))
-            .find(|p| is_executable(p))
-            .ok_or_else(|| ToolError::MissingTool {
-                name: name.clone(),
-                path: search_path.to_owned(),
-            })?;
+        let path = find_on_path(name, search_path).ok_or_else(|| ToolError::MissingTool {
+            name: name.clone(),
+            path: search_path.to_owned(),
+        })?;
         let resolved = std::fs::canonicalize(&path).map_err(io_err(&path))?;
         let sha256 = Sha256Digest::of_file(&resolved).map_err(io_err(&resolved))?;
         found.push((name.clone(), path, resolved, sha256));
@@ -206,6 +203,13 @@ pub fn resolve_host_tools(
             }
         })
         .collect())
+}
+
+/// Where `name` is on `search_path` (a PATH value): the first executable file of that name.
+pub fn find_on_path(name: &str, search_path: &str) -> Option<PathBuf> {
+    std::env::split_paths(search_path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::build::recipe::Recipe;
-use crate::build::tools::Dpkg;
+use crate::build::tools::{Dpkg, find_on_path};
 
 /// A host tool the recipes name, and whether PATH has it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -68,7 +68,7 @@ pub fn survey(recipes: &[&Recipe], arch: &str, search_path: &str, dpkg: &Dpkg) -
     }
     let found: BTreeMap<String, Option<PathBuf>> = tools
         .keys()
-        .map(|t| (t.clone(), on_path(t, search_path)))
+        .map(|t| (t.clone(), find_on_path(t, search_path)))
         .collect();
     let resolved: BTreeSet<PathBuf> = found
         .values()
@@ -111,15 +111,6 @@ pub fn survey(recipes: &[&Recipe], arch: &str, search_path: &str, dpkg: &Dpkg) -
         tools,
         packages,
     }
-}
-
-fn on_path(name: &str, search_path: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::split_paths(search_path)
-        .map(|d| d.join(name))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
 }
 
 impl Survey {
