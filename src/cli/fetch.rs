@@ -143,9 +143,10 @@ fn print_summary(report: &FetchReport) {
     }
     let count = |s: Status| report.inputs.iter().filter(|i| i.status == s).count();
     println!(
-        "\n{} fetched, {} cached, {} failed, {} missing, {} unpinned, {} skipped",
+        "\n{} fetched, {} cached, {} repaired, {} failed, {} missing, {} unpinned, {} skipped",
         count(Status::Fetched),
         count(Status::Cached),
+        count(Status::Repaired),
         count(Status::Failed),
         count(Status::Missing),
         count(Status::Unpinned),
@@ -167,6 +168,14 @@ fn print_summary(report: &FetchReport) {
                 i.message.as_deref().unwrap_or("")
             );
         }
+    }
+    for i in report.inputs.iter().filter(|i| i.damaged.is_some()) {
+        println!(
+            "damaged: {}: {}; it was fetched and verified again. Something other than kata-repro \
+             changed the store: find out what before trusting other copies of it",
+            i.name,
+            i.damaged.as_deref().unwrap_or("")
+        );
     }
     for i in report
         .inputs

@@ -8,7 +8,7 @@ use kata_repro::lock::generate::{
 };
 use kata_repro::lock::toolchain::{DEFAULT_GO_DL_INDEX, DEFAULT_PYPI_INDEX, DEFAULT_RUST_DIST};
 use kata_repro::source::download::Location;
-use kata_repro::source::git::GitError;
+use kata_repro::source::git::{GitError, VerifiedRepo};
 use kata_repro::source::mirror::Config;
 use kata_repro::source::policy::HostPolicy;
 
@@ -175,7 +175,17 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         rust_dist: args.rust_dist.clone(),
         rustc: args.rustc.clone(),
     };
-    let mut generated = generate::generate(&request).map_err(|e| match &e {
+    // Git dependencies and submodules are read from their local mirrors, to pin their trees.
+    let open = |url: &str, _commit: gix::ObjectId| -> Result<VerifiedRepo, String> {
+        policy.check(url).map_err(|e| e.to_string())?;
+        match mirrors.resolve(url) {
+            Some(Location::File(path)) => VerifiedRepo::open(&path).map_err(|e| e.to_string()),
+            _ => Err(format!(
+                "no local mirror of {url} is configured: pass --mirror {url}=PATH"
+            )),
+        }
+    };
+    let mut generated = generate::generate(&request, &open).map_err(|e| match &e {
         GenerateError::Git(GitError::Corrupt { .. } | GitError::TreeMismatch { .. }) => {
             Failure::check(e)
         }

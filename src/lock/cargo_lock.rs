@@ -211,7 +211,9 @@ pub fn git_dependencies(text: &str) -> Result<Vec<GitDependency>, CargoLockError
                 url: git.url.clone(),
                 reference: git.reference.clone(),
                 commit: git.commit,
+                tree: None,
                 packages: Vec::new(),
+                submodules: Vec::new(),
             });
         entry.packages.push(pkg.id());
     }

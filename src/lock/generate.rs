@@ -76,7 +76,11 @@ pub enum GenerateError {
     },
 }
 
-pub fn generate(req: &LockRequest) -> Result<Generated, GenerateError> {
+/// Opens the repository of a git URL holding a commit (a dependency or a submodule), for
+/// reading its trees.
+pub type OpenRepo<'a> = dyn Fn(&str, gix::ObjectId) -> Result<VerifiedRepo, String> + 'a;
+
+pub fn generate(req: &LockRequest, open: &OpenRepo<'_>) -> Result<Generated, GenerateError> {
     let repo = VerifiedRepo::open(&req.repo)?;
     let commit = repo
         .tag_commit(&req.tag)?
@@ -111,7 +115,17 @@ pub fn generate(req: &LockRequest) -> Result<Generated, GenerateError> {
     };
 
     let versions = KataVersions::parse(&text("versions.yaml")?)?;
-    let git = cargo_lock::git_dependencies(&text("Cargo.lock")?)?;
+    let mut git = cargo_lock::git_dependencies(&text("Cargo.lock")?)?;
+    for dep in &mut git {
+        match pin_dependency(dep, open) {
+            Ok(()) => {}
+            Err(why) => warnings.push(format!(
+                "git {} at {}: its tree is unpinned, so it is never used: {why}",
+                dep.url, dep.commit
+            )),
+        }
+    }
+    let source_submodules = crate::source::git::pin_submodules(&repo, info.tree, open)?;
     let kata_config_version = text("tools/packaging/kernel/kata_config_version")?
         .trim()
         .to_owned();
@@ -168,6 +182,7 @@ pub fn generate(req: &LockRequest) -> Result<Generated, GenerateError> {
             tree: info.tree.into(),
             commit_time: info.time,
             files,
+            submodules: source_submodules,
         },
         git,
         toolchains: Toolchains {
@@ -201,6 +216,17 @@ pub fn generate(req: &LockRequest) -> Result<Generated, GenerateError> {
         origin: None,
     };
     Ok(Generated { lockfile, warnings })
+}
+
+/// Pins the tree of a git dependency's commit and of every submodule in it, read verified
+/// from their repositories.
+fn pin_dependency(dep: &mut super::GitDependency, open: &OpenRepo<'_>) -> Result<(), String> {
+    let repo = open(&dep.url, dep.commit.id())?;
+    let info = repo.commit(dep.commit.id()).map_err(|e| e.to_string())?;
+    dep.submodules =
+        crate::source::git::pin_submodules(&repo, info.tree, open).map_err(|e| e.to_string())?;
+    dep.tree = Some(info.tree.into());
+    Ok(())
 }
 
 fn rust_channel(text: &str) -> Option<String> {

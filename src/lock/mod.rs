@@ -78,6 +78,9 @@ pub struct Source {
     /// build of this release.
     pub commit_time: i64,
     pub files: Vec<PinnedFile>,
+    /// Every submodule of the tree, nested ones included, with the tree of its commit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub submodules: Vec<PinnedSubmodule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,8 +98,28 @@ pub struct GitDependency {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
     pub commit: GitOid,
+    /// The commit's tree. A stored checkout is re-hashed against it whenever it is used again;
+    /// without it the dependency is unpinned and never used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<GitOid>,
     /// Cargo.lock packages that come from this repository and commit.
     pub packages: Vec<String>,
+    /// Every submodule of the tree, nested ones included, with the tree of its commit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub submodules: Vec<PinnedSubmodule>,
+}
+
+/// A submodule of a pinned tree: the commit its parent tree records, and that commit's tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedSubmodule {
+    /// Relative to the top of the pinned repository (`a/b` for a submodule `b` of a submodule
+    /// `a`).
+    pub path: String,
+    /// The URL `.gitmodules` gives it.
+    pub url: String,
+    pub commit: GitOid,
+    pub tree: GitOid,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -412,6 +435,12 @@ impl Lockfile {
             out.push(format!(
                 "rust {}: neither its channel manifest nor a rustc of that channel could be read",
                 self.toolchains.rust.channel
+            ));
+        }
+        for g in self.git.iter().filter(|g| g.tree.is_none()) {
+            out.push(format!(
+                "git {} at {}: its tree could not be read when the lockfile was made",
+                g.url, g.commit
             ));
         }
         if self.kernel.sha256.is_none() {

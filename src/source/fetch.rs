@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::get::{Failure, Getter, Got};
+use super::get::{Failure, Getter, Got, TreePin};
 use super::policy::{HostPolicy, PolicyError};
 use crate::digest::Sha256Digest;
 use crate::lock::{Lockfile, SourceKind};
@@ -43,6 +43,9 @@ pub enum Status {
     Fetched,
     /// Already in the store, verified earlier.
     Cached,
+    /// The stored copy failed its pin and was fetched and verified again: the store was
+    /// damaged or tampered with (see `damaged`).
+    Repaired,
     /// The bytes did not match their pin (or could not be verified): nothing was kept.
     Failed,
     /// The pinned bytes could not be obtained.
@@ -55,7 +58,10 @@ pub enum Status {
 
 impl Status {
     pub fn is_ok(self) -> bool {
-        matches!(self, Status::Fetched | Status::Cached | Status::Skipped)
+        matches!(
+            self,
+            Status::Fetched | Status::Cached | Status::Repaired | Status::Skipped
+        )
     }
 }
 
@@ -85,6 +91,9 @@ pub struct InputReport {
     /// Where the verified input is in the store.
     pub path: Option<PathBuf>,
     pub bytes: Option<u64>,
+    /// What was wrong with the stored copy, when it was replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -188,7 +197,7 @@ impl Fetcher<'_> {
                     &lock.source.url,
                     lock.source.commit,
                     Some(&lock.source.tag),
-                    Some(lock.source.tree),
+                    TreePin::of_source(&lock.source),
                 )?;
                 check_trusted_files(lock, &got.path)?;
                 Ok(got)
@@ -205,8 +214,8 @@ impl Fetcher<'_> {
                 &dep.url,
                 events,
                 |_| {
-                    self.get
-                        .git(&dep.url, dep.commit, None, None)
+                    TreePin::of_dependency(dep)
+                        .and_then(|pin| self.get.git(&dep.url, dep.commit, None, pin))
                         .map_err(|mut f| {
                             f.message = format!(
                                 "{} ({}, needed by {}): {}",
@@ -357,6 +366,7 @@ impl Fetcher<'_> {
             message: None,
             path: None,
             bytes: None,
+            damaged: None,
         };
         if self.options.skip.contains(&class) {
             report.message = Some(format!("left out with --skip {class}"));
@@ -370,6 +380,7 @@ impl Fetcher<'_> {
                 report.path = Some(got.path);
                 report.bytes = got.bytes;
                 report.message = got.note;
+                report.damaged = got.damaged;
             }
             Err(f) => {
                 report.status = f.status;

@@ -8,9 +8,9 @@ use super::fetch::{Event, Status};
 use super::git::{GitError, VerifiedRepo};
 use super::mirror::Mirrors;
 use super::policy::HostPolicy;
-use super::store::{Store, StoreError};
+use super::store::{ObjectState, Store, StoreError};
 use crate::digest::Sha256Digest;
-use crate::lock::GitOid;
+use crate::lock::{GitOid, PinnedSubmodule};
 
 /// A failure of one input.
 pub struct Failure {
@@ -62,6 +62,8 @@ pub struct Got {
     pub path: PathBuf,
     pub bytes: Option<u64>,
     pub note: Option<String>,
+    /// What was wrong with the stored copy that was replaced.
+    pub damaged: Option<String>,
 }
 
 /// Gets pinned inputs into the store: files by sha256, git commits by id, through mirrors.
@@ -81,16 +83,24 @@ impl Getter<'_> {
         events: &mut dyn FnMut(Event<'_>),
     ) -> Result<Got, Failure> {
         let path = self.store.object_path(sha256);
-        if self.store.verify_object(sha256)? {
-            let bytes = std::fs::metadata(&path).ok().map(|m| m.len());
-            return Ok(Got {
-                status: Status::Cached,
-                from: None,
-                path,
-                bytes,
-                note: None,
-            });
-        }
+        let damaged = match self.store.check_object(sha256)? {
+            ObjectState::Good => {
+                let bytes = std::fs::metadata(&path).ok().map(|m| m.len());
+                return Ok(Got {
+                    status: Status::Cached,
+                    from: None,
+                    path,
+                    bytes,
+                    note: None,
+                    damaged: None,
+                });
+            }
+            ObjectState::Absent => None,
+            ObjectState::Damaged { actual } => Some(format!(
+                "the stored copy hashed to sha256 {actual}, not the pinned {sha256}; it was \
+                 removed"
+            )),
+        };
         let location = self
             .mirrors
             .resolve(url)
@@ -117,51 +127,68 @@ impl Getter<'_> {
             })?;
         let bytes = std::fs::metadata(&path).ok().map(|m| m.len());
         Ok(Got {
-            status: Status::Fetched,
+            status: if damaged.is_some() {
+                Status::Repaired
+            } else {
+                Status::Fetched
+            },
             from: Some(location.to_string()),
             path,
             bytes,
             note: None,
+            damaged,
         })
     }
 
-    /// Verifies `commit` (and the tag and tree, when pinned) in the mirror of `url`, then checks
-    /// it out into the store with its submodules.
+    /// Verifies `commit` (and the tag, when pinned) in the mirror of `url`, then checks it out
+    /// into the store with its submodules. A stored checkout is used again only when its files
+    /// hash to the trees of `pin`, never to anything the store wrote about itself.
     pub fn git(
         &self,
         url: &str,
         commit: GitOid,
         tag: Option<&str>,
-        tree: Option<GitOid>,
+        pin: TreePin<'_>,
     ) -> Result<Got, Failure> {
         let entry = self.store.git_entry(&commit);
-        let mut note = None;
+        let mut damaged = None;
         if entry.exists() {
-            match CheckoutRecord::verify_entry(&entry, commit, tree) {
+            let expected = match &pin {
+                TreePin::Locked(pins) => pins.clone(),
+                TreePin::FromCommit => self.pins_from_commit(url, commit)?,
+            };
+            let checkout = self.store.git_path(&commit);
+            match verify_checkout(&checkout, &expected) {
                 Ok(()) => {
                     // Re-check the pins against the mirror when there is one at hand (no
                     // network for a stored checkout): a moved tag is news.
                     if let Ok((repo, _)) = &self.mirror_repo(url, Some(commit.id()), false) {
-                        repo.verify_pin(commit.id(), tag, tree.map(|t| t.id()))?;
+                        repo.verify_pin(commit.id(), tag, Some(expected.tree.id()))?;
                     }
                     return Ok(Got {
                         status: Status::Cached,
                         from: None,
-                        path: self.store.git_path(&commit),
+                        path: checkout,
                         bytes: None,
                         note: None,
+                        damaged: None,
                     });
                 }
                 Err(reason) => {
                     self.store.remove_git_entry(&commit)?;
-                    note = Some(format!(
-                        "the stored checkout was damaged ({reason}) and was checked out again"
+                    damaged = Some(format!(
+                        "the stored checkout of {commit} was damaged: {reason}"
                     ));
                 }
             }
         }
         let (repo, from) = self.mirror_repo(url, Some(commit.id()), true)?;
-        let info = repo.verify_pin(commit.id(), tag, tree.map(|t| t.id()))?;
+        let locked_tree = match &pin {
+            TreePin::Locked(p) => Some(p.tree.id()),
+            TreePin::FromCommit => None,
+        };
+        let info = repo.verify_pin(commit.id(), tag, locked_tree)?;
+        let mut note = None;
         if let Some(t) = tag
             && repo.tag_commit(t)?.is_none()
         {
@@ -174,40 +201,65 @@ impl Getter<'_> {
         std::fs::create_dir(&tree_dir)
             .map_err(|e| Failure::failed(format!("{}: {e}", tree_dir.display())))?;
         let mut bytes = 0;
-        let submodules = self.checkout_recursive(&repo, info.tree, &tree_dir, &mut bytes, 0)?;
-        let record = CheckoutRecord {
-            commit,
-            tree: info.tree.into(),
-            submodules,
-        };
-        record.write(staged.path())?;
+        let mut submodules = Vec::new();
+        self.checkout_recursive(&repo, info.tree, &tree_dir, "", &mut bytes, &mut submodules)?;
+        submodules.sort_by(|a, b| a.path.cmp(&b.path));
+        if let TreePin::Locked(pins) = &pin {
+            check_submodule_pins(&pins.submodules, &submodules)?;
+        }
         self.store.commit_checkout(staged, &commit)?;
         Ok(Got {
-            status: Status::Fetched,
+            status: if damaged.is_some() {
+                Status::Repaired
+            } else {
+                Status::Fetched
+            },
             from: Some(from),
             path: self.store.git_path(&commit),
             bytes: Some(bytes),
             note,
+            damaged,
         })
     }
 
-    /// Checks out `tree` into `dest` and, through their mirrors, every submodule in it.
+    /// The trees a checkout of `commit` must hash to when no lockfile pins them: read again,
+    /// verified, from the commit and its submodules' commits in their repositories.
+    fn pins_from_commit(&self, url: &str, commit: GitOid) -> Result<TreePins<'static>, Failure> {
+        let (repo, _) = self.mirror_repo(url, Some(commit.id()), true)?;
+        let info = repo.commit(commit.id())?;
+        let open = |sub_url: &str, want: gix::ObjectId| -> Result<VerifiedRepo, String> {
+            self.policy.check(sub_url).map_err(|e| e.to_string())?;
+            self.mirror_repo(sub_url, Some(want), true)
+                .map(|(r, _)| r)
+                .map_err(|f| f.message)
+        };
+        let submodules = super::git::pin_submodules(&repo, info.tree, &open)?;
+        Ok(TreePins {
+            tree: info.tree.into(),
+            submodules: std::borrow::Cow::Owned(submodules),
+        })
+    }
+
+    /// Checks out `tree` into `dest` and, through their mirrors, every submodule in it,
+    /// recording each submodule (path from the top, commit, tree) in `out`.
     fn checkout_recursive(
         &self,
         repo: &VerifiedRepo,
         tree: gix::ObjectId,
         dest: &Path,
+        prefix: &str,
         bytes: &mut u64,
-        depth: usize,
-    ) -> Result<Vec<SubmoduleRecord>, Failure> {
+        out: &mut Vec<PinnedSubmodule>,
+    ) -> Result<(), Failure> {
         let stats = repo.checkout(tree, dest)?;
         *bytes += stats.bytes;
         if stats.gitlinks.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        if depth > 8 {
+        if prefix.matches('/').count() >= super::git::MAX_SUBMODULE_DEPTH {
             return Err(Failure::failed(format!(
-                "submodules nest deeper than 8 levels under {}",
+                "submodules nest deeper than {} levels under {}",
+                super::git::MAX_SUBMODULE_DEPTH,
                 dest.display()
             )));
         }
@@ -215,43 +267,48 @@ impl Getter<'_> {
             .read_path(tree, ".gitmodules")?
             .map(|m| super::git::submodule_urls(&m))
             .unwrap_or_default();
-        let mut records = Vec::new();
         for link in stats.gitlinks {
+            let path = format!("{prefix}{}", link.path);
             let url = urls
                 .iter()
                 .find(|(p, _)| *p == link.path)
                 .map(|(_, u)| u.clone())
                 .ok_or_else(|| {
                     Failure::failed(format!(
-                        "submodule {} ({}) has no URL in .gitmodules",
-                        link.path, link.commit
+                        "submodule {path} ({}) has no URL in .gitmodules",
+                        link.commit
                     ))
                 })?;
             self.policy
                 .check(&url)
-                .map_err(|e| Failure::failed(format!("submodule {}: {e}", link.path)))?;
+                .map_err(|e| Failure::failed(format!("submodule {path}: {e}")))?;
             let (sub, _) = self
                 .mirror_repo(&url, Some(link.commit), true)
                 .map_err(|mut f| {
-                    f.message =
-                        format!("submodule {} at {}: {}", link.path, link.commit, f.message);
+                    f.message = format!("submodule {path} at {}: {}", link.commit, f.message);
                     f
                 })?;
             let info = sub.commit(link.commit).map_err(|e| {
                 let mut f = Failure::from(e);
-                f.message = format!("submodule {} ({url}): {}", link.path, f.message);
+                f.message = format!("submodule {path} ({url}): {}", f.message);
                 f
             })?;
-            let submodules =
-                self.checkout_recursive(&sub, info.tree, &dest.join(&link.path), bytes, depth + 1)?;
-            records.push(SubmoduleRecord {
-                path: link.path,
+            out.push(PinnedSubmodule {
+                path: path.clone(),
+                url,
                 commit: link.commit.into(),
                 tree: info.tree.into(),
-                submodules,
             });
+            self.checkout_recursive(
+                &sub,
+                info.tree,
+                &dest.join(&link.path),
+                &format!("{path}/"),
+                bytes,
+                out,
+            )?;
         }
-        Ok(records)
+        Ok(())
     }
 
     /// The repository to read `url` from, holding `want` (see [`Self::mirror_repo`]), and
@@ -339,70 +396,179 @@ impl Getter<'_> {
 
 /// Where a checkout's files live inside its store entry.
 pub const CHECKOUT_DIR: &str = "tree";
-const RECORD_FILE: &str = "record.json";
 
-/// What a store entry for a commit holds: the ids its files were verified against, so that
-/// the files can be re-hashed into the same tree ids whenever the entry is used again.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CheckoutRecord {
-    pub commit: GitOid,
+/// The trees a checkout must hash to: the commit's tree and every submodule's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreePins<'a> {
     pub tree: GitOid,
-    pub submodules: Vec<SubmoduleRecord>,
+    /// Sorted by path; nested submodules carry their full path from the top.
+    pub submodules: std::borrow::Cow<'a, [PinnedSubmodule]>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SubmoduleRecord {
-    /// Relative to the repository that records the submodule.
-    pub path: String,
-    pub commit: GitOid,
-    pub tree: GitOid,
-    pub submodules: Vec<SubmoduleRecord>,
+/// What a checkout is checked against.
+#[derive(Debug, Clone)]
+pub enum TreePin<'a> {
+    /// The lockfile's pins.
+    Locked(TreePins<'a>),
+    /// No lockfile pins the trees (`verify cargo` on a bare Cargo.lock): they are read again,
+    /// verified, from the commit in its repository whenever a stored checkout is used.
+    FromCommit,
 }
 
-impl CheckoutRecord {
-    fn write(&self, entry: &Path) -> Result<(), Failure> {
-        let path = entry.join(RECORD_FILE);
-        let json = serde_json::to_vec_pretty(self).expect("a record serialises");
-        std::fs::write(&path, json).map_err(|e| Failure::failed(format!("{}: {e}", path.display())))
+impl<'a> TreePin<'a> {
+    /// The lockfile's pins of a git dependency, or why it cannot be used.
+    pub fn of_dependency(dep: &'a crate::lock::GitDependency) -> Result<Self, Failure> {
+        let tree = dep.tree.ok_or_else(|| Failure {
+            status: Status::Unpinned,
+            message: format!(
+                "the lockfile pins commit {} of {} but not its tree, so it is never used; \
+                 regenerate the lockfile with `kata-repro lock` where a mirror of it can be read",
+                dep.commit, dep.url
+            ),
+        })?;
+        Ok(TreePin::Locked(TreePins {
+            tree,
+            submodules: std::borrow::Cow::Borrowed(&dep.submodules),
+        }))
     }
 
-    /// Re-hashes a stored checkout: the record must name `commit` (and `tree`, when pinned),
-    /// and the files on disk must hash to the recorded trees, submodules included.
-    pub fn verify_entry(entry: &Path, commit: GitOid, tree: Option<GitOid>) -> Result<(), String> {
-        let text = std::fs::read(entry.join(RECORD_FILE))
-            .map_err(|e| format!("no readable {RECORD_FILE}: {e}"))?;
-        let record: CheckoutRecord =
-            serde_json::from_slice(&text).map_err(|e| format!("{RECORD_FILE}: {e}"))?;
-        if record.commit != commit {
-            return Err(format!("it records commit {}", record.commit));
-        }
-        if let Some(pinned) = tree
-            && record.tree != pinned
-        {
-            return Err(format!(
-                "it records tree {}, not the pinned {pinned}",
-                record.tree
-            ));
-        }
-        verify_dir(&entry.join(CHECKOUT_DIR), record.tree, &record.submodules)
+    /// The lockfile's pins of the Kata source.
+    pub fn of_source(source: &'a crate::lock::Source) -> Self {
+        TreePin::Locked(TreePins {
+            tree: source.tree,
+            submodules: std::borrow::Cow::Borrowed(&source.submodules),
+        })
     }
 }
 
-fn verify_dir(dir: &Path, tree: GitOid, submodules: &[SubmoduleRecord]) -> Result<(), String> {
-    let gitlinks = submodules
+/// The submodules a checkout found must be the ones the lockfile pins, commit and tree.
+fn check_submodule_pins(
+    pinned: &[PinnedSubmodule],
+    found: &[PinnedSubmodule],
+) -> Result<(), Failure> {
+    for f in found {
+        match pinned.iter().find(|p| p.path == f.path) {
+            None => {
+                return Err(Failure {
+                    status: Status::Unpinned,
+                    message: format!(
+                        "submodule {} ({} at {}) is not pinned in the lockfile; regenerate it \
+                         with `kata-repro lock`",
+                        f.path, f.url, f.commit
+                    ),
+                });
+            }
+            Some(p) if (p.commit, p.tree) != (f.commit, f.tree) => {
+                return Err(Failure::failed(format!(
+                    "submodule {}: the lockfile pins commit {} with tree {}, the checkout has \
+                     commit {} with tree {}",
+                    f.path, p.commit, p.tree, f.commit, f.tree
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(p) = pinned
         .iter()
-        .map(|s| (s.path.clone(), s.commit.id()))
+        .find(|p| !found.iter().any(|f| f.path == p.path))
+    {
+        return Err(Failure::failed(format!(
+            "the lockfile pins submodule {} at {}, but the tree has no such submodule",
+            p.path, p.commit
+        )));
+    }
+    Ok(())
+}
+
+/// Re-hashes a stored checkout into git tree ids: its files must hash to the pinned tree, and
+/// each submodule's files to its pinned tree.
+pub fn verify_checkout(dir: &Path, pins: &TreePins<'_>) -> Result<(), String> {
+    verify_dir(dir, pins.tree, &pins.submodules, "")
+}
+
+/// The submodules directly under `prefix` (not inside another submodule below it).
+fn direct_submodules<'s>(subs: &'s [PinnedSubmodule], prefix: &str) -> Vec<&'s PinnedSubmodule> {
+    let below = |s: &PinnedSubmodule| s.path.strip_prefix(prefix).map(str::to_owned);
+    subs.iter()
+        .filter(|s| {
+            let Some(rel) = below(s) else { return false };
+            !subs.iter().any(|t| {
+                t.path != s.path
+                    && below(t).is_some_and(|t_rel| rel.starts_with(&format!("{t_rel}/")))
+            })
+        })
+        .collect()
+}
+
+fn verify_dir(
+    dir: &Path,
+    tree: GitOid,
+    subs: &[PinnedSubmodule],
+    prefix: &str,
+) -> Result<(), String> {
+    let direct = direct_submodules(subs, prefix);
+    let gitlinks = direct
+        .iter()
+        .map(|s| (s.path[prefix.len()..].to_owned(), s.commit.id()))
         .collect();
     let actual = super::git::tree_id_of_dir(dir, &gitlinks)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     if actual != tree.id() {
         return Err(format!(
-            "{} hashes to tree {actual}, not {tree}",
+            "{} hashes to tree {actual}, not the pinned {tree}",
             dir.display()
         ));
     }
-    for s in submodules {
-        verify_dir(&dir.join(&s.path), s.tree, &s.submodules)?;
+    for s in direct {
+        let rel = &s.path[prefix.len()..];
+        verify_dir(&dir.join(rel), s.tree, subs, &format!("{}/", s.path))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(path: &str) -> PinnedSubmodule {
+        let oid: GitOid = "1111111111111111111111111111111111111111".parse().unwrap();
+        PinnedSubmodule {
+            path: path.into(),
+            url: format!("https://github.com/x/{path}"),
+            commit: oid,
+            tree: oid,
+        }
+    }
+
+    #[test]
+    fn nested_submodules_are_checked_under_their_parent() {
+        let subs = [sub("a"), sub("a/b"), sub("a/b/c"), sub("d"), sub("ab")];
+        let paths = |prefix| {
+            direct_submodules(&subs, prefix)
+                .iter()
+                .map(|s| s.path.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(paths(""), ["a", "d", "ab"]);
+        assert_eq!(paths("a/"), ["a/b"]);
+        assert_eq!(paths("a/b/"), ["a/b/c"]);
+        assert!(paths("d/").is_empty());
+    }
+
+    #[test]
+    fn submodules_must_be_the_pinned_ones() {
+        assert!(check_submodule_pins(&[sub("a")], &[sub("a")]).is_ok());
+        let unpinned = check_submodule_pins(&[], &[sub("a")]).unwrap_err();
+        assert_eq!(unpinned.status, Status::Unpinned);
+        let gone = check_submodule_pins(&[sub("a")], &[]).unwrap_err();
+        assert!(
+            gone.message.contains("no such submodule"),
+            "{}",
+            gone.message
+        );
+        let mut other = sub("a");
+        other.tree = "2222222222222222222222222222222222222222".parse().unwrap();
+        let moved = check_submodule_pins(&[sub("a")], &[other]).unwrap_err();
+        assert!(moved.message.contains("2222222"), "{}", moved.message);
+    }
 }

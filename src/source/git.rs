@@ -65,6 +65,12 @@ pub enum GitError {
         id: ObjectId,
         message: String,
     },
+    #[error("submodule {path} at {commit}: {message}")]
+    Submodule {
+        path: String,
+        commit: ObjectId,
+        message: String,
+    },
     #[error("tree {tree} holds an unsafe path `{path}`: refused")]
     UnsafePath { tree: ObjectId, path: String },
     #[error("writing {path}: {source}")]
@@ -403,6 +409,112 @@ impl VerifiedRepo {
         }
         Ok(())
     }
+}
+
+/// How deep submodules may nest.
+pub const MAX_SUBMODULE_DEPTH: usize = 8;
+
+impl VerifiedRepo {
+    /// The gitlinks anywhere in `tree` (submodule commits, by path), every tree verified as it
+    /// is read. A tree without `.gitmodules` is not walked: it can have no submodule that a
+    /// checkout would follow.
+    pub fn gitlinks(&self, tree: ObjectId) -> Result<Vec<Gitlink>, GitError> {
+        let mut links = Vec::new();
+        if self.read_path(tree, ".gitmodules")?.is_some() {
+            self.collect_gitlinks(tree, "", &mut links)?;
+        }
+        Ok(links)
+    }
+
+    fn collect_gitlinks(
+        &self,
+        tree: ObjectId,
+        prefix: &str,
+        links: &mut Vec<Gitlink>,
+    ) -> Result<(), GitError> {
+        for (name, kind, id) in self.tree_entries(tree)? {
+            let rel = format!("{prefix}{name}");
+            match kind {
+                EntryKind::Tree => self.collect_gitlinks(id, &format!("{rel}/"), links)?,
+                EntryKind::Commit => links.push(Gitlink {
+                    path: rel,
+                    commit: id,
+                }),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every submodule of `tree`, nested ones included, each with the tree of its commit, read
+/// verified from the repository `open` gives for its URL. Paths are relative to the top of
+/// `repo`, sorted.
+pub fn pin_submodules(
+    repo: &VerifiedRepo,
+    tree: ObjectId,
+    open: &dyn Fn(&str, ObjectId) -> Result<VerifiedRepo, String>,
+) -> Result<Vec<crate::lock::PinnedSubmodule>, GitError> {
+    let mut out = Vec::new();
+    pin_submodules_under(repo, tree, open, "", 0, &mut out)?;
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+fn pin_submodules_under(
+    repo: &VerifiedRepo,
+    tree: ObjectId,
+    open: &dyn Fn(&str, ObjectId) -> Result<VerifiedRepo, String>,
+    prefix: &str,
+    depth: usize,
+    out: &mut Vec<crate::lock::PinnedSubmodule>,
+) -> Result<(), GitError> {
+    let links = repo.gitlinks(tree)?;
+    if links.is_empty() {
+        return Ok(());
+    }
+    let submodule_err = |path: &str, commit: ObjectId, message: String| GitError::Submodule {
+        path: format!("{prefix}{path}"),
+        commit,
+        message,
+    };
+    if depth >= MAX_SUBMODULE_DEPTH {
+        let first = &links[0];
+        return Err(submodule_err(
+            &first.path,
+            first.commit,
+            format!("submodules nest deeper than {MAX_SUBMODULE_DEPTH} levels"),
+        ));
+    }
+    let urls = repo
+        .read_path(tree, ".gitmodules")?
+        .map(|m| submodule_urls(&m))
+        .unwrap_or_default();
+    for link in links {
+        let url = urls
+            .iter()
+            .find(|(p, _)| *p == link.path)
+            .map(|(_, u)| u.clone())
+            .ok_or_else(|| {
+                submodule_err(
+                    &link.path,
+                    link.commit,
+                    "it has no URL in .gitmodules".into(),
+                )
+            })?;
+        let sub = open(&url, link.commit)
+            .map_err(|m| submodule_err(&link.path, link.commit, format!("{url}: {m}")))?;
+        let info = sub.commit(link.commit)?;
+        let path = format!("{prefix}{}", link.path);
+        out.push(crate::lock::PinnedSubmodule {
+            path: path.clone(),
+            url,
+            commit: link.commit.into(),
+            tree: info.tree.into(),
+        });
+        pin_submodules_under(&sub, info.tree, open, &format!("{path}/"), depth + 1, out)?;
+    }
+    Ok(())
 }
 
 /// Submodule URLs by path, from a `.gitmodules` blob.

@@ -37,6 +37,17 @@ pub enum StoreError {
     },
 }
 
+/// What the store holds under an object's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectState {
+    Absent,
+    Good,
+    /// Present, but its bytes hash to `actual`.
+    Damaged {
+        actual: Sha256Digest,
+    },
+}
+
 pub struct Store {
     root: PathBuf,
     _lock: File,
@@ -138,16 +149,22 @@ impl Store {
     /// Checks an existing object by re-hashing it. A damaged object is removed, so that it is
     /// fetched again. Returns whether a good object is present.
     pub fn verify_object(&self, digest: &Sha256Digest) -> Result<bool, StoreError> {
+        Ok(self.check_object(digest)? == ObjectState::Good)
+    }
+
+    /// Re-hashes the object named `digest`: absent, good, or damaged (then removed, so that
+    /// it is fetched again, and the digest it had is returned for the report).
+    pub fn check_object(&self, digest: &Sha256Digest) -> Result<ObjectState, StoreError> {
         let path = self.object_path(digest);
         if !path.exists() {
-            return Ok(false);
+            return Ok(ObjectState::Absent);
         }
         let actual = Sha256Digest::of_file(&path).map_err(io_err(&path))?;
         if actual == *digest {
-            return Ok(true);
+            return Ok(ObjectState::Good);
         }
         fs::remove_file(&path).map_err(io_err(&path))?;
-        Ok(false)
+        Ok(ObjectState::Damaged { actual })
     }
 
     /// Downloads `from` into the store if its sha256 is `expected`; otherwise nothing is kept.

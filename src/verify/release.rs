@@ -13,7 +13,7 @@ use super::report::{Ecosystem, Finding, Outcome, Report};
 use crate::lock::Lockfile;
 use crate::lock::cargo_lock::{CargoLock, PackageSource};
 use crate::source::fetch::{Status, check_trusted_files, repo_name};
-use crate::source::get::{Failure, Getter, Got};
+use crate::source::get::{Failure, Getter, Got, TreePin};
 
 pub struct ReleaseCheck<'a> {
     pub lock: &'a Lockfile,
@@ -47,7 +47,7 @@ pub struct ResolveRequest {
 
 fn outcome_of(status: Status) -> Outcome {
     match status {
-        Status::Fetched | Status::Cached | Status::Skipped => Outcome::Ok,
+        Status::Fetched | Status::Cached | Status::Repaired | Status::Skipped => Outcome::Ok,
         Status::Failed => Outcome::Failed,
         Status::Missing => Outcome::Missing,
         Status::Unpinned => Outcome::Unpinned,
@@ -90,7 +90,7 @@ impl ReleaseCheck<'_> {
                 &lock.source.url,
                 lock.source.commit,
                 Some(&lock.source.tag),
-                Some(lock.source.tree),
+                TreePin::of_source(&lock.source),
             )
             .and_then(|got| check_trusted_files(lock, &got.path).map(|()| got));
         let base = pinned(
@@ -414,17 +414,18 @@ pub fn git_packages(
     }
     let mut findings = Vec::new();
     for ((url, commit), packages) in &by_repo {
-        let pinned =
-            pins.is_none_or(|pins| pins.iter().any(|g| &g.url == url && g.commit == *commit));
-        let result = if !pinned {
-            Err(Failure::failed(format!(
-                "Cargo.lock pins {url} at {commit}, but the lockfile does not; regenerate it with `kata-repro lock`"
-            )))
-        } else {
-            get.policy
-                .check(url)
-                .map_err(Failure::failed)
-                .and_then(|()| get.git(url, *commit, None, None))
+        let pin = match pins {
+            None => Ok(TreePin::FromCommit),
+            Some(pins) => match pins.iter().find(|g| &g.url == url && g.commit == *commit) {
+                Some(dep) => TreePin::of_dependency(dep),
+                None => Err(Failure::failed(format!(
+                    "Cargo.lock pins {url} at {commit}, but the lockfile does not; regenerate it with `kata-repro lock`"
+                ))),
+            },
+        };
+        let result = {
+            pin.and_then(|pin| get.policy.check(url).map_err(Failure::failed).map(|()| pin))
+                .and_then(|pin| get.git(url, *commit, None, pin))
                 .map_err(|mut f| {
                     f.message = format!("{} at {}: {}", repo_name(url), commit.short(), f.message);
                     f
