@@ -87,10 +87,9 @@ impl BuildError {
     /// wrong.
     pub fn exit_code(&self) -> u8 {
         match self {
-            BuildError::StepFailed(_)
-            | BuildError::Input { .. }
-            | BuildError::HostDrift { .. }
-            | BuildError::Tool(ToolError::GoTampered { .. }) => 1,
+            BuildError::StepFailed(_) | BuildError::Input { .. } | BuildError::HostDrift { .. } => {
+                1
+            }
             _ => 2,
         }
     }
@@ -152,8 +151,6 @@ pub struct Prepared {
     pub cargo_lock_sha256: Option<Sha256Digest>,
     /// Where each Go recipe's modules come from, by component.
     pub go_modules: BTreeMap<String, prepare::GoModules>,
-    /// The verified kernel tarball, unpacked, when a recipe builds in it.
-    pub kernel_tree: Option<PathBuf>,
     /// The rootfs packages for the architecture, verified, with their store paths.
     pub rootfs_debs: Vec<(crate::lock::RootfsPackage, PathBuf)>,
 }
@@ -1137,13 +1134,12 @@ impl Builder<'_> {
                     host: prepared.checkout.clone(),
                     inside: "inputs/kata".into(),
                 });
-                prepared
-                    .kernel_tree
-                    .clone()
-                    .ok_or_else(|| BuildError::Input {
+                prepare::kernel_tree(&self.lock.kernel, self.store).map_err(|e| {
+                    BuildError::Input {
                         component: name.clone(),
-                        message: "the unpacked kernel source".into(),
-                    })?
+                        message: format!("the kernel source, unpacked from its tarball: {e}"),
+                    }
+                })?
             }
         };
         if r.steps.iter().any(|s| s.builtin.is_some()) {

@@ -203,18 +203,8 @@ pub fn prepare(
         go_modules.insert(component.clone(), modules);
     }
 
-    // 4. The kernel tree, unpacked from its verified tarball.
-    let kernel_tree = if needs_kernel {
-        Some(kernel_tree(&lock.kernel, get.store).map_err(|e| {
-            fail(
-                &all,
-                "the kernel source cannot be unpacked",
-                vec![e.to_string()],
-            )
-        })?)
-    } else {
-        None
-    };
+    // 4. The kernel tree is unpacked from its verified tarball only when a step builds in it
+    // (see [`kernel_tree`]), so a build whose result is in the store reads none of it.
 
     // 5. The rootfs packages: fetched above against their sha256, checked against their pins.
     let mut rootfs_debs = Vec::new();
@@ -246,7 +236,6 @@ pub fn prepare(
         cargo_vendor,
         cargo_lock_sha256,
         go_modules,
-        kernel_tree,
         rootfs_debs,
     })
 }
@@ -284,20 +273,15 @@ pub enum KernelTreeError {
         source: std::io::Error,
     },
     #[error(
-        "{path}: the unpacked kernel tree no longer matches what was unpacked (tree digest \
-         {found}, recorded {recorded}); it was changed after unpacking, so it is removed and \
-         unpacked again on the next build"
+        "the kernel tarball (sha256 {sha256}) is not in the store, or no longer hashes to its \
+         pin: run `kata-repro fetch` to fetch it again"
     )]
-    Changed {
-        path: std::path::PathBuf,
-        found: Sha256Digest,
-        recorded: Sha256Digest,
-    },
+    NotFetched { sha256: Sha256Digest },
 }
 
-/// The kernel tree in the store: unpacked once from the verified tarball (taken out of its
-/// Debian package first when the lockfile says so), refusing members that would escape, and
-/// checked against the tree digest recorded then on every later use.
+/// The kernel tree in the store, unpacked afresh from the tarball (taken out of its Debian
+/// package first when the lockfile says so), re-hashed against its pin, on every use; members
+/// that would escape are refused. A tree left by an earlier build is never trusted.
 pub fn kernel_tree(
     kernel: &crate::lock::Kernel,
     store: &crate::source::store::Store,
@@ -310,25 +294,13 @@ pub fn kernel_tree(
     let sha = kernel.sha256.ok_or(KernelTreeError::Unpinned)?;
     let dir = kernel_tree_dir(store, kernel).expect("pinned");
     let tree = dir.join("tree");
-    let record = dir.join("tree-digest");
-    let all = |_: &str| true;
-    if let Ok(text) = std::fs::read_to_string(&record) {
-        let recorded: Sha256Digest = text.trim().parse().map_err(|_| KernelTreeError::Io {
-            path: record.clone(),
-            source: std::io::Error::other("not a sha256"),
-        })?;
-        let found = super::tools::memo_tree_digest(store, &tree, &all)?;
-        if found == recorded {
-            return Ok(tree);
-        }
-        let _ = crate::source::store::remove_tree(&dir);
-        return Err(KernelTreeError::Changed {
-            path: tree,
-            found,
-            recorded,
-        });
-    }
     let _ = crate::source::store::remove_tree(&dir);
+    if !store.verify_object(&sha).map_err(|e| KernelTreeError::Io {
+        path: store.object_path(&sha),
+        source: std::io::Error::other(e.to_string()),
+    })? {
+        return Err(KernelTreeError::NotFetched { sha256: sha });
+    }
     let stage = store.stage_dir().map_err(|e| KernelTreeError::Io {
         path: store.root().to_owned(),
         source: std::io::Error::other(e.to_string()),
@@ -358,13 +330,6 @@ pub fn kernel_tree(
     )?;
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     std::fs::rename(&unpacked, &tree).map_err(io_err(&tree))?;
-    let digest = super::tools::memo_tree_digest(store, &tree, &all)?;
-    crate::manifest::write_atomically(&record, format!("{digest}\n").as_bytes()).map_err(|e| {
-        KernelTreeError::Io {
-            path: record.clone(),
-            source: std::io::Error::other(e.to_string()),
-        }
-    })?;
     Ok(tree)
 }
 
@@ -550,7 +515,7 @@ mod tests {
     }
 
     #[test]
-    fn kernel_tree_is_unpacked_once_and_checked_on_reuse() {
+    fn kernel_tree_is_unpacked_afresh_whatever_the_store_says_about_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("store"), || {}).unwrap();
         let k = pinned(
@@ -566,13 +531,24 @@ mod tests {
             ]),
         );
         let tree = kernel_tree(&k, &store).unwrap();
-        assert!(tree.join("Makefile").is_file());
+        let pristine = std::fs::read(tree.join("Makefile")).unwrap();
         assert_eq!(kernel_tree(&k, &store).unwrap(), tree);
-        // Changed after unpacking: refused (and unpacked afresh next time).
+        // Changed after unpacking, together with every digest the store could keep of it: the
+        // next use still gets the tarball's bytes.
         std::fs::write(tree.join("Makefile"), "changed").unwrap();
+        let all = |_: &str| true;
+        let forged = crate::digest::tree_digest(&crate::digest::tree_files(&tree, &all).unwrap());
+        std::fs::write(
+            tree.parent().unwrap().join("tree-digest"),
+            format!("{forged}\n"),
+        )
+        .unwrap();
+        let tree = kernel_tree(&k, &store).unwrap();
+        assert_eq!(std::fs::read(tree.join("Makefile")).unwrap(), pristine);
+        // A tarball that no longer hashes to its pin is not unpacked.
+        std::fs::write(store.object_path(&k.sha256.unwrap()), "not the kernel").unwrap();
         let err = kernel_tree(&k, &store).unwrap_err().to_string();
-        assert!(err.contains("no longer matches"), "{err}");
-        assert!(kernel_tree(&k, &store).unwrap().join("Makefile").is_file());
+        assert!(err.contains("kata-repro fetch"), "{err}");
     }
 
     #[test]

