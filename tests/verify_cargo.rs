@@ -435,10 +435,19 @@ fn an_offline_vendor_tree_is_built_from_the_store_and_the_build_is_resolved() {
         offline::ensure_in_store(&lock, &lock_path, &f.app, &store, &mirrors, &cargo).unwrap();
     assert_eq!(built.crates, 3);
     assert!(built.vendor_dir.join("gitdep-0.2.0/src/lib.rs").is_file());
-    // Reused the second time.
+    // A git package rewritten in the store, with the checksum file cargo wrote beside it, is
+    // not used again: the tree is written afresh from the verified inputs.
+    let lib = built.vendor_dir.join("gitdep-0.2.0/src/lib.rs");
+    std::fs::write(&lib, "pub fn g() { loop {} }\n").unwrap();
+    let sums = built.vendor_dir.join("gitdep-0.2.0/.cargo-checksum.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sums).unwrap()).unwrap();
+    json["files"]["src/lib.rs"] = sha256_hex(b"pub fn g() { loop {} }\n").into();
+    std::fs::write(&sums, json.to_string()).unwrap();
     let again =
         offline::ensure_in_store(&lock, &lock_path, &f.app, &store, &mirrors, &cargo).unwrap();
     assert_eq!(again.vendor_dir, built.vendor_dir);
+    assert_eq!(std::fs::read_to_string(&lib).unwrap(), "pub fn g() {}\n");
     // A stored tree that lacks a file of a verified .crate (as cargo vendor's packaging rules
     // leave out of a directory source) is not reused: it is built again, whole.
     let cargo_toml = built.vendor_dir.join("leaf-0.1.0/Cargo.toml.orig");

@@ -296,8 +296,11 @@ fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
-/// The verified offline vendor tree of a Cargo.lock, kept in the store under the lock's sha256:
-/// reused when it still verifies, built again otherwise.
+/// The verified offline vendor tree of a Cargo.lock, in the store under the lock's sha256. It
+/// is written afresh each time (from the verified `.crate` objects and the git checkouts the
+/// lockfile pins), replacing what an earlier build left there: a vendored git package can only
+/// be checked against the checksum file cargo wrote beside it, which the store could have
+/// rewritten too.
 pub fn ensure_in_store(
     lock: &CargoLock,
     lock_path: &Path,
@@ -308,26 +311,6 @@ pub fn ensure_in_store(
 ) -> Result<OfflineVendor, OfflineError> {
     let digest = Sha256Digest::of_file(lock_path).map_err(io_err(lock_path))?;
     let final_out = store.root().join("vendor").join(digest.to_hex());
-    let existing = OfflineVendor {
-        vendor_dir: final_out.join("vendor"),
-        config: final_out.join("config.toml"),
-        crates: 0,
-    };
-    if existing.config.is_file() {
-        let lookup = |p: &crate::lock::cargo_lock::LockedPackage| {
-            super::registry::verified_crate(p, Some(store), &[])
-        };
-        let findings = vendor::verify_against(lock, lock_path, &existing.vendor_dir, &lookup);
-        if findings.iter().all(|f| f.outcome == Outcome::Ok)
-            && vendor::incomplete(lock, &existing.vendor_dir, &lookup).is_empty()
-        {
-            return Ok(OfflineVendor {
-                crates: findings.len(),
-                ..existing
-            });
-        }
-        std::fs::remove_dir_all(&final_out).map_err(io_err(&final_out))?;
-    }
     let stage = store.stage_dir().map_err(|e| OfflineError::Io {
         path: store.root().to_owned(),
         source: std::io::Error::other(e.to_string()),
@@ -344,6 +327,9 @@ pub fn ensure_in_store(
     )?;
     let parent = final_out.parent().expect("under the store");
     std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    if final_out.exists() {
+        crate::source::store::remove_tree(&final_out).map_err(io_err(&final_out))?;
+    }
     std::fs::rename(stage.keep(), &final_out).map_err(io_err(&final_out))?;
     Ok(built)
 }
