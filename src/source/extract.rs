@@ -155,35 +155,88 @@ pub fn decompressed<'a>(reader: impl io::BufRead + 'a) -> io::Result<Box<dyn Rea
     })
 }
 
-/// The lexical resolution of link `target`, written at `link` (relative to the tree), as a path
-/// relative to the tree; `None` when it climbs above the tree's root.
-fn resolve_link(link: &Path, target: &Path) -> Option<PathBuf> {
-    let mut out: Vec<&std::ffi::OsStr> = Vec::new();
-    let base: Vec<&std::ffi::OsStr> = if target.is_absolute() {
-        Vec::new()
-    } else {
-        link.parent()
-            .map(|p| {
-                p.components()
-                    .filter_map(|c| match c {
-                        Component::Normal(n) => Some(n),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    out.extend(base);
+/// How many links one resolution may pass through before it is taken for a loop (as Linux's
+/// `MAXSYMLINKS`).
+const MAX_LINK_HOPS: u32 = 40;
+
+/// Where link `target`, written at `link` (relative to the tree at `root`), leads, as a path
+/// relative to the tree: resolved component by component against what is already on disk, so
+/// that links written before are followed (an absolute target, and an absolute link met on the
+/// way, start at the tree's root, as they will once the tree is a guest's root filesystem).
+/// `None` when the resolution climbs above the tree's root or loops.
+fn resolve_in_tree(root: &Path, link: &Path, target: &Path) -> Option<PathBuf> {
+    let dir: Vec<std::ffi::OsString> = link
+        .parent()
+        .map(|p| {
+            p.components()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(n.to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut hops = MAX_LINK_HOPS;
+    follow(root, dir, target, &mut hops).map(|parts| parts.iter().collect())
+}
+
+fn follow(
+    root: &Path,
+    mut at: Vec<std::ffi::OsString>,
+    target: &Path,
+    hops: &mut u32,
+) -> Option<Vec<std::ffi::OsString>> {
+    if target.is_absolute() {
+        at.clear();
+    }
     for c in target.components() {
         match c {
-            Component::Normal(n) => out.push(n),
+            Component::Normal(n) => {
+                at.push(n.to_owned());
+                let on_disk: PathBuf = std::iter::once(root.as_os_str())
+                    .chain(at.iter().map(|p| p.as_os_str()))
+                    .collect();
+                let is_link =
+                    std::fs::symlink_metadata(&on_disk).is_ok_and(|m| m.file_type().is_symlink());
+                if is_link {
+                    *hops = hops.checked_sub(1)?;
+                    let next = std::fs::read_link(&on_disk).ok()?;
+                    at.pop();
+                    at = follow(root, at, &next, hops)?;
+                }
+            }
             Component::ParentDir => {
-                out.pop()?;
+                at.pop()?;
             }
             Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
         }
     }
-    Some(out.iter().collect())
+    Some(at)
+}
+
+/// Every symbolic link in the tree at `root` must still resolve inside it, through whatever
+/// links were written after it (`a -> s/../x` is harmless until `s -> .` arrives). Returns the
+/// first that does not, after removing every such link.
+fn links_that_escape(root: &Path, links: Links) -> io::Result<Option<(String, PathBuf)>> {
+    let mut first = None;
+    for entry in walkdir::WalkDir::new(root).follow_links(false) {
+        let entry = entry.map_err(io::Error::other)?;
+        if !entry.file_type().is_symlink() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .expect("under root")
+            .to_owned();
+        let target = std::fs::read_link(entry.path())?;
+        let absolute_refused = links == Links::Inside && target.is_absolute();
+        if absolute_refused || resolve_in_tree(root, &rel, &target).is_none() {
+            std::fs::remove_file(entry.path())?;
+            first.get_or_insert((rel.display().to_string(), target));
+        }
+    }
+    Ok(first)
 }
 
 /// Extracts a tar stream (compressed or not, see [`decompressed`]) into `dest`, which must
@@ -220,30 +273,10 @@ pub fn untar_tree(
         if let Some(rewrite) = options.rewrite {
             rel = rewrite(rel);
         }
-        // Every parent must be a real directory of the tree: create it, or check it.
-        let mut parent = PathBuf::new();
-        for c in rel.parent().into_iter().flat_map(|p| p.components()) {
-            parent.push(c);
-            if real_dirs.contains(&parent) {
-                continue;
-            }
-            let p = dest.join(&parent);
-            match std::fs::symlink_metadata(&p) {
-                Ok(m) if m.is_dir() => {}
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(refuse("would be written through a symbolic link"));
-                }
-                Ok(_) => return Err(refuse("has a parent that is not a directory")),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    // A directory the archive does not list: 0755, never what the umask leaves.
-                    std::fs::create_dir(&p).map_err(io_err)?;
-                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
-                        .map_err(io_err)?;
-                }
-                Err(e) => return Err(io_err(e)),
-            }
-            real_dirs.insert(parent.clone());
-        }
+        ensure_parents(dest, &rel, &mut real_dirs).map_err(|e| match e {
+            ParentError::Unsafe(problem) => refuse(problem),
+            ParentError::Io(e) => io_err(e),
+        })?;
         let target = dest.join(&rel);
         let mode = entry.header().mode().unwrap_or(0o644);
         let mode = if options.special_bits {
@@ -281,7 +314,7 @@ pub fn untar_tree(
             if link.is_absolute() && options.links == Links::Inside {
                 return Err(refuse("is a symbolic link to an absolute path"));
             }
-            if resolve_link(&rel, &link).is_none() {
+            if resolve_in_tree(dest, &rel, &link).is_none() {
                 return Err(refuse("is a symbolic link pointing outside the tree"));
             }
             replace(&target).map_err(io_err)?;
@@ -328,6 +361,137 @@ pub fn untar_tree(
             return Err(refuse("is a device, fifo or other special file"));
         }
     }
+    check_links(archive, dest, options.links)?;
+    Ok(stats)
+}
+
+/// The last check of an extraction: see [`links_that_escape`].
+fn check_links(archive: &Path, dest: &Path, links: Links) -> Result<(), ExtractError> {
+    match links_that_escape(dest, links) {
+        Ok(None) => Ok(()),
+        Ok(Some((member, target))) => Err(ExtractError::Unsafe {
+            archive: archive.to_owned(),
+            member: format!("{member} -> {}", target.display()),
+            problem: "is a symbolic link that leads outside the tree through other links",
+        }),
+        Err(source) => Err(ExtractError::Io {
+            archive: archive.to_owned(),
+            source,
+        }),
+    }
+}
+
+enum ParentError {
+    Unsafe(&'static str),
+    Io(io::Error),
+}
+
+/// Every parent of `rel` must be a real directory of the tree at `dest`: each is created (0755,
+/// never what the umask leaves) or checked, and remembered in `real_dirs`. Nothing is ever
+/// written through a link.
+fn ensure_parents(
+    dest: &Path,
+    rel: &Path,
+    real_dirs: &mut std::collections::HashSet<PathBuf>,
+) -> Result<(), ParentError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut parent = PathBuf::new();
+    for c in rel.parent().into_iter().flat_map(|p| p.components()) {
+        parent.push(c);
+        if real_dirs.contains(&parent) {
+            continue;
+        }
+        let p = dest.join(&parent);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(ParentError::Unsafe(
+                    "would be written through a symbolic link",
+                ));
+            }
+            Ok(_) => return Err(ParentError::Unsafe("has a parent that is not a directory")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir(&p).map_err(ParentError::Io)?;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                    .map_err(ParentError::Io)?;
+            }
+            Err(e) => return Err(ParentError::Io(e)),
+        }
+        real_dirs.insert(parent.clone());
+    }
+    Ok(())
+}
+
+/// Extracts the members of a zip archive (a Python wheel) for which `keep` holds into `dest`,
+/// which must exist: regular files (keeping the executable bit), directories, and symbolic
+/// links whose target stays inside the tree through every link already written (absolute
+/// targets are refused); anything else is refused, and nothing is written through a link.
+pub fn unzip_tree(
+    archive: &Path,
+    dest: &Path,
+    keep: &dyn Fn(&Path) -> bool,
+) -> Result<TreeStats, ExtractError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io_err = |source| ExtractError::Io {
+        archive: archive.to_owned(),
+        source,
+    };
+    let zip_err = |e: zip::result::ZipError| io_err(io::Error::other(e));
+    let file = std::fs::File::open(archive).map_err(io_err)?;
+    let mut zip = zip::ZipArchive::new(io::BufReader::new(file)).map_err(zip_err)?;
+    let mut stats = TreeStats::default();
+    let mut real_dirs = std::collections::HashSet::from([PathBuf::new()]);
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(zip_err)?;
+        let member = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        let refuse = |problem: &'static str| ExtractError::Unsafe {
+            archive: archive.to_owned(),
+            member: member.clone(),
+            problem,
+        };
+        let Some(rel) = safe_path(archive, Path::new(&member), 0)? else {
+            continue;
+        };
+        if !keep(&rel) {
+            continue;
+        }
+        ensure_parents(dest, &rel, &mut real_dirs).map_err(|e| match e {
+            ParentError::Unsafe(problem) => refuse(problem),
+            ParentError::Io(e) => io_err(e),
+        })?;
+        let target = dest.join(&rel);
+        let mode = entry.unix_mode().unwrap_or(0o644);
+        if entry.is_dir() {
+            if !target.is_dir() {
+                std::fs::create_dir(&target).map_err(io_err)?;
+            }
+            real_dirs.insert(rel);
+            stats.dirs += 1;
+        } else if mode & 0o170000 == 0o120000 {
+            let mut link = String::new();
+            entry.read_to_string(&mut link).map_err(io_err)?;
+            let link = PathBuf::from(link);
+            if link.is_absolute() {
+                return Err(refuse("is a symbolic link to an absolute path"));
+            }
+            if resolve_in_tree(dest, &rel, &link).is_none() {
+                return Err(refuse("is a symbolic link pointing outside the tree"));
+            }
+            std::os::unix::fs::symlink(&link, &target).map_err(io_err)?;
+            stats.symlinks += 1;
+        } else if mode & 0o170000 == 0o100000 || mode & 0o170000 == 0 {
+            let mut f = std::fs::File::create_new(&target).map_err(io_err)?;
+            stats.bytes += io::copy(&mut entry, &mut f).map_err(io_err)?;
+            drop(f);
+            let perm = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(perm))
+                .map_err(io_err)?;
+            stats.files += 1;
+        } else {
+            return Err(refuse("is a device, fifo or other special file"));
+        }
+    }
+    check_links(archive, dest, Links::Inside)?;
     Ok(stats)
 }
 
@@ -558,6 +722,103 @@ mod tree_tests {
         }
     }
 
+    /// Every symbolic link under `dir` that resolves on the host (through the links beside
+    /// it) to somewhere outside `dir`.
+    fn escaping_links(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
+        let dir = dir.canonicalize().unwrap();
+        walkdir::WalkDir::new(&dir)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_symlink())
+            .filter_map(|e| {
+                let real = std::fs::canonicalize(e.path()).ok()?;
+                (!real.starts_with(&dir)).then(|| (e.path().to_owned(), real))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn link_chains_that_escape_through_other_links_are_refused() {
+        use tar::EntryType::*;
+        let deep = "a/b/c/d/e/f/g/h/i/j/k/m";
+        let up = "../".repeat(12);
+        let (s, l) = (format!("{deep}/s"), format!("{deep}/l"));
+        let climb = format!("s/{up}");
+        let passwd = format!("{deep}/l/etc/passwd");
+        // The host's /etc/passwd, reached from an unpacked tree: `s` leads to the tree's root,
+        // and `l` climbs from there; each looks inside the tree as text.
+        let to_host: Vec<Member<'_>> = vec![
+            (&s, Symlink, b"", Some(&up)),
+            (&l, Symlink, b"", Some(&climb)),
+            ("passwd", Symlink, b"", Some(&passwd)),
+        ];
+        // The same, written in the other order: `l` first, while `s` does not exist yet.
+        let later: Vec<Member<'_>> = vec![
+            ("x/l", Symlink, b"", Some("s/../..")),
+            ("x/s", Symlink, b"", Some(".")),
+        ];
+        for (entries, want) in [
+            (&to_host, "pointing outside the tree"),
+            (&later, "leads outside the tree through other links"),
+        ] {
+            for links in [Links::Inside, Links::GuestRoot] {
+                let (dir, r) = unpack(
+                    &tar_of(entries),
+                    &TreeOptions {
+                        links,
+                        ..Default::default()
+                    },
+                );
+                let out = dir.path().join("out");
+                let err = r.unwrap_err().to_string();
+                assert!(err.contains(want), "{links:?} {entries:?}: {err}");
+                assert_eq!(
+                    escaping_links(&out),
+                    [],
+                    "{links:?}: an escaping link is left"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn link_chains_that_stay_inside_are_kept() {
+        use tar::EntryType::*;
+        let t = tar_of(&[
+            ("./usr/bin/", Directory, b"", None),
+            ("./usr/bin/mawk", Regular, b"awk", None),
+            ("./etc/alternatives/", Directory, b"", None),
+            (
+                "./etc/alternatives/awk",
+                Symlink,
+                b"",
+                Some("/usr/bin/mawk"),
+            ),
+            ("./usr/bin/awk", Symlink, b"", Some("/etc/alternatives/awk")),
+            ("./lib", Symlink, b"", Some("usr/lib")),
+            ("./usr/lib/", Directory, b"", None),
+            ("./usr/lib/x", Symlink, b"", Some("../../lib/../bin/awk")),
+        ]);
+        let (dir, r) = unpack(
+            &t,
+            &TreeOptions {
+                links: Links::GuestRoot,
+                ..Default::default()
+            },
+        );
+        let stats = r.unwrap();
+        assert_eq!(stats.symlinks, 4);
+        let out = dir.path().join("out");
+        assert_eq!(
+            resolve_in_tree(
+                &out,
+                Path::new("usr/lib/x"),
+                Path::new("../../lib/../bin/awk")
+            ),
+            Some(PathBuf::from("usr/bin/mawk"))
+        );
+    }
+
     #[test]
     fn guest_root_keeps_absolute_links_and_rewrites() {
         use tar::EntryType::*;
@@ -586,5 +847,81 @@ mod tree_tests {
             std::fs::read_link(link).unwrap(),
             Path::new("/etc/alternatives/awk")
         );
+    }
+}
+
+#[cfg(test)]
+mod zip_tests {
+    use super::*;
+
+    fn wheel(dir: &Path, links: &[(&str, &str)]) -> PathBuf {
+        use std::io::Write;
+        let path = dir.join("go.whl");
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let exec = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+        z.start_file("go/bin/go", exec).unwrap();
+        z.write_all(b"go").unwrap();
+        let plain = zip::write::SimpleFileOptions::default();
+        z.start_file("go-1.0.dist-info/RECORD", plain).unwrap();
+        for (name, target) in links {
+            z.add_symlink(*name, *target, plain).unwrap();
+        }
+        z.finish().unwrap();
+        path
+    }
+
+    fn unzip(links: &[(&str, &str)]) -> (tempfile::TempDir, Result<TreeStats, ExtractError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = wheel(dir.path(), links);
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let r = unzip_tree(&archive, &out, &|rel| rel.starts_with("go"));
+        (dir, r)
+    }
+
+    #[test]
+    fn a_wheel_unpacks_its_go_tree_with_modes_and_inside_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, r) = unzip(&[("go/bin/gofmt", "go")]);
+        let stats = r.unwrap();
+        assert_eq!((stats.files, stats.symlinks), (1, 1));
+        let out = dir.path().join("out");
+        let mode = std::fs::metadata(out.join("go/bin/go"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert!(!out.join("go-1.0.dist-info").exists());
+    }
+
+    #[test]
+    fn a_wheel_whose_links_escape_is_refused() {
+        for (links, want) in [
+            (
+                vec![("go/a/s", ".."), ("go/a/l", "s/../../..")],
+                "pointing outside",
+            ),
+            (vec![("go/l", "/etc/passwd")], "absolute path"),
+            (
+                vec![("go/l", "s/../.."), ("go/s", ".")],
+                "through other links",
+            ),
+            (
+                vec![("go/s", "."), ("go/s/x", "y")],
+                "through a symbolic link",
+            ),
+        ] {
+            let (dir, r) = unzip(&links);
+            let err = r.unwrap_err().to_string();
+            assert!(err.contains(want), "{links:?}: {err}");
+            let out = dir.path().join("out");
+            for e in walkdir::WalkDir::new(&out).into_iter().flatten() {
+                if e.file_type().is_symlink() {
+                    let rel = e.path().strip_prefix(&out).unwrap();
+                    let target = std::fs::read_link(e.path()).unwrap();
+                    assert!(resolve_in_tree(&out, rel, &target).is_some(), "{links:?}");
+                }
+            }
+        }
     }
 }
