@@ -517,4 +517,29 @@ fn verify_go_checks_module_caches_and_proxies_against_go_sum() {
     // A plain-http proxy is refused as bad input.
     let out = verify(&sum, &["--proxy", "http://proxy.example"]);
     assert_eq!(out.status.code(), Some(2));
+
+    // So is an h1: that is not a SHA-256, and a module version hashed two ways, by line.
+    let text = std::fs::read_to_string(&sum).unwrap();
+    let alpha = text
+        .lines()
+        .find(|l| l.starts_with("example.com/alpha v1.0.0 "))
+        .unwrap();
+    for (edited, want) in [
+        (
+            text.replacen(alpha, "example.com/alpha v1.0.0 h1:AAAA", 1),
+            format!("bad.sum:{line}: `h1:AAAA` decodes to 3 bytes"),
+        ),
+        (
+            format!(
+                "{text}example.com/alpha v1.0.0 h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
+            ),
+            format!("on line {line}"),
+        ),
+    ] {
+        let bad = root.join("bad.sum");
+        std::fs::write(&bad, edited).unwrap();
+        let out = verify(&bad, &modcache_arg);
+        assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+        assert!(output_text(&out).contains(&want), "{}", output_text(&out));
+    }
 }

@@ -353,6 +353,27 @@ fn bad_cargo_input_exits_2() {
         "{}",
         text(&out)
     );
+    // An empty Cargo.lock, and one that locks a package twice, are bad input too.
+    let pkg = format!(
+        "[[package]]\nname = \"a\"\nversion = \"1.0.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"{}\"\n\n",
+        "ab".repeat(32)
+    );
+    for (text_in, want) in [
+        (String::new(), "locks no package".to_owned()),
+        (
+            format!("version = 4\n\n{pkg}{pkg}"),
+            "Cargo.lock:10: package a@1.0.0 from registry+https://github.com/rust-lang/crates.io-index is locked again (first on line 4)".to_owned(),
+        ),
+    ] {
+        std::fs::write(&lock, text_in).unwrap();
+        let out = kata_repro()
+            .args(["verify", "cargo", "--lock"])
+            .arg(&lock)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(&want), "{}", text(&out));
+    }
 }
 
 #[test]

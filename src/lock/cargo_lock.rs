@@ -29,6 +29,18 @@ pub enum CargoLockError {
         package: String,
         checksum: String,
     },
+    #[error(
+        "Cargo.lock:{line}: package {package} from {source_name} is locked again (first on line \
+         {first}); a Cargo.lock lists each package once: restore it from the pinned tree"
+    )]
+    Duplicate {
+        line: usize,
+        first: usize,
+        package: String,
+        source_name: String,
+    },
+    #[error("Cargo.lock locks no package: it is empty or is not a Cargo.lock")]
+    Empty,
 }
 
 #[derive(Deserialize)]
@@ -179,6 +191,16 @@ impl CargoLock {
                 }
                 None => (None, None),
             };
+            if let Some(first) = packages.iter().find(|p: &&LockedPackage| {
+                p.name == *pkg.name.get_ref() && p.version == pkg.version && p.source == source
+            }) {
+                return Err(CargoLockError::Duplicate {
+                    line,
+                    first: first.line,
+                    package: id,
+                    source_name: pkg.source.clone().unwrap_or_else(|| "a path".into()),
+                });
+            }
             packages.push(LockedPackage {
                 name: pkg.name.into_inner(),
                 version: pkg.version,
@@ -188,6 +210,9 @@ impl CargoLock {
                 checksum_line,
                 dependencies: pkg.dependencies,
             });
+        }
+        if packages.is_empty() {
+            return Err(CargoLockError::Empty);
         }
         Ok(Self {
             version: raw.version,
@@ -232,6 +257,50 @@ mod tests {
 
     fn fixture(release: &str) -> String {
         crate::kata_fixture(release, "Cargo.lock")
+    }
+
+    #[test]
+    fn empty_and_duplicated_locks_are_refused() {
+        for text in ["", "version = 4\n", "# nothing\n"] {
+            assert!(
+                matches!(CargoLock::parse(text), Err(CargoLockError::Empty)),
+                "{text:?}"
+            );
+        }
+        let pkg = |name: &str, version: &str| {
+            format!(
+                "[[package]]\nname = \"{name}\"\nversion = \"{version}\"\nsource = \"{CRATES_IO}\"\n\
+                 checksum = \"{}\"\n\n",
+                "ab".repeat(32)
+            )
+        };
+        let text = format!(
+            "version = 4\n\n{}{}{}",
+            pkg("a", "1.0.0"),
+            pkg("b", "1.0.0"),
+            pkg("a", "1.0.0")
+        );
+        let err = CargoLock::parse(&text).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CargoLockError::Duplicate {
+                    line: 16,
+                    first: 4,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("Cargo.lock:16: package a@1.0.0"),
+            "{err}"
+        );
+        // The same name and version from two sources is two packages.
+        let path_a = "[[package]]\nname = \"a\"\nversion = \"1.0.0\"\n\n";
+        let text = format!("version = 4\n\n{}{path_a}", pkg("a", "1.0.0"));
+        assert_eq!(CargoLock::parse(&text).unwrap().packages.len(), 2);
     }
 
     #[test]

@@ -386,6 +386,16 @@ impl Lockfile {
             path: path.to_owned(),
             text: text.to_owned(),
         });
+        if let Err(message) = check_commit_time(lock.source.commit_time, now_seconds()) {
+            let offset = text.find("commit_time").unwrap_or(0);
+            let (line, column) = line_col(text, offset);
+            return Err(LockError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message,
+            });
+        }
         Ok(lock)
     }
 
@@ -457,10 +467,85 @@ impl Lockfile {
     }
 }
 
+/// The earliest commit time a Kata release can have: 2017-01-01T00:00:00Z, before the project's
+/// first commit.
+pub const EARLIEST_COMMIT_TIME: i64 = 1_483_228_800;
+
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(i64::MAX, |d| d.as_secs() as i64)
+}
+
+/// `commit_time` becomes every build's SOURCE_DATE_EPOCH: it must lie between Kata's beginnings
+/// and a day from `now`.
+fn check_commit_time(time: i64, now: i64) -> Result<(), String> {
+    let latest = now.saturating_add(86_400);
+    if (EARLIEST_COMMIT_TIME..=latest).contains(&time) {
+        return Ok(());
+    }
+    let when = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .ok()
+            .and_then(|d| {
+                d.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| "out of range".into())
+    };
+    Err(format!(
+        "commit_time {time} ({}) is not a plausible commit time of a Kata release: it must lie \
+         between {EARLIEST_COMMIT_TIME} ({}) and a day from now ({latest})",
+        when(time),
+        when(EARLIEST_COMMIT_TIME)
+    ))
+}
+
 /// 1-based line and column of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn implausible_commit_times_are_refused_naming_the_line() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("lockfiles/kata-4.0.0.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(Lockfile::parse(&text, &path).is_ok());
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("commit_time = "))
+            .unwrap()
+            + 1;
+        for bad in ["0", "-5", "99999999999", "1483228799"] {
+            let edited: String = text
+                .lines()
+                .map(|l| {
+                    if l.starts_with("commit_time = ") {
+                        format!("commit_time = {bad}\n")
+                    } else {
+                        format!("{l}\n")
+                    }
+                })
+                .collect();
+            match Lockfile::parse(&edited, &path) {
+                Err(LockError::Parse {
+                    line: l, message, ..
+                }) => {
+                    assert_eq!(l, line, "{bad}");
+                    assert!(message.contains("not a plausible commit time"), "{message}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(check_commit_time(EARLIEST_COMMIT_TIME, 1_800_000_000).is_ok());
+        assert!(check_commit_time(1_800_000_000 + 86_400, 1_800_000_000).is_ok());
+        assert!(check_commit_time(1_800_000_000 + 86_401, 1_800_000_000).is_err());
+    }
 }

@@ -53,8 +53,11 @@ impl GoSum {
         Self::parse(&text, path)
     }
 
+    /// Parses go.sum. Malformed lines, an `h1:` that is not base64 of a 32-byte SHA-256, two
+    /// lines that hash the same module version differently, and a go.sum with no line at all are
+    /// refused, naming the lines. A line repeated word for word is read once, as Go reads it.
     pub fn parse(text: &str, path: &Path) -> Result<Self, GoSumError> {
-        let mut entries = Vec::new();
+        let mut entries: Vec<GoSumEntry> = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let malformed = |message: String| GoSumError::Malformed {
@@ -72,9 +75,10 @@ impl GoSum {
                     fields.len()
                 )));
             };
-            if !hash.starts_with("h1:") {
+            let Some(b64) = hash.strip_prefix("h1:") else {
                 return Err(malformed(format!("hash `{hash}` is not an h1: hash")));
-            }
+            };
+            check_h1(b64).map_err(|why| malformed(format!("`{hash}` {why}")))?;
             let (version, kind) = match version.strip_suffix("/go.mod") {
                 Some(v) => (v, SumKind::GoMod),
                 None => (version, SumKind::Zip),
@@ -84,12 +88,38 @@ impl GoSum {
                     "version `{version}` does not start with `v`"
                 )));
             }
+            if let Some(earlier) = entries
+                .iter()
+                .find(|e| e.module == module && e.version == version && e.kind == kind)
+            {
+                if earlier.hash == hash {
+                    continue;
+                }
+                return Err(malformed(format!(
+                    "{module} {version}{} is hashed {hash} here but {} on line {}: one of them \
+                     is wrong; restore go.sum from the pinned tree",
+                    if kind == SumKind::GoMod {
+                        "/go.mod"
+                    } else {
+                        ""
+                    },
+                    earlier.hash,
+                    earlier.line
+                )));
+            }
             entries.push(GoSumEntry {
                 module: module.to_owned(),
                 version: version.to_owned(),
                 kind,
                 hash: hash.to_owned(),
                 line,
+            });
+        }
+        if entries.is_empty() {
+            return Err(GoSumError::Malformed {
+                path: path.to_owned(),
+                line: 1,
+                message: "go.sum pins no module: it is empty".into(),
             });
         }
         Ok(Self {
@@ -114,6 +144,21 @@ impl GoSum {
     }
 }
 
+/// An `h1:` value must be standard base64 of exactly 32 bytes (a SHA-256).
+fn check_h1(b64: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("is not base64: {e}"))?;
+    if bytes.len() != 32 {
+        return Err(format!(
+            "decodes to {} bytes, not the 32 of a SHA-256",
+            bytes.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Go's module path escaping for the module cache and proxy: each upper-case letter becomes `!`
 /// followed by its lower-case form.
 pub fn escape_path(path: &str) -> String {
@@ -134,6 +179,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn malformed_pins_are_refused_with_their_lines() {
+        let good = "h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        let other = "h1:frcCV1k9oG9oKj3dpUqdJg1PxRT2RSN/XKdLCPjaYaY=";
+        let cases = [
+            ("", 1, "empty"),
+            ("example.com/a v1.0.0 h1:AAAA\n", 1, "decodes to 3 bytes"),
+            ("example.com/a v1.0.0 h1:!!!notbase64\n", 1, "not base64"),
+            (
+                &*format!(
+                    "example.com/a v1.0.0 {good}\nexample.com/b v1.0.0 {good}\nexample.com/a v1.0.0 {other}\n"
+                ),
+                3,
+                "on line 1",
+            ),
+        ];
+        for (text, line, want) in cases {
+            match GoSum::parse(text, Path::new("go.sum")) {
+                Err(GoSumError::Malformed {
+                    line: l, message, ..
+                }) => {
+                    assert_eq!(l, line, "{text}: {message}");
+                    assert!(message.contains(want), "{text}: {message}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // A line repeated word for word is harmless.
+        let twice = format!("example.com/a v1.0.0 {good}\nexample.com/a v1.0.0 {good}\n");
+        assert_eq!(
+            GoSum::parse(&twice, Path::new("go.sum"))
+                .unwrap()
+                .entries
+                .len(),
+            1
+        );
+    }
+
+    #[test]
     fn kata_4_1_0_counts() {
         let text = crate::kata_fixture("4.1.0", "src/runtime/go.sum");
         let sum = GoSum::parse(&text, Path::new("go.sum")).unwrap();
@@ -151,7 +234,11 @@ mod tests {
 
     #[test]
     fn malformed_lines_name_the_line() {
-        let err = GoSum::parse("a v1.0.0 h1:x=\nb v1.0.0\n", Path::new("go.sum")).unwrap_err();
+        let err = GoSum::parse(
+            "a v1.0.0 h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\nb v1.0.0\n",
+            Path::new("go.sum"),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "go.sum:2: expected `<module> <version> <hash>`, found 2 fields"
