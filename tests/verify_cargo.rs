@@ -156,10 +156,59 @@ fn a_cargo_vendor_tree_verifies_and_each_kind_of_tampering_fails() {
     let f = CargoFixture::new();
     let vendor = f.vendor();
     let vendor_arg = vendor.to_str().unwrap();
+    // Without the .crate archives, the tree can only agree with its own checksum files: that
+    // is `self-consistent`, not `ok`, and fails under --strict.
     let out = f.verify(&["--vendor", vendor_arg, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["summary"]["cargo"]["ok"], 3, "{v}");
+    assert_eq!(v["summary"]["cargo"]["ok"], 0, "{v}");
+    assert_eq!(v["summary"]["cargo"]["self_consistent"], 3, "{v}");
+    assert_eq!(v["findings"][1]["outcome"], "self-consistent", "{v}");
+    let out = f.verify(&["--vendor", vendor_arg, "--strict"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("self-consistent cargo leaf@0.1.0"),
+        "{}",
+        text(&out)
+    );
+    let registry = f.registry.to_str().unwrap();
+    let with_crates = [
+        "--vendor",
+        vendor_arg,
+        "--registry-cache",
+        registry,
+        "--json",
+    ];
+    let out = f.verify(&with_crates);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["cargo"]["ok"], 2, "{v}");
+    assert_eq!(
+        v["summary"]["cargo"]["self_consistent"], 1,
+        "the git package: {v}"
+    );
+
+    // A file deleted from a vendored crate and from its checksum file: the .crate tells.
+    let leaf_sums = vendor.join("leaf/.cargo-checksum.json");
+    let leaf_sums_text = std::fs::read_to_string(&leaf_sums).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&leaf_sums_text).unwrap();
+    let toml_orig = vendor.join("leaf/Cargo.toml.orig");
+    let toml_orig_text = std::fs::read(&toml_orig).unwrap();
+    json["files"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Cargo.toml.orig");
+    std::fs::write(&leaf_sums, json.to_string()).unwrap();
+    std::fs::remove_file(&toml_orig).unwrap();
+    let out = f.verify(&with_crates[..4]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("Cargo.toml.orig of the verified .crate is not vendored"),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(&toml_orig, toml_orig_text).unwrap();
+    std::fs::write(&leaf_sums, leaf_sums_text).unwrap();
 
     // A vendored file edited.
     let lib = vendor.join("leaf/src/lib.rs");
@@ -187,7 +236,13 @@ fn a_cargo_vendor_tree_verifies_and_each_kind_of_tampering_fails() {
         Some(0),
         "self-consistent without the archive"
     );
-    let registry = f.registry.to_str().unwrap();
+    assert_eq!(
+        f.verify(&["--vendor", vendor_arg, "--strict"])
+            .status
+            .code(),
+        Some(1),
+        "self-consistent is no pass under --strict"
+    );
     let out = f.verify(&["--vendor", vendor_arg, "--registry-cache", registry]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(

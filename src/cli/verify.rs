@@ -63,6 +63,10 @@ pub struct VerifyArgs {
     resolve_features: Vec<String>,
     #[command(flatten)]
     mirrors: MirrorArgs,
+    /// Fail (exit 1) on `self-consistent` findings too: files that agree only with the checksum
+    /// file beside them, with no pinned archive at hand to check them against.
+    #[arg(long, global = true)]
+    strict: bool,
     #[command(subcommand)]
     command: Option<VerifyCommand>,
 }
@@ -161,8 +165,8 @@ fn crate_done(progress: &Progress, name: &str) {
 
 pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
     match args.command {
-        Some(VerifyCommand::Cargo(a)) => return cargo(a, config, json),
-        Some(VerifyCommand::Go(a)) => return go(a, config, json),
+        Some(VerifyCommand::Cargo(a)) => return cargo(a, config, json, args.strict),
+        Some(VerifyCommand::Go(a)) => return go(a, config, json, args.strict),
         None => {}
     }
     let lockfile = args
@@ -206,10 +210,10 @@ pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
     };
     let report = check.run();
     drop(progress);
-    Ok(print(&report, json))
+    Ok(print(&report, json, args.strict))
 }
 
-fn cargo(args: CargoArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
+fn cargo(args: CargoArgs, config: &Config, json: bool, strict: bool) -> Result<ExitCode, Failure> {
     let text = std::fs::read_to_string(&args.lock)
         .map_err(|e| Failure::input(anyhow!("cannot read {}: {e}", args.lock.display())))?;
     let lock = CargoLock::parse(&text)
@@ -224,7 +228,7 @@ fn cargo(args: CargoArgs, config: &Config, json: bool) -> Result<ExitCode, Failu
         report
             .findings
             .extend(vendor::verify_against(&lock, &args.lock, dir, &lookup));
-        return Ok(print(&report, json));
+        return Ok(print(&report, json, strict));
     }
     let mirrors = super::mirrors(config, &args.mirrors)?;
     let registry_crates = lock
@@ -257,10 +261,10 @@ fn cargo(args: CargoArgs, config: &Config, json: bool) -> Result<ExitCode, Failu
     report
         .findings
         .extend(release::git_packages(&lock, &args.lock, &get, None));
-    Ok(print(&report, json))
+    Ok(print(&report, json, strict))
 }
 
-fn go(args: GoArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
+fn go(args: GoArgs, config: &Config, json: bool, strict: bool) -> Result<ExitCode, Failure> {
     check_proxy(&args.proxy)?;
     let sum = GoSum::load(&args.sum).map_err(Failure::input)?;
     let store = if args.proxy.is_some() {
@@ -291,14 +295,20 @@ fn go(args: GoArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
         }
         _ => modcache::verify(&sum, &sources),
     };
-    Ok(print(&report, json))
+    Ok(print(&report, json, strict))
 }
 
-fn print(report: &Report, json: bool) -> ExitCode {
-    let code = if report.ok() { 0 } else { 1 };
+fn print(report: &Report, json: bool, strict: bool) -> ExitCode {
+    let ok = if strict {
+        report.strictly_ok()
+    } else {
+        report.ok()
+    };
+    let code = if ok { 0 } else { 1 };
     if json {
         super::print_json(&serde_json::json!({
-            "ok": report.ok(),
+            "ok": ok,
+            "strict": strict,
             "exit_code": code,
             "summary": report.summary(),
             "findings": report.findings,
@@ -329,17 +339,18 @@ fn print(report: &Report, json: bool) -> ExitCode {
         println!();
     }
     println!(
-        "{:<10} {:>6} {:>6} {:>7} {:>8}",
-        "ECOSYSTEM", "OK", "FAILED", "MISSING", "UNPINNED"
+        "{:<10} {:>6} {:>6} {:>7} {:>8} {:>15}",
+        "ECOSYSTEM", "OK", "FAILED", "MISSING", "UNPINNED", "SELF-CONSISTENT"
     );
     for (eco, c) in report.summary() {
         println!(
-            "{:<10} {:>6} {:>6} {:>7} {:>8}",
+            "{:<10} {:>6} {:>6} {:>7} {:>8} {:>15}",
             eco.to_string(),
             c.ok,
             c.failed,
             c.missing,
-            c.unpinned
+            c.unpinned,
+            c.self_consistent
         );
     }
     for n in &report.notes {

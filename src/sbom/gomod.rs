@@ -358,7 +358,11 @@ mod fixture_tests {
             "module example.org/rt\n\ngo 1.25\n\nrequire example.org/x v1.0.0\n",
         )
         .unwrap();
-        std::fs::write(rt.join("go.sum"), "").unwrap();
+        std::fs::write(
+            rt.join("go.sum"),
+            "example.org/other v1.0.0 h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n",
+        )
+        .unwrap();
         let e = collect(
             "runtime",
             dir.path(),

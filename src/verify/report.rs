@@ -38,6 +38,11 @@ pub enum Outcome {
     Missing,
     /// Nothing pins these bytes.
     Unpinned,
+    /// The files agree with the checksums beside them (a vendor tree's own checksum file), but
+    /// nothing pinned was at hand to check them against: not `ok`, and a failure under
+    /// `--strict`.
+    #[serde(rename = "self-consistent")]
+    SelfConsistent,
 }
 
 impl std::fmt::Display for Outcome {
@@ -47,6 +52,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Failed => "failed",
             Outcome::Missing => "missing",
             Outcome::Unpinned => "unpinned",
+            Outcome::SelfConsistent => "self-consistent",
         })
     }
 }
@@ -143,6 +149,7 @@ pub struct Counts {
     pub failed: usize,
     pub missing: usize,
     pub unpinned: usize,
+    pub self_consistent: usize,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -159,7 +166,15 @@ impl Report {
         self.notes.extend(other.notes);
     }
 
+    /// Nothing failed, went missing or is unpinned; `self-consistent` findings pass.
     pub fn ok(&self) -> bool {
+        self.findings
+            .iter()
+            .all(|f| matches!(f.outcome, Outcome::Ok | Outcome::SelfConsistent))
+    }
+
+    /// Every finding was checked against a pin.
+    pub fn strictly_ok(&self) -> bool {
         self.findings.iter().all(|f| f.outcome == Outcome::Ok)
     }
 
@@ -172,6 +187,7 @@ impl Report {
                 Outcome::Failed => c.failed += 1,
                 Outcome::Missing => c.missing += 1,
                 Outcome::Unpinned => c.unpinned += 1,
+                Outcome::SelfConsistent => c.self_consistent += 1,
             }
         }
         out

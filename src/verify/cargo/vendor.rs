@@ -121,9 +121,58 @@ fn compare_with_archive(dir: &Path, archive: &BTreeMap<String, Sha256Digest>) ->
             _ => {}
         }
     }
-    // cargo vendor leaves out files of the crate by its packaging rules (CI files, some
-    // dotfiles), so files of the archive that are not vendored are not a finding.
     problems
+}
+
+/// Files of the verified `.crate` that are not vendored although the package's own `include`
+/// and `exclude` (which cargo vendor applies, as cargo does) keep them: a file deleted from both
+/// the tree and its checksum file.
+fn not_vendored(dir: &Path, archive: &BTreeMap<String, Sha256Digest>) -> Vec<String> {
+    let rules = PackagingRules::read(&dir.join("Cargo.toml"));
+    archive
+        .keys()
+        .filter(|rel| !dir.join(rel.as_str()).is_file() && rules.keeps(rel))
+        .map(|rel| format!("{rel} of the verified .crate is not vendored"))
+        .collect()
+}
+
+/// A package's `include` and `exclude` lists, as gitignore-style patterns (cargo's reading).
+struct PackagingRules {
+    include: Option<ignore::gitignore::Gitignore>,
+    exclude: Option<ignore::gitignore::Gitignore>,
+}
+
+impl PackagingRules {
+    fn read(manifest: &Path) -> Self {
+        let value: Option<toml::Value> = std::fs::read_to_string(manifest)
+            .ok()
+            .and_then(|t| toml::from_str(&t).ok());
+        let list = |key: &str| -> Option<ignore::gitignore::Gitignore> {
+            let patterns = value.as_ref()?.get("package")?.get(key)?.as_array()?;
+            let root = manifest.parent().unwrap_or(Path::new("."));
+            let mut b = ignore::gitignore::GitignoreBuilder::new(root);
+            for p in patterns.iter().filter_map(|p| p.as_str()) {
+                b.add_line(None, p).ok()?;
+            }
+            b.build().ok()
+        };
+        Self {
+            include: list("include"),
+            exclude: list("exclude"),
+        }
+    }
+
+    /// Whether cargo keeps the file at `rel`.
+    fn keeps(&self, rel: &str) -> bool {
+        let matched = |g: &ignore::gitignore::Gitignore| {
+            g.matched_path_or_any_parents(rel, false).is_ignore()
+        };
+        match (&self.include, &self.exclude) {
+            (Some(include), _) => matched(include),
+            (None, Some(exclude)) => !matched(exclude),
+            (None, None) => true,
+        }
+    }
 }
 
 /// The registry crates of `vendor` that lack files their verified `.crate` holds (those cargo
@@ -241,14 +290,29 @@ pub fn verify_against(
                     ));
             }
             let mut problems = check_files(dir, &checksum.files);
-            if let Some(archive) = pkg.checksum.and_then(|_| crates(pkg)) {
-                match crate_files(&archive) {
-                    Ok(files) => problems.extend(compare_with_archive(dir, &files)),
+            let archive = pkg.checksum.and_then(|_| crates(pkg));
+            if let Some(archive) = &archive {
+                match crate_files(archive) {
+                    Ok(files) => {
+                        problems.extend(compare_with_archive(dir, &files));
+                        problems.extend(not_vendored(dir, &files));
+                    }
                     Err(e) => problems.push(format!("{}: {e}", archive.display())),
                 }
             }
             if problems.is_empty() {
-                base
+                match (&archive, pkg.checksum) {
+                    (Some(_), _) => base,
+                    (None, Some(_)) => base.outcome(Outcome::SelfConsistent).message(format!(
+                        "its files agree with its own {CHECKSUM_FILE}, but no verified .crate \
+                         was at hand to check them against: pass --registry-cache DIR, or \
+                         fetch the crates first"
+                    )),
+                    (None, None) => base.outcome(Outcome::SelfConsistent).message(format!(
+                        "its files agree with its own {CHECKSUM_FILE} only: a git package is \
+                         pinned by its commit, which `verify cargo` checks without --vendor"
+                    )),
+                }
             } else {
                 let n = problems.len();
                 let mut msg = problems.into_iter().take(5).collect::<Vec<_>>().join("; ");
