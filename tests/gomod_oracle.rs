@@ -525,6 +525,7 @@ fn verify_go_checks_module_caches_and_proxies_against_go_sum() {
         .find(|l| l.starts_with("example.com/alpha v1.0.0 "))
         .unwrap();
     for (edited, want) in [
+        (String::new(), "bad.sum: go.sum pins no module".to_owned()),
         (
             text.replacen(alpha, "example.com/alpha v1.0.0 h1:AAAA", 1),
             format!("bad.sum:{line}: `h1:AAAA` decodes to 3 bytes"),

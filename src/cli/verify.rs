@@ -267,6 +267,13 @@ fn cargo(args: CargoArgs, config: &Config, json: bool, strict: bool) -> Result<E
 fn go(args: GoArgs, config: &Config, json: bool, strict: bool) -> Result<ExitCode, Failure> {
     check_proxy(&args.proxy)?;
     let sum = GoSum::load(&args.sum).map_err(Failure::input)?;
+    if sum.entries.is_empty() {
+        return Err(Failure::input(anyhow!(
+            "{}: go.sum pins no module, so there is nothing to verify: is this the go.sum you \
+             meant?",
+            args.sum.display()
+        )));
+    }
     let store = if args.proxy.is_some() {
         Some(open_store(&args.store, config)?)
     } else {
