@@ -215,6 +215,82 @@ fn a_host_off_the_allow_list_is_refused() {
 }
 
 #[test]
+fn a_lockfile_cannot_widen_the_allow_list_and_fetch_says_where_each_host_comes_from() {
+    let f = Fixture::new();
+    // The lockfile allows a host of its own, and moves its source there.
+    f.edit_lockfile(
+        "allowed_hosts = [",
+        "allowed_hosts = [\n    \"git.evil.example\",",
+    );
+    f.edit_lockfile(
+        &format!("url = \"{KATA_URL}\""),
+        "url = \"https://git.evil.example/kata-containers\"",
+    );
+    let line = std::fs::read_to_string(&f.lockfile)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("allowed_hosts"))
+        .unwrap()
+        + 1;
+    let out = f.fetch(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains(&format!("kata-9.9.9.toml:{line}"))
+            && all.contains("`git.evil.example` that only the lockfile allows")
+            && all.contains("--allow-host"),
+        "{all}"
+    );
+    assert!(f.store_entries().is_empty());
+
+    // The user's say-so allows it; fetch names every host and where it came from.
+    let out = f.fetch(&["--allow-host", "git.evil.example", "--skip", "kernel"]);
+    let all = text(&out);
+    assert!(
+        all.contains("git.evil.example (--allow-host)") && all.contains("github.com (built-in)"),
+        "{all}"
+    );
+    let out = f.fetch(&[
+        "--allow-host",
+        "git.evil.example",
+        "--skip",
+        "kernel",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["allowed_hosts"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"host": "git.evil.example", "from": "--allow-host"})),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_url_that_is_not_written_as_it_is_read_is_refused() {
+    for written in [
+        "https://github.com:443/example/kata-containers",
+        "https://github.com\\\\example/kata-containers",
+        "https://github.com/example/%2e%2e/kata-containers",
+    ] {
+        let f = Fixture::new();
+        f.edit_lockfile(
+            &format!("url = \"{KATA_URL}\""),
+            &format!("url = \"{written}\""),
+        );
+        let out = f.fetch(&[]);
+        assert_eq!(out.status.code(), Some(2), "{written}: {}", text(&out));
+        assert!(
+            text(&out).contains("is not written as it is read"),
+            "{}",
+            text(&out)
+        );
+        assert!(f.store_entries().is_empty());
+    }
+}
+
+#[test]
 fn a_malformed_lockfile_names_the_line() {
     let f = Fixture::new();
     let text_before = std::fs::read_to_string(&f.lockfile).unwrap();

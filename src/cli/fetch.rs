@@ -33,6 +33,7 @@ pub struct FetchArgs {
 pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let release =
         super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
+    release.announce_policy();
     let mut options = FetchOptions {
         skip: args.skip.iter().copied().collect(),
         ..FetchOptions::default()
@@ -84,6 +85,7 @@ pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         super::print_json(&serde_json::json!({
             "ok": report.ok(),
             "exit_code": if report.ok() { 0 } else { 1 },
+            "allowed_hosts": release.policy_json(),
             "report": report,
         }));
     } else {

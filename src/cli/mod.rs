@@ -96,6 +96,9 @@ pub struct MirrorArgs {
     /// Use a mirror (a local path, or a URL) for an upstream URL or URL prefix; repeatable.
     #[arg(long = "mirror", value_name = "URL=PATH")]
     pub mirrors: Vec<String>,
+    /// Allow an upstream host beyond the built-in ones (a lockfile's [policy] cannot); repeatable.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
 }
 
 /// A command that did not succeed, with its exit code.
@@ -219,8 +222,17 @@ impl Release {
     ) -> Result<Self, Failure> {
         let lock = Lockfile::load(lockfile).map_err(Failure::input)?;
         let mirrors = mirrors(config, mirror_args)?;
-        let mut policy = HostPolicy::new(&lock.policy.allowed_hosts);
-        policy.extend(&config.policy.allowed_hosts);
+        let policy = HostPolicy::for_lockfile(
+            &lock.policy.allowed_hosts,
+            &config.policy.allowed_hosts,
+            &mirror_args.allow_hosts,
+        )
+        .map_err(|e| {
+            let at = lock
+                .locate("allowed_hosts")
+                .unwrap_or_else(|| lockfile.display().to_string());
+            Failure::input(anyhow!("{at}: {e}"))
+        })?;
         check_policy(&lock, &policy)
             .map_err(|e| Failure::input(anyhow!("{}: {e}", lockfile.display())))?;
         let store = open_store(store, config)?;
@@ -230,6 +242,24 @@ impl Release {
             policy,
             store,
         })
+    }
+
+    /// Which hosts may be contacted, and why each may: `allowed hosts: github.com (built-in), …`.
+    pub fn policy_line(&self) -> String {
+        format!("allowed hosts: {}", self.policy.describe())
+    }
+
+    /// Says [`Self::policy_line`] on stderr.
+    pub fn announce_policy(&self) {
+        progress::say(self.policy_line());
+    }
+
+    /// The effective allow-list for `--json`: `[{host, from}]`.
+    pub fn policy_json(&self) -> serde_json::Value {
+        self.policy
+            .hosts()
+            .map(|(host, from)| serde_json::json!({ "host": host, "from": from }))
+            .collect()
     }
 
     pub fn getter(&self, offline: bool) -> Getter<'_> {

@@ -179,6 +179,7 @@ pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
         config,
         &args.mirrors,
     )?;
+    release.announce_policy();
     let host = std::env::consts::ARCH.to_owned();
     let progress = crate_progress(None);
     let on_crate = |f: &Finding| crate_done(&progress, &f.name);
@@ -208,8 +209,9 @@ pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
             cargo: std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
         }),
     };
-    let report = check.run();
+    let mut report = check.run();
     drop(progress);
+    report.notes.push(release.policy_line());
     Ok(print(&report, json, args.strict))
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::download::{DownloadError, Location};
+use super::download::{DownloadError, Location, Redirects};
 use super::fetch::{Event, Status};
 use super::git::{GitError, VerifiedRepo};
 use super::mirror::Mirrors;
@@ -45,9 +45,12 @@ impl From<GitError> for Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         match &e {
-            StoreError::Download(DownloadError::Truncated { .. }) | StoreError::Mismatch { .. } => {
-                Failure::failed(e)
-            }
+            StoreError::Download(
+                DownloadError::Truncated { .. }
+                | DownloadError::TooLarge { .. }
+                | DownloadError::Redirected { .. },
+            )
+            | StoreError::Mismatch { .. } => Failure::failed(e),
             StoreError::Download(_) => Failure::missing(e),
             StoreError::Io { .. } => Failure::failed(e),
         }
@@ -111,9 +114,14 @@ impl Getter<'_> {
                  fetch it first, or pass --mirror {url}=PATH"
             )));
         }
+        // The upstream's redirects are followed where the policy allows their target.
+        let redirects = match &location {
+            Location::Http(u) if u == url => Redirects::Within(self.policy),
+            _ => Redirects::Refused,
+        };
         let path = self
             .store
-            .put(&location, sha256, |done, total| {
+            .put_with(&location, sha256, redirects, |done, total| {
                 events(Event::Bytes { done, total })
             })
             .map_err(|e| {

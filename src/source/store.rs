@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::lock::GitOid;
-use crate::source::download::{self, DownloadError, Location};
+use crate::source::download::{self, DownloadError, Limits, Location, Redirects};
 
 pub const STORE_ENV: &str = "KATA_REPRO_STORE";
 
@@ -168,17 +168,28 @@ impl Store {
     }
 
     /// Downloads `from` into the store if its sha256 is `expected`; otherwise nothing is kept.
-    /// A transfer that fails on the network is tried again twice.
+    /// A transfer that fails on the network is tried again twice. Redirects are refused.
     pub fn put(
         &self,
         from: &Location,
         expected: &Sha256Digest,
+        progress: impl FnMut(u64, Option<u64>),
+    ) -> Result<PathBuf, StoreError> {
+        self.put_with(from, expected, Redirects::Refused, progress)
+    }
+
+    /// [`Self::put`], following the redirects `redirects` allows.
+    pub fn put_with(
+        &self,
+        from: &Location,
+        expected: &Sha256Digest,
+        redirects: Redirects<'_>,
         mut progress: impl FnMut(u64, Option<u64>),
     ) -> Result<PathBuf, StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.put_once(from, expected, &mut progress) {
+            match self.put_once(from, expected, redirects, &mut progress) {
                 Err(StoreError::Download(DownloadError::Http { .. })) if attempt < 3 => {
                     std::thread::sleep(std::time::Duration::from_millis(500 * attempt));
                 }
@@ -191,12 +202,13 @@ impl Store {
         &self,
         from: &Location,
         expected: &Sha256Digest,
+        redirects: Redirects<'_>,
         progress: impl FnMut(u64, Option<u64>),
     ) -> Result<PathBuf, StoreError> {
         let staged =
             tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
         let mut writer = HashingWriter::new(io::BufWriter::new(staged.as_file()));
-        download::copy_to(from, &mut writer, progress)?;
+        download::copy_to(from, &mut writer, redirects, Limits::FILE, progress)?;
         let (actual, size, buf) = writer.finish();
         buf.into_inner()
             .map_err(|e| e.into_error())

@@ -240,8 +240,14 @@ fn fetch_into_store(
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         let mut tmp = tempfile::NamedTempFile::new_in(staging)
             .map_err(|e| format!("{}: {e}", staging.display()))?;
-        download::copy_to(&Location::parse(&url), &mut tmp, |_, _| {})
-            .map_err(|e| e.to_string())?;
+        download::copy_to(
+            &Location::parse(&url),
+            &mut tmp,
+            download::Redirects::Refused,
+            download::Limits::FILE,
+            |_, _| {},
+        )
+        .map_err(|e| e.to_string())?;
         let actual = hash_of(entry, tmp.path())?;
         if actual != entry.hash {
             return Ok(Err(actual));
