@@ -290,6 +290,10 @@ struct Setup {
     uid_map: CString,
     gid_map: CString,
     deny: CString,
+    /// Host directories hidden under an empty read-only tmpfs (sockets, other users' files).
+    hidden: Vec<CString>,
+    proc_fs: CString,
+    proc_dir: CString,
 }
 
 impl Setup {
@@ -384,6 +388,13 @@ impl Setup {
             uid_map: CString::new("/proc/self/uid_map").expect("no NUL"),
             gid_map: CString::new("/proc/self/gid_map").expect("no NUL"),
             deny: CString::new("deny").expect("no NUL"),
+            hidden: HIDDEN
+                .iter()
+                .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+                .map(|p| CString::new(*p).expect("no NUL"))
+                .collect(),
+            proc_fs: CString::new("proc").expect("no NUL"),
+            proc_dir: CString::new("/proc").expect("no NUL"),
         })
     }
 
@@ -470,6 +481,15 @@ impl Setup {
                 ) as libc::c_int
             })?;
             mount(Some(&self.tmpfs), &self.tmp, Some(&self.tmpfs), 0, None)?;
+            for dir in &self.hidden {
+                mount(
+                    Some(&self.tmpfs),
+                    dir,
+                    Some(&self.tmpfs),
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    None,
+                )?;
+            }
             for p in &self.root_parents {
                 check(unsafe { libc::mkdir(p.as_ptr(), 0o755) })?;
             }
@@ -485,10 +505,130 @@ impl Setup {
                 ) as libc::c_int
             })?;
             unsafe { libc::close(tree) };
+            self.init()?;
+            drop_privileges()?;
         }
         check(unsafe { libc::chdir(self.cwd.as_ptr()) })?;
         Ok(())
     }
+
+    /// The step's PID namespace was made by `unshare`: its first child is its init. This
+    /// process waits for that init and exits with the step's status; the init mounts the
+    /// namespace's own /proc, forks the step (which returns from here to exec) and reaps every
+    /// process of the namespace until none is left. When the init exits, the kernel kills
+    /// whatever the step left behind.
+    fn init(&self) -> io::Result<()> {
+        // SAFETY: fork, waitpid, mount and _exit are async-signal-safe; no allocation follows.
+        unsafe {
+            let init = check(libc::fork())?;
+            if init > 0 {
+                libc::_exit(wait_for(init));
+            }
+            mount(
+                Some(&self.proc_fs),
+                &self.proc_dir,
+                Some(&self.proc_fs),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                None,
+            )?;
+            let step = check(libc::fork())?;
+            if step == 0 {
+                return Ok(());
+            }
+            let mut code = 1;
+            loop {
+                let mut status = 0;
+                let pid = libc::waitpid(-1, &mut status, 0);
+                if pid == step {
+                    code = exit_code(status);
+                } else if pid < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)
+                {
+                    libc::_exit(code);
+                }
+            }
+        }
+    }
+}
+
+/// Host directories a step never sees: sockets of the host's services, and users' homes.
+/// (`/tmp` is replaced by a writable tmpfs of its own.)
+const HIDDEN: &[&str] = &["/run", "/var/run", "/root", "/home"];
+
+/// Waits for `pid` and returns the exit code to pass on (128 + the signal that killed it).
+fn wait_for(pid: libc::pid_t) -> libc::c_int {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on a child of this process.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return exit_code(status);
+        }
+        if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return 1;
+        }
+    }
+}
+
+fn exit_code(status: libc::c_int) -> libc::c_int {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        1
+    }
+}
+
+/// The step keeps no capability, and can gain none (no setuid, no file capabilities): it can
+/// neither remount the read-only host nor undo anything else of its sandbox.
+fn drop_privileges() -> io::Result<()> {
+    // SAFETY: prctl and capset on plain values.
+    unsafe {
+        check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+        for cap in 0..=63 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) < 0
+                && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL)
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        check(libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        ))?;
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: libc::c_int,
+        }
+        #[repr(C)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let header = Header {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let data = [
+            Data {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            },
+            Data {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            },
+        ];
+        check(libc::syscall(libc::SYS_capset, &header, data.as_ptr()) as libc::c_int)?;
+    }
+    Ok(())
 }
 
 /// `struct mount_attr` of mount_setattr(2).
@@ -523,7 +663,11 @@ fn locked_flags(path: &CString) -> io::Result<libc::c_ulong> {
 }
 
 fn enter_namespaces(rootless: bool) -> io::Result<()> {
-    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWUTS;
+    let mut flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWPID;
     if rootless {
         flags |= libc::CLONE_NEWUSER;
     }

@@ -1,0 +1,161 @@
+//! The step sandbox, tried from inside a real step. Each check has a positive control: the same
+//! command run on the host, outside the sandbox, must succeed, so that a check cannot pass only
+//! because the command could never work.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use kata_repro::sandbox::{self, ROOT, Sandbox, Step};
+
+/// Runs `script` with `sh -c` inside a step (new namespaces, read-only host), returning its
+/// exit code and log.
+fn inside(script: &str) -> (i32, String) {
+    let isolation = sandbox::isolation(false).expect("steps can be isolated here");
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let sandbox = Sandbox::new(&scratch, isolation);
+    let log = dir.path().join("step.log");
+    let env = BTreeMap::from([(
+        "PATH".to_owned(),
+        "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".to_owned(),
+    )]);
+    let run = sandbox
+        .run(&Step {
+            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            env,
+            cwd: ROOT.into(),
+            log: log.clone(),
+        })
+        .unwrap();
+    (
+        run.status.code().unwrap_or(-1),
+        std::fs::read_to_string(&log).unwrap_or_default(),
+    )
+}
+
+/// The same script on the host.
+fn outside(script: &str) -> (i32, String) {
+    let out = Command::new("/bin/sh")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Connects to a Unix socket or a TCP address with Python (on the read-only host): exit 0 when
+/// the connection is made.
+fn connect(target: &str) -> String {
+    let code = if target.starts_with('/') {
+        format!(
+            "import socket; s = socket.socket(socket.AF_UNIX); s.settimeout(3); s.connect({target:?})"
+        )
+    } else {
+        let (host, port) = target.rsplit_once(':').unwrap();
+        format!("import socket; s = socket.create_connection(({host:?}, {port}), timeout=3)")
+    };
+    format!("python3 -c '{code}'")
+}
+
+#[test]
+fn a_step_cannot_see_host_processes() {
+    let mut host = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = host.id();
+    let script = format!("kill -0 {pid}");
+    assert_eq!(
+        outside(&script).0,
+        0,
+        "control: the host sees its own process"
+    );
+    let (code, log) = inside(&format!("{script} && echo SEEN; echo pid $$"));
+    host.kill().unwrap();
+    host.wait().unwrap();
+    assert!(
+        !log.contains("SEEN"),
+        "the step signalled a host process: {log}"
+    );
+    assert_ne!(code, -1);
+    // The step's shell is the only process of its namespace besides its init, and /proc is
+    // the namespace's own.
+    let (code, log) = inside("ls /proc | grep -c '^[0-9]*$'");
+    assert_eq!(code, 0, "{log}");
+    let count: usize = log.trim().parse().unwrap_or(usize::MAX);
+    assert!(count <= 4, "the step sees {count} processes: {log}");
+}
+
+#[test]
+fn a_step_cannot_reach_a_host_unix_socket() {
+    let dir = Path::new("/run").join(format!("kata-repro-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.sock");
+    let _ = std::fs::remove_file(&path);
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Remove(dir.clone());
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let path_text = path.to_str().unwrap().to_owned();
+    let accept = std::thread::spawn(move || {
+        let _ = listener.accept();
+    });
+    let script = connect(&path_text);
+    let (code, log) = outside(&script);
+    assert_eq!(code, 0, "control: the host connects: {log}");
+    let (code, log) = inside(&script);
+    assert_ne!(code, 0, "the step reached a host socket: {log}");
+    let (code, log) = inside(&format!("ls -A /run /root /home 2>&1; test -e {path_text}"));
+    assert_ne!(code, 0, "the step sees {path_text}: {log}");
+    drop(accept);
+}
+
+#[test]
+fn a_step_cannot_remount_or_write_the_host() {
+    let probe = Path::new("/etc").join(format!("kata-repro-test-{}", std::process::id()));
+    let write = format!("touch {}", probe.display());
+    let (code, log) = outside(&write);
+    assert_eq!(code, 0, "control: the host writes /etc: {log}");
+    std::fs::remove_file(&probe).unwrap();
+    let (code, log) = inside(&format!(
+        "mount -o remount,rw / 2>&1 && echo REMOUNTED; {write} 2>&1 && echo WROTE; exit 0"
+    ));
+    let wrote = probe.exists();
+    let _ = std::fs::remove_file(&probe);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        !log.contains("REMOUNTED") && !log.contains("WROTE") && !wrote,
+        "the step changed the host: {log}"
+    );
+    // Nor can it give itself back what it was denied.
+    let (code, log) = inside("grep -E '^Cap(Eff|Bnd)' /proc/self/status");
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.lines().all(|l| l.ends_with("0000000000000000")),
+        "the step holds capabilities: {log}"
+    );
+}
+
+#[test]
+fn a_step_cannot_reach_a_host_tcp_listener() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accept = std::thread::spawn(move || {
+        let _ = listener.accept();
+    });
+    let script = connect(&addr);
+    let (code, log) = outside(&script);
+    assert_eq!(code, 0, "control: the host connects: {log}");
+    let (code, log) = inside(&script);
+    assert_ne!(code, 0, "the step reached {addr}: {log}");
+    drop(accept);
+}
