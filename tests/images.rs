@@ -44,6 +44,8 @@ impl Images {
         let packages = write_archive(&archive, &kata_like_packages());
         let mut config = std::fs::read_to_string(&fixture.config).unwrap();
         config.push_str(&format!("\"{ARCHIVE}\" = \"{}\"\n", archive.display()));
+        // The archive's host is not a built-in one: the user allows it, as a lockfile cannot.
+        config.push_str("\n[policy]\nallowed_hosts = [\"deb.example.org\"]\n");
         std::fs::write(&fixture.config, config).unwrap();
         let out = fixture.lock(&[
             "--kernel-sha256",
