@@ -638,14 +638,7 @@ mod tests {
         let bytes = tar.into_inner().unwrap().finish().unwrap();
         let file = dir.join("go.tar.gz");
         std::fs::write(&file, &bytes).unwrap();
-        let sha = Sha256Digest::of(&bytes);
-        store
-            .put(
-                &crate::source::download::Location::File(file),
-                &sha,
-                |_, _| {},
-            )
-            .unwrap();
+        let (sha, _) = store.insert_file(&file).unwrap();
         let mut lock = Lockfile::load(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("lockfiles/kata-4.0.0.toml"),
         )
