@@ -3,8 +3,11 @@
 //! A member is written only if its path is relative and has no `..`, `.` or root component.
 //! [`untar_gz`] (crates, toolchains) takes regular files and directories only. [`untar_tree`]
 //! (kernel sources, Debian packages) also takes symbolic links whose target stays inside the
-//! tree, and hard links to members already written; devices and fifos are refused everywhere.
-//! Nothing is ever written through a link: a member whose parent is a link is refused.
+//! tree, and hard links to files already written; [`unzip_tree`] (Go wheels) takes files,
+//! directories and such links. A link target is resolved through the links already on disk,
+//! and every link again once the archive is written. Devices and fifos are refused everywhere.
+//! Nothing is ever written through a link: a member whose parent is a link is refused, and so
+//! is a hard link to a file reached through one. No other module writes members by their names.
 
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
@@ -777,6 +780,49 @@ mod tree_tests {
                     [],
                     "{links:?}: an escaping link is left"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn hard_links_through_links_are_refused() {
+        use tar::EntryType::*;
+        let tree: [Member<'_>; 3] = [
+            ("d/", Directory, b"", None),
+            ("d/f", Regular, b"x", None),
+            ("l", Symlink, b"", Some("d")),
+        ];
+        let cases: [(Member<'_>, &str, &str); 3] = [
+            // The hard link's own name passes through `l`.
+            (
+                ("l/h", Link, b"", Some("d/f")),
+                "through a symbolic link",
+                "d/h",
+            ),
+            // The file it names is reached through `l`.
+            (("h", Link, b"", Some("l/f")), "hard link to something", "h"),
+            // It names a link, not a file.
+            (("h", Link, b"", Some("l")), "hard link to something", "h"),
+        ];
+        for (hard, want, absent) in cases {
+            for links in [Links::Inside, Links::GuestRoot] {
+                let mut entries = tree.to_vec();
+                entries.push(hard);
+                let (dir, r) = unpack(
+                    &tar_of(&entries),
+                    &TreeOptions {
+                        links,
+                        ..Default::default()
+                    },
+                );
+                let err = r.unwrap_err().to_string();
+                assert!(err.contains(want), "{links:?} {hard:?}: {err}");
+                let out = dir.path().join("out");
+                assert!(
+                    std::fs::symlink_metadata(out.join(absent)).is_err(),
+                    "{links:?} {hard:?}: {absent} was written"
+                );
+                assert_eq!(std::fs::read(out.join("d/f")).unwrap(), b"x");
             }
         }
     }
