@@ -102,7 +102,9 @@ fn fetch(repo: &gix::Repository, url: &str, options: &HttpsOptions) -> Result<()
     Ok(())
 }
 
-/// gix's http options for `url`, with the CA file's certificates added to the client's roots.
+/// gix's http options for `url`: redirects are not followed (gix would follow the first one to
+/// any host, which the URL policy never saw), and the CA file's certificates, when given, are
+/// added to the client's roots.
 fn transport_options(
     repo: &gix::Repository,
     url: &str,
@@ -110,15 +112,6 @@ fn transport_options(
 ) -> Result<Option<Box<dyn std::any::Any>>, String> {
     use gix::protocol::transport::client::blocking_io::http;
     use std::sync::{Arc, Mutex};
-    let Some(ca_file) = &options.ca_file else {
-        return Ok(None);
-    };
-    let pem = std::fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("{}: not PEM certificates: {e}", ca_file.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: holds no PEM certificate", ca_file.display()));
-    }
     let mut boxed = repo
         .transport_options(url, None)
         .map_err(|e| e.to_string())?
@@ -126,13 +119,22 @@ fn transport_options(
     let opts = boxed
         .downcast_mut::<http::Options>()
         .ok_or("gix's https transport options are not http options")?;
-    let backend = http::reqwest::Options {
-        configure_client: Some(Box::new(move |builder| {
-            Ok(builder.tls_certs_merge(certs.clone()))
-        })),
-        configure_request: None,
-    };
-    opts.backend = Some(Arc::new(Mutex::new(backend)));
+    opts.follow_redirects = http::options::FollowRedirects::None;
+    if let Some(ca_file) = &options.ca_file {
+        let pem = std::fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: not PEM certificates: {e}", ca_file.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: holds no PEM certificate", ca_file.display()));
+        }
+        let backend = http::reqwest::Options {
+            configure_client: Some(Box::new(move |builder| {
+                Ok(builder.tls_certs_merge(certs.clone()))
+            })),
+            configure_request: None,
+        };
+        opts.backend = Some(Arc::new(Mutex::new(backend)));
+    }
     Ok(Some(boxed))
 }
 
@@ -152,5 +154,82 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("over https only"), "{e}");
         assert!(!dir.path().join("a.git").exists());
+    }
+
+    /// A loopback server that answers every request with a redirect to `to`, until dropped.
+    struct Redirector {
+        url: String,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        handle: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Redirector {
+        fn start(to: String) -> Self {
+            use std::io::{BufRead, BufReader, Write};
+            use std::sync::atomic::Ordering;
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let stop = std::sync::Arc::new(AtomicBool::new(false));
+            let stopped = stop.clone();
+            let handle = std::thread::spawn(move || {
+                while !stopped.load(Ordering::SeqCst) {
+                    let Ok((conn, _)) = listener.accept() else {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        continue;
+                    };
+                    conn.set_nonblocking(false).unwrap();
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut head = String::new();
+                    while reader.read_line(&mut head).unwrap_or(0) > 2 {}
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let _ = write!(
+                        &conn,
+                        "HTTP/1.1 302 Found\r\nlocation: {to}{path}\r\ncontent-length: 0\r\n\
+                         connection: close\r\n\r\n"
+                    );
+                }
+            });
+            Self {
+                url,
+                stop,
+                handle: Some(handle),
+            }
+        }
+    }
+
+    impl Drop for Redirector {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            if let Some(h) = self.handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+
+    #[test]
+    fn a_redirect_is_not_followed() {
+        // Where the redirect points: a listener that must never be contacted.
+        let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        elsewhere.set_nonblocking(true).unwrap();
+        let server = Redirector::start(format!("http://{}", elsewhere.local_addr().unwrap()));
+        let dir = tempfile::tempdir().unwrap();
+        gix::create::into(
+            dir.path(),
+            gix::create::Kind::Bare,
+            gix::create::Options::default(),
+        )
+        .unwrap();
+        let repo = open(dir.path()).unwrap();
+        let result = fetch(
+            &repo,
+            &format!("{}/kata.git", server.url),
+            &HttpsOptions::default(),
+        );
+        assert!(result.is_err(), "a redirect is not a repository");
+        assert!(
+            elsewhere.accept().is_err(),
+            "the redirect's target was contacted"
+        );
     }
 }
