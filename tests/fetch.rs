@@ -273,6 +273,9 @@ fn a_url_that_is_not_written_as_it_is_read_is_refused() {
         "https://github.com:443/example/kata-containers",
         "https://github.com\\\\example/kata-containers",
         "https://github.com/example/%2e%2e/kata-containers",
+        // A TOML escape: the lockfile's string holds a real tab.
+        "https://git\\thub.com/example/kata-containers",
+        "https://\u{ff47}ithub.com/example/kata-containers",
     ] {
         let f = Fixture::new();
         f.edit_lockfile(
@@ -690,4 +693,86 @@ fn a_git_dependency_without_a_pinned_tree_is_never_used() {
         "{all}"
     );
     assert!(!f.store.join("git").join(&f.dep_commit).exists());
+}
+
+/// A loopback server that answers each connection with `reply` and closes it; stopped on drop.
+struct RawServer {
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RawServer {
+    fn start(reply: &'static [u8]) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let handle = std::thread::spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = conn.write_all(reply);
+            }
+        });
+        Self {
+            url,
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[test]
+fn a_chunked_body_cut_short_is_truncated_not_missing() {
+    let f = Fixture::new();
+    // A chunk announces 4096 bytes and the connection closes after 5 of them.
+    let server = RawServer::start(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          3\r\nabc\r\n1000\r\nhello",
+    );
+    let out = f.fetch(&[
+        "--skip",
+        "source,git,toolchain",
+        "--mirror",
+        &format!(
+            "https://cdn.kernel.org/pub/linux/kernel/v6.x/={}",
+            server.url
+        ),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("truncated"), "{all}");
+    assert!(!all.contains("pass --mirror"), "{all}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v.to_string().contains("\"failed\""),
+        "the kernel is reported failed: {v}"
+    );
+    assert!(!v.to_string().contains("\"missing\""), "{v}");
+    assert!(f.store_entries().is_empty(), "{:?}", f.store_entries());
 }

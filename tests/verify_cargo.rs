@@ -553,3 +553,48 @@ fn an_offline_vendor_tree_is_built_from_the_store_and_the_build_is_resolved() {
         ["app@0.1.0", "gitdep@0.2.0", "leaf@0.1.0"]
     );
 }
+
+#[test]
+fn git_packages_are_judged_by_the_allow_list_that_allow_host_widens() {
+    let f = CargoFixture::new();
+    // The git package is moved to an https host that only --allow-host allows, with a mirror.
+    let lock = f.app.join("Cargo.lock");
+    let text_of = std::fs::read_to_string(&lock).unwrap();
+    let from = format!("git+file://{}", f.gitdep.display());
+    assert!(text_of.contains(&from), "{text_of}");
+    std::fs::write(
+        &lock,
+        text_of.replace(&from, "git+https://git.example.org/gitdep"),
+    )
+    .unwrap();
+    let registry = f.registry.to_str().unwrap();
+    let mirror = format!("https://git.example.org/gitdep={}", f.gitdep.display());
+    let gitdep_outcome = |extra: &[&str]| {
+        let mut args = vec!["--registry-cache", registry, "--mirror", &mirror, "--json"];
+        args.extend_from_slice(extra);
+        let out = f.verify(&args);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let git = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "gitdep@0.2.0")
+            .unwrap()
+            .clone();
+        (out, git)
+    };
+    let (out, git) = gitdep_outcome(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        git["message"].as_str().unwrap().contains("git.example.org"),
+        "{git}"
+    );
+    let (out, git) = gitdep_outcome(&["--allow-host", "git.example.org"]);
+    assert_eq!(git["outcome"], "ok", "{git}\n{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("git.example.org (--allow-host)"),
+        "{}",
+        text(&out)
+    );
+}

@@ -10,7 +10,7 @@ use kata_repro::lock::toolchain::{DEFAULT_GO_DL_INDEX, DEFAULT_PYPI_INDEX, DEFAU
 use kata_repro::source::download::Location;
 use kata_repro::source::git::{GitError, VerifiedRepo};
 use kata_repro::source::mirror::Config;
-use kata_repro::source::policy::HostPolicy;
+use kata_repro::source::policy::{FROM_FLAG, HostPolicy};
 
 use super::{Failure, MirrorArgs};
 
@@ -125,6 +125,7 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
     progress.set(format!("locking {} at {}", args.source, args.tag));
     let mut policy = HostPolicy::new(DEFAULT_ALLOWED_HOSTS);
     policy.extend(&config.policy.allowed_hosts);
+    policy.extend_from(&args.mirrors.allow_hosts, FROM_FLAG);
     // Naming an archive or a kernel URL allows its host (the lockfile records it).
     for url in args.rootfs_archive.iter().chain(&args.kernel_url) {
         if let Ok(u) = url::Url::parse(url)

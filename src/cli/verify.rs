@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use indicatif::ProgressStyle;
 use kata_repro::lock::cargo_lock::{CargoLock, PackageSource};
-use kata_repro::lock::generate::DEFAULT_ALLOWED_HOSTS;
 use kata_repro::source::get::Getter;
 use kata_repro::source::mirror::Config;
 use kata_repro::source::policy::HostPolicy;
@@ -252,8 +251,8 @@ fn cargo(args: CargoArgs, config: &Config, json: bool, strict: bool) -> Result<E
         .extend(registry::verify(&lock, &args.lock, &sources, 8));
     drop(progress);
     // Git packages, through their mirrors, on the same terms as verify --lockfile.
-    let mut policy = HostPolicy::new(DEFAULT_ALLOWED_HOSTS);
-    policy.extend(&config.policy.allowed_hosts);
+    let policy = HostPolicy::for_user(&config.policy.allowed_hosts, &args.mirrors.allow_hosts);
+    super::progress::say(format!("allowed hosts: {}", policy.describe()));
     let get = Getter {
         store: &store,
         mirrors: &mirrors,

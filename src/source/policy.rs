@@ -18,8 +18,9 @@ pub enum PolicyError {
     #[error("`{url}` does not use https: only https upstreams are allowed (a mirror may be local)")]
     NotHttps { url: String },
     #[error(
-        "`{url}`: host `{host}` is not on the allow-list ({allowed}); if this host is official, \
-         add it to [policy] allowed_hosts in the lockfile or the config"
+        "`{url}`: host `{host}` is not on the allow-list ({allowed}); URLs name no port, and if \
+         this host is official, allow it with --allow-host HOST or in [policy] allowed_hosts of \
+         the config file (and list it in the lockfile's [policy] allowed_hosts)"
     )]
     HostNotAllowed {
         url: String,
@@ -109,6 +110,14 @@ impl HostPolicy {
         policy.extend_from(config_hosts, FROM_CONFIG);
         policy.extend_from(flag_hosts, FROM_FLAG);
         Ok(policy)
+    }
+
+    /// The policy where no lockfile names hosts: the built-in hosts, the config's and the flags'.
+    pub fn for_user(config_hosts: &[String], flag_hosts: &[String]) -> Self {
+        let mut p = Self::new(BUILT_IN_HOSTS);
+        p.extend_from(config_hosts, FROM_CONFIG);
+        p.extend_from(flag_hosts, FROM_FLAG);
+        p
     }
 
     /// Every allowed host and where it came from, sorted by host.
