@@ -280,6 +280,18 @@ pub fn copy_to(
     out: &mut impl Write,
     redirects: Redirects<'_>,
     limits: Limits,
+    progress: impl FnMut(u64, Option<u64>),
+) -> Result<u64, DownloadError> {
+    copy_accepting(location, None, out, redirects, limits, progress)
+}
+
+/// [`copy_to`], asking the server for the media type `accept`.
+fn copy_accepting(
+    location: &Location,
+    accept: Option<&str>,
+    out: &mut impl Write,
+    redirects: Redirects<'_>,
+    limits: Limits,
     mut progress: impl FnMut(u64, Option<u64>),
 ) -> Result<u64, DownloadError> {
     let mut total = 0u64;
@@ -287,7 +299,7 @@ pub fn copy_to(
     let mut resumes = 0;
     loop {
         let from = (total > 0).then_some(total);
-        let stream = open_with(location, None, redirects, from)?;
+        let stream = open_with(location, accept, redirects, from)?;
         expected = expected.or(stream.len.map(|l| l + total));
         let url = stream.url.clone();
         if let Some(e) = expected
@@ -340,24 +352,26 @@ pub fn copy_to(
     }
 }
 
-/// Reads a small document (an index page) whole, up to [`MAX_DOCUMENT_BYTES`].
+/// Reads a small document (an index page) whole, up to [`MAX_DOCUMENT_BYTES`], on the same
+/// terms as a file: no read waits longer than [`IDLE_TIMEOUT`], and no redirect is followed.
 pub fn get_bytes(url: &str, accept: Option<&str>) -> Result<Vec<u8>, DownloadError> {
-    let location = Location::parse(url);
-    let stream = open(&location, accept)?;
+    get_bytes_with(url, accept, Limits::DOCUMENT)
+}
+
+fn get_bytes_with(
+    url: &str,
+    accept: Option<&str>,
+    limits: Limits,
+) -> Result<Vec<u8>, DownloadError> {
     let mut out = Vec::new();
-    let mut limited = stream.reader.take(MAX_DOCUMENT_BYTES + 1);
-    limited
-        .read_to_end(&mut out)
-        .map_err(|e| DownloadError::Http {
-            url: url.to_owned(),
-            message: e.to_string(),
-        })?;
-    if out.len() as u64 > MAX_DOCUMENT_BYTES {
-        return Err(DownloadError::TooLarge {
-            url: url.to_owned(),
-            limit: MAX_DOCUMENT_BYTES,
-        });
-    }
+    copy_accepting(
+        &Location::parse(url),
+        accept,
+        &mut out,
+        Redirects::Refused,
+        limits,
+        |_, _| {},
+    )?;
     Ok(out)
 }
 
@@ -582,6 +596,38 @@ mod tests {
         assert!(matches!(
             get(&s, "/f", Redirects::Refused, QUICK),
             Err(DownloadError::Redirected { .. })
+        ));
+    }
+
+    #[test]
+    fn a_document_is_read_with_the_idle_timeout_and_the_size_limit() {
+        let s = Server::start(vec![
+            Reply {
+                parts: vec![
+                    now(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nab"),
+                    (Duration::from_secs(3), b"cde".to_vec()),
+                ],
+            },
+            Reply {
+                parts: vec![
+                    now(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n"),
+                    now(&[b'x'; 1_100_000]),
+                ],
+            },
+        ]);
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            get_bytes_with(&format!("{}/stalled", s.url), None, QUICK),
+            Err(DownloadError::Truncated { got: 2, .. })
+        ));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the stalled read was waited out: {:?}",
+            started.elapsed()
+        );
+        assert!(matches!(
+            get_bytes_with(&format!("{}/large", s.url), None, QUICK),
+            Err(DownloadError::TooLarge { .. })
         ));
     }
 }
