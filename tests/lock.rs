@@ -240,3 +240,25 @@ fn bad_lock_input_exits_2() {
         text(&out)
     );
 }
+
+#[test]
+fn allow_host_lets_lock_pin_an_upstream_off_the_built_in_hosts() {
+    let f = Fixture::new();
+    let upstream = ["--upstream", "https://git.example.org/kata-containers"];
+    let out = f.lock(&upstream);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("host `git.example.org` is not on the allow-list")
+            && text(&out).contains("--allow-host HOST"),
+        "{}",
+        text(&out)
+    );
+    let out = f.lock(&[upstream[0], upstream[1], "--allow-host", "git.example.org"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("url = \"https://git.example.org/kata-containers\""),
+        "{}",
+        text(&out)
+    );
+}
