@@ -207,6 +207,17 @@ pub fn open_with(
                         message: format!("asked for a range, answered {}", resp.status()),
                     });
                 }
+                if let Some(n) = from {
+                    let range = header("content-range").unwrap_or_default();
+                    if range_start(&range) != Some(n) {
+                        return Err(DownloadError::Http {
+                            url: current,
+                            message: format!(
+                                "asked for the bytes from {n} on, answered the range `{range}`"
+                            ),
+                        });
+                    }
+                }
                 if !resp.status().is_success() {
                     return Err(DownloadError::Http {
                         url: current,
@@ -254,6 +265,17 @@ pub fn open_with(
             })
         }
     }
+}
+
+/// The first byte of a `Content-Range: bytes FIRST-LAST/LENGTH` header.
+fn range_start(header: &str) -> Option<u64> {
+    header
+        .trim()
+        .strip_prefix("bytes ")?
+        .split_once('-')?
+        .0
+        .parse()
+        .ok()
 }
 
 /// Whether a read failed because no byte arrived in time.
@@ -314,6 +336,14 @@ fn copy_accepting(
                 },
                 Ok(n) => {
                     total += n as u64;
+                    if let Some(e) = expected
+                        && total > e
+                    {
+                        return Err(DownloadError::Http {
+                            url,
+                            message: format!("the body is longer than the announced {e} bytes"),
+                        });
+                    }
                     if total > limits.max_bytes {
                         return Err(DownloadError::TooLarge {
                             url,
@@ -626,5 +656,29 @@ mod tests {
             "the stalled read was waited out: {:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn a_resumed_transfer_must_continue_where_it_stopped() {
+        let s = Server::start(vec![
+            Reply {
+                parts: vec![now(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\naccept-ranges: bytes\r\n\r\n01234",
+                )],
+            },
+            Reply {
+                parts: vec![now(
+                    b"HTTP/1.1 206 Partial Content\r\ncontent-length: 10\r\ncontent-range: bytes 0-9/10\r\n\r\n0123456789",
+                )],
+            },
+        ]);
+        match get(&s, "/f", Redirects::Refused, QUICK) {
+            Err(DownloadError::Http { message, .. }) => {
+                assert!(message.contains("bytes 0-9/10"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(range_start("bytes 5-9/10"), Some(5));
+        assert_eq!(range_start("bytes */10"), None);
     }
 }
