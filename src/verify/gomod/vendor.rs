@@ -7,7 +7,8 @@
 //! 2. every vendored module must have its go.sum lines;
 //! 3. where a verified module zip is at hand, every vendored package directory is derived again
 //!    from it, the way `go mod vendor` copies files, and any file that differs, was added or is
-//!    missing is reported.
+//!    missing is reported. Without the zip a module is `self-consistent` (its files are pinned
+//!    by the source commit only) or `unpinned`, never `ok`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -351,8 +352,10 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
                 .findings
                 .push(base.message("vendored files derived again from the verified zip")),
             None => match &check.pinned_by {
-                Some(pin) => report.findings.push(base.message(format!(
-                    "consistent with go.mod and go.sum; its files are pinned by {pin}, not derived from a zip"
+                Some(pin) => report.findings.push(base.outcome(Outcome::SelfConsistent).message(format!(
+                    "consistent with go.mod and go.sum, and its files are those of {pin}, but no verified \
+                     zip was at hand to derive them from, so nothing checks them against go.sum: pass \
+                     --modcache DIR or --proxy URL"
                 ))),
                 None => report.findings.push(base.outcome(Outcome::Unpinned).message(
                     "consistent with go.mod and go.sum, but no verified zip was at hand to derive its files \
@@ -660,6 +663,56 @@ mod tests {
         assert!(first.explicit);
         assert_eq!(first.go_version.as_deref(), Some("1.16"));
         assert_eq!(first.packages, ["code.cloudfoundry.org/bytefmt"]);
+    }
+
+    /// A vendored module with no verified zip at hand was checked only against go.mod and
+    /// go.sum: its files are self-consistent (pinned by the source commit) or unpinned, never ok.
+    #[test]
+    fn vendored_files_without_their_zip_are_not_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let h1 = "h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        std::fs::write(
+            root.join("go.mod"),
+            "module example.com/app\n\ngo 1.22\n\nrequire example.com/a v1.0.0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("go.sum"),
+            format!("example.com/a v1.0.0 {h1}\nexample.com/a v1.0.0/go.mod {h1}\n"),
+        )
+        .unwrap();
+        let vendor = root.join("vendor");
+        std::fs::create_dir_all(vendor.join("example.com/a")).unwrap();
+        std::fs::write(
+            vendor.join("modules.txt"),
+            "# example.com/a v1.0.0\n## explicit; go 1.22\nexample.com/a\n",
+        )
+        .unwrap();
+        std::fs::write(vendor.join("example.com/a/a.go"), "package a\n").unwrap();
+        let sum = GoSum::load(&root.join("go.sum")).unwrap();
+        let zips = BTreeMap::new();
+        for (pinned_by, want) in [
+            (
+                Some("the source commit 0123abc".to_owned()),
+                Outcome::SelfConsistent,
+            ),
+            (None, Outcome::Unpinned),
+        ] {
+            let report = verify(&VendorCheck {
+                gomod_path: &root.join("go.mod"),
+                vendor_dir: &vendor,
+                sum: &sum,
+                zips: &zips,
+                pinned_by: pinned_by.clone(),
+            })
+            .unwrap();
+            assert_eq!(report.findings.len(), 1, "{report:?}");
+            let f = &report.findings[0];
+            assert_eq!(f.name, "example.com/a@v1.0.0");
+            assert_eq!(f.outcome, want, "{pinned_by:?}: {f:?}");
+            assert!(!report.strictly_ok(), "{f:?}");
+        }
     }
 
     #[test]
