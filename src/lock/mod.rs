@@ -387,8 +387,7 @@ impl Lockfile {
             text: text.to_owned(),
         });
         if let Err(message) = check_commit_time(lock.source.commit_time, now_seconds()) {
-            let offset = text.find("commit_time").unwrap_or(0);
-            let (line, column) = line_col(text, offset);
+            let (line, column) = line_col(text, commit_time_offset(text).unwrap_or(0));
             return Err(LockError::Parse {
                 path: path.to_owned(),
                 line,
@@ -479,6 +478,20 @@ fn now_seconds() -> i64 {
 
 /// `commit_time` becomes every build's SOURCE_DATE_EPOCH: it must lie between Kata's beginnings
 /// and a day from `now`.
+/// Where the value of `[source]`'s `commit_time` starts in the lockfile's text.
+fn commit_time_offset(text: &str) -> Option<usize> {
+    #[derive(Deserialize)]
+    struct Doc {
+        source: SourceTime,
+    }
+    #[derive(Deserialize)]
+    struct SourceTime {
+        commit_time: toml::Spanned<toml::Value>,
+    }
+    let doc: Doc = toml::from_str(text).ok()?;
+    Some(doc.source.commit_time.span().start)
+}
+
 fn check_commit_time(time: i64, now: i64) -> Result<(), String> {
     let latest = now.saturating_add(86_400);
     if (EARLIEST_COMMIT_TIME..=latest).contains(&time) {
@@ -534,14 +547,18 @@ mod tests {
                     }
                 })
                 .collect();
-            match Lockfile::parse(&edited, &path) {
-                Err(LockError::Parse {
-                    line: l, message, ..
-                }) => {
-                    assert_eq!(l, line, "{bad}");
-                    assert!(message.contains("not a plausible commit time"), "{message}");
+            // The line named is the key's, even where a comment above mentions it.
+            let commented = format!("# commit_time is the tag's commit time\n{edited}");
+            for (text, want) in [(&edited, line), (&commented, line + 1)] {
+                match Lockfile::parse(text, &path) {
+                    Err(LockError::Parse {
+                        line: l, message, ..
+                    }) => {
+                        assert_eq!(l, want, "{bad}");
+                        assert!(message.contains("not a plausible commit time"), "{message}");
+                    }
+                    other => panic!("{bad}: {other:?}"),
                 }
-                other => panic!("{bad}: {other:?}"),
             }
         }
         assert!(check_commit_time(EARLIEST_COMMIT_TIME, 1_800_000_000).is_ok());
