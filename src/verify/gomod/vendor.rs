@@ -126,7 +126,7 @@ pub struct VendorCheck<'a> {
     /// Module zips already verified against go.sum, by (module, version).
     pub zips: &'a BTreeMap<(String, String), PathBuf>,
     /// What pins the vendored files when no zip is at hand (the source commit they were
-    /// checked out from); without it, such modules are reported unpinned.
+    /// checked out from): such modules are then self-consistent; without it, unpinned.
     pub pinned_by: Option<String>,
 }
 
