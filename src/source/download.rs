@@ -501,9 +501,11 @@ mod tests {
     #[test]
     fn a_slow_steady_body_arrives_and_a_stalled_one_is_truncated() {
         let slow = Reply {
-            parts: std::iter::once(now(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"))
-                .chain((0..5).map(|_| (Duration::from_millis(300), b"x".to_vec())))
-                .collect(),
+            parts: std::iter::once(now(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\n",
+            ))
+            .chain((0..5).map(|_| (Duration::from_millis(300), b"x".to_vec())))
+            .collect(),
         };
         let stalled = Reply {
             parts: vec![
@@ -511,6 +513,8 @@ mod tests {
                 (Duration::from_secs(3), b"cde".to_vec()),
             ],
         };
+        // The first reply closes its connection, so the second request is not written into a
+        // socket the server is closing.
         let s = Server::start(vec![slow, stalled]);
         // 1.5 s in all, more than the idle timeout, but never idle that long.
         assert_eq!(
@@ -601,13 +605,15 @@ mod tests {
 
     #[test]
     fn redirects_are_followed_only_where_the_policy_allows() {
+        // Each reply closes its connection, so the second request cannot be written into the
+        // first one's socket while the server is already closing it.
         let s = Server::start(vec![Reply {
             parts: vec![now(
-                b"HTTP/1.1 302 Found\r\nlocation: https://evil.example/f\r\ncontent-length: 0\r\n\r\n",
+                b"HTTP/1.1 302 Found\r\nlocation: https://evil.example/f\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
             )],
         }, Reply {
             parts: vec![now(
-                b"HTTP/1.1 302 Found\r\nlocation: https://evil.example/f\r\ncontent-length: 0\r\n\r\n",
+                b"HTTP/1.1 302 Found\r\nlocation: https://evil.example/f\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
             )],
         }]);
         let policy = crate::source::policy::HostPolicy::new(["github.com"]);
