@@ -159,3 +159,90 @@ fn a_step_cannot_reach_a_host_tcp_listener() {
     assert_ne!(code, 0, "the step reached {addr}: {log}");
     drop(accept);
 }
+
+/// The command line of a process the step under `run_a_step_until_killed` starts: a `sleep`
+/// whose duration names this test process, so that no other process on the host matches.
+fn step_sleep(token: &str) -> Vec<u8> {
+    format!("sleep\0{token}\0").into_bytes()
+}
+
+/// Host pids of the processes whose command line is `cmdline`.
+fn processes(cmdline: &[u8]) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        if std::fs::read(entry.path().join("cmdline")).is_ok_and(|c| c == cmdline) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Waits up to `limit` for `done`.
+fn eventually(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    done()
+}
+
+/// Run by `a_step_dies_with_the_process_that_runs_it` in a child process of its own, which that
+/// test then terminates; it does nothing when run any other way.
+#[test]
+#[ignore = "run by a_step_dies_with_the_process_that_runs_it"]
+fn run_a_step_until_killed() {
+    if let Ok(token) = std::env::var("KATA_REPRO_TEST_STEP_TOKEN") {
+        inside(&format!("sleep {token} & sleep {token}; wait"));
+    }
+}
+
+#[test]
+fn a_step_dies_with_the_process_that_runs_it() {
+    let token = format!("3000.{}", std::process::id());
+    let cmdline = step_sleep(&token);
+    /// Kills whatever of the step outlived the test, on every exit path.
+    struct KillLeftovers(Vec<u8>);
+    impl Drop for KillLeftovers {
+        fn drop(&mut self) {
+            for pid in processes(&self.0) {
+                // SAFETY: a plain signal to a pid read from /proc.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+    }
+    let _cleanup = KillLeftovers(cmdline.clone());
+    let mut runner = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "run_a_step_until_killed",
+            "--exact",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env("KATA_REPRO_TEST_STEP_TOKEN", &token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = eventually(std::time::Duration::from_secs(30), || {
+        processes(&cmdline).len() == 2
+    });
+    // As `kata-repro` is stopped: SIGTERM, with its default action.
+    // SAFETY: a plain signal to the child this test started.
+    unsafe { libc::kill(runner.id() as libc::pid_t, libc::SIGTERM) };
+    runner.wait().unwrap();
+    assert!(running, "control: the step's two processes run on the host");
+    let gone = eventually(std::time::Duration::from_secs(10), || {
+        processes(&cmdline).is_empty()
+    });
+    assert!(
+        gone,
+        "the step's processes {:?} outlived the process that ran it",
+        processes(&cmdline)
+    );
+}

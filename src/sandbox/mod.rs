@@ -294,6 +294,8 @@ struct Setup {
     hidden: Vec<CString>,
     proc_fs: CString,
     proc_dir: CString,
+    /// The process that runs the step (this one, before the fork): the step dies with it.
+    parent: libc::pid_t,
 }
 
 impl Setup {
@@ -395,6 +397,8 @@ impl Setup {
                 .collect(),
             proc_fs: CString::new("proc").expect("no NUL"),
             proc_dir: CString::new("/proc").expect("no NUL"),
+            // SAFETY: getpid cannot fail.
+            parent: unsafe { libc::getpid() },
         })
     }
 
@@ -414,6 +418,13 @@ impl Setup {
             check(unsafe { libc::personality(flags) })?;
         }
         if self.isolate {
+            // Killed when kata-repro ends, however it ends; then its init below is killed too.
+            die_with_parent()?;
+            // SAFETY: getppid cannot fail.
+            if unsafe { libc::getppid() } != self.parent {
+                // SAFETY: the parent has gone already: nothing of the step may start.
+                unsafe { libc::_exit(1) };
+            }
             enter_namespaces(self.rootless.is_some())?;
             if let Some((uid_map, gid_map)) = &self.rootless {
                 write_file(&self.setgroups, &self.deny)?;
@@ -516,13 +527,26 @@ impl Setup {
     /// process waits for that init and exits with the step's status; the init mounts the
     /// namespace's own /proc, forks the step (which returns from here to exec) and reaps every
     /// process of the namespace until none is left. When the init exits, the kernel kills
-    /// whatever the step left behind.
+    /// whatever the step left behind; the init is killed when this process ends, and this one
+    /// when kata-repro ends, so no step outlives the build that ran it.
     fn init(&self) -> io::Result<()> {
         // SAFETY: fork, waitpid, mount and _exit are async-signal-safe; no allocation follows.
         unsafe {
+            // Open while this process lives: the init sees it closed if this process is killed
+            // before the init could ask to die with it.
+            let mut alive = [0; 2];
+            check(libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC))?;
             let init = check(libc::fork())?;
             if init > 0 {
+                libc::close(alive[0]);
                 libc::_exit(wait_for(init));
+            }
+            libc::close(alive[1]);
+            die_with_parent()?;
+            let gone = parent_gone(alive[0]);
+            libc::close(alive[0]);
+            if gone {
+                libc::_exit(1);
             }
             mount(
                 Some(&self.proc_fs),
@@ -548,6 +572,26 @@ impl Setup {
             }
         }
     }
+}
+
+/// Asks the kernel to kill this process with SIGKILL when its parent ends. The init of a PID
+/// namespace that is killed takes every process of its namespace with it.
+fn die_with_parent() -> io::Result<()> {
+    // SAFETY: prctl on plain values.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) }).map(drop)
+}
+
+/// Whether the parent that holds the write end of the pipe `read_end` has ended: the write end
+/// is then closed, and a read finds the end of the pipe at once.
+fn parent_gone(read_end: libc::c_int) -> bool {
+    let mut poll = libc::pollfd {
+        fd: read_end,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one pollfd owned by this frame, without waiting.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready != 0 && poll.revents & (libc::POLLHUP | libc::POLLIN) != 0
 }
 
 /// Host directories a step never sees: sockets of the host's services, and users' homes.
@@ -734,5 +778,23 @@ fn probe() -> Result<(), String> {
         Err(e) => Err(format!(
             "namespaces, mounts or mount_setattr(2) (Linux 5.12 or later) failed: {e}"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_gone_sees_the_write_end_closed() {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 and close on fds owned by this test.
+        unsafe {
+            check(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC)).unwrap();
+            assert!(!parent_gone(fds[0]), "the write end is still open");
+            libc::close(fds[1]);
+            assert!(parent_gone(fds[0]), "the write end is closed");
+            libc::close(fds[0]);
+        }
     }
 }
