@@ -104,19 +104,20 @@ fn a_step_cannot_reach_a_host_unix_socket() {
         }
     }
     let _cleanup = Remove(dir.clone());
+    // Never accepted: the kernel completes a connection into the listen backlog, and the
+    // listener stays open until the end, so that only the sandbox can refuse the step.
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let path_text = path.to_str().unwrap().to_owned();
-    let accept = std::thread::spawn(move || {
-        let _ = listener.accept();
-    });
     let script = connect(&path_text);
     let (code, log) = outside(&script);
     assert_eq!(code, 0, "control: the host connects: {log}");
     let (code, log) = inside(&script);
     assert_ne!(code, 0, "the step reached a host socket: {log}");
+    let (code, log) = outside(&script);
+    assert_eq!(code, 0, "control: the host still connects: {log}");
     let (code, log) = inside(&format!("ls -A /run /root /home 2>&1; test -e {path_text}"));
     assert_ne!(code, 0, "the step sees {path_text}: {log}");
-    drop(accept);
+    drop(listener);
 }
 
 #[test]
@@ -147,17 +148,17 @@ fn a_step_cannot_remount_or_write_the_host() {
 
 #[test]
 fn a_step_cannot_reach_a_host_tcp_listener() {
+    // Never accepted, and open until the end: see a_step_cannot_reach_a_host_unix_socket.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let accept = std::thread::spawn(move || {
-        let _ = listener.accept();
-    });
     let script = connect(&addr);
     let (code, log) = outside(&script);
     assert_eq!(code, 0, "control: the host connects: {log}");
     let (code, log) = inside(&script);
     assert_ne!(code, 0, "the step reached {addr}: {log}");
-    drop(accept);
+    let (code, log) = outside(&script);
+    assert_eq!(code, 0, "control: the host still connects: {log}");
+    drop(listener);
 }
 
 /// The command line of a process the step under `run_a_step_until_killed` starts: a `sleep`
