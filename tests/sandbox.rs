@@ -93,7 +93,17 @@ fn a_step_cannot_see_host_processes() {
 
 #[test]
 fn a_step_cannot_reach_a_host_unix_socket() {
-    let dir = Path::new("/run").join(format!("kata-repro-test-{}", std::process::id()));
+    assert_socket_unreachable_under(Path::new("/run"));
+}
+
+#[test]
+fn a_step_cannot_reach_a_host_unix_socket_in_var_tmp() {
+    assert_socket_unreachable_under(Path::new("/var/tmp"));
+}
+
+/// Listens on a Unix socket under the host's `parent`, which the step must neither reach nor see.
+fn assert_socket_unreachable_under(parent: &Path) {
+    let dir = parent.join(format!("kata-repro-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("s.sock");
     let _ = std::fs::remove_file(&path);
@@ -115,7 +125,10 @@ fn a_step_cannot_reach_a_host_unix_socket() {
     assert_ne!(code, 0, "the step reached a host socket: {log}");
     let (code, log) = outside(&script);
     assert_eq!(code, 0, "control: the host still connects: {log}");
-    let (code, log) = inside(&format!("ls -A /run /root /home 2>&1; test -e {path_text}"));
+    let (code, log) = inside(&format!(
+        "ls -A {} 2>&1; test -e {path_text}",
+        parent.display()
+    ));
     assert_ne!(code, 0, "the step sees {path_text}: {log}");
     drop(listener);
 }

@@ -594,9 +594,10 @@ fn parent_gone(read_end: libc::c_int) -> bool {
     ready != 0 && poll.revents & (libc::POLLHUP | libc::POLLIN) != 0
 }
 
-/// Host directories a step never sees: sockets of the host's services, and users' homes.
-/// (`/tmp` is replaced by a writable tmpfs of its own.)
-const HIDDEN: &[&str] = &["/run", "/var/run", "/root", "/home"];
+/// Host directories a step never sees: sockets of the host's services, the host's other
+/// temporary files (and the sockets they hold), and users' homes. (`/tmp` is replaced by a
+/// writable tmpfs of its own.)
+const HIDDEN: &[&str] = &["/run", "/var/run", "/var/tmp", "/root", "/home"];
 
 /// Waits for `pid` and returns the exit code to pass on (128 + the signal that killed it).
 fn wait_for(pid: libc::pid_t) -> libc::c_int {
