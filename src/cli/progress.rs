@@ -171,16 +171,15 @@ impl Drop for Progress {
     }
 }
 
-/// Repeats the current activity with its elapsed time every `every`, until done.
+/// Repeats the current activity with its elapsed time every `every`, until done. `done` is
+/// read before every wait: it may have been set before this thread first took the lock, and
+/// its notification is then gone.
 fn heartbeat(shared: &Shared, every: Duration) {
     let mut a = shared.activity.lock().expect("not poisoned");
-    loop {
+    while !a.done {
         let (next, timeout) = shared.wake.wait_timeout(a, every).expect("not poisoned");
         a = next;
-        if a.done {
-            return;
-        }
-        if timeout.timed_out() && !a.message.is_empty() {
+        if !a.done && timeout.timed_out() && !a.message.is_empty() {
             eprintln!(
                 "[{}] {} (for {})",
                 clock(shared.started.elapsed()),
@@ -204,6 +203,47 @@ pub fn clock(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shared(done: bool) -> Arc<Shared> {
+        Arc::new(Shared {
+            activity: Mutex::new(Activity {
+                message: "working".into(),
+                since: Instant::now(),
+                done,
+            }),
+            wake: Condvar::new(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Runs the heartbeat on a thread and says whether it ended within `limit`.
+    fn ends_within(shared: &Arc<Shared>, limit: Duration, before: impl FnOnce()) -> bool {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = shared.clone();
+        std::thread::spawn(move || {
+            heartbeat(&s, Duration::from_secs(3600));
+            let _ = tx.send(());
+        });
+        before();
+        rx.recv_timeout(limit).is_ok()
+    }
+
+    #[test]
+    fn a_heartbeat_told_to_stop_before_it_started_stops_at_once() {
+        // The notification was sent before the thread waited: only the flag tells it.
+        assert!(ends_within(&shared(true), Duration::from_secs(10), || {}));
+    }
+
+    #[test]
+    fn a_heartbeat_stops_when_told() {
+        let s = shared(false);
+        let stop = s.clone();
+        assert!(ends_within(&s, Duration::from_secs(10), move || {
+            std::thread::sleep(Duration::from_millis(50));
+            stop.activity.lock().unwrap().done = true;
+            stop.wake.notify_all();
+        }));
+    }
 
     #[test]
     fn clock_reads_like_a_duration() {
