@@ -45,9 +45,9 @@ fn read(path: &Path) -> Result<String, BuiltinError> {
 
 /// Writes `bytes` to `path` through a temporary file in the same directory.
 fn write(path: &Path, bytes: &[u8]) -> Result<(), BuiltinError> {
-    crate::manifest::write_atomically(path, bytes).map_err(|e| BuiltinError::Io {
+    crate::files::write_atomically(path, bytes).map_err(|source| BuiltinError::Io {
         path: path.to_owned(),
-        source: std::io::Error::other(e.to_string()),
+        source,
     })
 }
 

@@ -27,6 +27,7 @@ use self::action::{Action, InputDigest};
 use self::recipe::{Input, LoadedRecipe, OutputDef, Toolchain};
 use self::tools::{Dpkg, GoInstall, RustInstall, ToolError};
 use crate::digest::Sha256Digest;
+use crate::files::remove_tree;
 use crate::lock::Lockfile;
 use crate::manifest::{
     Artifact, ComponentRecord, Environment, Generator, LOGS_DIR, LockfileRef, Manifest, RecipeRef,
@@ -1356,11 +1357,11 @@ impl Builder<'_> {
             logs,
         };
         let result_path = self.store.action_path(&action_key).with_extension("json");
-        crate::manifest::write_atomically(
+        crate::files::write_atomically(
             &result_path,
             &serde_json::to_vec_pretty(&result).expect("serialises"),
         )
-        .map_err(|e| io_err(&result_path)(std::io::Error::other(e.to_string())))?;
+        .map_err(io_err(&result_path))?;
         lap(&mut phases, "outputs");
         let _ = early_cleanup.join();
         drop(sandbox);
@@ -1716,8 +1717,6 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<(), BuildError> {
     }
     Ok(())
 }
-
-pub use crate::source::store::remove_tree;
 
 /// This machine's architecture, as Kata names it.
 pub fn host_arch() -> String {

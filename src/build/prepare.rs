@@ -294,7 +294,7 @@ pub fn kernel_tree(
     let sha = kernel.sha256.ok_or(KernelTreeError::Unpinned)?;
     let dir = kernel_tree_dir(store, kernel).expect("pinned");
     let tree = dir.join("tree");
-    let _ = crate::source::store::remove_tree(&dir);
+    let _ = crate::files::remove_tree(&dir);
     if !store.verify_object(&sha).map_err(|e| KernelTreeError::Io {
         path: store.object_path(&sha),
         source: std::io::Error::other(e.to_string()),

@@ -401,7 +401,7 @@ pub fn ensure_go(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall
         });
     }
     if dir.exists() {
-        crate::source::store::remove_tree(&dir).map_err(io_err(&dir))?;
+        crate::files::remove_tree(&dir).map_err(io_err(&dir))?;
     }
     std::fs::create_dir_all(dir.parent().expect("under the store")).map_err(io_err(&dir))?;
     std::fs::rename(stage.keep(), &dir).map_err(io_err(&dir))?;

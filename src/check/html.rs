@@ -321,7 +321,12 @@ pub fn write(r: &Report, dir: &Path) -> Result<std::path::PathBuf, crate::manife
         source,
     })?;
     let page = dir.join(PAGE);
-    crate::manifest::write_atomically(&page, render(r).as_bytes())?;
+    crate::files::write_atomically(&page, render(r).as_bytes()).map_err(|source| {
+        crate::manifest::ManifestError::Write {
+            path: page.clone(),
+            source,
+        }
+    })?;
     Ok(page)
 }
 

@@ -275,7 +275,8 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
     }
     let text = generated.lockfile.to_toml();
     if let Some(out) = &args.output {
-        kata_repro::manifest::write_atomically(out, text.as_bytes()).map_err(Failure::input)?;
+        kata_repro::files::write_atomically(out, text.as_bytes())
+            .map_err(|e| Failure::input(anyhow::anyhow!("writing {}: {e}", out.display())))?;
     }
     for w in &generated.warnings {
         eprintln!("warning: {w}");

@@ -3,9 +3,10 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use kata_repro::digest::Sha256Digest;
+use kata_repro::files::write_atomically;
 use kata_repro::manifest::provenance::{self, Statement};
 use kata_repro::manifest::sign::{self, Envelope, ManifestDigest};
-use kata_repro::manifest::{MANIFEST_FILE, Manifest, write_atomically};
+use kata_repro::manifest::{MANIFEST_FILE, Manifest};
 
 use super::Failure;
 
@@ -66,8 +67,9 @@ pub fn run(args: SignArgs, json: bool) -> Result<ExitCode, Failure> {
         ),
     ];
     for (name, env) in &envelopes {
-        write_atomically(&args.dir.join(name), env.to_json().as_bytes())
-            .map_err(|e| Failure::input(anyhow!(e)))?;
+        let path = args.dir.join(name);
+        write_atomically(&path, env.to_json().as_bytes())
+            .map_err(|e| Failure::input(anyhow!("writing {}: {e}", path.display())))?;
     }
     let keyid = sign::key_id(&key.verifying_key());
     if json {

@@ -7,7 +7,6 @@
 pub mod provenance;
 pub mod sign;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -244,28 +243,12 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<Artifact>, ManifestError> {
         .collect())
 }
 
-/// Writes `bytes` to `path` atomically (a synced temp file beside it, then a rename), readable
-/// by all (0644).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
-    let err = |source| ManifestError::Write {
+/// Writes `bytes` to `path` atomically, as [`crate::files::write_atomically`] does.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
+    crate::files::write_atomically(path, bytes).map_err(|source| ManifestError::Write {
         path: path.to_owned(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(err)?;
-    }
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    })
 }
 
 #[cfg(test)]

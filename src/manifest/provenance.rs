@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Manifest, ManifestError, write_atomically};
+use super::{Manifest, ManifestError};
 use crate::lock::Lockfile;
 use crate::sbom::{DependencySet, Ecosystem};
 
@@ -212,7 +212,9 @@ impl Statement {
     }
 
     pub fn write(&self, dir: &Path) -> Result<(), ManifestError> {
-        write_atomically(&dir.join(FILE), self.to_json().as_bytes())
+        let path = dir.join(FILE);
+        crate::files::write_atomically(&path, self.to_json().as_bytes())
+            .map_err(|source| ManifestError::Write { path, source })
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {

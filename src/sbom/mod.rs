@@ -408,9 +408,9 @@ pub fn save_stored(
         source,
     })?;
     let json = serde_json::to_string_pretty(set).expect("dependency sets serialise");
-    crate::manifest::write_atomically(&path, json.as_bytes()).map_err(|e| SbomError::Write {
+    crate::files::write_atomically(&path, json.as_bytes()).map_err(|source| SbomError::Write {
         path: path.clone(),
-        source: std::io::Error::other(e.to_string()),
+        source,
     })
 }
 

@@ -98,9 +98,9 @@ pub fn to_json(bom: Bom, file: &str) -> Result<Vec<u8>, SbomError> {
 
 fn emit(bom: Bom, path: &Path, file: &str) -> Result<(), SbomError> {
     let bytes = to_json(bom, file)?;
-    crate::manifest::write_atomically(path, &bytes).map_err(|e| SbomError::Write {
+    crate::files::write_atomically(path, &bytes).map_err(|source| SbomError::Write {
         path: path.to_owned(),
-        source: std::io::Error::other(e.to_string()),
+        source,
     })
 }
 

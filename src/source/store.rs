@@ -14,6 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{HashingWriter, Sha256Digest};
+use crate::files::{remove_tree, sync_dir};
 use crate::lock::GitOid;
 use crate::source::download::{self, DownloadError, Limits, Location, Redirects};
 
@@ -285,27 +286,6 @@ impl Store {
         fs::rename(&src, &dest).map_err(io_err(&dest))?;
         sync_dir(&self.root.join("git"));
         Ok(dest)
-    }
-}
-
-/// Removes a tree, making read-only directories writable first (a Go module cache left by a
-/// failed build step makes its directories read-only).
-pub fn remove_tree(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if fs::remove_dir_all(path).is_ok() {
-        return Ok(());
-    }
-    for e in walkdir::WalkDir::new(path).into_iter().flatten() {
-        if e.file_type().is_dir() {
-            let _ = fs::set_permissions(e.path(), fs::Permissions::from_mode(0o755));
-        }
-    }
-    fs::remove_dir_all(path)
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 

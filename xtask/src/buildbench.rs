@@ -40,7 +40,7 @@ fn best(v: &[f64]) -> f64 {
 
 pub fn run(bin: &Path, o: &Options) -> Result<()> {
     if o.dir.exists() {
-        kata_repro::build::remove_tree(&o.dir)?;
+        kata_repro::files::remove_tree(&o.dir)?;
     }
     std::fs::create_dir_all(&o.dir)?;
     let lock = Lockfile::load(&o.lockfile)?;
@@ -75,7 +75,7 @@ pub fn run(bin: &Path, o: &Options) -> Result<()> {
             let raw_root = o.dir.join(format!("{component}-raw-{i}"));
             let secs = raw(&lock, &o.store, recipe, &out, &raw_root)?;
             t.raw.push(secs);
-            kata_repro::build::remove_tree(&raw_root)?;
+            kata_repro::files::remove_tree(&raw_root)?;
             let phases: Vec<String> = report["components"][0]["phases"]
                 .as_object()
                 .into_iter()

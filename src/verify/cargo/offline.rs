@@ -329,7 +329,7 @@ pub fn ensure_in_store(
     let parent = final_out.parent().expect("under the store");
     std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     if final_out.exists() {
-        crate::source::store::remove_tree(&final_out).map_err(io_err(&final_out))?;
+        crate::files::remove_tree(&final_out).map_err(io_err(&final_out))?;
     }
     std::fs::rename(stage.keep(), &final_out).map_err(io_err(&final_out))?;
     Ok(built)
