@@ -535,7 +535,7 @@ impl Builder<'_> {
         let work_root = self
             .work_dir
             .clone()
-            .unwrap_or_else(|| self.store.root().join("tmp"));
+            .unwrap_or_else(|| self.store.staging_dir());
         std::fs::create_dir_all(&work_root).map_err(io_err(&work_root))?;
         let scratch = tempfile::Builder::new()
             .prefix(&format!("build-{name}-"))
@@ -1284,7 +1284,7 @@ impl Builder<'_> {
             std::fs::copy(&log, &kept).map_err(io_err(&kept))?;
             if !run.status.success() {
                 // The output directory is not written on failure: keep the log in the store.
-                let failed = self.store.root().join("logs").join(&self.arch).join(&name);
+                let failed = self.store.failed_logs(&self.arch, &name);
                 std::fs::create_dir_all(&failed).map_err(io_err(&failed))?;
                 let kept = failed.join(format!("{step_name}.log"));
                 std::fs::copy(&log, &kept).map_err(io_err(&kept))?;

@@ -254,7 +254,7 @@ pub fn kernel_tree_dir(
         ),
         None => format!("kernel-{}", sha.to_hex()),
     };
-    Some(store.root().join("trees").join(name))
+    Some(store.tree(&name))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -402,12 +402,12 @@ fn proxy_modules(
     let sum_path = module_dir.join("go.sum");
     let sum = GoSum::load(&sum_path)
         .map_err(|e| fail(component, "go.sum cannot be read", vec![e.to_string()]))?;
-    let dir = store.root().join("gomod");
+    let dir = store.go_module_cache();
     let sources = ModuleSources {
         modcaches: vec![],
         proxy: Some(proxy.clone()),
         store: Some(dir.clone()),
-        staging: Some(store.root().join("tmp")),
+        staging: Some(store.staging_dir()),
     };
     let report = crate::verify::gomod::modcache::verify(&sum, &sources);
     let bad: Vec<String> = report.failures().map(Finding::line).collect();

@@ -76,7 +76,7 @@ pub fn run(args: CheckArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
             dir.clone()
         }
         None => {
-            let root = job.release.store.root().join("tmp");
+            let root = job.release.store.staging_dir();
             std::fs::create_dir_all(&root)
                 .map_err(|e| Failure::input(anyhow!("{}: {e}", root.display())))?;
             scratch = tempfile::Builder::new()

@@ -287,8 +287,8 @@ fn go(args: GoArgs, config: &Config, json: bool, strict: bool) -> Result<ExitCod
         } else {
             args.proxy.clone()
         },
-        store: store.as_ref().map(|s| s.root().join("gomod")),
-        staging: store.as_ref().map(|s| s.root().join("tmp")),
+        store: store.as_ref().map(|s| s.go_module_cache()),
+        staging: store.as_ref().map(|s| s.staging_dir()),
     };
     let report = match (&args.vendor, &args.gomod) {
         (Some(vendor_dir), Some(gomod)) => {

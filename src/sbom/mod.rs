@@ -383,10 +383,7 @@ pub fn dependency_set_key(
 
 /// Where the store keeps the dependency set of `key`.
 pub fn stored_path(store: &Store, key: &Sha256Digest) -> PathBuf {
-    store
-        .root()
-        .join("sbom")
-        .join(format!("{}.json", key.to_hex()))
+    store.sbom_dependency_set(key)
 }
 
 /// The stored dependency set of `key`, if the store has a readable one.

@@ -366,7 +366,7 @@ impl Getter<'_> {
         may_fetch: bool,
     ) -> Result<(VerifiedRepo, String), Failure> {
         use super::https_git::{HttpsOptions, update};
-        let dir = super::mirror::mirror_dir(&self.store.root().join("mirrors"), url);
+        let dir = super::mirror::mirror_dir(&self.store.mirrors_dir(), url);
         if may_fetch {
             let options = HttpsOptions {
                 ca_file: self.mirrors.ca_file.clone(),

@@ -113,7 +113,7 @@ impl Store {
     }
 
     fn clear_staging(&self) -> Result<(), StoreError> {
-        let tmp = self.root.join("tmp");
+        let tmp = self.staging_dir();
         for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
             let path = entry.map_err(io_err(&tmp))?.path();
             let removed = if path.is_dir() {
@@ -267,11 +267,48 @@ impl Store {
         self.root.join("toolchains")
     }
 
+    /// The staging area: scratch directories that are cleared when the store is next opened.
+    pub fn staging_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The Go module cache, laid out as a GOPROXY serves it (`<module>/@v/<version>.zip`).
+    pub fn go_module_cache(&self) -> PathBuf {
+        self.root.join("gomod")
+    }
+
+    /// The offline cargo vendor tree written for the Cargo.lock whose sha256 is `lock`.
+    pub fn vendor_tree(&self, lock: &Sha256Digest) -> PathBuf {
+        self.root.join("vendor").join(lock.to_hex())
+    }
+
+    /// Where the logs of a failed build step of `component` for `arch` are kept.
+    pub fn failed_logs(&self, arch: &str, component: &str) -> PathBuf {
+        self.root.join("logs").join(arch).join(component)
+    }
+
+    /// The dependency set an SBOM was made from, by its key.
+    pub fn sbom_dependency_set(&self, key: &Sha256Digest) -> PathBuf {
+        self.root
+            .join("sbom")
+            .join(format!("{}.json", key.to_hex()))
+    }
+
+    /// An unpacked source tree (the kernel's, say) by its name.
+    pub fn tree(&self, name: &str) -> PathBuf {
+        self.root.join("trees").join(name)
+    }
+
+    /// The directory under which git mirrors of upstreams are kept.
+    pub fn mirrors_dir(&self) -> PathBuf {
+        self.root.join("mirrors")
+    }
+
     /// A fresh staging directory; it is removed on drop unless committed.
     pub fn stage_dir(&self) -> Result<tempfile::TempDir, StoreError> {
         tempfile::Builder::new()
             .prefix("stage-")
-            .tempdir_in(self.root.join("tmp"))
+            .tempdir_in(self.staging_dir())
             .map_err(io_err(&self.root))
     }
 

@@ -300,8 +300,8 @@ impl ReleaseCheck<'_> {
         let sources = ModuleSources {
             modcaches: self.modcaches.clone(),
             proxy: self.proxy.clone(),
-            store: Some(self.get.store.root().join("gomod")),
-            staging: Some(self.get.store.root().join("tmp")),
+            store: Some(self.get.store.go_module_cache()),
+            staging: Some(self.get.store.staging_dir()),
         };
         let vendor_dir = runtime.join("vendor");
         if vendor_dir.join("modules.txt").is_file() {

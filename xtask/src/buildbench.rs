@@ -208,7 +208,7 @@ fn raw(
         .contains(&kata_repro::build::recipe::Input::CargoVendor)
     {
         let lock_sha = kata_repro::digest::Sha256Digest::of_file(&root.join("src/Cargo.lock"))?;
-        let vendor = store.root().join("vendor").join(lock_sha.to_hex());
+        let vendor = store.vendor_tree(&lock_sha);
         link(&vendor.join("vendor"), "inputs/cargo-vendor")?;
         // The vendor tree's config already names its store path.
         std::fs::create_dir_all(root.join("home/.cargo"))?;
@@ -224,7 +224,7 @@ fn raw(
             kata_repro::build::GoMode::Proxy { .. }
         )
     {
-        link(&store.root().join("gomod"), "inputs/goproxy")?;
+        link(&store.go_module_cache(), "inputs/goproxy")?;
     }
     drop(store);
 

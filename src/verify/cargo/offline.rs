@@ -311,7 +311,7 @@ pub fn ensure_in_store(
     cargo: &str,
 ) -> Result<OfflineVendor, OfflineError> {
     let digest = Sha256Digest::of_file(lock_path).map_err(io_err(lock_path))?;
-    let final_out = store.root().join("vendor").join(digest.to_hex());
+    let final_out = store.vendor_tree(&digest);
     let stage = store.stage_dir().map_err(|e| OfflineError::Io {
         path: store.root().to_owned(),
         source: std::io::Error::other(e.to_string()),
