@@ -5,6 +5,7 @@ pub mod check;
 pub mod diff;
 pub mod digest;
 pub mod files;
+pub mod host;
 pub mod lock;
 pub mod manifest;
 pub mod release;

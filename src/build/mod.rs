@@ -444,7 +444,7 @@ impl Builder<'_> {
     fn resolve(&self, loaded: &LoadedRecipe, dpkg: &Dpkg) -> Result<Resolved, BuildError> {
         let r = &loaded.recipe;
         let go = if r.toolchains.contains(&Toolchain::Go) {
-            Some(tools::go_pin(self.store, self.lock, &host_arch())?)
+            Some(tools::go_pin(self.store, self.lock, &crate::host::arch())?)
         } else {
             None
         };
@@ -1085,7 +1085,7 @@ impl Builder<'_> {
         // The inputs, read-only, at fixed paths.
         let mut binds = Vec::new();
         if resolved.go.is_some() {
-            let go = tools::ensure_go(self.store, self.lock, &host_arch())?;
+            let go = tools::ensure_go(self.store, self.lock, &crate::host::arch())?;
             binds.push(Bind {
                 host: go.goroot,
                 inside: "toolchains/go".into(),
@@ -1716,11 +1716,6 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<(), BuildError> {
         }
     }
     Ok(())
-}
-
-/// This machine's architecture, as Kata names it.
-pub fn host_arch() -> String {
-    std::env::consts::ARCH.to_owned()
 }
 
 /// Moves a staged output directory into place at `out`: the old contents (which must be a

@@ -89,7 +89,7 @@ pub fn prepare(
         get: Getter { ..get },
         options: FetchOptions {
             skip,
-            host_arch: super::host_arch(),
+            host_arch: crate::host::arch(),
             target_arch: Some(options.arch.clone()),
         },
     };

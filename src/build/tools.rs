@@ -457,7 +457,7 @@ pub fn probe_rust(
     pinned_version: Option<&str>,
     explicit: Option<&Path>,
 ) -> Result<RustProbe, ToolError> {
-    let host_triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let host_triple = crate::host::gnu_triple(&crate::host::arch());
     let sysroot = match explicit {
         Some(p) => p.to_owned(),
         None => {

@@ -19,7 +19,7 @@ pub struct JobArgs {
     #[arg(long, value_name = "FILE")]
     pub lockfile: PathBuf,
     /// The architecture to build for.
-    #[arg(long, value_name = "ARCH", default_value_t = build::host_arch())]
+    #[arg(long, value_name = "ARCH", default_value_t = kata_repro::host::arch())]
     pub arch: String,
     /// Components to build, comma-separated. Default: every recipe.
     #[arg(long, value_delimiter = ',', value_name = "NAME")]
@@ -225,9 +225,9 @@ impl Job {
             args.with.rust_toolchain.as_deref(),
         )?;
         if let Some(sysroot) = &sysroot
-            && args.arch != build::host_arch()
+            && args.arch != kata_repro::host::arch()
         {
-            let triple = format!("{}-unknown-linux-gnu", args.arch);
+            let triple = kata_repro::host::gnu_triple(&args.arch);
             if !sysroot.join("lib/rustlib").join(&triple).is_dir() {
                 return Err(Failure::input(anyhow!(
                     "the Rust toolchain {} has no standard library for {triple}; install it \

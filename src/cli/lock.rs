@@ -210,7 +210,7 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
             ))),
         };
         let targets = if args.rootfs_arch.is_empty() {
-            vec![kata_repro::build::host_arch()]
+            vec![kata_repro::host::arch()]
         } else {
             args.rootfs_arch.clone()
         };
@@ -261,7 +261,8 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         allow_host_of(&mut generated.lockfile, archive);
     }
     if args.pin_host {
-        use kata_repro::build::{host_arch, recipe::RecipeSource, tools};
+        use kata_repro::build::{recipe::RecipeSource, tools};
+        use kata_repro::host::arch as host_arch;
         let recipes = RecipeSource::Builtin.load_all().map_err(Failure::input)?;
         let recipes: Vec<_> = recipes.values().map(|r| &r.recipe).collect();
         let pins = tools::host_pins(

@@ -21,7 +21,7 @@ pub struct SbomArgs {
     #[arg(long, value_name = "FILE")]
     lockfile: PathBuf,
     /// The architecture whose dependency set to describe.
-    #[arg(long, value_name = "ARCH", default_value_t = build::host_arch())]
+    #[arg(long, value_name = "ARCH", default_value_t = kata_repro::host::arch())]
     arch: String,
     /// Components, comma-separated. Default: every recipe the lockfile can build for ARCH.
     #[arg(long, value_delimiter = ',', value_name = "NAME")]

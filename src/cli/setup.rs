@@ -17,7 +17,7 @@ pub struct SetupArgs {
     #[arg(long, value_name = "FILE")]
     lockfile: Option<PathBuf>,
     /// Architectures to build for, comma-separated.
-    #[arg(long, value_delimiter = ',', value_name = "ARCH", default_values_t = [kata_repro::build::host_arch()])]
+    #[arg(long, value_delimiter = ',', value_name = "ARCH", default_values_t = [kata_repro::host::arch()])]
     arch: Vec<String>,
     /// Components to build, comma-separated, with what they need. Default: every recipe.
     #[arg(long, value_delimiter = ',', value_name = "NAME")]

@@ -45,7 +45,7 @@ pub fn run(args: VendorArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
         proxy: None,
         download: true,
         arches: Vec::new(),
-        host_arch: std::env::consts::ARCH.to_owned(),
+        host_arch: kata_repro::host::arch(),
         skip: BTreeSet::from([Ecosystem::Toolchain, Ecosystem::Go, Ecosystem::Kernel]),
         threads: 8,
         on_crate: None,

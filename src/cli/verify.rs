@@ -179,7 +179,7 @@ pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
         &args.mirrors,
     )?;
     release.announce_policy();
-    let host = std::env::consts::ARCH.to_owned();
+    let host = kata_repro::host::arch();
     let progress = crate_progress(None);
     let on_crate = |f: &Finding| crate_done(&progress, &f.name);
     let check = ReleaseCheck {
@@ -203,7 +203,7 @@ pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
             target: args
                 .resolve_target
                 .clone()
-                .unwrap_or_else(|| format!("{}-unknown-linux-musl", std::env::consts::ARCH)),
+                .unwrap_or_else(|| kata_repro::host::musl_triple(&kata_repro::host::arch())),
             features: args.resolve_features.clone(),
             cargo: std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
         }),

@@ -221,7 +221,7 @@ pub fn collect(recipe: &Recipe, inputs: &CollectInputs<'_>) -> Result<Dependency
         let target = vars
             .get("target")
             .cloned()
-            .unwrap_or_else(|| format!("{}-unknown-linux-gnu", inputs.arch));
+            .unwrap_or_else(|| crate::host::gnu_triple(inputs.arch));
         let features = vars.get("features").cloned().unwrap_or_default();
         set.merge(cargo::collect(
             component,

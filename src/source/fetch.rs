@@ -129,7 +129,7 @@ impl Default for FetchOptions {
     fn default() -> Self {
         Self {
             skip: BTreeSet::new(),
-            host_arch: std::env::consts::ARCH.to_owned(),
+            host_arch: crate::host::arch(),
             target_arch: None,
         }
     }

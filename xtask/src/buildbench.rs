@@ -184,7 +184,7 @@ fn raw(
     }
     let link = |target: &Path, at: &str| std::os::unix::fs::symlink(target, root.join(at));
     if r.toolchains.contains(&Toolchain::Go) {
-        let go = kata_repro::build::tools::ensure_go(&store, lock, std::env::consts::ARCH)?;
+        let go = kata_repro::build::tools::ensure_go(&store, lock, &kata_repro::host::arch())?;
         link(&go.goroot, "toolchains/go")?;
     }
     if r.toolchains.contains(&Toolchain::Rust) {
@@ -192,7 +192,7 @@ fn raw(
         link(&rust.sysroot, "toolchains/rust")?;
     }
     let path = std::env::var("PATH").unwrap_or_default();
-    for t in &r.host_tools_for(std::env::consts::ARCH) {
+    for t in &r.host_tools_for(&kata_repro::host::arch()) {
         let found = std::env::split_paths(&path)
             .map(|d| d.join(t))
             .find(|p| p.is_file())

@@ -742,7 +742,7 @@ fn e2e_builds(
 
     // Another architecture: the runtime cross-compiles (cgo with Debian's cross gcc) where the
     // cross compiler is installed; the agent needs the target's Rust standard library.
-    let other = if std::env::consts::ARCH == "x86_64" {
+    let other = if kata_repro::host::arch() == "x86_64" {
         "aarch64"
     } else {
         "x86_64"
@@ -853,7 +853,7 @@ fn validate_boms(dir: &Path) -> Result<()> {
 fn agent_sbom_is_what_was_compiled(dir: &Path) -> Result<()> {
     let log = std::fs::read_to_string(dir.join(format!(
         "logs/{}/agent/cargo-build.log",
-        std::env::consts::ARCH
+        kata_repro::host::arch()
     )))?;
     let compiled: std::collections::BTreeSet<String> = log
         .lines()
@@ -921,7 +921,7 @@ fn compare_with_cargo_cyclonedx(
         .as_str()
         .unwrap_or("")
         .replace(' ', ",");
-    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let triple = kata_repro::host::gnu_triple(&kata_repro::host::arch());
     let status = Command::new("cargo")
         .args([
             "cyclonedx",

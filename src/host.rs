@@ -1,0 +1,28 @@
+//! The machine kata-repro runs on, and the target names derived from an architecture.
+
+/// The host's architecture as Kata and Rust name it (`x86_64`, `aarch64`, `s390x`, …).
+pub fn arch() -> String {
+    std::env::consts::ARCH.to_owned()
+}
+
+/// The Rust target triple of `arch` on glibc: `x86_64-unknown-linux-gnu`.
+pub fn gnu_triple(arch: &str) -> String {
+    format!("{arch}-unknown-linux-gnu")
+}
+
+/// The Rust target triple of `arch` on musl, the agent's: `x86_64-unknown-linux-musl`.
+pub fn musl_triple(arch: &str) -> String {
+    format!("{arch}-unknown-linux-musl")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triples_name_the_arch_and_the_libc() {
+        assert_eq!(gnu_triple("s390x"), "s390x-unknown-linux-gnu");
+        assert_eq!(musl_triple("aarch64"), "aarch64-unknown-linux-musl");
+        assert_eq!(arch(), std::env::consts::ARCH);
+    }
+}
