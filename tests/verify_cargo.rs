@@ -505,10 +505,9 @@ fn an_offline_vendor_tree_is_built_from_the_store_and_the_build_is_resolved() {
     // The app's own source replacement must not be what makes this work.
     std::fs::remove_file(f.app.join(".cargo/config.toml")).unwrap();
     let lock_path = f.app.join("Cargo.lock");
-    let lock = CargoLock::parse(&std::fs::read_to_string(&lock_path).unwrap()).unwrap();
+    let lock = CargoLock::load(&lock_path).unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built =
-        offline::ensure_in_store(&lock, &lock_path, &f.app, &store, &mirrors, &cargo).unwrap();
+    let built = offline::ensure_in_store(&lock, &f.app, &store, &mirrors, &cargo).unwrap();
     assert_eq!(built.crates, 3);
     assert!(built.vendor_dir.join("gitdep-0.2.0/src/lib.rs").is_file());
     // A git package rewritten in the store, with the checksum file cargo wrote beside it, is
@@ -520,8 +519,7 @@ fn an_offline_vendor_tree_is_built_from_the_store_and_the_build_is_resolved() {
         serde_json::from_slice(&std::fs::read(&sums).unwrap()).unwrap();
     json["files"]["src/lib.rs"] = sha256_hex(b"pub fn g() { loop {} }\n").into();
     std::fs::write(&sums, json.to_string()).unwrap();
-    let again =
-        offline::ensure_in_store(&lock, &lock_path, &f.app, &store, &mirrors, &cargo).unwrap();
+    let again = offline::ensure_in_store(&lock, &f.app, &store, &mirrors, &cargo).unwrap();
     assert_eq!(again.vendor_dir, built.vendor_dir);
     assert_eq!(std::fs::read_to_string(&lib).unwrap(), "pub fn g() {}\n");
     // A stored tree that lacks a file of a verified .crate (as cargo vendor's packaging rules
@@ -532,8 +530,7 @@ fn an_offline_vendor_tree_is_built_from_the_store_and_the_build_is_resolved() {
         "the .crate's Cargo.toml.orig is vendored"
     );
     std::fs::remove_file(&cargo_toml).unwrap();
-    let rebuilt =
-        offline::ensure_in_store(&lock, &lock_path, &f.app, &store, &mirrors, &cargo).unwrap();
+    let rebuilt = offline::ensure_in_store(&lock, &f.app, &store, &mirrors, &cargo).unwrap();
     assert_eq!(rebuilt.crates, 3);
     assert!(cargo_toml.is_file(), "the tree was built again");
 

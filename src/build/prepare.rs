@@ -124,17 +124,9 @@ pub fn prepare(
     let mut cargo_vendor = None;
     let mut cargo_lock_sha256 = None;
     if needs(Input::CargoVendor) {
-        let lock_path = checkout.join("Cargo.lock");
-        let cargo_lock = std::fs::read_to_string(&lock_path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| CargoLock::parse(&t).map_err(|e| e.to_string()))
-            .map_err(|e| {
-                fail(
-                    &all,
-                    "Cargo.lock cannot be read",
-                    vec![format!("{}: {e}", lock_path.display())],
-                )
-            })?;
+        let cargo_lock = CargoLock::load(&checkout.join("Cargo.lock"))
+            .map_err(|e| fail(&all, "Cargo.lock cannot be read", vec![e.to_string()]))?;
+        let lock_path = &cargo_lock.path;
         let sources = CrateSources {
             store: Some(get.store),
             registry_caches: vec![],
@@ -142,10 +134,10 @@ pub fn prepare(
             mirrors: Some(get.mirrors),
             on_done: options.on_crate,
         };
-        let mut findings = registry::verify(&cargo_lock, &lock_path, &sources, 8);
+        let mut findings = registry::verify(&cargo_lock, lock_path, &sources, 8);
         findings.extend(release::git_packages(
             &cargo_lock,
-            &lock_path,
+            lock_path,
             &get,
             Some(&lock.git),
         ));
@@ -158,28 +150,16 @@ pub fn prepare(
             return Err(fail(&all, "crates did not verify", bad));
         }
         let cargo = options.cargo.clone().unwrap_or_else(|| "cargo".into());
-        let vendored = offline::ensure_in_store(
-            &cargo_lock,
-            &lock_path,
-            &checkout,
-            get.store,
-            get.mirrors,
-            &cargo,
-        )
-        .map_err(|e| {
-            fail(
-                &all,
-                "the offline vendor tree could not be made",
-                vec![e.to_string()],
-            )
-        })?;
-        cargo_lock_sha256 =
-            Some(
-                Sha256Digest::of_file(&lock_path).map_err(|e| BuildError::Io {
-                    path: lock_path.clone(),
-                    source: e,
-                })?,
-            );
+        let vendored =
+            offline::ensure_in_store(&cargo_lock, &checkout, get.store, get.mirrors, &cargo)
+                .map_err(|e| {
+                    fail(
+                        &all,
+                        "the offline vendor tree could not be made",
+                        vec![e.to_string()],
+                    )
+                })?;
+        cargo_lock_sha256 = Some(cargo_lock.sha256);
         cargo_vendor = Some(vendored);
     }
 

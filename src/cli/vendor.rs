@@ -63,11 +63,8 @@ pub fn run(args: VendorArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
     }
     progress.set("writing the vendor tree");
     let checkout = store.git_path(&lock.source.commit);
-    let lock_path = checkout.join("Cargo.lock");
-    let cargo_lock = std::fs::read_to_string(&lock_path)
-        .map_err(|e| e.to_string())
-        .and_then(|t| CargoLock::parse(&t).map_err(|e| e.to_string()))
-        .map_err(|e| Failure::check(anyhow!("{}: {e}", lock_path.display())))?;
+    let cargo_lock =
+        CargoLock::load(&checkout.join("Cargo.lock")).map_err(|e| Failure::check(anyhow!(e)))?;
 
     // Build beside the destination, then move it into place.
     let out = std::path::absolute(&args.out).map_err(|e| Failure::input(anyhow!("--out: {e}")))?;
@@ -81,7 +78,6 @@ pub fn run(args: VendorArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = offline::build(
         &cargo_lock,
-        &lock_path,
         &checkout,
         store,
         mirrors,

@@ -215,10 +215,7 @@ pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
 }
 
 fn cargo(args: CargoArgs, config: &Config, json: bool, strict: bool) -> Result<ExitCode, Failure> {
-    let text = std::fs::read_to_string(&args.lock)
-        .map_err(|e| Failure::input(anyhow!("cannot read {}: {e}", args.lock.display())))?;
-    let lock = CargoLock::parse(&text)
-        .map_err(|e| Failure::input(anyhow!("{}: {e}", args.lock.display())))?;
+    let lock = CargoLock::load(&args.lock).map_err(|e| Failure::input(anyhow!(e)))?;
     let mut report = Report::default();
     let store = open_store(&args.store, config)?;
     if let Some(dir) = &args.vendor {

@@ -1,46 +1,68 @@
 //! Cargo.lock (v1 to v4): every package with its source, checksum and line.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{GitDependency, GitOid, line_col};
+use super::{GitDependency, GitOid, Loaded, line_col};
 use crate::digest::Sha256Digest;
 
+/// What is wrong with a Cargo.lock, at `file:line` (`file` is `Cargo.lock` for text parsed
+/// without a path).
 #[derive(Debug, thiserror::Error)]
 pub enum CargoLockError {
-    #[error("Cargo.lock:{line}:{column}: {message}")]
+    #[error("cannot read {}: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", file.display())]
     Toml {
+        file: PathBuf,
         line: usize,
         column: usize,
         message: String,
     },
-    #[error("Cargo.lock:{line}: package {package}: git source `{source_url}` {problem}")]
+    #[error(
+        "{}:{line}: package {package}: git source `{source_url}` {problem}",
+        file.display()
+    )]
     BadGitSource {
+        file: PathBuf,
         line: usize,
         package: String,
         source_url: String,
         problem: String,
     },
-    #[error("Cargo.lock:{line}: package {package}: checksum `{checksum}` is not a sha256")]
+    #[error(
+        "{}:{line}: package {package}: checksum `{checksum}` is not a sha256",
+        file.display()
+    )]
     BadChecksum {
+        file: PathBuf,
         line: usize,
         package: String,
         checksum: String,
     },
     #[error(
-        "Cargo.lock:{line}: package {package} from {source_name} is locked again (first on line \
-         {first}); a Cargo.lock lists each package once: restore it from the pinned tree"
+        "{}:{line}: package {package} from {source_name} is locked again (first on line \
+         {first}); a Cargo.lock lists each package once: restore it from the pinned tree",
+        file.display()
     )]
     Duplicate {
+        file: PathBuf,
         line: usize,
         first: usize,
         package: String,
         source_name: String,
     },
-    #[error("Cargo.lock locks no package: it is empty or is not a Cargo.lock")]
-    Empty,
+    #[error(
+        "{} locks no package: it is empty or is not a Cargo.lock",
+        file.display()
+    )]
+    Empty { file: PathBuf },
 }
 
 #[derive(Deserialize)]
@@ -142,10 +164,29 @@ pub struct CargoLock {
 }
 
 impl CargoLock {
+    /// Reads and parses the Cargo.lock at `path`, once: errors name `path`, and the sha256 is
+    /// that of the bytes parsed.
+    pub fn load(path: &Path) -> Result<Loaded<Self>, CargoLockError> {
+        Loaded::read(
+            path,
+            |source| CargoLockError::Read {
+                file: path.to_owned(),
+                source,
+            },
+            |text| Self::parse_file(text, path),
+        )
+    }
+
+    /// Parses Cargo.lock text read from elsewhere (a git blob); errors name `Cargo.lock`.
     pub fn parse(text: &str) -> Result<Self, CargoLockError> {
+        Self::parse_file(text, Path::new("Cargo.lock"))
+    }
+
+    fn parse_file(text: &str, file: &Path) -> Result<Self, CargoLockError> {
         let raw: RawLock = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             CargoLockError::Toml {
+                file: file.to_owned(),
                 line,
                 column,
                 message: e.message().to_owned(),
@@ -161,6 +202,7 @@ impl CargoLock {
                 Some(s) if s.starts_with("git+") => {
                     PackageSource::Git(GitSource::parse(s).map_err(|problem| {
                         CargoLockError::BadGitSource {
+                            file: file.to_owned(),
                             line,
                             package: id.clone(),
                             source_url: s.to_owned(),
@@ -182,6 +224,7 @@ impl CargoLock {
                     let l = line_of(c.span().start);
                     let digest = c.get_ref().parse::<Sha256Digest>().map_err(|_| {
                         CargoLockError::BadChecksum {
+                            file: file.to_owned(),
                             line: l,
                             package: id.clone(),
                             checksum: c.get_ref().clone(),
@@ -195,6 +238,7 @@ impl CargoLock {
                 p.name == *pkg.name.get_ref() && p.version == pkg.version && p.source == source
             }) {
                 return Err(CargoLockError::Duplicate {
+                    file: file.to_owned(),
                     line,
                     first: first.line,
                     package: id,
@@ -212,7 +256,9 @@ impl CargoLock {
             });
         }
         if packages.is_empty() {
-            return Err(CargoLockError::Empty);
+            return Err(CargoLockError::Empty {
+                file: file.to_owned(),
+            });
         }
         Ok(Self {
             version: raw.version,
@@ -263,7 +309,7 @@ mod tests {
     fn empty_and_duplicated_locks_are_refused() {
         for text in ["", "version = 4\n", "# nothing\n"] {
             assert!(
-                matches!(CargoLock::parse(text), Err(CargoLockError::Empty)),
+                matches!(CargoLock::parse(text), Err(CargoLockError::Empty { .. })),
                 "{text:?}"
             );
         }

@@ -6,6 +6,7 @@
 pub mod cargo_lock;
 pub mod debian;
 pub mod generate;
+mod loaded;
 pub mod toolchain;
 pub mod versions;
 
@@ -16,6 +17,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::digest::Sha256Digest;
+pub use loaded::Loaded;
 
 /// The lockfile schema this build reads and writes.
 pub const SCHEMA: u32 = 1;

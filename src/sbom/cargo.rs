@@ -142,14 +142,7 @@ pub fn collect(
     };
 
     let lock_path = query.checkout.join("Cargo.lock");
-    let lock_text = std::fs::read_to_string(&lock_path).map_err(|e| SbomError::Input {
-        path: lock_path.clone(),
-        message: e.to_string(),
-    })?;
-    let cargo_lock = CargoLock::parse(&lock_text).map_err(|e| SbomError::Input {
-        path: lock_path.clone(),
-        message: e.to_string(),
-    })?;
+    let cargo_lock = CargoLock::load(&lock_path)?;
 
     let mut ids: BTreeMap<usize, PackageId> = BTreeMap::new();
     for (i, node) in tree.nodes.iter().enumerate() {

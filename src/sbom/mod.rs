@@ -58,6 +58,9 @@ pub enum SbomError {
     },
     #[error("{path}: {message}")]
     Input { path: PathBuf, message: String },
+    /// The Cargo.lock the crate graph is read against; it names its own file and line.
+    #[error(transparent)]
+    CargoLock(#[from] crate::lock::cargo_lock::CargoLockError),
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,

@@ -10,8 +10,8 @@ use super::gomod::modcache::{self, ModuleSources};
 use super::gomod::vendor::{self, VendorCheck};
 use super::kernel;
 use super::report::{Ecosystem, Finding, Outcome, Report};
-use crate::lock::Lockfile;
 use crate::lock::cargo_lock::{CargoLock, PackageSource};
+use crate::lock::{Loaded, Lockfile};
 use crate::source::fetch::{Status, check_trusted_files, repo_name};
 use crate::source::get::{Failure, Getter, Got, TreePin};
 
@@ -168,16 +168,13 @@ impl ReleaseCheck<'_> {
     fn cargo(&self, checkout: &Path) -> Report {
         let lock_path = checkout.join("Cargo.lock");
         let mut report = Report::default();
-        let cargo_lock = match std::fs::read_to_string(&lock_path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| CargoLock::parse(&t).map_err(|e| e.to_string()))
-        {
+        let cargo_lock = match CargoLock::load(&lock_path) {
             Ok(l) => l,
             Err(e) => {
                 report.findings.push(
                     Finding::new(Ecosystem::Cargo, "Cargo.lock", Outcome::Failed)
                         .origin(lock_path.display().to_string())
-                        .message(e),
+                        .message(e.to_string()),
                 );
                 return report;
             }
@@ -210,7 +207,7 @@ impl ReleaseCheck<'_> {
             .map(|p| p.id())
             .collect();
         if let Some(request) = &self.resolve {
-            self.resolve_build(request, &cargo_lock, &lock_path, checkout, &mut report);
+            self.resolve_build(request, &cargo_lock, checkout, &mut report);
         }
         report.notes.push(format!(
             "{} path packages are covered by the source commit {}: {}",
@@ -225,8 +222,7 @@ impl ReleaseCheck<'_> {
     fn resolve_build(
         &self,
         request: &ResolveRequest,
-        cargo_lock: &CargoLock,
-        lock_path: &Path,
+        cargo_lock: &Loaded<CargoLock>,
         checkout: &Path,
         report: &mut Report,
     ) {
@@ -239,7 +235,6 @@ impl ReleaseCheck<'_> {
         }
         let vendored = offline::ensure_in_store(
             cargo_lock,
-            lock_path,
             checkout,
             self.get.store,
             self.get.mirrors,

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::vendor::{self, CHECKSUM_FILE};
 use crate::digest::Sha256Digest;
+use crate::lock::Loaded;
 use crate::lock::cargo_lock::{CargoLock, PackageSource};
 use crate::source::download::Location;
 use crate::source::extract;
@@ -95,10 +96,8 @@ pub struct OfflineVendor {
 /// Builds `out/vendor` and `out/config.toml` for the workspace at `workspace` (whose Cargo.lock
 /// is `lock`). The config names the vendor tree at `final_out/vendor`, where `out` is moved
 /// once complete. `cargo` is the cargo binary to run.
-#[allow(clippy::too_many_arguments)]
 pub fn build(
-    lock: &CargoLock,
-    lock_path: &Path,
+    lock: &Loaded<CargoLock>,
     workspace: &Path,
     store: &Store,
     mirrors: &Mirrors,
@@ -247,7 +246,7 @@ pub fn build(
     let lookup = |p: &crate::lock::cargo_lock::LockedPackage| {
         super::registry::verified_crate(p, Some(store), &[])
     };
-    let findings = vendor::verify_against(lock, lock_path, &vendor_dir, &lookup);
+    let findings = vendor::verify_against(lock, &lock.path, &vendor_dir, &lookup);
     let bad: Vec<String> = findings
         .iter()
         // Git packages were just vendored from the checkouts the lockfile pins.
@@ -303,22 +302,19 @@ fn toml_str(s: &str) -> String {
 /// be checked against the checksum file cargo wrote beside it, which the store could have
 /// rewritten too.
 pub fn ensure_in_store(
-    lock: &CargoLock,
-    lock_path: &Path,
+    lock: &Loaded<CargoLock>,
     workspace: &Path,
     store: &Store,
     mirrors: &Mirrors,
     cargo: &str,
 ) -> Result<OfflineVendor, OfflineError> {
-    let digest = Sha256Digest::of_file(lock_path).map_err(io_err(lock_path))?;
-    let final_out = store.vendor_tree(&digest);
+    let final_out = store.vendor_tree(&lock.sha256);
     let stage = store.stage_dir().map_err(|e| OfflineError::Io {
         path: store.root().to_owned(),
         source: std::io::Error::other(e.to_string()),
     })?;
     let built = build(
         lock,
-        lock_path,
         workspace,
         store,
         mirrors,
