@@ -418,11 +418,10 @@ fn proxy_modules(
             })?;
         }
     }
-    let go_sum_sha256 = Sha256Digest::of_file(&sum_path).map_err(|source| BuildError::Io {
-        path: sum_path.clone(),
-        source,
-    })?;
-    Ok(GoModules::Proxy { dir, go_sum_sha256 })
+    Ok(GoModules::Proxy {
+        dir,
+        go_sum_sha256: sum.sha256,
+    })
 }
 
 fn check_go_vendor(component: &str, module_dir: &Path) -> Result<(), BuildError> {

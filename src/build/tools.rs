@@ -642,7 +642,8 @@ mod tests {
         let mut lock = Lockfile::load(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("lockfiles/kata-4.0.0.toml"),
         )
-        .unwrap();
+        .unwrap()
+        .value;
         lock.toolchains.go.sources = vec![crate::lock::ToolchainSource {
             kind: SourceKind::GoDev,
             host: "x86_64".into(),

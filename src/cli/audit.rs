@@ -99,6 +99,16 @@ pub fn run(args: AuditArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
         },
         config,
     )?;
+    // What is built from is the bytes the job parsed: they must still be the ones the manifest
+    // names (the file could have changed since it was chosen).
+    if job.release.lock.sha256 != manifest.lockfile.sha256 {
+        return Err(Failure::input(anyhow!(
+            "{} changed while the audit read it: it now hashes to sha256 {}, not the manifest's {}",
+            job.release.lock.path.display(),
+            job.release.lock.sha256,
+            manifest.lockfile.sha256
+        )));
+    }
     // The recipes must be the ones the build used, or the rebuild differs for that alone.
     let recipes: Vec<(String, bool, String)> = manifest
         .components

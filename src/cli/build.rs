@@ -214,8 +214,7 @@ impl Job {
                 )));
             }
         }
-        let lockfile_sha256 = Sha256Digest::of_file(&args.lockfile)
-            .map_err(|e| Failure::input(anyhow!("{}: {e}", args.lockfile.display())))?;
+        let lockfile_sha256 = release.lock.sha256;
         // The Rust toolchain's own cargo writes the vendor tree and reads the crate graph.
         let chosen: Vec<&LoadedRecipe> = order.iter().map(|c| &all[c]).collect();
         let sysroot = super::sbom::rust_sysroot(

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
-use kata_repro::lock::Lockfile;
+use kata_repro::lock::{Loaded, Lockfile};
 use kata_repro::source::fetch::check_policy;
 use kata_repro::source::get::Getter;
 use kata_repro::source::mirror::{Config, Mirrors};
@@ -207,7 +207,8 @@ fn open_store(store: Option<&Path>, config: &Config) -> Result<Store, Failure> {
 /// What a command that reads a release's inputs needs: its lockfile, the mirrors, the host
 /// policy (already checked against every URL the lockfile names) and the store.
 pub struct Release {
-    pub lock: Lockfile,
+    /// The lockfile, with the sha256 of the bytes it was parsed from.
+    pub lock: Loaded<Lockfile>,
     mirrors: Mirrors,
     policy: HostPolicy,
     pub store: Store,

@@ -218,8 +218,7 @@ pub fn run(args: SbomArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         .filter(|r| requested.contains(&r.recipe.component))
         .collect();
     check_sbom_out(&args.out)?;
-    let lockfile_sha256 = Sha256Digest::of_file(&args.lockfile)
-        .map_err(|e| Failure::input(anyhow!("{}: {e}", args.lockfile.display())))?;
+    let lockfile_sha256 = release.lock.sha256;
     let sysroot = rust_sysroot(
         &chosen,
         &release.store,

@@ -85,7 +85,7 @@ pub fn run(args: SetupArgs, json: bool) -> Result<ExitCode, Failure> {
     let chosen: Vec<&LoadedRecipe> = names.iter().map(|n| &all[n]).collect();
     let recipes: Vec<&Recipe> = chosen.iter().map(|l| &l.recipe).collect();
     let lock = match &args.lockfile {
-        Some(p) => Some(Lockfile::load(p).map_err(Failure::input)?),
+        Some(p) => Some(Lockfile::load(p).map_err(Failure::input)?.value),
         None => None,
     };
     let search_path = std::env::var("PATH").unwrap_or_default();

@@ -365,12 +365,17 @@ pub enum LockError {
 }
 
 impl Lockfile {
-    pub fn load(path: &Path) -> Result<Self, LockError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LockError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+    /// Reads and parses the lockfile at `path`, once: the sha256 that manifests and SBOMs
+    /// record is that of the bytes parsed.
+    pub fn load(path: &Path) -> Result<Loaded<Self>, LockError> {
+        Loaded::read(
+            path,
+            |source| LockError::Read {
+                path: path.to_owned(),
+                source,
+            },
+            |text| Self::parse(text, path),
+        )
     }
 
     /// Parses lockfile text; `path` is only used in error messages.

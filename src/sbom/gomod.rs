@@ -266,6 +266,7 @@ mod fixture_tests {
                 .join(name),
         )
         .unwrap()
+        .value
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::lock::Loaded;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GoSumError {
     #[error("cannot read {path}: {source}")]
@@ -45,12 +47,16 @@ pub struct GoSum {
 }
 
 impl GoSum {
-    pub fn load(path: &Path) -> Result<Self, GoSumError> {
-        let text = std::fs::read_to_string(path).map_err(|source| GoSumError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+    /// Reads and parses the go.sum at `path`, once: the sha256 is that of the bytes parsed.
+    pub fn load(path: &Path) -> Result<Loaded<Self>, GoSumError> {
+        Loaded::read(
+            path,
+            |source| GoSumError::Read {
+                path: path.to_owned(),
+                source,
+            },
+            |text| Self::parse(text, path),
+        )
     }
 
     /// Parses go.sum. Malformed lines, an `h1:` that is not base64 of a 32-byte SHA-256, and two
