@@ -203,16 +203,8 @@ impl Job {
             }
         }
         if let Some(p) = &args.with.go_proxy {
-            if !(p.starts_with("https://") || p.starts_with("file://")) {
-                return Err(Failure::input(anyhow!(
-                    "--go-proxy {p}: a Go module proxy must be https:// or file://"
-                )));
-            }
-            if args.with.offline && p.starts_with("https://") {
-                return Err(Failure::input(anyhow!(
-                    "--go-proxy {p} cannot be used with --offline; use a file:// proxy"
-                )));
-            }
+            kata_repro::verify::gomod::modcache::check_proxy(p, args.with.offline)
+                .map_err(|e| Failure::input(anyhow!("--go-proxy {e}")))?;
         }
         let lockfile_sha256 = release.lock.sha256;
         // The Rust toolchain's own cargo writes the vendor tree and reads the crate graph.

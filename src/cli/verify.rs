@@ -130,10 +130,9 @@ fn open_store(args: &StoreArgs, config: &Config) -> Result<Store, Failure> {
 
 fn check_proxy(proxy: &Option<String>) -> Result<(), Failure> {
     match proxy {
-        Some(p) if !(p.starts_with("https://") || p.starts_with("file://")) => Err(Failure::input(
-            anyhow!("--proxy {p}: a Go module proxy must be https:// or file://"),
-        )),
-        _ => Ok(()),
+        Some(p) => kata_repro::verify::gomod::modcache::check_proxy(p, false)
+            .map_err(|e| Failure::input(anyhow!("--proxy {e}"))),
+        None => Ok(()),
     }
 }
 

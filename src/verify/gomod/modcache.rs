@@ -14,6 +14,30 @@ use super::gosum::{GoSum, GoSumEntry, SumKind, escape_path};
 use crate::source::download::{self, Location};
 use crate::verify::report::{Ecosystem, Finding, Outcome, Report};
 
+/// Why a Go module proxy URL cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ProxyError {
+    #[error("{url}: a Go module proxy must be https:// or file://")]
+    Scheme { url: String },
+    #[error("{url} cannot be used offline; use a file:// proxy")]
+    Offline { url: String },
+}
+
+/// Checks a GOPROXY URL before anything is fetched from it: https:// or file://, and only
+/// file:// when nothing may be downloaded.
+pub fn check_proxy(url: &str, offline: bool) -> Result<(), ProxyError> {
+    let url = url.to_owned();
+    if url.starts_with("file://") {
+        Ok(())
+    } else if !url.starts_with("https://") {
+        Err(ProxyError::Scheme { url })
+    } else if offline {
+        Err(ProxyError::Offline { url })
+    } else {
+        Ok(())
+    }
+}
+
 /// Where module files are looked for, in order.
 #[derive(Debug, Clone, Default)]
 pub struct ModuleSources {
@@ -265,5 +289,26 @@ fn fetch_into_store(
             .hashes(&entry.hash, actual)
             .message("h1 mismatch; the download was deleted"),
         Err(e) => f.outcome(Outcome::Missing).expected(&entry.hash).message(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_is_https_or_file_and_only_file_offline() {
+        assert_eq!(check_proxy("https://proxy.golang.org", false), Ok(()));
+        assert_eq!(check_proxy("file:///srv/goproxy", true), Ok(()));
+        assert!(matches!(
+            check_proxy("http://proxy.example", false),
+            Err(ProxyError::Scheme { .. })
+        ));
+        assert_eq!(
+            check_proxy("https://proxy.golang.org", true)
+                .unwrap_err()
+                .to_string(),
+            "https://proxy.golang.org cannot be used offline; use a file:// proxy"
+        );
     }
 }
