@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use super::download::{DownloadError, Location, Redirects};
-use super::fetch::{Event, Status};
 use super::git::{GitError, VerifiedRepo};
 use super::mirror::Mirrors;
 use super::policy::HostPolicy;
-use super::store::{ObjectState, Store, StoreError};
+use super::report::{Event, Status};
+use super::store::{CHECKOUT_DIR, ObjectState, Store, StoreError};
 use crate::digest::Sha256Digest;
 use crate::lock::{GitOid, PinnedSubmodule};
 
@@ -401,9 +401,6 @@ impl Getter<'_> {
         Err(self.no_mirror(url, &why))
     }
 }
-
-/// Where a checkout's files live inside its store entry.
-pub const CHECKOUT_DIR: &str = "tree";
 
 /// The trees a checkout must hash to: the commit's tree and every submodule's.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,4 +12,5 @@ pub mod git;
 pub mod https_git;
 pub mod mirror;
 pub mod policy;
+pub mod report;
 pub mod store;

@@ -61,6 +61,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
+/// Where a checkout's files live inside its store entry.
+pub const CHECKOUT_DIR: &str = "tree";
+
 impl Store {
     /// The store directory: `explicit`, else `$KATA_REPRO_STORE`, else `configured`, else the
     /// user's cache dir.
@@ -137,8 +140,7 @@ impl Store {
 
     /// The checked-out files of a commit.
     pub fn git_path(&self, commit: &GitOid) -> PathBuf {
-        self.git_entry(commit)
-            .join(crate::source::get::CHECKOUT_DIR)
+        self.git_entry(commit).join(CHECKOUT_DIR)
     }
 
     /// Removes a damaged checkout, so that it is checked out again.
