@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kata_repro::build::recipe::{self, RecipeSource};
+use kata_repro::recipe::{self, RecipeSource};
 use kata_repro::release::layout::{self, PlanContext};
 
 const KERNEL: &str = "6.18.35-200";

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use kata_repro::build::recipe::{self, RecipeSource};
+use kata_repro::recipe::{self, RecipeSource};
 
 /// The recipe's vars for x86_64 with `given` (the builtins a build sets), expanded as a build
 /// expands them: until nothing changes.

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::kernel::{self, FragmentOptions};
-use super::recipe::Builtin;
+use crate::recipe::Builtin;
 use crate::source::deb;
 use crate::source::extract::{Links, TreeOptions};
 

@@ -14,7 +14,6 @@ pub mod builtin;
 pub mod initrd;
 pub mod kernel;
 pub mod prepare;
-pub mod recipe;
 pub mod tools;
 
 use std::collections::BTreeMap;
@@ -24,7 +23,6 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use self::action::{Action, InputDigest};
-use self::recipe::{Input, LoadedRecipe, OutputDef, Toolchain};
 use self::tools::{Dpkg, GoInstall, RustInstall, ToolError};
 use crate::digest::Sha256Digest;
 use crate::files::remove_tree;
@@ -33,6 +31,7 @@ use crate::manifest::{
     Artifact, ComponentRecord, Environment, Generator, LOGS_DIR, LockfileRef, Manifest, RecipeRef,
     SourceRef, StepRecord, ToolchainRecord,
 };
+use crate::recipe::{self, Input, LoadedRecipe, OutputDef, Toolchain};
 use crate::sandbox::{self, Bind, Isolation, Sandbox, SandboxError};
 use crate::source::store::Store;
 pub use prepare::GoMode;

@@ -3,11 +3,11 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::recipe::{Input, LoadedRecipe, Toolchain};
 use super::{BuildError, Prepared};
 use crate::digest::Sha256Digest;
 use crate::lock::Lockfile;
 use crate::lock::cargo_lock::CargoLock;
+use crate::recipe::{Input, LoadedRecipe, Toolchain};
 use crate::source::fetch::{FetchOptions, Fetcher, InputClass};
 use crate::source::get::Getter;
 use crate::verify::cargo::offline;
@@ -70,7 +70,7 @@ pub fn prepare(
     // 1. Pinned inputs into the store.
     let needs_kernel = recipes
         .iter()
-        .any(|r| r.recipe.source == super::recipe::SourceTree::Kernel);
+        .any(|r| r.recipe.source == crate::recipe::SourceTree::Kernel);
     let mut skip: BTreeSet<InputClass> = BTreeSet::new();
     if !needs_kernel {
         skip.insert(InputClass::Kernel);

@@ -234,7 +234,7 @@ pub fn host_os() -> String {
 /// Every package a build for `arch` uses on this host: those owning the recipes' host tools,
 /// and their host packages, as the lockfile's `[host]` pins them.
 pub fn host_pins(
-    recipes: &[&crate::build::recipe::Recipe],
+    recipes: &[&crate::recipe::Recipe],
     arch: &str,
     search_path: &str,
     dpkg: &Dpkg,

@@ -4,9 +4,9 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 use kata_repro::build::prepare::{PrepareOptions, prepare};
-use kata_repro::build::recipe::{LoadedRecipe, RecipeSource};
 use kata_repro::build::{self, BuildError, Builder, Event};
 use kata_repro::digest::Sha256Digest;
+use kata_repro::recipe::{LoadedRecipe, RecipeSource};
 use kata_repro::source::mirror::Config;
 
 use super::progress::{Progress, clock};
@@ -180,7 +180,7 @@ impl Job {
                 Some(format!("{}: {why}", r.recipe.component))
             })
             .collect();
-        let order = kata_repro::build::recipe::with_needs(&all, &requested, &|c| {
+        let order = kata_repro::recipe::with_needs(&all, &requested, &|c| {
             all.get(c)
                 .is_some_and(|r| unbuildable(r).is_none() && no_proxy(r).is_none())
         })
@@ -258,7 +258,7 @@ impl Job {
         self.all.get(component).is_some_and(|r| {
             r.recipe
                 .toolchains
-                .contains(&kata_repro::build::recipe::Toolchain::Rust)
+                .contains(&kata_repro::recipe::Toolchain::Rust)
         })
     }
 

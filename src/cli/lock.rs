@@ -261,8 +261,9 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         allow_host_of(&mut generated.lockfile, archive);
     }
     if args.pin_host {
-        use kata_repro::build::{recipe::RecipeSource, tools};
+        use kata_repro::build::tools;
         use kata_repro::host::arch as host_arch;
+        use kata_repro::recipe::RecipeSource;
         let recipes = RecipeSource::Builtin.load_all().map_err(Failure::input)?;
         let recipes: Vec<_> = recipes.values().map(|r| &r.recipe).collect();
         let pins = tools::host_pins(

@@ -85,7 +85,7 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct BuiltinArgs {
-    pub name: kata_repro::build::recipe::Builtin,
+    pub name: kata_repro::recipe::Builtin,
     #[arg(allow_hyphen_values = true)]
     pub args: Vec<String>,
 }

@@ -3,12 +3,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use kata_repro::build::recipe::{LoadedRecipe, RecipeSource, Toolchain};
 use kata_repro::build::{self, Prepared};
 use kata_repro::digest::Sha256Digest;
 use kata_repro::lock::Lockfile;
 use kata_repro::manifest::Manifest;
 use kata_repro::manifest::provenance::Statement;
+use kata_repro::recipe::{LoadedRecipe, RecipeSource, Toolchain};
 use kata_repro::sbom::{self, BomContext, DependencySet, Subject, Templates};
 use kata_repro::source::get::Getter;
 use kata_repro::source::mirror::Config;

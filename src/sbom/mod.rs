@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 use cyclonedx_bom::models::bom::SpecVersion;
 use serde::{Deserialize, Serialize};
 
-use crate::build::recipe::{Input, LoadedRecipe, Recipe, SourceTree, Toolchain};
 use crate::build::{BuildError, Prepared};
 use crate::digest::Sha256Digest;
 use crate::lock::Lockfile;
+use crate::recipe::{Input, LoadedRecipe, Recipe, SourceTree, Toolchain};
 use crate::source::get::Getter;
 use crate::source::store::Store;
 

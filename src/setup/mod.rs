@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::build::recipe::Recipe;
 use crate::build::tools::{Dpkg, find_on_path};
+use crate::recipe::Recipe;
 
 /// A host tool the recipes name, and whether PATH has it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

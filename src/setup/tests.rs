@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::build::recipe::parse;
+use crate::recipe::parse;
 
 /// A recipe for x86_64 whose host section is `host` (TOML put before its other tables).
 fn recipe_with(component: &str, host: &str) -> Recipe {

@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use kata_repro::build::recipe::{RecipeSource, Toolchain};
 use kata_repro::lock::Lockfile;
+use kata_repro::recipe::{RecipeSource, Toolchain};
 use kata_repro::sandbox::ROOT;
 use kata_repro::source::store::Store;
 
@@ -171,7 +171,7 @@ fn kata(
 fn raw(
     lock: &Lockfile,
     store_root: &Path,
-    recipe: &kata_repro::build::recipe::LoadedRecipe,
+    recipe: &kata_repro::recipe::LoadedRecipe,
     out: &Path,
     root: &Path,
 ) -> Result<f64> {
@@ -204,9 +204,7 @@ fn raw(
     }
     let root_str = root.display().to_string();
     let local = |s: &str| s.replace(ROOT, &root_str);
-    if r.inputs
-        .contains(&kata_repro::build::recipe::Input::CargoVendor)
-    {
+    if r.inputs.contains(&kata_repro::recipe::Input::CargoVendor) {
         let lock_sha = kata_repro::digest::Sha256Digest::of_file(&root.join("src/Cargo.lock"))?;
         let vendor = store.vendor_tree(&lock_sha);
         link(&vendor.join("vendor"), "inputs/cargo-vendor")?;
@@ -217,8 +215,7 @@ fn raw(
             root.join("home/.cargo/config.toml"),
         )?;
     }
-    if r.inputs
-        .contains(&kata_repro::build::recipe::Input::GoModules)
+    if r.inputs.contains(&kata_repro::recipe::Input::GoModules)
         && matches!(
             kata_repro::build::prepare::go_mode(lock, &r.workdir),
             kata_repro::build::GoMode::Proxy { .. }
