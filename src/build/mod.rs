@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use self::action::{Action, InputDigest};
-use self::tools::{Dpkg, GoInstall, RustInstall, ToolError};
+use self::tools::{GoInstall, RustInstall, ToolError};
 use crate::digest::Sha256Digest;
 use crate::files::remove_tree;
+use crate::host::Dpkg;
 use crate::lock::Lockfile;
 use crate::manifest::{
     Artifact, ComponentRecord, Environment, Generator, LOGS_DIR, LockfileRef, Manifest, RecipeRef,
@@ -310,8 +311,8 @@ fn pinned_file(lock: &Lockfile, path: &str) -> Option<Sha256Digest> {
 struct Resolved {
     go: Option<GoInstall>,
     rust: Option<RustInstall>,
-    host_tools: Vec<tools::HostTool>,
-    host_packages: Vec<tools::HostPackage>,
+    host_tools: Vec<crate::host::HostTool>,
+    host_packages: Vec<crate::host::HostPackage>,
 }
 
 impl Builder<'_> {
@@ -459,12 +460,17 @@ impl Builder<'_> {
         Ok(Resolved {
             go,
             rust,
-            host_tools: tools::resolve_host_tools(
+            host_tools: crate::host::resolve_host_tools(
                 &r.host_tools_for(&self.arch),
                 &self.host_path,
                 dpkg,
-            )?,
-            host_packages: tools::resolve_host_packages(&r.host_packages_for(&self.arch), dpkg)?,
+            )
+            .map_err(ToolError::from)?,
+            host_packages: crate::host::resolve_host_packages(
+                &r.host_packages_for(&self.arch),
+                dpkg,
+            )
+            .map_err(ToolError::from)?,
         })
     }
 
@@ -515,7 +521,7 @@ impl Builder<'_> {
                 .iter()
                 .filter_map(|t| t.package.clone())
                 .chain(resolved.host_packages.iter().cloned());
-            let drift = tools::host_drift(pins, used);
+            let drift = crate::host::host_drift(pins, used);
             if !drift.is_empty() && !self.allow_host_drift {
                 return Err(BuildError::HostDrift {
                     component: name.clone(),

@@ -261,16 +261,15 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         allow_host_of(&mut generated.lockfile, archive);
     }
     if args.pin_host {
-        use kata_repro::build::tools;
         use kata_repro::host::arch as host_arch;
         use kata_repro::recipe::RecipeSource;
         let recipes = RecipeSource::Builtin.load_all().map_err(Failure::input)?;
         let recipes: Vec<_> = recipes.values().map(|r| &r.recipe).collect();
-        let pins = tools::host_pins(
+        let pins = kata_repro::host::host_pins(
             &recipes,
             &host_arch(),
             &std::env::var("PATH").unwrap_or_default(),
-            &tools::Dpkg::load(),
+            &kata_repro::host::Dpkg::load(),
         )
         .map_err(Failure::input)?;
         generated.lockfile.host = Some(pins);

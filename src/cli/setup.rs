@@ -3,7 +3,8 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::anyhow;
-use kata_repro::build::tools::{Dpkg, RustProbe, probe_rust};
+use kata_repro::build::tools::{RustProbe, probe_rust};
+use kata_repro::host::Dpkg;
 use kata_repro::lock::Lockfile;
 use kata_repro::recipe::{LoadedRecipe, Recipe, RecipeSource, Toolchain, with_needs};
 use kata_repro::setup::{Survey, apt_commands, shell_line, survey};

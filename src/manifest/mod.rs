@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::build::action::InputDigest;
-use crate::build::tools::{HostPackage, HostTool};
 use crate::digest::{Sha256Digest, tree_files};
+use crate::host::{HostPackage, HostTool};
 use crate::sandbox::Isolation;
 
 /// The manifest schema this build writes and reads.

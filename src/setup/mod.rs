@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::build::tools::{Dpkg, find_on_path};
+use crate::host::{Dpkg, find_on_path};
 use crate::recipe::Recipe;
 
 /// A host tool the recipes name, and whether PATH has it.

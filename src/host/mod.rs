@@ -1,4 +1,12 @@
-//! The machine kata-repro runs on, and the target names derived from an architecture.
+//! The machine kata-repro runs on: its architecture and the Rust target names derived from one,
+//! its distribution, and the tools and Debian packages a step takes from it.
+
+mod tools;
+
+pub use tools::{
+    Dpkg, HostError, HostPackage, HostTool, find_on_path, host_drift, host_os, host_pins,
+    resolve_host_packages, resolve_host_tools,
+};
 
 /// The host's architecture as Kata and Rust name it (`x86_64`, `aarch64`, `s390x`, …).
 pub fn arch() -> String {
