@@ -244,6 +244,14 @@ pub fn tree_digest(files: &[TreeFile]) -> Sha256Digest {
     Sha256Digest(hasher.finalize().into())
 }
 
+/// A named input and its digest, e.g. `("toolchain:go", "sha256:…")`, as action keys and
+/// manifests record it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct InputDigest {
+    pub name: String,
+    pub digest: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

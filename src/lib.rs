@@ -8,6 +8,7 @@ pub mod files;
 pub mod host;
 pub mod lock;
 pub mod manifest;
+pub mod provenance;
 pub mod recipe;
 pub mod release;
 pub mod sandbox;

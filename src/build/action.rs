@@ -4,16 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::digest::Sha256Digest;
-
-/// A named input and its digest, e.g. `("toolchain:go", "sha256:…")`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct InputDigest {
-    pub name: String,
-    pub digest: String,
-}
+use crate::digest::{InputDigest, Sha256Digest};
 
 /// REAPI `Command`.
 #[derive(Debug, Clone, Serialize)]

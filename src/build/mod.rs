@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use self::action::{Action, InputDigest};
+use self::action::Action;
 use self::tools::{GoInstall, RustInstall, ToolError};
+use crate::digest::InputDigest;
 use crate::digest::Sha256Digest;
 use crate::files::remove_tree;
 use crate::host::Dpkg;

@@ -9,9 +9,9 @@ use anyhow::anyhow;
 use kata_repro::check::{self, Report, Verdict};
 use kata_repro::diff::Side;
 use kata_repro::digest::Sha256Digest;
-use kata_repro::manifest::provenance::{self, Statement};
 use kata_repro::manifest::sign::{self, Envelope};
 use kata_repro::manifest::{MANIFEST_FILE, Manifest};
+use kata_repro::provenance::{self, Statement};
 use kata_repro::source::mirror::Config;
 
 use super::Failure;

@@ -7,7 +7,7 @@ use kata_repro::build::{self, Prepared};
 use kata_repro::digest::Sha256Digest;
 use kata_repro::lock::Lockfile;
 use kata_repro::manifest::Manifest;
-use kata_repro::manifest::provenance::Statement;
+use kata_repro::provenance::Statement;
 use kata_repro::recipe::{LoadedRecipe, RecipeSource, Toolchain};
 use kata_repro::sbom::{self, BomContext, DependencySet, Subject, Templates};
 use kata_repro::source::get::Getter;
@@ -157,7 +157,7 @@ impl Records<'_> {
         Statement::of_build(manifest, self.lock, &sets)
             .write(dir)
             .map_err(|e| Failure::check(anyhow!(e)))?;
-        files.push(kata_repro::manifest::provenance::FILE.to_owned());
+        files.push(kata_repro::provenance::FILE.to_owned());
         Ok(files)
     }
 }

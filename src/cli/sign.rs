@@ -4,9 +4,9 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use kata_repro::digest::Sha256Digest;
 use kata_repro::files::write_atomically;
-use kata_repro::manifest::provenance::{self, Statement};
 use kata_repro::manifest::sign::{self, Envelope, ManifestDigest};
 use kata_repro::manifest::{MANIFEST_FILE, Manifest};
+use kata_repro::provenance::{self, Statement};
 
 use super::Failure;
 

@@ -4,14 +4,13 @@
 //! artifacts and components, no times, no host-specific paths beyond the resolved host tools),
 //! so two builds of the same inputs give byte-identical manifests.
 
-pub mod provenance;
 pub mod sign;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::build::action::InputDigest;
+use crate::digest::InputDigest;
 use crate::digest::{Sha256Digest, tree_files};
 use crate::host::{HostPackage, HostTool};
 use crate::sandbox::Isolation;
@@ -212,13 +211,21 @@ impl Manifest {
     }
 }
 
+/// The SLSA provenance statement written beside the manifest.
+pub const PROVENANCE_FILE: &str = "provenance.intoto.json";
+
+/// Whether `name` (relative to an output directory) is one of the SBOM files.
+pub fn is_bom_file(name: &str) -> bool {
+    !name.contains('/') && name.ends_with(".cdx.json")
+}
+
 /// Whether `rel` (relative to an output directory) is one of the files that describe a build
 /// rather than being built: the manifest, checksums, SBOMs, provenance, signatures and logs.
 pub fn is_record_file(rel: &str) -> bool {
     rel == MANIFEST_FILE
         || rel == SUMS_FILE
-        || rel == provenance::FILE
-        || crate::sbom::is_bom_file(rel)
+        || rel == PROVENANCE_FILE
+        || is_bom_file(rel)
         || (!rel.contains('/') && rel.ends_with(".dsse.json"))
         || rel.starts_with(&format!("{LOGS_DIR}/"))
 }

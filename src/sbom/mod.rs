@@ -43,10 +43,7 @@ pub fn component_bom_file(component: &str) -> String {
     format!("{component}.cdx.json")
 }
 
-/// Whether `name` (relative to an output directory) is one of the SBOM files.
-pub fn is_bom_file(name: &str) -> bool {
-    !name.contains('/') && name.ends_with(".cdx.json")
-}
+pub use crate::manifest::is_bom_file;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {

@@ -10,11 +10,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Manifest, ManifestError};
 use crate::lock::Lockfile;
+use crate::manifest::{Manifest, ManifestError};
 use crate::sbom::{DependencySet, Ecosystem};
 
-pub const FILE: &str = "provenance.intoto.json";
+pub const FILE: &str = crate::manifest::PROVENANCE_FILE;
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
 /// What a kata-repro build is, as `buildDefinition.buildType`: documented in docs/sbom.md.
