@@ -216,24 +216,6 @@ pub fn unbuildable(lock: &Lockfile, recipe: &recipe::Recipe, arch: &str) -> Opti
     None
 }
 
-/// Version-independent name-based UUID for an image property, derived from what the lockfile
-/// pins (the source commit and the rootfs packages), the architecture and the purpose.
-fn derived_uuid(lock: &Lockfile, arch: &str, purpose: &str) -> uuid::Uuid {
-    let packages: Vec<String> = lock
-        .rootfs
-        .packages
-        .iter()
-        .filter(|p| p.target == arch)
-        .map(|p| p.sha256.to_hex())
-        .collect();
-    let name = format!(
-        "kata-repro:{purpose}:{}:{arch}:{}",
-        lock.source.commit,
-        Sha256Digest::of(packages.join(",").as_bytes())
-    );
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes())
-}
-
 /// How one component went.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ComponentRun {
@@ -566,73 +548,15 @@ impl Builder<'_> {
         };
 
         // Variables and the environment every step gets.
-        let mut vars: BTreeMap<String, String> = BTreeMap::new();
-        for (k, rel) in [
-            ("src", "src"),
-            ("out", "out"),
-            ("home", "home"),
-            ("tmp", "tmp"),
-            ("go", "toolchains/go"),
-            ("rust", "toolchains/rust"),
-            ("cargo_vendor", "inputs/cargo-vendor"),
-        ] {
-            vars.insert(k.into(), sandbox.inside(rel));
-        }
-        let workdir = if r.workdir.is_empty() {
-            sandbox.inside("src")
-        } else {
-            sandbox.inside(&format!("src/{}", r.workdir))
-        };
-        vars.insert("workdir".into(), workdir.clone());
-        vars.insert(
-            "kata".into(),
-            match r.source {
-                recipe::SourceTree::Kata => sandbox.inside("src"),
-                recipe::SourceTree::Kernel => sandbox.inside("inputs/kata"),
-            },
-        );
-        vars.insert(
-            "rootfs_packages".into(),
-            sandbox.inside("inputs/rootfs-packages.list"),
-        );
-        vars.insert(
-            "release_layout".into(),
-            sandbox.inside("inputs/release-layout.json"),
-        );
-        let base = self.lock.rootfs.base.iter().find(|b| b.arch == self.arch);
-        vars.insert(
-            "rootfs_distro".into(),
-            base.map(|b| b.distro.clone()).unwrap_or_default(),
-        );
-        vars.insert(
-            "rootfs_release".into(),
-            base.map(|b| b.release.clone()).unwrap_or_default(),
-        );
-        let kernel = &self.lock.kernel;
-        vars.insert("kernel_version".into(), kernel.version.clone());
-        vars.insert(
-            "kernel_major".into(),
-            crate::verify::kernel::major_minor(&kernel.version).to_owned(),
-        );
-        vars.insert(
-            "kata_config_version".into(),
-            kernel.kata_config_version.clone(),
-        );
-        for purpose in ["fs_uuid", "hash_seed", "verity_salt", "verity_uuid"] {
-            let u = derived_uuid(self.lock, &self.arch, purpose);
-            let value = if purpose == "verity_salt" {
-                // veritysetup takes the salt as hex; 32 bytes, as its default salt.
-                Sha256Digest::of(u.as_bytes()).to_hex()
-            } else {
-                u.to_string()
-            };
-            vars.insert(purpose.into(), value);
-        }
-        let disk = derived_uuid(self.lock, &self.arch, "disk_id");
-        vars.insert(
-            "disk_id".into(),
-            format!("0x{}", &disk.simple().to_string()[..8]),
-        );
+        let inside = |rel: &str| sandbox.inside(rel);
+        let mut vars = recipe::vars::builtin_values(&recipe::vars::VarContext {
+            lock: self.lock,
+            arch: &self.arch,
+            recipe: r,
+            inside: &inside,
+            go_proxy: matches!(go_mode, Some(prepare::GoMode::Proxy { .. })),
+        });
+        let workdir = vars["workdir"].clone();
         // What this component needs: built before it in this run.
         let mut notes = Vec::new();
         let mut needed = Vec::new();
@@ -654,22 +578,6 @@ impl Builder<'_> {
                 ));
             }
         }
-        let (gomod, goproxy) = match &go_mode {
-            Some(prepare::GoMode::Proxy { .. }) => (
-                "readonly".to_owned(),
-                format!("file://{}", sandbox.inside("inputs/goproxy")),
-            ),
-            _ => ("vendor".to_owned(), "off".to_owned()),
-        };
-        vars.insert("gomod".into(), gomod);
-        vars.insert("goproxy".into(), goproxy);
-        vars.insert("arch".into(), self.arch.clone());
-        vars.insert("commit".into(), self.lock.source.commit.to_string());
-        vars.insert("version".into(), self.lock.release.clone());
-        vars.insert(
-            "source_date_epoch".into(),
-            self.lock.source_date_epoch().to_string(),
-        );
         // Recipe vars may refer to builtins and to each other (arch vars override): expanded
         // until nothing changes; a reference left over is a cycle.
         let mut own: BTreeMap<String, String> = r.vars.clone();

@@ -12,42 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Sha256Digest;
 
+pub mod vars;
+
 /// The recipe schema this build reads.
 pub const SCHEMA: u32 = 1;
 
 /// The recipes shipped with kata-repro, used unless `--recipes DIR` is given.
 pub static BUILTIN: include_dir::Dir<'_> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/recipes");
-
-/// Variables every recipe may use, besides its own `[vars]`.
-pub const BUILTIN_VARS: &[&str] = &[
-    "src",
-    "workdir",
-    "out",
-    "home",
-    "tmp",
-    "arch",
-    "commit",
-    "version",
-    "source_date_epoch",
-    "go",
-    "rust",
-    "cargo_vendor",
-    "gomod",
-    "goproxy",
-    "kata",
-    "rootfs_packages",
-    "kernel_version",
-    "kernel_major",
-    "kata_config_version",
-    "fs_uuid",
-    "hash_seed",
-    "verity_salt",
-    "verity_uuid",
-    "disk_id",
-    "rootfs_distro",
-    "rootfs_release",
-    "release_layout",
-];
 
 /// The variable that names where a needed component's outputs are: `needs_<component>`, with
 /// `-` and `.` as `_`.
@@ -754,9 +725,7 @@ fn check_vars(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErro
             .chain(&recipe.uses)
             .map(|n| needs_var(n))
             .collect();
-        let known: BTreeSet<&str> = BUILTIN_VARS
-            .iter()
-            .copied()
+        let known: BTreeSet<&str> = vars::builtin_names()
             .chain(recipe.vars.keys().map(String::as_str))
             .chain(section.vars.keys().map(String::as_str))
             .chain(needs.iter().map(String::as_str))
@@ -782,7 +751,7 @@ fn check_vars(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErro
                         format!(
                             "unknown variable `${{{r}}}` (for arch {arch}); define it in [vars] or \
                              [arch.{arch}.vars], or use one of: {}",
-                            BUILTIN_VARS.join(", ")
+                            vars::builtin_names().collect::<Vec<_>>().join(", ")
                         ),
                     ));
                 }
