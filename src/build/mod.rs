@@ -13,6 +13,7 @@ pub mod action;
 pub mod builtin;
 pub mod initrd;
 pub mod kernel;
+mod keys;
 pub mod prepare;
 pub mod tools;
 
@@ -24,14 +25,13 @@ use serde::{Deserialize, Serialize};
 
 use self::action::Action;
 use self::tools::{GoInstall, RustInstall, ToolError};
-use crate::digest::InputDigest;
 use crate::digest::Sha256Digest;
 use crate::files::remove_tree;
 use crate::host::Dpkg;
 use crate::lock::Lockfile;
 use crate::manifest::{
     Artifact, ComponentRecord, Environment, Generator, LOGS_DIR, LockfileRef, Manifest, RecipeRef,
-    SourceRef, StepRecord, ToolchainRecord,
+    SourceRef, StepRecord,
 };
 use crate::recipe::{self, Input, LoadedRecipe, OutputDef, Toolchain};
 use crate::sandbox::{self, Bind, Isolation, Sandbox, SandboxError};
@@ -650,158 +650,25 @@ impl Builder<'_> {
         base_env.extend(varied_env);
 
         // Inputs by digest: what the first step's input root is made of.
-        let mut inputs = vec![
-            InputDigest {
-                name: "source".into(),
-                digest: format!("gitTree:{}", self.lock.source.tree),
-            },
-            InputDigest {
-                name: format!("recipe:{name}"),
-                digest: format!("sha256:{}", loaded.digest),
-            },
-            InputDigest {
-                name: "sandbox".into(),
-                digest: format!(
-                    "{SANDBOX_VERSION}:{:?}:kata-repro-{}",
-                    sandbox.isolation(),
-                    env!("CARGO_PKG_VERSION")
-                ),
-            },
-        ];
-        let mut toolchains = Vec::new();
-        if let Some(go) = &resolved.go {
-            inputs.push(InputDigest {
-                name: "toolchain:go".into(),
-                digest: format!("sha256:{}", go.sha256),
-            });
-            toolchains.push(ToolchainRecord {
-                name: "go".into(),
-                version: go.version.clone(),
-                requested: (go.version != go.requested).then(|| go.requested.clone()),
-                digest: format!("sha256:{}", go.sha256),
-                source: Some(go.url.clone()),
-                note: (go.version != go.requested).then(|| {
-                    format!(
-                        "Kata asks for Go {}; the pinned {} archive holds Go {}",
-                        go.requested, go.kind, go.version
-                    )
-                }),
-            });
-        }
-        if let Some(rust) = &resolved.rust {
-            inputs.push(InputDigest {
-                name: "toolchain:rust".into(),
-                digest: format!("sha256:{}", rust.digest),
-            });
-            toolchains.push(ToolchainRecord {
-                name: "rust".into(),
-                version: format!("{} ({})", rust.version, rust.commit_hash),
-                requested: (!rust.pinned).then(|| rust.requested.clone()),
-                digest: format!("sha256:{}", rust.digest),
-                source: None,
-                note: (!rust.pinned).then(|| {
-                    format!(
-                        "not the pinned toolchain: the source asks for Rust {}, which is not \
-                         installed here; built with rustc {} ({})",
-                        rust.requested, rust.version, rust.commit_hash
-                    )
-                }),
-            });
-        }
-        for t in &resolved.host_tools {
-            inputs.push(InputDigest {
-                name: format!("host-tool:{}", t.name),
-                digest: format!("sha256:{}", t.sha256),
-            });
-        }
-        for p in &resolved.host_packages {
-            inputs.push(InputDigest {
-                name: format!("host-package:{}", p.name),
-                digest: format!("version:{}:{}", p.version, p.arch),
-            });
-        }
-        if let Some(sha) = cargo_lock_sha256 {
-            inputs.push(InputDigest {
-                name: "cargo-vendor".into(),
-                digest: format!("verified-against-Cargo.lock:sha256:{sha}"),
-            });
-        }
-        match &go_mode {
-            Some(prepare::GoMode::Proxy { go_sum_sha256 }) => inputs.push(InputDigest {
-                name: "go-modules".into(),
-                digest: format!(
-                    "proxy-verified-against-go.sum:sha256:{}",
-                    go_sum_sha256.map_or("unpinned".to_owned(), |d| d.to_hex())
-                ),
-            }),
-            Some(prepare::GoMode::Vendor) => inputs.push(InputDigest {
-                name: "go-modules".into(),
-                digest: "vendored-in-source-tree".into(),
-            }),
-            None => {}
-        }
-        if r.vcs_shim {
-            inputs.push(InputDigest {
-                name: "vcs-shim".into(),
-                digest: format!("gitCommit:{}", self.lock.source.commit),
-            });
-        }
-        if r.source == recipe::SourceTree::Kernel {
-            let k = &self.lock.kernel;
-            inputs.push(InputDigest {
-                name: "kernel-source".into(),
-                digest: format!(
-                    "sha256:{}{}",
-                    k.sha256
-                        .map(|d| d.to_hex())
-                        .unwrap_or_else(|| "unpinned".into()),
-                    k.member
-                        .as_ref()
-                        .map(|m| format!(":{m}"))
-                        .unwrap_or_default()
-                ),
-            });
-        }
-        if r.inputs.contains(&Input::RootfsPackages) {
-            let pins: Vec<String> = self
-                .lock
-                .rootfs
-                .packages
-                .iter()
-                .filter(|p| p.target == self.arch)
-                .map(|p| format!("{} {} {} {}", p.name, p.version, p.arch, p.sha256))
-                .collect();
-            inputs.push(InputDigest {
-                name: "rootfs-packages".into(),
-                digest: format!("sha256:{}", Sha256Digest::of(pins.join("\n").as_bytes())),
-            });
-        }
-        for (dep, key) in &needed {
-            inputs.push(InputDigest {
-                name: format!("component:{dep}"),
-                digest: format!("actionKey:{key}"),
-            });
-        }
-        if !varied.is_empty() {
-            // A varied build's results never stand in for a plain build's.
-            inputs.push(InputDigest {
-                name: "variations".into(),
-                digest: varied
-                    .names
-                    .iter()
-                    .map(|v| v.name())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            });
-        }
-        if uses_builtins {
-            let exe = Sha256Digest::of_file(&self.self_exe).map_err(io_err(&self.self_exe))?;
-            inputs.push(InputDigest {
-                name: "kata-repro".into(),
-                digest: format!("sha256:{exe}"),
-            });
-        }
-        inputs.sort();
+        let self_exe = if uses_builtins {
+            Some(Sha256Digest::of_file(&self.self_exe).map_err(io_err(&self.self_exe))?)
+        } else {
+            None
+        };
+        let inputs = keys::input_digests(&keys::KeySources {
+            lock: self.lock,
+            arch: &self.arch,
+            recipe: r,
+            recipe_digest: loaded.digest,
+            isolation: sandbox.isolation(),
+            resolved: &resolved,
+            cargo_lock_sha256,
+            go_mode: go_mode.as_ref(),
+            needed: &needed,
+            varied,
+            self_exe,
+        });
+        let toolchains = keys::toolchain_records(&resolved);
 
         // Output paths may name variables (`vmlinux-${kernel_version}`): from here on the recipe
         // is this build's, with them expanded.
