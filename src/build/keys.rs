@@ -2,12 +2,15 @@
 //! toolchains it records. Pure functions of what the plan resolved, so that a change to a key
 //! is a change to one of these lines.
 
+use std::collections::BTreeMap;
+
+use super::action::Action;
 use super::prepare::GoMode;
 use super::{Resolved, SANDBOX_VERSION};
 use crate::digest::{InputDigest, Sha256Digest};
 use crate::lock::Lockfile;
 use crate::manifest::ToolchainRecord;
-use crate::recipe::{Input, Recipe, SourceTree};
+use crate::recipe::{self, Input, Recipe, SourceTree};
 use crate::sandbox::Isolation;
 use crate::sandbox::variation::Varied;
 
@@ -193,6 +196,67 @@ pub(super) fn toolchain_records(resolved: &Resolved) -> Vec<ToolchainRecord> {
     toolchains
 }
 
+/// What a component's steps are planned from.
+pub(super) struct StepSources<'a> {
+    pub recipe: &'a Recipe,
+    pub vars: &'a BTreeMap<String, String>,
+    /// The environment every step gets; a step's own `env` is added on top.
+    pub base_env: &'a BTreeMap<String, String>,
+    pub inside: &'a dyn Fn(&str) -> String,
+    /// The output paths, expanded.
+    pub declared: &'a [&'a str],
+    pub workdir: &'a str,
+    pub inputs: &'a [InputDigest],
+    pub arch: &'a str,
+}
+
+/// A planned step: its name, argv, environment and action key.
+pub(super) type PlannedStep = (String, Vec<String>, BTreeMap<String, String>, Sha256Digest);
+
+/// Each step's argv and environment, with variables expanded, and its action key: each key
+/// covers the one before it, so the last one stands for the whole component.
+pub(super) fn step_actions(s: &StepSources<'_>) -> Vec<PlannedStep> {
+    let mut platform = BTreeMap::new();
+    platform.insert("arch".to_owned(), s.arch.to_owned());
+    platform.insert("OSFamily".to_owned(), "linux".to_owned());
+    let mut planned = Vec::new();
+    let mut previous = None;
+    for step in &s.recipe.steps {
+        let argv: Vec<String> = match step.builtin {
+            Some(b) => [
+                (s.inside)("bin/kata-repro"),
+                "builtin".into(),
+                b.name().into(),
+            ]
+            .into_iter()
+            .chain(step.args.iter().map(|a| recipe::expand(a, s.vars)))
+            .collect(),
+            None => step
+                .argv
+                .iter()
+                .map(|a| recipe::expand(a, s.vars))
+                .collect(),
+        };
+        let mut env = s.base_env.clone();
+        for (k, v) in &step.env {
+            env.insert(k.clone(), recipe::expand(v, s.vars));
+        }
+        let key = Action::new(
+            &argv,
+            &env,
+            s.declared,
+            s.workdir,
+            s.inputs,
+            previous,
+            platform.clone(),
+        )
+        .digest();
+        previous = Some(key);
+        planned.push((step.name.clone(), argv, env, key));
+    }
+    planned
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +351,58 @@ mod tests {
             .push(crate::sandbox::variation::Variation::Environment);
         let varied = digests(&lock, &recipe("agent"), &varied);
         assert!(names(&varied).contains(&"variations"));
+    }
+
+    fn steps(argv0: &str) -> Vec<PlannedStep> {
+        let text = format!(
+            r#"
+schema = 1
+component = "c"
+description = "c"
+[arch.x86_64]
+[[steps]]
+name = "one"
+argv = ["{argv0}", "${{arch}}"]
+env = {{ A = "${{arch}}" }}
+[[steps]]
+name = "two"
+argv = ["true"]
+[[outputs]]
+path = "a"
+mode = 0o644
+"#
+        );
+        let r = crate::recipe::parse(&text, std::path::Path::new("c.toml"))
+            .unwrap()
+            .recipe;
+        let vars: BTreeMap<String, String> = [("arch".into(), "x86_64".into())].into();
+        let base: BTreeMap<String, String> = [("A".into(), "base".into())].into();
+        let inside = |rel: &str| format!("/tmp/kata-repro/{rel}");
+        step_actions(&StepSources {
+            recipe: &r,
+            vars: &vars,
+            base_env: &base,
+            inside: &inside,
+            declared: &["a"],
+            workdir: "/tmp/kata-repro/src",
+            inputs: &[],
+            arch: "x86_64",
+        })
+    }
+
+    #[test]
+    fn steps_are_expanded_and_their_keys_chained() {
+        let planned = steps("make");
+        assert_eq!(planned[0].1, ["make", "x86_64"]);
+        assert_eq!(
+            planned[0].2["A"], "x86_64",
+            "a step's env overrides the base"
+        );
+        assert_ne!(planned[0].3, planned[1].3);
+        // The second step runs the same command, yet its key follows the first step's.
+        let other = steps("cmake");
+        assert_eq!(planned[1].1, other[1].1);
+        assert_ne!(planned[1].3, other[1].3);
+        assert_eq!(steps("make")[1].3, planned[1].3, "keys are deterministic");
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod action;
 pub mod builtin;
+mod env;
 pub mod initrd;
 pub mod kernel;
 mod keys;
@@ -23,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use self::action::Action;
 use self::tools::{GoInstall, RustInstall, ToolError};
 use crate::digest::Sha256Digest;
 use crate::files::remove_tree;
@@ -558,96 +558,37 @@ impl Builder<'_> {
         });
         let workdir = vars["workdir"].clone();
         // What this component needs: built before it in this run.
-        let mut notes = Vec::new();
-        let mut needed = Vec::new();
-        for dep in r.needs.iter().chain(&r.uses) {
-            let var = recipe::needs_var(dep);
-            if let Some(key) = built_before.get(dep) {
-                vars.insert(var, sandbox.inside(&format!("inputs/needs/{dep}")));
-                needed.push((dep.clone(), *key));
-            } else if r.needs.contains(dep) {
-                return Err(recipe_err(format!(
-                    "{} needs component `{dep}`, which is not part of this build",
-                    loaded.path.display()
-                )));
-            } else {
-                vars.insert(var, String::new());
-                notes.push(format!(
-                    "built without `{dep}`, which this lockfile cannot build for {}",
-                    self.arch
-                ));
-            }
-        }
-        // Recipe vars may refer to builtins and to each other (arch vars override): expanded
-        // until nothing changes; a reference left over is a cycle.
-        let mut own: BTreeMap<String, String> = r.vars.clone();
-        own.extend(arch_section.vars.clone());
-        for (k, v) in &own {
-            vars.insert(k.clone(), v.clone());
-        }
-        recipe::expand_vars(&mut vars, own.keys());
-        for k in own.keys() {
-            if let Some(r) = recipe::references(&vars[k]).first()
-                && own.contains_key(*r)
-            {
-                return Err(recipe_err(format!(
-                    "{}: variable `{k}` refers to itself through `${{{r}}}`",
-                    loaded.path.display()
-                )));
-            }
-        }
-        let mut path = Vec::new();
-        if resolved.rust.is_some() {
-            path.push(format!("{}/bin", vars["rust"]));
-        }
-        if resolved.go.is_some() {
-            path.push(format!("{}/bin", vars["go"]));
-        }
-        path.push(sandbox.inside("bin"));
+        let env::Needed {
+            vars: needed_vars,
+            keys: needed,
+            mut notes,
+        } = env::needed(r, built_before, &inside, &self.arch).map_err(|dep| {
+            recipe_err(format!(
+                "{} needs component `{dep}`, which is not part of this build",
+                loaded.path.display()
+            ))
+        })?;
+        vars.extend(needed_vars);
+        env::add_own_vars(&mut vars, r, arch_section).map_err(|(k, r)| {
+            recipe_err(format!(
+                "{}: variable `{k}` refers to itself through `${{{r}}}`",
+                loaded.path.display()
+            ))
+        })?;
         let varied = &self.variations;
-        if let Some(extra) = &varied.path_append {
-            path.push(sandbox.inside(extra));
-        }
-        let mut base_env: BTreeMap<String, String> = BTreeMap::new();
-        base_env.insert("PATH".into(), path.join(":"));
-        base_env.insert(
-            "HOME".into(),
-            match &varied.home {
-                Some(h) => sandbox.inside(h),
-                None => vars["home"].clone(),
-            },
-        );
-        base_env.insert("TMPDIR".into(), vars["tmp"].clone());
-        base_env.insert(
-            "SOURCE_DATE_EPOCH".into(),
-            self.lock.source_date_epoch().to_string(),
-        );
-        base_env.insert("TZ".into(), "UTC".into());
-        base_env.insert("LC_ALL".into(), "C.UTF-8".into());
-        base_env.insert("LANG".into(), "C.UTF-8".into());
-        if cargo_lock_sha256.is_some() {
-            base_env.insert("CARGO_HOME".into(), format!("{}/.cargo", vars["home"]));
-        }
-        let uses_builtins = r.steps.iter().any(|s| s.builtin.is_some());
-        if uses_builtins {
-            base_env.insert(
-                builtin::NOTES_ENV.into(),
-                sandbox.inside("tmp/.kata-repro-notes"),
-            );
-        }
-        for (k, v) in r.env.iter().chain(arch_section.env.iter()) {
-            base_env.insert(k.clone(), recipe::expand(v, &vars));
-        }
-        let mut varied_env = varied.env.clone();
-        if let Some(why) =
-            sandbox::variation::time_unsupported(&varied_env, resolved.rust.is_some())
-        {
-            varied_env.retain(|k, _| !sandbox::variation::is_time_env(k));
-            notes.push(format!(
-                "the time variation was not applied to this component: {why}"
-            ));
-        }
-        base_env.extend(varied_env);
+        let (base_env, note) = env::base_env(&env::EnvSources {
+            lock: self.lock,
+            recipe: r,
+            arch_section,
+            vars: &vars,
+            inside: &inside,
+            rust: resolved.rust.is_some(),
+            go: resolved.go.is_some(),
+            cargo_vendor: cargo_lock_sha256.is_some(),
+            varied,
+        });
+        notes.extend(note);
+        let uses_builtins = env::uses_builtins(r);
 
         // Inputs by digest: what the first step's input root is made of.
         let self_exe = if uses_builtins {
@@ -680,40 +621,17 @@ impl Builder<'_> {
         let r = &loaded.recipe;
         // Every step's key, chained.
         let declared: Vec<&str> = r.outputs.iter().map(|o| o.path.as_str()).collect();
-        let mut platform = BTreeMap::new();
-        platform.insert("arch".to_owned(), self.arch.clone());
-        platform.insert("OSFamily".to_owned(), "linux".to_owned());
-        let mut planned = Vec::new();
-        let mut previous = None;
-        for s in &r.steps {
-            let argv: Vec<String> = match s.builtin {
-                Some(b) => [
-                    sandbox.inside("bin/kata-repro"),
-                    "builtin".into(),
-                    b.name().into(),
-                ]
-                .into_iter()
-                .chain(s.args.iter().map(|a| recipe::expand(a, &vars)))
-                .collect(),
-                None => s.argv.iter().map(|a| recipe::expand(a, &vars)).collect(),
-            };
-            let mut env = base_env.clone();
-            for (k, v) in &s.env {
-                env.insert(k.clone(), recipe::expand(v, &vars));
-            }
-            let key = Action::new(
-                &argv,
-                &env,
-                &declared,
-                &workdir,
-                &inputs,
-                previous,
-                platform.clone(),
-            )
-            .digest();
-            previous = Some(key);
-            planned.push((s.name.clone(), argv, env, key));
-        }
+        let planned = keys::step_actions(&keys::StepSources {
+            recipe: r,
+            vars: &vars,
+            base_env: &base_env,
+            inside: &inside,
+            declared: &declared,
+            workdir: &workdir,
+            inputs: &inputs,
+            arch: &self.arch,
+        });
+        let previous = planned.last().map(|(_, _, _, key)| *key);
         let action_key = previous.expect("recipes have steps");
         let record_base = ComponentRecord {
             name: name.clone(),
