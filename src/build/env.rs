@@ -9,6 +9,28 @@ use crate::lock::Lockfile;
 use crate::recipe::{self, ArchSection, Recipe};
 use crate::sandbox::variation::{self, Varied};
 
+/// The recipe's section for `arch`; else the architectures it has, as `a], [arch.b`.
+pub(super) fn arch_section<'a>(r: &'a Recipe, arch: &str) -> Result<&'a ArchSection, String> {
+    r.arch
+        .get(arch)
+        .ok_or_else(|| r.arch.keys().cloned().collect::<Vec<_>>().join("], [arch."))
+}
+
+/// Refuses a recipe that sets a variable kata-repro sets for every step; the error is its name.
+pub(super) fn check_reserved(r: &Recipe, arch_section: &ArchSection) -> Result<(), String> {
+    let set = r
+        .env
+        .keys()
+        .chain(arch_section.env.keys())
+        .chain(r.steps.iter().flat_map(|s| s.env.keys()));
+    for key in set {
+        if super::RESERVED_ENV.contains(&key.as_str()) {
+            return Err(key.clone());
+        }
+    }
+    Ok(())
+}
+
 /// What the components this one needs or uses bring: their variables, the action keys of those
 /// built before it, and a note for each it is built without.
 #[derive(Debug, Default, PartialEq)]
@@ -240,6 +262,19 @@ mode = 0o644
         assert_eq!(
             (&*env["TZ"], &*env["LC_ALL"], &*env["LANG"]),
             ("UTC", "C.UTF-8", "C.UTF-8")
+        );
+    }
+
+    #[test]
+    fn a_recipe_names_its_arches_and_may_not_set_what_kata_repro_sets() {
+        let r = recipe(NEEDS);
+        assert!(arch_section(&r, "x86_64").is_ok());
+        assert_eq!(arch_section(&r, "s390x").unwrap_err(), "x86_64");
+        assert_eq!(check_reserved(&r, &r.arch["x86_64"]), Ok(()));
+        let bad = recipe(&format!("{NEEDS}\n[env]\nSOURCE_DATE_EPOCH = \"1\"\n"));
+        assert_eq!(
+            check_reserved(&bad, &bad.arch["x86_64"]),
+            Err("SOURCE_DATE_EPOCH".to_owned())
         );
     }
 }

@@ -457,6 +457,46 @@ impl Builder<'_> {
         })
     }
 
+    /// How the host packages a component uses differ from the lockfile's `[host]` pins: an
+    /// error unless drift is allowed, then the lines that say how.
+    fn host_drift(&self, component: &str, resolved: &Resolved) -> Result<Vec<String>, BuildError> {
+        let Some(pins) = &self.lock.host else {
+            return Ok(Vec::new());
+        };
+        let used = resolved
+            .host_tools
+            .iter()
+            .filter_map(|t| t.package.clone())
+            .chain(resolved.host_packages.iter().cloned());
+        let drift = crate::host::host_drift(pins, used);
+        if !drift.is_empty() && !self.allow_host_drift {
+            return Err(BuildError::HostDrift {
+                component: component.to_owned(),
+                at: self
+                    .lock
+                    .locate("[host]")
+                    .map(|l| format!(" ({l})"))
+                    .unwrap_or_default(),
+                lines: drift,
+            });
+        }
+        Ok(drift)
+    }
+
+    /// A fresh scratch directory for a component, under `--work-dir` or the store's staging
+    /// area.
+    fn scratch(&self, component: &str) -> Result<tempfile::TempDir, BuildError> {
+        let work_root = self
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| self.store.staging_dir());
+        std::fs::create_dir_all(&work_root).map_err(io_err(&work_root))?;
+        tempfile::Builder::new()
+            .prefix(&format!("build-{component}-"))
+            .tempdir_in(&work_root)
+            .map_err(io_err(&work_root))
+    }
+
     /// Everything about a component that can be known before its inputs are prepared: the
     /// toolchains and host tools, each step's command and action key, and whether the store
     /// already holds the result.
@@ -474,61 +514,25 @@ impl Builder<'_> {
             component: name.clone(),
             message,
         };
-        let arch_section = r.arch.get(&self.arch).ok_or_else(|| {
+        let arch_section = env::arch_section(r, &self.arch).map_err(|has| {
             recipe_err(format!(
-                "{} does not build for {} (it has [arch.{}]); add an [arch.{}] section",
+                "{} does not build for {} (it has [arch.{has}]); add an [arch.{}] section",
                 loaded.path.display(),
                 self.arch,
-                r.arch.keys().cloned().collect::<Vec<_>>().join("], [arch."),
                 self.arch
             ))
         })?;
-        for key in r
-            .env
-            .keys()
-            .chain(arch_section.env.keys())
-            .chain(r.steps.iter().flat_map(|s| s.env.keys()))
-        {
-            if RESERVED_ENV.contains(&key.as_str()) {
-                return Err(recipe_err(format!(
-                    "{}: {key} is set by kata-repro for every step and cannot be set by a recipe",
-                    loaded.path.display()
-                )));
-            }
-        }
+        env::check_reserved(r, arch_section).map_err(|key| {
+            recipe_err(format!(
+                "{}: {key} is set by kata-repro for every step and cannot be set by a recipe",
+                loaded.path.display()
+            ))
+        })?;
         let resolved = self.resolve(loaded, dpkg)?;
-        let mut host_drift = Vec::new();
-        if let Some(pins) = &self.lock.host {
-            let used = resolved
-                .host_tools
-                .iter()
-                .filter_map(|t| t.package.clone())
-                .chain(resolved.host_packages.iter().cloned());
-            let drift = crate::host::host_drift(pins, used);
-            if !drift.is_empty() && !self.allow_host_drift {
-                return Err(BuildError::HostDrift {
-                    component: name.clone(),
-                    at: self
-                        .lock
-                        .locate("[host]")
-                        .map(|l| format!(" ({l})"))
-                        .unwrap_or_default(),
-                    lines: drift,
-                });
-            }
-            host_drift = drift;
-        }
+        let host_drift = self.host_drift(&name, &resolved)?;
 
         // The scratch directory and the sandbox over it.
-        let work_root = self
-            .work_dir
-            .clone()
-            .unwrap_or_else(|| self.store.staging_dir());
-        std::fs::create_dir_all(&work_root).map_err(io_err(&work_root))?;
-        let scratch = tempfile::Builder::new()
-            .prefix(&format!("build-{name}-"))
-            .tempdir_in(&work_root)
-            .map_err(io_err(&work_root))?;
+        let scratch = self.scratch(&name)?;
         let sandbox = Sandbox::new(scratch.path(), isolation).with_variations(&self.variations);
         let go_mode = r
             .inputs
@@ -659,25 +663,9 @@ impl Builder<'_> {
             host_drift,
             notes,
         };
-        let log_stage = stage.join(LOGS_DIR).join(&self.arch).join(&name);
-
         // What each step runs, exactly (a REAPI Command), beside its log: to read, to replay.
-        std::fs::create_dir_all(&log_stage).map_err(io_err(&log_stage))?;
-        for (step_name, argv, env, _) in &planned {
-            let command = action::CommandSpec {
-                arguments: argv,
-                environment_variables: env
-                    .iter()
-                    .map(|(name, value)| action::EnvVar { name, value })
-                    .collect(),
-                output_paths: declared.clone(),
-                working_directory: &workdir,
-            };
-            let dest = log_stage.join(format!("{step_name}.command.json"));
-            let mut text = serde_json::to_string_pretty(&command).expect("serialises");
-            text.push('\n');
-            std::fs::write(&dest, text).map_err(io_err(&dest))?;
-        }
+        let log_stage = stage.join(LOGS_DIR).join(&self.arch).join(&name);
+        write_commands(&log_stage, &planned, &declared, &workdir)?;
         let cached = if self.no_cache {
             None
         } else {
@@ -1413,6 +1401,33 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<(), BuildError> {
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode & 0o777))
                 .map_err(io_err(&dest))?;
         }
+    }
+    Ok(())
+}
+
+/// Writes what each planned step runs (a REAPI `Command`) to `<step>.command.json` in
+/// `log_dir`: to read, and to replay.
+fn write_commands(
+    log_dir: &Path,
+    planned: &[keys::PlannedStep],
+    declared: &[&str],
+    workdir: &str,
+) -> Result<(), BuildError> {
+    std::fs::create_dir_all(log_dir).map_err(io_err(log_dir))?;
+    for (step_name, argv, env, _) in planned {
+        let command = action::CommandSpec {
+            arguments: argv,
+            environment_variables: env
+                .iter()
+                .map(|(name, value)| action::EnvVar { name, value })
+                .collect(),
+            output_paths: declared.to_vec(),
+            working_directory: workdir,
+        };
+        let dest = log_dir.join(format!("{step_name}.command.json"));
+        let mut text = serde_json::to_string_pretty(&command).expect("serialises");
+        text.push('\n');
+        std::fs::write(&dest, text).map_err(io_err(&dest))?;
     }
     Ok(())
 }
