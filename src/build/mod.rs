@@ -237,6 +237,9 @@ pub struct StepRun {
     pub seconds: f64,
 }
 
+/// Each step's log, by step name, as an object in the store.
+type StepLogs = Vec<(String, Sha256Digest)>;
+
 /// What a stored result records: enough to install the outputs again and write the manifest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ActionResult {
@@ -244,7 +247,7 @@ struct ActionResult {
     record: ComponentRecord,
     steps: Vec<StepRun>,
     /// Step logs, stored by sha256: (step name, digest).
-    logs: Vec<(String, Sha256Digest)>,
+    logs: StepLogs,
 }
 
 /// A step's name, argv, environment and action key.
@@ -455,6 +458,361 @@ impl Builder<'_> {
             )
             .map_err(ToolError::from)?,
         })
+    }
+
+    /// Installs a component whose result the action cache holds: its outputs and logs, from the
+    /// store.
+    fn install_cached(
+        &self,
+        result: ActionResult,
+        record_base: ComponentRecord,
+        component_stage: &Path,
+        log_stage: &Path,
+        started: Instant,
+    ) -> Result<(ComponentRecord, ComponentRun), BuildError> {
+        let name = record_base.name.clone();
+        self.install_outputs(&result.record.outputs, component_stage)?;
+        std::fs::create_dir_all(log_stage).map_err(io_err(log_stage))?;
+        for (step, digest) in &result.logs {
+            let dest = log_stage.join(format!("{step}.log"));
+            std::fs::copy(self.store.object_path(digest), &dest).map_err(io_err(&dest))?;
+        }
+        let mut notes = record_base.notes.clone();
+        notes.extend(
+            result
+                .record
+                .notes
+                .iter()
+                .filter(|n| !notes.contains(n))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        let record = ComponentRecord {
+            outputs: result.record.outputs.clone(),
+            notes,
+            ..record_base
+        };
+        Ok((
+            record,
+            ComponentRun {
+                component: name,
+                cached: true,
+                seconds: started.elapsed().as_secs_f64(),
+                steps: result.steps,
+                phases: BTreeMap::new(),
+            },
+        ))
+    }
+
+    /// What a component's steps see read-only at fixed paths (toolchains, the vendor tree, the
+    /// Go proxy, the Kata tree beside a kernel), the vendor tree it builds with, and the source
+    /// tree it builds from.
+    fn input_binds<'p>(
+        &self,
+        r: &recipe::Recipe,
+        resolved: &Resolved,
+        prepared: &'p Prepared,
+    ) -> Result<
+        (
+            Vec<Bind>,
+            Option<&'p crate::verify::cargo::offline::OfflineVendor>,
+            PathBuf,
+        ),
+        BuildError,
+    > {
+        let name = r.component.clone();
+        let mut binds = Vec::new();
+        if resolved.go.is_some() {
+            let go = tools::ensure_go(self.store, self.lock, &crate::host::arch())?;
+            binds.push(Bind {
+                host: go.goroot,
+                inside: "toolchains/go".into(),
+            });
+        }
+        if let Some(rust) = &resolved.rust {
+            binds.push(Bind {
+                host: rust.sysroot.clone(),
+                inside: "toolchains/rust".into(),
+            });
+        }
+        let vendor = if r.inputs.contains(&Input::CargoVendor) {
+            let v = prepared
+                .cargo_vendor
+                .as_ref()
+                .ok_or_else(|| BuildError::Input {
+                    component: name.clone(),
+                    message: "the verified cargo vendor tree".into(),
+                })?;
+            binds.push(Bind {
+                host: v.vendor_dir.clone(),
+                inside: "inputs/cargo-vendor".into(),
+            });
+            Some(v)
+        } else {
+            None
+        };
+        if r.inputs.contains(&Input::GoModules) {
+            let m = prepared
+                .go_modules
+                .get(&name)
+                .ok_or_else(|| BuildError::Input {
+                    component: name.clone(),
+                    message: "its verified Go modules".into(),
+                })?;
+            if let prepare::GoModules::Proxy { dir, .. } = m {
+                binds.push(Bind {
+                    host: dir.clone(),
+                    inside: "inputs/goproxy".into(),
+                });
+            }
+        }
+        let tree = match r.source {
+            recipe::SourceTree::Kata => prepared.checkout.clone(),
+            recipe::SourceTree::Kernel => {
+                binds.push(Bind {
+                    host: prepared.checkout.clone(),
+                    inside: "inputs/kata".into(),
+                });
+                prepare::kernel_tree(&self.lock.kernel, self.store).map_err(|e| {
+                    BuildError::Input {
+                        component: name.clone(),
+                        message: format!("the kernel source, unpacked from its tarball: {e}"),
+                    }
+                })?
+            }
+        };
+        if r.steps.iter().any(|s| s.builtin.is_some()) {
+            binds.push(Bind {
+                host: self.self_exe.clone(),
+                inside: "bin/kata-repro".into(),
+            });
+        }
+        Ok((binds, vendor, tree))
+    }
+
+    /// Runs the planned steps in order in the sandbox, each with its log kept beside the outputs
+    /// and in the store; a failing step stops the build with its log's tail.
+    #[allow(clippy::too_many_arguments)]
+    fn run_steps(
+        &self,
+        loaded: &LoadedRecipe,
+        planned: &[keys::PlannedStep],
+        sandbox: &Sandbox,
+        workdir: &str,
+        log_stage: &Path,
+        previous: &BTreeMap<String, f64>,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(Vec<StepRun>, StepLogs), BuildError> {
+        let name = loaded.recipe.component.clone();
+        let recipe_err = |message: String| BuildError::Recipe {
+            component: name.clone(),
+            message,
+        };
+        let mut step_runs = Vec::new();
+        let mut logs = Vec::new();
+        for (index, (step_name, argv, env, _)) in planned.iter().enumerate() {
+            events(Event::StepStart {
+                component: &name,
+                step: step_name,
+                index,
+                estimate: previous.get(step_name).map(|s| Duration::from_secs_f64(*s)),
+            });
+            let log = sandbox.host("logs").join(format!("{step_name}.log"));
+            let run = sandbox.run(&sandbox::Step {
+                argv: argv.clone(),
+                env: env.clone(),
+                cwd: workdir.to_owned(),
+                log: log.clone(),
+            });
+            let run = match run {
+                Ok(run) => run,
+                Err(SandboxError::Spawn { program, source })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    return Err(recipe_err(format!(
+                        "step `{step_name}`: `{program}` is not on the step's PATH ({}); add it to \
+                     host_tools or toolchains in {}",
+                        env["PATH"],
+                        loaded.path.display()
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            // Keep the log beside the outputs whatever happens.
+            std::fs::create_dir_all(log_stage).map_err(io_err(log_stage))?;
+            let kept = log_stage.join(format!("{step_name}.log"));
+            std::fs::copy(&log, &kept).map_err(io_err(&kept))?;
+            if !run.status.success() {
+                // The output directory is not written on failure: keep the log in the store.
+                let failed = self.store.failed_logs(&self.arch, &name);
+                std::fs::create_dir_all(&failed).map_err(io_err(&failed))?;
+                let kept = failed.join(format!("{step_name}.log"));
+                std::fs::copy(&log, &kept).map_err(io_err(&kept))?;
+                let tail = sandbox::log_tail(&log, 20);
+                let hint = if sandbox.isolation() == Isolation::Namespaces
+                    && looks_like_network(&tail)
+                {
+                    "\nsteps have no network (they run in a new network namespace): every input \
+                 must come from the lockfile, through the store"
+                        .to_owned()
+                } else {
+                    String::new()
+                };
+                return Err(BuildError::StepFailed(Box::new(StepFailure {
+                    component: name.clone(),
+                    step: step_name.clone(),
+                    status: run.status.to_string(),
+                    secs: run.duration.as_secs_f64(),
+                    log: kept,
+                    tail,
+                    hint,
+                })));
+            }
+            events(Event::StepEnd {
+                component: &name,
+                step: step_name,
+                duration: run.duration,
+            });
+            step_runs.push(StepRun {
+                name: step_name.clone(),
+                seconds: run.duration.as_secs_f64(),
+            });
+            let (digest, _) = self
+                .store
+                .insert_file(&log)
+                .map_err(|e| io_err(&log)(std::io::Error::other(e.to_string())))?;
+            logs.push((step_name.clone(), digest));
+        }
+
+        Ok((step_runs, logs))
+    }
+
+    /// Puts a fresh copy of the verified source at `src` in the scratch directory: an overlay
+    /// over the store's tree, a copy, or (for the `fileordering` variation) a copy shown through
+    /// disorderfs. Returns where outputs are collected from, first to last, and the disorderfs
+    /// mount to keep until the steps are done.
+    fn lay_out_source(
+        &self,
+        sandbox: &mut Sandbox,
+        tree: &Path,
+    ) -> Result<(Vec<PathBuf>, Option<sandbox::variation::DisorderMount>), BuildError> {
+        let src = sandbox.host("src");
+        let mut disordered = None;
+        let src_roots = if let Some(bin) = &self.variations.disorderfs {
+            // The `fileordering` variation: a writable copy, shown at src through disorderfs
+            // with its directory entries shuffled (an overlay cannot have FUSE below it and
+            // still let cargo rename directories into place).
+            let lower = sandbox.host("src.lower");
+            copy_tree(tree, &lower)?;
+            std::fs::create_dir_all(&src).map_err(io_err(&src))?;
+            disordered = Some(
+                sandbox::variation::DisorderMount::new(bin, &lower, &src).map_err(io_err(&src))?,
+            );
+            vec![src.clone()]
+        } else if sandbox.add_overlay(tree, "src")? {
+            let upper = sandbox
+                .overlay()
+                .expect("just added")
+                .upper(&sandbox.host(""));
+            vec![upper, tree.to_owned()]
+        } else {
+            copy_tree(tree, &src)?;
+            vec![src.clone()]
+        };
+        Ok((src_roots, disordered))
+    }
+
+    /// Everything else a component's steps find in the scratch directory: what it needs from
+    /// components built before it, the rootfs packages, the release layout, the empty
+    /// directories, links to the host tools, the VCS shim and the cargo config.
+    #[allow(clippy::too_many_arguments)]
+    fn lay_out_inputs(
+        &self,
+        loaded: &LoadedRecipe,
+        sandbox: &Sandbox,
+        prepared: &Prepared,
+        built_before: &[ComponentRecord],
+        vars: &BTreeMap<String, String>,
+        tree: &Path,
+        resolved: &Resolved,
+        vendor: Option<&crate::verify::cargo::offline::OfflineVendor>,
+    ) -> Result<(), BuildError> {
+        let r = &loaded.recipe;
+        let recipe_err = |message: String| BuildError::Recipe {
+            component: r.component.clone(),
+            message,
+        };
+        // What this component needs from components built before it, read-only by convention.
+        for dep in r.needs.iter().chain(&r.uses) {
+            if let Some(c) = built_before.iter().find(|c| &c.name == dep) {
+                self.install_outputs(&c.outputs, &sandbox.host(&format!("inputs/needs/{dep}")))?;
+            }
+        }
+        if r.inputs.contains(&Input::RootfsPackages) {
+            let dir = sandbox.host("inputs/debs");
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            let mut list = String::new();
+            for (p, object) in &prepared.rootfs_debs {
+                let file = format!(
+                    "{}_{}_{}.deb",
+                    p.name,
+                    p.version.replace(':', "%3a"),
+                    p.arch
+                );
+                let dest = dir.join(&file);
+                if std::fs::hard_link(object, &dest).is_err() {
+                    std::fs::copy(object, &dest).map_err(io_err(&dest))?;
+                }
+                list.push_str(&format!(
+                    "{}/{file}\t{}\t{}\t{}\n",
+                    sandbox.inside("inputs/debs"),
+                    p.name,
+                    p.version,
+                    p.arch
+                ));
+            }
+            let dest = sandbox.host("inputs/rootfs-packages.list");
+            std::fs::write(&dest, list).map_err(io_err(&dest))?;
+        }
+        if r.inputs.contains(&Input::ReleaseLayout) {
+            let plan = self.release_plan(loaded, vars, sandbox, built_before)?;
+            let dest = sandbox.host("inputs/release-layout.json");
+            let json = serde_json::to_vec_pretty(&plan).expect("a plan serialises");
+            std::fs::write(&dest, json).map_err(io_err(&dest))?;
+        }
+        if !tree.join(&r.workdir).is_dir() {
+            return Err(recipe_err(format!(
+                "{}: workdir `{}` is not a directory of the source",
+                loaded.path.display(),
+                r.workdir
+            )));
+        }
+        let varied_home = self.variations.home.as_deref();
+        for d in ["out", "home", "tmp", "bin", "logs"]
+            .into_iter()
+            .chain(varied_home)
+        {
+            let p = sandbox.host(d);
+            std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        for t in &resolved.host_tools {
+            let link = sandbox.host("bin").join(&t.name);
+            std::os::unix::fs::symlink(&t.path, &link).map_err(io_err(&link))?;
+        }
+        if r.vcs_shim {
+            write_vcs_shim(
+                &sandbox.host("bin").join("git"),
+                &self.lock.source.commit.to_string(),
+            )?;
+        }
+        if let Some(v) = vendor {
+            let config = vendor_config(&v.config, &vars["cargo_vendor"])?;
+            let cargo_home = sandbox.host("home/.cargo");
+            std::fs::create_dir_all(&cargo_home).map_err(io_err(&cargo_home))?;
+            let dest = cargo_home.join("config.toml");
+            std::fs::write(&dest, config).map_err(io_err(&dest))?;
+        }
+        Ok(())
     }
 
     /// How the host packages a component uses differ from the lockfile's `[host]` pins: an
@@ -725,37 +1083,7 @@ impl Builder<'_> {
         });
         if let Some(result) = cached {
             events(Event::ComponentCached { component: &name });
-            self.install_outputs(&result.record.outputs, &component_stage)?;
-            std::fs::create_dir_all(&log_stage).map_err(io_err(&log_stage))?;
-            for (step, digest) in &result.logs {
-                let dest = log_stage.join(format!("{step}.log"));
-                std::fs::copy(self.store.object_path(digest), &dest).map_err(io_err(&dest))?;
-            }
-            let mut notes = record_base.notes.clone();
-            notes.extend(
-                result
-                    .record
-                    .notes
-                    .iter()
-                    .filter(|n| !notes.contains(n))
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            );
-            let record = ComponentRecord {
-                outputs: result.record.outputs.clone(),
-                notes,
-                ..record_base
-            };
-            return Ok((
-                record,
-                ComponentRun {
-                    component: name,
-                    cached: true,
-                    seconds: started.elapsed().as_secs_f64(),
-                    steps: result.steps,
-                    phases: BTreeMap::new(),
-                },
-            ));
+            return self.install_cached(result, record_base, &component_stage, &log_stage, started);
         }
         let prepared = prepared.ok_or_else(|| BuildError::Input {
             component: name.clone(),
@@ -770,247 +1098,27 @@ impl Builder<'_> {
         };
 
         // The inputs, read-only, at fixed paths.
-        let mut binds = Vec::new();
-        if resolved.go.is_some() {
-            let go = tools::ensure_go(self.store, self.lock, &crate::host::arch())?;
-            binds.push(Bind {
-                host: go.goroot,
-                inside: "toolchains/go".into(),
-            });
-        }
-        if let Some(rust) = &resolved.rust {
-            binds.push(Bind {
-                host: rust.sysroot.clone(),
-                inside: "toolchains/rust".into(),
-            });
-        }
-        let vendor = if r.inputs.contains(&Input::CargoVendor) {
-            let v = prepared
-                .cargo_vendor
-                .as_ref()
-                .ok_or_else(|| BuildError::Input {
-                    component: name.clone(),
-                    message: "the verified cargo vendor tree".into(),
-                })?;
-            binds.push(Bind {
-                host: v.vendor_dir.clone(),
-                inside: "inputs/cargo-vendor".into(),
-            });
-            Some(v)
-        } else {
-            None
-        };
-        if r.inputs.contains(&Input::GoModules) {
-            let m = prepared
-                .go_modules
-                .get(&name)
-                .ok_or_else(|| BuildError::Input {
-                    component: name.clone(),
-                    message: "its verified Go modules".into(),
-                })?;
-            if let prepare::GoModules::Proxy { dir, .. } = m {
-                binds.push(Bind {
-                    host: dir.clone(),
-                    inside: "inputs/goproxy".into(),
-                });
-            }
-        }
-        let tree = match r.source {
-            recipe::SourceTree::Kata => prepared.checkout.clone(),
-            recipe::SourceTree::Kernel => {
-                binds.push(Bind {
-                    host: prepared.checkout.clone(),
-                    inside: "inputs/kata".into(),
-                });
-                prepare::kernel_tree(&self.lock.kernel, self.store).map_err(|e| {
-                    BuildError::Input {
-                        component: name.clone(),
-                        message: format!("the kernel source, unpacked from its tarball: {e}"),
-                    }
-                })?
-            }
-        };
-        if r.steps.iter().any(|s| s.builtin.is_some()) {
-            binds.push(Bind {
-                host: self.self_exe.clone(),
-                inside: "bin/kata-repro".into(),
-            });
-        }
+        let (binds, vendor, tree) = self.input_binds(r, &resolved, prepared)?;
         sandbox.add_binds(binds)?;
         lap(&mut phases, "toolchains");
 
         // A fresh copy of the verified source, and the fixed layout.
-        let src = sandbox.host("src");
-        let mut disordered = None;
-        let src_roots = if let Some(bin) = &self.variations.disorderfs {
-            // The `fileordering` variation: a writable copy, shown at src through disorderfs
-            // with its directory entries shuffled (an overlay cannot have FUSE below it and
-            // still let cargo rename directories into place).
-            let lower = sandbox.host("src.lower");
-            copy_tree(&tree, &lower)?;
-            std::fs::create_dir_all(&src).map_err(io_err(&src))?;
-            disordered = Some(
-                sandbox::variation::DisorderMount::new(bin, &lower, &src).map_err(io_err(&src))?,
-            );
-            vec![src.clone()]
-        } else if sandbox.add_overlay(&tree, "src")? {
-            let upper = sandbox
-                .overlay()
-                .expect("just added")
-                .upper(&sandbox.host(""));
-            vec![upper, tree.clone()]
-        } else {
-            copy_tree(&tree, &src)?;
-            vec![src.clone()]
-        };
-        // What this component needs from components built before it, read-only by convention.
-        for dep in r.needs.iter().chain(&r.uses) {
-            if let Some(c) = built_before.iter().find(|c| &c.name == dep) {
-                self.install_outputs(&c.outputs, &sandbox.host(&format!("inputs/needs/{dep}")))?;
-            }
-        }
-        if r.inputs.contains(&Input::RootfsPackages) {
-            let dir = sandbox.host("inputs/debs");
-            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-            let mut list = String::new();
-            for (p, object) in &prepared.rootfs_debs {
-                let file = format!(
-                    "{}_{}_{}.deb",
-                    p.name,
-                    p.version.replace(':', "%3a"),
-                    p.arch
-                );
-                let dest = dir.join(&file);
-                if std::fs::hard_link(object, &dest).is_err() {
-                    std::fs::copy(object, &dest).map_err(io_err(&dest))?;
-                }
-                list.push_str(&format!(
-                    "{}/{file}\t{}\t{}\t{}\n",
-                    sandbox.inside("inputs/debs"),
-                    p.name,
-                    p.version,
-                    p.arch
-                ));
-            }
-            let dest = sandbox.host("inputs/rootfs-packages.list");
-            std::fs::write(&dest, list).map_err(io_err(&dest))?;
-        }
-        if r.inputs.contains(&Input::ReleaseLayout) {
-            let plan = self.release_plan(loaded, &vars, &sandbox, built_before)?;
-            let dest = sandbox.host("inputs/release-layout.json");
-            let json = serde_json::to_vec_pretty(&plan).expect("a plan serialises");
-            std::fs::write(&dest, json).map_err(io_err(&dest))?;
-        }
-        if !tree.join(&r.workdir).is_dir() {
-            return Err(recipe_err(format!(
-                "{}: workdir `{}` is not a directory of the source",
-                loaded.path.display(),
-                r.workdir
-            )));
-        }
-        let varied_home = self.variations.home.as_deref();
-        for d in ["out", "home", "tmp", "bin", "logs"]
-            .into_iter()
-            .chain(varied_home)
-        {
-            let p = sandbox.host(d);
-            std::fs::create_dir_all(&p).map_err(io_err(&p))?;
-        }
-        for t in &resolved.host_tools {
-            let link = sandbox.host("bin").join(&t.name);
-            std::os::unix::fs::symlink(&t.path, &link).map_err(io_err(&link))?;
-        }
-        if r.vcs_shim {
-            write_vcs_shim(
-                &sandbox.host("bin").join("git"),
-                &self.lock.source.commit.to_string(),
-            )?;
-        }
-        if let Some(v) = vendor {
-            let config = vendor_config(&v.config, &vars["cargo_vendor"])?;
-            let cargo_home = sandbox.host("home/.cargo");
-            std::fs::create_dir_all(&cargo_home).map_err(io_err(&cargo_home))?;
-            let dest = cargo_home.join("config.toml");
-            std::fs::write(&dest, config).map_err(io_err(&dest))?;
-        }
+        let (src_roots, disordered) = self.lay_out_source(&mut sandbox, &tree)?;
+        self.lay_out_inputs(
+            loaded,
+            &sandbox,
+            prepared,
+            built_before,
+            &vars,
+            &tree,
+            &resolved,
+            vendor,
+        )?;
 
         lap(&mut phases, "setup");
-        let mut step_runs = Vec::new();
-        let mut logs = Vec::new();
-        for (index, (step_name, argv, env, _)) in planned.iter().enumerate() {
-            events(Event::StepStart {
-                component: &name,
-                step: step_name,
-                index,
-                estimate: previous.get(step_name).map(|s| Duration::from_secs_f64(*s)),
-            });
-            let log = sandbox.host("logs").join(format!("{step_name}.log"));
-            let run = sandbox.run(&sandbox::Step {
-                argv: argv.clone(),
-                env: env.clone(),
-                cwd: workdir.clone(),
-                log: log.clone(),
-            });
-            let run = match run {
-                Ok(run) => run,
-                Err(SandboxError::Spawn { program, source })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    return Err(recipe_err(format!(
-                        "step `{step_name}`: `{program}` is not on the step's PATH ({}); add it to \
-                         host_tools or toolchains in {}",
-                        env["PATH"],
-                        loaded.path.display()
-                    )));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            // Keep the log beside the outputs whatever happens.
-            std::fs::create_dir_all(&log_stage).map_err(io_err(&log_stage))?;
-            let kept = log_stage.join(format!("{step_name}.log"));
-            std::fs::copy(&log, &kept).map_err(io_err(&kept))?;
-            if !run.status.success() {
-                // The output directory is not written on failure: keep the log in the store.
-                let failed = self.store.failed_logs(&self.arch, &name);
-                std::fs::create_dir_all(&failed).map_err(io_err(&failed))?;
-                let kept = failed.join(format!("{step_name}.log"));
-                std::fs::copy(&log, &kept).map_err(io_err(&kept))?;
-                let tail = sandbox::log_tail(&log, 20);
-                let hint = if sandbox.isolation() == Isolation::Namespaces
-                    && looks_like_network(&tail)
-                {
-                    "\nsteps have no network (they run in a new network namespace): every input \
-                     must come from the lockfile, through the store"
-                        .to_owned()
-                } else {
-                    String::new()
-                };
-                return Err(BuildError::StepFailed(Box::new(StepFailure {
-                    component: name.clone(),
-                    step: step_name.clone(),
-                    status: run.status.to_string(),
-                    secs: run.duration.as_secs_f64(),
-                    log: kept,
-                    tail,
-                    hint,
-                })));
-            }
-            events(Event::StepEnd {
-                component: &name,
-                step: step_name,
-                duration: run.duration,
-            });
-            step_runs.push(StepRun {
-                name: step_name.clone(),
-                seconds: run.duration.as_secs_f64(),
-            });
-            let (digest, _) = self
-                .store
-                .insert_file(&log)
-                .map_err(|e| io_err(&log)(std::io::Error::other(e.to_string())))?;
-            logs.push((step_name.clone(), digest));
-        }
-
+        let (step_runs, logs) = self.run_steps(
+            loaded, &planned, &sandbox, &workdir, &log_stage, &previous, events,
+        )?;
         lap(&mut phases, "steps");
         let mut notes = record_base.notes.clone();
         if let Ok(text) = std::fs::read_to_string(sandbox.host("tmp/.kata-repro-notes")) {
@@ -1025,30 +1133,21 @@ impl Builder<'_> {
                 }
             })
         };
-        // Collect, check and normalise the outputs.
-        let out_dir = sandbox.host("out");
-        for o in r.outputs.iter().filter(|o| o.from.is_some()) {
-            collect_from(o, &src_roots, &out_dir, &vars).map_err(&recipe_err)?;
-        }
-        let outputs = self.check_outputs(loaded, &out_dir).map_err(&recipe_err)?;
+        let outputs = self
+            .collect_outputs(loaded, &src_roots, &sandbox.host("out"), &vars)
+            .map_err(&recipe_err)?;
         self.install_outputs(&outputs, &component_stage)?;
         let record = ComponentRecord {
             outputs,
             notes,
             ..record_base
         };
-        let result = ActionResult {
+        self.record_result(&ActionResult {
             action_key,
             record: record.clone(),
             steps: step_runs.clone(),
             logs,
-        };
-        let result_path = self.store.action_path(&action_key).with_extension("json");
-        crate::files::write_atomically(
-            &result_path,
-            &serde_json::to_vec_pretty(&result).expect("serialises"),
-        )
-        .map_err(io_err(&result_path))?;
+        })?;
         lap(&mut phases, "outputs");
         let _ = early_cleanup.join();
         drop(sandbox);
@@ -1155,6 +1254,31 @@ impl Builder<'_> {
         Some(result)
     }
 
+    /// Collects, checks and normalises a component's outputs: what `from` names is copied from
+    /// the source roots into `out`, then see [`Self::check_outputs`].
+    fn collect_outputs(
+        &self,
+        loaded: &LoadedRecipe,
+        src_roots: &[PathBuf],
+        out: &Path,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<Vec<Artifact>, String> {
+        for o in loaded.recipe.outputs.iter().filter(|o| o.from.is_some()) {
+            collect_from(o, src_roots, out, vars)?;
+        }
+        self.check_outputs(loaded, out)
+    }
+
+    /// Records a built component in the action cache, by its key.
+    fn record_result(&self, result: &ActionResult) -> Result<(), BuildError> {
+        let path = self
+            .store
+            .action_path(&result.action_key)
+            .with_extension("json");
+        let json = serde_json::to_vec_pretty(result).expect("serialises");
+        crate::files::write_atomically(&path, &json).map_err(io_err(&path))
+    }
+
     /// Every file under `out` must be declared; every declared file must be there. Each is
     /// stored by sha256 and recorded with the declared mode.
     fn check_outputs(&self, loaded: &LoadedRecipe, out: &Path) -> Result<Vec<Artifact>, String> {
@@ -1162,7 +1286,7 @@ impl Builder<'_> {
         let files = crate::digest::tree_listing(out).map_err(|e| e.to_string())?;
         let mut outputs = Vec::new();
         for f in &files {
-            let Some(def) = declaring(r, &f.path) else {
+            let Some(def) = r.declaring(&f.path) else {
                 return Err(format!(
                     "a step wrote `{}` to ${{out}}, which no [[outputs]] entry in {} declares; \
                      declare it or stop writing it",
@@ -1188,11 +1312,7 @@ impl Builder<'_> {
             });
         }
         for o in &r.outputs {
-            let present = if o.path.ends_with('/') {
-                files.iter().any(|f| f.path.starts_with(&o.path))
-            } else {
-                files.iter().any(|f| f.path == o.path)
-            };
+            let present = files.iter().any(|f| o.declares(&f.path));
             if !present && !o.optional {
                 return Err(format!(
                     "declared output `{}` was not produced{}",
@@ -1232,16 +1352,6 @@ impl Builder<'_> {
         }
         Ok(())
     }
-}
-
-fn declaring<'r>(recipe: &'r recipe::Recipe, rel: &str) -> Option<&'r OutputDef> {
-    recipe.outputs.iter().find(|o| {
-        if o.path.ends_with('/') {
-            rel.starts_with(&o.path)
-        } else {
-            o.path == rel
-        }
-    })
 }
 
 /// Copies what `o.from` matches (relative to the source root) into `out/<o.path>`.

@@ -774,7 +774,7 @@ fn check_outputs(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeE
                     })
                     .unwrap_or(tail.len());
                 let named = &tail[..end];
-                if !named.is_empty() && !declares(recipe, named) {
+                if !named.is_empty() && recipe.declaring(named).is_none() {
                     return Err(invalid(
                         path,
                         text,
@@ -793,15 +793,29 @@ fn check_outputs(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeE
     Ok(())
 }
 
-/// Whether `rel` (a path under the output directory) is declared.
-pub fn declares(recipe: &Recipe, rel: &str) -> bool {
-    recipe.outputs.iter().any(|o| {
-        if o.path.ends_with('/') {
-            rel.starts_with(&o.path)
-        } else {
-            o.path == rel
-        }
-    })
+/// Whether the declared output path `declared` covers `rel` (a path under the output
+/// directory): itself, or, for a directory (`dir/`), everything under it. The one rule every
+/// check of outputs follows.
+pub fn path_declares(declared: &str, rel: &str) -> bool {
+    if declared.ends_with('/') {
+        rel.starts_with(declared)
+    } else {
+        declared == rel
+    }
+}
+
+impl OutputDef {
+    /// Whether this output covers `rel`: see [`path_declares`].
+    pub fn declares(&self, rel: &str) -> bool {
+        path_declares(&self.path, rel)
+    }
+}
+
+impl Recipe {
+    /// The output that declares `rel`, if any.
+    pub fn declaring(&self, rel: &str) -> Option<&OutputDef> {
+        self.outputs.iter().find(|o| o.declares(rel))
+    }
 }
 
 /// `chosen` with every component they need, in build order (a component after what it needs).

@@ -290,13 +290,9 @@ pub fn plan(
 
 /// Whether `from` is one of `outputs` (declared paths; `dir/` covers what is under it).
 fn declares(outputs: &[String], from: &str) -> bool {
-    outputs.iter().any(|o| {
-        if o.ends_with('/') {
-            from.starts_with(o.as_str())
-        } else {
-            o == from
-        }
-    })
+    outputs
+        .iter()
+        .any(|o| crate::recipe::path_declares(o, from))
 }
 
 /// The members one built part contributes, under the prefix.
