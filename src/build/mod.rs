@@ -16,6 +16,7 @@ pub mod initrd;
 pub mod kernel;
 mod keys;
 pub mod prepare;
+pub mod select;
 pub mod tools;
 
 use std::collections::BTreeMap;

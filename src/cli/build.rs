@@ -137,71 +137,22 @@ impl Job {
             &args.with.mirrors,
         )?;
         let lock = &release.lock;
-        let unbuildable = |r: &LoadedRecipe| build::unbuildable(lock, &r.recipe, &args.arch);
-        // Left out of the default set (and of what uses it), but built when asked for, where
-        // it then says what it lacks.
-        let no_proxy = |r: &LoadedRecipe| {
-            args.with
-                .go_proxy
-                .is_none()
-                .then(|| build::needs_go_proxy(lock, &r.recipe))
-                .flatten()
-        };
-        // Without --component: every recipe for this arch that the lockfile can build.
-        let mut skipped = Vec::new();
-        let requested: Vec<String> = if args.component.is_empty() {
-            all.values()
-                .filter(|r| r.recipe.arch.contains_key(&args.arch))
-                .filter(|r| match unbuildable(r).or_else(|| no_proxy(r)) {
-                    Some(why) => {
-                        skipped.push(format!("{}: {why}", r.recipe.component));
-                        false
-                    }
-                    None => true,
-                })
-                .map(|r| r.recipe.component.clone())
-                .collect()
-        } else {
-            args.component.clone()
-        };
-        if requested.is_empty() {
-            return Err(Failure::input(anyhow!(
-                "nothing to build for {} from {}: {}",
-                args.arch,
-                args.lockfile.display(),
-                skipped.join("; ")
-            )));
-        }
-        let left_out: Vec<String> = all
-            .values()
-            .filter(|r| r.recipe.arch.contains_key(&args.arch))
-            .filter_map(|r| {
-                let why = unbuildable(r).or_else(|| no_proxy(r))?;
-                Some(format!("{}: {why}", r.recipe.component))
-            })
-            .collect();
-        let order = kata_repro::recipe::with_needs(&all, &requested, &|c| {
-            all.get(c)
-                .is_some_and(|r| unbuildable(r).is_none() && no_proxy(r).is_none())
+        let selection = build::select::select(&build::select::Request {
+            all: &all,
+            components: &args.component,
+            arch: &args.arch,
+            lock,
+            lockfile: &args.lockfile,
+            go_proxy: Some(args.with.go_proxy.is_some()),
+            with_needs: true,
+            verb: "built",
         })
         .map_err(Failure::input)?;
-        for r in order.iter().map(|c| &all[c]) {
-            if !r.recipe.arch.contains_key(&args.arch) {
-                return Err(Failure::input(anyhow!(
-                    "{} does not build for {} (it builds for {})",
-                    r.path.display(),
-                    args.arch,
-                    r.recipe.arch.keys().cloned().collect::<Vec<_>>().join(", ")
-                )));
-            }
-            if let Some(why) = unbuildable(r) {
-                return Err(Failure::input(anyhow!(
-                    "{} cannot be built from {}: {why}",
-                    r.recipe.component,
-                    args.lockfile.display()
-                )));
-            }
-        }
+        let build::select::Selection {
+            order,
+            left_out,
+            skipped,
+        } = selection;
         if let Some(p) = &args.with.go_proxy {
             kata_repro::verify::gomod::modcache::check_proxy(p, args.with.offline)
                 .map_err(|e| Failure::input(anyhow!("--go-proxy {e}")))?;

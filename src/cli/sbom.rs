@@ -190,29 +190,18 @@ pub fn run(args: SbomArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
     let release =
         super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
     let lock = &release.lock;
-    let requested: Vec<String> = if args.component.is_empty() {
-        all.values()
-            .filter(|r| r.recipe.arch.contains_key(&args.arch))
-            .filter(|r| build::unbuildable(lock, &r.recipe, &args.arch).is_none())
-            .map(|r| r.recipe.component.clone())
-            .collect()
-    } else {
-        for c in &args.component {
-            let Some(r) = all.get(c) else {
-                return Err(Failure::input(anyhow!(
-                    "no recipe for component `{c}` (there are: {})",
-                    all.keys().cloned().collect::<Vec<_>>().join(", ")
-                )));
-            };
-            if let Some(why) = build::unbuildable(lock, &r.recipe, &args.arch) {
-                return Err(Failure::input(anyhow!(
-                    "{c} cannot be described from {}: {why}",
-                    args.lockfile.display()
-                )));
-            }
-        }
-        args.component.clone()
-    };
+    let requested = build::select::select(&build::select::Request {
+        all: &all,
+        components: &args.component,
+        arch: &args.arch,
+        lock,
+        lockfile: &args.lockfile,
+        go_proxy: None,
+        with_needs: false,
+        verb: "described",
+    })
+    .map_err(Failure::input)?
+    .order;
     let chosen: Vec<&LoadedRecipe> = all
         .values()
         .filter(|r| requested.contains(&r.recipe.component))
