@@ -1,6 +1,6 @@
 //! kata-repro: pins, fetches, verifies and records every input of a Kata Containers release.
 
-pub mod build;
+pub mod builder;
 pub mod check;
 pub mod diff;
 pub mod digest;

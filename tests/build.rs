@@ -133,7 +133,7 @@ fn go_and_rust_builds_are_identical_across_paths_times_and_umasks() {
     );
     // A file edited after its build no longer passes for the manifest's.
     let copy = p.path("out-b-edited");
-    kata_repro::build::copy_tree(&b, &copy).unwrap();
+    kata_repro::builder::copy_tree(&b, &copy).unwrap();
     let edited = copy.join(format!("{arch}/hello/hello"));
     let mut bytes = std::fs::read(&edited).unwrap();
     let last = bytes.len() - 1;

@@ -3,8 +3,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::anyhow;
-use kata_repro::build::prepare::{PrepareOptions, prepare};
-use kata_repro::build::{self, BuildError, Builder, Event};
+use kata_repro::builder::prepare::{PrepareOptions, prepare};
+use kata_repro::builder::{self, BuildError, Builder, Event};
 use kata_repro::digest::Sha256Digest;
 use kata_repro::recipe::{LoadedRecipe, RecipeSource};
 use kata_repro::source::mirror::Config;
@@ -116,7 +116,7 @@ pub struct BuildOptions {
 /// What one build of a job gave.
 pub struct Built {
     pub manifest: kata_repro::manifest::Manifest,
-    pub runs: Vec<build::ComponentRun>,
+    pub runs: Vec<builder::ComponentRun>,
     pub prepare_seconds: f64,
     pub record_files: Vec<String>,
 }
@@ -137,7 +137,7 @@ impl Job {
             &args.with.mirrors,
         )?;
         let lock = &release.lock;
-        let selection = build::select::select(&build::select::Request {
+        let selection = builder::select::select(&builder::select::Request {
             all: &all,
             components: &args.component,
             arch: &args.arch,
@@ -148,7 +148,7 @@ impl Job {
             verb: "built",
         })
         .map_err(Failure::input)?;
-        let build::select::Selection {
+        let builder::select::Selection {
             order,
             left_out,
             skipped,
@@ -229,7 +229,7 @@ impl Job {
         let args = &self.args;
         let lock = &self.release.lock;
         let chosen: Vec<&LoadedRecipe> = self.order.iter().map(|c| &self.all[c]).collect();
-        build::check_out_dir(out).map_err(|e| Failure::input(anyhow!(e)))?;
+        builder::check_out_dir(out).map_err(|e| Failure::input(anyhow!(e)))?;
         let progress = Progress::new();
         let label = if options.label.is_empty() {
             String::new()
@@ -263,7 +263,7 @@ impl Job {
             variations: options.variations.clone(),
             left_out: self.left_out.clone(),
         };
-        let stage = build::stage_beside(out).map_err(failure)?;
+        let stage = builder::stage_beside(out).map_err(failure)?;
         // Action keys come from pins alone: components whose results the store holds need no
         // input.
         let plans = builder.plan_all(&chosen, stage.path()).map_err(failure)?;
@@ -352,7 +352,7 @@ impl Job {
         } else {
             Vec::new()
         };
-        build::install(stage, out).map_err(failure)?;
+        builder::install(stage, out).map_err(failure)?;
         Ok(Built {
             manifest,
             runs,

@@ -169,7 +169,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Sbom(args) => sbom::run(args, &config, cli.json),
         Command::Sign(args) => sign::run(args, cli.json),
         Command::VerifySignature(args) => sign::verify(args, cli.json),
-        Command::Builtin(args) => kata_repro::build::builtin::run(args.name, &args.args)
+        Command::Builtin(args) => kata_repro::builder::builtin::run(args.name, &args.args)
             .map(|()| ExitCode::SUCCESS)
             .map_err(Failure::check),
     }

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::anyhow;
-use kata_repro::build::{self, Prepared};
+use kata_repro::builder::{self, Prepared};
 use kata_repro::digest::Sha256Digest;
 use kata_repro::lock::Lockfile;
 use kata_repro::manifest::Manifest;
@@ -68,7 +68,7 @@ fn sbom_failure(e: sbom::SbomError) -> Failure {
     }
 }
 
-fn build_failure(e: build::BuildError) -> Failure {
+fn build_failure(e: builder::BuildError) -> Failure {
     Failure {
         code: e.exit_code(),
         error: e.into(),
@@ -175,7 +175,7 @@ pub fn rust_sysroot(
     {
         return Ok(None);
     }
-    let rust = kata_repro::build::tools::find_rust(store, lock, explicit)
+    let rust = kata_repro::builder::tools::find_rust(store, lock, explicit)
         .map_err(|e| build_failure(e.into()))?;
     Ok(Some(rust.sysroot))
 }
@@ -190,7 +190,7 @@ pub fn run(args: SbomArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
     let release =
         super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
     let lock = &release.lock;
-    let requested = build::select::select(&build::select::Request {
+    let requested = builder::select::select(&builder::select::Request {
         all: &all,
         components: &args.component,
         arch: &args.arch,
@@ -249,10 +249,10 @@ pub fn run(args: SbomArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         templates: &templates,
         generator_version: env!("CARGO_PKG_VERSION"),
     };
-    let stage = build::stage_beside(&args.out).map_err(build_failure)?;
+    let stage = builder::stage_beside(&args.out).map_err(build_failure)?;
     let files =
         sbom::write(&ctx, &records.subjects(&sets, None), stage.path()).map_err(sbom_failure)?;
-    build::install(stage, &args.out).map_err(build_failure)?;
+    builder::install(stage, &args.out).map_err(build_failure)?;
     let counts: BTreeMap<&String, BTreeMap<&str, usize>> = sets
         .iter()
         .map(|(c, s)| {

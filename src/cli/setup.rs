@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::anyhow;
-use kata_repro::build::tools::{RustProbe, probe_rust};
+use kata_repro::builder::tools::{RustProbe, probe_rust};
 use kata_repro::host::Dpkg;
 use kata_repro::lock::Lockfile;
 use kata_repro::recipe::{LoadedRecipe, Recipe, RecipeSource, Toolchain, with_needs};

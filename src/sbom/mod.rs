@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use cyclonedx_bom::models::bom::SpecVersion;
 use serde::{Deserialize, Serialize};
 
-use crate::build::{BuildError, Prepared};
+use crate::builder::{BuildError, Prepared};
 use crate::digest::Sha256Digest;
 use crate::lock::Lockfile;
 use crate::recipe::{Input, LoadedRecipe, Recipe, SourceTree, Toolchain};
@@ -322,11 +322,11 @@ pub fn dependency_sets(
                 })
                 .collect();
             let refs: Vec<&LoadedRecipe> = light.iter().collect();
-            fetched = crate::build::prepare::prepare(
+            fetched = crate::builder::prepare::prepare(
                 lock,
                 Getter { ..get },
                 &refs,
-                &crate::build::prepare::PrepareOptions {
+                &crate::builder::prepare::PrepareOptions {
                     offline,
                     cargo: rust.map(|r| r.join("bin/cargo").to_string_lossy().into_owned()),
                     go_proxy: None,

@@ -178,17 +178,17 @@ fn raw(
     let r = &recipe.recipe;
     let store = Store::open(store_root, || {})?;
     std::fs::create_dir_all(root)?;
-    kata_repro::build::copy_tree(&store.git_path(&lock.source.commit), &root.join("src"))?;
+    kata_repro::builder::copy_tree(&store.git_path(&lock.source.commit), &root.join("src"))?;
     for d in ["out", "home", "tmp", "bin", "toolchains", "inputs", "logs"] {
         std::fs::create_dir_all(root.join(d))?;
     }
     let link = |target: &Path, at: &str| std::os::unix::fs::symlink(target, root.join(at));
     if r.toolchains.contains(&Toolchain::Go) {
-        let go = kata_repro::build::tools::ensure_go(&store, lock, &kata_repro::host::arch())?;
+        let go = kata_repro::builder::tools::ensure_go(&store, lock, &kata_repro::host::arch())?;
         link(&go.goroot, "toolchains/go")?;
     }
     if r.toolchains.contains(&Toolchain::Rust) {
-        let rust = kata_repro::build::tools::find_rust(&store, lock, None)?;
+        let rust = kata_repro::builder::tools::find_rust(&store, lock, None)?;
         link(&rust.sysroot, "toolchains/rust")?;
     }
     let path = std::env::var("PATH").unwrap_or_default();
@@ -200,7 +200,10 @@ fn raw(
         link(&found, &format!("bin/{t}"))?;
     }
     if r.vcs_shim {
-        kata_repro::build::write_vcs_shim(&root.join("bin/git"), &lock.source.commit.to_string())?;
+        kata_repro::builder::write_vcs_shim(
+            &root.join("bin/git"),
+            &lock.source.commit.to_string(),
+        )?;
     }
     let root_str = root.display().to_string();
     let local = |s: &str| s.replace(ROOT, &root_str);
@@ -217,8 +220,8 @@ fn raw(
     }
     if r.inputs.contains(&kata_repro::recipe::Input::GoModules)
         && matches!(
-            kata_repro::build::prepare::go_mode(lock, &r.workdir),
-            kata_repro::build::GoMode::Proxy { .. }
+            kata_repro::builder::prepare::go_mode(lock, &r.workdir),
+            kata_repro::builder::GoMode::Proxy { .. }
         )
     {
         link(&store.go_module_cache(), "inputs/goproxy")?;
