@@ -265,9 +265,10 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         use kata_repro::recipe::RecipeSource;
         let recipes = RecipeSource::Builtin.load_all().map_err(Failure::input)?;
         let recipes: Vec<_> = recipes.values().map(|r| &r.recipe).collect();
+        let (tools, packages) = kata_repro::recipe::host_needs(&recipes, &host_arch());
         let pins = kata_repro::host::host_pins(
-            &recipes,
-            &host_arch(),
+            &tools,
+            &packages,
             &std::env::var("PATH").unwrap_or_default(),
             &kata_repro::host::Dpkg::load(),
         )

@@ -219,21 +219,19 @@ pub fn host_os() -> String {
         .to_owned()
 }
 
-/// Every package a build for `arch` uses on this host: those owning the recipes' host tools,
-/// and their host packages, as the lockfile's `[host]` pins them.
+/// Every package a build uses on this host, as the lockfile's `[host]` pins them: those owning
+/// `tools` (found on `search_path`), and `packages`.
 pub fn host_pins(
-    recipes: &[&crate::recipe::Recipe],
-    arch: &str,
+    tools: &[String],
+    packages: &[String],
     search_path: &str,
     dpkg: &Dpkg,
 ) -> Result<crate::lock::HostPins, HostError> {
     let mut pins = BTreeSet::new();
-    for r in recipes.iter().filter(|r| r.arch.contains_key(arch)) {
-        for t in resolve_host_tools(&r.host_tools_for(arch), search_path, dpkg)? {
-            pins.extend(t.package);
-        }
-        pins.extend(resolve_host_packages(&r.host_packages_for(arch), dpkg)?);
+    for t in resolve_host_tools(tools, search_path, dpkg)? {
+        pins.extend(t.package);
     }
+    pins.extend(resolve_host_packages(packages, dpkg)?);
     Ok(crate::lock::HostPins {
         os: host_os(),
         packages: pins

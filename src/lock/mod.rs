@@ -521,6 +521,14 @@ fn check_commit_time(time: i64, now: i64) -> Result<(), String> {
     ))
 }
 
+/// `6.18.35` → `6.18`.
+pub fn major_minor(version: &str) -> &str {
+    match version.match_indices('.').nth(1) {
+        Some((i, _)) => &version[..i],
+        None => version,
+    }
+}
+
 /// 1-based line and column of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];

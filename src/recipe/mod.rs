@@ -793,16 +793,7 @@ fn check_outputs(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeE
     Ok(())
 }
 
-/// Whether the declared output path `declared` covers `rel` (a path under the output
-/// directory): itself, or, for a directory (`dir/`), everything under it. The one rule every
-/// check of outputs follows.
-pub fn path_declares(declared: &str, rel: &str) -> bool {
-    if declared.ends_with('/') {
-        rel.starts_with(declared)
-    } else {
-        declared == rel
-    }
-}
+pub use crate::release::layout::path_declares;
 
 impl OutputDef {
     /// Whether this output covers `rel`: see [`path_declares`].
@@ -816,6 +807,17 @@ impl Recipe {
     pub fn declaring(&self, rel: &str) -> Option<&OutputDef> {
         self.outputs.iter().find(|o| o.declares(rel))
     }
+}
+
+/// The host tools and packages the recipes that build for `arch` take from the host, each
+/// once, sorted.
+pub fn host_needs(recipes: &[&Recipe], arch: &str) -> (Vec<String>, Vec<String>) {
+    let (mut tools, mut packages) = (BTreeSet::new(), BTreeSet::new());
+    for r in recipes.iter().filter(|r| r.arch.contains_key(arch)) {
+        tools.extend(r.host_tools_for(arch));
+        packages.extend(r.host_packages_for(arch));
+    }
+    (tools.into_iter().collect(), packages.into_iter().collect())
 }
 
 /// `chosen` with every component they need, in build order (a component after what it needs).

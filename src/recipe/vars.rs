@@ -115,7 +115,7 @@ pub const BUILTINS: &[BuiltinVar] = &[
     },
     BuiltinVar {
         name: "kernel_major",
-        value: |c| crate::verify::kernel::major_minor(&c.lock.kernel.version).to_owned(),
+        value: |c| crate::lock::major_minor(&c.lock.kernel.version).to_owned(),
     },
     BuiltinVar {
         name: "kata_config_version",

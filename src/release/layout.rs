@@ -288,11 +288,20 @@ pub fn plan(
     }
 }
 
+/// Whether the declared output path `declared` covers `rel` (a path under the output
+/// directory): itself, or, for a directory (`dir/`), everything under it. The one rule every
+/// check of outputs follows.
+pub fn path_declares(declared: &str, rel: &str) -> bool {
+    if declared.ends_with('/') {
+        rel.starts_with(declared)
+    } else {
+        declared == rel
+    }
+}
+
 /// Whether `from` is one of `outputs` (declared paths; `dir/` covers what is under it).
 fn declares(outputs: &[String], from: &str) -> bool {
-    outputs
-        .iter()
-        .any(|o| crate::recipe::path_declares(o, from))
+    outputs.iter().any(|o| path_declares(o, from))
 }
 
 /// The members one built part contributes, under the prefix.

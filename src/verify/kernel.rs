@@ -18,13 +18,7 @@ pub fn fragment_dir(arch: &str) -> Option<&'static str> {
     })
 }
 
-/// `6.18.35` → `6.18`.
-pub fn major_minor(version: &str) -> &str {
-    match version.match_indices('.').nth(1) {
-        Some((i, _)) => &version[..i],
-        None => version,
-    }
-}
+pub use crate::lock::major_minor;
 
 /// Files directly in `dir` ending in `ext`, sorted.
 fn files(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
