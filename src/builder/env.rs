@@ -172,30 +172,15 @@ mod tests {
         format!("/tmp/kata-repro/{rel}")
     }
 
-    fn recipe(text: &str) -> Recipe {
-        crate::recipe::parse(text, std::path::Path::new("r.toml"))
-            .unwrap()
-            .recipe
-    }
+    const NEEDS: &str = "needs = [\"kernel\"]\nuses = [\"agent\"]";
 
-    const NEEDS: &str = r#"
-schema = 1
-component = "image"
-description = "an image"
-needs = ["kernel"]
-uses = ["agent"]
-[arch.x86_64]
-[[steps]]
-name = "s"
-argv = ["true"]
-[[outputs]]
-path = "a"
-mode = 0o644
-"#;
+    fn recipe(tail: &str) -> Recipe {
+        crate::recipe::test_recipe("image", NEEDS, "", tail)
+    }
 
     #[test]
     fn needed_components_are_variables_and_keys_and_used_ones_may_be_left_out() {
-        let r = recipe(NEEDS);
+        let r = recipe("");
         let key = Sha256Digest::of(b"k");
         let built: BTreeMap<String, Sha256Digest> = [("kernel".to_owned(), key)].into();
         let n = needed(&r, &built, &inside, "x86_64").unwrap();
@@ -214,15 +199,11 @@ mode = 0o644
 
     #[test]
     fn own_vars_expand_against_each_other_and_a_cycle_is_named() {
-        let r = recipe(&format!(
-            "{NEEDS}\n[vars]\na = \"${{b}}/x\"\nb = \"${{arch}}\"\n"
-        ));
+        let r = recipe("[vars]\na = \"${b}/x\"\nb = \"${arch}\"\n");
         let mut vars: BTreeMap<String, String> = [("arch".into(), "x86_64".into())].into();
         add_own_vars(&mut vars, &r, &r.arch["x86_64"]).unwrap();
         assert_eq!(vars["a"], "x86_64/x");
-        let cyclic = recipe(&format!(
-            "{NEEDS}\n[vars]\na = \"${{b}}\"\nb = \"${{a}}\"\n"
-        ));
+        let cyclic = recipe("[vars]\na = \"${b}\"\nb = \"${a}\"\n");
         let mut vars = BTreeMap::new();
         let err = add_own_vars(&mut vars, &cyclic, &cyclic.arch["x86_64"]).unwrap_err();
         assert_eq!(err.0, "a");
@@ -230,7 +211,7 @@ mode = 0o644
 
     #[test]
     fn the_environment_is_fixed_and_toolchains_come_first_on_path() {
-        let r = recipe(NEEDS);
+        let r = recipe("");
         let lock_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("lockfiles/kata-4.0.0-debian.toml");
         let lock = Lockfile::load(&lock_path).unwrap().value;
@@ -267,11 +248,11 @@ mode = 0o644
 
     #[test]
     fn a_recipe_names_its_arches_and_may_not_set_what_kata_repro_sets() {
-        let r = recipe(NEEDS);
+        let r = recipe("");
         assert!(arch_section(&r, "x86_64").is_ok());
         assert_eq!(arch_section(&r, "s390x").unwrap_err(), "x86_64");
         assert_eq!(check_reserved(&r, &r.arch["x86_64"]), Ok(()));
-        let bad = recipe(&format!("{NEEDS}\n[env]\nSOURCE_DATE_EPOCH = \"1\"\n"));
+        let bad = recipe("[env]\nSOURCE_DATE_EPOCH = \"1\"\n");
         assert_eq!(
             check_reserved(&bad, &bad.arch["x86_64"]),
             Err("SOURCE_DATE_EPOCH".to_owned())

@@ -354,27 +354,11 @@ mod tests {
     }
 
     fn steps(argv0: &str) -> Vec<PlannedStep> {
-        let text = format!(
-            r#"
-schema = 1
-component = "c"
-description = "c"
-[arch.x86_64]
-[[steps]]
-name = "one"
-argv = ["{argv0}", "${{arch}}"]
-env = {{ A = "${{arch}}" }}
-[[steps]]
-name = "two"
-argv = ["true"]
-[[outputs]]
-path = "a"
-mode = 0o644
-"#
+        let steps = format!(
+            "[[steps]]\nname = \"one\"\nargv = [\"{argv0}\", \"${{arch}}\"]\n\
+             env = {{ A = \"${{arch}}\" }}\n[[steps]]\nname = \"two\"\nargv = [\"true\"]\n"
         );
-        let r = crate::recipe::parse(&text, std::path::Path::new("c.toml"))
-            .unwrap()
-            .recipe;
+        let r = crate::recipe::test_recipe("c", "", &steps, "");
         let vars: BTreeMap<String, String> = [("arch".into(), "x86_64".into())].into();
         let base: BTreeMap<String, String> = [("A".into(), "base".into())].into();
         let inside = |rel: &str| format!("/tmp/kata-repro/{rel}");

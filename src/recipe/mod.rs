@@ -921,6 +921,22 @@ pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// A valid recipe for x86_64, for tests: `head` is TOML put before its tables, `steps` its
+/// `[[steps]]` (one step running `true` when empty), and `tail` TOML put after its one output,
+/// the file `x`.
+#[cfg(test)]
+pub(crate) fn test_recipe(component: &str, head: &str, steps: &str, tail: &str) -> Recipe {
+    let steps = match steps {
+        "" => "[[steps]]\nname = \"build\"\nargv = [\"true\"]\n",
+        s => s,
+    };
+    let text = format!(
+        "schema = 1\ncomponent = \"{component}\"\ndescription = \"a test\"\n{head}\n\n\
+         [arch.x86_64]\n\n{steps}\n[[outputs]]\npath = \"x\"\nmode = 0o644\n{tail}"
+    );
+    parse(&text, Path::new("test.toml")).unwrap().recipe
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,13 +26,40 @@ pub struct BuiltinVar {
     pub value: fn(&VarContext) -> String,
 }
 
+/// A variable and its value.
+macro_rules! var {
+    ($name:literal, $value:expr) => {
+        BuiltinVar {
+            name: $name,
+            value: $value,
+        }
+    };
+}
+
+/// A variable naming a path of the scratch directory as a step sees it.
+macro_rules! inside {
+    ($name:literal, $rel:literal) => {
+        BuiltinVar {
+            name: $name,
+            value: |c| (c.inside)($rel),
+        }
+    };
+}
+
+/// A UUID derived from the pins for the purpose the variable is named after.
+macro_rules! uuid {
+    ($name:literal) => {
+        BuiltinVar {
+            name: $name,
+            value: |c| derived_uuid(c.lock, c.arch, $name).to_string(),
+        }
+    };
+}
+
 /// Every built-in variable.
 pub const BUILTINS: &[BuiltinVar] = &[
     // The scratch directory.
-    BuiltinVar {
-        name: "src",
-        value: |c| (c.inside)("src"),
-    },
+    inside!("src", "src"),
     BuiltinVar {
         name: "workdir",
         value: |c| match c.recipe.workdir.as_str() {
@@ -40,52 +67,23 @@ pub const BUILTINS: &[BuiltinVar] = &[
             w => (c.inside)(&format!("src/{w}")),
         },
     },
-    BuiltinVar {
-        name: "out",
-        value: |c| (c.inside)("out"),
-    },
-    BuiltinVar {
-        name: "home",
-        value: |c| (c.inside)("home"),
-    },
-    BuiltinVar {
-        name: "tmp",
-        value: |c| (c.inside)("tmp"),
-    },
+    inside!("out", "out"),
+    inside!("home", "home"),
+    inside!("tmp", "tmp"),
     // The release.
-    BuiltinVar {
-        name: "arch",
-        value: |c| c.arch.to_owned(),
-    },
-    BuiltinVar {
-        name: "commit",
-        value: |c| c.lock.source.commit.to_string(),
-    },
-    BuiltinVar {
-        name: "version",
-        value: |c| c.lock.release.clone(),
-    },
-    BuiltinVar {
-        name: "source_date_epoch",
-        value: |c| c.lock.source_date_epoch().to_string(),
-    },
+    var!("arch", |c| c.arch.to_owned()),
+    var!("commit", |c| c.lock.source.commit.to_string()),
+    var!("version", |c| c.lock.release.clone()),
+    var!("source_date_epoch", |c| c
+        .lock
+        .source_date_epoch()
+        .to_string()),
     // Toolchains and verified inputs.
-    BuiltinVar {
-        name: "go",
-        value: |c| (c.inside)("toolchains/go"),
-    },
-    BuiltinVar {
-        name: "rust",
-        value: |c| (c.inside)("toolchains/rust"),
-    },
-    BuiltinVar {
-        name: "cargo_vendor",
-        value: |c| (c.inside)("inputs/cargo-vendor"),
-    },
-    BuiltinVar {
-        name: "gomod",
-        value: |c| if c.go_proxy { "readonly" } else { "vendor" }.to_owned(),
-    },
+    inside!("go", "toolchains/go"),
+    inside!("rust", "toolchains/rust"),
+    inside!("cargo_vendor", "inputs/cargo-vendor"),
+    var!("gomod", |c| if c.go_proxy { "readonly" } else { "vendor" }
+        .to_owned()),
     BuiltinVar {
         name: "goproxy",
         value: |c| match c.go_proxy {
@@ -100,32 +98,23 @@ pub const BUILTINS: &[BuiltinVar] = &[
             SourceTree::Kernel => (c.inside)("inputs/kata"),
         },
     },
-    BuiltinVar {
-        name: "rootfs_packages",
-        value: |c| (c.inside)("inputs/rootfs-packages.list"),
-    },
-    BuiltinVar {
-        name: "release_layout",
-        value: |c| (c.inside)("inputs/release-layout.json"),
-    },
+    inside!("rootfs_packages", "inputs/rootfs-packages.list"),
+    inside!("release_layout", "inputs/release-layout.json"),
     // The guest kernel.
-    BuiltinVar {
-        name: "kernel_version",
-        value: |c| c.lock.kernel.version.clone(),
-    },
-    BuiltinVar {
-        name: "kernel_major",
-        value: |c| crate::lock::major_minor(&c.lock.kernel.version).to_owned(),
-    },
-    BuiltinVar {
-        name: "kata_config_version",
-        value: |c| c.lock.kernel.kata_config_version.clone(),
-    },
+    var!("kernel_version", |c| c.lock.kernel.version.clone()),
+    var!("kernel_major", |c| crate::lock::major_minor(
+        &c.lock.kernel.version
+    )
+    .to_owned()),
+    var!("kata_config_version", |c| c
+        .lock
+        .kernel
+        .kata_config_version
+        .clone()),
     // The rootfs image: its base and the identifiers derived from the pins.
-    BuiltinVar {
-        name: "rootfs_distro",
-        value: |c| rootfs_base(c).map(|b| b.distro.clone()).unwrap_or_default(),
-    },
+    var!("rootfs_distro", |c| rootfs_base(c)
+        .map(|b| b.distro.clone())
+        .unwrap_or_default()),
     BuiltinVar {
         name: "rootfs_release",
         value: |c| {
@@ -134,14 +123,8 @@ pub const BUILTINS: &[BuiltinVar] = &[
                 .unwrap_or_default()
         },
     },
-    BuiltinVar {
-        name: "fs_uuid",
-        value: |c| derived_uuid(c.lock, c.arch, "fs_uuid").to_string(),
-    },
-    BuiltinVar {
-        name: "hash_seed",
-        value: |c| derived_uuid(c.lock, c.arch, "hash_seed").to_string(),
-    },
+    uuid!("fs_uuid"),
+    uuid!("hash_seed"),
     BuiltinVar {
         name: "verity_salt",
         // veritysetup takes the salt as hex; 32 bytes, as its default salt.
@@ -149,10 +132,7 @@ pub const BUILTINS: &[BuiltinVar] = &[
             Sha256Digest::of(derived_uuid(c.lock, c.arch, "verity_salt").as_bytes()).to_hex()
         },
     },
-    BuiltinVar {
-        name: "verity_uuid",
-        value: |c| derived_uuid(c.lock, c.arch, "verity_uuid").to_string(),
-    },
+    uuid!("verity_uuid"),
     BuiltinVar {
         name: "disk_id",
         value: |c| {

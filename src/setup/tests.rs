@@ -1,29 +1,10 @@
 use std::path::Path;
 
 use super::*;
-use crate::recipe::parse;
 
 /// A recipe for x86_64 whose host section is `host` (TOML put before its other tables).
 fn recipe_with(component: &str, host: &str) -> Recipe {
-    let text = format!(
-        r#"
-schema = 1
-component = "{component}"
-description = "a test"
-{host}
-
-[arch.x86_64]
-
-[[steps]]
-name = "build"
-argv = ["true"]
-
-[[outputs]]
-path = "x"
-mode = 0o644
-"#
-    );
-    parse(&text, Path::new("test.toml")).unwrap().recipe
+    crate::recipe::test_recipe(component, host, "", "")
 }
 
 fn recipe(component: &str, tools: &str, packages: &str) -> Recipe {
