@@ -25,7 +25,9 @@ pub enum Scope {
     Kata4,
 }
 
-/// Runs the check; the report and screenshot stay in `out` for a person to look at.
+/// Runs the check; the report and screenshot stay in `out` for a person to look at. With
+/// `reuse`, the check is not run again: what the last run left in `out` (its `check.json`, kept
+/// builds and report) is checked again.
 pub fn run(
     root: &Path,
     bin: &Path,
@@ -33,11 +35,14 @@ pub fn run(
     store: &Path,
     out: &Path,
     scope: Scope,
+    reuse: bool,
 ) -> Result<()> {
-    if out.exists() {
-        std::fs::remove_dir_all(out)?;
+    if !reuse {
+        if out.exists() {
+            std::fs::remove_dir_all(out)?;
+        }
+        std::fs::create_dir_all(out)?;
     }
-    std::fs::create_dir_all(out)?;
     let report = out.join("report");
     let started = Instant::now();
     let (lockfile, components, variations, what) = match scope {
@@ -60,24 +65,34 @@ pub fn run(
             "4.0.0-debian kata-static",
         ),
     };
-    let o = Command::new(bin)
-        .args(mirror_args)
-        .args(["--json", "check", "--lockfile"])
-        .arg(root.join("lockfiles").join(lockfile))
-        .args(components)
-        .args(["--variations", variations, "--store"])
-        .arg(store)
-        .arg("--report")
-        .arg(&report)
-        .arg("--keep")
-        .arg(out.join("builds"))
-        .output()?;
-    let secs = started.elapsed().as_secs_f64();
-    let code = o.status.code().unwrap_or(-1);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
-        .with_context(|| format!("check: {}", String::from_utf8_lossy(&o.stderr)))?;
-    ensure!(code == 0 || code == 1, "check exited {code}: {v}");
-    std::fs::write(out.join("check.json"), serde_json::to_vec_pretty(&v)?)?;
+    let (v, code, secs) = if reuse {
+        let path = out.join("check.json");
+        let text = std::fs::read(&path)
+            .with_context(|| format!("{}: no earlier check run to reuse", path.display()))?;
+        let v: serde_json::Value = serde_json::from_slice(&text)?;
+        let code = v["exit_code"].as_i64().unwrap_or(-1) as i32;
+        (v, code, 0.0)
+    } else {
+        let o = Command::new(bin)
+            .args(mirror_args)
+            .args(["--json", "check", "--lockfile"])
+            .arg(root.join("lockfiles").join(lockfile))
+            .args(components)
+            .args(["--variations", variations, "--store"])
+            .arg(store)
+            .arg("--report")
+            .arg(&report)
+            .arg("--keep")
+            .arg(out.join("builds"))
+            .output()?;
+        let secs = started.elapsed().as_secs_f64();
+        let code = o.status.code().unwrap_or(-1);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .with_context(|| format!("check: {}", String::from_utf8_lossy(&o.stderr)))?;
+        ensure!(code == 0 || code == 1, "check exited {code}: {v}");
+        std::fs::write(out.join("check.json"), serde_json::to_vec_pretty(&v)?)?;
+        (v, code, secs)
+    };
     println!("check {what} ({variations}): exit {code} in {secs:.1}s");
     for t in v["timings"].as_array().into_iter().flatten() {
         println!(

@@ -235,6 +235,11 @@ enum Task {
         /// configurations must be fully expanded and carry the image's root hash.
         #[arg(long, conflicts_with_all = ["no_check", "whole_release"])]
         kata4: bool,
+        /// With --check-only: check again what the last check run left in target/e2e-check
+        /// (its verdicts, kept builds and report) instead of building again, e.g. after
+        /// installing Chromium for the report's screenshot.
+        #[arg(long, requires = "check_only")]
+        reuse_check: bool,
     },
 }
 
@@ -339,6 +344,7 @@ fn main() -> Result<()> {
             check_only,
             whole_release,
             kata4,
+            reuse_check,
         } => {
             let bin = build(&root)?;
             let scratch = tempfile::tempdir()?;
@@ -371,6 +377,7 @@ fn main() -> Result<()> {
                     } else {
                         e2echeck::Scope::AgentRuntime
                     },
+                    reuse_check,
                 )?;
             }
             println!("e2e: ok");
