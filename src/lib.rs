@@ -6,6 +6,8 @@ pub mod diff;
 pub mod digest;
 pub mod files;
 pub mod host;
+pub mod inputs;
+pub mod job;
 pub mod lock;
 pub mod manifest;
 pub mod provenance;

@@ -9,9 +9,5 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => return cli::usage_error(e),
     };
-    let json = args.json;
-    match cli::run(args) {
-        Ok(code) => code,
-        Err(failure) => failure.report(json),
-    }
+    cli::main(args)
 }

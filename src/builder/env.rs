@@ -7,7 +7,7 @@ use super::builtin;
 use crate::digest::Sha256Digest;
 use crate::lock::Lockfile;
 use crate::recipe::{self, ArchSection, Recipe};
-use crate::sandbox::variation::{self, Varied};
+use crate::sandbox::variation::Varied;
 
 /// The recipe's section for `arch`; else the architectures it has, as `a], [arch.b`.
 pub(super) fn arch_section<'a>(r: &'a Recipe, arch: &str) -> Result<&'a ArchSection, String> {
@@ -147,16 +147,9 @@ pub(super) fn base_env(s: &EnvSources<'_>) -> (BTreeMap<String, String>, Option<
     for (k, v) in s.recipe.env.iter().chain(s.arch_section.env.iter()) {
         env.insert(k.clone(), recipe::expand(v, vars));
     }
-    let mut varied_env = varied.env.clone();
-    let mut note = None;
-    if let Some(why) = variation::time_unsupported(&varied_env, s.rust) {
-        varied_env.retain(|k, _| !variation::is_time_env(k));
-        note = Some(format!(
-            "the time variation was not applied to this component: {why}"
-        ));
-    }
-    env.extend(varied_env);
-    (env, note)
+    let (varied, notes) = varied.for_component(s.rust);
+    env.extend(varied.env.clone());
+    (env, notes.into_iter().next())
 }
 
 /// Whether a step of `r` runs one of kata-repro's builtins.

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use super::action::Action;
-use super::prepare::GoMode;
 use super::{Resolved, SANDBOX_VERSION};
 use crate::digest::{InputDigest, Sha256Digest};
+use crate::inputs::GoMode;
 use crate::lock::Lockfile;
 use crate::manifest::ToolchainRecord;
 use crate::recipe::{self, Input, Recipe, SourceTree};
@@ -118,7 +118,7 @@ pub(super) fn input_digests(s: &KeySources<'_>) -> Vec<InputDigest> {
         inputs.push(input(
             "variations",
             s.varied
-                .names
+                .names()
                 .iter()
                 .map(|v| v.name())
                 .collect::<Vec<_>>()
@@ -345,10 +345,12 @@ mod tests {
         let lock = lock();
         let plain = digests(&lock, &recipe("agent"), &Varied::default());
         assert!(!names(&plain).contains(&"variations"));
-        let mut varied = Varied::default();
-        varied
-            .names
-            .push(crate::sandbox::variation::Variation::Environment);
+        let varied: Varied = [(
+            crate::sandbox::variation::Variation::Environment,
+            Default::default(),
+        )]
+        .into_iter()
+        .collect();
         let varied = digests(&lock, &recipe("agent"), &varied);
         assert!(names(&varied).contains(&"variations"));
     }

@@ -15,8 +15,6 @@ mod env;
 pub mod initrd;
 pub mod kernel;
 mod keys;
-pub mod prepare;
-pub mod select;
 pub mod tools;
 
 use std::collections::BTreeMap;
@@ -29,6 +27,8 @@ use self::tools::{GoInstall, RustInstall, ToolError};
 use crate::digest::Sha256Digest;
 use crate::files::remove_tree;
 use crate::host::Dpkg;
+use crate::inputs::{self, InputsError};
+pub use crate::inputs::{GoMode, Prepared};
 use crate::lock::Lockfile;
 use crate::manifest::{
     Artifact, ComponentRecord, Environment, Generator, LOGS_DIR, LockfileRef, Manifest, RecipeRef,
@@ -37,7 +37,6 @@ use crate::manifest::{
 use crate::recipe::{self, Input, LoadedRecipe, OutputDef, Toolchain};
 use crate::sandbox::{self, Bind, Isolation, Sandbox, SandboxError};
 use crate::source::store::Store;
-pub use prepare::GoMode;
 
 /// Bumped whenever the step environment changes in a way action keys must reflect.
 const SANDBOX_VERSION: &str = "1";
@@ -77,6 +76,8 @@ pub enum BuildError {
         lines: Vec<String>,
     },
     #[error(transparent)]
+    Inputs(#[from] InputsError),
+    #[error(transparent)]
     StepFailed(Box<StepFailure>),
     #[error("{path}: {source}")]
     Io {
@@ -93,6 +94,7 @@ impl BuildError {
             BuildError::StepFailed(_) | BuildError::Input { .. } | BuildError::HostDrift { .. } => {
                 1
             }
+            BuildError::Inputs(e) => e.exit_code(),
             _ => 2,
         }
     }
@@ -144,20 +146,6 @@ pub enum Event<'a> {
     },
 }
 
-/// The verified source checkout and inputs the builder works from.
-pub struct Prepared {
-    /// The verified checkout of the pinned commit, in the store.
-    pub checkout: PathBuf,
-    /// The verified offline vendor tree and its cargo config, when a recipe needs one.
-    pub cargo_vendor: Option<crate::verify::cargo::offline::OfflineVendor>,
-    /// sha256 of the Cargo.lock the vendor tree was verified against.
-    pub cargo_lock_sha256: Option<Sha256Digest>,
-    /// Where each Go recipe's modules come from, by component.
-    pub go_modules: BTreeMap<String, prepare::GoModules>,
-    /// The rootfs packages for the architecture, verified, with their store paths.
-    pub rootfs_debs: Vec<(crate::lock::RootfsPackage, PathBuf)>,
-}
-
 pub struct Builder<'a> {
     pub store: &'a Store,
     pub lock: &'a Lockfile,
@@ -188,8 +176,8 @@ pub struct Builder<'a> {
 pub fn needs_go_proxy(lock: &Lockfile, recipe: &recipe::Recipe) -> Option<String> {
     let proxy = recipe.inputs.contains(&Input::GoModules)
         && matches!(
-            prepare::go_mode(lock, &recipe.workdir),
-            prepare::GoMode::Proxy { .. }
+            inputs::go_mode(lock, &recipe.workdir),
+            inputs::GoMode::Proxy { .. }
         );
     proxy.then(|| {
         format!(
@@ -417,7 +405,7 @@ impl Builder<'_> {
                     .unwrap_or_else(|| "C.UTF-8".into()),
                 variations: self
                     .variations
-                    .names
+                    .names()
                     .iter()
                     .map(|v| v.to_string())
                     .collect(),
@@ -560,7 +548,7 @@ impl Builder<'_> {
                     component: name.clone(),
                     message: "its verified Go modules".into(),
                 })?;
-            if let prepare::GoModules::Proxy { dir, .. } = m {
+            if let inputs::GoModules::Proxy { dir, .. } = m {
                 binds.push(Bind {
                     host: dir.clone(),
                     inside: "inputs/goproxy".into(),
@@ -574,7 +562,7 @@ impl Builder<'_> {
                     host: prepared.checkout.clone(),
                     inside: "inputs/kata".into(),
                 });
-                prepare::kernel_tree(&self.lock.kernel, self.store).map_err(|e| {
+                inputs::kernel_tree(&self.lock.kernel, self.store).map_err(|e| {
                     BuildError::Input {
                         component: name.clone(),
                         message: format!("the kernel source, unpacked from its tarball: {e}"),
@@ -896,7 +884,7 @@ impl Builder<'_> {
         let go_mode = r
             .inputs
             .contains(&Input::GoModules)
-            .then(|| prepare::go_mode(self.lock, &r.workdir));
+            .then(|| inputs::go_mode(self.lock, &r.workdir));
         let cargo_lock_sha256 = if r.inputs.contains(&Input::CargoVendor) {
             Some(
                 pinned_file(self.lock, "Cargo.lock").ok_or_else(|| BuildError::Recipe {
@@ -917,7 +905,7 @@ impl Builder<'_> {
             arch: &self.arch,
             recipe: r,
             inside: &inside,
-            go_proxy: matches!(go_mode, Some(prepare::GoMode::Proxy { .. })),
+            go_proxy: matches!(go_mode, Some(inputs::GoMode::Proxy { .. })),
         });
         let workdir = vars["workdir"].clone();
         // What this component needs: built before it in this run.
@@ -1570,16 +1558,28 @@ pub fn install(stage: tempfile::TempDir, out: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// Why an output directory cannot receive a build.
+#[derive(Debug, thiserror::Error)]
+pub enum OutDirError {
+    #[error("--out {} exists and is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error(
+        "--out {} exists and holds files that are not a kata-repro build (no manifest.json); \
+         choose an empty or new directory",
+        path.display()
+    )]
+    NotABuild { path: PathBuf },
+}
+
 /// Checks that `out` can receive a build: absent, empty, or a previous kata-repro output.
-pub fn check_out_dir(out: &Path) -> Result<(), String> {
+pub fn check_out_dir(out: &Path) -> Result<(), OutDirError> {
     if !out.exists() {
         return Ok(());
     }
     if !out.is_dir() {
-        return Err(format!(
-            "--out {} exists and is not a directory",
-            out.display()
-        ));
+        return Err(OutDirError::NotADirectory {
+            path: out.to_owned(),
+        });
     }
     let empty = std::fs::read_dir(out)
         .map(|mut d| d.next().is_none())
@@ -1587,11 +1587,9 @@ pub fn check_out_dir(out: &Path) -> Result<(), String> {
     if empty || out.join(crate::manifest::MANIFEST_FILE).is_file() {
         Ok(())
     } else {
-        Err(format!(
-            "--out {} exists and holds files that are not a kata-repro build (no manifest.json); \
-             choose an empty or new directory",
-            out.display()
-        ))
+        Err(OutDirError::NotABuild {
+            path: out.to_owned(),
+        })
     }
 }
 

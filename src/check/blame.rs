@@ -35,7 +35,7 @@ pub fn blame(first: &Path, second: &Path, d: &ArtifactDiff, varied: &Varied) -> 
     let (a, b) = (read(first), read(second));
     // Every string of the explanation, for the markers that show only there (archive members).
     let detail_text: Vec<(String, String)> = d.details.iter().map(detail_sides).collect();
-    for (variation, marker) in variation::markers(varied) {
+    for (variation, marker) in varied.markers() {
         let m = marker.as_bytes();
         let in_b = contains(&b, m) || detail_text.iter().any(|(_, y)| y.contains(&marker));
         let in_a = contains(&a, m) || detail_text.iter().any(|(x, _)| x.contains(&marker));
@@ -46,7 +46,7 @@ pub fn blame(first: &Path, second: &Path, d: &ArtifactDiff, varied: &Varied) -> 
             );
         }
     }
-    if varied.names.contains(&Variation::Time) {
+    if varied.names().contains(&Variation::Time) {
         let this_year = year_now();
         let next = (this_year + 1).to_string();
         let (na, nb) = (count(&a, next.as_bytes()), count(&b, next.as_bytes()));

@@ -7,6 +7,7 @@ use kata_repro::diff::{self, Options, Side};
 use kata_repro::manifest::MANIFEST_FILE;
 
 use super::Failure;
+use super::render::{Format, Output, outln};
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
@@ -19,7 +20,7 @@ pub struct DiffArgs {
     deep: bool,
 }
 
-pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
+pub fn run(args: DiffArgs, format: Format) -> Result<ExitCode, Failure> {
     let open = |p: &PathBuf| {
         if !p.exists() {
             return Err(Failure::input(anyhow!("{} does not exist", p.display())));
@@ -40,7 +41,7 @@ pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
     let (report, label_a, label_b) = if streamed {
         let out = std::sync::Mutex::new(std::io::stdout());
         let found = |kind: &str, path: &str| {
-            if !json {
+            if !format.is_json() {
                 let mut o = out.lock().expect("stdout");
                 let _ = writeln!(o, "{kind:<8} {path}");
                 let _ = o.flush();
@@ -58,11 +59,7 @@ pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
         a.pair(&mut b);
         (diff::diff(&a, &b, &options), a.label, b.label)
     };
-    let code = if report.same() { 0 } else { 1 };
-    if json {
-        super::print_json(&serde_json::json!({
-            "ok": report.same(),
-            "exit_code": code,
+    let json = serde_json::json!({
             "a": label_a,
             "b": label_b,
             "inputs": report.inputs,
@@ -71,43 +68,47 @@ pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
             "added": report.added,
             "removed": report.removed,
             "modified": report.modified,
-        }));
-        return Ok(ExitCode::from(code));
-    }
+    });
+    let text = |out: &mut String| print(out, &report, streamed);
+    Ok(format.emit(Output::checked(report.same(), json, &text)))
+}
+
+fn print(out: &mut String, report: &diff::DiffReport, streamed: bool) {
     if !report.inputs.is_empty() {
-        println!("inputs that differ (they explain what follows):");
+        outln!(out, "inputs that differ (they explain what follows):");
         for d in &report.inputs {
-            println!("  {}:\n    A {}\n    B {}", d.what, d.a, d.b);
+            outln!(out, "  {}:\n    A {}\n    B {}", d.what, d.a, d.b);
         }
-        println!();
+        outln!(out);
     }
     for d in &report.differing {
         if streamed {
-            println!("{}:", d.path);
+            outln!(out, "{}:", d.path);
         } else {
-            println!("differs  {}", d.path);
+            outln!(out, "differs  {}", d.path);
         }
-        println!("    A sha256 {} ({} bytes)", d.a.sha256, d.a.size);
-        println!("    B sha256 {} ({} bytes)", d.b.sha256, d.b.size);
+        outln!(out, "    A sha256 {} ({} bytes)", d.a.sha256, d.a.size);
+        outln!(out, "    B sha256 {} ({} bytes)", d.b.sha256, d.b.size);
         if let Some(f) = &d.follows {
-            println!("    follows from {}: {}", f.artifact, f.evidence);
+            outln!(out, "    follows from {}: {}", f.artifact, f.evidence);
         }
         for detail in &d.details {
-            println!("    {detail}");
+            outln!(out, "    {detail}");
         }
     }
     for m in &report.modified {
-        println!("modified {m}");
+        outln!(out, "modified {m}");
     }
     if !streamed {
         for p in &report.removed {
-            println!("removed  {p} (only in A)");
+            outln!(out, "removed  {p} (only in A)");
         }
         for p in &report.added {
-            println!("added    {p} (only in B)");
+            outln!(out, "added    {p} (only in B)");
         }
     }
-    println!(
+    outln!(
+        out,
         "{} identical, {} differing, {} added, {} removed{}: {}",
         report.identical.len(),
         report.differing.len(),
@@ -124,5 +125,4 @@ pub fn run(args: DiffArgs, json: bool) -> Result<ExitCode, Failure> {
             "the artifacts differ"
         }
     );
-    Ok(ExitCode::from(code))
 }

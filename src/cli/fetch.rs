@@ -6,6 +6,7 @@ use kata_repro::source::fetch::{Event, FetchOptions, FetchReport, Fetcher, Input
 use kata_repro::source::mirror::Config;
 
 use super::progress::Progress;
+use super::render::{Format, Output, outln};
 use super::{Failure, MirrorArgs};
 
 #[derive(Debug, clap::Args)]
@@ -30,10 +31,9 @@ pub struct FetchArgs {
     mirrors: MirrorArgs,
 }
 
-pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
-    let release =
-        super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
-    release.announce_policy();
+pub fn run(args: FetchArgs, config: &Config, format: Format) -> Result<ExitCode, Failure> {
+    let release = super::open_release(&args.lockfile, args.store.as_deref(), config, args.mirrors)?;
+    super::progress::say(release.policy_line());
     let mut options = FetchOptions {
         skip: args.skip.iter().copied().collect(),
         ..FetchOptions::default()
@@ -81,24 +81,15 @@ pub fn run(args: FetchArgs, config: &Config, json: bool) -> Result<ExitCode, Fai
     });
     drop(progress);
 
-    if json {
-        super::print_json(&serde_json::json!({
-            "ok": report.ok(),
-            "exit_code": if report.ok() { 0 } else { 1 },
-            "allowed_hosts": release.policy_json(),
-            "report": report,
-        }));
-    } else {
-        print_summary(&report);
-    }
-    Ok(if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    let json = serde_json::json!({
+        "allowed_hosts": release.policy_json(),
+        "report": report,
+    });
+    let text = |out: &mut String| print_summary(out, &report);
+    Ok(format.emit(Output::checked(report.ok(), json, &text)))
 }
 
-fn print_summary(report: &FetchReport) {
+fn print_summary(out: &mut String, report: &FetchReport) {
     let rows: Vec<[String; 4]> = report
         .inputs
         .iter()
@@ -138,13 +129,19 @@ fn print_summary(report: &FetchReport) {
             w2 = widths[2]
         )
     };
-    println!("Kata {} — store {}", report.release, report.store.display());
-    println!("{}", line(header));
+    outln!(
+        out,
+        "Kata {} — store {}",
+        report.release,
+        report.store.display()
+    );
+    outln!(out, "{}", line(header));
     for r in &rows {
-        println!("{}", line([&r[0], &r[1], &r[2], &r[3]]));
+        outln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3]]));
     }
     let count = |s: Status| report.inputs.iter().filter(|i| i.status == s).count();
-    println!(
+    outln!(
+        out,
         "\n{} fetched, {} cached, {} repaired, {} failed, {} missing, {} unpinned, {} skipped",
         count(Status::Fetched),
         count(Status::Cached),
@@ -156,14 +153,15 @@ fn print_summary(report: &FetchReport) {
     );
     let problems: Vec<_> = report.inputs.iter().filter(|i| !i.status.is_ok()).collect();
     if !problems.is_empty() {
-        println!();
+        outln!(out);
         for i in problems {
             let at = i
                 .pinned_at
                 .as_deref()
                 .map(|a| format!(" (pinned at {a})"))
                 .unwrap_or_default();
-            println!(
+            outln!(
+                out,
                 "{} {}{at}: {}",
                 i.status,
                 i.name,
@@ -172,7 +170,8 @@ fn print_summary(report: &FetchReport) {
         }
     }
     for i in report.inputs.iter().filter(|i| i.damaged.is_some()) {
-        println!(
+        outln!(
+            out,
             "damaged: {}: {}; it was fetched and verified again. Something other than kata-repro \
              changed the store: find out what before trusting other copies of it",
             i.name,
@@ -184,6 +183,11 @@ fn print_summary(report: &FetchReport) {
         .iter()
         .filter(|i| i.status.is_ok() && i.message.is_some() && i.status != Status::Skipped)
     {
-        println!("note: {}: {}", i.name, i.message.as_deref().unwrap_or(""));
+        outln!(
+            out,
+            "note: {}: {}",
+            i.name,
+            i.message.as_deref().unwrap_or("")
+        );
     }
 }

@@ -3,15 +3,14 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use kata_repro::digest::Sha256Digest;
-use kata_repro::lock::generate::{
-    self, DEFAULT_ALLOWED_HOSTS, GenerateError, KernelPin, LockRequest,
-};
+use kata_repro::job::lock::{self, DEFAULT_ALLOWED_HOSTS, GenerateError, KernelPin, LockRequest};
 use kata_repro::lock::toolchain::{DEFAULT_GO_DL_INDEX, DEFAULT_PYPI_INDEX, DEFAULT_RUST_DIST};
 use kata_repro::source::download::Location;
 use kata_repro::source::git::{GitError, VerifiedRepo};
 use kata_repro::source::mirror::Config;
 use kata_repro::source::policy::{FROM_FLAG, HostPolicy};
 
+use super::render::{Format, Output};
 use super::{Failure, MirrorArgs};
 
 #[derive(Debug, clap::Args)]
@@ -119,8 +118,13 @@ fn allow_host_of(lock: &mut kata_repro::lock::Lockfile, url: &str) {
     }
 }
 
-pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
-    let mirrors = super::mirrors(config, &args.mirrors)?;
+pub fn run(args: LockArgs, config: &Config, format: Format) -> Result<ExitCode, Failure> {
+    let mirrors = args
+        .mirrors
+        .clone()
+        .sources(config)
+        .mirrors()
+        .map_err(Failure::from)?;
     let progress = super::progress::Progress::new();
     progress.set(format!("locking {} at {}", args.source, args.tag));
     let mut policy = HostPolicy::new(DEFAULT_ALLOWED_HOSTS);
@@ -186,7 +190,7 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
             )),
         }
     };
-    let mut generated = generate::generate(&request, &open).map_err(|e| match &e {
+    let mut generated = lock::generate(&request, &open).map_err(|e| match &e {
         GenerateError::Git(GitError::Corrupt { .. } | GitError::TreeMismatch { .. }) => {
             Failure::check(e)
         }
@@ -284,9 +288,7 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
         eprintln!("warning: {w}");
     }
     let lock = &generated.lockfile;
-    if json {
-        super::print_json(&serde_json::json!({
-            "ok": true,
+    let json = serde_json::json!({
             "release": lock.release,
             "commit": lock.source.commit.to_string(),
             "tree": lock.source.tree.to_string(),
@@ -294,19 +296,21 @@ pub fn run(args: LockArgs, config: &Config, json: bool) -> Result<ExitCode, Fail
             "output": args.output,
             "warnings": generated.warnings,
             "lockfile": if args.output.is_none() { Some(&text) } else { None },
-        }));
-    } else if let Some(out) = &args.output {
-        eprintln!(
-            "wrote {}: Kata {} at {} (tree {}), {} git dependencies, SOURCE_DATE_EPOCH={}",
-            out.display(),
-            lock.release,
-            lock.source.commit,
-            lock.source.tree,
-            lock.git.len(),
-            lock.source.commit_time
-        );
-    } else {
-        print!("{text}");
-    }
-    Ok(ExitCode::SUCCESS)
+    });
+    let show = |out: &mut String| {
+        if let Some(path) = &args.output {
+            eprintln!(
+                "wrote {}: Kata {} at {} (tree {}), {} git dependencies, SOURCE_DATE_EPOCH={}",
+                path.display(),
+                lock.release,
+                lock.source.commit,
+                lock.source.tree,
+                lock.git.len(),
+                lock.source.commit_time
+            );
+        } else {
+            out.push_str(&text);
+        }
+    };
+    Ok(format.emit(Output::ok(json, &show)))
 }

@@ -6,6 +6,7 @@ use kata_repro::source::export::write_mirrors;
 use kata_repro::source::mirror::Config;
 
 use super::progress::Progress;
+use super::render::{Format, Output, outln};
 use super::{Failure, MirrorArgs};
 
 #[derive(Debug, clap::Args)]
@@ -26,15 +27,14 @@ pub struct MirrorCmdArgs {
     mirrors: MirrorArgs,
 }
 
-pub fn run(args: MirrorCmdArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
+pub fn run(args: MirrorCmdArgs, config: &Config, format: Format) -> Result<ExitCode, Failure> {
     if std::fs::read_dir(&args.dir).is_ok_and(|mut d| d.next().is_some()) {
         return Err(Failure::input(anyhow!(
             "--dir {} is not empty; give a new directory for the mirrors",
             args.dir.display()
         )));
     }
-    let release =
-        super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
+    let release = super::open_release(&args.lockfile, args.store.as_deref(), config, args.mirrors)?;
     let progress = Progress::new();
     progress.set(format!(
         "writing mirrors of the git sources of {} into {}",
@@ -44,16 +44,15 @@ pub fn run(args: MirrorCmdArgs, config: &Config, json: bool) -> Result<ExitCode,
     let written = write_mirrors(&release.getter(args.offline), &release.lock, &args.dir)
         .map_err(|f| Failure::check(anyhow!("{}", f.message)))?;
     drop(progress);
-    if json {
-        super::print_json(&serde_json::json!({
-            "ok": true,
-            "dir": args.dir,
-            "config": args.dir.join("mirrors.toml"),
-            "mirrors": written,
-        }));
-    } else {
+    let json = serde_json::json!({
+        "dir": args.dir,
+        "config": args.dir.join("mirrors.toml"),
+        "mirrors": written,
+    });
+    let text = |out: &mut String| {
         for m in &written {
-            println!(
+            outln!(
+                out,
                 "{:<60} {} ({} commit{}, from {})",
                 m.upstream,
                 m.path.display(),
@@ -62,12 +61,13 @@ pub fn run(args: MirrorCmdArgs, config: &Config, json: bool) -> Result<ExitCode,
                 m.from
             );
         }
-        println!(
+        outln!(
+            out,
             "{} mirrors in {}; use them with --config {}",
             written.len(),
             args.dir.display(),
             args.dir.join("mirrors.toml").display()
         );
-    }
-    Ok(ExitCode::SUCCESS)
+    };
+    Ok(format.emit(Output::ok(json, &text)))
 }

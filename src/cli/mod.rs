@@ -10,6 +10,7 @@ mod fetch;
 mod lock;
 mod mirror;
 mod progress;
+mod render;
 mod sbom;
 mod setup;
 mod sign;
@@ -19,14 +20,9 @@ mod verify;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::anyhow;
 use clap::{Parser, Subcommand};
-use kata_repro::lock::{Loaded, Lockfile};
-use kata_repro::source::fetch::check_policy;
-use kata_repro::source::get::Getter;
-use kata_repro::source::mirror::{Config, Mirrors};
-use kata_repro::source::policy::HostPolicy;
-use kata_repro::source::store::Store;
+use kata_repro::job::{JobError, Release, Sources};
+use kata_repro::source::mirror::Config;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -91,7 +87,7 @@ pub struct BuiltinArgs {
 }
 
 /// Mirror options shared by commands that read upstream sources.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct MirrorArgs {
     /// Use a mirror (a local path, or a URL) for an upstream URL or URL prefix; repeatable.
     #[arg(long = "mirror", value_name = "URL=PATH")]
@@ -122,17 +118,6 @@ impl Failure {
             error: error.into(),
         }
     }
-
-    pub fn report(self, json: bool) -> ExitCode {
-        // Errors carry their causes in their own messages.
-        let message = format!("{}", self.error);
-        if json {
-            let v = serde_json::json!({ "ok": false, "exit_code": self.code, "error": message });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        }
-        eprintln!("error: {message}");
-        ExitCode::from(self.code)
-    }
 }
 
 /// A command line clap refused: exit 2, as JSON when `--json` was asked for.
@@ -152,23 +137,29 @@ pub fn usage_error(error: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+/// Runs the command `cli` asks for: its result on stdout, progress and errors on stderr.
+pub fn main(cli: Cli) -> ExitCode {
+    let format = render::Format::new(cli.json);
+    run(cli, format).unwrap_or_else(|failure| format.fail(failure))
+}
+
+fn run(cli: Cli, format: render::Format) -> Result<ExitCode, Failure> {
     progress::set_quiet(cli.quiet);
     let config = load_config(cli.config.as_deref())?;
     match cli.command {
-        Command::Setup(args) => setup::run(args, cli.json),
-        Command::Lock(args) => lock::run(args, &config, cli.json),
-        Command::Fetch(args) => fetch::run(args, &config, cli.json),
-        Command::Mirror(args) => mirror::run(args, &config, cli.json),
-        Command::Verify(args) => verify::run(args, &config, cli.json),
-        Command::Vendor(args) => vendor::run(args, &config, cli.json),
-        Command::Build(args) => build::run(args, &config, cli.json),
-        Command::Diff(args) => diff::run(args, cli.json),
-        Command::Check(args) => check::run(args, &config, cli.json),
-        Command::Audit(args) => audit::run(args, &config, cli.json),
-        Command::Sbom(args) => sbom::run(args, &config, cli.json),
-        Command::Sign(args) => sign::run(args, cli.json),
-        Command::VerifySignature(args) => sign::verify(args, cli.json),
+        Command::Setup(args) => setup::run(args, format),
+        Command::Lock(args) => lock::run(args, &config, format),
+        Command::Fetch(args) => fetch::run(args, &config, format),
+        Command::Mirror(args) => mirror::run(args, &config, format),
+        Command::Verify(args) => verify::run(args, &config, format),
+        Command::Vendor(args) => vendor::run(args, &config, format),
+        Command::Build(args) => build::run(args, &config, format),
+        Command::Diff(args) => diff::run(args, format),
+        Command::Check(args) => check::run(args, &config, format),
+        Command::Audit(args) => audit::run(args, &config, format),
+        Command::Sbom(args) => sbom::run(args, &config, format),
+        Command::Sign(args) => sign::run(args, format),
+        Command::VerifySignature(args) => sign::verify(args, format),
         Command::Builtin(args) => kata_repro::builder::builtin::run(args.name, &args.args)
             .map(|()| ExitCode::SUCCESS)
             .map_err(Failure::check),
@@ -182,100 +173,40 @@ fn load_config(explicit: Option<&Path>) -> Result<Config, Failure> {
     }
 }
 
-/// Mirrors from the config, then `--mirror` (which wins).
-fn mirrors(config: &Config, args: &MirrorArgs) -> Result<Mirrors, Failure> {
-    let mut m = Mirrors::new();
-    m.extend_from(config);
-    for arg in &args.mirrors {
-        m.insert_arg(arg).map_err(Failure::input)?;
-    }
-    Ok(m)
-}
-
-/// The store named by `--store`, the environment or the config, opened for writing.
-fn open_store(store: Option<&Path>, config: &Config) -> Result<Store, Failure> {
-    let root = Store::default_root(store, config.store.as_deref());
-    Store::open(&root, || {
-        eprintln!(
-            "waiting for another kata-repro to release the store {}",
-            root.display()
-        )
-    })
-    .map_err(Failure::input)
-}
-
-/// What a command that reads a release's inputs needs: its lockfile, the mirrors, the host
-/// policy (already checked against every URL the lockfile names) and the store.
-pub struct Release {
-    /// The lockfile, with the sha256 of the bytes it was parsed from.
-    pub lock: Loaded<Lockfile>,
-    mirrors: Mirrors,
-    policy: HostPolicy,
-    pub store: Store,
-}
-
-impl Release {
-    fn open(
-        lockfile: &Path,
-        store: Option<&Path>,
-        config: &Config,
-        mirror_args: &MirrorArgs,
-    ) -> Result<Self, Failure> {
-        let lock = Lockfile::load(lockfile).map_err(Failure::input)?;
-        let mirrors = mirrors(config, mirror_args)?;
-        let policy = HostPolicy::for_lockfile(
-            &lock.policy.allowed_hosts,
-            &config.policy.allowed_hosts,
-            &mirror_args.allow_hosts,
-        )
-        .map_err(|e| {
-            let at = lock
-                .locate("allowed_hosts")
-                .unwrap_or_else(|| lockfile.display().to_string());
-            Failure::input(anyhow!("{at}: {e}"))
-        })?;
-        check_policy(&lock, &policy)
-            .map_err(|e| Failure::input(anyhow!("{}: {e}", lockfile.display())))?;
-        let store = open_store(store, config)?;
-        Ok(Self {
-            lock,
-            mirrors,
-            policy,
-            store,
-        })
-    }
-
-    /// Which hosts may be contacted, and why each may: `allowed hosts: github.com (built-in), …`.
-    pub fn policy_line(&self) -> String {
-        format!("allowed hosts: {}", self.policy.describe())
-    }
-
-    /// Says [`Self::policy_line`] on stderr.
-    pub fn announce_policy(&self) {
-        progress::say(self.policy_line());
-    }
-
-    /// The effective allow-list for `--json`: `[{host, from}]`.
-    pub fn policy_json(&self) -> serde_json::Value {
-        self.policy
-            .hosts()
-            .map(|(host, from)| serde_json::json!({ "host": host, "from": from }))
-            .collect()
-    }
-
-    pub fn getter(&self, offline: bool) -> Getter<'_> {
-        Getter {
-            store: &self.store,
-            mirrors: &self.mirrors,
-            policy: &self.policy,
-            offline,
+impl MirrorArgs {
+    /// Where upstream sources come from: the config's mirrors and hosts, then these.
+    pub fn sources(self, config: &Config) -> Sources {
+        Sources {
+            config: config.clone(),
+            mirrors: self.mirrors,
+            allow_hosts: self.allow_hosts,
         }
     }
 }
 
-fn print_json(value: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("reports serialise")
-    );
+impl From<JobError> for Failure {
+    fn from(e: JobError) -> Self {
+        Failure {
+            code: e.exit_code(),
+            error: e.into(),
+        }
+    }
+}
+
+/// Opens a release's lockfile, mirrors, policy and store, saying so while another process
+/// holds the store.
+fn open_release(
+    lockfile: &Path,
+    store: Option<&Path>,
+    config: &Config,
+    mirror_args: MirrorArgs,
+) -> Result<Release, Failure> {
+    let sources = mirror_args.sources(config);
+    let on_wait = |root: &Path| {
+        eprintln!(
+            "waiting for another kata-repro to release the store {}",
+            root.display()
+        )
+    };
+    Ok(Release::open(lockfile, store, &sources, on_wait)?)
 }

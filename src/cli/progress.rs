@@ -200,6 +200,84 @@ pub fn clock(d: Duration) -> String {
     }
 }
 
+/// A job's events, shown on stderr.
+pub struct JobProgress {
+    progress: Progress,
+    /// The steps of the component being built, for `step i/n`.
+    steps: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for JobProgress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JobProgress {
+    pub fn new() -> Self {
+        Self {
+            progress: Progress::new(),
+            steps: Default::default(),
+        }
+    }
+
+    pub fn show(&self, event: kata_repro::job::Event<'_>) {
+        use kata_repro::builder::Event as Step;
+        use kata_repro::job::Event;
+        use std::sync::atomic::Ordering;
+        let prefix = |label: &str| {
+            if label.is_empty() {
+                String::new()
+            } else {
+                format!("{label}: ")
+            }
+        };
+        match event {
+            Event::Phase { label, what } => self.progress.set(format!("{}{what}", prefix(label))),
+            Event::Crate { label, name } => self
+                .progress
+                .bar()
+                .set_message(format!("{}verifying crates: {name}", prefix(label))),
+            Event::Note(line) => self.progress.line(line),
+            Event::Step { label, event } => {
+                let label = prefix(label);
+                match event {
+                    Step::ComponentStart { component, steps } => {
+                        self.steps.store(steps, Ordering::Relaxed);
+                        self.progress.set(format!("{label}{component}: starting"));
+                    }
+                    Step::StepStart {
+                        component,
+                        step,
+                        index,
+                        estimate,
+                    } => {
+                        let last = estimate
+                            .map(|e| format!(" (took {} last time)", clock(e)))
+                            .unwrap_or_default();
+                        let total = self.steps.load(Ordering::Relaxed);
+                        self.progress.set(format!(
+                            "{label}{component}: step {}/{total} {step}{last}",
+                            index + 1
+                        ));
+                    }
+                    Step::StepEnd {
+                        component,
+                        step,
+                        duration,
+                    } => self.progress.line(format!(
+                        "  {label}built {component}: {step} ({:.1}s)",
+                        duration.as_secs_f64()
+                    )),
+                    Step::ComponentCached { component } => self.progress.line(format!(
+                        "  {label}cached {component}: every step's result is in the store"
+                    )),
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,8 @@ use kata_repro::recipe::{LoadedRecipe, Recipe, RecipeSource, Toolchain, with_nee
 use kata_repro::setup::{Survey, apt_commands, shell_line, survey};
 use serde::Serialize;
 
-use super::{Failure, print_json};
+use super::Failure;
+use super::render::{Format, Output, outln};
 
 #[derive(Debug, clap::Args)]
 pub struct SetupArgs {
@@ -64,7 +65,7 @@ struct Report {
     problems: Vec<String>,
 }
 
-pub fn run(args: SetupArgs, json: bool) -> Result<ExitCode, Failure> {
+pub fn run(args: SetupArgs, format: Format) -> Result<ExitCode, Failure> {
     let source = match &args.recipes {
         Some(d) => RecipeSource::Dir(d.clone()),
         None => RecipeSource::Builtin,
@@ -130,16 +131,11 @@ pub fn run(args: SetupArgs, json: bool) -> Result<ExitCode, Failure> {
         rust,
         problems,
     };
-    if json {
-        print_json(&report);
-    } else {
-        print_human(&report, args.dry_run);
-    }
-    Ok(if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    let json = serde_json::to_value(&report).expect("reports serialise");
+    // The survey is for the person at the terminal (stderr); stdout has only the command, to
+    // be run as it is.
+    let text = |out: &mut String| print_human(out, &report, args.dry_run);
+    Ok(format.emit(Output::checked(report.ok, json, &text)))
 }
 
 /// Runs one apt-get command, its output on stderr (stdout is the report's).
@@ -242,7 +238,7 @@ fn rust_report(lock: Option<&Lockfile>, explicit: Option<&std::path::Path>) -> R
     }
 }
 
-fn print_human(r: &Report, dry_run: bool) {
+fn print_human(out: &mut String, r: &Report, dry_run: bool) {
     for s in &r.surveys {
         let tools = s.tools.len();
         let packages = s.packages.len();
@@ -293,7 +289,7 @@ fn print_human(r: &Report, dry_run: bool) {
         if r.command.is_empty() {
             eprintln!("nothing to install");
         } else {
-            println!("{}", r.command);
+            outln!(out, "{}", r.command);
         }
     } else if r.installed {
         eprintln!("installed: {}", r.to_install.join(" "));

@@ -9,6 +9,7 @@ use kata_repro::manifest::{MANIFEST_FILE, Manifest};
 use kata_repro::provenance::{self, Statement};
 
 use super::Failure;
+use super::render::{Format, Output, outln};
 
 #[derive(Debug, clap::Args)]
 pub struct SignArgs {
@@ -30,7 +31,7 @@ pub struct VerifySignatureArgs {
     dir: PathBuf,
 }
 
-pub fn run(args: SignArgs, json: bool) -> Result<ExitCode, Failure> {
+pub fn run(args: SignArgs, format: Format) -> Result<ExitCode, Failure> {
     let key = sign::load_signing_key(&args.key).map_err(Failure::input)?;
     let manifest_path = args.dir.join(MANIFEST_FILE);
     let manifest = Manifest::load(&manifest_path).map_err(Failure::input)?;
@@ -72,22 +73,22 @@ pub fn run(args: SignArgs, json: bool) -> Result<ExitCode, Failure> {
             .map_err(|e| Failure::input(anyhow!("writing {}: {e}", path.display())))?;
     }
     let keyid = sign::key_id(&key.verifying_key());
-    if json {
-        super::print_json(&serde_json::json!({
-            "ok": true, "exit_code": 0, "keyid": keyid,
-            "manifest_sha256": statement.sha256,
-            "envelopes": envelopes.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
-        }));
-    } else {
-        println!(
+    let json = serde_json::json!({
+        "keyid": keyid,
+        "manifest_sha256": statement.sha256,
+        "envelopes": envelopes.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+    });
+    let text = |out: &mut String| {
+        outln!(
+            out,
             "signed manifest.json (sha256 {}) and {} with key {keyid}: {}, {}",
             statement.sha256,
             provenance::FILE,
             sign::MANIFEST_ENVELOPE,
             sign::PROVENANCE_ENVELOPE
         );
-    }
-    Ok(ExitCode::SUCCESS)
+    };
+    Ok(format.emit(Output::ok(json, &text)))
 }
 
 #[derive(serde::Serialize)]
@@ -97,7 +98,7 @@ struct Check {
     detail: String,
 }
 
-pub fn verify(args: VerifySignatureArgs, json: bool) -> Result<ExitCode, Failure> {
+pub fn verify(args: VerifySignatureArgs, format: Format) -> Result<ExitCode, Failure> {
     let key = sign::load_verifying_key(&args.key).map_err(Failure::input)?;
     let mut checks: Vec<Check> = Vec::new();
     let mut check = |what: &str, result: Result<String, String>| {
@@ -164,28 +165,26 @@ pub fn verify(args: VerifySignatureArgs, json: bool) -> Result<ExitCode, Failure
     }
 
     let failed = checks.iter().filter(|c| !c.ok).count();
-    let code = if failed == 0 { 0 } else { 1 };
-    if json {
-        super::print_json(&serde_json::json!({
-            "ok": failed == 0,
-            "exit_code": code,
-            "keyid": sign::key_id(&key),
-            "checks": checks,
-        }));
-    } else {
+    let json = serde_json::json!({
+        "keyid": sign::key_id(&key),
+        "checks": checks,
+    });
+    let text = |out: &mut String| {
         for c in checks.iter().filter(|c| !c.ok || checks.len() <= 12) {
-            println!(
+            outln!(
+                out,
                 "{:<4} {:<40} {}",
                 if c.ok { "ok" } else { "FAIL" },
                 c.what,
                 c.detail
             );
         }
-        println!(
+        outln!(
+            out,
             "{} checks, {failed} failed (key {})",
             checks.len(),
             sign::key_id(&key)
         );
-    }
-    Ok(ExitCode::from(code))
+    };
+    Ok(format.emit(Output::checked(failed == 0, json, &text)))
 }

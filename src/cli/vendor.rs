@@ -9,6 +9,7 @@ use kata_repro::verify::cargo::offline;
 use kata_repro::verify::release::ReleaseCheck;
 use kata_repro::verify::report::Ecosystem;
 
+use super::render::{Format, Output, outln};
 use super::{Failure, MirrorArgs};
 
 #[derive(Debug, clap::Args)]
@@ -29,9 +30,8 @@ pub struct VendorArgs {
     mirrors: MirrorArgs,
 }
 
-pub fn run(args: VendorArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
-    let release =
-        super::Release::open(&args.lockfile, args.store.as_deref(), config, &args.mirrors)?;
+pub fn run(args: VendorArgs, config: &Config, format: Format) -> Result<ExitCode, Failure> {
+    let release = super::open_release(&args.lockfile, args.store.as_deref(), config, args.mirrors)?;
     let (lock, store, mirrors) = (&release.lock, &release.store, &release.mirrors);
 
     let progress = super::progress::Progress::new();
@@ -92,21 +92,20 @@ pub fn run(args: VendorArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
     }
     std::fs::rename(work.keep(), &out)
         .map_err(|e| Failure::input(anyhow!("{}: {e}", out.display())))?;
-    if json {
-        super::print_json(&serde_json::json!({
-            "ok": true,
-            "vendor": built.vendor_dir,
-            "config": built.config,
-            "crates": built.crates,
-        }));
-    } else {
-        println!(
+    let json = serde_json::json!({
+        "vendor": built.vendor_dir,
+        "config": built.config,
+        "crates": built.crates,
+    });
+    let text = |out: &mut String| {
+        outln!(
+            out,
             "wrote {} ({} crates, verified) and {}\nbuild offline with: cargo build --locked --offline --config {}",
             built.vendor_dir.display(),
             built.crates,
             built.config.display(),
             built.config.display()
         );
-    }
-    Ok(ExitCode::SUCCESS)
+    };
+    Ok(format.emit(Output::ok(json, &text)))
 }

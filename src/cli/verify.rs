@@ -16,6 +16,7 @@ use kata_repro::verify::release::{self, ReleaseCheck, ResolveRequest};
 use kata_repro::verify::report::{Ecosystem, Finding, Report};
 
 use super::progress::Progress;
+use super::render::{Format, Output, outln};
 use super::{Failure, MirrorArgs};
 
 #[derive(Debug, clap::Args)]
@@ -125,7 +126,17 @@ struct GoArgs {
 }
 
 fn open_store(args: &StoreArgs, config: &Config) -> Result<Store, Failure> {
-    super::open_store(args.store.as_deref(), config)
+    let sources = kata_repro::job::Sources {
+        config: config.clone(),
+        ..Default::default()
+    };
+    let on_wait = |root: &std::path::Path| {
+        eprintln!(
+            "waiting for another kata-repro to release the store {}",
+            root.display()
+        )
+    };
+    Ok(sources.open_store(args.store.as_deref(), on_wait)?)
 }
 
 fn check_proxy(proxy: &Option<String>) -> Result<(), Failure> {
@@ -161,23 +172,19 @@ fn crate_done(progress: &Progress, name: &str) {
     ));
 }
 
-pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Failure> {
+pub fn run(args: VerifyArgs, config: &Config, format: Format) -> Result<ExitCode, Failure> {
     match args.command {
-        Some(VerifyCommand::Cargo(a)) => return cargo(a, config, json, args.strict),
-        Some(VerifyCommand::Go(a)) => return go(a, config, json, args.strict),
+        Some(VerifyCommand::Cargo(a)) => return cargo(a, config, format, args.strict),
+        Some(VerifyCommand::Go(a)) => return go(a, config, format, args.strict),
         None => {}
     }
     let lockfile = args
         .lockfile
         .expect("clap requires --lockfile without a subcommand");
     check_proxy(&args.proxy)?;
-    let release = super::Release::open(
-        &lockfile,
-        args.store.store.as_deref(),
-        config,
-        &args.mirrors,
-    )?;
-    release.announce_policy();
+    let release =
+        super::open_release(&lockfile, args.store.store.as_deref(), config, args.mirrors)?;
+    super::progress::say(release.policy_line());
     let host = kata_repro::host::arch();
     let progress = crate_progress(None);
     let on_crate = |f: &Finding| crate_done(&progress, &f.name);
@@ -210,10 +217,15 @@ pub fn run(args: VerifyArgs, config: &Config, json: bool) -> Result<ExitCode, Fa
     let mut report = check.run();
     drop(progress);
     report.notes.push(release.policy_line());
-    Ok(print(&report, json, args.strict))
+    Ok(print(&report, format, args.strict))
 }
 
-fn cargo(args: CargoArgs, config: &Config, json: bool, strict: bool) -> Result<ExitCode, Failure> {
+fn cargo(
+    args: CargoArgs,
+    config: &Config,
+    format: Format,
+    strict: bool,
+) -> Result<ExitCode, Failure> {
     let lock = CargoLock::load(&args.lock).map_err(|e| Failure::input(anyhow!(e)))?;
     let mut report = Report::default();
     let store = open_store(&args.store, config)?;
@@ -225,9 +237,9 @@ fn cargo(args: CargoArgs, config: &Config, json: bool, strict: bool) -> Result<E
         report
             .findings
             .extend(vendor::verify_against(&lock, &args.lock, dir, &lookup));
-        return Ok(print(&report, json, strict));
+        return Ok(print(&report, format, strict));
     }
-    let mirrors = super::mirrors(config, &args.mirrors)?;
+    let mirrors = args.mirrors.clone().sources(config).mirrors()?;
     let registry_crates = lock
         .packages
         .iter()
@@ -258,10 +270,10 @@ fn cargo(args: CargoArgs, config: &Config, json: bool, strict: bool) -> Result<E
     report
         .findings
         .extend(release::git_packages(&lock, &args.lock, &get, None));
-    Ok(print(&report, json, strict))
+    Ok(print(&report, format, strict))
 }
 
-fn go(args: GoArgs, config: &Config, json: bool, strict: bool) -> Result<ExitCode, Failure> {
+fn go(args: GoArgs, config: &Config, format: Format, strict: bool) -> Result<ExitCode, Failure> {
     check_proxy(&args.proxy)?;
     let sum = GoSum::load(&args.sum).map_err(Failure::input)?;
     if sum.entries.is_empty() {
@@ -299,29 +311,28 @@ fn go(args: GoArgs, config: &Config, json: bool, strict: bool) -> Result<ExitCod
         }
         _ => modcache::verify(&sum, &sources),
     };
-    Ok(print(&report, json, strict))
+    Ok(print(&report, format, strict))
 }
 
-fn print(report: &Report, json: bool, strict: bool) -> ExitCode {
+fn print(report: &Report, format: Format, strict: bool) -> ExitCode {
     let ok = if strict {
         report.strictly_ok()
     } else {
         report.ok()
     };
-    let code = if ok { 0 } else { 1 };
-    if json {
-        super::print_json(&serde_json::json!({
-            "ok": ok,
-            "strict": strict,
-            "exit_code": code,
-            "summary": report.summary(),
-            "findings": report.findings,
-            "notes": report.notes,
-        }));
-        return ExitCode::from(code);
-    }
+    let json = serde_json::json!({
+        "strict": strict,
+        "summary": report.summary(),
+        "findings": report.findings,
+        "notes": report.notes,
+    });
+    let text = |out: &mut String| print_text(out, report);
+    format.emit(Output::checked(ok, json, &text))
+}
+
+fn print_text(out: &mut String, report: &Report) {
     for f in report.failures() {
-        println!("{}", f.line());
+        outln!(out, "{}", f.line());
     }
     // Inputs listed by their hash (kernel patches and fragments), as the source tree pins them.
     let listed: Vec<_> = report
@@ -333,21 +344,28 @@ fn print(report: &Report, json: bool, strict: bool) -> ExitCode {
         .filter_map(|f| f.actual.as_ref().map(|a| (a, &f.name)))
         .collect();
     if !listed.is_empty() {
-        println!("kernel inputs from the pinned tree (sha256):");
+        outln!(out, "kernel inputs from the pinned tree (sha256):");
         for (sha, name) in listed {
-            println!("  {sha}  {name}");
+            outln!(out, "  {sha}  {name}");
         }
-        println!();
+        outln!(out);
     }
     if report.failures().next().is_some() {
-        println!();
+        outln!(out);
     }
-    println!(
+    outln!(
+        out,
         "{:<10} {:>6} {:>6} {:>7} {:>8} {:>15}",
-        "ECOSYSTEM", "OK", "FAILED", "MISSING", "UNPINNED", "SELF-CONSISTENT"
+        "ECOSYSTEM",
+        "OK",
+        "FAILED",
+        "MISSING",
+        "UNPINNED",
+        "SELF-CONSISTENT"
     );
     for (eco, c) in report.summary() {
-        println!(
+        outln!(
+            out,
             "{:<10} {:>6} {:>6} {:>7} {:>8} {:>15}",
             eco.to_string(),
             c.ok,
@@ -358,7 +376,6 @@ fn print(report: &Report, json: bool, strict: bool) -> ExitCode {
         );
     }
     for n in &report.notes {
-        println!("note: {n}");
+        outln!(out, "note: {n}");
     }
-    ExitCode::from(code)
 }

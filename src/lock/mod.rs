@@ -5,7 +5,6 @@
 
 pub mod cargo_lock;
 pub mod debian;
-pub mod generate;
 mod loaded;
 pub mod toolchain;
 pub mod versions;

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use cyclonedx_bom::models::bom::SpecVersion;
 use serde::{Deserialize, Serialize};
 
-use crate::builder::{BuildError, Prepared};
 use crate::digest::Sha256Digest;
+use crate::inputs::{InputsError, Needs, PrepareOptions, Prepared};
 use crate::lock::Lockfile;
 use crate::recipe::{Input, LoadedRecipe, Recipe, SourceTree, Toolchain};
 use crate::source::get::Getter;
@@ -67,6 +67,29 @@ pub enum SbomError {
     Invalid { file: String, message: String },
     #[error("{path}: {message}; see sbom-templates/README.md")]
     Template { path: PathBuf, message: String },
+}
+
+/// Why the dependency sets of a build could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum DependencySetError {
+    #[error(transparent)]
+    Inputs(#[from] InputsError),
+    #[error("{component} needs an input that is not available: its SBOM cannot be made: {source}")]
+    Collect {
+        component: String,
+        source: Box<SbomError>,
+    },
+}
+
+impl DependencySetError {
+    /// 1 when an input did not verify or a set could not be read, 2 when the machine could not
+    /// write what it was given.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DependencySetError::Inputs(e) => e.exit_code(),
+            DependencySetError::Collect { .. } => 1,
+        }
+    }
 }
 
 /// Which package ecosystem a dependency comes from.
@@ -270,7 +293,7 @@ pub fn dependency_sets(
     prepared: Option<&Prepared>,
     rust: Option<&Path>,
     offline: bool,
-) -> Result<BTreeMap<String, DependencySet>, BuildError> {
+) -> Result<BTreeMap<String, DependencySet>, DependencySetError> {
     let mut sets = BTreeMap::new();
     let mut missing: Vec<&LoadedRecipe> = Vec::new();
     for r in recipes {
@@ -299,34 +322,26 @@ pub fn dependency_sets(
         Some(p) => p,
         None => {
             // Only what collection reads: the source, the vendor tree, the packages.
-            let wanted: Vec<&LoadedRecipe> = missing
-                .iter()
-                .copied()
-                .filter(|r| {
-                    r.recipe
-                        .inputs
-                        .iter()
-                        .any(|i| matches!(i, Input::CargoVendor | Input::RootfsPackages))
-                })
-                .collect();
-            let light: Vec<LoadedRecipe> = wanted
-                .iter()
-                .map(|r| {
-                    let mut r = (*r).clone();
-                    r.recipe.source = SourceTree::Kata;
-                    r.recipe.toolchains.retain(|t| *t == Toolchain::Rust);
-                    r.recipe
-                        .inputs
-                        .retain(|i| matches!(i, Input::CargoVendor | Input::RootfsPackages));
-                    r
-                })
-                .collect();
-            let refs: Vec<&LoadedRecipe> = light.iter().collect();
-            fetched = crate::builder::prepare::prepare(
+            let needs = Needs {
+                components: missing
+                    .iter()
+                    .filter(|r| {
+                        r.recipe
+                            .inputs
+                            .iter()
+                            .any(|i| matches!(i, Input::CargoVendor | Input::RootfsPackages))
+                    })
+                    .map(|r| r.recipe.component.clone())
+                    .collect(),
+                crates: needs_vendor,
+                rootfs: needs_debs,
+                ..Needs::default()
+            };
+            fetched = crate::inputs::prepare(
                 lock,
                 Getter { ..get },
-                &refs,
-                &crate::builder::prepare::PrepareOptions {
+                &needs,
+                &PrepareOptions {
                     offline,
                     cargo: rust.map(|r| r.join("bin/cargo").to_string_lossy().into_owned()),
                     go_proxy: None,
@@ -354,9 +369,9 @@ pub fn dependency_sets(
     };
     for r in missing {
         let component = r.recipe.component.clone();
-        let as_build = |e: SbomError| BuildError::Input {
+        let as_build = |source: SbomError| DependencySetError::Collect {
             component: component.clone(),
-            message: format!("its SBOM cannot be made: {e}"),
+            source: Box::new(source),
         };
         let set = collect(&r.recipe, &inputs).map_err(as_build)?;
         let key = dependency_set_key(lockfile_sha256, &r.digest, &component, arch);

@@ -220,8 +220,8 @@ fn raw(
     }
     if r.inputs.contains(&kata_repro::recipe::Input::GoModules)
         && matches!(
-            kata_repro::builder::prepare::go_mode(lock, &r.workdir),
-            kata_repro::builder::GoMode::Proxy { .. }
+            kata_repro::inputs::go_mode(lock, &r.workdir),
+            kata_repro::inputs::GoMode::Proxy { .. }
         )
     {
         link(&store.go_module_cache(), "inputs/goproxy")?;

@@ -67,11 +67,11 @@ pub enum SelectError {
 
 /// Chooses the components of a job: see [`Request`].
 pub fn select(req: &Request<'_>) -> Result<Selection, SelectError> {
-    let unbuildable = |r: &LoadedRecipe| super::unbuildable(req.lock, &r.recipe, req.arch);
+    let unbuildable = |r: &LoadedRecipe| crate::builder::unbuildable(req.lock, &r.recipe, req.arch);
     // Left out of the default set (and of what uses it), but built when asked for, where it
     // then says what it lacks.
     let no_proxy = |r: &LoadedRecipe| match req.go_proxy {
-        Some(false) => super::needs_go_proxy(req.lock, &r.recipe),
+        Some(false) => crate::builder::needs_go_proxy(req.lock, &r.recipe),
         _ => None,
     };
     let why_not = |r: &LoadedRecipe| unbuildable(r).or_else(|| no_proxy(r));

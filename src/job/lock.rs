@@ -1,14 +1,14 @@
-//! `kata-repro lock`: derive a lockfile from the pinned tree of a Kata release.
+//! The `lock` job: derive a lockfile from the pinned tree of a Kata release.
 
 use std::path::PathBuf;
 
-use super::toolchain::{self, ToolchainError};
-use super::versions::{KataVersions, VersionsError};
-use super::{
+use crate::digest::Sha256Digest;
+use crate::lock::toolchain::{self, ToolchainError};
+use crate::lock::versions::{KataVersions, VersionsError};
+use crate::lock::{
     GitOid, GoToolchain, Kernel, Lockfile, PinnedFile, Policy, Rootfs, RootfsBase, SchemaVersion,
     Source, TRUSTED_FILES, Toolchains, cargo_lock,
 };
-use crate::digest::Sha256Digest;
 use crate::source::git::{GitError, VerifiedRepo};
 
 /// Official hosts every lockfile allows by default.
@@ -220,7 +220,7 @@ pub fn generate(req: &LockRequest, open: &OpenRepo<'_>) -> Result<Generated, Gen
 
 /// Pins the tree of a git dependency's commit and of every submodule in it, read verified
 /// from their repositories.
-fn pin_dependency(dep: &mut super::GitDependency, open: &OpenRepo<'_>) -> Result<(), String> {
+fn pin_dependency(dep: &mut crate::lock::GitDependency, open: &OpenRepo<'_>) -> Result<(), String> {
     let repo = open(&dep.url, dep.commit.id())?;
     let info = repo.commit(dep.commit.id()).map_err(|e| e.to_string())?;
     dep.submodules =

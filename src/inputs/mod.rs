@@ -1,9 +1,9 @@
-//! Before any step runs: every input the chosen recipes need is fetched and verified.
+//! The verified inputs of a build, below both the builder and the SBOMs: every input that
+//! what is asked for ([`Needs`]) reads is fetched and verified before anything uses it.
 
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
-use super::{BuildError, Prepared};
 use crate::digest::Sha256Digest;
 use crate::lock::Lockfile;
 use crate::lock::cargo_lock::CargoLock;
@@ -32,63 +32,138 @@ pub struct PrepareOptions<'a> {
     pub arch: String,
 }
 
-fn fail(component: &str, what: &str, lines: Vec<String>) -> BuildError {
-    let more = lines.len().saturating_sub(LISTED);
-    let mut message = format!(
-        "{what}:\n  {}",
-        lines[..lines.len().min(LISTED)].join("\n  ")
-    );
-    if more > 0 {
-        message.push_str(&format!(
-            "\n  … and {more} more (see `kata-repro verify --lockfile`)"
-        ));
+/// The verified source checkout and inputs a build, or an SBOM, works from.
+pub struct Prepared {
+    /// The verified checkout of the pinned commit, in the store.
+    pub checkout: PathBuf,
+    /// The verified offline vendor tree and its cargo config, when crates are needed.
+    pub cargo_vendor: Option<offline::OfflineVendor>,
+    /// sha256 of the Cargo.lock the vendor tree was verified against.
+    pub cargo_lock_sha256: Option<Sha256Digest>,
+    /// Where each Go component's modules come from, by component.
+    pub go_modules: BTreeMap<String, GoModules>,
+    /// The rootfs packages for the architecture, verified, with their store paths.
+    pub rootfs_debs: Vec<(crate::lock::RootfsPackage, PathBuf)>,
+}
+
+/// What is to be fetched and verified, whoever asks: recipes about to be built
+/// ([`Needs::of`]), or an SBOM that reads only crates and packages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Needs {
+    /// Who needs them, for messages.
+    pub components: Vec<String>,
+    /// The kernel tarball.
+    pub kernel: bool,
+    /// The Go toolchain archive.
+    pub go_toolchain: bool,
+    /// Every crate of the source's Cargo.lock, and its offline vendor tree.
+    pub crates: bool,
+    /// The rootfs packages of the architecture.
+    pub rootfs: bool,
+    /// The Go modules of each component's module directory: (component, workdir).
+    pub go_modules: Vec<(String, String)>,
+}
+
+impl Needs {
+    /// What building `recipes` reads.
+    pub fn of(recipes: &[&LoadedRecipe]) -> Self {
+        let needs = |i: Input| recipes.iter().any(|r| r.recipe.inputs.contains(&i));
+        Self {
+            components: recipes.iter().map(|r| r.recipe.component.clone()).collect(),
+            kernel: recipes
+                .iter()
+                .any(|r| r.recipe.source == crate::recipe::SourceTree::Kernel),
+            go_toolchain: recipes
+                .iter()
+                .any(|r| r.recipe.toolchains.contains(&Toolchain::Go)),
+            crates: needs(Input::CargoVendor),
+            rootfs: needs(Input::RootfsPackages),
+            go_modules: recipes
+                .iter()
+                .filter(|r| r.recipe.inputs.contains(&Input::GoModules))
+                .map(|r| (r.recipe.component.clone(), r.recipe.workdir.clone()))
+                .collect(),
+        }
     }
-    BuildError::Input {
-        component: component.to_owned(),
-        message,
+
+    /// The input classes a fetch for these needs leaves out.
+    fn skipped(&self) -> BTreeSet<InputClass> {
+        [
+            (self.kernel, InputClass::Kernel),
+            (self.rootfs, InputClass::Rootfs),
+            (self.crates, InputClass::Git),
+            (self.go_toolchain, InputClass::Toolchain),
+        ]
+        .into_iter()
+        .filter(|(needed, _)| !needed)
+        .map(|(_, class)| class)
+        .collect()
     }
 }
 
-/// Fetches and verifies what `recipes` need: the source, toolchain archives, git dependencies,
-/// crates (into a verified offline vendor tree) and vendored Go modules.
+/// An input that could not be had, verified.
+#[derive(Debug, thiserror::Error)]
+pub enum InputsError {
+    /// Inputs that did not verify, or could not be had: each line names one, with its pin.
+    #[error("{component} needs an input that is not available: {what}:\n  {}{}",
+        lines[..lines.len().min(LISTED)].join("\n  "),
+        more_line(lines.len()))]
+    Unverified {
+        component: String,
+        what: String,
+        lines: Vec<String>,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl InputsError {
+    /// 1 when an input failed its verification or is not available, 2 when this machine could
+    /// not write what it was given.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            InputsError::Unverified { .. } => 1,
+            InputsError::Io { .. } => 2,
+        }
+    }
+}
+
+fn more_line(n: usize) -> String {
+    let more = n.saturating_sub(LISTED);
+    if more > 0 {
+        format!("\n  … and {more} more (see `kata-repro verify --lockfile`)")
+    } else {
+        String::new()
+    }
+}
+
+fn fail(component: &str, what: &str, lines: Vec<String>) -> InputsError {
+    InputsError::Unverified {
+        component: component.to_owned(),
+        what: what.to_owned(),
+        lines,
+    }
+}
+
+/// Fetches and verifies what `needs` asks for: the source, toolchain archives, git
+/// dependencies, crates (into a verified offline vendor tree), Go modules and rootfs packages.
 pub fn prepare(
     lock: &Lockfile,
     get: Getter<'_>,
-    recipes: &[&LoadedRecipe],
+    needs: &Needs,
     options: &PrepareOptions<'_>,
-) -> Result<Prepared, BuildError> {
-    let needs = |i: Input| recipes.iter().any(|r| r.recipe.inputs.contains(&i));
-    let needs_go = recipes
-        .iter()
-        .any(|r| r.recipe.toolchains.contains(&Toolchain::Go));
-    let names: Vec<&str> = recipes
-        .iter()
-        .map(|r| r.recipe.component.as_str())
-        .collect();
-    let all = names.join(",");
+) -> Result<Prepared, InputsError> {
+    let all = needs.components.join(",");
 
     // 1. Pinned inputs into the store.
-    let needs_kernel = recipes
-        .iter()
-        .any(|r| r.recipe.source == crate::recipe::SourceTree::Kernel);
-    let mut skip: BTreeSet<InputClass> = BTreeSet::new();
-    if !needs_kernel {
-        skip.insert(InputClass::Kernel);
-    }
-    if !needs(Input::RootfsPackages) {
-        skip.insert(InputClass::Rootfs);
-    }
-    if !needs(Input::CargoVendor) {
-        skip.insert(InputClass::Git);
-    }
-    if !needs_go {
-        skip.insert(InputClass::Toolchain);
-    }
     let fetcher = Fetcher {
         lock,
         get: Getter { ..get },
         options: FetchOptions {
-            skip,
+            skip: needs.skipped(),
             host_arch: crate::host::arch(),
             target_arch: Some(options.arch.clone()),
         },
@@ -123,7 +198,7 @@ pub fn prepare(
     // 2. Crates: every one verified, then the offline vendor tree.
     let mut cargo_vendor = None;
     let mut cargo_lock_sha256 = None;
-    if needs(Input::CargoVendor) {
+    if needs.crates {
         let cargo_lock = CargoLock::load(&checkout.join("Cargo.lock"))
             .map_err(|e| fail(&all, "Cargo.lock cannot be read", vec![e.to_string()]))?;
         let lock_path = &cargo_lock.path;
@@ -164,14 +239,10 @@ pub fn prepare(
     }
 
     // 3. Go: each Go recipe's modules, vendored or from the proxy.
-    let mut go_modules = std::collections::BTreeMap::new();
-    for r in recipes
-        .iter()
-        .filter(|r| r.recipe.inputs.contains(&Input::GoModules))
-    {
-        let module_dir = checkout.join(&r.recipe.workdir);
-        let component = &r.recipe.component;
-        let modules = match go_mode(lock, &r.recipe.workdir) {
+    let mut go_modules = BTreeMap::new();
+    for (component, workdir) in &needs.go_modules {
+        let module_dir = checkout.join(workdir);
+        let modules = match go_mode(lock, workdir) {
             GoMode::Vendor => {
                 check_go_vendor(component, &module_dir)?;
                 GoModules::Vendor
@@ -188,7 +259,7 @@ pub fn prepare(
 
     // 5. The rootfs packages: fetched above against their sha256, checked against their pins.
     let mut rootfs_debs = Vec::new();
-    if needs(Input::RootfsPackages) {
+    if needs.rootfs {
         let pinned: Vec<_> = lock
             .rootfs
             .packages
@@ -245,8 +316,6 @@ pub enum KernelTreeError {
     Deb(#[from] crate::source::deb::DebError),
     #[error(transparent)]
     Extract(#[from] crate::source::extract::ExtractError),
-    #[error(transparent)]
-    Tool(#[from] super::tools::ToolError),
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -365,7 +434,7 @@ fn proxy_modules(
     lock: &Lockfile,
     store: &crate::source::store::Store,
     options: &PrepareOptions<'_>,
-) -> Result<GoModules, BuildError> {
+) -> Result<GoModules, InputsError> {
     let Some(proxy) = &options.go_proxy else {
         return Err(fail(
             component,
@@ -412,7 +481,7 @@ fn proxy_modules(
             && parent.is_dir()
         {
             let text = serde_json::json!({ "Version": e.version }).to_string();
-            std::fs::write(&info, text).map_err(|source| BuildError::Io {
+            std::fs::write(&info, text).map_err(|source| InputsError::Io {
                 path: info.clone(),
                 source,
             })?;
@@ -424,7 +493,7 @@ fn proxy_modules(
     })
 }
 
-fn check_go_vendor(component: &str, module_dir: &Path) -> Result<(), BuildError> {
+fn check_go_vendor(component: &str, module_dir: &Path) -> Result<(), InputsError> {
     let vendor_dir = module_dir.join("vendor");
     let sum = GoSum::load(&module_dir.join("go.sum"))
         .map_err(|e| fail(component, "go.sum cannot be read", vec![e.to_string()]))?;

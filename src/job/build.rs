@@ -1,0 +1,272 @@
+//! A release opened for building, and one build of it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::records::{Records, rust_sysroot};
+use super::select::{Request, Selection, select};
+use super::{Event, Events, JobError, Release, Spec};
+use crate::builder::{self, BuildError, Builder, ComponentRun};
+use crate::digest::Sha256Digest;
+use crate::inputs::{Needs, PrepareOptions, prepare};
+use crate::manifest::Manifest;
+use crate::recipe::{LoadedRecipe, RecipeSource, Toolchain};
+use crate::sandbox::{Isolation, Varied};
+use crate::sbom::Templates;
+
+/// A release opened for building: the recipes chosen, in build order, and everything resolved
+/// once for however many builds follow.
+pub struct Job {
+    pub spec: Spec,
+    all: BTreeMap<String, LoadedRecipe>,
+    order: Vec<String>,
+    /// Recipes of this arch the lockfile cannot build, with why (without components named).
+    pub skipped: Vec<String>,
+    /// Every recipe of this arch left out of the build, with why, for the recipes that use it.
+    left_out: Vec<String>,
+    templates: Templates,
+    pub release: Release,
+    sysroot: Option<PathBuf>,
+}
+
+/// How one build of a job goes.
+#[derive(Default)]
+pub struct BuildOptions {
+    pub no_cache: bool,
+    pub variations: Varied,
+    /// Write SBOMs and provenance beside the manifest.
+    pub records: bool,
+    /// Names the build in events ("first build", …); empty for a lone build.
+    pub label: String,
+}
+
+/// What one build of a job gave.
+pub struct Built {
+    pub manifest: Manifest,
+    pub runs: Vec<ComponentRun>,
+    pub prepare_seconds: f64,
+    pub record_files: Vec<String>,
+}
+
+/// The recipes a spec reads: its directory's, or the built-in ones.
+pub(super) fn load_recipes(dir: Option<&Path>) -> Result<BTreeMap<String, LoadedRecipe>, JobError> {
+    let source = match dir {
+        Some(d) => RecipeSource::Dir(d.to_owned()),
+        None => RecipeSource::Builtin,
+    };
+    Ok(source.load_all()?)
+}
+
+impl Job {
+    /// Opens `spec`'s release and chooses its components.
+    pub fn open(spec: Spec, events: Events<'_>) -> Result<Self, JobError> {
+        let env = &spec.env;
+        let all = load_recipes(env.recipes.as_deref())?;
+        let templates = Templates::load(env.sbom_templates.as_deref())?;
+        let release = Release::open(
+            &spec.lockfile,
+            env.store.as_deref(),
+            &env.sources,
+            super::waiting(events),
+        )?;
+        let Selection {
+            order,
+            left_out,
+            skipped,
+        } = select(&Request {
+            all: &all,
+            components: &spec.components,
+            arch: &spec.arch,
+            lock: &release.lock,
+            lockfile: &spec.lockfile,
+            go_proxy: Some(env.go_proxy.is_some()),
+            with_needs: true,
+            verb: "built",
+        })?;
+        if let Some(p) = &env.go_proxy {
+            crate::verify::gomod::modcache::check_proxy(p, env.offline)?;
+        }
+        // The Rust toolchain's own cargo writes the vendor tree and reads the crate graph.
+        let chosen: Vec<&LoadedRecipe> = order.iter().map(|c| &all[c]).collect();
+        let sysroot = rust_sysroot(
+            &chosen,
+            &release.store,
+            &release.lock,
+            env.rust_toolchain.as_deref(),
+        )?;
+        if let Some(sysroot) = &sysroot {
+            check_stdlib(sysroot, &spec.arch)?;
+        }
+        Ok(Self {
+            spec,
+            all,
+            order,
+            skipped,
+            left_out,
+            templates,
+            release,
+            sysroot,
+        })
+    }
+
+    /// The sha256 of the recipe that builds `component`, if any.
+    pub fn recipe_digest(&self, component: &str) -> Option<Sha256Digest> {
+        self.all.get(component).map(|r| r.digest)
+    }
+
+    /// Whether `component`'s recipe packs Kata's release tarballs.
+    pub fn is_release(&self, component: &str) -> bool {
+        self.all
+            .get(component)
+            .is_some_and(|r| r.recipe.release.is_some())
+    }
+
+    /// Whether `component`'s recipe builds with the Rust toolchain.
+    pub fn uses_rust(&self, component: &str) -> bool {
+        self.all
+            .get(component)
+            .is_some_and(|r| r.recipe.toolchains.contains(&Toolchain::Rust))
+    }
+
+    /// The components, in build order.
+    pub fn components(&self) -> &[String] {
+        &self.order
+    }
+
+    /// Whether steps can be isolated here (or, with `allow_network_leak`, not).
+    pub fn isolation(&self) -> Result<Isolation, JobError> {
+        crate::sandbox::isolation(self.spec.env.allow_network_leak).map_err(JobError::Isolation)
+    }
+
+    fn builder(&self, options: &BuildOptions) -> Result<Builder<'_>, JobError> {
+        let env = &self.spec.env;
+        Ok(Builder {
+            store: &self.release.store,
+            lock: &self.release.lock,
+            lockfile_name: self
+                .spec
+                .lockfile
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            lockfile_sha256: self.release.lock.sha256,
+            arch: self.spec.arch.clone(),
+            no_cache: options.no_cache,
+            allow_network_leak: env.allow_network_leak,
+            allow_host_drift: env.allow_host_drift,
+            rust_toolchain: env.rust_toolchain.clone(),
+            host_path: std::env::var("PATH").unwrap_or_default(),
+            work_dir: env.work_dir.clone(),
+            self_exe: std::env::current_exe().map_err(JobError::SelfExe)?,
+            variations: options.variations.clone(),
+            left_out: self.left_out.clone(),
+        })
+    }
+
+    /// Builds into `out` (which must not hold anything but an earlier build), atomically: `out`
+    /// is replaced as a whole when the build succeeds and untouched when it fails.
+    pub fn build(
+        &self,
+        out: &Path,
+        options: &BuildOptions,
+        events: Events<'_>,
+    ) -> Result<Built, JobError> {
+        let env = &self.spec.env;
+        let lock = &self.release.lock;
+        let label = options.label.as_str();
+        let chosen: Vec<&LoadedRecipe> = self.order.iter().map(|c| &self.all[c]).collect();
+        builder::check_out_dir(out)?;
+        events(Event::Phase {
+            label,
+            what: "planning",
+        });
+        let builder = self.builder(options)?;
+        let stage = builder::stage_beside(out)?;
+        // Action keys come from pins alone: components whose results the store holds need no
+        // input.
+        let plans = builder.plan_all(&chosen, stage.path())?;
+        let to_build: Vec<&LoadedRecipe> = plans
+            .iter()
+            .filter(|p| !p.is_cached())
+            .map(|p| p.recipe())
+            .collect();
+        let on_crate = |f: &crate::verify::report::Finding| {
+            events(Event::Crate {
+                label,
+                name: &f.name,
+            })
+        };
+        let prepare_started = Instant::now();
+        let prepared = if to_build.is_empty() {
+            None
+        } else {
+            events(Event::Phase {
+                label,
+                what: "fetching and verifying inputs",
+            });
+            let cargo = self
+                .sysroot
+                .as_ref()
+                .map(|s| s.join("bin/cargo").to_string_lossy().into_owned());
+            let options = PrepareOptions {
+                offline: env.offline,
+                cargo,
+                go_proxy: env.go_proxy.clone(),
+                on_crate: Some(&on_crate),
+                arch: self.spec.arch.clone(),
+            };
+            let getter = self.release.getter(env.offline);
+            let prepared = prepare(lock, getter, &Needs::of(&to_build), &options);
+            Some(prepared.map_err(BuildError::from)?)
+        };
+        let prepare_seconds = prepare_started.elapsed().as_secs_f64();
+        let (manifest, runs) = builder.build(plans, prepared.as_ref(), &mut |event| {
+            events(Event::Step { label, event })
+        })?;
+        manifest.write(stage.path())?;
+        let record_files = if options.records {
+            events(Event::Phase {
+                label,
+                what: "writing SBOMs and provenance",
+            });
+            let records = Records {
+                recipes: &chosen,
+                lock,
+                lockfile_sha256: lock.sha256,
+                arch: &self.spec.arch,
+                getter: self.release.getter(env.offline),
+                prepared: prepared.as_ref(),
+                rust_sysroot: self.sysroot.as_deref(),
+                offline: env.offline,
+                templates: &self.templates,
+            };
+            records.write_for_build(&manifest, stage.path())?
+        } else {
+            Vec::new()
+        };
+        builder::install(stage, out)?;
+        Ok(Built {
+            manifest,
+            runs,
+            prepare_seconds,
+            record_files,
+        })
+    }
+}
+
+/// A Rust toolchain that builds for another architecture must have its standard library.
+fn check_stdlib(sysroot: &Path, arch: &str) -> Result<(), JobError> {
+    if arch == crate::host::arch() {
+        return Ok(());
+    }
+    let triple = crate::host::gnu_triple(arch);
+    if sysroot.join("lib/rustlib").join(&triple).is_dir() {
+        return Ok(());
+    }
+    Err(JobError::NoStdlib {
+        sysroot: sysroot.to_owned(),
+        triple,
+        arch: arch.to_owned(),
+    })
+}
