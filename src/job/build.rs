@@ -49,41 +49,62 @@ pub struct Built {
     pub record_files: Vec<String>,
 }
 
-/// The recipes a spec reads: its directory's, or the built-in ones.
-pub(super) fn load_recipes(dir: Option<&Path>) -> Result<BTreeMap<String, LoadedRecipe>, JobError> {
-    let source = match dir {
-        Some(d) => RecipeSource::Dir(d.to_owned()),
-        None => RecipeSource::Builtin,
-    };
-    Ok(source.load_all()?)
+/// What every job that builds or describes a release opens first: the recipes (the spec's
+/// directory's, or the built-in ones), the SBOM templates and the release.
+pub(super) struct Opened {
+    pub all: BTreeMap<String, LoadedRecipe>,
+    pub templates: Templates,
+    pub release: Release,
+}
+
+impl Opened {
+    pub fn open(spec: &Spec, events: Events<'_>) -> Result<Self, JobError> {
+        let env = &spec.env;
+        let source = match &env.recipes {
+            Some(d) => RecipeSource::Dir(d.clone()),
+            None => RecipeSource::Builtin,
+        };
+        let all = source.load_all()?;
+        let templates = Templates::load(env.sbom_templates.as_deref())?;
+        let waiting = super::waiting(events);
+        let release = Release::open(&spec.lockfile, env.store.as_deref(), &env.sources, waiting)?;
+        Ok(Self {
+            all,
+            templates,
+            release,
+        })
+    }
+
+    /// The components `spec` covers, for a job that does `verb` to them ("built", …).
+    pub fn select(&self, spec: &Spec, verb: &str, builds: bool) -> Result<Selection, JobError> {
+        Ok(select(&Request {
+            all: &self.all,
+            components: &spec.components,
+            arch: &spec.arch,
+            lock: &self.release.lock,
+            lockfile: &spec.lockfile,
+            go_proxy: builds.then_some(spec.env.go_proxy.is_some()),
+            with_needs: builds,
+            verb,
+        })?)
+    }
 }
 
 impl Job {
     /// Opens `spec`'s release and chooses its components.
     pub fn open(spec: Spec, events: Events<'_>) -> Result<Self, JobError> {
-        let env = &spec.env;
-        let all = load_recipes(env.recipes.as_deref())?;
-        let templates = Templates::load(env.sbom_templates.as_deref())?;
-        let release = Release::open(
-            &spec.lockfile,
-            env.store.as_deref(),
-            &env.sources,
-            super::waiting(events),
-        )?;
+        let opened = Opened::open(&spec, events)?;
         let Selection {
             order,
             left_out,
             skipped,
-        } = select(&Request {
-            all: &all,
-            components: &spec.components,
-            arch: &spec.arch,
-            lock: &release.lock,
-            lockfile: &spec.lockfile,
-            go_proxy: Some(env.go_proxy.is_some()),
-            with_needs: true,
-            verb: "built",
-        })?;
+        } = opened.select(&spec, "built", true)?;
+        let Opened {
+            all,
+            templates,
+            release,
+        } = opened;
+        let env = &spec.env;
         if let Some(p) = &env.go_proxy {
             crate::verify::gomod::modcache::check_proxy(p, env.offline)?;
         }

@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::build::load_recipes;
-use super::select::{Request, select};
-use super::{Event, Events, JobError, Release, Spec};
+use super::build::Opened;
+use super::{Event, Events, JobError, Spec};
 use crate::builder::{self, BuildError};
 use crate::digest::Sha256Digest;
 use crate::inputs::Prepared;
@@ -144,26 +143,14 @@ pub struct Described {
 /// can build) into `out`, replaced as a whole, without building them.
 pub fn describe(spec: &Spec, out: &Path, events: Events<'_>) -> Result<Described, JobError> {
     let env = &spec.env;
-    let all = load_recipes(env.recipes.as_deref())?;
-    let templates = Templates::load(env.sbom_templates.as_deref())?;
-    let release = Release::open(
-        &spec.lockfile,
-        env.store.as_deref(),
-        &env.sources,
-        super::waiting(events),
-    )?;
+    let opened = Opened::open(spec, events)?;
+    let requested = opened.select(spec, "described", false)?.order;
+    let Opened {
+        all,
+        templates,
+        release,
+    } = &opened;
     let lock = &release.lock;
-    let requested = select(&Request {
-        all: &all,
-        components: &spec.components,
-        arch: &spec.arch,
-        lock,
-        lockfile: &spec.lockfile,
-        go_proxy: None,
-        with_needs: false,
-        verb: "described",
-    })?
-    .order;
     let chosen: Vec<&LoadedRecipe> = all
         .values()
         .filter(|r| requested.contains(&r.recipe.component))
@@ -188,7 +175,7 @@ pub fn describe(spec: &Spec, out: &Path, events: Events<'_>) -> Result<Described
         prepared: None,
         rust_sysroot: sysroot.as_deref(),
         offline: env.offline,
-        templates: &templates,
+        templates,
     };
     let sets = records.dependency_sets()?;
     let lockfile_name = spec
@@ -206,7 +193,7 @@ pub fn describe(spec: &Spec, out: &Path, events: Events<'_>) -> Result<Described
         seed: lock.sha256,
         lockfile_name: &lockfile_name,
         lockfile_sha256: lock.sha256,
-        templates: &templates,
+        templates,
         generator_version: env!("CARGO_PKG_VERSION"),
     };
     let stage = builder::stage_beside(out)?;

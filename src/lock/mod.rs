@@ -6,6 +6,7 @@
 pub mod cargo_lock;
 pub mod debian;
 mod loaded;
+pub mod spans;
 pub mod toolchain;
 pub mod versions;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::digest::Sha256Digest;
 pub use loaded::Loaded;
+pub use spans::{Span, Spans};
 
 /// The lockfile schema this build reads and writes.
 pub const SCHEMA: u32 = 1;
@@ -59,6 +61,8 @@ pub struct Lockfile {
 pub struct Origin {
     pub path: PathBuf,
     pub text: String,
+    /// Where each entry stands in `text`.
+    pub spans: Spans,
 }
 
 /// Which upstream hosts may be contacted (or mirrored) at all.
@@ -391,6 +395,7 @@ impl Lockfile {
         lock.origin = Some(Origin {
             path: path.to_owned(),
             text: text.to_owned(),
+            spans: Spans::of(text, &lock),
         });
         if let Err(message) = check_commit_time(lock.source.commit_time, now_seconds()) {
             let (line, column) = line_col(text, commit_time_offset(text).unwrap_or(0));
@@ -402,6 +407,12 @@ impl Lockfile {
             });
         }
         Ok(lock)
+    }
+
+    /// Where each entry stands in the text the lockfile was parsed from (none for a lockfile
+    /// made in memory).
+    pub fn spans(&self) -> Option<&Spans> {
+        self.origin.as_ref().map(|o| &o.spans)
     }
 
     /// `path:line` of the first line of the lockfile that contains `needle`.
@@ -539,6 +550,39 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_entry_of_the_committed_lockfiles_has_the_span_of_its_own_lines() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("lockfiles");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let lock = Lockfile::load(&entry.unwrap().path()).unwrap();
+            let spans = lock.spans().unwrap();
+            let text = &lock.origin.as_ref().unwrap().text;
+            let lines: Vec<&str> = text.lines().collect();
+            // The entry's own keys follow its header, before the next table.
+            let near = |span: &Span, needle: &str| {
+                lines[span.line..(span.line + 12).min(lines.len())]
+                    .iter()
+                    .take_while(|l| !l.starts_with('['))
+                    .any(|l| l.contains(needle))
+            };
+            assert_eq!(spans.git.len(), lock.git.len());
+            for (g, span) in lock.git.iter().zip(&spans.git) {
+                assert!(near(span, &g.commit.to_string()), "{} at {span:?}", g.url);
+            }
+            assert_eq!(spans.files.len(), lock.source.files.len());
+            for (f, span) in lock.source.files.iter().zip(&spans.files) {
+                assert!(near(span, &f.path), "{} at {span:?}", f.path);
+            }
+            assert_eq!(spans.rootfs_packages.len(), lock.rootfs.packages.len());
+            for (p, span) in lock.rootfs.packages.iter().zip(&spans.rootfs_packages) {
+                assert!(near(span, &p.sha256.to_string()), "{} at {span:?}", p.name);
+            }
+            let go = &lock.toolchains.go.sources;
+            assert_eq!(spans.go_sources.len(), go.len());
+            assert!(spans.kernel.is_some());
+        }
+    }
 
     #[test]
     fn implausible_commit_times_are_refused_naming_the_line() {
