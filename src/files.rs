@@ -1,11 +1,28 @@
 //! Filesystem helpers every stage uses: atomic writes, tree removal, directory syncs.
 //!
 //! They return plain `io::Result`s: the caller knows which file it was writing and wraps the
-//! error in its own variant.
+//! error with [`io_err`] into its own error's [`PathIo`] case.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// An I/O error on a path: `<path>: <error>`, the case every module's error has for them.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct PathIo {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+/// Names `path` in an I/O error on it; `?` turns it into any error with a [`PathIo`] case:
+/// `fs::read(p).map_err(io_err(p))?`.
+pub fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PathIo + '_ {
+    move |source| PathIo {
+        path: path.to_owned(),
+        source,
+    }
+}
 
 /// Writes `bytes` to `path` atomically (a synced temp file beside it, then a rename), readable
 /// by all (0644). A failure leaves `path` as it was.

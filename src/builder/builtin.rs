@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::kernel::{self, FragmentOptions};
+use crate::files::io_err;
 use crate::recipe::Builtin;
 use crate::source::deb;
 use crate::source::extract::{Links, TreeOptions};
@@ -17,11 +18,8 @@ pub const NOTES_ENV: &str = "KATA_REPRO_NOTES";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuiltinError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::files::PathIo),
     #[error(transparent)]
     Kernel(#[from] kernel::KernelConfigError),
     #[error(transparent)]
@@ -32,23 +30,13 @@ pub enum BuiltinError {
     Refused(String),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuiltinError + '_ {
-    move |source| BuiltinError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
 fn read(path: &Path) -> Result<String, BuiltinError> {
-    std::fs::read_to_string(path).map_err(io_err(path))
+    Ok(std::fs::read_to_string(path).map_err(io_err(path))?)
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory.
 fn write(path: &Path, bytes: &[u8]) -> Result<(), BuiltinError> {
-    crate::files::write_atomically(path, bytes).map_err(|source| BuiltinError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    Ok(crate::files::write_atomically(path, bytes).map_err(io_err(path))?)
 }
 
 fn note(line: &str) -> Result<(), BuiltinError> {
@@ -133,10 +121,7 @@ fn release_tarballs(layout: &Path, out: &Path) -> Result<(), BuiltinError> {
 fn listing(dir: &Path) -> Result<Vec<String>, BuiltinError> {
     let mut out = Vec::new();
     for e in walkdir::WalkDir::new(dir).min_depth(1) {
-        let e = e.map_err(|e| BuiltinError::Io {
-            path: dir.to_owned(),
-            source: e.into(),
-        })?;
+        let e = e.map_err(|e| io_err(dir)(e.into()))?;
         if e.file_type().is_file() {
             let rel = e.path().strip_prefix(dir).expect("under dir");
             out.push(rel.to_string_lossy().into_owned());

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use self::tools::{GoInstall, RustInstall, ToolError};
 use crate::digest::Sha256Digest;
-use crate::files::remove_tree;
+use crate::files::{io_err, remove_tree};
 use crate::host::Dpkg;
 use crate::inputs::{self, InputsError};
 pub use crate::inputs::{GoMode, Prepared};
@@ -79,11 +79,8 @@ pub enum BuildError {
     Inputs(#[from] InputsError),
     #[error(transparent)]
     StepFailed(Box<StepFailure>),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::files::PathIo),
 }
 
 impl BuildError {
@@ -114,13 +111,6 @@ pub struct StepFailure {
     pub log: PathBuf,
     pub tail: String,
     pub hint: String,
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
-    move |source| BuildError::Io {
-        path: path.to_owned(),
-        source,
-    }
 }
 
 /// What the builder reports as it goes, for a front end to render.
@@ -838,10 +828,10 @@ impl Builder<'_> {
             .clone()
             .unwrap_or_else(|| self.store.staging_dir());
         std::fs::create_dir_all(&work_root).map_err(io_err(&work_root))?;
-        tempfile::Builder::new()
+        let scratch = tempfile::Builder::new()
             .prefix(&format!("build-{component}-"))
-            .tempdir_in(&work_root)
-            .map_err(io_err(&work_root))
+            .tempdir_in(&work_root);
+        Ok(scratch.map_err(io_err(&work_root))?)
     }
 
     /// Everything about a component that can be known before its inputs are prepared: the
@@ -1265,7 +1255,7 @@ impl Builder<'_> {
             .action_path(&result.action_key)
             .with_extension("json");
         let json = serde_json::to_vec_pretty(result).expect("serialises");
-        crate::files::write_atomically(&path, &json).map_err(io_err(&path))
+        Ok(crate::files::write_atomically(&path, &json).map_err(io_err(&path))?)
     }
 
     /// Every file under `out` must be declared; every declared file must be there. Each is
@@ -1475,7 +1465,8 @@ pub fn write_vcs_shim(path: &Path, commit: &str) -> Result<(), BuildError> {
         short = &commit[..12.min(commit.len())]
     );
     std::fs::write(path, script).map_err(io_err(path))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(io_err(path))
+    let executable = std::fs::Permissions::from_mode(0o755);
+    Ok(std::fs::set_permissions(path, executable).map_err(io_err(path))?)
 }
 
 /// Copies a tree: files with their modes, symlinks as symlinks.
@@ -1548,7 +1539,7 @@ pub fn install(stage: tempfile::TempDir, out: &Path) -> Result<(), BuildError> {
         if let Err(e) = std::fs::rename(stage.path(), out) {
             // Put the previous build back rather than leave nothing.
             let _ = std::fs::rename(&old_path, out);
-            return Err(io_err(out)(e));
+            return Err(io_err(out)(e).into());
         }
         let _ = stage.keep();
         let _ = remove_tree(old.path());
@@ -1600,8 +1591,8 @@ pub fn stage_beside(out: &Path) -> Result<tempfile::TempDir, BuildError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    tempfile::Builder::new()
+    let stage = tempfile::Builder::new()
         .prefix(".kata-repro-stage-")
-        .tempdir_in(parent)
-        .map_err(io_err(parent))
+        .tempdir_in(parent);
+    Ok(stage.map_err(io_err(parent))?)
 }

@@ -8,6 +8,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Sha256Digest, tree_digest, tree_files};
+use crate::files::io_err;
 use crate::lock::{Lockfile, SourceKind, ToolchainSource};
 use crate::source::store::Store;
 
@@ -24,18 +25,8 @@ pub enum ToolError {
     Unpack { path: PathBuf, message: String },
     #[error("no Rust toolchain found: {message}")]
     NoRust { message: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ToolError + '_ {
-    move |source| ToolError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    #[error(transparent)]
+    Io(#[from] crate::files::PathIo),
 }
 
 /// The Go toolchain a step runs with.
@@ -319,10 +310,7 @@ pub(crate) fn memo_tree_digest(
 ) -> Result<Sha256Digest, ToolError> {
     use sha2::Digest as _;
     use std::os::unix::fs::MetadataExt;
-    let walk_err = |e: walkdir::Error| ToolError::Io {
-        path: root.to_owned(),
-        source: std::io::Error::other(e),
-    };
+    let walk_err = |e: walkdir::Error| ToolError::from(io_err(root)(std::io::Error::other(e)));
     let mut fp = sha2::Sha256::default();
     for e in walkdir::WalkDir::new(root).sort_by_file_name() {
         let e = e.map_err(walk_err)?;

@@ -257,12 +257,21 @@ fn elf(da: &[u8], db: &[u8]) -> Vec<Detail> {
             only_b,
         });
     }
-    if out.is_empty() {
-        out.push(Detail::Unavailable {
-            reason: "every section is the same: the ELF headers or the layout differ".into(),
-        });
+    or_unavailable(
+        out,
+        "every section is the same: the ELF headers or the layout differ",
+    )
+}
+
+/// `details`, or why there are none.
+pub(super) fn or_unavailable(details: Vec<Detail>, reason: &str) -> Vec<Detail> {
+    if details.is_empty() {
+        vec![Detail::Unavailable {
+            reason: reason.to_owned(),
+        }]
+    } else {
+        details
     }
-    out
 }
 
 /// Printable runs of at least 6 bytes.
@@ -500,12 +509,10 @@ pub(crate) fn members(
             counts,
         });
     }
-    if out.is_empty() {
-        out.push(Detail::Unavailable {
-            reason: "every member is the same: the archive's framing or order differs".into(),
-        });
-    }
-    out
+    or_unavailable(
+        out,
+        "every member is the same: the archive's framing or order differs",
+    )
 }
 
 fn text(a: &str, b: &str) -> Vec<Detail> {

@@ -169,14 +169,11 @@ pub fn explain(a: &Path, b: &Path) -> Option<Vec<Detail>> {
             });
         }
     }
-    if out.is_empty() {
-        out.push(Detail::Unavailable {
-            reason: "the partition table and every partition are the same: bytes outside the \
-                     partitions differ"
-                .into(),
-        });
-    }
-    Some(out)
+    Some(super::explain::or_unavailable(
+        out,
+        "the partition table and every partition are the same: bytes outside the partitions \
+         differ",
+    ))
 }
 
 fn describe(l: &Layout) -> String {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Sha256Digest;
+use crate::files::io_err;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -17,18 +18,8 @@ pub enum HostError {
     MissingTool { name: String, path: String },
     #[error("host package `{name}` is not installed; install it (apt-get install {name})")]
     MissingPackage { name: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> HostError + '_ {
-    move |source| HostError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    #[error(transparent)]
+    Io(#[from] crate::files::PathIo),
 }
 
 /// A program from the host, as a step finds it on PATH.

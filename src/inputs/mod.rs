@@ -113,11 +113,8 @@ pub enum InputsError {
         what: String,
         lines: Vec<String>,
     },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::files::PathIo),
 }
 
 impl InputsError {
@@ -126,7 +123,7 @@ impl InputsError {
     pub fn exit_code(&self) -> u8 {
         match self {
             InputsError::Unverified { .. } => 1,
-            InputsError::Io { .. } => 2,
+            InputsError::Io(_) => 2,
         }
     }
 }
@@ -316,11 +313,8 @@ pub enum KernelTreeError {
     Deb(#[from] crate::source::deb::DebError),
     #[error(transparent)]
     Extract(#[from] crate::source::extract::ExtractError),
-    #[error("{path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::files::PathIo),
     #[error(
         "the kernel tarball (sha256 {sha256}) is not in the store, or no longer hashes to its \
          pin: run `kata-repro fetch` to fetch it again"
@@ -335,25 +329,24 @@ pub fn kernel_tree(
     kernel: &crate::lock::Kernel,
     store: &crate::source::store::Store,
 ) -> Result<std::path::PathBuf, KernelTreeError> {
+    use crate::files::io_err;
     use crate::source::extract::{self, Links, TreeOptions};
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| KernelTreeError::Io { path, source }
+    let other = |path: PathBuf, e: &dyn std::fmt::Display| {
+        io_err(&path)(std::io::Error::other(e.to_string()))
     };
     let sha = kernel.sha256.ok_or(KernelTreeError::Unpinned)?;
     let dir = kernel_tree_dir(store, kernel).expect("pinned");
     let tree = dir.join("tree");
     let _ = crate::files::remove_tree(&dir);
-    if !store.verify_object(&sha).map_err(|e| KernelTreeError::Io {
-        path: store.object_path(&sha),
-        source: std::io::Error::other(e.to_string()),
-    })? {
+    if !store
+        .verify_object(&sha)
+        .map_err(|e| other(store.object_path(&sha), &e))?
+    {
         return Err(KernelTreeError::NotFetched { sha256: sha });
     }
-    let stage = store.stage_dir().map_err(|e| KernelTreeError::Io {
-        path: store.root().to_owned(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    let stage = store
+        .stage_dir()
+        .map_err(|e| other(store.root().to_owned(), &e))?;
     let object = store.object_path(&sha);
     let tarball = match &kernel.member {
         Some(member) => {
@@ -481,10 +474,7 @@ fn proxy_modules(
             && parent.is_dir()
         {
             let text = serde_json::json!({ "Version": e.version }).to_string();
-            std::fs::write(&info, text).map_err(|source| InputsError::Io {
-                path: info.clone(),
-                source,
-            })?;
+            std::fs::write(&info, text).map_err(crate::files::io_err(&info))?;
         }
     }
     Ok(GoModules::Proxy {

@@ -62,7 +62,7 @@ pub fn run(job: &Job, spec: &CheckSpec, events: Events<'_>) -> Result<Checked, J
     let scratch;
     let base: PathBuf = match &spec.keep {
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(JobError::io(dir))?;
+            std::fs::create_dir_all(dir).map_err(crate::files::io_err(dir))?;
             dir.clone()
         }
         None => {

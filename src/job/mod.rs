@@ -22,6 +22,7 @@ pub use build::{BuildOptions, Built, Job};
 pub use release::{Release, Sources};
 
 use crate::builder::{self, BuildError, OutDirError};
+use crate::files::io_err;
 
 /// How a release is built here: the store, the recipes, the toolchains, the mirrors.
 #[derive(Debug, Clone, Default)]
@@ -135,11 +136,8 @@ pub enum JobError {
     SbomDir(#[from] records::NotAnSbomDir),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::files::PathIo),
 }
 
 /// Large errors are boxed, so that every job's `Result` stays small.
@@ -173,13 +171,6 @@ impl JobError {
             _ => 2,
         }
     }
-
-    fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
-        move |source| JobError::Io {
-            path: path.to_owned(),
-            source,
-        }
-    }
 }
 
 /// Says that another process holds the store, while a job waits for it.
@@ -195,9 +186,7 @@ pub fn waiting(events: Events<'_>) -> impl FnOnce(&std::path::Path) + '_ {
 /// A scratch directory for a job's builds, in the store's staging area, removed when dropped.
 fn scratch(release: &Release, prefix: &str) -> Result<tempfile::TempDir, JobError> {
     let root = release.store.staging_dir();
-    std::fs::create_dir_all(&root).map_err(JobError::io(&root))?;
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in(&root)
-        .map_err(JobError::io(&root))
+    std::fs::create_dir_all(&root).map_err(io_err(&root))?;
+    let scratch = tempfile::Builder::new().prefix(prefix).tempdir_in(&root);
+    Ok(scratch.map_err(io_err(&root))?)
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::digest::Sha256Digest;
 pub use loaded::Loaded;
-pub use spans::{Span, Spans};
+pub use spans::{Span, Spans, TABLES};
 
 /// The lockfile schema this build reads and writes.
 pub const SCHEMA: u32 = 1;
@@ -566,21 +566,22 @@ mod tests {
                     .take_while(|l| !l.starts_with('['))
                     .any(|l| l.contains(needle))
             };
-            assert_eq!(spans.git.len(), lock.git.len());
-            for (g, span) in lock.git.iter().zip(&spans.git) {
+            assert_eq!(spans.table("git").len(), lock.git.len());
+            for (g, span) in lock.git.iter().zip(spans.table("git")) {
                 assert!(near(span, &g.commit.to_string()), "{} at {span:?}", g.url);
             }
-            assert_eq!(spans.files.len(), lock.source.files.len());
-            for (f, span) in lock.source.files.iter().zip(&spans.files) {
+            assert_eq!(spans.table("source.files").len(), lock.source.files.len());
+            for (f, span) in lock.source.files.iter().zip(spans.table("source.files")) {
                 assert!(near(span, &f.path), "{} at {span:?}", f.path);
             }
-            assert_eq!(spans.rootfs_packages.len(), lock.rootfs.packages.len());
-            for (p, span) in lock.rootfs.packages.iter().zip(&spans.rootfs_packages) {
+            let packages = spans.table("rootfs.packages");
+            assert_eq!(packages.len(), lock.rootfs.packages.len());
+            for (p, span) in lock.rootfs.packages.iter().zip(packages) {
                 assert!(near(span, &p.sha256.to_string()), "{} at {span:?}", p.name);
             }
             let go = &lock.toolchains.go.sources;
-            assert_eq!(spans.go_sources.len(), go.len());
-            assert!(spans.kernel.is_some());
+            assert_eq!(spans.table("toolchains.go.sources").len(), go.len());
+            assert_eq!(spans.table("kernel").len(), 1);
         }
     }
 
