@@ -12,6 +12,7 @@
 pub mod action;
 pub mod builtin;
 mod env;
+mod error;
 pub mod initrd;
 pub mod kernel;
 mod keys;
@@ -23,11 +24,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use self::error::{BuildError, MissingInput, OutDirError, RecipeProblem, StepFailure};
 use self::tools::{GoInstall, RustInstall, ToolError};
 use crate::digest::Sha256Digest;
 use crate::files::{io_err, remove_tree};
 use crate::host::Dpkg;
-use crate::inputs::{self, InputsError};
+use crate::inputs;
 pub use crate::inputs::{GoMode, Prepared};
 use crate::lock::Lockfile;
 use crate::manifest::{
@@ -51,67 +53,6 @@ pub const RESERVED_ENV: &[&str] = &[
     "LC_ALL",
     "LANG",
 ];
-
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error(transparent)]
-    Tool(#[from] ToolError),
-    #[error(transparent)]
-    Sandbox(#[from] SandboxError),
-    #[error(transparent)]
-    HostMissing(#[from] crate::setup::HostMissing),
-    #[error("{component}: {message}")]
-    Recipe { component: String, message: String },
-    #[error("{component} needs an input that is not available: {message}")]
-    Input { component: String, message: String },
-    #[error(
-        "{component}: this build host differs from the lockfile's [host] pins{at}:\n  {}\n  \
-         install the pinned versions or build on the pinned builder; --allow-host-drift builds \
-         anyway and records the drift in the manifest",
-        lines.join("\n  ")
-    )]
-    HostDrift {
-        component: String,
-        at: String,
-        lines: Vec<String>,
-    },
-    #[error(transparent)]
-    Inputs(#[from] InputsError),
-    #[error(transparent)]
-    StepFailed(Box<StepFailure>),
-    #[error(transparent)]
-    Io(#[from] crate::files::PathIo),
-}
-
-impl BuildError {
-    /// 1 when a step or a verification failed, 2 when the input (recipe, options, machine) is
-    /// wrong.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            BuildError::StepFailed(_) | BuildError::Input { .. } | BuildError::HostDrift { .. } => {
-                1
-            }
-            BuildError::Inputs(e) => e.exit_code(),
-            _ => 2,
-        }
-    }
-}
-
-/// A step that exited unsuccessfully, with the end of its log.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "{component}: step `{step}` failed ({status}) after {secs:.1}s; its log is {log}\n\
-     --- last lines ---\n{tail}\n---{hint}"
-)]
-pub struct StepFailure {
-    pub component: String,
-    pub step: String,
-    pub status: String,
-    pub secs: f64,
-    pub log: PathBuf,
-    pub tail: String,
-    pub hint: String,
-}
 
 /// What the builder reports as it goes, for a front end to render.
 pub enum Event<'a> {
@@ -520,7 +461,7 @@ impl Builder<'_> {
                 .as_ref()
                 .ok_or_else(|| BuildError::Input {
                     component: name.clone(),
-                    message: "the verified cargo vendor tree".into(),
+                    missing: Box::new(MissingInput::CargoVendor),
                 })?;
             binds.push(Bind {
                 host: v.vendor_dir.clone(),
@@ -536,7 +477,7 @@ impl Builder<'_> {
                 .get(&name)
                 .ok_or_else(|| BuildError::Input {
                     component: name.clone(),
-                    message: "its verified Go modules".into(),
+                    missing: Box::new(MissingInput::GoModules),
                 })?;
             if let inputs::GoModules::Proxy { dir, .. } = m {
                 binds.push(Bind {
@@ -555,7 +496,7 @@ impl Builder<'_> {
                 inputs::kernel_tree(&self.lock.kernel, self.store).map_err(|e| {
                     BuildError::Input {
                         component: name.clone(),
-                        message: format!("the kernel source, unpacked from its tarball: {e}"),
+                        missing: Box::new(e.into()),
                     }
                 })?
             }
@@ -583,9 +524,9 @@ impl Builder<'_> {
         events: &mut dyn FnMut(Event<'_>),
     ) -> Result<(Vec<StepRun>, StepLogs), BuildError> {
         let name = loaded.recipe.component.clone();
-        let recipe_err = |message: String| BuildError::Recipe {
+        let recipe_err = |problem: RecipeProblem| BuildError::Recipe {
             component: name.clone(),
-            message,
+            problem: Box::new(problem),
         };
         let mut step_runs = Vec::new();
         let mut logs = Vec::new();
@@ -608,12 +549,12 @@ impl Builder<'_> {
                 Err(SandboxError::Spawn { program, source })
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
-                    return Err(recipe_err(format!(
-                        "step `{step_name}`: `{program}` is not on the step's PATH ({}); add it to \
-                     host_tools or toolchains in {}",
-                        env["PATH"],
-                        loaded.path.display()
-                    )));
+                    return Err(recipe_err(RecipeProblem::NotOnPath {
+                        recipe: loaded.path.clone(),
+                        step: step_name.clone(),
+                        program,
+                        path: env["PATH"].clone(),
+                    }));
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -717,9 +658,9 @@ impl Builder<'_> {
         vendor: Option<&crate::verify::cargo::offline::OfflineVendor>,
     ) -> Result<(), BuildError> {
         let r = &loaded.recipe;
-        let recipe_err = |message: String| BuildError::Recipe {
+        let recipe_err = |problem: RecipeProblem| BuildError::Recipe {
             component: r.component.clone(),
-            message,
+            problem: Box::new(problem),
         };
         // What this component needs from components built before it, read-only by convention.
         for dep in r.needs.iter().chain(&r.uses) {
@@ -760,11 +701,10 @@ impl Builder<'_> {
             std::fs::write(&dest, json).map_err(io_err(&dest))?;
         }
         if !tree.join(&r.workdir).is_dir() {
-            return Err(recipe_err(format!(
-                "{}: workdir `{}` is not a directory of the source",
-                loaded.path.display(),
-                r.workdir
-            )));
+            return Err(recipe_err(RecipeProblem::NoWorkdir {
+                recipe: loaded.path.clone(),
+                workdir: r.workdir.clone(),
+            }));
         }
         let varied_home = self.variations.home.as_deref();
         for d in ["out", "home", "tmp", "bin", "logs"]
@@ -847,23 +787,22 @@ impl Builder<'_> {
     ) -> Result<Plan, BuildError> {
         let r = &loaded.recipe;
         let name = r.component.clone();
-        let recipe_err = |message: String| BuildError::Recipe {
+        let recipe_err = |problem: RecipeProblem| BuildError::Recipe {
             component: name.clone(),
-            message,
+            problem: Box::new(problem),
         };
         let arch_section = env::arch_section(r, &self.arch).map_err(|has| {
-            recipe_err(format!(
-                "{} does not build for {} (it has [arch.{has}]); add an [arch.{}] section",
-                loaded.path.display(),
-                self.arch,
-                self.arch
-            ))
+            recipe_err(RecipeProblem::NoArch {
+                recipe: loaded.path.clone(),
+                arch: self.arch.clone(),
+                has,
+            })
         })?;
         env::check_reserved(r, arch_section).map_err(|key| {
-            recipe_err(format!(
-                "{}: {key} is set by kata-repro for every step and cannot be set by a recipe",
-                loaded.path.display()
-            ))
+            recipe_err(RecipeProblem::Reserved {
+                recipe: loaded.path.clone(),
+                key,
+            })
         })?;
         let resolved = self.resolve(loaded, dpkg)?;
         let host_drift = self.host_drift(&name, &resolved)?;
@@ -877,12 +816,8 @@ impl Builder<'_> {
             .then(|| inputs::go_mode(self.lock, &r.workdir));
         let cargo_lock_sha256 = if r.inputs.contains(&Input::CargoVendor) {
             Some(
-                pinned_file(self.lock, "Cargo.lock").ok_or_else(|| BuildError::Recipe {
-                    component: name.clone(),
-                    message:
-                        "the lockfile pins no Cargo.lock; regenerate it with `kata-repro lock`"
-                            .into(),
-                })?,
+                pinned_file(self.lock, "Cargo.lock")
+                    .ok_or_else(|| recipe_err(RecipeProblem::NoCargoLock))?,
             )
         } else {
             None
@@ -904,17 +839,18 @@ impl Builder<'_> {
             keys: needed,
             mut notes,
         } = env::needed(r, built_before, &inside, &self.arch).map_err(|dep| {
-            recipe_err(format!(
-                "{} needs component `{dep}`, which is not part of this build",
-                loaded.path.display()
-            ))
+            recipe_err(RecipeProblem::NeedsUnbuilt {
+                recipe: loaded.path.clone(),
+                dep,
+            })
         })?;
         vars.extend(needed_vars);
-        env::add_own_vars(&mut vars, r, arch_section).map_err(|(k, r)| {
-            recipe_err(format!(
-                "{}: variable `{k}` refers to itself through `${{{r}}}`",
-                loaded.path.display()
-            ))
+        env::add_own_vars(&mut vars, r, arch_section).map_err(|(var, through)| {
+            recipe_err(RecipeProblem::SelfReference {
+                recipe: loaded.path.clone(),
+                var,
+                through,
+            })
         })?;
         let varied = &self.variations;
         let (base_env, note) = env::base_env(&env::EnvSources {
@@ -1049,9 +985,9 @@ impl Builder<'_> {
         let loaded = &loaded;
         let r = &loaded.recipe;
         let name = r.component.clone();
-        let recipe_err = |message: String| BuildError::Recipe {
+        let recipe_err = |problem: RecipeProblem| BuildError::Recipe {
             component: name.clone(),
-            message,
+            problem: Box::new(problem),
         };
         let action_key = record_base.action_key;
         let component_stage = stage.join(&self.arch).join(&name);
@@ -1066,7 +1002,7 @@ impl Builder<'_> {
         }
         let prepared = prepared.ok_or_else(|| BuildError::Input {
             component: name.clone(),
-            message: "its inputs were not prepared".into(),
+            missing: Box::new(MissingInput::NotPrepared),
         })?;
 
         let mut phases = BTreeMap::new();
@@ -1156,22 +1092,20 @@ impl Builder<'_> {
         built_before: &[ComponentRecord],
     ) -> Result<crate::release::layout::Plan, BuildError> {
         let r = &loaded.recipe;
-        let err = |message: String| BuildError::Recipe {
+        let err = |problem: RecipeProblem| BuildError::Recipe {
             component: r.component.clone(),
-            message,
+            problem: Box::new(problem),
         };
         let def = r.release.as_ref().ok_or_else(|| {
-            err(format!(
-                "{}: `release-layout` is an input, but the recipe has no [release]",
-                loaded.path.display()
-            ))
+            err(RecipeProblem::NoRelease {
+                recipe: loaded.path.clone(),
+            })
         })?;
         let kata_arch = vars.get("kata_arch").cloned().ok_or_else(|| {
-            err(format!(
-                "{}: a release recipe sets `kata_arch` in [arch.{}.vars] (amd64, arm64, …)",
-                loaded.path.display(),
-                self.arch
-            ))
+            err(RecipeProblem::NoKataArch {
+                recipe: loaded.path.clone(),
+                arch: self.arch.clone(),
+            })
         })?;
         let built = |component: &str| {
             if built_before.iter().any(|c| c.name == component) {
@@ -1241,7 +1175,7 @@ impl Builder<'_> {
         src_roots: &[PathBuf],
         out: &Path,
         vars: &BTreeMap<String, String>,
-    ) -> Result<Vec<Artifact>, String> {
+    ) -> Result<Vec<Artifact>, RecipeProblem> {
         for o in loaded.recipe.outputs.iter().filter(|o| o.from.is_some()) {
             collect_from(o, src_roots, out, vars)?;
         }
@@ -1260,29 +1194,31 @@ impl Builder<'_> {
 
     /// Every file under `out` must be declared; every declared file must be there. Each is
     /// stored by sha256 and recorded with the declared mode.
-    fn check_outputs(&self, loaded: &LoadedRecipe, out: &Path) -> Result<Vec<Artifact>, String> {
+    fn check_outputs(
+        &self,
+        loaded: &LoadedRecipe,
+        out: &Path,
+    ) -> Result<Vec<Artifact>, RecipeProblem> {
         let r = &loaded.recipe;
-        let files = crate::digest::tree_listing(out).map_err(|e| e.to_string())?;
+        let unreadable = |e: &dyn std::fmt::Display| RecipeProblem::Unreadable(e.to_string());
+        let files = crate::digest::tree_listing(out).map_err(|e| unreadable(&e))?;
         let mut outputs = Vec::new();
         for f in &files {
             let Some(def) = r.declaring(&f.path) else {
-                return Err(format!(
-                    "a step wrote `{}` to ${{out}}, which no [[outputs]] entry in {} declares; \
-                     declare it or stop writing it",
-                    f.path,
-                    loaded.path.display()
-                ));
+                return Err(RecipeProblem::Undeclared {
+                    recipe: loaded.path.clone(),
+                    output: f.path.clone(),
+                });
             };
             if f.link.is_some() {
-                return Err(format!(
-                    "output `{}` is a symbolic link; outputs must be files",
-                    f.path
-                ));
+                return Err(RecipeProblem::Link {
+                    output: f.path.clone(),
+                });
             }
             let (digest, size) = self
                 .store
                 .insert_file(&out.join(&f.path))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| unreadable(&e))?;
             outputs.push(Artifact {
                 path: f.path.clone(),
                 size,
@@ -1293,14 +1229,10 @@ impl Builder<'_> {
         for o in &r.outputs {
             let present = files.iter().any(|f| o.declares(&f.path));
             if !present && !o.optional {
-                return Err(format!(
-                    "declared output `{}` was not produced{}",
-                    o.path,
-                    o.from
-                        .as_ref()
-                        .map(|f| format!(" (nothing matched `{f}`)"))
-                        .unwrap_or_default()
-                ));
+                return Err(RecipeProblem::NotProduced {
+                    output: o.path.clone(),
+                    matched: o.from.clone(),
+                });
             }
         }
         outputs.sort();
@@ -1339,12 +1271,16 @@ fn collect_from(
     src: &[PathBuf],
     out: &Path,
     vars: &BTreeMap<String, String>,
-) -> Result<(), String> {
+) -> Result<(), RecipeProblem> {
     let pattern = recipe::expand(o.from.as_deref().expect("filtered"), vars);
     let glob = globset::GlobBuilder::new(&pattern)
         .literal_separator(true)
         .build()
-        .map_err(|e| format!("output `{}`: bad pattern `{pattern}`: {e}", o.path))?
+        .map_err(|source| RecipeProblem::BadPattern {
+            output: o.path.clone(),
+            pattern: pattern.clone(),
+            source,
+        })?
         .compile_matcher();
     // Walk only below the pattern's literal prefix.
     let literal: Vec<&str> = pattern
@@ -1383,26 +1319,26 @@ fn collect_from(
     }
     let matched: Vec<PathBuf> = by_rel.into_values().flatten().collect();
     if matched.is_empty() {
-        return Err(format!(
-            "declared output `{}` was not produced (nothing matched `{pattern}`)",
-            o.path
-        ));
+        return Err(RecipeProblem::NotProduced {
+            output: o.path.clone(),
+            matched: Some(pattern),
+        });
     }
     if !o.path.ends_with('/') && matched.len() > 1 {
-        return Err(format!(
-            "output `{}` is one file, but `{pattern}` matched {}",
-            o.path,
-            matched.len()
-        ));
+        return Err(RecipeProblem::ManyMatched {
+            output: o.path.clone(),
+            pattern,
+            count: matched.len(),
+        });
     }
     let mut names = std::collections::BTreeSet::new();
     for m in &matched {
         if !names.insert(m.file_name()) {
-            return Err(format!(
-                "output `{}`: `{pattern}` matches two files named {}; narrow the pattern",
-                o.path,
-                m.file_name().unwrap_or_default().to_string_lossy()
-            ));
+            return Err(RecipeProblem::SameName {
+                output: o.path.clone(),
+                pattern,
+                name: m.file_name().unwrap_or_default().to_string_lossy().into(),
+            });
         }
     }
     for m in matched {
@@ -1411,8 +1347,10 @@ fn collect_from(
         } else {
             out.join(&o.path)
         };
-        std::fs::create_dir_all(dest.parent().expect("has a parent")).map_err(|e| e.to_string())?;
-        std::fs::copy(&m, &dest).map_err(|e| format!("{}: {e}", m.display()))?;
+        let unreadable = |e: String| RecipeProblem::Unreadable(e);
+        std::fs::create_dir_all(dest.parent().expect("has a parent"))
+            .map_err(|e| unreadable(e.to_string()))?;
+        std::fs::copy(&m, &dest).map_err(|e| unreadable(format!("{}: {e}", m.display())))?;
     }
     Ok(())
 }
@@ -1547,19 +1485,6 @@ pub fn install(stage: tempfile::TempDir, out: &Path) -> Result<(), BuildError> {
         std::fs::rename(stage.keep(), out).map_err(io_err(out))?;
     }
     Ok(())
-}
-
-/// Why an output directory cannot receive a build.
-#[derive(Debug, thiserror::Error)]
-pub enum OutDirError {
-    #[error("--out {} exists and is not a directory", path.display())]
-    NotADirectory { path: PathBuf },
-    #[error(
-        "--out {} exists and holds files that are not a kata-repro build (no manifest.json); \
-         choose an empty or new directory",
-        path.display()
-    )]
-    NotABuild { path: PathBuf },
 }
 
 /// Checks that `out` can receive a build: absent, empty, or a previous kata-repro output.

@@ -93,12 +93,21 @@ pub fn audit_verdicts(published: &Side, rebuilt: Result<&Path, &str>) -> Vec<Art
     out
 }
 
+/// Why a published SBOM's subjects cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum NotAnSbom {
+    #[error("not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("not a CycloneDX BOM (no bomFormat CycloneDX)")]
+    NotCycloneDx,
+}
+
 /// The artifacts a published CycloneDX SBOM names as its subject's files (`artifact:<path>`
 /// bom-refs), with their SHA-256.
-pub fn sbom_subjects(text: &str) -> Result<Vec<(String, String)>, String> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+pub fn sbom_subjects(text: &str) -> Result<Vec<(String, String)>, NotAnSbom> {
+    let v: serde_json::Value = serde_json::from_str(text)?;
     if v.get("bomFormat").and_then(|f| f.as_str()) != Some("CycloneDX") {
-        return Err("not a CycloneDX BOM (no bomFormat CycloneDX)".into());
+        return Err(NotAnSbom::NotCycloneDx);
     }
     let mut out = Vec::new();
     let mut stack: Vec<&serde_json::Value> = Vec::new();

@@ -20,7 +20,7 @@ use crate::digest::Sha256Digest;
 use crate::manifest::Manifest;
 use crate::sandbox::variation::{Applied, Variation};
 
-pub use audit::{audit_verdicts, claims_match, sbom_subjects};
+pub use audit::{NotAnSbom, audit_verdicts, claims_match, sbom_subjects};
 pub use blame::{blame, moved_with_umask};
 pub use diffoscope::{add_diffoscope_pages, diffoscope};
 pub use verdicts::check_verdicts;

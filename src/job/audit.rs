@@ -50,8 +50,16 @@ pub enum AuditError {
     Sign(#[from] sign::SignError),
     #[error(transparent)]
     Provenance(#[from] crate::manifest::ManifestError),
-    #[error("{}: {message}", path.display())]
-    Published { path: PathBuf, message: String },
+    #[error("{}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    NotAnSbom {
+        path: PathBuf,
+        source: check::NotAnSbom,
+    },
     #[error(
         "{} hashes to sha256 {found}, but the manifest was built from {name} with sha256 \
          {expected}; pass the lockfile the release was built from with --lockfile",
@@ -283,21 +291,20 @@ fn preflight(
         }
     }
     for f in &spec.sboms {
-        let claims = check::sbom_subjects(&read(f)?).map_err(|e| published(f, e))?;
+        let claims = check::sbom_subjects(&read(f)?).map_err(|source| AuditError::NotAnSbom {
+            path: f.clone(),
+            source,
+        })?;
         out.extend(check::claims_match(&file_name(f), &claims, manifest));
     }
     Ok(out)
 }
 
 fn read(path: &Path) -> Result<String, AuditError> {
-    std::fs::read_to_string(path).map_err(|e| published(path, e))
-}
-
-fn published(path: &Path, e: impl std::fmt::Display) -> AuditError {
-    AuditError::Published {
+    std::fs::read_to_string(path).map_err(|source| AuditError::Unreadable {
         path: path.to_owned(),
-        message: e.to_string(),
-    }
+        source,
+    })
 }
 
 /// The manifest's signature, and the provenance's where it is published.
@@ -376,7 +383,10 @@ fn find_lockfile(
             looked: candidates,
         });
     };
-    let found = Sha256Digest::of_file(c).map_err(|e| published(c, e))?;
+    let found = Sha256Digest::of_file(c).map_err(|source| AuditError::Unreadable {
+        path: c.clone(),
+        source,
+    })?;
     if found != expected {
         return Err(AuditError::OtherLockfile {
             path: c.clone(),

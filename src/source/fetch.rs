@@ -31,20 +31,53 @@ impl Default for FetchOptions {
     }
 }
 
+/// A rootfs package that is not what the lockfile pins.
+#[derive(Debug, thiserror::Error)]
+pub enum DebMismatch {
+    #[error(transparent)]
+    Unreadable(#[from] super::deb::DebError),
+    #[error(
+        "the package says it is {found}, but the lockfile pins {expected}; regenerate the \
+         lockfile's rootfs section with `kata-repro lock --rootfs-archive`"
+    )]
+    Other {
+        expected: Box<DebId>,
+        found: Box<DebId>,
+    },
+}
+
+/// A Debian package's name, version and architecture: `name version (arch)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebId {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+}
+
+impl std::fmt::Display for DebId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({})", self.name, self.version, self.arch)
+    }
+}
+
 /// A rootfs package must be a Debian package that says it is what the lockfile pins.
-pub fn check_deb(path: &Path, pkg: &crate::lock::RootfsPackage) -> Result<(), String> {
-    let info = super::deb::inspect(path).map_err(|e| e.to_string())?;
-    if (
-        info.package.as_str(),
-        info.version.as_str(),
-        info.architecture.as_str(),
-    ) != (pkg.name.as_str(), pkg.version.as_str(), pkg.arch.as_str())
-    {
-        return Err(format!(
-            "the package says it is {} {} ({}), but the lockfile pins {} {} ({}); regenerate \
-             the lockfile's rootfs section with `kata-repro lock --rootfs-archive`",
-            info.package, info.version, info.architecture, pkg.name, pkg.version, pkg.arch
-        ));
+pub fn check_deb(path: &Path, pkg: &crate::lock::RootfsPackage) -> Result<(), DebMismatch> {
+    let info = super::deb::inspect(path)?;
+    let found = DebId {
+        name: info.package,
+        version: info.version,
+        arch: info.architecture,
+    };
+    let expected = DebId {
+        name: pkg.name.clone(),
+        version: pkg.version.clone(),
+        arch: pkg.arch.clone(),
+    };
+    if found != expected {
+        return Err(DebMismatch::Other {
+            expected: Box::new(expected),
+            found: Box::new(found),
+        });
     }
     Ok(())
 }

@@ -485,9 +485,25 @@ fn check_submodule_pins(
     Ok(())
 }
 
+/// A stored checkout whose files are not the pinned tree.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutMismatch {
+    #[error("{}: {source}", dir.display())]
+    Unreadable {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} hashes to tree {found}, not the pinned {expected}", dir.display())]
+    Tree {
+        dir: std::path::PathBuf,
+        expected: GitOid,
+        found: gix::ObjectId,
+    },
+}
+
 /// Re-hashes a stored checkout into git tree ids: its files must hash to the pinned tree, and
 /// each submodule's files to its pinned tree.
-pub fn verify_checkout(dir: &Path, pins: &TreePins<'_>) -> Result<(), String> {
+pub fn verify_checkout(dir: &Path, pins: &TreePins<'_>) -> Result<(), CheckoutMismatch> {
     verify_dir(dir, pins.tree, &pins.submodules, "")
 }
 
@@ -510,19 +526,24 @@ fn verify_dir(
     tree: GitOid,
     subs: &[PinnedSubmodule],
     prefix: &str,
-) -> Result<(), String> {
+) -> Result<(), CheckoutMismatch> {
     let direct = direct_submodules(subs, prefix);
     let gitlinks = direct
         .iter()
         .map(|s| (s.path[prefix.len()..].to_owned(), s.commit.id()))
         .collect();
-    let actual = super::git::tree_id_of_dir(dir, &gitlinks)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    if actual != tree.id() {
-        return Err(format!(
-            "{} hashes to tree {actual}, not the pinned {tree}",
-            dir.display()
-        ));
+    let found = super::git::tree_id_of_dir(dir, &gitlinks).map_err(|source| {
+        CheckoutMismatch::Unreadable {
+            dir: dir.to_owned(),
+            source,
+        }
+    })?;
+    if found != tree.id() {
+        return Err(CheckoutMismatch::Tree {
+            dir: dir.to_owned(),
+            expected: tree,
+            found,
+        });
     }
     for s in direct {
         let rel = &s.path[prefix.len()..];
