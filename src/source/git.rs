@@ -11,10 +11,13 @@ use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
 
+/// What gix reported, whichever of its errors it was.
+pub type BoxedError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
-    #[error("{path} is not a git repository: {message}")]
-    Open { path: PathBuf, message: String },
+    #[error("{path} is not a git repository: {source}")]
+    Open { path: PathBuf, source: BoxedError },
     #[error(
         "moved tag: `{tag}` in {repo} points at {found}, but the lockfile pins {pinned}; \
          the tag was moved upstream or the mirror is wrong. Re-pin with `kata-repro lock` only \
@@ -59,11 +62,11 @@ pub enum GitError {
         pinned: ObjectId,
         actual: ObjectId,
     },
-    #[error("{repo}: cannot read object {id}: {message}")]
+    #[error("{repo}: cannot read object {id}: {source}")]
     Read {
         repo: PathBuf,
         id: ObjectId,
-        message: String,
+        source: BoxedError,
     },
     #[error("submodule {path} at {commit}: {message}")]
     Submodule {
@@ -114,7 +117,7 @@ impl VerifiedRepo {
         let repo =
             gix::open_opts(path, gix::open::Options::isolated()).map_err(|e| GitError::Open {
                 path: path.to_owned(),
-                message: e.to_string(),
+                source: e.into(),
             })?;
         Ok(Self {
             repo,
@@ -126,11 +129,11 @@ impl VerifiedRepo {
         &self.path
     }
 
-    fn read_error(&self, id: ObjectId, error: impl ToString) -> GitError {
+    fn read_error(&self, id: ObjectId, error: impl Into<BoxedError>) -> GitError {
         GitError::Read {
             repo: self.path.clone(),
             id,
-            message: error.to_string(),
+            source: error.into(),
         }
     }
 
@@ -183,7 +186,7 @@ impl VerifiedRepo {
                 .try_find_reference(name.as_str())
                 .map_err(|e| GitError::Open {
                     path: self.path.clone(),
-                    message: e.to_string(),
+                    source: e.into(),
                 })?;
         let Some(id) = reference.and_then(|r| r.target().try_id().map(|id| id.to_owned())) else {
             return Ok(None);
