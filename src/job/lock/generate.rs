@@ -1,4 +1,5 @@
-//! The `lock` job: derive a lockfile from the pinned tree of a Kata release.
+//! A lockfile from the pinned tree of a Kata release: the source, its trusted files, git
+//! dependencies, toolchains and the kernel.
 
 use std::path::PathBuf;
 
