@@ -130,6 +130,36 @@ pub struct VendorCheck<'a> {
     pub pinned_by: Option<String>,
 }
 
+/// What is wrong with each module (or with `vendor` as a whole), by name.
+type Problems = BTreeMap<String, Vec<String>>;
+
+fn problem(problems: &mut Problems, who: &str, what: String) {
+    problems.entry(who.to_owned()).or_default().push(what);
+}
+
+/// Where a finding points: `go.mod:<line>` or `vendor/modules.txt:<line>`.
+struct Places<'a> {
+    gomod_path: &'a Path,
+    gomod_text: &'a str,
+    modules_txt: &'a Path,
+}
+
+impl Places<'_> {
+    fn gomod(&self, offset: usize) -> String {
+        let line = line_col(self.gomod_text, offset).0;
+        format!("{}:{line}", self.gomod_path.display())
+    }
+
+    fn txt(&self, line: usize) -> String {
+        format!("{}:{line}", self.modules_txt.display())
+    }
+
+    fn finding(&self, name: String) -> Finding {
+        Finding::new(Ecosystem::Go, name, Outcome::Failed)
+            .origin(self.modules_txt.display().to_string())
+    }
+}
+
 pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
     let read = |p: &Path| {
         std::fs::read_to_string(p).map_err(|source| VendorError::Read {
@@ -146,21 +176,43 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
         })?;
     let modules_txt = check.vendor_dir.join("modules.txt");
     let modules = parse_modules_txt(&read(&modules_txt)?, &modules_txt)?;
-    let gomod_at = |offset: usize| {
-        format!(
-            "{}:{}",
-            check.gomod_path.display(),
-            line_col(&gomod_text, offset).0
-        )
+    let at = Places {
+        gomod_path: check.gomod_path,
+        gomod_text: &gomod_text,
+        modules_txt: &modules_txt,
     };
-    let txt_at = |line: usize| format!("{}:{line}", modules_txt.display());
-
     let mut report = Report::default();
-    let mut problems: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // 1. modules.txt against go.mod.
+    report.findings.extend(against_gomod(&gomod, &modules, &at));
+    // 2. go.sum lines for every vendored module; 3. the deep check where a zip is at hand.
+    let mut problems = Problems::new();
+    let expected = from_zips(check, &gomod, &modules, &mut problems);
+    compare_dirs(check.vendor_dir, &expected, &mut problems);
+    stray_files(check.vendor_dir, &modules, &expected.dirs, &mut problems);
+    report
+        .findings
+        .extend(module_findings(check, &modules, problems, &at));
+    let deep = modules.iter().filter(|m| has_zip(check, m)).count();
+    report.notes.push(format!(
+        "{}: {} vendored modules checked against go.mod and go.sum; {deep} derived again from verified zips",
+        check.vendor_dir.display(),
+        modules.len()
+    ));
+    Ok(report)
+}
+
+/// Whether a verified zip of `m` is at hand.
+fn has_zip(check: &VendorCheck<'_>, m: &VendoredModule) -> bool {
+    m.source()
+        .is_some_and(|(p, v)| check.zips.contains_key(&(p.to_owned(), v.to_owned())))
+}
+
+/// modules.txt against go.mod: every requirement vendored at its version and marked explicit,
+/// nothing explicit that go.mod does not require, every replacement as go.mod says.
+fn against_gomod(gomod: &GoMod, modules: &[VendoredModule], at: &Places<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
     let by_path: BTreeMap<&str, &VendoredModule> =
         modules.iter().map(|m| (m.path.as_str(), m)).collect();
-
-    // 1. modules.txt against go.mod.
     let required: BTreeSet<&str> = gomod
         .require
         .iter()
@@ -180,10 +232,9 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
             Some(_) => None,
         };
         if let Some(p) = problem {
-            report.findings.push(
-                Finding::new(Ecosystem::Go, format!("{path}@{version}"), Outcome::Failed)
-                    .origin(modules_txt.display().to_string())
-                    .pinned_at(gomod_at(req.module.path_span.start))
+            out.push(
+                at.finding(format!("{path}@{version}"))
+                    .pinned_at(at.gomod(req.module.path_span.start))
                     .message(p),
             );
         }
@@ -192,10 +243,9 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
         .iter()
         .filter(|m| m.explicit && !required.contains(m.path.as_str()))
     {
-        report.findings.push(
-            Finding::new(Ecosystem::Go, module_name(m), Outcome::Failed)
-                .origin(modules_txt.display().to_string())
-                .pinned_at(txt_at(m.line))
+        out.push(
+            at.finding(module_name(m))
+                .pinned_at(at.txt(m.line))
                 .message("marked explicit in vendor/modules.txt, but not required in go.mod"),
         );
     }
@@ -210,10 +260,9 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
         if let Some(m) = vendored
             && m.replacement.as_ref() != Some(&want)
         {
-            report.findings.push(
-                Finding::new(Ecosystem::Go, module_name(m), Outcome::Failed)
-                    .origin(modules_txt.display().to_string())
-                    .pinned_at(gomod_at(r.path_span.start))
+            out.push(
+                at.finding(module_name(m))
+                    .pinned_at(at.gomod(r.path_span.start))
                     .message(format!(
                         "replaced by {} {} in go.mod, but not so in vendor/modules.txt",
                         want.0,
@@ -222,13 +271,29 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
             );
         }
     }
+    out
+}
 
-    // 2. go.sum lines for every vendored module; 3. the deep check where a zip is at hand.
+/// What the verified zips say vendor/ holds: each file with its module and digest, and each
+/// directory so derived with the module it belongs to.
+#[derive(Default)]
+struct Expected {
+    files: BTreeMap<String, (String, Sha256Digest)>,
+    dirs: BTreeMap<String, String>,
+}
+
+/// The go.sum lines every vendored module needs, and what its verified zip (where one is at
+/// hand) says its vendored files are.
+fn from_zips(
+    check: &VendorCheck<'_>,
+    gomod: &GoMod,
+    modules: &[VendoredModule],
+    problems: &mut Problems,
+) -> Expected {
     let main_go = gomod.go.clone().unwrap_or_default();
     let strip_gomod = crate::lock::toolchain::version_key(&main_go) >= vec![1, 17];
-    let mut expected_files: BTreeMap<String, (String, Sha256Digest)> = BTreeMap::new();
-    let mut checked_dirs: BTreeMap<String, String> = BTreeMap::new();
-    for m in &modules {
+    let mut expected = Expected::default();
+    for m in modules {
         let name = module_name(m);
         let Some((src_path, src_version)) = m.source() else {
             continue;
@@ -238,75 +303,75 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
                 continue;
             }
             if check.sum.find(src_path, src_version, kind).is_none() {
-                problems.entry(name.clone()).or_default().push(format!(
-                    "missing from go.sum: no `{src_path} {src_version}{what}` line"
-                ));
+                let line = format!("missing from go.sum: no `{src_path} {src_version}{what}` line");
+                problem(problems, &name, line);
             }
         }
-        if let Some(zip) = check
+        let Some(zip) = check
             .zips
             .get(&(src_path.to_owned(), src_version.to_owned()))
-        {
-            let prefix = format!("{src_path}@{src_version}/");
-            match expected_vendor_files(zip, &prefix, &m.path, &m.packages, strip_gomod) {
-                Ok((files, dirs)) => {
-                    for (rel, digest) in files {
-                        expected_files.insert(rel, (name.clone(), digest));
-                    }
-                    for d in dirs {
-                        checked_dirs.entry(d).or_insert_with(|| name.clone());
-                    }
+        else {
+            continue;
+        };
+        let prefix = format!("{src_path}@{src_version}/");
+        match expected_vendor_files(zip, &prefix, &m.path, &m.packages, strip_gomod) {
+            Ok((files, dirs)) => {
+                for (rel, digest) in files {
+                    expected.files.insert(rel, (name.clone(), digest));
                 }
-                Err(e) => problems
-                    .entry(name.clone())
-                    .or_default()
-                    .push(format!("{}: {e}", zip.display())),
+                for d in dirs {
+                    expected.dirs.entry(d).or_insert_with(|| name.clone());
+                }
             }
+            Err(e) => problem(problems, &name, format!("{}: {e}", zip.display())),
         }
     }
-    // Compare the vendor tree with what the zips say, directory by directory.
-    for (dir, owner) in &checked_dirs {
-        let actual = files_in(check.vendor_dir, dir);
-        let expected: BTreeMap<&String, &Sha256Digest> = expected_files
+    expected
+}
+
+/// The vendor tree against what the zips say, directory by directory.
+fn compare_dirs(vendor_dir: &Path, expected: &Expected, problems: &mut Problems) {
+    for (dir, owner) in &expected.dirs {
+        let actual = files_in(vendor_dir, dir);
+        let want: BTreeMap<&String, &Sha256Digest> = expected
+            .files
             .iter()
             .filter(|(rel, _)| parent(rel) == dir.as_str())
             .map(|(rel, (_, d))| (rel, d))
             .collect();
         for (rel, path) in &actual {
-            match expected.get(rel) {
-                None => problems
-                    .entry(owner.clone())
-                    .or_default()
-                    .push(format!("vendor/{rel} was added")),
+            let what = match want.get(rel) {
+                None => format!("vendor/{rel} was added"),
                 Some(want) => match Sha256Digest::of_file(path) {
-                    Ok(got) if got == **want => {}
-                    Ok(got) => problems.entry(owner.clone()).or_default().push(format!(
+                    Ok(got) if got == **want => continue,
+                    Ok(got) => format!(
                         "vendor/{rel} differs from the module zip (expected {want}, actual {got})"
-                    )),
-                    Err(e) => problems
-                        .entry(owner.clone())
-                        .or_default()
-                        .push(format!("vendor/{rel}: {e}")),
+                    ),
+                    Err(e) => format!("vendor/{rel}: {e}"),
                 },
-            }
+            };
+            problem(problems, owner, what);
         }
-        for rel in expected.keys() {
-            if !actual.contains_key(*rel) {
-                problems
-                    .entry(owner.clone())
-                    .or_default()
-                    .push(format!("vendor/{rel} is missing"));
-            }
+        for rel in want.keys().filter(|rel| !actual.contains_key(**rel)) {
+            problem(problems, owner, format!("vendor/{rel} is missing"));
         }
     }
-    // Whatever lies in vendor/ outside every package directory was added by hand.
+}
+
+/// Whatever lies in vendor/ outside every package directory was added by hand.
+fn stray_files(
+    vendor_dir: &Path,
+    modules: &[VendoredModule],
+    checked_dirs: &BTreeMap<String, String>,
+    problems: &mut Problems,
+) {
     let package_dirs: BTreeSet<String> = modules
         .iter()
         .flat_map(|m| m.packages.iter().cloned())
         .collect();
     let ancestors: BTreeSet<String> = package_dirs.iter().flat_map(|p| ancestors_of(p)).collect();
-    let embeds = embedded_in_vendor(check.vendor_dir, &package_dirs);
-    for entry in walkdir::WalkDir::new(check.vendor_dir)
+    let embeds = embedded_in_vendor(vendor_dir, &package_dirs);
+    for entry in walkdir::WalkDir::new(vendor_dir)
         .min_depth(1)
         .into_iter()
         .flatten()
@@ -316,7 +381,7 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
         }
         let rel = entry
             .path()
-            .strip_prefix(check.vendor_dir)
+            .strip_prefix(vendor_dir)
             .expect("under vendor")
             .to_string_lossy()
             .into_owned();
@@ -328,62 +393,54 @@ pub fn verify(check: &VendorCheck<'_>) -> Result<Report, VendorError> {
             continue;
         }
         if checked_dirs.contains_key(&dir) {
-            continue; // already reported above
+            continue; // already reported by compare_dirs
         }
-        problems
-            .entry("vendor".to_owned())
-            .or_default()
-            .push(format!("vendor/{rel} belongs to no vendored package"));
+        let what = format!("vendor/{rel} belongs to no vendored package");
+        problem(problems, "vendor", what);
     }
+}
 
-    for m in &modules {
+/// A finding per vendored module (failed with its problems, derived from its zip, or only
+/// consistent), then one per problem that no module owns.
+fn module_findings(
+    check: &VendorCheck<'_>,
+    modules: &[VendoredModule],
+    mut problems: Problems,
+    at: &Places<'_>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let origin = check.vendor_dir.display().to_string();
+    for m in modules {
         let name = module_name(m);
-        let deep = m
-            .source()
-            .is_some_and(|(p, v)| check.zips.contains_key(&(p.to_owned(), v.to_owned())));
         let base = Finding::new(Ecosystem::Go, name.clone(), Outcome::Ok)
-            .origin(check.vendor_dir.display().to_string())
-            .pinned_at(txt_at(m.line));
-        match problems.remove(&name) {
-            Some(p) => report
-                .findings
-                .push(base.outcome(Outcome::Failed).message(p.join("; "))),
-            None if deep => report
-                .findings
-                .push(base.message("vendored files derived again from the verified zip")),
+            .origin(origin.clone())
+            .pinned_at(at.txt(m.line));
+        out.push(match problems.remove(&name) {
+            Some(p) => base.outcome(Outcome::Failed).message(p.join("; ")),
+            None if has_zip(check, m) => {
+                base.message("vendored files derived again from the verified zip")
+            }
             None => match &check.pinned_by {
-                Some(pin) => report.findings.push(base.outcome(Outcome::SelfConsistent).message(format!(
+                Some(pin) => base.outcome(Outcome::SelfConsistent).message(format!(
                     "consistent with go.mod and go.sum, and its files are those of {pin}, but no verified \
                      zip was at hand to derive them from, so nothing checks them against go.sum: pass \
                      --modcache DIR or --proxy URL"
-                ))),
-                None => report.findings.push(base.outcome(Outcome::Unpinned).message(
+                )),
+                None => base.outcome(Outcome::Unpinned).message(
                     "consistent with go.mod and go.sum, but no verified zip was at hand to derive its files \
                      from, so nothing pins them: pass --modcache DIR or --proxy URL",
-                )),
+                ),
             },
-        }
+        });
     }
     for (name, p) in problems {
-        report.findings.push(
+        out.push(
             Finding::new(Ecosystem::Go, name, Outcome::Failed)
-                .origin(check.vendor_dir.display().to_string())
+                .origin(origin.clone())
                 .message(p.join("; ")),
         );
     }
-    let deep = modules
-        .iter()
-        .filter(|m| {
-            m.source()
-                .is_some_and(|(p, v)| check.zips.contains_key(&(p.to_owned(), v.to_owned())))
-        })
-        .count();
-    report.notes.push(format!(
-        "{}: {} vendored modules checked against go.mod and go.sum; {deep} derived again from verified zips",
-        check.vendor_dir.display(),
-        modules.len()
-    ));
-    Ok(report)
+    out
 }
 
 /// Files below vendored package directories that the packages' own `//go:embed` directives
