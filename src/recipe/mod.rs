@@ -494,17 +494,39 @@ pub fn parse(text: &str, path: &Path) -> Result<LoadedRecipe, RecipeError> {
     })
 }
 
+/// A name a recipe may not use: what to point at in its text, and why.
+struct Bad {
+    needle: String,
+    message: String,
+}
+
+fn bad(needle: &str, message: String) -> Bad {
+    Bad {
+        needle: needle.to_owned(),
+        message,
+    }
+}
+
+/// A plain name: letters, digits, `-`, `_` and `.`, not starting with a dot.
+fn safe(n: &str) -> bool {
+    !n.is_empty()
+        && !n.starts_with('.')
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeError> {
-    let safe = |n: &str| {
-        !n.is_empty()
-            && !n.starts_with('.')
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
+    check_places(recipe)
+        .and_then(|()| check_steps(recipe))
+        .and_then(|()| check_host_names(recipe))
+        .and_then(|()| check_output_paths(recipe))
+        .map_err(|b| invalid(path, text, &b.needle, b.message))
+}
+
+/// The component's name, the workdir, and the components it needs or uses.
+fn check_places(recipe: &Recipe) -> Result<(), Bad> {
     if !safe(&recipe.component) {
-        return Err(invalid(
-            path,
-            text,
+        return Err(bad(
             "component",
             format!(
                 "component `{}` must be a plain name (letters, digits, -, _, .)",
@@ -518,9 +540,7 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
             .components()
             .any(|c| matches!(c, std::path::Component::ParentDir))
     {
-        return Err(invalid(
-            path,
-            text,
+        return Err(bad(
             "workdir",
             format!(
                 "workdir `{}` must be a relative path inside the source",
@@ -528,12 +548,23 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
             ),
         ));
     }
+    for n in recipe.needs.iter().chain(&recipe.uses) {
+        if !safe(n) || *n == recipe.component {
+            return Err(bad(
+                n,
+                format!("`{n}` in needs/uses must be another component's name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Each step's name, command and builtin arguments.
+fn check_steps(recipe: &Recipe) -> Result<(), Bad> {
     let mut seen = BTreeSet::new();
     for s in &recipe.steps {
         if !safe(&s.name) {
-            return Err(invalid(
-                path,
-                text,
+            return Err(bad(
                 &format!("\"{}\"", s.name),
                 format!(
                     "step name `{}` must be a plain name (letters, digits, -, _, .)",
@@ -543,9 +574,7 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
         }
         match s.builtin {
             None if s.argv.is_empty() => {
-                return Err(invalid(
-                    path,
-                    text,
+                return Err(bad(
                     &format!("\"{}\"", s.name),
                     format!(
                         "step `{}` has an empty argv (give argv, or builtin and args)",
@@ -554,9 +583,7 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
                 ));
             }
             None if !s.args.is_empty() => {
-                return Err(invalid(
-                    path,
-                    text,
+                return Err(bad(
                     &format!("\"{}\"", s.name),
                     format!(
                         "step `{}` has args but no builtin; put them in argv",
@@ -565,9 +592,7 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
                 ));
             }
             Some(b) if !s.argv.is_empty() => {
-                return Err(invalid(
-                    path,
-                    text,
+                return Err(bad(
                     &format!("\"{}\"", s.name),
                     format!(
                         "step `{}` is builtin `{}`: give its arguments as args, not argv",
@@ -579,9 +604,7 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
             Some(b) => {
                 let (min, max) = b.arity();
                 if s.args.len() < min || s.args.len() > max {
-                    return Err(invalid(
-                        path,
-                        text,
+                    return Err(bad(
                         &format!("\"{}\"", s.name),
                         format!(
                             "builtin `{}` of step `{}` takes {} arguments, not {}",
@@ -600,24 +623,17 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
             None => {}
         }
         if !seen.insert(&s.name) {
-            return Err(invalid(
-                path,
-                text,
+            return Err(bad(
                 &format!("\"{}\"", s.name),
                 format!("two steps are named `{}`", s.name),
             ));
         }
     }
-    for n in recipe.needs.iter().chain(&recipe.uses) {
-        if !safe(n) || *n == recipe.component {
-            return Err(invalid(
-                path,
-                text,
-                n,
-                format!("`{n}` in needs/uses must be another component's name"),
-            ));
-        }
-    }
+    Ok(())
+}
+
+/// Debian package names and bare host tool names.
+fn check_host_names(recipe: &Recipe) -> Result<(), Bad> {
     let arch_tools = recipe.arch.values().flat_map(|a| a.host_tools.entries());
     let packages = recipe
         .host_tools
@@ -634,9 +650,7 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
         );
     for p in packages {
         if !is_debian_package_name(p) {
-            return Err(invalid(
-                path,
-                text,
+            return Err(bad(
                 p,
                 format!(
                     "`{p}` is not a Debian package name (lower-case letters, digits, `+`, `-` \
@@ -653,20 +667,21 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
         .map(|(t, _)| t)
     {
         if t.contains('/') || t.is_empty() {
-            return Err(invalid(
-                path,
-                text,
+            return Err(bad(
                 t,
                 format!("host tool `{t}` must be a bare program name, found on the host's PATH"),
             ));
         }
     }
+    Ok(())
+}
+
+/// Output paths inside the output directory, directories with what they collect, file modes.
+fn check_output_paths(recipe: &Recipe) -> Result<(), Bad> {
     for o in &recipe.outputs {
         let p = o.path.trim_end_matches('/');
         if p.is_empty() || p.starts_with('/') || p.split('/').any(|c| c == ".." || c == ".") {
-            return Err(invalid(
-                path,
-                text,
+            return Err(bad(
                 &o.path,
                 format!(
                     "output `{}` must be a relative path inside the output directory",
@@ -675,9 +690,7 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
             ));
         }
         if o.path.ends_with('/') && o.from.is_none() {
-            return Err(invalid(
-                path,
-                text,
+            return Err(bad(
                 &o.path,
                 format!(
                     "output directory `{}` needs `from`, the files it collects",
@@ -686,9 +699,7 @@ fn check_names(recipe: &Recipe, path: &Path, text: &str) -> Result<(), RecipeErr
             ));
         }
         if o.mode > 0o7777 {
-            return Err(invalid(
-                path,
-                text,
+            return Err(bad(
                 &o.path,
                 format!(
                     "output `{}` has mode {:o}, which is not a file mode",
