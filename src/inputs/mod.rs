@@ -137,6 +137,20 @@ fn more_line(n: usize) -> String {
     }
 }
 
+/// Refuses the inputs when any of `bad` is there, listing them.
+fn all_verified<'a>(
+    component: &str,
+    what: &str,
+    bad: impl Iterator<Item = &'a Finding>,
+) -> Result<(), InputsError> {
+    let lines: Vec<String> = bad.map(Finding::line).collect();
+    if lines.is_empty() {
+        Ok(())
+    } else {
+        Err(fail(component, what, lines))
+    }
+}
+
 fn fail(component: &str, what: &str, lines: Vec<String>) -> InputsError {
     InputsError::Unverified {
         component: component.to_owned(),
@@ -213,14 +227,8 @@ pub fn prepare(
             &get,
             Some(&lock.git),
         ));
-        let bad: Vec<String> = findings
-            .iter()
-            .filter(|f| f.outcome != Outcome::Ok)
-            .map(Finding::line)
-            .collect();
-        if !bad.is_empty() {
-            return Err(fail(&all, "crates did not verify", bad));
-        }
+        let bad = findings.iter().filter(|f| f.outcome != Outcome::Ok);
+        all_verified(&all, "crates did not verify", bad)?;
         let cargo = options.cargo.clone().unwrap_or_else(|| "cargo".into());
         let vendored =
             offline::ensure_in_store(&cargo_lock, &checkout, get.store, get.mirrors, &cargo)
@@ -452,14 +460,8 @@ fn proxy_modules(
         staging: Some(store.staging_dir()),
     };
     let report = crate::verify::gomod::modcache::verify(&sum, &sources);
-    let bad: Vec<String> = report.failures().map(Finding::line).collect();
-    if !bad.is_empty() {
-        return Err(fail(
-            component,
-            "Go modules from the proxy did not verify",
-            bad,
-        ));
-    }
+    let what = "Go modules from the proxy did not verify";
+    all_verified(component, what, report.failures())?;
     // A proxy also answers `.info` for each version; its content is not hashed by go.sum.
     for e in &sum.entries {
         let info = dir
@@ -497,15 +499,8 @@ fn check_go_vendor(component: &str, module_dir: &Path) -> Result<(), InputsError
         .map_err(|e| fail(component, "vendor/ cannot be checked", vec![e.to_string()]))?;
     // Modules no zip was at hand for are still pinned: vendor/ is part of the source tree,
     // whose git tree id the lockfile pins and the fetch verified object by object.
-    let bad: Vec<String> = report
-        .failures()
-        .filter(|f| f.outcome != Outcome::Unpinned)
-        .map(Finding::line)
-        .collect();
-    if !bad.is_empty() {
-        return Err(fail(component, "vendored Go modules did not verify", bad));
-    }
-    Ok(())
+    let bad = report.failures().filter(|f| f.outcome != Outcome::Unpinned);
+    all_verified(component, "vendored Go modules did not verify", bad)
 }
 
 #[cfg(test)]
