@@ -8,11 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 use common::project::{AGENT_RS, HELLO_GO, Project};
-use common::{Fixture, kata_repro, text};
-
-fn assert_code(out: &Output, code: i32) {
-    assert_eq!(out.status.code(), Some(code), "{}", text(out));
-}
+use common::{Fixture, assert_code, exited, items, json, kata_repro, string, text};
 
 fn diff(a: &Path, b: &Path, json: bool) -> Output {
     let mut cmd = kata_repro();
@@ -29,16 +25,19 @@ fn manifest_of(p: &Project, out: &str) -> serde_json::Value {
 }
 
 fn component<'m>(manifest: &'m serde_json::Value, name: &str) -> &'m serde_json::Value {
-    manifest["components"]
-        .as_array()
-        .unwrap()
-        .iter()
+    items(&manifest["components"])
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("no component {name}"))
 }
 
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+/// HELLO_GO with `host_tools` (a TOML array) and its build step's argv replaced by `argv`.
+fn hello_go_running(host_tools: &str, argv: &str) -> String {
+    HELLO_GO
+        .replace("host_tools = []", &format!("host_tools = {host_tools}"))
+        .replace(
+            r#"argv = ["go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-buildid=", "-o", "${out}/hello", "./cmd/hello"]"#,
+            &format!("argv = {argv}"),
+        )
 }
 
 #[test]
@@ -83,28 +82,20 @@ fn go_and_rust_builds_are_identical_across_paths_times_and_umasks() {
     let m: serde_json::Value = serde_json::from_slice(&ma).unwrap();
     assert_eq!(m["schema"], 1);
     assert_eq!(m["environment"]["isolation"], "namespaces");
-    let paths: Vec<&str> = m["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let paths: Vec<&str> = items(&m["artifacts"])
         .map(|x| x["path"].as_str().unwrap())
         .collect();
     assert_eq!(
         paths,
         [format!("{arch}/agent/agent"), format!("{arch}/hello/hello")]
     );
-    for x in m["artifacts"].as_array().unwrap() {
+    for x in items(&m["artifacts"]) {
         assert_eq!(x["mode"], "0755");
     }
     // The toolchains are recorded with their digests.
     let agent_record = component(&m, "agent");
     assert_eq!(agent_record["toolchains"][0]["name"], "rust");
-    assert!(
-        agent_record["toolchains"][0]["digest"]
-            .as_str()
-            .unwrap()
-            .starts_with("sha256:")
-    );
+    assert!(string(&agent_record["toolchains"][0]["digest"]).starts_with("sha256:"));
     let hello_record = component(&m, "hello");
     assert_eq!(hello_record["toolchains"][0]["version"], "1.27.3");
     // The build paths never reach the outputs.
@@ -124,12 +115,10 @@ fn go_and_rust_builds_are_identical_across_paths_times_and_umasks() {
             .is_file()
     );
 
-    let d = diff(&a, &b, false);
-    assert_code(&d, 0);
+    let t = exited(&diff(&a, &b, false), 0);
     assert!(
-        text(&d).contains("2 identical, 0 differing, 0 added, 0 removed"),
-        "{}",
-        text(&d)
+        t.contains("2 identical, 0 differing, 0 added, 0 removed"),
+        "{t}"
     );
     // A file edited after its build no longer passes for the manifest's.
     let copy = p.path("out-b-edited");
@@ -139,29 +128,20 @@ fn go_and_rust_builds_are_identical_across_paths_times_and_umasks() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&edited, bytes).unwrap();
-    let d = diff(&a, &copy, false);
-    assert_code(&d, 1);
+    let t = exited(&diff(&a, &copy, false), 1);
     assert!(
-        text(&d).contains(&format!(
+        t.contains(&format!(
             "modified {}: {arch}/hello/hello is sha256",
             copy.display()
         )),
-        "{}",
-        text(&d)
+        "{t}"
     );
 
     // Built once, the store holds the result: a rebuild runs no step.
     let again = p.build("store-a", "out-a", &["--json"]);
     assert_code(&again, 0);
     let v = json(&again);
-    assert!(
-        v["components"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["cached"] == true),
-        "{v}"
-    );
+    assert!(items(&v["components"]).all(|c| c["cached"] == true), "{v}");
     assert_eq!(std::fs::read(a.join("manifest.json")).unwrap(), ma);
     // --no-cache runs every step again.
     let forced = p.build(
@@ -176,19 +156,15 @@ fn go_and_rust_builds_are_identical_across_paths_times_and_umasks() {
 
 #[test]
 fn a_leaky_recipe_is_caught_by_diff_down_to_the_section() {
-    let leaky = HELLO_GO
-        .replace("host_tools = []", "host_tools = [\"sh\", \"date\"]")
-        .replace(
-            r#"argv = ["go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-buildid=", "-o", "${out}/hello", "./cmd/hello"]"#,
-            r#"argv = ["sh", "-c", "go build -trimpath -buildvcs=false -ldflags=\"-buildid= -X main.stamp=$(date -u +%Y-%m-%dT%H:%M:%S.%N)\" -o ${out}/hello ./cmd/hello"]"#,
-        );
+    let leaky = hello_go_running(
+        r#"["sh", "date"]"#,
+        r#"["sh", "-c", "go build -trimpath -buildvcs=false -ldflags=\"-buildid= -X main.stamp=$(date -u +%Y-%m-%dT%H:%M:%S.%N)\" -o ${out}/hello ./cmd/hello"]"#,
+    );
     assert_ne!(leaky, HELLO_GO);
     let p = Project::new(&[("hello", &leaky)]);
     assert_code(&p.build("store", "out-a", &[]), 0);
     assert_code(&p.build("store", "out-b", &["--no-cache"]), 0);
-    let d = diff(&p.path("out-a"), &p.path("out-b"), false);
-    assert_code(&d, 1);
-    let t = text(&d);
+    let t = exited(&diff(&p.path("out-a"), &p.path("out-b"), false), 1);
     let arch = std::env::consts::ARCH;
     assert!(t.contains(&format!("differs  {arch}/hello/hello")), "{t}");
     assert!(
@@ -208,10 +184,7 @@ fn a_leaky_recipe_is_caught_by_diff_down_to_the_section() {
         .unwrap();
     assert_code(&deep, 1);
     let v = json(&deep);
-    let kinds: Vec<String> = v["differing"][0]["details"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let kinds: Vec<String> = items(&v["differing"][0]["details"])
         .map(|d| {
             if d["kind"] == "unavailable" {
                 d["reason"].as_str().unwrap().to_owned()
@@ -234,11 +207,7 @@ fn a_leaky_recipe_is_caught_by_diff_down_to_the_section() {
     );
     assert_code(&d, 1);
     let v = json(&d);
-    let details = &v["differing"][0]["details"];
-    let stamp = details
-        .as_array()
-        .unwrap()
-        .iter()
+    let stamp = items(&v["differing"][0]["details"])
         .find(|x| {
             x["kind"] == "elf-section" && x["only_a"].as_array().is_some_and(|s| !s.is_empty())
         })
@@ -255,9 +224,7 @@ fn a_step_that_writes_an_undeclared_output_fails_with_no_manifest() {
     // Found before anything runs: the argv names it.
     let named = HELLO_GO.replace("${out}/hello\", \"./cmd", "${out}/other\", \"./cmd");
     let p = Project::new(&[("hello", &named)]);
-    let out = p.build("store", "out", &[]);
-    assert_code(&out, 2);
-    let t = text(&out);
+    let t = exited(&p.build("store", "out", &[]), 2);
     assert!(t.contains("hello.toml:"), "{t}");
     assert!(
         t.contains("`${out}/other`, which no [[outputs]] entry declares"),
@@ -269,9 +236,7 @@ fn a_step_that_writes_an_undeclared_output_fails_with_no_manifest() {
     let hidden = HELLO_GO.replace(r#""-o", "${out}/hello""#, r#""-o", "${out}""#);
     let hidden = hidden.replace("path = \"hello\"", "path = \"greeting\"");
     let p = Project::new(&[("hello", &hidden)]);
-    let out = p.build("store", "out", &[]);
-    assert_code(&out, 2);
-    let t = text(&out);
+    let t = exited(&p.build("store", "out", &[]), 2);
     assert!(
         t.contains("a step wrote `hello` to ${out}, which no [[outputs]] entry"),
         "{t}"
@@ -282,16 +247,13 @@ fn a_step_that_writes_an_undeclared_output_fails_with_no_manifest() {
 
 #[test]
 fn a_step_that_tries_the_network_fails_clearly() {
-    let net = HELLO_GO
-        .replace("host_tools = []", "host_tools = [\"curl\"]")
-        .replace(
-            r#"argv = ["go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-buildid=", "-o", "${out}/hello", "./cmd/hello"]"#,
-            r#"argv = ["curl", "-sS", "https://proxy.golang.org/"]"#,
-        );
+    let net = hello_go_running(
+        r#"["curl"]"#,
+        r#"["curl", "-sS", "https://proxy.golang.org/"]"#,
+    );
     let p = Project::new(&[("hello", &net)]);
     let out = p.build("store", "out", &["--json"]);
-    assert_code(&out, 1);
-    let t = text(&out);
+    let t = exited(&out, 1);
     assert!(t.contains("step `build` failed"), "{t}");
     assert!(
         t.contains("Could not resolve host") || t.contains("resolve"),
@@ -319,9 +281,7 @@ fn a_missing_toolchain_is_named() {
         "host_tools = { no-such-compilers = [\"no-such-cc\"], no-such-linkers = [\"no-such-ld\"] }",
     );
     let p = Project::new(&[("hello", &tool)]);
-    let out = p.build("store", "out", &[]);
-    assert_code(&out, 2);
-    let t = text(&out);
+    let t = exited(&p.build("store", "out", &[]), 2);
     assert_eq!(t.matches("error:").count(), 1, "{t}");
     for needle in [
         "host tool no-such-cc (hello): not on PATH; Debian package no-such-compilers",
@@ -338,12 +298,8 @@ fn a_missing_toolchain_is_named() {
         "out",
         &["--rust-toolchain", "/nonexistent/sysroot"],
     );
-    assert_code(&out, 2);
-    assert!(
-        text(&out).contains("/nonexistent/sysroot"),
-        "{}",
-        text(&out)
-    );
+    let t = exited(&out, 2);
+    assert!(t.contains("/nonexistent/sysroot"), "{t}");
     assert!(!p.path("out").exists());
 }
 
@@ -352,13 +308,8 @@ fn an_output_directory_with_foreign_files_is_refused() {
     let p = Project::new(&[("hello", HELLO_GO)]);
     std::fs::create_dir_all(p.path("out")).unwrap();
     std::fs::write(p.path("out/precious.txt"), "keep me").unwrap();
-    let out = p.build("store", "out", &[]);
-    assert_code(&out, 2);
-    assert!(
-        text(&out).contains("not a kata-repro build"),
-        "{}",
-        text(&out)
-    );
+    let t = exited(&p.build("store", "out", &[]), 2);
+    assert!(t.contains("not a kata-repro build"), "{t}");
     assert_eq!(
         std::fs::read_to_string(p.path("out/precious.txt")).unwrap(),
         "keep me"
@@ -370,27 +321,22 @@ fn unvendored_go_modules_come_from_a_verified_proxy() {
     let p = Project::with(Fixture::with_unvendored_projects(), &[("hello", HELLO_GO)]);
     // Without a proxy the default set leaves the component out, saying why in one line; here
     // that leaves nothing to build.
-    let out = p.build("store", "out", &[]);
-    assert_code(&out, 2);
+    let t = exited(&p.build("store", "out", &[]), 2);
     assert!(
-        text(&out).contains("hello: Kata 9.9.9 commits no Go vendor/ tree, so its Go modules need a module proxy: give --go-proxy URL"),
-        "{}",
-        text(&out)
+        t.contains("hello: Kata 9.9.9 commits no Go vendor/ tree, so its Go modules need a module proxy: give --go-proxy URL"),
+        "{t}"
     );
     assert!(!p.path("out").exists());
     // Asked for by name, it says what it needs.
-    let out = p.build("store", "out", &["--component", "hello"]);
-    assert_code(&out, 1);
-    assert!(text(&out).contains("pass --go-proxy URL"), "{}", text(&out));
+    let t = exited(&p.build("store", "out", &["--component", "hello"]), 1);
+    assert!(t.contains("pass --go-proxy URL"), "{t}");
     assert!(!p.path("out").exists());
 
     // A proxy whose module does not match go.sum is refused before any step runs.
     let bad = p.path("bad-proxy");
     common::greet_proxy(&bad, &common::GREET_GO.replace("hello", "HELLO"));
     let url = format!("file://{}", bad.display());
-    let out = p.build("store", "out", &["--go-proxy", &url]);
-    assert_code(&out, 1);
-    let t = text(&out);
+    let t = exited(&p.build("store", "out", &["--go-proxy", &url]), 1);
     assert!(
         t.contains("Go modules from the proxy did not verify"),
         "{t}"
@@ -413,13 +359,10 @@ fn unvendored_go_modules_come_from_a_verified_proxy() {
         "hello from greet none\n"
     );
     let m = manifest_of(&p, "out");
-    let inputs = component(&m, "hello")["inputs"].as_array().unwrap().clone();
+    let inputs = &component(&m, "hello")["inputs"];
     assert!(
-        inputs.iter().any(|i| i["name"] == "go-modules"
-            && i["digest"]
-                .as_str()
-                .unwrap()
-                .starts_with("proxy-verified-against-go.sum:")),
+        items(inputs).any(|i| i["name"] == "go-modules"
+            && string(&i["digest"]).starts_with("proxy-verified-against-go.sum:")),
         "{inputs:?}"
     );
 }
@@ -462,11 +405,10 @@ fn a_cross_build_works_where_the_target_exists_and_says_why_where_not() {
     if installed {
         assert_code(&out, 0);
     } else {
-        assert_code(&out, 2);
+        let t = exited(&out, 2);
         assert!(
-            text(&out).contains(&format!("has no standard library for {triple}")),
-            "{}",
-            text(&out)
+            t.contains(&format!("has no standard library for {triple}")),
+            "{t}"
         );
         assert!(!p.path("out-agent").exists());
     }
@@ -493,9 +435,7 @@ fn host_packages_pinned_by_the_lockfile_are_checked() {
     };
 
     std::fs::write(&p.fixture.lockfile, pin("0.0-other")).unwrap();
-    let out = p.build("store", "out", &[]);
-    assert_code(&out, 1);
-    let t = text(&out);
+    let t = exited(&p.build("store", "out", &[]), 1);
     assert!(t.contains("differs from the lockfile's [host] pins"), "{t}");
     assert!(
         t.contains(&format!(

@@ -7,21 +7,9 @@ use std::path::Path;
 use std::process::Output;
 
 use common::project::Project;
-use common::{kata_repro, text};
-
-fn assert_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
-}
+use common::{
+    assert_code, ed25519_key_pair, exited, items, json, json_error, kata_repro, one_item, string,
+};
 
 /// A recipe whose one step runs `script` (a shell line) and writes clean.txt and leak.txt.
 fn recipe(script: &str) -> String {
@@ -53,17 +41,7 @@ mode = 0o644
 
 /// `kata-repro check` over the fixture's lockfile, recipes and store.
 fn check_command(p: &Project) -> std::process::Command {
-    let mut cmd = kata_repro();
-    cmd.arg("--config")
-        .arg(&p.fixture.config)
-        .arg("check")
-        .arg("--lockfile")
-        .arg(&p.fixture.lockfile)
-        .arg("--recipes")
-        .arg(&p.recipes)
-        .arg("--store")
-        .arg(p.path("store"));
-    cmd
+    p.command("check", "store")
 }
 
 fn check(p: &Project, variations: &str, extra: &[&str]) -> Output {
@@ -80,16 +58,10 @@ fn leak_path() -> String {
 
 /// The verdict on leak.txt and the variations blamed for it.
 fn verdict_on_leak(v: &serde_json::Value) -> (String, Vec<String>) {
-    let a = v["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let a = items(&v["artifacts"])
         .find(|a| a["path"] == leak_path().as_str())
         .unwrap_or_else(|| panic!("{v}"));
-    let blamed = a["blame"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let blamed = items(&a["blame"])
         .map(|b| b["variation"].as_str().unwrap().to_owned())
         .collect();
     (a["verdict"].as_str().unwrap().to_owned(), blamed)
@@ -141,10 +113,7 @@ fn each_leak_is_put_down_to_its_variation_and_file() {
                 "{script}: only {variation} shows in the file"
             );
         }
-        let clean = v["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
+        let clean = items(&v["artifacts"])
             .find(|a| a["path"].as_str().unwrap().ends_with("clean.txt"))
             .unwrap();
         assert_eq!(clean["verdict"], "reproducible");
@@ -168,7 +137,7 @@ fn check_json_reports_progress_on_stderr_and_one_document_on_stdout() {
     let out = run(&[]);
     assert_code(&out, 0);
     // stdout is one JSON document and nothing else.
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json(&out);
     assert_eq!(v["ok"], true);
     let stderr = String::from_utf8_lossy(&out.stderr);
     for needle in [
@@ -227,7 +196,7 @@ fn a_clean_recipe_is_reproducible_under_every_applicable_variation_and_the_table
             );
         }
     }
-    for a in v["artifacts"].as_array().unwrap() {
+    for a in items(&v["artifacts"]) {
         assert_eq!(a["verdict"], "reproducible", "{a}");
     }
     let page = std::fs::read_to_string(report.join("index.html")).unwrap();
@@ -238,8 +207,7 @@ fn a_clean_recipe_is_reproducible_under_every_applicable_variation_and_the_table
         .args(["--variations", "umask,build_path"])
         .output()
         .unwrap();
-    assert_code(&out, 0);
-    let t = text(&out);
+    let t = exited(&out, 0);
     assert!(t.contains("umask         yes      umask 0077"), "{t}");
     assert!(t.contains("2 reproducible, 0 not reproducible"), "{t}");
 }
@@ -278,10 +246,7 @@ fn bisect_finds_a_variation_no_marker_shows_and_the_report_links_the_difference(
 #[test]
 fn unknown_variations_are_usage_errors() {
     let p = Project::new(&[("leak", &recipe("true > ${out}/leak.txt"))]);
-    let out = check(&p, "umask,cosmic_rays", &[]);
-    assert_code(&out, 2);
-    let v = json(&out);
-    let e = v["error"].as_str().unwrap();
+    let e = json_error(&check(&p, "umask,cosmic_rays", &[]), 2);
     assert!(
         e.contains("unknown variation `cosmic_rays`") && e.contains("build_path"),
         "{e}"
@@ -289,51 +254,40 @@ fn unknown_variations_are_usage_errors() {
 }
 
 fn build(p: &Project, out: &str) {
-    let o = p.build("store", out, &[]);
-    assert_code(&o, 0);
+    assert_code(&p.build("store", out, &[]), 0);
 }
 
 fn audit(p: &Project, manifest: &Path, extra: &[&str]) -> Output {
-    kata_repro()
-        .args(["--json", "--config"])
-        .arg(&p.fixture.config)
-        .arg("audit")
+    p.command("audit", "store")
+        .arg("--json")
         .arg("--manifest")
         .arg(manifest)
-        .arg("--lockfile")
-        .arg(&p.fixture.lockfile)
-        .arg("--recipes")
-        .arg(&p.recipes)
-        .arg("--store")
-        .arg(p.path("store"))
         .args(extra)
         .output()
         .unwrap()
 }
 
-#[test]
-fn audit_matches_a_true_manifest_and_names_the_tampered_artifact() {
+/// A project whose recipe writes a fixed leak.txt, built into `published`.
+fn published() -> Project {
     let p = Project::new(&[("leak", &recipe("echo fixed > ${out}/leak.txt"))]);
     build(&p, "published");
+    p
+}
+
+#[test]
+fn audit_matches_a_true_manifest_and_names_the_tampered_artifact() {
+    let p = published();
     let manifest = p.path("published/manifest.json");
     let sbom = p.path("published/leak.cdx.json");
     let out = audit(&p, &manifest, &["--sbom", sbom.to_str().unwrap()]);
     assert_code(&out, 0);
     let v = json(&out);
     assert!(
-        v["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|a| a["verdict"] == "matches"),
+        items(&v["artifacts"]).all(|a| a["verdict"] == "matches"),
         "{v}"
     );
     assert!(
-        v["preflight"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r[0] == "rebuilt leak.cdx.json" && r[1] == true),
+        items(&v["preflight"]).any(|r| r[0] == "rebuilt leak.cdx.json" && r[1] == true),
         "the published SBOM is what the rebuild writes: {v}"
     );
 
@@ -350,16 +304,10 @@ fn audit_matches_a_true_manifest_and_names_the_tampered_artifact() {
     let out = audit(&p, &manifest, &["--report", report.to_str().unwrap()]);
     assert_code(&out, 1);
     let v = json(&out);
-    let bad: Vec<&serde_json::Value> = v["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["verdict"] != "matches")
-        .collect();
-    assert_eq!(bad.len(), 1, "{v}");
-    assert_eq!(bad[0]["path"], leak_path().as_str());
-    assert_eq!(bad[0]["verdict"], "differs");
-    let notes = bad[0]["notes"].to_string();
+    let bad = one_item(&v["artifacts"], |a| a["verdict"] != "matches");
+    assert_eq!(bad["path"], leak_path().as_str());
+    assert_eq!(bad["verdict"], "differs");
+    let notes = bad["notes"].to_string();
     assert!(notes.contains("altered after the build"), "{notes}");
     let page = std::fs::read_to_string(report.join("index.html")).unwrap();
     assert!(page.contains("not every artifact matches") && page.contains(&leak_path()));
@@ -373,16 +321,10 @@ fn audit_matches_a_true_manifest_and_names_the_tampered_artifact() {
     assert_code(&out, 1);
     let v = json(&out);
     assert!(
-        v["failure"]
-            .as_str()
-            .unwrap()
-            .contains("recipes are not the ones"),
+        string(&v["failure"]).contains("recipes are not the ones"),
         "{v}"
     );
-    let row = v["preflight"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let row = items(&v["preflight"])
         .find(|r| r[0] == "recipe of leak")
         .unwrap();
     assert!(row[2].as_str().unwrap().contains("--recipes"), "{row}");
@@ -399,24 +341,10 @@ fn audit_matches_a_true_manifest_and_names_the_tampered_artifact() {
 
 #[test]
 fn audit_refuses_an_altered_signature_before_building() {
-    let p = Project::new(&[("leak", &recipe("echo fixed > ${out}/leak.txt"))]);
-    build(&p, "published");
+    let p = published();
     let key = p.path("release.pem");
     let public = p.path("release.pub.pem");
-    let ok = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "ed25519", "-out"])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let ok = std::process::Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&public)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    ed25519_key_pair(&key, &public);
     let signed = kata_repro()
         .arg("sign")
         .arg("--key")

@@ -4,14 +4,31 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{DEP_URL, Fixture, KATA_URL, TAG, git, kata_repro, serve, tamper_loose_object, text};
+use common::{
+    DEP_URL, Fixture, KATA_URL, TAG, assert_code, exited, git, items, json, json_error, kata_repro,
+    line_starting, run_kata_repro, serve, string, tamper_loose_object, text,
+};
+
+/// A fixture whose store already holds what a fetch with `args` fetches.
+fn fetched(args: &[&str]) -> Fixture {
+    let f = Fixture::new();
+    assert_eq!(f.fetch(args).status.code(), Some(0));
+    f
+}
+
+/// The summary table that a fetch with `args`, which must succeed, prints on stdout.
+fn fetched_table(f: &Fixture, args: &[&str]) -> String {
+    let out = f.fetch(args);
+    assert_code(&out, 0);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 #[test]
 fn good_fetch_verifies_everything_then_hits_the_cache() {
     let f = Fixture::new();
     let out = f.fetch(&["--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_code(&out, 0);
+    let report = json(&out);
     assert_eq!(report["ok"], true);
     let inputs = report["report"]["inputs"].as_array().unwrap();
     let statuses: Vec<(&str, &str)> = inputs
@@ -68,9 +85,7 @@ fn good_fetch_verifies_everything_then_hits_the_cache() {
     assert_eq!(f.staging_entries(), 0);
 
     // A second run finds everything in the store and prints a summary table.
-    let again = f.fetch(&[]);
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
-    let stdout = String::from_utf8_lossy(&again.stdout);
+    let stdout = fetched_table(&f, &[]);
     assert!(
         stdout.contains("KIND") && stdout.contains("STATUS"),
         "{stdout}"
@@ -95,9 +110,7 @@ fn moved_tag_is_refused_with_both_ids() {
     let moved = f.kata_commit();
     assert_ne!(pinned, moved);
 
-    let out = f.fetch(&[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = text(&out);
+    let all = exited(&f.fetch(&[]), 1);
     assert!(all.contains("moved tag"), "{all}");
     assert!(all.contains(&pinned) && all.contains(&moved), "{all}");
     assert!(!f.store.join("git").join(&pinned).exists());
@@ -107,23 +120,13 @@ fn moved_tag_is_refused_with_both_ids() {
 fn a_commit_that_is_not_the_pinned_one_is_refused() {
     let f = Fixture::new();
     // The lockfile pins a tree that the commit does not have.
-    let text_before = std::fs::read_to_string(&f.lockfile).unwrap();
-    let tree_line = text_before
-        .lines()
-        .find(|l| l.starts_with("tree = "))
-        .unwrap()
-        .to_owned();
+    let (_, tree_line) = f.lockfile_line("tree = ");
     f.edit_lockfile(
         &tree_line,
         "tree = \"1111111111111111111111111111111111111111\"",
     );
-    let out = f.fetch(&[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("this is not the pinned commit"),
-        "{}",
-        text(&out)
-    );
+    let all = exited(&f.fetch(&[]), 1);
+    assert!(all.contains("this is not the pinned commit"), "{all}");
     assert!(!f.store.join("git").join(f.kata_commit()).exists());
 }
 
@@ -131,17 +134,11 @@ fn a_commit_that_is_not_the_pinned_one_is_refused() {
 fn a_git_dependency_whose_commit_the_mirror_lacks_is_missing() {
     let f = Fixture::new();
     let absent = "ce6486db79ade33028583a9e81245db5f4de2079";
-    f.edit_lockfile(
-        &format!("commit = \"{}\"", f.dep_commit),
-        &format!("commit = \"{absent}\""),
-    );
+    f.pin_dep_at(absent);
     let out = f.fetch(&["--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let dep = report["report"]["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
+    assert_code(&out, 1);
+    let report = json(&out);
+    let dep = items(&report["report"]["inputs"])
         .find(|i| i["class"] == "git")
         .unwrap()
         .clone();
@@ -154,7 +151,7 @@ fn a_git_dependency_whose_commit_the_mirror_lacks_is_missing() {
     // The report points at the lockfile line that pins it.
     let at = dep["pinned_at"].as_str().unwrap();
     let line: usize = at.rsplit(':').next().unwrap().parse().unwrap();
-    let lock_text = std::fs::read_to_string(&f.lockfile).unwrap();
+    let lock_text = f.lockfile_text();
     assert!(
         lock_text.lines().nth(line - 1).unwrap().contains(absent),
         "{at}"
@@ -168,9 +165,7 @@ fn a_tampered_mirror_object_is_caught_and_nothing_is_stored() {
     let f = Fixture::new();
     let blob = git(&f.kata, &["rev-parse", &format!("{TAG}:README.md")]);
     tamper_loose_object(&f.kata, &blob, "blob", b"Kata fixture, with a backdoor\n");
-    let out = f.fetch(&[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = text(&out);
+    let all = exited(&f.fetch(&[]), 1);
     assert!(
         all.contains("corrupt or tampered") && all.contains(&blob),
         "{all}"
@@ -186,12 +181,10 @@ fn a_non_https_url_is_refused_before_anything_is_fetched() {
         &format!("url = \"{DEP_URL}\""),
         "url = \"http://github.com/example/dep-rs\"",
     );
-    let out = f.fetch(&[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = exited(&f.fetch(&[]), 2);
     assert!(
-        text(&out).contains("`http://github.com/example/dep-rs` does not use https"),
-        "{}",
-        text(&out)
+        all.contains("`http://github.com/example/dep-rs` does not use https"),
+        "{all}"
     );
     assert!(f.store_entries().is_empty(), "{:?}", f.store_entries());
 }
@@ -203,10 +196,7 @@ fn a_host_off_the_allow_list_is_refused() {
         &format!("url = \"{KATA_URL}\""),
         "url = \"https://githuh.com/example/kata-containers\"",
     );
-    let out = f.fetch(&["--json"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let err = v["error"].as_str().unwrap();
+    let err = json_error(&f.fetch(&["--json"]), 2);
     assert!(
         err.contains("https://githuh.com/example/kata-containers") && err.contains("allow-list"),
         "{err}"
@@ -226,15 +216,8 @@ fn a_lockfile_cannot_widen_the_allow_list_and_fetch_says_where_each_host_comes_f
         &format!("url = \"{KATA_URL}\""),
         "url = \"https://git.evil.example/kata-containers\"",
     );
-    let line = std::fs::read_to_string(&f.lockfile)
-        .unwrap()
-        .lines()
-        .position(|l| l.starts_with("allowed_hosts"))
-        .unwrap()
-        + 1;
-    let out = f.fetch(&[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let all = text(&out);
+    let (line, _) = f.lockfile_line("allowed_hosts");
+    let all = exited(&f.fetch(&[]), 2);
     assert!(
         all.contains(&format!("kata-9.9.9.toml:{line}"))
             && all.contains("`git.evil.example` that only the lockfile allows")
@@ -244,8 +227,7 @@ fn a_lockfile_cannot_widen_the_allow_list_and_fetch_says_where_each_host_comes_f
     assert!(f.store_entries().is_empty());
 
     // The user's say-so allows it; fetch names every host and where it came from.
-    let out = f.fetch(&["--allow-host", "git.evil.example", "--skip", "kernel"]);
-    let all = text(&out);
+    let all = text(&f.fetch(&["--allow-host", "git.evil.example", "--skip", "kernel"]));
     assert!(
         all.contains("git.evil.example (--allow-host)") && all.contains("github.com (built-in)"),
         "{all}"
@@ -257,7 +239,7 @@ fn a_lockfile_cannot_widen_the_allow_list_and_fetch_says_where_each_host_comes_f
         "kernel",
         "--json",
     ]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json(&out);
     assert!(
         v["allowed_hosts"]
             .as_array()
@@ -283,12 +265,9 @@ fn a_url_that_is_not_written_as_it_is_read_is_refused() {
             &format!("url = \"{written}\""),
         );
         let out = f.fetch(&[]);
-        assert_eq!(out.status.code(), Some(2), "{written}: {}", text(&out));
-        assert!(
-            text(&out).contains("is not written as it is read"),
-            "{}",
-            text(&out)
-        );
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{written}: {all}");
+        assert!(all.contains("is not written as it is read"), "{all}");
         assert!(f.store_entries().is_empty());
     }
 }
@@ -296,19 +275,13 @@ fn a_url_that_is_not_written_as_it_is_read_is_refused() {
 #[test]
 fn a_malformed_lockfile_names_the_line() {
     let f = Fixture::new();
-    let text_before = std::fs::read_to_string(&f.lockfile).unwrap();
-    let line = text_before
-        .lines()
-        .position(|l| l.starts_with("commit = "))
-        .unwrap()
-        + 1;
+    let text_before = f.lockfile_text();
+    let (line, _) = f.lockfile_line("commit = ");
     f.edit_lockfile(
         &format!("commit = \"{}\"", f.kata_commit()),
         "commit = \"not-a-commit\"",
     );
-    let out = f.fetch(&[]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let all = text(&out);
+    let all = exited(&f.fetch(&[]), 2);
     assert!(
         all.contains(&format!("kata-9.9.9.toml:{line}:")),
         "line {line}: {all}"
@@ -317,17 +290,15 @@ fn a_malformed_lockfile_names_the_line() {
 
     // A syntax error, and a key the schema does not know, are reported the same way.
     std::fs::write(&f.lockfile, "schema = 1\nrelease = \"x\"\n[policy\n").unwrap();
-    let out = f.fetch(&[]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("kata-9.9.9.toml:3:"), "{}", text(&out));
+    let all = exited(&f.fetch(&[]), 2);
+    assert!(all.contains("kata-9.9.9.toml:3:"), "{all}");
     std::fs::write(
         &f.lockfile,
         text_before.replacen("[kernel]\n", "[kernel]\nsha265 = \"x\"\n", 1),
     )
     .unwrap();
-    let out = f.fetch(&[]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("sha265"), "{}", text(&out));
+    let all = exited(&f.fetch(&[]), 2);
+    assert!(all.contains("sha265"), "{all}");
 }
 
 #[test]
@@ -340,8 +311,8 @@ fn a_truncated_download_is_refused_and_leaves_nothing() {
         "--mirror",
         &format!("https://cdn.kernel.org/pub/linux/kernel/v6.x/={url}"),
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("truncated"), "{}", text(&out));
+    let all = exited(&out, 1);
+    assert!(all.contains("truncated"), "{all}");
     assert!(f.store_entries().is_empty(), "{:?}", f.store_entries());
     assert_eq!(f.staging_entries(), 0);
 }
@@ -354,9 +325,7 @@ fn a_swapped_download_shows_both_hashes_and_is_deleted() {
         b"not the kernel",
     )
     .unwrap();
-    let out = f.fetch(&["--skip", "source,git,toolchain"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = text(&out);
+    let all = exited(&f.fetch(&["--skip", "source,git,toolchain"]), 1);
     assert!(
         all.contains(&format!("expected {}", f.kernel_sha256)),
         "{all}"
@@ -418,8 +387,7 @@ fn a_fetch_killed_midway_leaves_no_visible_object_and_the_next_run_recovers() {
     );
 
     // The next run clears the staging area and fetches again.
-    let out = f.fetch(&["--skip", "source,git,toolchain"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_code(&f.fetch(&["--skip", "source,git,toolchain"]), 0);
     assert_eq!(
         f.store_entries(),
         [format!("objects/sha256/{}", f.kernel_sha256)]
@@ -440,8 +408,7 @@ fn concurrent_fetches_into_one_store_both_succeed() {
         })
         .collect();
     for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_code(&child.wait_with_output().unwrap(), 0);
     }
     assert_eq!(f.store_entries().len(), 5, "{:?}", f.store_entries());
     assert_eq!(f.staging_entries(), 0);
@@ -452,26 +419,16 @@ fn concurrent_fetches_into_one_store_both_succeed() {
 #[test]
 fn an_unpinned_kernel_is_refused_with_the_way_to_pin_it() {
     let f = Fixture::new();
-    let out = f.lock(&["-o", f.lockfile.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains("kernel 6.0.1 is unpinned"),
-        "{}",
-        text(&out)
-    );
-    let lock = std::fs::read_to_string(&f.lockfile).unwrap();
+    let all = exited(&f.lock(&["-o", f.lockfile.to_str().unwrap()]), 0);
+    assert!(all.contains("kernel 6.0.1 is unpinned"), "{all}");
+    let lock = f.lockfile_text();
     assert!(
         lock.contains("# Unpinned, so never used until pinned:\n#   kernel 6.0.1"),
         "{lock}"
     );
 
-    let out = f.fetch(&[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("kata-repro lock --kernel-sha256"),
-        "{}",
-        text(&out)
-    );
+    let all = exited(&f.fetch(&[]), 1);
+    assert!(all.contains("kata-repro lock --kernel-sha256"), "{all}");
     assert!(
         !f.store
             .join("objects/sha256")
@@ -479,65 +436,49 @@ fn an_unpinned_kernel_is_refused_with_the_way_to_pin_it() {
             .exists()
     );
 
-    let skipped = f.fetch(&["--skip", "kernel"]);
-    assert_eq!(skipped.status.code(), Some(0), "{}", text(&skipped));
+    assert_code(&f.fetch(&["--skip", "kernel"]), 0);
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = kata_repro().args(["--json", "fetch"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["error"].as_str().unwrap().contains("--lockfile"), "{v}");
-    let out = kata_repro()
-        .args(["fetch", "--lockfile", "x.toml", "--host-arch", "amd64"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("aarch64"), "{}", text(&out));
-    let out = kata_repro().args(["fetch"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let out = kata_repro()
-        .args(["fetch", "--lockfile", "/nonexistent/lock.toml"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out).contains("/nonexistent/lock.toml"),
-        "{}",
-        text(&out)
+    let err = json_error(&run_kata_repro(&["--json", "fetch"]), 2);
+    assert!(err.contains("--lockfile"), "{err}");
+    let all = exited(
+        &run_kata_repro(&["fetch", "--lockfile", "x.toml", "--host-arch", "amd64"]),
+        2,
     );
+    assert!(all.contains("aarch64"), "{all}");
+    assert_code(&run_kata_repro(&["fetch"]), 2);
+    let all = exited(
+        &run_kata_repro(&["fetch", "--lockfile", "/nonexistent/lock.toml"]),
+        2,
+    );
+    assert!(all.contains("/nonexistent/lock.toml"), "{all}");
     let f = Fixture::new();
-    let out = f.fetch(&["--mirror", "no-equals-sign"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("URL=PATH"), "{}", text(&out));
+    let all = exited(&f.fetch(&["--mirror", "no-equals-sign"]), 2);
+    assert!(all.contains("URL=PATH"), "{all}");
 }
 
 #[test]
 fn a_mirror_without_the_tag_is_verified_by_commit_and_says_so() {
     let f = Fixture::new();
     git(&f.kata, &["tag", "-d", TAG]);
-    let out = f.fetch(&["--skip", "kernel"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = exited(&f.fetch(&["--skip", "kernel"]), 0);
     assert!(
-        text(&out).contains("tag 9.9.9 is not in the mirror; the commit was verified by its id"),
-        "{}",
-        text(&out)
+        all.contains("tag 9.9.9 is not in the mirror; the commit was verified by its id"),
+        "{all}"
     );
 }
 
 #[test]
 fn a_damaged_stored_checkout_is_detected_and_checked_out_again() {
-    let f = Fixture::new();
-    assert_eq!(f.fetch(&["--skip", "kernel"]).status.code(), Some(0));
+    let f = fetched(&["--skip", "kernel"]);
     let readme = f.checkout(&f.kata_commit()).join("README.md");
     std::fs::write(&readme, "Kata fixture, edited in the store\n").unwrap();
     let submodule_file = f.checkout(&f.dep_commit).join("ci/ci.sh");
     std::fs::write(&submodule_file, "#!/bin/sh\necho changed\n").unwrap();
 
-    let out = f.fetch(&["--skip", "kernel"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let all = text(&out);
+    let all = exited(&f.fetch(&["--skip", "kernel"]), 0);
     assert_eq!(all.matches("was damaged").count(), 2, "{all}");
     assert_eq!(std::fs::read_to_string(&readme).unwrap(), "Kata fixture\n");
     assert_eq!(
@@ -552,23 +493,19 @@ fn a_damaged_stored_checkout_is_detected_and_checked_out_again() {
     let no_mirror = f.root().join("empty-config.toml");
     std::fs::write(&no_mirror, "").unwrap();
     let out = kata_repro()
-        .args([
-            "--config",
-            no_mirror.to_str().unwrap(),
-            "fetch",
-            "--lockfile",
-        ])
+        .arg("--config")
+        .arg(&no_mirror)
+        .args(["fetch", "--lockfile"])
         .arg(&f.lockfile)
         .arg("--store")
         .arg(&f.store)
         .args(["--skip", "source,toolchain,kernel", "--offline"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = exited(&out, 1);
     assert!(
-        text(&out).contains("no local mirror of https://github.com/example/dep-rs"),
-        "{}",
-        text(&out)
+        all.contains("no local mirror of https://github.com/example/dep-rs"),
+        "{all}"
     );
     assert!(!entry.exists(), "the damaged entry is removed");
 }
@@ -576,12 +513,8 @@ fn a_damaged_stored_checkout_is_detected_and_checked_out_again() {
 /// The `--json` report's row of the first input of `class`, from a fetch that must succeed.
 fn fetched_input(f: &Fixture, args: &[&str], class: &str) -> serde_json::Value {
     let out = f.fetch(args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    report["report"]["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
+    assert_code(&out, 0);
+    items(&json(&out)["report"]["inputs"])
         .find(|i| i["class"] == class)
         .unwrap()
         .clone()
@@ -592,15 +525,15 @@ fn git_tree_of(dir: &std::path::Path) -> String {
     let scratch = tempfile::tempdir().unwrap();
     let git_dir = scratch.path().join("git");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(&git_dir)
-            .arg("--work-tree")
-            .arg(dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", text(&out));
+        let out = common::run_ok(
+            std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(&git_dir)
+                .arg("--work-tree")
+                .arg(dir)
+                .args(args),
+            format!("git {args:?}"),
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
     run(&["init", "-q"]);
@@ -610,8 +543,7 @@ fn git_tree_of(dir: &std::path::Path) -> String {
 
 #[test]
 fn a_stored_checkout_is_checked_against_the_lockfile_not_its_own_record() {
-    let f = Fixture::new();
-    assert_eq!(f.fetch(&["--skip", "kernel"]).status.code(), Some(0));
+    let f = fetched(&["--skip", "kernel"]);
     // Rewrite a file of the dependency's submodule, and the tree id the store recorded for it,
     // as someone who can write the store would.
     let dep = f.checkout(&f.dep_commit);
@@ -640,18 +572,14 @@ fn a_stored_checkout_is_checked_against_the_lockfile_not_its_own_record() {
 
 #[test]
 fn a_damaged_stored_object_is_reported_not_replaced_silently() {
-    let f = Fixture::new();
-    assert_eq!(f.fetch(&[]).status.code(), Some(0));
+    let f = fetched(&[]);
     let object = f.store.join("objects/sha256").join(&f.kernel_sha256);
     std::fs::write(&object, b"not the kernel").unwrap();
 
     let kernel = fetched_input(&f, &["--json"], "kernel");
     assert_eq!(kernel["status"], "repaired", "{kernel}");
     assert!(
-        kernel["damaged"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("not the pinned {}", f.kernel_sha256)),
+        string(&kernel["damaged"]).contains(&format!("not the pinned {}", f.kernel_sha256)),
         "{kernel}"
     );
     let stored = std::fs::read(&object).unwrap();
@@ -661,9 +589,7 @@ fn a_damaged_stored_object_is_reported_not_replaced_silently() {
     );
 
     std::fs::write(&object, b"damaged again").unwrap();
-    let table = f.fetch(&[]);
-    assert_eq!(table.status.code(), Some(0), "{}", text(&table));
-    let stdout = String::from_utf8_lossy(&table.stdout);
+    let stdout = fetched_table(&f, &[]);
     assert!(
         stdout.contains("repaired") && stdout.contains("1 repaired"),
         "{stdout}"
@@ -677,17 +603,11 @@ fn a_damaged_stored_object_is_reported_not_replaced_silently() {
 #[test]
 fn a_git_dependency_without_a_pinned_tree_is_never_used() {
     let f = Fixture::new();
-    let text_before = std::fs::read_to_string(&f.lockfile).unwrap();
+    let text_before = f.lockfile_text();
     let git_section = &text_before[text_before.find("[[git]]").unwrap()..];
-    let tree_line = git_section
-        .lines()
-        .find(|l| l.starts_with("tree = "))
-        .unwrap()
-        .to_owned();
+    let (_, tree_line) = line_starting(git_section, "tree = ");
     f.edit_lockfile(&format!("{tree_line}\n"), "");
-    let out = f.fetch(&["--skip", "kernel"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = text(&out);
+    let all = exited(&f.fetch(&["--skip", "kernel"]), 1);
     assert!(
         all.contains("unpinned example/dep-rs") && all.contains("but not its tree"),
         "{all}"
@@ -764,11 +684,10 @@ fn a_chunked_body_cut_short_is_truncated_not_missing() {
         ),
         "--json",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = text(&out);
+    let all = exited(&out, 1);
     assert!(all.contains("truncated"), "{all}");
     assert!(!all.contains("pass --mirror"), "{all}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json(&out);
     assert!(
         v.to_string().contains("\"failed\""),
         "the kernel is reported failed: {v}"

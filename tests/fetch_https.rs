@@ -8,7 +8,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::https_git::HttpsGit;
-use common::{CI_URL, DEP_URL, Fixture, KATA_URL, TAG, git, kata_repro, tamper_loose_object, text};
+use common::{
+    CI_URL, DEP_URL, Fixture, KATA_URL, TAG, git, items, json, kata_repro, tamper_loose_object,
+    text,
+};
 
 /// A config mapping the fixture's git upstreams to `server` (and its files to their local
 /// mirrors, as the fixture's own config does).
@@ -33,43 +36,58 @@ fn https_config(f: &Fixture, server: &HttpsGit, ca_file: Option<&Path>) -> PathB
     path
 }
 
-/// The fixture's repositories served over https, a config trusting the server's CA, a store.
-fn served(f: &Fixture) -> (HttpsGit, PathBuf, PathBuf) {
-    let server = HttpsGit::start(&f.root().join("mirrors"));
-    let config = https_config(f, &server, Some(&server.ca_file()));
-    (server, config, f.root().join("https-store"))
+/// The fixture's repositories served over https, a config mapping them to the server (trusting
+/// its CA when `trusted`), and a store.
+struct Served {
+    server: HttpsGit,
+    config: PathBuf,
+    store: PathBuf,
 }
 
-fn fetch(f: &Fixture, config: &Path, store: &Path) -> std::process::Output {
-    kata_repro()
-        .arg("--config")
-        .arg(config)
-        .args(["fetch", "--json", "--lockfile"])
-        .arg(&f.lockfile)
-        .arg("--store")
-        .arg(store)
-        .args(["--skip", "toolchain,kernel"])
-        .output()
-        .unwrap()
+impl Served {
+    fn start(f: &Fixture, trusted: bool) -> Self {
+        let server = HttpsGit::start(&f.root().join("mirrors"));
+        let ca_file = trusted.then(|| server.ca_file());
+        let config = https_config(f, &server, ca_file.as_deref());
+        Served {
+            server,
+            config,
+            store: f.root().join("https-store"),
+        }
+    }
+
+    /// `fetch --json` of the git sources through the server, which must exit with `code`
+    /// (the server's log is shown otherwise).
+    fn fetch(&self, f: &Fixture, code: i32) -> std::process::Output {
+        let out = kata_repro()
+            .arg("--config")
+            .arg(&self.config)
+            .args(["fetch", "--json", "--lockfile"])
+            .arg(&f.lockfile)
+            .arg("--store")
+            .arg(&self.store)
+            .args(["--skip", "toolchain,kernel"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{}\n{}",
+            text(&out),
+            self.server.log()
+        );
+        out
+    }
 }
 
 #[test]
 fn git_sources_are_cloned_over_https_into_the_mirror_cache_and_verified() {
     let f = Fixture::new();
-    let (server, config, store) = served(&f);
+    let served = Served::start(&f, true);
+    let store = &served.store;
 
-    let out = fetch(&f, &config, &store);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        server.log()
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let inputs = v["report"]["inputs"].as_array().unwrap();
-    let git_inputs: Vec<&serde_json::Value> = inputs
-        .iter()
+    let v = json(&served.fetch(&f, 0));
+    let git_inputs: Vec<&serde_json::Value> = items(&v["report"]["inputs"])
         .filter(|i| i["class"] == "source" || i["class"] == "git")
         .collect();
     assert_eq!(git_inputs.len(), 2, "{v}");
@@ -89,31 +107,32 @@ fn git_sources_are_cloned_over_https_into_the_mirror_cache_and_verified() {
 
     // A second store reuses nothing of the first; a fetch into the same store asks the server
     // for nothing new.
-    let served = server.requests();
+    let requests = served.server.requests();
     std::fs::remove_dir_all(store.join("git")).unwrap();
-    let out = fetch(&f, &config, &store);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(server.requests(), served, "{:?}", server.request_log());
+    served.fetch(&f, 0);
+    assert_eq!(
+        served.server.requests(),
+        requests,
+        "{:?}",
+        served.server.request_log()
+    );
 }
 
 #[test]
 fn an_untrusted_certificate_is_refused() {
     let f = Fixture::new();
-    let server = HttpsGit::start(&f.root().join("mirrors"));
-    let config = https_config(&f, &server, None);
-    let store = f.root().join("https-store");
-    let out = fetch(&f, &config, &store);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let t = text(&out);
+    let served = Served::start(&f, false);
+    let t = text(&served.fetch(&f, 1));
     assert!(
         t.contains(&format!(
             "no local mirror of {KATA_URL} is configured, and it could not be fetched"
         )),
         "{t}"
     );
-    assert!(!store.join("git").join(f.kata_commit()).exists());
+    assert!(!served.store.join("git").join(f.kata_commit()).exists());
     assert!(
-        !store
+        !served
+            .store
             .join("mirrors/github.com/example/kata-containers.git")
             .exists()
     );
@@ -124,16 +143,8 @@ fn a_tampered_object_served_over_https_is_refused() {
     let f = Fixture::new();
     let blob = git(&f.kata, &["rev-parse", &format!("{TAG}:README.md")]);
     tamper_loose_object(&f.kata, &blob, "blob", b"Kata fixture, with a backdoor\n");
-    let (server, config, store) = served(&f);
-    let out = fetch(&f, &config, &store);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        server.log()
-    );
-    let t = text(&out);
+    let served = Served::start(&f, true);
+    let t = text(&served.fetch(&f, 1));
     assert!(t.contains(&blob), "{t}");
-    assert!(!store.join("git").join(f.kata_commit()).exists());
+    assert!(!served.store.join("git").join(f.kata_commit()).exists());
 }

@@ -1,10 +1,13 @@
 //! Go's own toolchain is the oracle for `h1:` hashes: a local `GOPROXY=file://` proxy is built
 //! here, `go mod tidy` writes go.sum from it, and kata-repro's dirhash must agree with every line.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{assert_code, exited, kata_repro, line_starting, run_ok, text};
 use kata_repro::verify::gomod::dirhash;
 use kata_repro::verify::gomod::gosum::{GoSum, SumKind, escape_path};
 
@@ -125,28 +128,24 @@ pub fn build_proxy(root: &Path) -> PathBuf {
 }
 
 fn go(root: &Path, dir: &Path, args: &[&str]) {
-    let out = Command::new(go_binary())
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", root)
-        .env(
-            "GOPROXY",
-            format!("file://{}", root.join("proxy").display()),
-        )
-        .env("GOSUMDB", "off")
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOMODCACHE", root.join("modcache"))
-        .env("GOCACHE", root.join("gocache"))
-        .env("GOPATH", root.join("gopath"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "go {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(go_binary())
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", root)
+            .env(
+                "GOPROXY",
+                format!("file://{}", root.join("proxy").display()),
+            )
+            .env("GOSUMDB", "off")
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOMODCACHE", root.join("modcache"))
+            .env("GOCACHE", root.join("gocache"))
+            .env("GOPATH", root.join("gopath")),
+        format!("go {args:?}"),
     );
 }
 
@@ -343,23 +342,19 @@ fn go_mod_vendor_trees_are_derived_again_from_verified_zips() {
             .output()
             .unwrap()
     };
-    let out = cli(&[]);
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let all = exited(&cli(&[]), 1);
     assert!(
-        output_text(&out).contains("unpinned go example.com/alpha@v1.0.0"),
-        "{}",
-        output_text(&out)
+        all.contains("unpinned go example.com/alpha@v1.0.0"),
+        "{all}"
     );
     let modcache = root.join("modcache");
     let with_cache = ["--modcache", modcache.to_str().unwrap()];
     assert_eq!(cli(&with_cache).status.code(), Some(0));
     std::fs::write(&y, b"package y\n\nfunc Y() int { return 5 }\n").unwrap();
-    let out = cli(&with_cache);
-    assert_eq!(out.status.code(), Some(1));
+    let all = exited(&cli(&with_cache), 1);
     assert!(
-        output_text(&out).contains("vendor/example.com/Beta/x/y/y.go differs"),
-        "{}",
-        output_text(&out)
+        all.contains("vendor/example.com/Beta/x/y/y.go differs"),
+        "{all}"
     );
     std::fs::write(&y, &original).unwrap();
     // A go.mod that cannot be parsed is bad input.
@@ -367,21 +362,6 @@ fn go_mod_vendor_trees_are_derived_again_from_verified_zips() {
     std::fs::write(main.join("go.mod"), "module\nrequire (\n").unwrap();
     assert_eq!(cli(&[]).status.code(), Some(2));
     std::fs::write(main.join("go.mod"), gomod).unwrap();
-}
-
-fn kata_repro() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kata-repro"));
-    cmd.env_remove("KATA_REPRO_STORE")
-        .env_remove("KATA_REPRO_CONFIG");
-    cmd
-}
-
-fn output_text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]
@@ -403,8 +383,7 @@ fn verify_go_checks_module_caches_and_proxies_against_go_sum() {
             .unwrap()
     };
     let modcache_arg = ["--modcache", modcache.to_str().unwrap()];
-    let out = verify(&sum, &modcache_arg);
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_code(&verify(&sum, &modcache_arg), 0);
 
     // A module zip with one file changed (its extracted tree is left alone).
     let zip = modcache.join("cache/download/example.com/alpha/@v/v1.0.0.zip");
@@ -412,9 +391,7 @@ fn verify_go_checks_module_caches_and_proxies_against_go_sum() {
     let mut changed = modules().remove(0);
     changed.files[1].1 = b"package alpha\n\nfunc Alpha() string { return \"evil\" }\n".to_vec();
     write_zip(&zip, &changed);
-    let out = verify(&sum, &modcache_arg);
-    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    let all = output_text(&out);
+    let all = exited(&verify(&sum, &modcache_arg), 1);
     assert!(
         all.contains("failed go example.com/alpha@v1.0.0 from")
             && all.contains("v1.0.0.zip: h1 mismatch"),
@@ -431,9 +408,7 @@ fn verify_go_checks_module_caches_and_proxies_against_go_sum() {
     )
     .unwrap();
     std::fs::write(extracted.join("extra.go"), b"package alpha\n").unwrap();
-    let out = verify(&sum, &modcache_arg);
-    assert_eq!(out.status.code(), Some(1));
-    let all = output_text(&out);
+    let all = exited(&verify(&sum, &modcache_arg), 1);
     assert!(
         all.contains("extracted module tree differs from go.sum: alpha.go differs from the zip; extra.go was added"),
         "{all}"
@@ -446,12 +421,8 @@ fn verify_go_checks_module_caches_and_proxies_against_go_sum() {
     .unwrap();
     std::fs::remove_file(extracted.join("extra.go")).unwrap();
     std::fs::remove_file(extracted.join("LICENSE")).unwrap();
-    let out = verify(&sum, &modcache_arg);
-    assert!(
-        output_text(&out).contains("LICENSE is missing"),
-        "{}",
-        output_text(&out)
-    );
+    let all = text(&verify(&sum, &modcache_arg));
+    assert!(all.contains("LICENSE is missing"), "{all}");
     std::fs::write(extracted.join("LICENSE"), b"Public domain.\n").unwrap();
     assert_eq!(verify(&sum, &modcache_arg).status.code(), Some(0));
 
@@ -459,22 +430,16 @@ fn verify_go_checks_module_caches_and_proxies_against_go_sum() {
     let gomod = modcache.join("cache/download/example.com/!beta/@v/v0.2.0.mod");
     let good_mod = std::fs::read(&gomod).unwrap();
     std::fs::write(&gomod, b"module example.com/Beta\n\ngo 1.22\n").unwrap();
-    let out = verify(&sum, &modcache_arg);
-    assert_eq!(out.status.code(), Some(1));
+    let all = exited(&verify(&sum, &modcache_arg), 1);
     assert!(
-        output_text(&out).contains("failed go example.com/Beta@v0.2.0/go.mod"),
-        "{}",
-        output_text(&out)
+        all.contains("failed go example.com/Beta@v0.2.0/go.mod"),
+        "{all}"
     );
     std::fs::write(&gomod, &good_mod).unwrap();
 
     // A go.sum line edited.
     let text = std::fs::read_to_string(&sum).unwrap();
-    let line = text
-        .lines()
-        .position(|l| l.starts_with("example.com/alpha v1.0.0 "))
-        .unwrap()
-        + 1;
+    let (line, _) = line_starting(&text, "example.com/alpha v1.0.0 ");
     let edited_sum = root.join("edited.sum");
     let edited: String = text
         .lines()
@@ -489,9 +454,7 @@ fn verify_go_checks_module_caches_and_proxies_against_go_sum() {
         .map(|l| l + "\n")
         .collect();
     std::fs::write(&edited_sum, edited).unwrap();
-    let out = verify(&edited_sum, &modcache_arg);
-    assert_eq!(out.status.code(), Some(1));
-    let all = output_text(&out);
+    let all = exited(&verify(&edited_sum, &modcache_arg), 1);
     assert!(
         all.contains(&format!("edited.sum:{line}]")) && all.contains("expected h1:AAAA"),
         "{all}"
@@ -499,31 +462,24 @@ fn verify_go_checks_module_caches_and_proxies_against_go_sum() {
 
     // From a file:// proxy into the store; a tampered proxy zip is refused and not kept.
     let proxy_url = format!("file://{}", proxy.display());
-    let out = verify(&sum, &["--proxy", &proxy_url, "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_code(&verify(&sum, &["--proxy", &proxy_url, "--json"]), 0);
     let stored = root.join("store/gomod/example.com/alpha/@v/v1.0.0.zip");
     assert!(stored.is_file());
     std::fs::remove_dir_all(root.join("store/gomod")).unwrap();
     write_zip(&proxy.join("example.com/alpha/@v/v1.0.0.zip"), &changed);
-    let out = verify(&sum, &["--proxy", &proxy_url]);
-    assert_eq!(out.status.code(), Some(1));
+    let all = exited(&verify(&sum, &["--proxy", &proxy_url]), 1);
     assert!(
-        output_text(&out).contains("h1 mismatch; the download was deleted"),
-        "{}",
-        output_text(&out)
+        all.contains("h1 mismatch; the download was deleted"),
+        "{all}"
     );
     assert!(!stored.exists());
 
     // A plain-http proxy is refused as bad input.
-    let out = verify(&sum, &["--proxy", "http://proxy.example"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_code(&verify(&sum, &["--proxy", "http://proxy.example"]), 2);
 
     // So is an h1: that is not a SHA-256, and a module version hashed two ways, by line.
     let text = std::fs::read_to_string(&sum).unwrap();
-    let alpha = text
-        .lines()
-        .find(|l| l.starts_with("example.com/alpha v1.0.0 "))
-        .unwrap();
+    let (_, alpha) = line_starting(&text, "example.com/alpha v1.0.0 ");
     for (edited, want) in [
         (String::new(), "bad.sum: go.sum pins no module".to_owned()),
         (
@@ -539,8 +495,7 @@ fn verify_go_checks_module_caches_and_proxies_against_go_sum() {
     ] {
         let bad = root.join("bad.sum");
         std::fs::write(&bad, edited).unwrap();
-        let out = verify(&bad, &modcache_arg);
-        assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
-        assert!(output_text(&out).contains(&want), "{}", output_text(&out));
+        let all = exited(&verify(&bad, &modcache_arg), 2);
+        assert!(all.contains(&want), "{all}");
     }
 }

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::debian::{kata_like_packages, write_archive};
-use common::{Fixture, kata_repro, sha256_hex, text};
+use common::project::Project;
+use common::{
+    Fixture, assert_code, exited, items, json, kata_repro, one_item, sha256_hex, string, text,
+};
 
 const ARCHIVE: &str = "https://deb.example.org/debian";
 
@@ -30,86 +33,75 @@ path = "kata-agent"
 mode = 0o755
 "#;
 
+/// `lock` of the fixture release, its kernel pinned, with its rootfs from the fixture archive's
+/// stable suite, and `extra`.
+fn lock_with_archive(fixture: &Fixture, extra: &[&str]) -> Output {
+    let mut args = vec!["--rootfs-archive", ARCHIVE, "--rootfs-suite", "stable"];
+    args.extend_from_slice(extra);
+    fixture.lock_pinned(&args)
+}
+
 struct Images {
-    fixture: Fixture,
-    recipes: PathBuf,
+    project: Project,
     packages: Vec<(&'static str, PathBuf)>,
 }
 
 impl Images {
     fn new() -> Self {
         let fixture = Fixture::new();
-        let root = fixture.root().to_owned();
-        let archive = root.join("debian");
+        let archive = fixture.root().join("debian");
         let packages = write_archive(&archive, &kata_like_packages());
         let mut config = std::fs::read_to_string(&fixture.config).unwrap();
         config.push_str(&format!("\"{ARCHIVE}\" = \"{}\"\n", archive.display()));
         // The archive's host is not a built-in one: the user allows it, as a lockfile cannot.
         config.push_str("\n[policy]\nallowed_hosts = [\"deb.example.org\"]\n");
         std::fs::write(&fixture.config, config).unwrap();
-        let out = fixture.lock(&[
-            "--kernel-sha256",
-            &fixture.kernel_sha256.clone(),
-            "--rootfs-archive",
-            ARCHIVE,
-            "--rootfs-suite",
-            "stable",
-            "--rootfs-keyring",
-            "none",
-            "--rootfs-package",
-            "chrony",
-            "--rootfs-package",
-            "init",
-            "--rootfs-arch",
-            "x86_64",
-            "-o",
-            fixture.lockfile.to_str().unwrap(),
-        ]);
+        let out = lock_with_archive(
+            &fixture,
+            &[
+                "--rootfs-keyring",
+                "none",
+                "--rootfs-package",
+                "chrony",
+                "--rootfs-package",
+                "init",
+                "--rootfs-arch",
+                "x86_64",
+                "-o",
+                fixture.lockfile.to_str().unwrap(),
+            ],
+        );
         assert_eq!(out.status.code(), Some(0), "lock: {}", text(&out));
-        let recipes = root.join("recipes");
-        std::fs::create_dir_all(&recipes).unwrap();
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
-        for r in ["rootfs.toml", "initrd.toml"] {
-            std::fs::copy(shipped.join(r), recipes.join(r)).unwrap();
-        }
-        std::fs::write(recipes.join("agent.toml"), AGENT).unwrap();
-        Images {
+        let shipped_recipe =
+            |name: &str| std::fs::read_to_string(shipped.join(format!("{name}.toml"))).unwrap();
+        let project = Project::with(
             fixture,
-            recipes,
-            packages,
-        }
+            &[
+                ("rootfs", &shipped_recipe("rootfs")),
+                ("initrd", &shipped_recipe("initrd")),
+                ("agent", AGENT),
+            ],
+        );
+        Images { project, packages }
+    }
+
+    fn fixture(&self) -> &Fixture {
+        &self.project.fixture
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.fixture.root().join(rel)
+        self.project.path(rel)
     }
 
     fn build(&self, store: &str, out: &str, extra: &[&str], umask: &str) -> Output {
-        let bin = env!("CARGO_BIN_EXE_kata-repro");
-        let mut cmd = std::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
-            .arg(bin)
-            .args([
-                "--config",
-                self.fixture.config.to_str().unwrap(),
-                "build",
-                "--lockfile",
-            ])
-            .arg(&self.fixture.lockfile)
-            .arg("--recipes")
-            .arg(&self.recipes)
-            .arg("--store")
-            .arg(self.path(store))
-            .arg("--out")
-            .arg(self.path(out))
-            .args(extra);
-        cmd.output().unwrap()
+        self.project
+            .build_with_umask(store, out, extra, Some(umask))
     }
 
     /// Replaces `from` by `to` in the test's copy of recipe `name`, which must hold it.
     fn edit_recipe(&self, name: &str, from: &str, to: &str) {
-        let path = self.recipes.join(name);
+        let path = self.project.recipes.join(name);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(from), "{name} holds no `{from}`");
         std::fs::write(&path, text.replace(from, to)).unwrap();
@@ -118,19 +110,10 @@ impl Images {
     /// `kata-repro check` of the images, the second build varying `variations`; both builds are
     /// kept in `keep`.
     fn check(&self, variations: &str, keep: &str) -> (Output, serde_json::Value) {
-        let out = kata_repro()
-            .args([
-                "--config",
-                self.fixture.config.to_str().unwrap(),
-                "--json",
-                "check",
-            ])
-            .arg("--lockfile")
-            .arg(&self.fixture.lockfile)
-            .arg("--recipes")
-            .arg(&self.recipes)
-            .arg("--store")
-            .arg(self.path("store"))
+        let out = self
+            .project
+            .command("check", "store")
+            .arg("--json")
             .args([
                 "--component",
                 "rootfs,initrd",
@@ -141,7 +124,7 @@ impl Images {
             .arg(self.path(keep))
             .output()
             .unwrap();
-        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+        let v = json(&out);
         (out, v)
     }
 
@@ -177,7 +160,7 @@ fn partitions(image: &Path, offset: u64) -> Vec<(u64, u64)> {
 fn rootfs_image_root_hash_and_initrd_are_identical_across_paths_times_and_umasks() {
     let images = Images::new();
     let first = images.build("store", "out1", &["--component", "rootfs,initrd"], "022");
-    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert_code(&first, 0);
     // Another time (the filesystem records seconds), another scratch path, another umask,
     // every step run again.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -194,7 +177,7 @@ fn rootfs_image_root_hash_and_initrd_are_identical_across_paths_times_and_umasks
         ],
         "077",
     );
-    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    assert_code(&second, 0);
 
     let diff = kata_repro()
         .arg("diff")
@@ -202,7 +185,7 @@ fn rootfs_image_root_hash_and_initrd_are_identical_across_paths_times_and_umasks
         .arg(images.path("out2"))
         .output()
         .unwrap();
-    assert_eq!(diff.status.code(), Some(0), "{}", text(&diff));
+    assert_code(&diff, 0);
 
     // The SBOMs: the same bytes, valid, every package with its pin and its Depends.
     let (out1, out2) = (images.path("out1"), images.path("out2"));
@@ -221,16 +204,13 @@ fn rootfs_image_root_hash_and_initrd_are_identical_across_paths_times_and_umasks
     }
     let checked =
         common::cyclonedx_validate(&[out1.join("rootfs.cdx.json"), out1.join("initrd.cdx.json")]);
-    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
+    assert_code(&checked, 0);
     let bom: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out1.join("rootfs.cdx.json")).unwrap()).unwrap();
-    let debs: Vec<&serde_json::Value> = bom["components"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let debs: Vec<&serde_json::Value> = items(&bom["components"])
         .filter(|c| c["purl"].as_str().unwrap().starts_with("pkg:deb/debian/"))
         .collect();
-    let lock = std::fs::read_to_string(&images.fixture.lockfile).unwrap();
+    let lock = std::fs::read_to_string(&images.fixture().lockfile).unwrap();
     assert_eq!(debs.len(), lock.matches("[[rootfs.packages]]").count());
     let libc = debs.iter().find(|c| c["name"] == "libc6").unwrap();
     assert_eq!(libc["hashes"][0]["alg"], "SHA-256");
@@ -327,10 +307,7 @@ fn rootfs_image_root_hash_and_initrd_are_identical_across_paths_times_and_umasks
     // agent as init.
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(images.path("out1/manifest.json")).unwrap()).unwrap();
-    let notes = manifest["components"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let notes = items(&manifest["components"])
         .find(|c| c["name"] == "rootfs")
         .unwrap()["notes"]
         .to_string();
@@ -350,9 +327,10 @@ fn rootfs_image_root_hash_and_initrd_are_identical_across_paths_times_and_umasks
 
 /// Runs a build expected to fail on the rootfs packages, and checks nothing was written.
 fn fails_on_packages(images: &Images, store: &str, want: &[&str]) {
-    let out = images.build(store, "bad-out", &["--component", "rootfs"], "022");
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    let all = exited(
+        &images.build(store, "bad-out", &["--component", "rootfs"], "022"),
+        1,
+    );
     for w in want {
         assert!(all.contains(w), "want `{w}` in:\n{all}");
     }
@@ -362,7 +340,7 @@ fn fails_on_packages(images: &Images, store: &str, want: &[&str]) {
 #[test]
 fn packages_that_do_not_match_their_pins_are_refused_with_nothing_written() {
     let images = Images::new();
-    let lockfile = std::fs::read_to_string(&images.fixture.lockfile).unwrap();
+    let lockfile = std::fs::read_to_string(&images.fixture().lockfile).unwrap();
 
     // A package whose bytes differ from the lock.
     let chrony = images.package("chrony").to_owned();
@@ -386,7 +364,7 @@ fn packages_that_do_not_match_their_pins_are_refused_with_nothing_written() {
     let pinned = sha256_hex(&std::fs::read(&init).unwrap());
     std::fs::write(&init, &corrupt).unwrap();
     std::fs::write(
-        &images.fixture.lockfile,
+        &images.fixture().lockfile,
         lockfile.replace(&pinned, &sha256_hex(&corrupt)),
     )
     .unwrap();
@@ -396,43 +374,31 @@ fn packages_that_do_not_match_their_pins_are_refused_with_nothing_written() {
 #[test]
 fn lock_checks_the_archive_signature_and_names_missing_packages() {
     let images = Images::new();
-    let lock = |extra: &[&str]| {
-        let mut args = vec![
-            "--kernel-sha256",
-            &images.fixture.kernel_sha256,
-            "--rootfs-archive",
-            ARCHIVE,
-            "--rootfs-suite",
-            "stable",
-        ];
-        args.extend_from_slice(extra);
-        images.fixture.lock(&args)
-    };
+    let lock = |extra: &[&str]| lock_with_archive(images.fixture(), extra);
     // The fixture's InRelease is not signed: against a real keyring it is refused.
     let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
     if Path::new(keyring).is_file() {
-        let out = lock(&["--rootfs-keyring", keyring, "--rootfs-package", "chrony"]);
-        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-        assert!(
-            text(&out).contains("signature did not verify"),
-            "{}",
-            text(&out)
+        let all = exited(
+            &lock(&["--rootfs-keyring", keyring, "--rootfs-package", "chrony"]),
+            1,
         );
+        assert!(all.contains("signature did not verify"), "{all}");
     }
-    let out = lock(&[
-        "--rootfs-keyring",
-        "none",
-        "--rootfs-package",
-        "no-such-package",
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = exited(
+        &lock(&[
+            "--rootfs-keyring",
+            "none",
+            "--rootfs-package",
+            "no-such-package",
+        ]),
+        2,
+    );
     assert!(
-        text(&out).contains("`no-such-package` (asked for) is not in stable/main for amd64"),
-        "{}",
-        text(&out)
+        all.contains("`no-such-package` (asked for) is not in stable/main for amd64"),
+        "{all}"
     );
     // The pinned set: the required packages and chrony's dependencies, each with its target.
-    let lockfile = std::fs::read_to_string(&images.fixture.lockfile).unwrap();
+    let lockfile = std::fs::read_to_string(&images.fixture().lockfile).unwrap();
     let names: Vec<&str> = lockfile
         .lines()
         .filter_map(|l| l.strip_prefix("name = \""))
@@ -529,19 +495,13 @@ fn initrd_members(initrd: &Path) -> Vec<(String, u32, u32, u32)> {
 }
 
 fn artifact<'a>(v: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
-    v["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
+    items(&v["artifacts"])
         .find(|a| a["path"].as_str().unwrap().ends_with(path))
         .unwrap_or_else(|| panic!("no {path} in {v}"))
 }
 
 fn blamed(a: &serde_json::Value) -> Vec<&str> {
-    a["blame"]
-        .as_array()
-        .unwrap()
-        .iter()
+    items(&a["blame"])
         .map(|b| b["variation"].as_str().unwrap())
         .collect()
 }
@@ -552,10 +512,7 @@ fn rootfs_and_initrd_are_identical_when_user_and_umask_vary_and_every_file_is_ro
     let (out, v) = images.check("user_group,umask", "keep");
     assert_eq!(out.status.code(), Some(0), "{v:#}\n{}", text(&out));
     for name in ["user_group", "umask"] {
-        let row = v["variations"]
-            .as_array()
-            .unwrap()
-            .iter()
+        let row = items(&v["variations"])
             .find(|r| r["variation"] == name)
             .unwrap();
         assert_eq!(row["applied"], true, "{row}");
@@ -664,7 +621,7 @@ fn check_blames_the_user_and_the_umask_where_a_recipe_lets_them_in() {
 fn diff_names_the_file_whose_owner_differs_and_what_follows_from_it() {
     let images = Images::new();
     let built = images.build("store", "out", &["--component", "rootfs"], "022");
-    assert_eq!(built.status.code(), Some(0), "{}", text(&built));
+    assert_code(&built, 0);
     let rootfs = images.path("out/x86_64/rootfs");
     let (a, b) = (images.path("a"), images.path("b"));
     for side in [&a, &b] {
@@ -739,46 +696,29 @@ fn diff_names_the_file_whose_owner_differs_and_what_follows_from_it() {
         .arg(&b)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let differing = v["differing"].as_array().unwrap();
+    assert_code(&out, 1);
+    let v = json(&out);
     let of = |path: &str| {
-        differing
-            .iter()
+        items(&v["differing"])
             .find(|d| d["path"] == path)
             .unwrap_or_else(|| panic!("{v:#}"))
     };
     let img = of("kata-containers.img");
-    let members: Vec<&serde_json::Value> = img["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|d| d["kind"] == "member")
-        .collect();
-    assert_eq!(members.len(), 1, "{img:#}");
-    assert_eq!(members[0]["member"], "/etc/machine-id");
+    let member = one_item(&img["details"], |d| d["kind"] == "member");
+    assert_eq!(member["member"], "/etc/machine-id");
     assert!(
-        members[0]["archive"]
-            .as_str()
-            .unwrap()
-            .starts_with("partition 1 (ext4"),
+        string(&member["archive"]).starts_with("partition 1 (ext4"),
         "{img:#}"
     );
     assert_eq!(
-        members[0]["change"]["owner"],
+        member["change"]["owner"],
         serde_json::json!([[0, 0], [1234, 0]])
     );
-    let verity = img["details"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let verity = items(&img["details"])
         .find(|d| d["kind"] == "partition")
         .unwrap_or_else(|| panic!("{img:#}"));
     assert!(
-        verity["note"]
-            .as_str()
-            .unwrap()
-            .contains("dm-verity hash tree over partition 1"),
+        string(&verity["note"]).contains("dm-verity hash tree over partition 1"),
         "{verity}"
     );
     assert_eq!(

@@ -2,20 +2,14 @@
 
 mod common;
 
-use common::{Fixture, KATA_URL, TAG, kata_repro, text};
+use common::{Fixture, KATA_URL, TAG, assert_code, exited, json, run_kata_repro};
 
 #[test]
 fn lock_pins_the_tree_and_is_deterministic() {
     let f = Fixture::new();
-    let first = std::fs::read_to_string(&f.lockfile).unwrap();
+    let first = f.lockfile_text();
     let second = f.root().join("again.toml");
-    let out = f.lock(&[
-        "--kernel-sha256",
-        &f.kernel_sha256,
-        "-o",
-        second.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_code(&f.lock_pinned(&["-o", second.to_str().unwrap()]), 0);
     assert_eq!(
         first,
         std::fs::read_to_string(&second).unwrap(),
@@ -95,13 +89,8 @@ fn lock_pins_the_tree_and_is_deterministic() {
 fn rust_is_pinned_from_the_channel_manifest_else_from_a_matching_rustc() {
     let f = Fixture::new();
     // Without a readable dist server, the fixture's rustc (1.95.7) answers for channel 1.95.
-    let out = f.lock(&[
-        "--rust-dist",
-        "/nonexistent/dist",
-        "--kernel-sha256",
-        &f.kernel_sha256,
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = f.lock_pinned(&["--rust-dist", "/nonexistent/dist"]);
+    assert_code(&out, 0);
     let lock: toml::Value = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
     assert_eq!(
         lock["toolchains"]["rust"]["version"].as_str(),
@@ -118,8 +107,7 @@ fn rust_is_pinned_from_the_channel_manifest_else_from_a_matching_rustc() {
         "--rustc",
         "/nonexistent/rustc",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let all = text(&out);
+    let all = exited(&out, 0);
     assert!(
         all.contains("#   rust 1.95: neither its channel manifest"),
         "{all}"
@@ -138,8 +126,8 @@ fn kernel_tarball_pins_by_hashing_it() {
             .unwrap(),
         "--json",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_code(&out, 0);
+    let v = json(&out);
     let lock = v["lockfile"].as_str().unwrap();
     assert!(
         lock.contains(&format!("sha256 = \"{}\"", f.kernel_sha256)),
@@ -150,13 +138,8 @@ fn kernel_tarball_pins_by_hashing_it() {
 #[test]
 fn unreachable_go_dev_index_leaves_those_archives_unpinned() {
     let f = Fixture::new();
-    let out = f.lock(&[
-        "--go-dl-index",
-        "/nonexistent/go-dl.json",
-        "--kernel-sha256",
-        &f.kernel_sha256,
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = f.lock_pinned(&["--go-dl-index", "/nonexistent/go-dl.json"]);
+    assert_code(&out, 0);
     let lock = String::from_utf8(out.stdout).unwrap();
     assert!(
         lock.contains(
@@ -169,75 +152,35 @@ fn unreachable_go_dev_index_leaves_those_archives_unpinned() {
 #[test]
 fn bad_lock_input_exits_2() {
     let f = Fixture::new();
-    let out = f.lock(&["--ref", "0.0.0-no-such-tag"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("tag `0.0.0-no-such-tag`"),
-        "{}",
-        text(&out)
-    );
+    let all = exited(&f.lock(&["--ref", "0.0.0-no-such-tag"]), 2);
+    assert!(all.contains("tag `0.0.0-no-such-tag`"), "{all}");
 
-    let out = f.lock(&["--kernel-sha256", "XYZ"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("--kernel-sha256"), "{}", text(&out));
+    let all = exited(&f.lock(&["--kernel-sha256", "XYZ"]), 2);
+    assert!(all.contains("--kernel-sha256"), "{all}");
 
-    let out = kata_repro()
-        .args([
-            "lock",
-            "--source",
-            "http://github.com/example/kata-containers",
-            "--ref",
-            TAG,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("does not use https"), "{}", text(&out));
+    // What `lock --ref TAG` of `source`, with no config, prints as it exits 2.
+    let refused = |source: &str, extra: &[&str]| {
+        let mut args = vec!["lock", "--source", source, "--ref", TAG];
+        args.extend_from_slice(extra);
+        exited(&run_kata_repro(&args), 2)
+    };
+    let all = refused("http://github.com/example/kata-containers", &[]);
+    assert!(all.contains("does not use https"), "{all}");
 
-    let out = kata_repro()
-        .args(["lock", "--source", KATA_URL, "--ref", TAG])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("--mirror"), "{}", text(&out));
+    let all = refused(KATA_URL, &[]);
+    assert!(all.contains("--mirror"), "{all}");
 
-    let out = kata_repro()
-        .args([
-            "lock",
-            "--source",
-            f.root().to_str().unwrap(),
-            "--ref",
-            TAG,
-            "--upstream",
-            KATA_URL,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out).contains("is not a git repository"),
-        "{}",
-        text(&out)
-    );
+    let all = refused(f.root().to_str().unwrap(), &["--upstream", KATA_URL]);
+    assert!(all.contains("is not a git repository"), "{all}");
 
     // The upstream written into the lockfile must pass the policy, whatever --source is.
-    let out = kata_repro()
-        .args([
-            "lock",
-            "--source",
-            f.kata.to_str().unwrap(),
-            "--ref",
-            TAG,
-            "--upstream",
-            "http://evil.example/kata",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = refused(
+        f.kata.to_str().unwrap(),
+        &["--upstream", "http://evil.example/kata"],
+    );
     assert!(
-        text(&out).contains("`http://evil.example/kata` does not use https"),
-        "{}",
-        text(&out)
+        all.contains("`http://evil.example/kata` does not use https"),
+        "{all}"
     );
 }
 
@@ -245,20 +188,17 @@ fn bad_lock_input_exits_2() {
 fn allow_host_lets_lock_pin_an_upstream_off_the_built_in_hosts() {
     let f = Fixture::new();
     let upstream = ["--upstream", "https://git.example.org/kata-containers"];
-    let out = f.lock(&upstream);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = exited(&f.lock(&upstream), 2);
     assert!(
-        text(&out).contains("host `git.example.org` is not on the allow-list")
-            && text(&out).contains("--allow-host HOST"),
-        "{}",
-        text(&out)
+        all.contains("host `git.example.org` is not on the allow-list")
+            && all.contains("--allow-host HOST"),
+        "{all}"
     );
     let out = f.lock(&[upstream[0], upstream[1], "--allow-host", "git.example.org"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = exited(&out, 0);
     assert!(
         String::from_utf8_lossy(&out.stdout)
             .contains("url = \"https://git.example.org/kata-containers\""),
-        "{}",
-        text(&out)
+        "{all}"
     );
 }

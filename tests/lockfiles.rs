@@ -12,8 +12,13 @@ fn fixtures() -> PathBuf {
         .join("kata")
 }
 
+/// The path of the committed lockfile of `release`.
+fn committed(release: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("lockfiles/kata-{release}.toml"))
+}
+
 fn check(release: &str, commit: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("lockfiles/kata-{release}.toml"));
+    let path = committed(release);
     let lock = Lockfile::load(&path).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(
@@ -93,9 +98,7 @@ fn check(release: &str, commit: &str) {
 #[test]
 fn kata_4_1_0() {
     check("4.1.0", "ddcb1ad8d23cbb4323f86c209f132b89592902df");
-    let lock =
-        Lockfile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("lockfiles/kata-4.1.0.toml"))
-            .unwrap();
+    let lock = Lockfile::load(&committed("4.1.0")).unwrap();
     assert_eq!(lock.toolchains.rust.channel, "1.95");
     assert_eq!(lock.git.iter().map(|g| g.packages.len()).sum::<usize>(), 7);
     assert_eq!(lock.kernel.kata_config_version, "202");
@@ -108,9 +111,7 @@ fn kata_4_1_0() {
 #[test]
 fn kata_3_30_0() {
     check("3.30.0", "86e5975ad6a20f091ed686e492672c70496d0400");
-    let lock =
-        Lockfile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("lockfiles/kata-3.30.0.toml"))
-            .unwrap();
+    let lock = Lockfile::load(&committed("3.30.0")).unwrap();
     assert!(
         lock.source
             .files

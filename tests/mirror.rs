@@ -5,18 +5,15 @@ mod common;
 
 use std::path::Path;
 
-use common::{Fixture, TAG, git, kata_repro, tamper_loose_object, text};
+use common::{
+    Fixture, TAG, assert_code, exited, git, items, json, kata_repro, run_ok, tamper_loose_object,
+};
 
 fn mirror(f: &Fixture, dir: &Path) -> std::process::Output {
-    kata_repro()
-        .arg("--config")
-        .arg(&f.config)
-        .args(["mirror", "--json", "--lockfile"])
-        .arg(&f.lockfile)
+    f.lockfile_command("mirror")
+        .arg("--json")
         .arg("--dir")
         .arg(dir)
-        .arg("--store")
-        .arg(&f.store)
         .output()
         .unwrap()
 }
@@ -54,16 +51,16 @@ fn cargo_fetches_from(f: &Fixture, dir: &Path) {
     let rustup_home = std::env::var_os("RUSTUP_HOME")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").unwrap()).join(".rustup"));
-    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .arg("fetch")
-        .current_dir(&work)
-        .env("HOME", &home)
-        .env("CARGO_HOME", home.join("cargo"))
-        .env("RUSTUP_HOME", rustup_home)
-        .env("CARGO_NET_OFFLINE", "false")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cargo fetch: {}", text(&out));
+    run_ok(
+        std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+            .arg("fetch")
+            .current_dir(&work)
+            .env("HOME", &home)
+            .env("CARGO_HOME", home.join("cargo"))
+            .env("RUSTUP_HOME", rustup_home)
+            .env("CARGO_NET_OFFLINE", "false"),
+        "cargo fetch",
+    );
     let checkouts = home.join("cargo/git/checkouts");
     let ci_script = walkdir::WalkDir::new(&checkouts)
         .into_iter()
@@ -81,12 +78,9 @@ fn mirrors_of_every_git_source_are_written_and_a_fetch_reads_them_offline() {
     let f = Fixture::new();
     let dir = f.root().join("carry/mirrors");
     let out = mirror(&f, &dir);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let upstreams: Vec<&str> = v["mirrors"]
-        .as_array()
-        .unwrap()
-        .iter()
+    assert_code(&out, 0);
+    let v = json(&out);
+    let upstreams: Vec<&str> = items(&v["mirrors"])
         .map(|m| m["upstream"].as_str().unwrap())
         .collect();
     // Kata, its git dependency, and the dependency's submodule.
@@ -97,16 +91,16 @@ fn mirrors_of_every_git_source_are_written_and_a_fetch_reads_them_offline() {
             "{u}: {v}"
         );
     }
-    for m in v["mirrors"].as_array().unwrap() {
+    for m in items(&v["mirrors"]) {
         let repo = dir.join(m["path"].as_str().unwrap());
         // git's own check of every object and link.
-        let fsck = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["fsck", "--full", "--strict"])
-            .output()
-            .unwrap();
-        assert!(fsck.status.success(), "{}: {}", repo.display(), text(&fsck));
+        run_ok(
+            std::process::Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(["fsck", "--full", "--strict"]),
+            repo.display(),
+        );
     }
     let kata = dir.join("github.com/example/kata-containers.git");
     assert_eq!(
@@ -135,7 +129,7 @@ fn mirrors_of_every_git_source_are_written_and_a_fetch_reads_them_offline() {
         .arg(&store)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_code(&out, 0);
     assert!(
         store
             .join("git")
@@ -145,9 +139,8 @@ fn mirrors_of_every_git_source_are_written_and_a_fetch_reads_them_offline() {
     );
 
     // A directory that holds something is refused before anything is read.
-    let out = mirror(&f, &dir);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("is not empty"), "{}", text(&out));
+    let all = exited(&mirror(&f, &dir), 2);
+    assert!(all.contains("is not empty"), "{all}");
 }
 
 #[test]
@@ -156,9 +149,7 @@ fn a_tampered_source_object_writes_no_mirrors() {
     let blob = git(&f.kata, &["rev-parse", &format!("{TAG}:README.md")]);
     tamper_loose_object(&f.kata, &blob, "blob", b"Kata fixture, with a backdoor\n");
     let carry = f.root().join("carry");
-    let out = mirror(&f, &carry.join("mirrors"));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let t = text(&out);
+    let t = exited(&mirror(&f, &carry.join("mirrors")), 1);
     assert!(
         t.contains("corrupt or tampered") && t.contains(&blob),
         "{t}"

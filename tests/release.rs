@@ -17,7 +17,14 @@ const SDE: u64 = 1_784_556_680;
 
 /// A tree shaped like Kata 4.0.0's, as far as the release needs it.
 fn kata_tree() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kata-shaped/4.0.0")
+    kata_tree_of("4.0.0")
+}
+
+/// A tree shaped like that of the Kata release `version`.
+fn kata_tree_of(version: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/kata-shaped")
+        .join(version)
 }
 
 /// The runtime-rs configurations Kata 4.0.0's Makefile generates for x86_64.
@@ -241,7 +248,7 @@ fn layout_matches_kata_scripts_listing() {
         }
     }
     // The notes never call the tarball complete, and name what Kata merges that was not built.
-    let notes = std::fs::read_to_string(dir.path().join("notes")).unwrap();
+    let notes = notes_in(dir.path());
     assert!(
         notes.contains("kata-static-4.0.0-amd64.tar.zst: 40 members; PARTIAL: 4 of the 26"),
         "{notes}"
@@ -278,6 +285,29 @@ fn go_runtime(root: &Path) -> PathBuf {
     dir
 }
 
+/// Packs the release `version` of `tree` in a new temporary directory, from the components'
+/// outputs (and the Go runtime's too, when `with_go_runtime`), under umask 022; the builtin must
+/// succeed. Returns the directory and the builtin's output directory in it.
+fn pack_release(tree: &Path, version: &str, with_go_runtime: bool) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dirs = components(&dir.path().join("components"), false, 1, 0o644);
+    if with_go_runtime {
+        dirs.insert("runtime".into(), go_runtime(&dir.path().join("components")));
+    }
+    let (out, o) = pack(
+        dir.path(),
+        &plan_json_for(tree, version, &dirs, false),
+        "022",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (dir, out)
+}
+
+/// The notes the builtin wrote in `dir`.
+fn notes_in(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("notes")).unwrap()
+}
+
 /// Members of a release tarball written by `pack`, by path.
 fn paths(out: &Path, name: &str) -> Vec<String> {
     let bytes = std::fs::read(out.join(name)).unwrap();
@@ -291,16 +321,7 @@ fn paths(out: &Path, name: &str) -> Vec<String> {
 /// kata-go-static (written once the Go runtime is built) the Go runtime's.
 #[test]
 fn with_the_go_runtime_4_1_0_writes_both_release_tarballs() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut dirs = components(&dir.path().join("components"), false, 1, 0o644);
-    dirs.insert("runtime".into(), go_runtime(&dir.path().join("components")));
-    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kata-shaped/4.1.0");
-    let (out, o) = pack(
-        dir.path(),
-        &plan_json_for(&tree, "4.1.0", &dirs, false),
-        "022",
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (dir, out) = pack_release(&kata_tree_of("4.1.0"), "4.1.0", true);
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -332,7 +353,7 @@ fn with_the_go_runtime_4_1_0_writes_both_release_tarballs() {
         assert!(go.contains(&want.to_owned()), "{want}: {go:?}");
     }
     assert!(!go.iter().any(|p| p.contains("runtime-rs")), "{go:?}");
-    let notes = std::fs::read_to_string(dir.path().join("notes")).unwrap();
+    let notes = notes_in(dir.path());
     assert!(
         notes.contains("kata-go-static-4.1.0-amd64.tar.zst: "),
         "{notes}"
@@ -346,18 +367,10 @@ fn with_the_go_runtime_4_1_0_writes_both_release_tarballs() {
 /// Without the Go runtime, 4.1.0's kata-go-static is not written, and the notes say why.
 #[test]
 fn without_the_go_runtime_kata_go_static_is_left_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let dirs = components(&dir.path().join("components"), false, 1, 0o644);
-    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kata-shaped/4.1.0");
-    let (out, o) = pack(
-        dir.path(),
-        &plan_json_for(&tree, "4.1.0", &dirs, false),
-        "022",
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (dir, out) = pack_release(&kata_tree_of("4.1.0"), "4.1.0", false);
     assert!(!out.join("kata-go-static-4.1.0-amd64.tar.zst").exists());
     assert!(out.join("kata-static-4.1.0-amd64.tar.zst").exists());
-    let notes = std::fs::read_to_string(dir.path().join("notes")).unwrap();
+    let notes = notes_in(dir.path());
     assert!(
         notes.contains(
             "kata-go-static-4.1.0-amd64.tar.zst: not written: it needs \
@@ -372,16 +385,12 @@ fn without_the_go_runtime_kata_go_static_is_left_out() {
 /// kata-go-static is written even with the Go runtime built, and the notes say why.
 #[test]
 fn before_4_1_0_the_go_runtime_goes_into_kata_static() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut dirs = components(&dir.path().join("components"), false, 1, 0o644);
-    dirs.insert("runtime".into(), go_runtime(&dir.path().join("components")));
-    let (out, o) = pack(dir.path(), &plan_json(&dirs, false), "022");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (dir, out) = pack_release(&kata_tree(), "4.0.0", true);
     assert!(!out.join("kata-go-static-4.0.0-amd64.tar.zst").exists());
     let all = paths(&out, "kata-static-4.0.0-amd64.tar.zst");
     assert!(all.contains(&"./opt/kata/bin/containerd-shim-kata-v2".to_owned()));
     assert!(all.contains(&"./opt/kata/runtime-rs/bin/containerd-shim-kata-v2".to_owned()));
-    let notes = std::fs::read_to_string(dir.path().join("notes")).unwrap();
+    let notes = notes_in(dir.path());
     assert!(notes.contains("PARTIAL: 5 of the 26"), "{notes}");
     assert!(
         notes.contains(

@@ -65,6 +65,18 @@ fn connect(target: &str) -> String {
     format!("python3 -c '{code}'")
 }
 
+/// The host connects to `target` before and after a step tries to, and the step cannot
+/// (`what` names the target in the failure).
+fn assert_only_the_host_connects(target: &str, what: &str) {
+    let script = connect(target);
+    let (code, log) = outside(&script);
+    assert_eq!(code, 0, "control: the host connects: {log}");
+    let (code, log) = inside(&script);
+    assert_ne!(code, 0, "the step reached {what}: {log}");
+    let (code, log) = outside(&script);
+    assert_eq!(code, 0, "control: the host still connects: {log}");
+}
+
 #[test]
 fn a_step_cannot_see_host_processes() {
     let mut host = Command::new("sleep").arg("60").spawn().unwrap();
@@ -118,13 +130,7 @@ fn assert_socket_unreachable_under(parent: &Path) {
     // listener stays open until the end, so that only the sandbox can refuse the step.
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let path_text = path.to_str().unwrap().to_owned();
-    let script = connect(&path_text);
-    let (code, log) = outside(&script);
-    assert_eq!(code, 0, "control: the host connects: {log}");
-    let (code, log) = inside(&script);
-    assert_ne!(code, 0, "the step reached a host socket: {log}");
-    let (code, log) = outside(&script);
-    assert_eq!(code, 0, "control: the host still connects: {log}");
+    assert_only_the_host_connects(&path_text, "a host socket");
     let (code, log) = inside(&format!(
         "ls -A {} 2>&1; test -e {path_text}",
         parent.display()
@@ -164,13 +170,7 @@ fn a_step_cannot_reach_a_host_tcp_listener() {
     // Never accepted, and open until the end: see a_step_cannot_reach_a_host_unix_socket.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let script = connect(&addr);
-    let (code, log) = outside(&script);
-    assert_eq!(code, 0, "control: the host connects: {log}");
-    let (code, log) = inside(&script);
-    assert_ne!(code, 0, "the step reached {addr}: {log}");
-    let (code, log) = outside(&script);
-    assert_eq!(code, 0, "control: the host still connects: {log}");
+    assert_only_the_host_connects(&addr, &addr);
     drop(listener);
 }
 

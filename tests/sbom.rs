@@ -9,11 +9,10 @@ use std::process::{Command, Output};
 
 use base64::Engine;
 use common::project::{AGENT_RS, HELLO_GO, Project};
-use common::{cyclonedx_validate, kata_repro, text};
-
-fn assert_code(out: &Output, code: i32) {
-    assert_eq!(out.status.code(), Some(code), "{}", text(out));
-}
+use common::{
+    assert_code, cyclonedx_validate, ed25519_key, ed25519_key_pair, exited, items, json,
+    kata_repro, one_item, string, text,
+};
 
 fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(
@@ -33,7 +32,15 @@ fn boms(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn components(bom: &serde_json::Value) -> Vec<&serde_json::Value> {
-    bom["components"].as_array().unwrap().iter().collect()
+    items(&bom["components"]).collect()
+}
+
+/// Each element of the JSON array `v` as its two strings at the JSON pointers `a` and `b`.
+fn string_pairs(v: &serde_json::Value, a: &str, b: &str) -> Vec<(String, String)> {
+    let at = |x: &serde_json::Value, pointer: &str| {
+        x.pointer(pointer).unwrap().as_str().unwrap().to_owned()
+    };
+    items(v).map(|x| (at(x, a), at(x, b))).collect()
 }
 
 #[test]
@@ -62,7 +69,7 @@ fn sboms_and_provenance_validate_and_are_identical_across_builds() {
             "{f} differs between two builds"
         );
     }
-    let v: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let v = json(&first);
     assert_eq!(v["records"].as_array().unwrap().len(), 4, "{v}");
     // SBOMs and provenance describe the build; they are not artifacts of it.
     let manifest = read_json(&a.join("manifest.json"));
@@ -71,14 +78,8 @@ fn sboms_and_provenance_validate_and_are_identical_across_builds() {
     // The official schema, through an independent validator.
     let files = boms(&a);
     assert_eq!(files.len(), 3);
-    let checked = cyclonedx_validate(&files);
-    assert_code(&checked, 0);
-    assert_eq!(
-        text(&checked).matches(": valid").count(),
-        3,
-        "{}",
-        text(&checked)
-    );
+    let checked = exited(&cyclonedx_validate(&files), 0);
+    assert_eq!(checked.matches(": valid").count(), 3, "{checked}");
     // … which does catch a broken BOM: a component without a name, of a type that does not exist.
     let mut broken = read_json(&a.join("agent.cdx.json"));
     broken["components"][0]
@@ -88,9 +89,8 @@ fn sboms_and_provenance_validate_and_are_identical_across_builds() {
     broken["components"][1]["type"] = "program".into();
     let broken_path = p.path("broken.cdx.json");
     std::fs::write(&broken_path, serde_json::to_vec_pretty(&broken).unwrap()).unwrap();
-    let refused = cyclonedx_validate(&[broken_path]);
-    assert_code(&refused, 1);
-    assert!(text(&refused).contains("INVALID"), "{}", text(&refused));
+    let refused = exited(&cyclonedx_validate(&[broken_path]), 1);
+    assert!(refused.contains("INVALID"), "{refused}");
 
     let arch = std::env::consts::ARCH;
     let agent = read_json(&a.join("agent.cdx.json"));
@@ -123,10 +123,7 @@ fn sboms_and_provenance_validate_and_are_identical_across_builds() {
     let file = &subject["components"][0];
     assert_eq!(file["type"], "file");
     assert_eq!(file["name"], format!("{arch}/agent/agent"));
-    let artifact = manifest["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let artifact = items(&manifest["artifacts"])
         .find(|x| x["path"] == format!("{arch}/agent/agent"))
         .unwrap();
     assert_eq!(file["hashes"][0]["alg"], "SHA-256");
@@ -195,28 +192,8 @@ fn sboms_and_provenance_validate_and_are_identical_across_builds() {
     let prov = read_json(&a.join("provenance.intoto.json"));
     assert_eq!(prov["_type"], "https://in-toto.io/Statement/v1");
     assert_eq!(prov["predicateType"], "https://slsa.dev/provenance/v1");
-    let subjects: Vec<(String, String)> = prov["subject"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap().to_owned(),
-                s["digest"]["sha256"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    let artifacts: Vec<(String, String)> = manifest["artifacts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["path"].as_str().unwrap().to_owned(),
-                s["sha256"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let subjects = string_pairs(&prov["subject"], "/name", "/digest/sha256");
+    let artifacts = string_pairs(&manifest["artifacts"], "/path", "/sha256");
     assert_eq!(subjects, artifacts);
     let def = &prov["predicate"]["buildDefinition"];
     assert_eq!(def["externalParameters"]["arch"], arch);
@@ -270,16 +247,6 @@ fn with_key(command: &[&str], key: &Path, dir: &Path) -> Output {
         .unwrap()
 }
 
-fn new_key(path: &Path) {
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "ed25519",
-        "-out",
-        path.to_str().unwrap(),
-    ]);
-}
-
 fn openssl(args: &[&str]) -> Output {
     let out = Command::new("openssl")
         .args(args)
@@ -296,21 +263,12 @@ fn signatures_verify_and_catch_a_tampered_manifest_and_a_wrong_subject() {
     let out = p.path("out");
     let key = p.path("key.pem");
     let public = p.path("key.pub.pem");
-    new_key(&key);
-    openssl(&[
-        "pkey",
-        "-in",
-        key.to_str().unwrap(),
-        "-pubout",
-        "-out",
-        public.to_str().unwrap(),
-    ]);
+    ed25519_key_pair(&key, &public);
 
     let signed = with_key(&["sign"], &key, &out);
     assert_code(&signed, 0);
-    let ok = with_key(&["verify-signature"], &public, &out);
-    assert_code(&ok, 0);
-    assert!(text(&ok).contains("0 failed"), "{}", text(&ok));
+    let ok = exited(&with_key(&["verify-signature"], &public, &out), 0);
+    assert!(ok.contains("0 failed"), "{ok}");
 
     // OpenSSL agrees: each signature is ed25519 over DSSE's pre-authentication encoding.
     for envelope in ["manifest.dsse.json", "provenance.dsse.json"] {
@@ -376,20 +334,11 @@ fn signatures_verify_and_catch_a_tampered_manifest_and_a_wrong_subject() {
     std::fs::write(&manifest, tampered).unwrap();
     let bad = with_key(&["--json", "verify-signature"], &public, &out);
     assert_code(&bad, 1);
-    let v: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
-    let failed: Vec<&serde_json::Value> = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["ok"] == false)
-        .collect();
-    assert_eq!(failed.len(), 1, "{v}");
-    assert_eq!(failed[0]["what"], "manifest.json");
+    let v = json(&bad);
+    let failed = one_item(&v["checks"], |c| c["ok"] == false);
+    assert_eq!(failed["what"], "manifest.json");
     assert!(
-        failed[0]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("changed after it was signed"),
+        string(&failed["detail"]).contains("changed after it was signed"),
         "{v}"
     );
     std::fs::write(&manifest, &original).unwrap();
@@ -401,13 +350,11 @@ fn signatures_verify_and_catch_a_tampered_manifest_and_a_wrong_subject() {
     let mut changed = bytes.clone();
     changed[100] ^= 1;
     std::fs::write(&hello, &changed).unwrap();
-    let bad = with_key(&["verify-signature"], &public, &out);
-    assert_code(&bad, 1);
+    let bad = exited(&with_key(&["verify-signature"], &public, &out), 1);
     assert!(
-        text(&bad).contains(&format!("FAIL subject {arch}/hello/hello"))
-            && text(&bad).contains("the file hashes to"),
-        "{}",
-        text(&bad)
+        bad.contains(&format!("FAIL subject {arch}/hello/hello"))
+            && bad.contains("the file hashes to"),
+        "{bad}"
     );
     std::fs::write(&hello, &bytes).unwrap();
 
@@ -421,25 +368,19 @@ fn signatures_verify_and_catch_a_tampered_manifest_and_a_wrong_subject() {
         .encode(serde_json::to_vec(&statement).unwrap())
         .into();
     std::fs::write(&env_path, serde_json::to_vec(&env).unwrap()).unwrap();
-    let bad = with_key(&["verify-signature"], &public, &out);
-    assert_code(&bad, 1);
-    assert!(text(&bad).contains("no signature by key"), "{}", text(&bad));
+    let bad = exited(&with_key(&["verify-signature"], &public, &out), 1);
+    assert!(bad.contains("no signature by key"), "{bad}");
     std::fs::write(&env_path, original_env).unwrap();
     let other = p.path("other.pem");
-    new_key(&other);
+    ed25519_key(&other);
     let bad = with_key(&["verify-signature"], &other, &out);
     assert_code(&bad, 1);
 
     // Bad input: a key that is not ed25519 PEM, a directory that was never signed.
     let junk = p.path("junk.pem");
     std::fs::write(&junk, "not a key\n").unwrap();
-    let bad = with_key(&["sign"], &junk, &out);
-    assert_code(&bad, 2);
-    assert!(
-        text(&bad).contains("openssl genpkey -algorithm ed25519"),
-        "{}",
-        text(&bad)
-    );
+    let bad = exited(&with_key(&["sign"], &junk, &out), 2);
+    assert!(bad.contains("openssl genpkey -algorithm ed25519"), "{bad}");
     let unsigned = p.path("unsigned");
     std::fs::create_dir_all(&unsigned).unwrap();
     let bad = with_key(&["verify-signature"], &public, &unsigned);
@@ -456,28 +397,15 @@ fn b64_payload(envelope: &Path) -> Vec<u8> {
 fn the_sbom_command_describes_the_dependency_set_without_building() {
     let p = Project::new(&[("hello", HELLO_GO), ("agent", AGENT_RS)]);
     let run = |out: &str, extra: &[&str]| {
-        kata_repro()
-            .arg("--config")
-            .arg(&p.fixture.config)
-            .args(["sbom", "--lockfile"])
-            .arg(&p.fixture.lockfile)
-            .arg("--recipes")
-            .arg(&p.recipes)
-            .arg("--store")
-            .arg(p.path("store"))
+        p.command("sbom", "store")
             .arg("--out")
             .arg(p.path(out))
             .args(extra)
             .output()
             .unwrap()
     };
-    let made = run("sbom", &[]);
-    assert_code(&made, 0);
-    assert!(
-        text(&made).contains("3 SBOMs (CycloneDX 1.5)"),
-        "{}",
-        text(&made)
-    );
+    let made = exited(&run("sbom", &[]), 0);
+    assert!(made.contains("3 SBOMs (CycloneDX 1.5)"), "{made}");
     // Nothing was built: the store holds no action results.
     let actions = p.path("store/actions");
     assert!(!actions.exists() || std::fs::read_dir(&actions).unwrap().next().is_none());
@@ -505,13 +433,8 @@ fn the_sbom_command_describes_the_dependency_set_without_building() {
     }
 
     // Bad input: an unknown component, a build's directory as --out, broken templates.
-    let bad = run("sbom2", &["--component", "nope"]);
-    assert_code(&bad, 2);
-    assert!(
-        text(&bad).contains("no recipe for component `nope`"),
-        "{}",
-        text(&bad)
-    );
+    let bad = exited(&run("sbom2", &["--component", "nope"]), 2);
+    assert!(bad.contains("no recipe for component `nope`"), "{bad}");
     let bad = run("out", &[]);
     assert_code(&bad, 2);
     let templates = p.path("templates");
@@ -521,12 +444,13 @@ fn the_sbom_command_describes_the_dependency_set_without_building() {
         "[release]\nname = \"x\"\nlicence = [\"MIT\"]\n",
     )
     .unwrap();
-    let bad = run("sbom3", &["--sbom-templates", templates.to_str().unwrap()]);
-    assert_code(&bad, 2);
+    let bad = exited(
+        &run("sbom3", &["--sbom-templates", templates.to_str().unwrap()]),
+        2,
+    );
     assert!(
-        text(&bad).contains("kata.toml:3") && text(&bad).contains("licence"),
-        "{}",
-        text(&bad)
+        bad.contains("kata.toml:3") && bad.contains("licence"),
+        "{bad}"
     );
     assert!(!p.path("sbom3").exists());
     // Templates are merged in.

@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{git, kata_repro, sha256_hex, text};
+use common::{assert_code, exited, git, items, json, kata_repro, run_ok, sha256_hex, string, text};
 
 struct CargoFixture {
     _dir: tempfile::TempDir,
@@ -17,18 +17,14 @@ struct CargoFixture {
 }
 
 fn cargo(dir: &Path, cargo_home: &Path, args: &[&str]) {
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(args)
-        .current_dir(dir)
-        .env("CARGO_HOME", cargo_home)
-        .env("CARGO_TARGET_DIR", dir.join("target"))
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cargo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(args)
+            .current_dir(dir)
+            .env("CARGO_HOME", cargo_home)
+            .env("CARGO_TARGET_DIR", dir.join("target"))
+            .env_remove("RUSTUP_TOOLCHAIN"),
+        format!("cargo {args:?}"),
     );
 }
 
@@ -136,11 +132,14 @@ impl CargoFixture {
     }
 
     fn verify(&self, extra: &[&str]) -> std::process::Output {
-        kata_repro()
-            .args(["verify", "cargo", "--lock"])
-            .arg(self.app.join("Cargo.lock"))
+        self.verify_into(&self.root.join("store"), extra)
+    }
+
+    /// `kata-repro verify cargo` of the app's Cargo.lock, into `store`.
+    fn verify_into(&self, store: &Path, extra: &[&str]) -> std::process::Output {
+        verify_lock(&self.app.join("Cargo.lock"))
             .arg("--store")
-            .arg(self.root.join("store"))
+            .arg(store)
             .args(extra)
             .output()
             .unwrap()
@@ -151,6 +150,13 @@ impl CargoFixture {
     }
 }
 
+/// `kata-repro verify cargo` of the Cargo.lock at `lock`.
+fn verify_lock(lock: &Path) -> Command {
+    let mut cmd = kata_repro();
+    cmd.args(["verify", "cargo", "--lock"]).arg(lock);
+    cmd
+}
+
 #[test]
 fn a_cargo_vendor_tree_verifies_and_each_kind_of_tampering_fails() {
     let f = CargoFixture::new();
@@ -159,18 +165,13 @@ fn a_cargo_vendor_tree_verifies_and_each_kind_of_tampering_fails() {
     // Without the .crate archives, the tree can only agree with its own checksum files: that
     // is `self-consistent`, not `ok`, and fails under --strict.
     let out = f.verify(&["--vendor", vendor_arg, "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_code(&out, 0);
+    let v = json(&out);
     assert_eq!(v["summary"]["cargo"]["ok"], 0, "{v}");
     assert_eq!(v["summary"]["cargo"]["self_consistent"], 3, "{v}");
     assert_eq!(v["findings"][1]["outcome"], "self-consistent", "{v}");
-    let out = f.verify(&["--vendor", vendor_arg, "--strict"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("self-consistent cargo leaf@0.1.0"),
-        "{}",
-        text(&out)
-    );
+    let all = exited(&f.verify(&["--vendor", vendor_arg, "--strict"]), 1);
+    assert!(all.contains("self-consistent cargo leaf@0.1.0"), "{all}");
     let registry = f.registry.to_str().unwrap();
     let with_crates = [
         "--vendor",
@@ -180,8 +181,8 @@ fn a_cargo_vendor_tree_verifies_and_each_kind_of_tampering_fails() {
         "--json",
     ];
     let out = f.verify(&with_crates);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_code(&out, 0);
+    let v = json(&out);
     assert_eq!(v["summary"]["cargo"]["ok"], 2, "{v}");
     assert_eq!(
         v["summary"]["cargo"]["self_consistent"], 1,
@@ -200,12 +201,10 @@ fn a_cargo_vendor_tree_verifies_and_each_kind_of_tampering_fails() {
         .remove("Cargo.toml.orig");
     std::fs::write(&leaf_sums, json.to_string()).unwrap();
     std::fs::remove_file(&toml_orig).unwrap();
-    let out = f.verify(&with_crates[..4]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = exited(&f.verify(&with_crates[..4]), 1);
     assert!(
-        text(&out).contains("Cargo.toml.orig of the verified .crate is not vendored"),
-        "{}",
-        text(&out)
+        all.contains("Cargo.toml.orig of the verified .crate is not vendored"),
+        "{all}"
     );
     std::fs::write(&toml_orig, toml_orig_text).unwrap();
     std::fs::write(&leaf_sums, leaf_sums_text).unwrap();
@@ -213,13 +212,10 @@ fn a_cargo_vendor_tree_verifies_and_each_kind_of_tampering_fails() {
     // A vendored file edited.
     let lib = vendor.join("leaf/src/lib.rs");
     std::fs::write(&lib, "pub fn leaf() { /* edited */ }\n").unwrap();
-    let out = f.verify(&["--vendor", vendor_arg]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = exited(&f.verify(&["--vendor", vendor_arg]), 1);
     assert!(
-        text(&out).contains("failed cargo leaf@0.1.0")
-            && text(&out).contains("src/lib.rs was edited"),
-        "{}",
-        text(&out)
+        all.contains("failed cargo leaf@0.1.0") && all.contains("src/lib.rs was edited"),
+        "{all}"
     );
     std::fs::write(&lib, "pub fn leaf() {}\n").unwrap();
 
@@ -243,12 +239,13 @@ fn a_cargo_vendor_tree_verifies_and_each_kind_of_tampering_fails() {
         Some(1),
         "self-consistent is no pass under --strict"
     );
-    let out = f.verify(&["--vendor", vendor_arg, "--registry-cache", registry]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = exited(
+        &f.verify(&["--vendor", vendor_arg, "--registry-cache", registry]),
+        1,
+    );
     assert!(
-        text(&out).contains("src/lib.rs differs from the verified .crate"),
-        "{}",
-        text(&out)
+        all.contains("src/lib.rs differs from the verified .crate"),
+        "{all}"
     );
     std::fs::write(&lib, "pub fn leaf() {}\n").unwrap();
     std::fs::write(&sums_path, sums).unwrap();
@@ -261,24 +258,17 @@ fn a_cargo_vendor_tree_verifies_and_each_kind_of_tampering_fails() {
 
     // An extra file in a vendored crate.
     std::fs::write(vendor.join("twig/src/backdoor.rs"), "pub fn b() {}\n").unwrap();
-    let out = f.verify(&["--vendor", vendor_arg]);
-    assert_eq!(out.status.code(), Some(1));
+    let all = exited(&f.verify(&["--vendor", vendor_arg]), 1);
     assert!(
-        text(&out).contains("src/backdoor.rs is present but not listed in .cargo-checksum.json"),
-        "{}",
-        text(&out)
+        all.contains("src/backdoor.rs is present but not listed in .cargo-checksum.json"),
+        "{all}"
     );
     std::fs::remove_file(vendor.join("twig/src/backdoor.rs")).unwrap();
 
     // A git package's file edited: its checksum file is all there is to check against.
     std::fs::write(vendor.join("gitdep/src/lib.rs"), "pub fn g() { loop {} }\n").unwrap();
-    let out = f.verify(&["--vendor", vendor_arg]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).contains("failed cargo gitdep@0.2.0"),
-        "{}",
-        text(&out)
-    );
+    let all = exited(&f.verify(&["--vendor", vendor_arg]), 1);
+    assert!(all.contains("failed cargo gitdep@0.2.0"), "{all}");
     std::fs::write(vendor.join("gitdep/src/lib.rs"), "pub fn g() {}\n").unwrap();
 
     // A Cargo.lock checksum edited: the vendored package no longer matches it, and the line is named.
@@ -292,9 +282,7 @@ fn a_cargo_vendor_tree_verifies_and_each_kind_of_tampering_fails() {
         .position(|l| l.contains(&"0".repeat(64)))
         .unwrap()
         + 1;
-    let out = f.verify(&["--vendor", vendor_arg]);
-    assert_eq!(out.status.code(), Some(1));
-    let all = text(&out);
+    let all = exited(&f.verify(&["--vendor", vendor_arg]), 1);
     assert!(
         all.contains(&format!("Cargo.lock:{line}]")) && all.contains(&twig_sum),
         "{all}"
@@ -303,13 +291,10 @@ fn a_cargo_vendor_tree_verifies_and_each_kind_of_tampering_fails() {
 
     // A vendored crate removed.
     std::fs::remove_dir_all(vendor.join("leaf")).unwrap();
-    let out = f.verify(&["--vendor", vendor_arg]);
-    assert_eq!(out.status.code(), Some(1));
+    let all = exited(&f.verify(&["--vendor", vendor_arg]), 1);
     assert!(
-        text(&out).contains("missing cargo leaf@0.1.0")
-            && text(&out).contains("locked, but not vendored"),
-        "{}",
-        text(&out)
+        all.contains("missing cargo leaf@0.1.0") && all.contains("locked, but not vendored"),
+        "{all}"
     );
 }
 
@@ -320,21 +305,15 @@ fn crate_archives_verify_against_cargo_lock_and_a_flipped_byte_fails() {
     let out = f.verify(&["--registry-cache", registry, "--json"]);
     // The crates verify; the git package is held to the host policy like any upstream, and a
     // file:// upstream is not https.
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_code(&out, 1);
+    let v = json(&out);
     assert_eq!(v["summary"]["cargo"]["ok"], 2, "{v}");
-    let git = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let git = items(&v["findings"])
         .find(|f| f["name"] == "gitdep@0.2.0")
         .unwrap();
     assert_eq!(git["outcome"], "failed");
     assert!(
-        git["message"]
-            .as_str()
-            .unwrap()
-            .contains("does not use https"),
+        string(&git["message"]).contains("does not use https"),
         "{git}"
     );
 
@@ -346,15 +325,7 @@ fn crate_archives_verify_against_cargo_lock_and_a_flipped_byte_fails() {
     bad[mid] ^= 0x01;
     std::fs::write(&crate_path, &bad).unwrap();
     let store = f.root.join("store2");
-    let out = kata_repro()
-        .args(["verify", "cargo", "--lock"])
-        .arg(f.app.join("Cargo.lock"))
-        .args(["--registry-cache", registry, "--store"])
-        .arg(&store)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = text(&out);
+    let all = exited(&f.verify_into(&store, &["--registry-cache", registry]), 1);
     assert!(
         all.contains("failed cargo leaf@0.1.0") && all.contains("sha256 mismatch"),
         "{all}"
@@ -372,41 +343,26 @@ fn crate_archives_verify_against_cargo_lock_and_a_flipped_byte_fails() {
 
     // Absent from every cache, with downloads off: missing.
     std::fs::remove_file(&crate_path).unwrap();
-    let out = kata_repro()
-        .args(["verify", "cargo", "--offline", "--lock"])
-        .arg(f.app.join("Cargo.lock"))
-        .args(["--registry-cache", registry, "--store"])
-        .arg(&store)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).contains("missing cargo leaf@0.1.0"),
-        "{}",
-        text(&out)
+    let all = exited(
+        &f.verify_into(&store, &["--offline", "--registry-cache", registry]),
+        1,
     );
+    assert!(all.contains("missing cargo leaf@0.1.0"), "{all}");
 }
 
 #[test]
 fn bad_cargo_input_exits_2() {
-    let out = kata_repro()
-        .args(["verify", "cargo", "--lock", "/nonexistent/Cargo.lock"])
+    let out = verify_lock(Path::new("/nonexistent/Cargo.lock"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_code(&out, 2);
     let dir = tempfile::tempdir().unwrap();
     let lock = dir.path().join("Cargo.lock");
     std::fs::write(&lock, "version = 4\n[[package]]\nname = \"a\"\nversion = \"1\"\nchecksum = \"xyz\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n").unwrap();
-    let out = kata_repro()
-        .args(["verify", "cargo", "--lock"])
-        .arg(&lock)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let all = exited(&verify_lock(&lock).output().unwrap(), 2);
     assert!(
-        text(&out).contains("Cargo.lock:5: package a@1: checksum `xyz` is not a sha256"),
-        "{}",
-        text(&out)
+        all.contains("Cargo.lock:5: package a@1: checksum `xyz` is not a sha256"),
+        "{all}"
     );
     // An empty Cargo.lock, and one that locks a package twice, are bad input too.
     let pkg = format!(
@@ -421,13 +377,8 @@ fn bad_cargo_input_exits_2() {
         ),
     ] {
         std::fs::write(&lock, text_in).unwrap();
-        let out = kata_repro()
-            .args(["verify", "cargo", "--lock"])
-            .arg(&lock)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-        assert!(text(&out).contains(&want), "{}", text(&out));
+        let all = exited(&verify_lock(&lock).output().unwrap(), 2);
+        assert!(all.contains(&want), "{all}");
     }
 }
 
@@ -570,28 +521,23 @@ fn git_packages_are_judged_by_the_allow_list_that_allow_host_widens() {
         let mut args = vec!["--registry-cache", registry, "--mirror", &mirror, "--json"];
         args.extend_from_slice(extra);
         let out = f.verify(&args);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let git = v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
+        let git = items(&json(&out)["findings"])
             .find(|f| f["name"] == "gitdep@0.2.0")
             .unwrap()
             .clone();
         (out, git)
     };
     let (out, git) = gitdep_outcome(&[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_code(&out, 1);
     assert!(
         git["message"].as_str().unwrap().contains("git.example.org"),
         "{git}"
     );
     let (out, git) = gitdep_outcome(&["--allow-host", "git.example.org"]);
     assert_eq!(git["outcome"], "ok", "{git}\n{}", text(&out));
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = exited(&out, 0);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("git.example.org (--allow-host)"),
-        "{}",
-        text(&out)
+        "{all}"
     );
 }

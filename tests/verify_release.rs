@@ -2,37 +2,22 @@
 
 mod common;
 
-use common::{Fixture, text};
+use common::{Fixture, assert_code, exited, items, json, string};
 
 fn verify(f: &Fixture, extra: &[&str]) -> std::process::Output {
-    common::kata_repro()
-        .args([
-            "--config",
-            f.config.to_str().unwrap(),
-            "verify",
-            "--lockfile",
-        ])
-        .arg(&f.lockfile)
-        .arg("--store")
-        .arg(&f.store)
-        .args(extra)
-        .output()
-        .unwrap()
+    f.lockfile_command("verify").args(extra).output().unwrap()
 }
 
 #[test]
 fn a_release_verifies_and_lists_its_kernel_inputs() {
     let f = Fixture::new();
     let out = verify(&f, &["--json", "--arch", "x86_64,aarch64"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_code(&out, 0);
+    let v = json(&out);
     assert_eq!(v["summary"]["source"]["ok"], 1);
     assert_eq!(v["summary"]["cargo"]["ok"], 1, "the git package dep@0.1.0");
     assert_eq!(v["summary"]["toolchain"]["ok"], 2);
-    let kernel: Vec<&serde_json::Value> = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let kernel: Vec<&serde_json::Value> = items(&v["findings"])
         .filter(|f| f["ecosystem"] == "kernel")
         .collect();
     let names: Vec<&str> = kernel.iter().map(|f| f["name"].as_str().unwrap()).collect();
@@ -47,18 +32,15 @@ fn a_release_verifies_and_lists_its_kernel_inputs() {
         ]
     );
     assert_eq!(kernel[2]["actual"], common::sha256_hex(b"CONFIG_A=y\n"));
-    let notes = v["notes"].as_array().unwrap();
     assert!(
-        notes.iter().any(|n| n
-            .as_str()
-            .unwrap()
-            .starts_with("1 path packages are covered by the source commit")),
+        items(&v["notes"])
+            .any(|n| string(n).starts_with("1 path packages are covered by the source commit")),
         "{v}"
     );
 
     // The summary table, in text.
     let out = verify(&f, &[]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_code(&out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("ECOSYSTEM") && stdout.contains("UNPINNED"),
@@ -69,14 +51,8 @@ fn a_release_verifies_and_lists_its_kernel_inputs() {
 #[test]
 fn a_git_dependency_at_another_commit_fails() {
     let f = Fixture::new();
-    let other = "1111111111111111111111111111111111111111";
-    f.edit_lockfile(
-        &format!("commit = \"{}\"", f.dep_commit),
-        &format!("commit = \"{other}\""),
-    );
-    let out = verify(&f, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = text(&out);
+    f.pin_dep_at("1111111111111111111111111111111111111111");
+    let all = exited(&verify(&f, &[]), 1);
     assert!(
         all.contains(&format!(
             "Cargo.lock pins https://github.com/example/dep-rs at {}, but the lockfile does not",
@@ -102,9 +78,7 @@ fn a_swapped_kernel_tarball_fails_and_a_damaged_stored_one_is_fetched_again() {
     // Swapped at the source too: refused, with both hashes.
     std::fs::write(&stored, b"swapped").unwrap();
     std::fs::write(f.downloads.join("kernel/linux-6.0.1.tar.xz"), b"swapped").unwrap();
-    let out = verify(&f, &["--skip", "cargo,go,toolchain"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let all = text(&out);
+    let all = exited(&verify(&f, &["--skip", "cargo,go,toolchain"]), 1);
     assert!(all.contains("failed kernel linux@6.0.1"), "{all}");
     assert!(
         all.contains(&f.kernel_sha256) && all.contains(&common::sha256_hex(b"swapped")),
@@ -121,11 +95,9 @@ fn offline_downloads_nothing() {
         "url = \"https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.0.1.tar.xz\"",
         "url = \"https://cdn.kernel.org/pub/elsewhere/linux-6.0.1.tar.xz\"",
     );
-    let out = verify(&f, &["--offline", "--skip", "cargo,go,toolchain"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("--offline forbids downloading it"),
-        "{}",
-        text(&out)
+    let all = exited(
+        &verify(&f, &["--offline", "--skip", "cargo,go,toolchain"]),
+        1,
     );
+    assert!(all.contains("--offline forbids downloading it"), "{all}");
 }

@@ -20,6 +20,36 @@ pub struct Package {
     pub files: Vec<(&'static str, Entry)>,
 }
 
+/// A package of `priority` that depends on `depends` (empty: on nothing) and holds `files`.
+fn package(
+    name: &'static str,
+    version: &'static str,
+    priority: &'static str,
+    depends: &'static str,
+    files: Vec<(&'static str, Entry)>,
+) -> Package {
+    Package {
+        name,
+        version,
+        priority,
+        depends,
+        files,
+    }
+}
+
+/// The fields that open both `p`'s control file and its stanza in the archive's index.
+fn control_fields(p: &Package, arch: &str) -> String {
+    let depends = if p.depends.is_empty() {
+        String::new()
+    } else {
+        format!("Depends: {}\n", p.depends)
+    };
+    format!(
+        "Package: {}\nVersion: {}\nArchitecture: {arch}\nPriority: {}\n{depends}",
+        p.name, p.version, p.priority
+    )
+}
+
 fn tar(entries: &[(&str, &Entry)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, entry) in entries {
@@ -53,17 +83,7 @@ fn tar(entries: &[(&str, &Entry)]) -> Vec<u8> {
 
 /// A `.deb` of `p` for `arch`.
 pub fn deb(p: &Package, arch: &str) -> Vec<u8> {
-    let control = format!(
-        "Package: {}\nVersion: {}\nArchitecture: {arch}\nPriority: {}\n{}Description: fixture\n",
-        p.name,
-        p.version,
-        p.priority,
-        if p.depends.is_empty() {
-            String::new()
-        } else {
-            format!("Depends: {}\n", p.depends)
-        }
-    );
+    let control = format!("{}Description: fixture\n", control_fields(p, arch));
     let control_file = Entry::File(Box::leak(control.into_bytes().into_boxed_slice()), 0o644);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &tar(&[("./control", &control_file)])).unwrap();
@@ -99,15 +119,8 @@ pub fn write_archive(root: &Path, packages: &[Package]) -> Vec<(&'static str, Pa
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &bytes).unwrap();
         index.push_str(&format!(
-            "Package: {}\nVersion: {}\nArchitecture: amd64\nPriority: {}\n{}Filename: {rel}\nSize: {}\nSHA256: {}\n\n",
-            p.name,
-            p.version,
-            p.priority,
-            if p.depends.is_empty() {
-                String::new()
-            } else {
-                format!("Depends: {}\n", p.depends)
-            },
+            "{}Filename: {rel}\nSize: {}\nSHA256: {}\n\n",
+            control_fields(p, "amd64"),
             bytes.len(),
             sha256_hex(&bytes)
         ));
@@ -133,86 +146,46 @@ pub fn write_archive(root: &Path, packages: &[Package]) -> Vec<(&'static str, Pa
 pub fn kata_like_packages() -> Vec<Package> {
     use Entry::*;
     vec![
-        Package {
-            name: "base-files",
-            version: "12.4",
-            priority: "required",
-            depends: "",
-            files: vec![
-                ("./etc/", Dir),
-                ("./etc/os-release", File(b"PRETTY_NAME=\"Fixture\"\n", 0o644)),
-                ("./usr/share/doc/base-files/copyright", File(b"free\n", 0o644)),
-                ("./var/lib/misc/x", File(b"x\n", 0o644)),
-            ],
-        },
-        Package {
-            name: "base-passwd",
-            version: "3.6.1",
-            priority: "required",
-            depends: "libc6",
-            files: vec![
-                ("./usr/share/base-passwd/passwd.master", File(b"root:x:0:0:root:/root:/bin/sh\n", 0o644)),
-                ("./usr/share/base-passwd/group.master", File(b"root:x:0:\n", 0o644)),
-            ],
-        },
-        Package {
-            name: "libc6",
-            version: "2.36-9",
-            priority: "optional",
-            depends: "",
-            files: vec![
-                ("./lib/x86_64-linux-gnu/libc.so.6", File(b"\x7fELF libc", 0o755)),
-                (
-                    "./usr/share/doc/libc6/copyright",
-                    File(
-                        b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
-                          Files: *\nCopyright: 1991-2023 Free Software Foundation\nLicense: LGPL-2.1+\n",
-                        0o644,
-                    ),
+        package("base-files", "12.4", "required", "", vec![
+            ("./etc/", Dir),
+            ("./etc/os-release", File(b"PRETTY_NAME=\"Fixture\"\n", 0o644)),
+            ("./usr/share/doc/base-files/copyright", File(b"free\n", 0o644)),
+            ("./var/lib/misc/x", File(b"x\n", 0o644)),
+        ]),
+        package("base-passwd", "3.6.1", "required", "libc6", vec![
+            ("./usr/share/base-passwd/passwd.master", File(b"root:x:0:0:root:/root:/bin/sh\n", 0o644)),
+            ("./usr/share/base-passwd/group.master", File(b"root:x:0:\n", 0o644)),
+        ]),
+        package("libc6", "2.36-9", "optional", "", vec![
+            ("./lib/x86_64-linux-gnu/libc.so.6", File(b"\x7fELF libc", 0o755)),
+            (
+                "./usr/share/doc/libc6/copyright",
+                File(
+                    b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
+                      Files: *\nCopyright: 1991-2023 Free Software Foundation\nLicense: LGPL-2.1+\n",
+                    0o644,
                 ),
-                ("./lib64/ld-linux-x86-64.so.2", Symlink("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")),
-                ("./usr/bin/sh", File(b"#!shell\n", 0o755)),
-            ],
-        },
-        Package {
-            name: "passwd",
-            version: "1:4.13",
-            priority: "required",
-            depends: "libc6 (>= 2.34)",
-            files: vec![("./usr/bin/passwd", File(b"passwd", 0o4755))],
-        },
-        Package {
-            name: "chrony",
-            version: "4.3-2",
-            priority: "optional",
-            depends: "libc6 (>= 2.34), adduser | passwd",
-            files: vec![
-                ("./etc/chrony/chrony.conf", File(b"pool 2.debian.pool.ntp.org iburst\n", 0o644)),
-                (
-                    "./lib/systemd/system/chrony.service",
-                    File(b"[Unit]\nDescription=chrony\n[Service]\nExecStart=/usr/sbin/chronyd -F 1 -u _chrony\n", 0o644),
-                ),
-                ("./usr/sbin/chronyd", File(b"chronyd", 0o755)),
-            ],
-        },
-        Package {
-            name: "init",
-            version: "1.65",
-            priority: "optional",
-            depends: "systemd-sysv | sysvinit-core",
-            files: vec![],
-        },
-        Package {
-            name: "systemd-sysv",
-            version: "252.38",
-            priority: "optional",
-            depends: "libc6",
-            files: vec![
-                ("./usr/share/systemd/tmp.mount", File(b"[Mount]\nWhat=tmpfs\nWhere=/tmp\n", 0o644)),
-                ("./usr/lib/systemd/system/dbus.socket", File(b"[Socket]\n", 0o644)),
-                ("./usr/lib/systemd/systemd", File(b"systemd", 0o755)),
-                ("./sbin/init", Symlink("../lib/systemd/systemd")),
-            ],
-        },
+            ),
+            ("./lib64/ld-linux-x86-64.so.2", Symlink("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")),
+            ("./usr/bin/sh", File(b"#!shell\n", 0o755)),
+        ]),
+        package("passwd", "1:4.13", "required", "libc6 (>= 2.34)", vec![
+            ("./usr/bin/passwd", File(b"passwd", 0o4755)),
+        ]),
+        package("chrony", "4.3-2", "optional", "libc6 (>= 2.34), adduser | passwd", vec![
+            ("./etc/chrony/chrony.conf", File(b"pool 2.debian.pool.ntp.org iburst\n", 0o644)),
+            (
+                "./lib/systemd/system/chrony.service",
+                File(b"[Unit]\nDescription=chrony\n[Service]\nExecStart=/usr/sbin/chronyd -F 1 -u _chrony\n", 0o644),
+            ),
+            ("./usr/sbin/chronyd", File(b"chronyd", 0o755)),
+        ]),
+        package("init", "1.65", "optional", "systemd-sysv | sysvinit-core", vec![]),
+        package("systemd-sysv", "252.38", "optional", "libc6", vec![
+            ("./usr/share/systemd/tmp.mount", File(b"[Mount]\nWhat=tmpfs\nWhere=/tmp\n", 0o644)),
+            ("./usr/lib/systemd/system/dbus.socket", File(b"[Socket]\n", 0o644)),
+            ("./usr/lib/systemd/systemd", File(b"systemd", 0o755)),
+            ("./sbin/init", Symlink("../lib/systemd/systemd")),
+        ]),
     ]
 }

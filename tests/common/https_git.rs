@@ -413,18 +413,14 @@ fn make_certificates(d: &Path) {
 }
 
 fn openssl(d: &Path, a: &[&str], b: &[&str], c: &[&str]) {
-    let out = Command::new("openssl")
-        .args(a)
-        .args(b)
-        .args(c)
-        .current_dir(d)
-        .env_remove("OPENSSL_CONF")
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {a:?} {b:?} {c:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    super::run_ok(
+        Command::new("openssl")
+            .args(a)
+            .args(b)
+            .args(c)
+            .current_dir(d)
+            .env_remove("OPENSSL_CONF")
+            .stdin(Stdio::null()),
+        format!("openssl {a:?} {b:?} {c:?}"),
     );
 }

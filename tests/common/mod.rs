@@ -38,30 +38,39 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// Runs git with a fixed identity and dates, so fixture ids are stable.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Fixture",
-            "-c",
-            "user.email=fixture@example.org",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(["-c", "core.autocrlf=false", "-c", "gc.auto=0"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_DATE", "2026-01-02T03:04:05Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-02T03:04:05Z")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new("git")
+            .args([
+                "-c",
+                "user.name=Fixture",
+                "-c",
+                "user.email=fixture@example.org",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(["-c", "core.autocrlf=false", "-c", "gc.auto=0"])
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_DATE", "2026-01-02T03:04:05Z")
+            .env("GIT_COMMITTER_DATE", "2026-01-02T03:04:05Z")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir),
+        format!("git {args:?}"),
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Runs `cmd` and asserts that it succeeded, naming it as `what` with its stderr otherwise.
+pub fn run_ok(cmd: &mut Command, what: impl std::fmt::Display) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what} does not run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 fn write(path: &Path, data: impl AsRef<[u8]>) {
@@ -343,12 +352,7 @@ impl Fixture {
             downloads,
             config,
         };
-        let out = fixture.lock(&[
-            "--kernel-sha256",
-            &fixture.kernel_sha256.clone(),
-            "-o",
-            fixture.lockfile.to_str().unwrap(),
-        ]);
+        let out = fixture.lock_pinned(&["-o", fixture.lockfile.to_str().unwrap()]);
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -362,16 +366,22 @@ impl Fixture {
         self.dir.path()
     }
 
+    /// kata-repro `subcommand` with the fixture's config.
+    pub fn command(&self, subcommand: &str) -> Command {
+        self.command_under(None, subcommand)
+    }
+
+    /// kata-repro `subcommand` with the fixture's config, under `umask` when one is given.
+    pub fn command_under(&self, umask: Option<&str>, subcommand: &str) -> Command {
+        let mut cmd = kata_repro_under(umask);
+        cmd.arg("--config").arg(&self.config).arg(subcommand);
+        cmd
+    }
+
     pub fn lock(&self, extra: &[&str]) -> Output {
         let root = self.root();
-        let mut cmd = kata_repro();
-        cmd.args([
-            "--config",
-            self.config.to_str().unwrap(),
-            "lock",
-            "--source",
-            KATA_URL,
-        ]);
+        let mut cmd = self.command("lock");
+        cmd.args(["--source", KATA_URL]);
         // Defaults, unless `extra` gives its own.
         let defaults = [
             ("--ref", TAG.to_owned()),
@@ -395,20 +405,26 @@ impl Fixture {
         cmd.output().unwrap()
     }
 
-    pub fn fetch_command(&self, extra: &[&str]) -> Command {
-        let mut cmd = kata_repro();
-        cmd.args([
-            "--config",
-            self.config.to_str().unwrap(),
-            "fetch",
-            "--lockfile",
-        ]);
-        cmd.arg(&self.lockfile)
+    /// `lock` with the fixture kernel's sha256 pinned, and `extra`.
+    pub fn lock_pinned(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["--kernel-sha256", &self.kernel_sha256];
+        args.extend_from_slice(extra);
+        self.lock(&args)
+    }
+
+    /// kata-repro `subcommand` with the fixture's config, lockfile and store.
+    pub fn lockfile_command(&self, subcommand: &str) -> Command {
+        let mut cmd = self.command(subcommand);
+        cmd.arg("--lockfile")
+            .arg(&self.lockfile)
             .arg("--store")
-            .arg(&self.store)
-            .arg("--host-arch")
-            .arg("x86_64");
-        cmd.args(extra);
+            .arg(&self.store);
+        cmd
+    }
+
+    pub fn fetch_command(&self, extra: &[&str]) -> Command {
+        let mut cmd = self.lockfile_command("fetch");
+        cmd.arg("--host-arch").arg("x86_64").args(extra);
         cmd
     }
 
@@ -416,10 +432,30 @@ impl Fixture {
         self.fetch_command(extra).output().unwrap()
     }
 
+    /// The lockfile as it is now.
+    pub fn lockfile_text(&self) -> String {
+        std::fs::read_to_string(&self.lockfile).unwrap()
+    }
+
+    /// The 1-based number and the text of the lockfile's first line that starts with `prefix`.
+    pub fn lockfile_line(&self, prefix: &str) -> (usize, String) {
+        let text = self.lockfile_text();
+        let (number, line) = line_starting(&text, prefix);
+        (number, line.to_owned())
+    }
+
     pub fn edit_lockfile(&self, from: &str, to: &str) {
-        let text = std::fs::read_to_string(&self.lockfile).unwrap();
+        let text = self.lockfile_text();
         assert!(text.contains(from), "lockfile has no `{from}`");
         std::fs::write(&self.lockfile, text.replacen(from, to, 1)).unwrap();
+    }
+
+    /// Points the lockfile's git dependency at `commit`.
+    pub fn pin_dep_at(&self, commit: &str) {
+        self.edit_lockfile(
+            &format!("commit = \"{}\"", self.dep_commit),
+            &format!("commit = \"{commit}\""),
+        );
     }
 
     /// The checked-out files of a commit in the store.
@@ -453,10 +489,30 @@ impl Fixture {
 }
 
 pub fn kata_repro() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kata-repro"));
+    kata_repro_under(None)
+}
+
+/// kata-repro, started by a shell that sets `umask` first when one is given.
+pub fn kata_repro_under(umask: Option<&str>) -> Command {
+    let bin = env!("CARGO_BIN_EXE_kata-repro");
+    let mut cmd = match umask {
+        None => Command::new(bin),
+        Some(mask) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("umask {mask}; exec \"$0\" \"$@\""))
+                .arg(bin);
+            sh
+        }
+    };
     cmd.env_remove("KATA_REPRO_STORE")
         .env_remove("KATA_REPRO_CONFIG");
     cmd
+}
+
+/// Runs kata-repro with `args` and returns its output.
+pub fn run_kata_repro(args: &[&str]) -> Output {
+    kata_repro().args(args).output().unwrap()
 }
 
 pub fn text(out: &Output) -> String {
@@ -465,6 +521,82 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// Asserts that `out` exited with `code`, showing what it printed otherwise.
+pub fn assert_code(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", text(out));
+}
+
+/// Asserts that `out` exited with `code` and returns what it printed (stdout, then stderr).
+pub fn exited(out: &Output, code: i32) -> String {
+    assert_code(out, code);
+    text(out)
+}
+
+/// The JSON document `out` printed on stdout.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+}
+
+/// The `error` of the JSON document printed by a command that exited with `code`.
+pub fn json_error(out: &Output, code: i32) -> String {
+    assert_code(out, code);
+    string(&json(out)["error"]).to_owned()
+}
+
+/// The JSON string `v`.
+pub fn string(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+/// The elements of the JSON array `v`.
+pub fn items(v: &serde_json::Value) -> std::slice::Iter<'_, serde_json::Value> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+}
+
+/// The one element of the JSON array `v` that `pred` accepts; there must be exactly one.
+pub fn one_item(
+    v: &serde_json::Value,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> &serde_json::Value {
+    let found: Vec<&serde_json::Value> = items(v).filter(|x| pred(x)).collect();
+    assert_eq!(found.len(), 1, "{v}");
+    found[0]
+}
+
+/// The 1-based number and the text of the first line of `text` that starts with `prefix`.
+pub fn line_starting<'t>(text: &'t str, prefix: &str) -> (usize, &'t str) {
+    text.lines()
+        .enumerate()
+        .find(|(_, l)| l.starts_with(prefix))
+        .map(|(i, l)| (i + 1, l))
+        .unwrap_or_else(|| panic!("no line starts with `{prefix}`"))
+}
+
+/// Makes a fresh ed25519 private key with OpenSSL at `private`.
+pub fn ed25519_key(private: &Path) {
+    run_ok(
+        Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(private),
+        "openssl genpkey",
+    );
+}
+
+/// Makes a fresh ed25519 key with OpenSSL at `private`, and writes its public half to `public`.
+pub fn ed25519_key_pair(private: &Path, public: &Path) {
+    ed25519_key(private);
+    run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(private)
+            .arg("-out")
+            .arg(public),
+        "openssl pkey",
+    );
 }
 
 /// Replaces a loose object with a zlib stream of other content under the same id.

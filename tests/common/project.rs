@@ -2,9 +2,9 @@
 //! crate with a vendored git dependency.
 
 use std::path::PathBuf;
-use std::process::Output;
+use std::process::{Command, Output};
 
-use super::{Fixture, kata_repro};
+use super::Fixture;
 
 pub const HELLO_GO: &str = r#"
 schema = 1
@@ -105,31 +105,29 @@ impl Project {
         extra: &[&str],
         umask: Option<&str>,
     ) -> Output {
-        let mut args: Vec<String> = vec![
-            "--config".into(),
-            self.fixture.config.display().to_string(),
-            "build".into(),
-            "--lockfile".into(),
-            self.fixture.lockfile.display().to_string(),
-            "--recipes".into(),
-            self.recipes.display().to_string(),
-            "--store".into(),
-            self.path(store).display().to_string(),
-            "--out".into(),
-            self.path(out).display().to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        match umask {
-            None => kata_repro().args(&args).output().unwrap(),
-            Some(mask) => {
-                let bin = env!("CARGO_BIN_EXE_kata-repro");
-                let mut cmd = std::process::Command::new("sh");
-                cmd.arg("-c")
-                    .arg(format!("umask {mask}; exec \"$0\" \"$@\""))
-                    .arg(bin)
-                    .args(&args);
-                cmd.output().unwrap()
-            }
-        }
+        self.command_under(umask, "build", store)
+            .arg("--out")
+            .arg(self.path(out))
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    /// kata-repro `subcommand` with the fixture's config and lockfile, these recipes and the
+    /// store at `store`.
+    pub fn command(&self, subcommand: &str, store: &str) -> Command {
+        self.command_under(None, subcommand, store)
+    }
+
+    /// [`Project::command`], under `umask` when one is given.
+    pub fn command_under(&self, umask: Option<&str>, subcommand: &str, store: &str) -> Command {
+        let mut cmd = self.fixture.command_under(umask, subcommand);
+        cmd.arg("--lockfile")
+            .arg(&self.fixture.lockfile)
+            .arg("--recipes")
+            .arg(&self.recipes)
+            .arg("--store")
+            .arg(self.path(store));
+        cmd
     }
 }

