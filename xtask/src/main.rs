@@ -47,6 +47,14 @@ const DEBIAN_EXTRA: &[&str] = &[
     "x86_64",
 ];
 
+/// The committed lockfile called `kata-<name>.toml`.
+fn release(name: &str) -> &'static Release {
+    RELEASES
+        .iter()
+        .find(|r| r.name == name)
+        .expect("a committed lockfile")
+}
+
 const RELEASES: &[Release] = &[
     Release {
         name: "4.1.0",
@@ -675,7 +683,7 @@ fn e2e_builds(e: E2e) -> Result<()> {
         .lock(e.bin, "3.30.0")
         .args([
             "--kernel-sha256",
-            RELEASES[1].kernel_sha256,
+            release("3.30.0").kernel_sha256,
             "--pin-host",
             "-o",
         ])
