@@ -15,6 +15,7 @@ pub mod recipe;
 pub mod release;
 pub mod sandbox;
 pub mod sbom;
+pub mod scan;
 pub mod setup;
 pub mod source;
 pub mod verify;

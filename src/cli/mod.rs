@@ -12,6 +12,7 @@ mod mirror;
 mod progress;
 mod render;
 mod sbom;
+mod scan;
 mod setup;
 mod sign;
 mod vendor;
@@ -74,6 +75,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Rebuild a published manifest from the lockfile it names and compare bit for bit.
     Audit(audit::AuditArgs),
+    /// Check every pinned input against offline advisory databases (RustSec, Go vulndb).
+    Scan(scan::ScanArgs),
     /// A builtin recipe step (run by `build` inside its sandbox).
     #[command(hide = true)]
     Builtin(BuiltinArgs),
@@ -95,6 +98,39 @@ pub struct MirrorArgs {
     /// Allow an upstream host beyond the built-in ones (a lockfile's [policy] cannot); repeatable.
     #[arg(long = "allow-host", value_name = "HOST")]
     pub allow_hosts: Vec<String>,
+}
+
+/// Where a command that reads a release without building it finds the store, the recipes, the
+/// Rust toolchain and the mirrors.
+#[derive(Debug, clap::Args)]
+pub struct ReadArgs {
+    /// The store directory (see `fetch`).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Download nothing: use the store and mirrors only.
+    #[arg(long)]
+    offline: bool,
+    /// Read recipes from this directory instead of the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    recipes: Option<PathBuf>,
+    /// The Rust toolchain whose cargo reads the crate graph (as for `build`).
+    #[arg(long, value_name = "DIR")]
+    rust_toolchain: Option<PathBuf>,
+    #[command(flatten)]
+    mirrors: MirrorArgs,
+}
+
+impl ReadArgs {
+    pub fn env(self, config: &Config) -> kata_repro::job::Env {
+        kata_repro::job::Env {
+            store: self.store,
+            offline: self.offline,
+            recipes: self.recipes,
+            rust_toolchain: self.rust_toolchain,
+            sources: self.mirrors.sources(config),
+            ..Default::default()
+        }
+    }
 }
 
 /// A command that did not succeed, with its exit code.
@@ -158,6 +194,7 @@ fn run(cli: Cli, format: render::Format) -> Result<ExitCode, Failure> {
         Command::Check(args) => check::run(args, &config, format),
         Command::Audit(args) => audit::run(args, &config, format),
         Command::Sbom(args) => sbom::run(args, &config, format),
+        Command::Scan(args) => scan::run(args, &config, format),
         Command::Sign(args) => sign::run(args, format),
         Command::VerifySignature(args) => sign::verify(args, format),
         Command::Builtin(args) => kata_repro::builder::builtin::run(args.name, &args.args)

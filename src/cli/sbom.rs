@@ -8,7 +8,7 @@ use kata_repro::source::mirror::Config;
 
 use super::progress::JobProgress;
 use super::render::{Format, Output, outln};
-use super::{Failure, MirrorArgs};
+use super::{Failure, ReadArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct SbomArgs {
@@ -24,23 +24,11 @@ pub struct SbomArgs {
     /// Where to write `<component>.cdx.json` and `kata.cdx.json`; replaced as a whole.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// The store directory (see `fetch`).
-    #[arg(long, value_name = "DIR")]
-    store: Option<PathBuf>,
-    /// Download nothing: use the store and mirrors only.
-    #[arg(long)]
-    offline: bool,
-    /// Read recipes from this directory instead of the built-in ones.
-    #[arg(long, value_name = "DIR")]
-    recipes: Option<PathBuf>,
     /// A directory with a `kata.toml` to use instead of the built-in SBOM templates.
     #[arg(long, value_name = "DIR")]
     sbom_templates: Option<PathBuf>,
-    /// The Rust toolchain whose cargo reads the crate graph (as for `build`).
-    #[arg(long, value_name = "DIR")]
-    rust_toolchain: Option<PathBuf>,
     #[command(flatten)]
-    mirrors: MirrorArgs,
+    read: ReadArgs,
 }
 
 pub fn run(args: SbomArgs, config: &Config, format: Format) -> Result<ExitCode, Failure> {
@@ -49,13 +37,8 @@ pub fn run(args: SbomArgs, config: &Config, format: Format) -> Result<ExitCode, 
         arch: args.arch,
         components: args.component,
         env: Env {
-            store: args.store,
-            offline: args.offline,
-            recipes: args.recipes,
             sbom_templates: args.sbom_templates,
-            rust_toolchain: args.rust_toolchain,
-            sources: args.mirrors.sources(config),
-            ..Env::default()
+            ..args.read.env(config)
         },
     };
     let progress = JobProgress::new();

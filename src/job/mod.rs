@@ -7,6 +7,7 @@
 //! - [`Job`] is a release opened for building; [`Job::build`] builds it into a directory.
 //! - [`records`] writes SBOMs and provenance; [`check`] and [`audit`] compare builds.
 //! - [`lock`] writes a lockfile from a release's pinned tree.
+//! - [`scan`] matches a release's pinned inputs against advisory databases.
 
 pub mod audit;
 mod build;
@@ -14,6 +15,7 @@ pub mod check;
 pub mod lock;
 pub mod records;
 mod release;
+pub mod scan;
 pub mod select;
 
 use std::path::PathBuf;
@@ -138,6 +140,8 @@ pub enum JobError {
     Audit(#[from] audit::AuditError),
     #[error(transparent)]
     Io(#[from] crate::files::PathIo),
+    #[error(transparent)]
+    Scan(#[from] scan::ScanError),
 }
 
 /// Large errors are boxed, so that every job's `Result` stays small.
@@ -168,6 +172,7 @@ impl JobError {
                 _ => 1,
             },
             JobError::Provenance(_) => 1,
+            JobError::Scan(e) => e.exit_code(),
             _ => 2,
         }
     }

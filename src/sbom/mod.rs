@@ -27,7 +27,7 @@ use crate::source::get::Getter;
 use crate::source::store::Store;
 
 pub use templates::Templates;
-pub use writer::{BomContext, Subject, write};
+pub use writer::{BomContext, Subject, release_ref, serial_of, to_json, write};
 
 /// The CycloneDX specification version every BOM is written in: the newest cyclonedx-bom
 /// writes. Moving to 1.6 is this constant and `SPEC_NAME`.

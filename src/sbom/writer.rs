@@ -122,9 +122,20 @@ fn timestamp(epoch: i64) -> DateTime {
 }
 
 fn serial(ctx: &BomContext<'_>, file: &str) -> UrnUuid {
-    let name = format!("kata-repro:sbom:{}:{file}", ctx.seed);
+    serial_of(&ctx.seed, file)
+}
+
+/// The serial number of the SBOM `file` written with `seed` (a build's manifest digest, or for
+/// `kata-repro sbom` the lockfile's sha256).
+pub fn serial_of(seed: &Sha256Digest, file: &str) -> UrnUuid {
+    let name = format!("kata-repro:sbom:{seed}:{file}");
     let uuid = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes());
     UrnUuid::new(format!("urn:uuid:{uuid}")).expect("a UUID is a URN UUID")
+}
+
+/// The release's `bom-ref` in the release SBOM.
+pub fn release_ref(release: &str) -> String {
+    format!("kata-containers@{release}")
 }
 
 fn sha256_hashes(digest: &Sha256Digest) -> Hashes {
@@ -426,7 +437,7 @@ fn component_bom(
 fn release_bom(ctx: &BomContext<'_>, subjects: &[Subject]) -> Bom {
     let d = &ctx.templates.release;
     let name = d.name.clone().unwrap_or_else(|| "kata-containers".into());
-    let release_ref = format!("kata-containers@{}", ctx.release);
+    let release_ref = release_ref(ctx.release);
     let mut root = Component::new(
         Classification::Application,
         &name,

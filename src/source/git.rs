@@ -83,6 +83,9 @@ pub enum GitError {
     },
 }
 
+/// A blob and its slash-separated path.
+pub type PathBlob = (String, Vec<u8>);
+
 /// A repository opened for verified reads.
 pub struct VerifiedRepo {
     repo: gix::Repository,
@@ -265,6 +268,67 @@ impl VerifiedRepo {
                 Ok((name.to_owned(), e.mode.kind(), e.oid.to_owned()))
             })
             .collect()
+    }
+
+    /// The commit HEAD points at, or `None` in a repository without commits.
+    pub fn head(&self) -> Result<Option<ObjectId>, GitError> {
+        let open_err = |e: BoxedError| GitError::Open {
+            path: self.path.clone(),
+            source: e,
+        };
+        let head = self.repo.head().map_err(|e| open_err(e.into()))?;
+        if head.is_unborn() {
+            return Ok(None);
+        }
+        let id = head.into_peeled_id().map_err(|e| open_err(e.into()))?;
+        Ok(Some(id.detach()))
+    }
+
+    /// Whether the repository has no work tree (a mirror).
+    pub fn is_bare(&self) -> bool {
+        self.repo.is_bare()
+    }
+
+    /// Every blob under the directory `dir` (slash-separated) of `tree`, recursively, as
+    /// (path relative to `dir`, bytes), each verified; `None` if `tree` has no such directory.
+    pub fn blobs_under(
+        &self,
+        tree: ObjectId,
+        dir: &str,
+    ) -> Result<Option<Vec<PathBlob>>, GitError> {
+        let mut current = tree;
+        for part in dir.split('/').filter(|p| !p.is_empty()) {
+            let Some((_, EntryKind::Tree, id)) = self
+                .tree_entries(current)?
+                .into_iter()
+                .find(|(n, _, _)| n == part)
+            else {
+                return Ok(None);
+            };
+            current = id;
+        }
+        let mut out = Vec::new();
+        self.collect_blobs(current, "", &mut out)?;
+        Ok(Some(out))
+    }
+
+    fn collect_blobs(
+        &self,
+        tree: ObjectId,
+        prefix: &str,
+        out: &mut Vec<PathBlob>,
+    ) -> Result<(), GitError> {
+        for (name, kind, id) in self.tree_entries(tree)? {
+            let path = format!("{prefix}{name}");
+            match kind {
+                EntryKind::Tree => self.collect_blobs(id, &format!("{path}/"), out)?,
+                EntryKind::Blob | EntryKind::BlobExecutable => {
+                    out.push((path, self.read(id, gix::objs::Kind::Blob)?));
+                }
+                EntryKind::Link | EntryKind::Commit => {}
+            }
+        }
+        Ok(())
     }
 
     /// The blob at `path` (slash-separated) in `tree`, or `None` if there is none.

