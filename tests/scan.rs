@@ -208,6 +208,18 @@ gopkg.in/yaml.v3 v3.0.1 h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=
 gopkg.in/yaml.v3 v3.0.1/go.mod h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=
 ";
 
+type Four<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+/// The id, package, version and `last` field of each finding of a JSON report.
+fn fields<'a>(report: &'a serde_json::Value, last: &str) -> Vec<Four<'a>> {
+    items(&report["findings"])
+        .map(|x| {
+            let s = |n: &str| string(&x[n]);
+            (s("id"), s("package"), s("version"), s(last))
+        })
+        .collect()
+}
+
 fn scan(f: &Fixture, extra: &[&str]) -> std::process::Output {
     f.lockfile_command("scan")
         .arg("--json")
@@ -491,16 +503,7 @@ fn go_modules_and_the_go_toolchain_are_matched_against_osv_ranges() {
     let out = scan(&f, &["--go-vulndb", db.to_str().unwrap(), "--lock-only"]);
     exited(&out, 1);
     let report = json(&out);
-    let found: Vec<(&str, &str, &str, &str)> = items(&report["findings"])
-        .map(|x| {
-            (
-                string(&x["id"]),
-                string(&x["package"]),
-                string(&x["version"]),
-                string(&x["reach"]),
-            )
-        })
-        .collect();
+    let found = fields(&report, "reach");
     assert_eq!(
         found,
         vec![
@@ -569,4 +572,189 @@ fn go_modules_and_the_go_toolchain_are_matched_against_osv_ranges() {
     );
     let err = exited(&out, 2);
     assert!(err.contains("no `data/osv` directory"), "{err}");
+}
+
+/// `dpkg --compare-versions A OP B`.
+fn dpkg_holds(a: &str, op: &str, b: &str) -> bool {
+    let out = Command::new("dpkg")
+        .args(["--compare-versions", a, op, b])
+        .output()
+        .expect("dpkg runs (Debian's own version ordering is the oracle)");
+    match out.status.code() {
+        Some(0) => true,
+        Some(1) => false,
+        _ => panic!(
+            "dpkg --compare-versions {a} {op} {b}: {}",
+            common::text(&out)
+        ),
+    }
+}
+
+#[test]
+fn debian_versions_order_as_dpkg_orders_them() {
+    use kata_repro::scan::debian::compare;
+    use std::cmp::Ordering;
+    // Edge cases: epochs, tildes (before anything, even the end), binNMUs, backports,
+    // letters before non-letters, leading zeros, native versions.
+    let edge = [
+        "1.0",
+        "1.0~rc1",
+        "1.0~~",
+        "1.0~",
+        "1.0~rc1~1",
+        "1:0.9",
+        "0:1.0",
+        "2:1.0-1",
+        "1.0-1",
+        "1.0-1+b1",
+        "1.0-1+b10",
+        "1.0+dfsg-1",
+        "1.0a",
+        "1.0+",
+        "1.0.1",
+        "1.00",
+        "1.0-1ubuntu1",
+        "1.0-1~bpo12+1",
+        "1.0-0",
+        "1.0-1.1",
+        "10",
+        "9.9",
+        "1.2.3-0.1",
+        "a1",
+        "1:1.0~rc1",
+    ];
+    let lock = kata_repro::lock::Lockfile::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("lockfiles/kata-3.30.0-debian.toml"),
+    )
+    .unwrap();
+    let real: Vec<String> = lock
+        .rootfs
+        .packages
+        .iter()
+        .map(|p| p.version.clone())
+        .collect();
+    assert!(real.len() > 100, "{}", real.len());
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for a in edge {
+        for b in edge {
+            pairs.push((a.to_owned(), b.to_owned()));
+        }
+    }
+    for w in real.windows(2) {
+        pairs.push((w[0].clone(), w[1].clone()));
+    }
+    assert!(pairs.len() > 700, "{}", pairs.len());
+    for (a, b) in &pairs {
+        let ours = compare(a, b).unwrap_or_else(|| panic!("{a} or {b} does not parse"));
+        let dpkg = if dpkg_holds(a, "lt", b) {
+            Ordering::Less
+        } else if dpkg_holds(a, "eq", b) {
+            Ordering::Equal
+        } else {
+            Ordering::Greater
+        };
+        assert_eq!(ours, dpkg, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn rootfs_packages_are_matched_against_the_debian_tracker() {
+    use common::debian::{kata_like_packages, write_archive};
+    const ARCHIVE: &str = "https://deb.example.org/debian";
+    let f = Fixture::new();
+    let archive = f.root().join("debian");
+    write_archive(&archive, &kata_like_packages());
+    let mut config = std::fs::read_to_string(&f.config).unwrap();
+    config.push_str(&format!("\"{ARCHIVE}\" = \"{}\"\n", archive.display()));
+    config.push_str("\n[policy]\nallowed_hosts = [\"deb.example.org\"]\n");
+    std::fs::write(&f.config, config).unwrap();
+    let out = f.lock_pinned(&[
+        "--rootfs-archive",
+        ARCHIVE,
+        "--rootfs-suite",
+        "stable",
+        "--rootfs-keyring",
+        "none",
+        "--rootfs-package",
+        "chrony",
+        "--rootfs-arch",
+        "x86_64",
+        "-o",
+        f.lockfile.to_str().unwrap(),
+    ]);
+    exited(&out, 0);
+    let tracker = f.root().join("tracker.json");
+    std::fs::write(
+        &tracker,
+        serde_json::json!({
+            "libc6": {
+                "CVE-2099-1001": {"description": "fixed after the pinned version", "releases": {
+                    "stable": {"status": "resolved", "fixed_version": "2.36-10", "urgency": "high"},
+                    "unstable": {"status": "resolved", "fixed_version": "2.36-10"}}},
+                "CVE-2099-1002": {"releases": {
+                    "stable": {"status": "resolved", "fixed_version": "2.36-9~deb12u1"}}},
+                "CVE-2099-1003": {"releases": {
+                    "stable": {"status": "resolved", "fixed_version": "0"}}}
+            },
+            "chrony": {
+                "CVE-2099-2001": {"description": "no fix yet", "releases": {
+                    "stable": {"status": "open", "urgency": "low"}}},
+                "CVE-2099-2002": {"releases": {"oldstable": {"status": "open"}}}
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let sarif = f.root().join("debs.sarif");
+    let out = scan(
+        &f,
+        &[
+            "--debian-tracker",
+            tracker.to_str().unwrap(),
+            "--lock-only",
+            "--sarif",
+            sarif.to_str().unwrap(),
+        ],
+    );
+    exited(&out, 1);
+    let report = json(&out);
+    let found = fields(&report, "severity");
+    assert_eq!(
+        found,
+        vec![
+            ("CVE-2099-2001", "chrony", "4.3-2", "low"),
+            ("CVE-2099-1001", "libc6", "2.36-9", "high"),
+        ]
+    );
+    let d = &report["databases"][0];
+    assert_eq!(d["name"], "Debian security tracker");
+    assert_eq!(d["read_from"], "file");
+    assert_eq!(d["advisories"], 5);
+    assert_eq!(
+        d["sha256"],
+        common::sha256_hex(&std::fs::read(&tracker).unwrap())
+    );
+    // The SARIF result points at the package's [[rootfs.packages]] entry.
+    let log: serde_json::Value = serde_json::from_slice(&std::fs::read(&sarif).unwrap()).unwrap();
+    let libc = &log["runs"][0]["results"][1];
+    let line = libc["locations"][0]["physicalLocation"]["region"]["startLine"]
+        .as_u64()
+        .unwrap() as usize;
+    let text = f.lockfile_text();
+    let entry: Vec<&str> = text.lines().skip(line - 1).take(2).collect();
+    assert_eq!(entry, vec!["[[rootfs.packages]]", "name = \"libc6\""]);
+
+    // A tracker file that is not the export: exit 2, naming it.
+    std::fs::write(&tracker, "[1, 2]").unwrap();
+    let err = exited(
+        &scan(
+            &f,
+            &["--debian-tracker", tracker.to_str().unwrap(), "--lock-only"],
+        ),
+        2,
+    );
+    assert!(
+        err.contains(tracker.to_str().unwrap()) && err.contains("not the Debian security tracker"),
+        "{err}"
+    );
 }

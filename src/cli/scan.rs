@@ -34,6 +34,10 @@ pub struct ScanArgs {
     /// it to.
     #[arg(long, value_name = "DIR")]
     go_vulndb: Option<PathBuf>,
+    /// The Debian security tracker's JSON export
+    /// (https://security-tracker.debian.org/tracker/data/json), for the rootfs packages.
+    #[arg(long, value_name = "FILE")]
+    debian_tracker: Option<PathBuf>,
     /// Exit 1 when a vulnerability at or above this severity is not ignored (an unrated one
     /// counts at any level).
     #[arg(long, value_name = "LEVEL", default_value = "low", value_parser = parse_severity)]
@@ -80,6 +84,7 @@ pub fn run(args: ScanArgs, config: &Config, format: Format) -> Result<ExitCode, 
         },
         rustsec: args.rustsec,
         go_vulndb: args.go_vulndb,
+        debian_tracker: args.debian_tracker,
         ignore: args.ignore,
         lock_only: args.lock_only,
         now: scan::now(),
@@ -174,12 +179,14 @@ fn warn(report: &Report) {
             eprintln!("warning: {}: {}; skipped", s.file, s.reason);
         }
         if db.is_stale() {
+            let what = match &db.commit {
+                Some(c) => format!("its commit {c} is from"),
+                None => "it was last changed".into(),
+            };
             eprintln!(
-                "warning: the {} at {} is stale: its commit {} is from {} ({} days ago); \
-                 update the mirror",
+                "warning: the {} at {} is stale: {what} {} ({} days ago); update it",
                 db.name,
                 db.location.display(),
-                db.commit.as_deref().unwrap_or("?"),
                 db.commit_date.as_deref().unwrap_or("?"),
                 db.age_days.unwrap_or_default()
             );
@@ -191,8 +198,9 @@ fn warn(report: &Report) {
 }
 
 fn describe_db(db: &DatabaseRecord) -> String {
-    let commit = match (&db.commit, &db.commit_date) {
-        (Some(c), Some(d)) => format!("commit {} of {d}", &c[..c.len().min(12)]),
+    let commit = match (&db.commit, &db.commit_date, &db.sha256) {
+        (Some(c), Some(d), _) => format!("commit {} of {d}", &c[..c.len().min(12)]),
+        (None, Some(d), Some(sha)) => format!("sha256 {}, modified {d}", &sha[..12]),
         _ => "no commit: not a git repository".into(),
     };
     format!(

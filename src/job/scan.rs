@@ -11,7 +11,7 @@ use crate::lock::cargo_lock::{CargoLock, CargoLockError};
 use crate::recipe::{Input, LoadedRecipe};
 use crate::scan::database::{self, DatabaseError, GO_VULNDB, RUSTSEC, Snapshot};
 use crate::scan::{
-    self, DatabaseRecord, Ecosystem, Ignore, LockfilePin, Reach, Report, govulndb, rustsec,
+    self, DatabaseRecord, Ecosystem, Ignore, LockfilePin, Reach, Report, debian, govulndb, rustsec,
 };
 use crate::source::fetch::check_trusted_files;
 use crate::source::get::TreePin;
@@ -27,6 +27,8 @@ pub struct ScanSpec {
     pub rustsec: Option<PathBuf>,
     /// The Go vulnerability database; `None` for the config's mirror.
     pub go_vulndb: Option<PathBuf>,
+    /// The Debian security tracker's JSON export, for the rootfs packages.
+    pub debian_tracker: Option<PathBuf>,
     pub ignore: Vec<Ignore>,
     /// Leave out which packages the components compile: findings are then `unresolved`.
     pub lock_only: bool,
@@ -40,11 +42,13 @@ pub enum ScanError {
     #[error(transparent)]
     Database(#[from] DatabaseError),
     #[error(
-        "no advisory database: pass --{} DIR or --{} DIR, or map {} or {} to a local mirror in \
-         the config's [mirrors]",
+        "no advisory database: pass --{} DIR, --{} DIR or --debian-tracker FILE, or map {} or \
+         {} to a local mirror in the config's [mirrors]",
         RUSTSEC.flag, GO_VULNDB.flag, RUSTSEC.upstream, GO_VULNDB.upstream
     )]
     NoDatabase,
+    #[error(transparent)]
+    Tracker(#[from] debian::TrackerError),
     #[error(
         "the Kata source {tag} could not be verified, so nothing read from it is scanned: {message}"
     )]
@@ -70,6 +74,7 @@ impl ScanError {
 struct Databases {
     rustsec: Option<Snapshot>,
     go: Option<Snapshot>,
+    debian: Option<debian::Tracker>,
 }
 
 impl Databases {
@@ -89,11 +94,25 @@ impl Databases {
                 });
                 Ok(Some(database::open(&path, kind)?))
             };
+        let debian = match &spec.debian_tracker {
+            Some(path) => {
+                events(Event::Phase {
+                    label: "",
+                    what: &format!(
+                        "reading the Debian security tracker's export {}",
+                        path.display()
+                    ),
+                });
+                Some(debian::Tracker::load(path)?)
+            }
+            None => None,
+        };
         let dbs = Self {
             rustsec: open(spec.rustsec.as_deref(), RUSTSEC)?,
             go: open(spec.go_vulndb.as_deref(), GO_VULNDB)?,
+            debian,
         };
-        if dbs.rustsec.is_none() && dbs.go.is_none() {
+        if dbs.rustsec.is_none() && dbs.go.is_none() && dbs.debian.is_none() {
             return Err(ScanError::NoDatabase);
         }
         Ok(dbs)
@@ -143,6 +162,9 @@ pub fn run(spec: &ScanSpec, events: Events<'_>) -> Result<Report, JobError> {
     }
     if let Some(db) = &dbs.go {
         scan_go(db, &pinned, &mut report)?;
+    }
+    if let Some(tracker) = &dbs.debian {
+        scan_debs(tracker, &pinned, &mut report);
     }
     if !spec.lock_only {
         let compiled = compiled_packages(spec, &opened, events)?;
@@ -238,6 +260,47 @@ fn scan_go(db: &Snapshot, at: &Pinned<'_>, report: &mut Report) -> Result<(), Sc
             .into(),
     );
     Ok(())
+}
+
+fn scan_debs(tracker: &debian::Tracker, at: &Pinned<'_>, report: &mut Report) {
+    let lock = at.lock;
+    let mut pinned = Vec::new();
+    let mut other = BTreeMap::new();
+    for (i, p) in lock.rootfs.packages.iter().enumerate() {
+        let base = lock.rootfs.base.iter().find(|b| b.arch == p.target);
+        let Some(base) = base.filter(|b| b.distro == "debian") else {
+            let distro = base.map_or("unknown", |b| b.distro.as_str());
+            *other.entry(distro.to_owned()).or_insert(0) += 1;
+            continue;
+        };
+        let Some(source) = debian::source_of(&p.url) else {
+            *other.entry("no pool path".to_owned()).or_insert(0) += 1;
+            continue;
+        };
+        pinned.push(debian::Pinned {
+            package: p.name.clone(),
+            version: p.version.clone(),
+            source: source.to_owned(),
+            release: base.release.clone(),
+            pinned_at: lock
+                .locate(&p.sha256.to_hex())
+                .unwrap_or_else(|| "[[rootfs.packages]]".into()),
+            pinned_by: LockfilePin::of(lock, "rootfs.packages", i),
+        });
+    }
+    for (why, n) in other {
+        report.notes.push(format!(
+            "{n} rootfs packages not checked against the Debian tracker: {why}"
+        ));
+    }
+    report.scanned.insert(Ecosystem::Deb, pinned.len());
+    let mut problems = Vec::new();
+    report
+        .findings
+        .extend(debian::scan(tracker, &pinned, &mut problems));
+    report
+        .databases
+        .push(DatabaseRecord::of_tracker(tracker, problems, at.now));
 }
 
 /// Each module version of a go.sum once, at the line of its zip hash where it has one (the

@@ -70,6 +70,8 @@ pub enum Origin {
     WorkTree,
     /// From a directory that is not a git repository: no commit to record.
     Directory,
+    /// From one file (the Debian tracker's export): its sha256 is recorded.
+    File,
 }
 
 /// A database's files, read once, and which commit they are.

@@ -8,6 +8,7 @@
 //! analysed.
 
 pub mod database;
+pub mod debian;
 pub mod govulndb;
 pub mod osv;
 pub mod rustsec;
@@ -272,10 +273,14 @@ pub struct DatabaseRecord {
     pub location: std::path::PathBuf,
     pub read_from: database::Origin,
     pub commit: Option<String>,
-    /// The commit's date (RFC 3339, UTC).
+    /// The commit's date (RFC 3339, UTC); for a database that is one file, its modification
+    /// time.
     pub commit_date: Option<String>,
-    /// Days between the commit and the scan.
+    /// Days between that date and the scan.
     pub age_days: Option<i64>,
+    /// The sha256 of a database that is one file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     pub advisories: usize,
     pub skipped: Vec<Skipped>,
 }
@@ -285,20 +290,30 @@ pub const STALE_DAYS: i64 = 30;
 
 impl DatabaseRecord {
     pub fn new(snapshot: &Snapshot, advisories: usize, skipped: Vec<Skipped>, now: i64) -> Self {
-        let date = snapshot.commit_time.and_then(|t| {
-            time::OffsetDateTime::from_unix_timestamp(t)
-                .ok()?
-                .format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        });
         Self {
             name: snapshot.kind.name,
             location: snapshot.location.clone(),
             read_from: snapshot.origin,
             commit: snapshot.commit.clone(),
-            commit_date: date,
+            commit_date: snapshot.commit_time.and_then(rfc3339),
             age_days: snapshot.commit_time.map(|t| (now - t).div_euclid(86_400)),
+            sha256: None,
             advisories,
+            skipped,
+        }
+    }
+
+    /// The Debian security tracker's export, read from one file.
+    pub fn of_tracker(tracker: &debian::Tracker, skipped: Vec<Skipped>, now: i64) -> Self {
+        Self {
+            name: "Debian security tracker",
+            location: tracker.path.clone(),
+            read_from: database::Origin::File,
+            commit: None,
+            commit_date: tracker.modified.and_then(rfc3339),
+            age_days: tracker.modified.map(|t| (now - t).div_euclid(86_400)),
+            sha256: Some(tracker.sha256.clone()),
+            advisories: tracker.issues(),
             skipped,
         }
     }
@@ -306,6 +321,13 @@ impl DatabaseRecord {
     pub fn is_stale(&self) -> bool {
         self.age_days.is_some_and(|d| d > STALE_DAYS)
     }
+}
+
+fn rfc3339(t: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// What a scan found, with the databases it read and what it could not read.

@@ -114,7 +114,17 @@ pub fn write_archive(root: &Path, packages: &[Package]) -> Vec<(&'static str, Pa
     let mut files = Vec::new();
     for p in packages {
         let bytes = deb(p, "amd64");
-        let rel = format!("pool/main/{}_{}_amd64.deb", p.name, p.version);
+        // Debian's pool layout: by source package (here the package itself), under its
+        // first letter (`lib` and the next for libraries).
+        let prefix = match p.name.strip_prefix("lib") {
+            Some(rest) => format!("lib{}", &rest[..1]),
+            None => p.name[..1].to_owned(),
+        };
+        let rel = format!(
+            "pool/main/{prefix}/{name}/{name}_{}_amd64.deb",
+            p.version,
+            name = p.name
+        );
         let path = root.join(&rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &bytes).unwrap();
