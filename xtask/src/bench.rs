@@ -89,7 +89,17 @@ fn source_text(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Wall time and peak RSS (KiB) of a command, best of `runs` after one warm-up.
-fn measure(runs: usize, mut make: impl FnMut() -> Command) -> Result<(f64, u64)> {
+fn measure(runs: usize, make: impl FnMut() -> Command) -> Result<(f64, u64)> {
+    measure_exiting(runs, &[0], make)
+}
+
+/// As [`measure`], for a command whose exit code is one of `codes` when it works (a scan that
+/// finds something exits 1).
+pub fn measure_exiting(
+    runs: usize,
+    codes: &[i32],
+    mut make: impl FnMut() -> Command,
+) -> Result<(f64, u64)> {
     let mut best = f64::MAX;
     let mut rss = 0;
     for i in 0..=runs {
@@ -111,7 +121,7 @@ fn measure(runs: usize, mut make: impl FnMut() -> Command) -> Result<(f64, u64)>
         let out = timed.output()?;
         let secs = start.elapsed().as_secs_f64();
         ensure!(
-            out.status.success(),
+            out.status.code().is_some_and(|c| codes.contains(&c)),
             "{:?} failed: {}",
             program,
             String::from_utf8_lossy(&out.stderr)

@@ -16,6 +16,7 @@ mod bench;
 mod buildbench;
 mod diffbench;
 mod e2echeck;
+mod scanbench;
 
 const KATA_URL: &str = "https://github.com/kata-containers/kata-containers";
 
@@ -206,6 +207,30 @@ enum BenchTask {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// `kata-repro scan` against `cargo audit` on the same Cargo.lock and RustSec checkout.
+    Scan {
+        #[command(flatten)]
+        mirrors: Mirrors,
+        /// The release to scan.
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "lockfiles/kata-3.30.0.toml"
+        )]
+        lockfile: PathBuf,
+        /// A checkout of rustsec/advisory-db (cargo audit reads a work tree).
+        #[arg(long, value_name = "DIR")]
+        rustsec: PathBuf,
+        /// The store holding (or to receive) the release's source.
+        #[arg(long, value_name = "DIR", default_value = "target/bench-scan/store")]
+        store: PathBuf,
+        /// Timed runs of each, after one warm-up.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// cargo-audit (default: $KATA_REPRO_CARGO_AUDIT, else `cargo-audit`).
+        #[arg(long, value_name = "PATH")]
+        cargo_audit: Option<PathBuf>,
+    },
     /// Verification against sha256sum (one and two cores) and go mod verify, on the same bytes.
     Verify {
         /// Where to generate the corpus (kept for reruns; removed and regenerated each run).
@@ -317,6 +342,33 @@ fn main() -> Result<()> {
                     store: abs(store),
                     dir: abs(dir),
                     runs,
+                    mirror_args: mirrors.args(),
+                },
+            )
+        }
+        Task::Bench {
+            task:
+                BenchTask::Scan {
+                    mirrors,
+                    lockfile,
+                    rustsec,
+                    store,
+                    runs,
+                    cargo_audit,
+                },
+        } => {
+            let bin = build(&root)?;
+            let cargo_audit = cargo_audit
+                .or_else(|| std::env::var_os("KATA_REPRO_CARGO_AUDIT").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("cargo-audit"));
+            scanbench::run(
+                &bin,
+                &scanbench::Options {
+                    lockfile: abs(lockfile),
+                    db: abs(rustsec),
+                    store: abs(store),
+                    runs,
+                    cargo_audit,
                     mirror_args: mirrors.args(),
                 },
             )
