@@ -758,3 +758,70 @@ fn rootfs_packages_are_matched_against_the_debian_tracker() {
         "{err}"
     );
 }
+
+#[test]
+fn the_release_sbom_embeds_the_advisories_of_a_configured_database() {
+    use common::project::{HELLO_GO, Project};
+    let p = Project::new(&[("hello", HELLO_GO)]);
+    let vulndb = p.path("vulndb");
+    let osv = vulndb.join("data/osv");
+    std::fs::create_dir_all(&osv).unwrap();
+    std::fs::write(
+        osv.join("GO-2099-0100.json"),
+        serde_json::json!({
+            "id": "GO-2099-0100", "aliases": ["CVE-2099-0100"], "summary": "greet greets too loudly",
+            "affected": [{"package": {"name": "example.org/greet", "ecosystem": "Go"},
+                "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.0.1"}]}]}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    git(&vulndb, &["init", "-q"]);
+    git(&vulndb, &["add", "-A"]);
+    git(&vulndb, &["commit", "-q", "-m", "osv"]);
+    let commit = git(&vulndb, &["rev-parse", "HEAD"]);
+    let sbom = |out: &str| {
+        p.command("sbom", "store")
+            .arg("--out")
+            .arg(p.path(out))
+            .output()
+            .unwrap()
+    };
+    // Without a database configured, nothing is embedded.
+    exited(&sbom("plain"), 0);
+    let plain: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path("plain/kata.cdx.json")).unwrap()).unwrap();
+    assert!(plain.get("vulnerabilities").is_none());
+
+    let mut config = std::fs::read_to_string(&p.fixture.config).unwrap();
+    config.push_str(&format!(
+        "\"https://github.com/golang/vulndb\" = \"{}\"\n",
+        vulndb.display()
+    ));
+    std::fs::write(&p.fixture.config, config).unwrap();
+    exited(&sbom("checked"), 0);
+    let file = p.path("checked/kata.cdx.json");
+    let valid = common::cyclonedx_validate(std::slice::from_ref(&file));
+    assert_eq!(valid.status.code(), Some(0), "{}", common::text(&valid));
+    let bom: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let v = &bom["vulnerabilities"][0];
+    assert_eq!(v["id"], "GO-2099-0100");
+    let target = string(&v["affects"][0]["ref"]);
+    assert!(
+        items(&bom["components"]).any(|c| c["bom-ref"] == target),
+        "{target}"
+    );
+    assert_eq!(v["analysis"]["state"], "in_triage");
+    let props = &bom["properties"][0];
+    assert_eq!(
+        props["name"],
+        "kata-repro:advisories:Go vulnerability database"
+    );
+    assert_eq!(props["value"], commit);
+    // The same database, the same bytes.
+    exited(&sbom("again"), 0);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        std::fs::read(p.path("again/kata.cdx.json")).unwrap()
+    );
+}

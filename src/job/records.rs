@@ -43,6 +43,16 @@ impl Records<'_> {
         )?)
     }
 
+    /// The advisories for the release SBOM, from the databases the config maps.
+    fn advisories(
+        &self,
+        sets: &BTreeMap<String, DependencySet>,
+        release: &str,
+    ) -> Result<Option<crate::scan::embed::Embedded>, JobError> {
+        crate::scan::embed::for_sets(sets, self.getter.mirrors, release)
+            .map_err(|e| JobError::Scan(e.into()))
+    }
+
     fn subjects(
         &self,
         sets: &BTreeMap<String, DependencySet>,
@@ -81,6 +91,7 @@ impl Records<'_> {
         dir: &Path,
     ) -> Result<Vec<String>, JobError> {
         let sets = self.dependency_sets()?;
+        let advisories = self.advisories(&sets, &manifest.release)?;
         let manifest_sha256 = Sha256Digest::of(manifest.to_json().as_bytes());
         let ctx = BomContext {
             release: &manifest.release,
@@ -94,6 +105,7 @@ impl Records<'_> {
             lockfile_sha256: manifest.lockfile.sha256,
             templates: self.templates,
             generator_version: &manifest.generator.version,
+            advisories: advisories.as_ref(),
         };
         let mut files = sbom::write(&ctx, &self.subjects(&sets, Some(manifest)), dir)?;
         Statement::of_build(manifest, self.lock, &sets)
@@ -178,6 +190,7 @@ pub fn describe(spec: &Spec, out: &Path, events: Events<'_>) -> Result<Described
         templates,
     };
     let sets = records.dependency_sets()?;
+    let advisories = records.advisories(&sets, &lock.release)?;
     let lockfile_name = spec
         .lockfile
         .file_name()
@@ -195,6 +208,7 @@ pub fn describe(spec: &Spec, out: &Path, events: Events<'_>) -> Result<Described
         lockfile_sha256: lock.sha256,
         templates,
         generator_version: env!("CARGO_PKG_VERSION"),
+        advisories: advisories.as_ref(),
     };
     let stage = builder::stage_beside(out)?;
     let files = sbom::write(&ctx, &records.subjects(&sets, None), stage.path())?;

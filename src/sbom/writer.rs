@@ -42,6 +42,8 @@ pub struct BomContext<'a> {
     pub templates: &'a Templates,
     /// kata-repro's version, named in `metadata.tools`.
     pub generator_version: &'a str,
+    /// The advisories the release SBOM embeds, when a database is configured.
+    pub advisories: Option<&'a crate::scan::embed::Embedded>,
 }
 
 /// One component: its dependency set and (after a build) its artifacts.
@@ -492,7 +494,16 @@ fn release_bom(ctx: &BomContext<'_>, subjects: &[Subject]) -> Bom {
             .values()
             .map(|p| dependency(p.purl.clone(), p.depends_on.iter().cloned())),
     );
-    finish(ctx, RELEASE_BOM, root, components, dependencies)
+    let mut bom = finish(ctx, RELEASE_BOM, root, components, dependencies);
+    if let Some(a) = ctx.advisories {
+        bom.vulnerabilities = Some(a.vulnerabilities.clone());
+        bom.properties = properties(
+            a.databases
+                .iter()
+                .map(|(name, commit)| (format!("kata-repro:advisories:{name}"), commit.clone())),
+        );
+    }
+    bom
 }
 
 /// Sorts components and dependencies by reference and assembles the BOM.
@@ -543,6 +554,7 @@ mod tests {
             lockfile_sha256: Sha256Digest::of(b"lock"),
             templates,
             generator_version: "0.1.0",
+            advisories: None,
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub mod database;
 pub mod debian;
+pub mod embed;
 pub mod govulndb;
 pub mod osv;
 pub mod rustsec;

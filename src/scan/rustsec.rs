@@ -13,7 +13,7 @@ use rustsec::{Advisory, Collection, SourceId, Version};
 
 use super::database::Snapshot;
 use super::{Category, Ecosystem, Finding, LockfilePin, Reach, Severity, Skipped};
-use crate::lock::cargo_lock::{CargoLock, LockedPackage};
+use crate::lock::cargo_lock::CargoLock;
 
 /// The advisories of a database, and the files that could not be read.
 #[derive(Debug, Default)]
@@ -73,6 +73,15 @@ pub fn parse(path: &str, bytes: &[u8]) -> Result<Option<Advisory>, String> {
     Ok((!advisory.metadata.id.is_placeholder()).then_some(advisory))
 }
 
+/// A crates.io package to match, and where it is pinned.
+pub struct Candidate<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    /// `Cargo.lock:123`.
+    pub pinned_at: String,
+    pub pinned_by: Option<&'a LockfilePin>,
+}
+
 /// Every advisory that applies to a crates.io package of `lock` (read from `lock_name`, which
 /// the lockfile pins at `pinned_by`), as a finding whose reach is still unresolved, in
 /// Cargo.lock order then by id.
@@ -82,6 +91,25 @@ pub fn scan(
     lock_name: &str,
     pinned_by: Option<&LockfilePin>,
 ) -> Vec<Finding> {
+    let candidates = lock
+        .packages
+        .iter()
+        .filter(|p| p.is_crates_io())
+        .map(|p| Candidate {
+            name: &p.name,
+            version: &p.version,
+            pinned_at: format!("{lock_name}:{}", p.line),
+            pinned_by,
+        });
+    scan_crates(advisories, candidates)
+}
+
+/// Every advisory that applies to one of `crates` (crates.io packages), in their order then
+/// by id.
+pub fn scan_crates<'a>(
+    advisories: &Advisories,
+    crates: impl IntoIterator<Item = Candidate<'a>>,
+) -> Vec<Finding> {
     let mut by_package: BTreeMap<&str, Vec<&Advisory>> = BTreeMap::new();
     for a in &advisories.list {
         by_package
@@ -90,14 +118,11 @@ pub fn scan(
             .push(a);
     }
     let mut findings = Vec::new();
-    for p in lock.packages.iter().filter(|p| p.is_crates_io()) {
-        let Some(candidates) = by_package.get(p.name.as_str()) else {
+    for c in crates {
+        let Some(advisories) = by_package.get(c.name) else {
             continue;
         };
-        let Ok(version) = Version::parse(&p.version) else {
-            continue;
-        };
-        let Ok(name) = p.name.parse() else {
+        let (Ok(version), Ok(name)) = (Version::parse(c.version), c.name.parse()) else {
             continue;
         };
         // Both crates.io index URLs (git and sparse) are the advisory's default source.
@@ -107,10 +132,10 @@ pub fn scan(
             .package_name(name)
             .package_version(version)
             .package_source(SourceId::default());
-        let mut found: Vec<Finding> = candidates
+        let mut found: Vec<Finding> = advisories
             .iter()
             .filter(|a| query.matches(a))
-            .map(|a| finding(a, p, lock_name, pinned_by))
+            .map(|a| finding(a, &c))
             .collect();
         found.sort_by(|a, b| a.id.cmp(&b.id));
         findings.extend(found);
@@ -139,19 +164,14 @@ fn severity(advisory: &Advisory) -> Option<Severity> {
     })
 }
 
-fn finding(
-    advisory: &Advisory,
-    p: &LockedPackage,
-    lock_name: &str,
-    pinned_by: Option<&LockfilePin>,
-) -> Finding {
+fn finding(advisory: &Advisory, c: &Candidate<'_>) -> Finding {
     let m = &advisory.metadata;
     let id = m.id.to_string();
     Finding {
         ecosystem: Ecosystem::Cargo,
         aliases: m.aliases.iter().map(ToString::to_string).collect(),
-        package: p.name.clone(),
-        version: p.version.clone(),
+        package: c.name.to_owned(),
+        version: c.version.to_owned(),
         category: category(advisory),
         severity: severity(advisory),
         cvss: m.cvss.as_ref().map(ToString::to_string),
@@ -169,8 +189,8 @@ fn finding(
             .collect(),
         reach: Reach::Unresolved,
         purl: None,
-        pinned_at: format!("{lock_name}:{}", p.line),
-        pinned_by: pinned_by.cloned(),
+        pinned_at: c.pinned_at.clone(),
+        pinned_by: c.pinned_by.cloned(),
         ignored: None,
         id,
     }
