@@ -168,7 +168,7 @@ pub fn run(spec: &ScanSpec, events: Events<'_>) -> Result<Report, JobError> {
     }
     if !spec.lock_only {
         let compiled = compiled_packages(spec, &opened, events)?;
-        scan::classify(&mut report.findings, Some(&compiled));
+        scan::classify(&mut report.findings, compiled.as_ref());
     }
     let unused = scan::apply_ignores(&mut report.findings, &spec.ignore);
     report.unused_ignores = unused.iter().map(|i| i.id.clone()).collect();
@@ -357,12 +357,13 @@ fn go_toolchains(lock: &Lockfile) -> Vec<govulndb::Pinned> {
 }
 
 /// The packages the spec's components compile (crates and Go modules): the dependency sets
-/// their SBOMs list, from the store or resolved here.
+/// their SBOMs list, from the store or resolved here. `None` when no chosen component compiles
+/// crates or Go modules: nothing can then be called lock-only.
 fn compiled_packages(
     spec: &ScanSpec,
     opened: &Opened,
     events: Events<'_>,
-) -> Result<scan::Compiled, JobError> {
+) -> Result<Option<scan::Compiled>, JobError> {
     let s = &spec.spec;
     let order = opened.select(s, "scanned", false)?.order;
     let chosen: Vec<&LoadedRecipe> = order
@@ -376,7 +377,7 @@ fn compiled_packages(
         })
         .collect();
     if chosen.is_empty() {
-        return Ok(scan::Compiled::new());
+        return Ok(None);
     }
     let names: Vec<&str> = chosen.iter().map(|r| r.recipe.component.as_str()).collect();
     events(Event::Phase {
@@ -405,18 +406,19 @@ fn compiled_packages(
         sysroot.as_deref(),
         s.env.offline,
     )?;
-    Ok(sets
-        .values()
-        .flat_map(|set| &set.packages)
-        .filter_map(|p| {
-            let eco = match p.ecosystem {
-                crate::sbom::Ecosystem::Cargo => Ecosystem::Cargo,
-                crate::sbom::Ecosystem::Golang => Ecosystem::Go,
-                _ => return None,
-            };
-            Some(((eco, p.name.clone(), p.version.clone()), p.purl.clone()))
-        })
-        .collect())
+    Ok(Some(
+        sets.values()
+            .flat_map(|set| &set.packages)
+            .filter_map(|p| {
+                let eco = match p.ecosystem {
+                    crate::sbom::Ecosystem::Cargo => Ecosystem::Cargo,
+                    crate::sbom::Ecosystem::Golang => Ecosystem::Go,
+                    _ => return None,
+                };
+                Some(((eco, p.name.clone(), p.version.clone()), p.purl.clone()))
+            })
+            .collect(),
+    ))
 }
 
 /// Seconds since the epoch now.

@@ -1,8 +1,8 @@
 //! OSV records (the schema of golang/vulndb's `data/osv/*.json`) and the evaluation of their
 //! affected ranges, as the OSV schema defines it: a range's events, sorted by version, switch a
 //! version in and out of the affected set (`introduced` in; `fixed` out at that version;
-//! `last_affected` out after it; `limit` out at it), and explicit `versions` are affected as
-//! listed.
+//! `last_affected` out after it), and explicit `versions` are affected as
+//! listed; `limit`s bound the whole range first.
 
 use std::cmp::Ordering;
 
@@ -73,26 +73,44 @@ impl Range {
         version: &V,
         parse: impl Fn(&str) -> Option<V>,
     ) -> Result<bool, String> {
+        let bad = |e: &Event| format!("bad version `{}` in {e:?}", e.version());
+        // Limits bound the range first: a version is in it only below some limit (`*` is no
+        // limit at all).
+        let mut limits = Vec::new();
         let mut events: Vec<(Bound<V>, &Event)> = Vec::with_capacity(self.events.len());
         for e in &self.events {
-            let bound = match (e, e.version()) {
-                (Event::Introduced(_), "0") => None,
-                (_, v) => Some(parse(v).ok_or_else(|| format!("bad version `{v}` in {e:?}"))?),
-            };
-            events.push((bound, e));
+            match (e, e.version()) {
+                (Event::Limit(_), "*") => limits.push(None),
+                (Event::Limit(_), v) => limits.push(Some(parse(v).ok_or_else(|| bad(e))?)),
+                (Event::Introduced(_), "0") => events.push((None, e)),
+                (_, v) => events.push((Some(parse(v).ok_or_else(|| bad(e))?), e)),
+            }
         }
-        events.sort_by(|a, b| match (&a.0, &b.0) {
-            (None, None) => Ordering::Equal,
-            (None, Some(_)) => Ordering::Less,
-            (Some(_), None) => Ordering::Greater,
-            (Some(x), Some(y)) => x.cmp(y),
+        if !limits.is_empty()
+            && !limits
+                .iter()
+                .any(|l| l.as_ref().is_none_or(|l| version < l))
+        {
+            return Ok(false);
+        }
+        // Sorted by version; at one version, `introduced` first, so that the order the file
+        // lists events in never matters.
+        let rank = |e: &Event| !matches!(e, Event::Introduced(_));
+        events.sort_by(|a, b| {
+            let by_version = match (&a.0, &b.0) {
+                (None, None) => Ordering::Equal,
+                (None, Some(_)) => Ordering::Less,
+                (Some(_), None) => Ordering::Greater,
+                (Some(x), Some(y)) => x.cmp(y),
+            };
+            by_version.then(rank(a.1).cmp(&rank(b.1)))
         });
         let mut affected = false;
         for (bound, e) in events {
             let reached = bound.as_ref().is_none_or(|b| b <= version);
             match e {
                 Event::Introduced(_) if reached => affected = true,
-                Event::Fixed(_) | Event::Limit(_) if reached => affected = false,
+                Event::Fixed(_) if reached => affected = false,
                 Event::LastAffected(_) if bound.as_ref().is_some_and(|b| b < version) => {
                     affected = false
                 }
@@ -164,6 +182,25 @@ mod tests {
         let r = range(&[("introduced", "0"), ("limit", "2.0.0")]);
         assert!(affects(&r, "1.9.9"));
         assert!(!affects(&r, "2.0.0"));
+        // Limits bound the whole range: below some limit, and `*` is none.
+        let r = range(&[
+            ("introduced", "0"),
+            ("limit", "2.0.0"),
+            ("introduced", "3.0.0"),
+        ]);
+        assert!(!affects(&r, "3.1.0"));
+        let r = range(&[("introduced", "0"), ("limit", "1.0.0"), ("limit", "2.0.0")]);
+        assert!(affects(&r, "1.5.0"));
+        let r = range(&[("introduced", "1.0.0"), ("limit", "*")]);
+        assert!(affects(&r, "9.0.0"));
+        // Events at one version give the same answer in any order.
+        for events in [
+            [("last_affected", "1.0.0"), ("introduced", "1.0.0")],
+            [("introduced", "1.0.0"), ("last_affected", "1.0.0")],
+        ] {
+            let r = range(&events);
+            assert!(affects(&r, "1.0.0") && !affects(&r, "2.0.0"), "{events:?}");
+        }
         // Introduced only: everything since.
         let r = range(&[("introduced", "1.0.0")]);
         assert!(affects(&r, "99.0.0") && !affects(&r, "0.9.0"));

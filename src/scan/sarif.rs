@@ -63,7 +63,7 @@ fn rule(f: &Finding) -> Value {
 /// note: information.
 fn level(f: &Finding, fail_on: Severity) -> &'static str {
     match &f.category {
-        Category::Vulnerability if f.severity.is_none_or(|s| s >= fail_on) => "error",
+        _ if f.fails(fail_on) => "error",
         Category::Vulnerability => "warning",
         _ => "note",
     }
@@ -189,7 +189,8 @@ mod tests {
             .iter()
             .map(|r| r["level"].as_str().unwrap())
             .collect();
-        assert_eq!(levels, vec!["warning", "error", "note", "warning"]);
+        // The ignored one is a warning, though unrated.
+        assert_eq!(levels, vec!["warning", "warning", "note", "warning"]);
         assert_eq!(results[3]["ruleIndex"], 0);
         let loc = &results[0]["locations"][0]["physicalLocation"];
         assert_eq!(loc["artifactLocation"]["uri"], "lockfiles/kata%204.toml");

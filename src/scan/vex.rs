@@ -122,7 +122,15 @@ fn vulnerability(f: &Finding, target: &Target<'_>) -> Vulnerability {
     };
     let source = source(f);
     Vulnerability {
-        bom_ref: Some(format!("{}:{}@{}", f.id, f.package, f.version)),
+        // One per finding: the same advisory can apply to one package pinned in two places.
+        bom_ref: Some(format!(
+            "{}:{}:{}@{}:{}",
+            f.ecosystem.as_str(),
+            f.id,
+            f.package,
+            f.version,
+            f.pinned_at
+        )),
         id: Some(NormalizedString::new(&f.id)),
         vulnerability_source: Some(source.clone()),
         vulnerability_references: references(f),
@@ -156,7 +164,7 @@ fn vulnerability(f: &Finding, target: &Target<'_>) -> Vulnerability {
             bom_ref: affected_ref,
             versions: Some(Versions(vec![Version {
                 version_range: VersionRange::Version(NormalizedString::new(&f.version)),
-                status: if in_release {
+                status: if in_release && f.ignored.is_none() {
                     Status::Affected
                 } else {
                     Status::Unaffected
