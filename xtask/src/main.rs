@@ -311,6 +311,13 @@ enum Task {
     },
 }
 
+/// A tool: the path given, else the one `$env` names, else `name` on PATH.
+fn tool(explicit: Option<PathBuf>, env: &str, name: &str) -> PathBuf {
+    explicit
+        .or_else(|| std::env::var_os(env).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
 fn main() -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -358,9 +365,7 @@ fn main() -> Result<()> {
                 },
         } => {
             let bin = build(&root)?;
-            let cargo_audit = cargo_audit
-                .or_else(|| std::env::var_os("KATA_REPRO_CARGO_AUDIT").map(PathBuf::from))
-                .unwrap_or_else(|| PathBuf::from("cargo-audit"));
+            let cargo_audit = tool(cargo_audit, "KATA_REPRO_CARGO_AUDIT", "cargo-audit");
             scanbench::run(
                 &bin,
                 &scanbench::Options {
@@ -404,9 +409,7 @@ fn main() -> Result<()> {
                 },
         } => {
             let bin = build(&root)?;
-            let go = go
-                .or_else(|| std::env::var_os("KATA_REPRO_GO").map(PathBuf::from))
-                .unwrap_or_else(|| PathBuf::from("go"));
+            let go = tool(go, "KATA_REPRO_GO", "go");
             bench::verify(
                 &bin,
                 &bench::Options {
