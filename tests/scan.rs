@@ -68,24 +68,11 @@ fn cargo_audit() -> Command {
 /// Validates a SARIF log against the OASIS SARIF 2.1.0 schema with Python's jsonschema (from
 /// the directory .ci/run installs cyclonedx-python-lib's validator into).
 fn sarif_validate(file: &Path) -> std::process::Output {
-    const SCRIPT: &str = r#"
-import json, sys
-try:
-    import jsonschema
-except ImportError as e:
-    print(f"jsonschema is missing ({e}): set KATA_REPRO_CDX_PYTHONPATH (.ci/run does)")
-    sys.exit(3)
-schema = json.load(open(sys.argv[1]))
-doc = json.load(open(sys.argv[2]))
-errors = sorted(jsonschema.validators.validator_for(schema)(schema).iter_errors(doc), key=str)
-for e in errors:
-    print(list(e.absolute_path), e.message)
-sys.exit(1 if errors else 0)
-"#;
-    let schema =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sarif/sarif-schema-2.1.0.json");
+    let sarif = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sarif");
     let mut cmd = Command::new("python3");
-    cmd.arg("-c").arg(SCRIPT).arg(schema).arg(file);
+    cmd.arg(sarif.join("validate.py"))
+        .arg(sarif.join("sarif-schema-2.1.0.json"))
+        .arg(file);
     if let Some(p) = std::env::var_os("KATA_REPRO_CDX_PYTHONPATH") {
         cmd.env("PYTHONPATH", p);
     }
@@ -689,17 +676,17 @@ fn rootfs_packages_are_matched_against_the_debian_tracker() {
         serde_json::json!({
             "libc6": {
                 "CVE-2099-1001": {"description": "fixed after the pinned version", "releases": {
-                    "stable": {"status": "resolved", "fixed_version": "2.36-10", "urgency": "high"},
-                    "unstable": {"status": "resolved", "fixed_version": "2.36-10"}}},
+                    "bookworm": {"status": "resolved", "fixed_version": "2.36-10", "urgency": "high"},
+                    "trixie": {"status": "resolved", "fixed_version": "2.36-10"}}},
                 "CVE-2099-1002": {"releases": {
-                    "stable": {"status": "resolved", "fixed_version": "2.36-9~deb12u1"}}},
+                    "bookworm": {"status": "resolved", "fixed_version": "2.36-9~deb12u1"}}},
                 "CVE-2099-1003": {"releases": {
-                    "stable": {"status": "resolved", "fixed_version": "0"}}}
+                    "bookworm": {"status": "resolved", "fixed_version": "0"}}}
             },
             "chrony": {
                 "CVE-2099-2001": {"description": "no fix yet", "releases": {
-                    "stable": {"status": "open", "urgency": "low"}}},
-                "CVE-2099-2002": {"releases": {"oldstable": {"status": "open"}}}
+                    "bookworm": {"status": "open", "urgency": "low"}}},
+                "CVE-2099-2002": {"releases": {"bullseye": {"status": "open"}}}
             }
         })
         .to_string(),
@@ -743,6 +730,30 @@ fn rootfs_packages_are_matched_against_the_debian_tracker() {
     let text = f.lockfile_text();
     let entry: Vec<&str> = text.lines().skip(line - 1).take(2).collect();
     assert_eq!(entry, vec!["[[rootfs.packages]]", "name = \"libc6\""]);
+
+    // The lockfile pins the release by the codename its release file gives, not the suite.
+    assert!(text.contains("release = \"bookworm\""), "{text}");
+    // A tracker that names no such release checks nothing, and says so rather than pass clean.
+    let other = f.root().join("other-tracker.json");
+    std::fs::write(
+        &other,
+        serde_json::json!({"libc6": {"CVE-2099-1001": {"releases": {
+            "trixie": {"status": "open", "urgency": "high"}}}}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = scan(
+        &f,
+        &["--debian-tracker", other.to_str().unwrap(), "--lock-only"],
+    );
+    exited(&out, 0);
+    let report = json(&out);
+    assert_eq!(report["scanned"]["deb"], 0);
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("names no release `bookworm`") && notes.contains("codename"),
+        "{notes}"
+    );
 
     // A tracker file that is not the export: exit 2, naming it.
     std::fs::write(&tracker, "[1, 2]").unwrap();

@@ -267,6 +267,17 @@ fn print(out: &mut String, report: &Report, fail_on: Severity, failing: usize) {
             f.reach.as_str()
         );
     }
+    for f in &report.findings {
+        if let Some(why) = &f.undecided {
+            outln!(
+                out,
+                "undecided {} {} {}: kept as affected, the database cannot say: {why}",
+                f.id,
+                f.package,
+                f.version
+            );
+        }
+    }
     let ignored: Vec<_> = report
         .findings
         .iter()

@@ -245,15 +245,13 @@ fn scan_go(db: &Snapshot, at: &Pinned<'_>, report: &mut Report) -> Result<(), Sc
     }
     report.scanned.insert(Ecosystem::Go, pinned.len());
     pinned.extend(go_toolchains(lock));
-    let mut problems = Vec::new();
-    report
-        .findings
-        .extend(govulndb::scan(&vulns, &pinned, &mut problems));
-    let mut skipped = vulns.skipped;
-    skipped.extend(problems);
-    report
-        .databases
-        .push(DatabaseRecord::new(db, vulns.list.len(), skipped, now));
+    report.findings.extend(govulndb::scan(&vulns, &pinned));
+    report.databases.push(DatabaseRecord::new(
+        db,
+        vulns.list.len(),
+        vulns.skipped,
+        now,
+    ));
     report.notes.push(
         "Go modules are matched by module path and version (OSV ranges); govulncheck's \
          symbol-level analysis of whether vulnerable code is reachable is not done"
@@ -288,19 +286,32 @@ fn scan_debs(tracker: &debian::Tracker, at: &Pinned<'_>, report: &mut Report) {
             pinned_by: LockfilePin::of(lock, "rootfs.packages", i),
         });
     }
+    // The tracker names releases by codename: a lockfile whose suite is an alias (`stable`)
+    // would match nothing, and look clean.
+    let known = tracker.releases();
+    pinned.retain(|p| {
+        let found = known.contains(p.release.as_str());
+        if !found {
+            *other
+                .entry(format!(
+                    "the tracker names no release `{}` (it names codenames such as bookworm; \
+                     lock the rootfs with its codename, not a suite alias)",
+                    p.release
+                ))
+                .or_insert(0) += 1;
+        }
+        found
+    });
     for (why, n) in other {
         report.notes.push(format!(
             "{n} rootfs packages not checked against the Debian tracker: {why}"
         ));
     }
     report.scanned.insert(Ecosystem::Deb, pinned.len());
-    let mut problems = Vec::new();
-    report
-        .findings
-        .extend(debian::scan(tracker, &pinned, &mut problems));
+    report.findings.extend(debian::scan(tracker, &pinned));
     report
         .databases
-        .push(DatabaseRecord::of_tracker(tracker, problems, at.now));
+        .push(DatabaseRecord::of_tracker(tracker, at.now));
 }
 
 /// Each module version of a go.sum once, at the line of its zip hash where it has one (the

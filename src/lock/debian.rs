@@ -150,6 +150,14 @@ fn release_hashes(text: &str) -> BTreeMap<String, (Sha256Digest, u64)> {
     out
 }
 
+/// The release's codename (`bookworm`) from the release file, which names releases as the
+/// security tracker does; `None` when it has none.
+fn release_codename(text: &str) -> Option<String> {
+    let first = paragraphs(text).into_iter().next()?;
+    let name = first.get("Codename")?.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
 /// The `Packages` paragraphs of one component and architecture, checked against the release
 /// file.
 fn packages_index(
@@ -300,7 +308,10 @@ pub fn resolve(req: &ArchiveRequest, get: Fetch<'_>) -> Result<Resolved, DebianE
              are pinned by sha256 from here on"
         )),
     }
-    let hashes = release_hashes(&String::from_utf8_lossy(&release));
+    let release_text = String::from_utf8_lossy(&release);
+    let hashes = release_hashes(&release_text);
+    // Pinned by codename, not by suite: `stable` names another release every two years.
+    let codename = release_codename(&release_text).unwrap_or_else(|| req.suite.clone());
     if hashes.is_empty() {
         return Err(DebianError::Index {
             url,
@@ -352,7 +363,7 @@ pub fn resolve(req: &ArchiveRequest, get: Fetch<'_>) -> Result<Resolved, DebianE
         out.base.push(RootfsBase {
             arch: target.clone(),
             distro: req.distro.clone(),
-            release: req.suite.clone(),
+            release: codename.clone(),
             archive: Some(req.archive.clone()),
         });
     }
@@ -364,6 +375,13 @@ pub fn resolve(req: &ArchiveRequest, get: Fetch<'_>) -> Result<Resolved, DebianE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_release_is_pinned_by_its_codename() {
+        let text = "Origin: Debian\nSuite: stable\nCodename: trixie\nSHA256:\n 00 1 main/x\n";
+        assert_eq!(release_codename(text).as_deref(), Some("trixie"));
+        assert_eq!(release_codename("Origin: Fixture\nSuite: stable\n"), None);
+    }
 
     fn index(text: &str) -> Vec<Paragraph> {
         paragraphs(text)

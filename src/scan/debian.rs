@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{Category, Ecosystem, Finding, LockfilePin, Reach, Severity, Skipped};
+use super::{Category, Ecosystem, Finding, LockfilePin, Reach, Severity};
 
 /// The tracker's view of one issue in one release.
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +88,15 @@ impl Tracker {
     pub fn issues(&self) -> usize {
         self.by_source.values().map(BTreeMap::len).sum()
     }
+
+    /// The releases its issues name (`bookworm`, `trixie`, …): codenames, never suites.
+    pub fn releases(&self) -> std::collections::BTreeSet<&str> {
+        self.by_source
+            .values()
+            .flat_map(BTreeMap::values)
+            .flat_map(|i| i.releases.keys().map(String::as_str))
+            .collect()
+    }
 }
 
 /// Debian's version ordering.
@@ -97,14 +106,21 @@ pub fn compare(a: &str, b: &str) -> Option<Ordering> {
     Some(a.cmp(&b))
 }
 
-/// The source package a pool URL (`…/pool/<component>/<prefix>/<source>/<file>.deb`) names.
+/// The source package a pool URL (`…/pool/<component>/<prefix>/<source>/<file>.deb`, the
+/// component being one directory or more: `pool/updates/main/…` in debian-security) names. The
+/// prefix is the source's first letter, or `lib` and its fourth.
 pub fn source_of(url: &str) -> Option<&str> {
-    let mut parts = url.rsplit('/');
-    let _file = parts.next()?;
-    let source = parts.next()?;
-    let _prefix = parts.next()?;
-    let _component = parts.next()?;
-    (parts.next()? == "pool").then_some(source)
+    let path = url.split(['?', '#']).next()?;
+    let parts: Vec<&str> = path.split('/').collect();
+    let pool = parts.iter().rposition(|p| *p == "pool")?;
+    // pool, at least one component directory, prefix, source, file.
+    let [prefix, source, _file] = parts.get(pool + 2..)?.last_chunk::<3>()?;
+    let expected = if source.starts_with("lib") && source.len() > 3 {
+        source.get(..4)?
+    } else {
+        source.get(..1)?
+    };
+    (*prefix == expected).then_some(*source)
 }
 
 /// A binary package's version as its source's: without a binNMU suffix (`+b1`).
@@ -138,8 +154,8 @@ fn severity(urgency: Option<&str>) -> Option<Severity> {
 }
 
 /// Every issue the tracker says affects a pinned package in its release. A fixed version that
-/// does not parse is a problem reported, never a silent "not affected".
-pub fn scan(tracker: &Tracker, pinned: &[Pinned], problems: &mut Vec<Skipped>) -> Vec<Finding> {
+/// does not parse gives an `undecided` finding, never a silent "not affected".
+pub fn scan(tracker: &Tracker, pinned: &[Pinned]) -> Vec<Finding> {
     let mut findings = Vec::new();
     for p in pinned {
         let Some(issues) = tracker.by_source.get(&p.source) else {
@@ -150,20 +166,19 @@ pub fn scan(tracker: &Tracker, pinned: &[Pinned], problems: &mut Vec<Skipped>) -
             let Some(status) = issue.releases.get(&p.release) else {
                 continue;
             };
+            let mut undecided = None;
             let fixed = match (status.status.as_str(), status.fixed_version.as_deref()) {
                 ("resolved", Some("0")) => continue,
                 ("resolved", Some(fix)) => match compare(version, fix) {
                     Some(Ordering::Less) => Some(fix),
                     Some(_) => continue,
                     None => {
-                        problems.push(Skipped {
-                            file: format!("{} {}/{id}", tracker.path.display(), p.source),
-                            reason: format!(
-                                "cannot compare {} {version} with fixed version `{fix}`",
-                                p.source
-                            ),
-                        });
-                        continue;
+                        undecided = Some(format!(
+                            "{}: cannot compare {} {version} with {id}'s fixed version `{fix}`",
+                            tracker.path.display(),
+                            p.source
+                        ));
+                        Some(fix)
                     }
                 },
                 ("resolved", None) => continue,
@@ -186,6 +201,7 @@ pub fn scan(tracker: &Tracker, pinned: &[Pinned], problems: &mut Vec<Skipped>) -
                 pinned_at: p.pinned_at.clone(),
                 pinned_by: p.pinned_by.clone(),
                 ignored: None,
+                undecided,
             });
         }
     }
@@ -205,6 +221,16 @@ mod tests {
             Some("libssl")
         );
         assert_eq!(source_of("https://x/libc6.deb"), None);
+        // debian-security's pool has one more directory; the prefix must match the source.
+        assert_eq!(
+            source_of(
+                "https://deb.debian.org/debian-security/pool/updates/main/l/linux-6.12/\
+                 linux-source-6.12_6.12.117-1%7edeb12u1_all.deb"
+            ),
+            Some("linux-6.12")
+        );
+        assert_eq!(source_of("https://x/pool/main/x/glibc/libc6.deb"), None);
+        assert_eq!(source_of("https://x/pool/g/glibc/libc6.deb"), None);
         assert_eq!(source_version("1.2-3+b1"), "1.2-3");
         assert_eq!(source_version("12.4+deb12u15"), "12.4+deb12u15");
         assert_eq!(source_version("1.0+b"), "1.0+b");
@@ -248,14 +274,12 @@ mod tests {
                     "bookworm": {"status": "resolved", "fixed_version": "not a version!"}}}
             }
         }));
-        let mut problems = Vec::new();
         let found = scan(
             &t,
             &[
                 pinned("libc6", "2.36-9+deb12u13+b1", "glibc"),
                 pinned("x", "1", "other"),
             ],
-            &mut problems,
         );
         let got: Vec<(&str, Option<Severity>, &[String])> = found
             .iter()
@@ -270,17 +294,18 @@ mod tests {
                     &["2.36-9+deb12u14".to_owned()][..]
                 ),
                 ("CVE-2099-0003", Some(Severity::None), &[][..]),
+                ("CVE-2099-0006", None, &["not a version!".to_owned()][..]),
             ]
         );
         assert_eq!(found[0].package, "libc6");
         assert_eq!(found[0].title, "fixed later");
         // An unrated open issue of importance "unimportant" does not fail a scan.
         assert!(!found[1].fails(Severity::Low));
-        assert_eq!(problems.len(), 1);
-        assert!(
-            problems[0].reason.contains("not a version!"),
-            "{problems:?}"
-        );
+        // A fixed version that cannot be compared leaves the issue standing, and failing.
+        let undecided = found[2].undecided.as_deref().unwrap_or_default();
+        assert!(undecided.contains("not a version!"), "{undecided}");
+        assert!(found[2].fails(Severity::Critical));
+        assert!(found[..2].iter().all(|f| f.undecided.is_none()));
     }
 
     #[test]

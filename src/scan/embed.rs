@@ -74,7 +74,7 @@ pub fn for_sets(
                 reach: Reach::Compiled,
             })
             .collect();
-        findings.extend(govulndb::scan(&vulns, &modules, &mut Vec::new()));
+        findings.extend(govulndb::scan(&vulns, &modules));
         databases.push(record(db));
     }
     for f in &mut findings {

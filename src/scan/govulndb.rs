@@ -106,10 +106,10 @@ pub struct Pinned {
     pub reach: Reach,
 }
 
-/// Every record that affects a pinned module, in `pinned` order then by id. A range the
-/// database writes in a way that cannot be read is reported in `problems` (record and reason)
-/// instead of being taken as unaffected silently.
-pub fn scan(vulns: &Vulns, pinned: &[Pinned], problems: &mut Vec<Skipped>) -> Vec<Finding> {
+/// Every record that affects a pinned module, in `pinned` order then by id. A record whose
+/// ranges cannot be read, or a pinned version that is not a Go version, gives an `undecided`
+/// finding: never "not affected" by default.
+pub fn scan(vulns: &Vulns, pinned: &[Pinned]) -> Vec<Finding> {
     let mut by_module: BTreeMap<&str, Vec<(&Record, &Affected)>> = BTreeMap::new();
     for r in vulns.list.iter().filter(|r| r.withdrawn.is_none()) {
         for a in r.affected.iter().filter(|a| a.package.ecosystem == "Go") {
@@ -121,24 +121,27 @@ pub fn scan(vulns: &Vulns, pinned: &[Pinned], problems: &mut Vec<Skipped>) -> Ve
     }
     let mut findings = Vec::new();
     for p in pinned {
-        let Some(version) = GoVersion::parse(&p.version) else {
-            continue;
-        };
+        let version = GoVersion::parse(&p.version);
+        // Per record: its finding, and whether a readable range decided it.
         let mut found: BTreeMap<&str, Finding> = BTreeMap::new();
         for (record, affected) in by_module.get(p.module.as_str()).into_iter().flatten() {
-            match affects(affected, &version, &p.version) {
-                Ok(false) => {}
-                Ok(true) => {
-                    found
-                        .entry(record.id.as_str())
-                        .or_insert_with(|| finding(record, p))
-                        .fixed
-                        .extend(fixed(affected));
-                }
-                Err(reason) => problems.push(Skipped {
-                    file: format!("{}.json", record.id),
-                    reason: format!("{} {}: {reason}", p.module, p.version),
-                }),
+            let verdict = match &version {
+                Some(v) => affects(affected, v, &p.version),
+                None => Err(format!("`{}` is not a Go module version", p.version)),
+            };
+            let undecided = match verdict {
+                Ok(false) => continue,
+                Ok(true) => None,
+                Err(reason) => Some(format!("{}.json: {reason}", record.id)),
+            };
+            let f = found.entry(record.id.as_str()).or_insert_with(|| Finding {
+                undecided: undecided.clone(),
+                ..finding(record, p)
+            });
+            f.fixed.extend(fixed(affected, &p.module));
+            // A range that does affect the version decides, whatever another cannot say.
+            if undecided.is_none() {
+                f.undecided = None;
             }
         }
         findings.extend(found.into_values());
@@ -154,20 +157,30 @@ fn affects(affected: &Affected, version: &GoVersion, text: &str) -> Result<bool,
     if listed {
         return Ok(true);
     }
+    let mut unreadable = None;
     for range in affected.ranges.iter().filter(|r| r.kind == "SEMVER") {
-        if range.affects(version, GoVersion::parse)? {
-            return Ok(true);
+        match range.affects(version, GoVersion::parse) {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(e) => unreadable = unreadable.or(Some(e)),
         }
     }
-    Ok(false)
+    unreadable.map_or(Ok(false), Err)
 }
 
-fn fixed(affected: &Affected) -> impl Iterator<Item = String> + '_ {
+/// The fixed versions of `affected`'s ranges as the pinned versions are written: module
+/// versions with their `v`, Go releases (`stdlib`, `toolchain`) without.
+fn fixed<'a>(affected: &'a Affected, module: &str) -> impl Iterator<Item = String> + 'a {
+    let prefix = if matches!(module, "stdlib" | "toolchain") {
+        ""
+    } else {
+        "v"
+    };
     affected
         .ranges
         .iter()
         .flat_map(|r| r.fixed())
-        .map(|v| format!("v{v}"))
+        .map(move |v| format!("{prefix}{v}"))
 }
 
 fn finding(record: &Record, p: &Pinned) -> Finding {
@@ -195,6 +208,7 @@ fn finding(record: &Record, p: &Pinned) -> Finding {
         pinned_at: p.pinned_at.clone(),
         pinned_by: p.pinned_by.clone(),
         ignored: None,
+        undecided: None,
     }
 }
 
@@ -287,7 +301,6 @@ mod tests {
         assert_eq!(db.skipped.len(), 2);
         assert!(db.skipped[0].file.ends_with("GO-2099-0003.json"));
         assert!(db.skipped[1].reason.contains("GO-2099-0005.json"));
-        let mut problems = Vec::new();
         let found = scan(
             &db,
             &[
@@ -298,9 +311,8 @@ mod tests {
                 pinned("golang.org/x/net", "v0.0.0-20221004154528-8021a29435af"),
                 pinned("golang.org/x/net", "v0.45.0"),
             ],
-            &mut problems,
         );
-        assert!(problems.is_empty(), "{problems:?}");
+        assert!(found.iter().all(|f| f.undecided.is_none()), "{found:?}");
         let got: Vec<(&str, &str)> = found
             .iter()
             .map(|f| (f.id.as_str(), f.version.as_str()))
@@ -341,33 +353,67 @@ mod tests {
             ("GO-2099-0010.json", withdrawn.to_string()),
         ]);
         let go = GoVersion::of_go_release("1.27.3").unwrap();
-        let mut problems = Vec::new();
         let found = scan(
             &db,
             &[
                 pinned("stdlib", &go.to_string()),
                 pinned("stdlib", "1.27.4"),
             ],
-            &mut problems,
         );
         let ids: Vec<&str> = found.iter().map(|f| f.id.as_str()).collect();
         assert_eq!(ids, vec!["GO-2099-0009"]);
         assert_eq!(found[0].version, "1.27.3");
+        // Go releases are written as the pinned version is, without a `v`.
+        assert_eq!(found[0].fixed, vec!["1.27.4"]);
     }
 
     #[test]
-    fn an_unreadable_range_is_a_problem_not_a_silent_miss() {
-        let db = vulns(&[(
-            "GO-2099-0020.json",
-            record(
-                "GO-2099-0020",
-                "m",
-                serde_json::json!([{"introduced": "0"}, {"fixed": "x.y"}]),
+    fn an_unreadable_range_is_an_undecided_finding_not_a_silent_miss() {
+        let unreadable = serde_json::json!({"type": "SEMVER", "events": [
+            {"introduced": "0"}, {"fixed": "x.y"}]});
+        let mut two: serde_json::Value = serde_json::from_str(&record(
+            "GO-2099-0021",
+            "n",
+            serde_json::json!([{"introduced": "1.0.0"}, {"fixed": "1.1.0"}]),
+        ))
+        .unwrap();
+        // The unreadable range comes first: the readable one after it still decides.
+        let ranges = two["affected"][0]["ranges"].as_array_mut().unwrap();
+        ranges.insert(0, unreadable);
+        let db = vulns(&[
+            (
+                "GO-2099-0020.json",
+                record(
+                    "GO-2099-0020",
+                    "m",
+                    serde_json::json!([{"introduced": "0"}, {"fixed": "x.y"}]),
+                ),
             ),
-        )]);
-        let mut problems = Vec::new();
-        assert!(scan(&db, &[pinned("m", "v1.0.0")], &mut problems).is_empty());
-        assert_eq!(problems.len(), 1);
-        assert!(problems[0].reason.contains("x.y"), "{problems:?}");
+            ("GO-2099-0021.json", two.to_string()),
+        ]);
+        let found = scan(
+            &db,
+            &[
+                pinned("m", "v1.0.0"),
+                pinned("m", "not-a-version"),
+                pinned("n", "v1.0.5"),
+                pinned("n", "v2.0.0"),
+            ],
+        );
+        let got: Vec<(&str, &str, Option<&str>)> = found
+            .iter()
+            .map(|f| (f.id.as_str(), f.version.as_str(), f.undecided.as_deref()))
+            .collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(got[0].2.unwrap().contains("x.y"), "{got:?}");
+        assert!(got[1].2.unwrap().contains("not-a-version"), "{got:?}");
+        assert_eq!(got[2], ("GO-2099-0021", "v1.0.5", None));
+        assert_eq!(got[3].1, "v2.0.0");
+        assert!(got[3].2.unwrap().contains("GO-2099-0021.json"), "{got:?}");
+        assert!(
+            found
+                .iter()
+                .all(|f| f.fails(crate::scan::Severity::Critical))
+        );
     }
 }

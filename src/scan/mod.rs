@@ -162,6 +162,10 @@ pub struct Finding {
     /// Why the advisory does not apply, when `--ignore` says so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignored: Option<String>,
+    /// Why the database could not say whether this version is affected (a range or fixed
+    /// version that cannot be read): the finding stands until it can.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undecided: Option<String>,
 }
 
 impl Finding {
@@ -305,7 +309,7 @@ impl DatabaseRecord {
     }
 
     /// The Debian security tracker's export, read from one file.
-    pub fn of_tracker(tracker: &debian::Tracker, skipped: Vec<Skipped>, now: i64) -> Self {
+    pub fn of_tracker(tracker: &debian::Tracker, now: i64) -> Self {
         Self {
             name: "Debian security tracker",
             location: tracker.path.clone(),
@@ -315,7 +319,7 @@ impl DatabaseRecord {
             age_days: tracker.modified.map(|t| (now - t).div_euclid(86_400)),
             sha256: Some(tracker.sha256.clone()),
             advisories: tracker.issues(),
-            skipped,
+            skipped: Vec::new(),
         }
     }
 
@@ -377,6 +381,7 @@ pub(crate) mod tests {
             pinned_at: "Cargo.lock:1".into(),
             pinned_by: None,
             ignored: None,
+            undecided: None,
         }
     }
 

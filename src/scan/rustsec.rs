@@ -192,6 +192,7 @@ fn finding(advisory: &Advisory, c: &Candidate<'_>) -> Finding {
         pinned_at: c.pinned_at.clone(),
         pinned_by: c.pinned_by.cloned(),
         ignored: None,
+        undecided: None,
         id,
     }
 }

@@ -80,8 +80,9 @@ fn result(f: &Finding, rule_index: usize, lockfile: &Path, fail_on: Severity) ->
         "ruleIndex": rule_index,
         "level": level(f, fail_on),
         "message": { "text": format!(
-            "{} {} ({}, pinned at {}) is affected by {}: {} ({}; {})",
-            f.package, f.version, f.ecosystem.as_str(), f.pinned_at, f.id,
+            "{} {} ({}, pinned at {}) {} {}: {} ({}; {})",
+            f.package, f.version, f.ecosystem.as_str(), f.pinned_at,
+            if f.undecided.is_some() { "may be affected by" } else { "is affected by" }, f.id,
             if f.title.is_empty() { f.category.name() } else { &f.title },
             fixed, f.reach.as_str(),
         )},
@@ -97,6 +98,7 @@ fn result(f: &Finding, rule_index: usize, lockfile: &Path, fail_on: Severity) ->
             "reach": f.reach.as_str(),
             "pinnedAt": f.pinned_at,
             "fixed": f.fixed,
+            "undecided": f.undecided,
         },
     });
     if let Some(reason) = &f.ignored {

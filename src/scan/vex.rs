@@ -111,12 +111,15 @@ fn vulnerability(f: &Finding, target: &Target<'_>) -> Vulnerability {
             ImpactAnalysisState::InTriage,
             None,
             format!(
-                "{} {} ({}, pinned at {}) is affected by version; whether affected code is \
-                 reachable is not analysed",
+                "{} {} ({}, pinned at {}) {}; whether affected code is reachable is not analysed",
                 f.package,
                 f.version,
                 reach.as_str(),
-                f.pinned_at
+                f.pinned_at,
+                match &f.undecided {
+                    Some(why) => format!("may be affected: the database cannot say ({why})"),
+                    None => "is affected by version".into(),
+                }
             ),
         ),
     };

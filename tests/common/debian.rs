@@ -107,7 +107,8 @@ pub fn deb(p: &Package, arch: &str) -> Vec<u8> {
     out.into_inner().unwrap()
 }
 
-/// Writes the archive under `root` (suite `stable`, component `main`, amd64) and returns the
+/// Writes the archive under `root` (suite `stable`, codename `bookworm`, component `main`,
+/// amd64) and returns the
 /// path of each package's file, by name.
 pub fn write_archive(root: &Path, packages: &[Package]) -> Vec<(&'static str, PathBuf)> {
     let mut index = String::new();
@@ -142,7 +143,8 @@ pub fn write_archive(root: &Path, packages: &[Package]) -> Vec<(&'static str, Pa
     std::fs::write(
         dists.join("InRelease"),
         format!(
-            "Origin: Fixture\nSuite: stable\nSHA256:\n {} {} main/binary-amd64/Packages\n",
+            "Origin: Fixture\nSuite: stable\nCodename: bookworm\nSHA256:\n {} {} \
+             main/binary-amd64/Packages\n",
             sha256_hex(index.as_bytes()),
             index.len()
         ),

@@ -16,6 +16,7 @@ mod bench;
 mod buildbench;
 mod diffbench;
 mod e2echeck;
+mod e2escan;
 mod scanbench;
 
 const KATA_URL: &str = "https://github.com/kata-containers/kata-containers";
@@ -308,6 +309,21 @@ enum Task {
         /// installing Chromium for the report's screenshot.
         #[arg(long, requires = "check_only")]
         reuse_check: bool,
+        /// A checkout of rustsec/advisory-db for the scan stage (cargo audit reads the same).
+        #[arg(long, value_name = "DIR", required_unless_present = "no_scan")]
+        rustsec: Option<PathBuf>,
+        /// golang/vulndb for the scan stage: a checkout or a bare mirror.
+        #[arg(long, value_name = "DIR", required_unless_present = "no_scan")]
+        go_vulndb: Option<PathBuf>,
+        /// cargo-audit (default: $KATA_REPRO_CARGO_AUDIT, else `cargo-audit`).
+        #[arg(long, value_name = "PATH")]
+        cargo_audit: Option<PathBuf>,
+        /// Leave out the scan stage (3.30.0 and 4.0.0 against the advisory databases).
+        #[arg(long)]
+        no_scan: bool,
+        /// Only the scan stage.
+        #[arg(long, conflicts_with_all = ["no_scan", "images_only", "check_only"])]
+        scan_only: bool,
     },
 }
 
@@ -433,6 +449,11 @@ fn main() -> Result<()> {
             whole_release,
             kata4,
             reuse_check,
+            rustsec,
+            go_vulndb,
+            cargo_audit,
+            no_scan,
+            scan_only,
         } => {
             let bin = build(&root)?;
             let scratch = tempfile::tempdir()?;
@@ -444,13 +465,27 @@ fn main() -> Result<()> {
                 store: &store,
                 scratch: scratch.path(),
             };
-            if !images_only && !check_only {
-                e2e(e, &skip, !no_builds)?;
+            let others = !scan_only;
+            if others && !images_only && !check_only {
+                e2e(e, &skip)?;
             }
-            if !no_images && !check_only {
+            if let (false, false, false, Some(rustsec), Some(go_vulndb)) =
+                (no_scan, images_only, check_only, rustsec, go_vulndb)
+            {
+                let dbs = e2escan::Databases {
+                    rustsec: abs(rustsec),
+                    go_vulndb: abs(go_vulndb),
+                    cargo_audit: tool(cargo_audit, "KATA_REPRO_CARGO_AUDIT", "cargo-audit"),
+                };
+                e2escan::run(e, &dbs)?;
+            }
+            if others && !no_builds && !images_only && !check_only {
+                e2e_builds(e)?;
+            }
+            if others && !no_images && !check_only {
                 e2e_images(e)?;
             }
-            if !no_check && !images_only {
+            if others && !no_check && !images_only {
                 e2echeck::run(
                     &root,
                     &bin,
@@ -557,7 +592,7 @@ struct E2e<'a> {
     scratch: &'a Path,
 }
 
-fn e2e(e: E2e, skip: &[String], builds: bool) -> Result<()> {
+fn e2e(e: E2e, skip: &[String]) -> Result<()> {
     lockfiles(e.root, e.bin, e.mirrors, true)?;
     // `kata-repro --json <command> --lockfile lockfiles/kata-<tag>.toml`: exit code, report, seconds.
     let run = |command: &str, tag: &str| -> Result<(i32, serde_json::Value, f64)> {
@@ -663,9 +698,6 @@ fn e2e(e: E2e, skip: &[String], builds: bool) -> Result<()> {
         code == 1 && cargo_failures == ["pcilibs-rs@0.1.0"],
         "verify 4.1.0 should fail on pcilibs-rs alone among Rust inputs"
     );
-    if builds {
-        e2e_builds(e)?;
-    }
     Ok(())
 }
 

@@ -20,7 +20,8 @@ pub struct Options {
     pub mirror_args: Vec<String>,
 }
 
-type Ids = BTreeSet<(String, String, String)>;
+/// (advisory id, crate, version) of each finding.
+pub type Ids = BTreeSet<(String, String, String)>;
 
 fn id(v: &serde_json::Value, id: &str, name: &str, version: &str) -> (String, String, String) {
     let s = |p: &str| {
@@ -52,9 +53,14 @@ fn scan(bin: &Path, o: &Options) -> Command {
 }
 
 fn audit(o: &Options, lock: &Path, home: &Path) -> Command {
-    let mut c = Command::new(&o.cargo_audit);
+    audit_command(&o.cargo_audit, &o.db, lock, home)
+}
+
+/// `cargo audit` of `lock` against the checkout `db`, offline, with its own `CARGO_HOME`.
+fn audit_command(cargo_audit: &Path, db: &Path, lock: &Path, home: &Path) -> Command {
+    let mut c = Command::new(cargo_audit);
     c.args(["audit", "--no-fetch", "--json", "--db"])
-        .arg(&o.db)
+        .arg(db)
         .arg("--file")
         .arg(lock)
         .env("CARGO_HOME", home);
@@ -70,17 +76,28 @@ fn ours(bin: &Path, o: &Options) -> Result<Ids> {
         "kata-repro scan failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(report["findings"]
+    Ok(cargo_ids(&report))
+}
+
+/// The crate findings of a `kata-repro --json scan` report.
+pub fn cargo_ids(report: &serde_json::Value) -> Ids {
+    report["findings"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|f| f["ecosystem"] == "cargo")
         .map(|f| id(f, "/id", "/package", "/version"))
-        .collect())
+        .collect()
 }
 
 fn theirs(o: &Options, lock: &Path, home: &Path) -> Result<Ids> {
-    let out = audit(o, lock, home).output()?;
+    audit_ids(&o.cargo_audit, &o.db, lock, home)
+}
+
+/// What `cargo audit` reports on `lock`: its vulnerabilities and its default informational
+/// kinds.
+pub fn audit_ids(cargo_audit: &Path, db: &Path, lock: &Path, home: &Path) -> Result<Ids> {
+    let out = audit_command(cargo_audit, db, lock, home).output()?;
     let report: serde_json::Value =
         serde_json::from_slice(&out.stdout).context("cargo audit printed no report")?;
     let mut ids: Ids = report["vulnerabilities"]["list"]
