@@ -74,7 +74,10 @@ pub fn select(req: &Request<'_>) -> Result<Selection, SelectError> {
         Some(false) => crate::builder::needs_go_proxy(req.lock, &r.recipe),
         _ => None,
     };
-    let why_not = |r: &LoadedRecipe| unbuildable(r).or_else(|| no_proxy(r));
+    let own = |r: &LoadedRecipe| unbuildable(r).or_else(|| no_proxy(r));
+    // A component whose needs are left out is left out with them: a release tarball without
+    // its rootfs is not Kata's, and its SBOM would reference components it does not have.
+    let why_not = |r: &LoadedRecipe| blocked(req, r, &own, 0);
     let for_arch = || {
         req.all
             .values()
@@ -136,6 +139,34 @@ pub fn select(req: &Request<'_>) -> Result<Selection, SelectError> {
     })
 }
 
+/// Why `r` cannot be in the default set: its own reason, or that of a component it needs
+/// (transitively), named.
+fn blocked(
+    req: &Request<'_>,
+    r: &LoadedRecipe,
+    own: &dyn Fn(&LoadedRecipe) -> Option<String>,
+    depth: usize,
+) -> Option<String> {
+    if let Some(why) = own(r) {
+        return Some(why);
+    }
+    // Recipes' needs form no cycle (with_needs refuses one); the bound only keeps a broken
+    // recipe set from recursing forever.
+    if depth > req.all.len() {
+        return None;
+    }
+    r.recipe.needs.iter().find_map(|n| {
+        let why = match req.all.get(n) {
+            Some(need) if need.recipe.arch.contains_key(req.arch) => {
+                blocked(req, need, own, depth + 1)?
+            }
+            Some(_) => format!("it does not build for {}", req.arch),
+            None => "no recipe has that name".to_owned(),
+        };
+        Some(format!("needs {n}, which is left out ({why})"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +215,25 @@ mod tests {
             let s = select(&request(&all, &lock, &[], proxy, true)).unwrap();
             assert!(s.order.contains(&"runtime".to_owned()));
         }
+    }
+
+    #[test]
+    fn what_needs_a_left_out_component_is_left_out_too() {
+        let all = crate::recipe::RecipeSource::Builtin.load_all().unwrap();
+        // 3.30.0's rootfs is Ubuntu's, which kata-repro does not assemble: the release
+        // tarball, which holds the rootfs, cannot be made either.
+        let lock = lock("kata-3.30.0.toml");
+        let s = select(&request(&all, &lock, &[], None, false)).unwrap();
+        for c in ["rootfs", "initrd", "kata-static"] {
+            assert!(!s.order.contains(&c.to_owned()), "{c}: {:?}", s.order);
+        }
+        let why = s
+            .skipped
+            .iter()
+            .find(|l| l.starts_with("kata-static: "))
+            .unwrap();
+        assert!(why.contains("needs rootfs, which is left out ("), "{why}");
+        assert!(s.order.contains(&"agent".to_owned()), "{:?}", s.order);
     }
 
     #[test]
