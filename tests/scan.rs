@@ -775,22 +775,7 @@ fn the_release_sbom_embeds_the_advisories_of_a_configured_database() {
     use common::project::{HELLO_GO, Project};
     let p = Project::new(&[("hello", HELLO_GO)]);
     let vulndb = p.path("vulndb");
-    let osv = vulndb.join("data/osv");
-    std::fs::create_dir_all(&osv).unwrap();
-    std::fs::write(
-        osv.join("GO-2099-0100.json"),
-        serde_json::json!({
-            "id": "GO-2099-0100", "aliases": ["CVE-2099-0100"], "summary": "greet greets too loudly",
-            "affected": [{"package": {"name": "example.org/greet", "ecosystem": "Go"},
-                "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.0.1"}]}]}],
-        })
-        .to_string(),
-    )
-    .unwrap();
-    git(&vulndb, &["init", "-q"]);
-    git(&vulndb, &["add", "-A"]);
-    git(&vulndb, &["commit", "-q", "-m", "osv"]);
-    let commit = git(&vulndb, &["rev-parse", "HEAD"]);
+    let commit = write_osv(&vulndb);
     let sbom = |out: &str| {
         p.command("sbom", "store")
             .arg("--out")
@@ -835,4 +820,123 @@ fn the_release_sbom_embeds_the_advisories_of_a_configured_database() {
         std::fs::read(&file).unwrap(),
         std::fs::read(p.path("again/kata.cdx.json")).unwrap()
     );
+    // Only the advisories of what is compiled are embedded: example.org/unused is in go.sum
+    // alone.
+    assert!(!bom["vulnerabilities"].to_string().contains("GO-2099-0101"));
+}
+
+#[test]
+fn reach_is_resolved_on_every_architecture_the_release_compiles_for() {
+    use common::project::{HELLO_GO, Project};
+    let p = Project::new(&[("hello", HELLO_GO)]);
+    let vulndb = p.path("vulndb");
+    write_osv(&vulndb);
+    let scan = |extra: &[&str]| {
+        let mut cmd = p.command("scan", "store");
+        cmd.arg("--json")
+            .arg("--go-vulndb")
+            .arg(&vulndb)
+            .args(extra);
+        cmd.output().unwrap()
+    };
+    // Both architectures the recipe builds for are resolved: what neither compiles is
+    // lock-only, and VEX may say so.
+    let vex = p.path("all.vex.json");
+    let out = scan(&["--vex", vex.to_str().unwrap()]);
+    exited(&out, 1);
+    let report = json(&out);
+    let reach = fields(&report, "reach");
+    assert_eq!(
+        reach,
+        vec![
+            ("GO-2099-0100", "example.org/greet", "v1.0.0", "compiled"),
+            ("GO-2099-0101", "example.org/unused", "v0.1.0", "lock-only"),
+        ]
+    );
+    assert_eq!(
+        report["reach"]["resolved"],
+        serde_json::json!({"aarch64": ["hello"], "x86_64": ["hello"]})
+    );
+    assert_eq!(report["reach"]["not_resolved"], serde_json::json!([]));
+    let analysis = |vex: &Path, id: &str| {
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(vex).unwrap()).unwrap();
+        let v = items(&doc["vulnerabilities"])
+            .find(|v| v["id"] == id)
+            .cloned();
+        v.unwrap()["analysis"].clone()
+    };
+    let unused = analysis(&vex, "GO-2099-0101");
+    assert_eq!(unused["state"], "not_affected");
+    assert_eq!(unused["justification"], "code_not_present");
+    assert_eq!(analysis(&vex, "GO-2099-0100")["state"], "in_triage");
+
+    // One architecture: the other's packages are unknown, so "not compiled" proves nothing.
+    let vex = p.path("x86.vex.json");
+    let out = scan(&["--arch", "x86_64", "--vex", vex.to_str().unwrap()]);
+    exited(&out, 1);
+    let report = json(&out);
+    assert_eq!(
+        report["reach"]["resolved"],
+        serde_json::json!({"x86_64": ["hello"]})
+    );
+    assert_eq!(
+        report["reach"]["not_resolved"],
+        serde_json::json!(["hello for aarch64"])
+    );
+    let unused = analysis(&vex, "GO-2099-0101");
+    assert_eq!(unused["state"], "in_triage");
+    assert!(
+        unused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("hello for aarch64 not resolved"),
+        "{unused}"
+    );
+    let valid = common::cyclonedx_validate(std::slice::from_ref(&vex));
+    assert_eq!(valid.status.code(), Some(0), "{}", common::text(&valid));
+    // The text report says what was not resolved.
+    let mut cmd = p.command("scan", "store");
+    let text = cmd
+        .arg("--go-vulndb")
+        .arg(&vulndb)
+        .args(["--arch", "x86_64"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains("reach: compiled by hello for x86_64")
+            && stdout.contains("reach: not resolved: hello for aarch64"),
+        "{stdout}"
+    );
+}
+
+/// A Go vulnerability database (a git checkout) with one record for example.org/greet, which
+/// the hello project compiles, and one for example.org/unused, which is only in its go.sum.
+fn write_osv(vulndb: &Path) -> String {
+    let osv = vulndb.join("data/osv");
+    std::fs::create_dir_all(&osv).unwrap();
+    for (id, module, summary) in [
+        (
+            "GO-2099-0100",
+            "example.org/greet",
+            "greet greets too loudly",
+        ),
+        ("GO-2099-0101", "example.org/unused", "unused is unused"),
+    ] {
+        std::fs::write(
+            osv.join(format!("{id}.json")),
+            serde_json::json!({
+                "id": id, "aliases": [id.replace("GO", "CVE")], "summary": summary,
+                "affected": [{"package": {"name": module, "ecosystem": "Go"},
+                    "ranges": [{"type": "SEMVER",
+                        "events": [{"introduced": "0"}, {"fixed": "1.0.1"}]}]}],
+            })
+            .to_string(),
+        )
+        .unwrap();
+    }
+    git(vulndb, &["init", "-q"]);
+    git(vulndb, &["add", "-A"]);
+    git(vulndb, &["commit", "-q", "-m", "osv"]);
+    git(vulndb, &["rev-parse", "HEAD"])
 }

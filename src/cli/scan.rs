@@ -19,12 +19,14 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE")]
     lockfile: PathBuf,
     /// Components whose compiled packages make a finding `compiled`, comma-separated. Default:
-    /// every recipe the lockfile can build for ARCH.
+    /// every recipe the lockfile can build for each ARCH.
     #[arg(long, value_delimiter = ',', value_name = "NAME")]
     component: Vec<String>,
-    /// The architecture the components are built for.
-    #[arg(long, value_name = "ARCH", default_value_t = kata_repro::host::arch())]
-    arch: String,
+    /// The architectures the components are resolved for, comma-separated. Default: every one
+    /// a recipe compiling crates or Go modules builds for. With fewer, a package compiled only
+    /// on another is `lock-only` here, and no VEX analysis calls it `not_affected`.
+    #[arg(long, value_delimiter = ',', value_name = "ARCH")]
+    arch: Vec<String>,
     /// The RustSec advisory database: a checkout or a bare mirror of
     /// https://github.com/rustsec/advisory-db. Default: the mirror the config maps it to.
     #[arg(long, value_name = "DIR")]
@@ -78,7 +80,11 @@ pub fn run(args: ScanArgs, config: &Config, format: Format) -> Result<ExitCode, 
     let spec = ScanSpec {
         spec: Spec {
             lockfile: args.lockfile,
-            arch: args.arch,
+            arch: args
+                .arch
+                .first()
+                .cloned()
+                .unwrap_or_else(kata_repro::host::arch),
             components: args.component,
             env: args.read.env(config),
         },
@@ -86,6 +92,7 @@ pub fn run(args: ScanArgs, config: &Config, format: Format) -> Result<ExitCode, 
         go_vulndb: args.go_vulndb,
         debian_tracker: args.debian_tracker,
         ignore: args.ignore,
+        arches: args.arch,
         lock_only: args.lock_only,
         now: scan::now(),
     };
@@ -287,6 +294,21 @@ fn print(out: &mut String, report: &Report, fail_on: Severity, failing: usize) {
         outln!(out);
         for (id, why) in ignored {
             outln!(out, "ignored {id}: {why}");
+        }
+    }
+    if let Some(scope) = &report.reach {
+        let resolved: Vec<String> = scope
+            .resolved
+            .iter()
+            .map(|(arch, c)| format!("{} for {arch}", c.join(", ")))
+            .collect();
+        outln!(out, "reach: compiled by {}", resolved.join("; "));
+        if !scope.is_complete() {
+            outln!(
+                out,
+                "reach: not resolved: {} (a package compiled only there is lock-only here)",
+                scope.not_resolved.join("; ")
+            );
         }
     }
     for n in &report.notes {

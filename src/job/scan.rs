@@ -30,6 +30,9 @@ pub struct ScanSpec {
     /// The Debian security tracker's JSON export, for the rootfs packages.
     pub debian_tracker: Option<PathBuf>,
     pub ignore: Vec<Ignore>,
+    /// The architectures whose compiled packages count as `compiled`; empty for every one a
+    /// recipe that compiles crates or Go modules builds for. `spec.arch` is not read.
+    pub arches: Vec<String>,
     /// Leave out which packages the components compile: findings are then `unresolved`.
     pub lock_only: bool,
     /// Seconds since the epoch, for the databases' age.
@@ -151,6 +154,7 @@ pub fn run(spec: &ScanSpec, events: Events<'_>) -> Result<Report, JobError> {
         findings: Vec::new(),
         unused_ignores: Vec::new(),
         notes: Vec::new(),
+        reach: None,
     };
     let pinned = Pinned {
         lock,
@@ -167,8 +171,9 @@ pub fn run(spec: &ScanSpec, events: Events<'_>) -> Result<Report, JobError> {
         scan_debs(tracker, &pinned, &mut report);
     }
     if !spec.lock_only {
-        let compiled = compiled_packages(spec, &opened, events)?;
+        let (compiled, scope) = compiled_packages(spec, &opened, events)?;
         scan::classify(&mut report.findings, compiled.as_ref());
+        report.reach = Some(scope);
     }
     let unused = scan::apply_ignores(&mut report.findings, &spec.ignore);
     report.unused_ignores = unused.iter().map(|i| i.id.clone()).collect();
@@ -367,30 +372,109 @@ fn go_toolchains(lock: &Lockfile) -> Vec<govulndb::Pinned> {
     out
 }
 
-/// The packages the spec's components compile (crates and Go modules): the dependency sets
-/// their SBOMs list, from the store or resolved here. `None` when no chosen component compiles
-/// crates or Go modules: nothing can then be called lock-only.
+/// Whether a recipe compiles crates or Go modules.
+fn compiles_packages(r: &LoadedRecipe) -> bool {
+    r.recipe
+        .inputs
+        .iter()
+        .any(|i| matches!(i, Input::CargoVendor | Input::GoModules))
+}
+
+/// The architectures a compiling recipe builds for, in name order.
+fn compiling_arches(opened: &Opened) -> Vec<String> {
+    let arches: BTreeSet<&String> = opened
+        .all
+        .values()
+        .filter(|r| compiles_packages(r))
+        .flat_map(|r| r.recipe.arch.keys())
+        .collect();
+    arches.into_iter().cloned().collect()
+}
+
+/// The packages the spec's components compile (crates and Go modules) on each architecture
+/// asked for: the dependency sets their SBOMs list, from the store or resolved here. `None`
+/// when no chosen component compiles crates or Go modules: nothing can then be called
+/// lock-only. With it, what the resolution covered, and whether that is the whole release.
 fn compiled_packages(
     spec: &ScanSpec,
     opened: &Opened,
     events: Events<'_>,
-) -> Result<Option<scan::Compiled>, JobError> {
-    let s = &spec.spec;
+) -> Result<(Option<scan::Compiled>, scan::ReachScope), JobError> {
+    let release_arches = compiling_arches(opened);
+    let arches = if spec.arches.is_empty() {
+        release_arches.clone()
+    } else {
+        spec.arches.clone()
+    };
+    let mut compiled: Option<scan::Compiled> = None;
+    let mut scope = scan::ReachScope::default();
+    for arch in &release_arches {
+        // What the whole release compiles on this architecture, to tell whether the scan
+        // resolved all of it.
+        let every = Spec {
+            arch: arch.clone(),
+            components: Vec::new(),
+            ..spec.spec.clone()
+        };
+        let all = match opened.select(&every, "scanned", false) {
+            Ok(s) => s.order,
+            Err(_) => Vec::new(),
+        };
+        let all: Vec<String> = all
+            .into_iter()
+            .filter(|c| compiles_packages(&opened.all[c]))
+            .collect();
+        if !all.is_empty() && !arches.contains(arch) {
+            scope
+                .not_resolved
+                .push(format!("{} for {arch}", all.join(", ")));
+        }
+        scope.release.insert(arch.clone(), all);
+    }
+    for arch in &arches {
+        let s = Spec {
+            arch: arch.clone(),
+            ..spec.spec.clone()
+        };
+        let Some((set, chosen)) = compiled_on(&s, opened, events)? else {
+            continue;
+        };
+        let left: Vec<&String> = scope
+            .release
+            .get(arch)
+            .into_iter()
+            .flatten()
+            .filter(|c| !chosen.contains(c))
+            .collect();
+        if !left.is_empty() {
+            let left: Vec<&str> = left.iter().map(|c| c.as_str()).collect();
+            scope
+                .not_resolved
+                .push(format!("{} for {arch}", left.join(", ")));
+        }
+        scope.resolved.insert(arch.clone(), chosen);
+        compiled.get_or_insert_with(Default::default).extend(set);
+    }
+    Ok((compiled, scope))
+}
+
+/// The packages `s`'s components compile on `s.arch`, with the components; `None` when none
+/// of them compiles crates or Go modules.
+fn compiled_on(
+    s: &Spec,
+    opened: &Opened,
+    events: Events<'_>,
+) -> Result<Option<(scan::Compiled, Vec<String>)>, JobError> {
     let order = opened.select(s, "scanned", false)?.order;
     let chosen: Vec<&LoadedRecipe> = order
         .iter()
         .map(|c| &opened.all[c])
-        .filter(|r| {
-            r.recipe
-                .inputs
-                .iter()
-                .any(|i| matches!(i, Input::CargoVendor | Input::GoModules))
-        })
+        .filter(|r| compiles_packages(r))
         .collect();
     if chosen.is_empty() {
         return Ok(None);
     }
-    let names: Vec<&str> = chosen.iter().map(|r| r.recipe.component.as_str()).collect();
+    let names: Vec<String> = chosen.iter().map(|r| r.recipe.component.clone()).collect();
     events(Event::Phase {
         label: "",
         what: &format!(
@@ -417,19 +501,19 @@ fn compiled_packages(
         sysroot.as_deref(),
         s.env.offline,
     )?;
-    Ok(Some(
-        sets.values()
-            .flat_map(|set| &set.packages)
-            .filter_map(|p| {
-                let eco = match p.ecosystem {
-                    crate::sbom::Ecosystem::Cargo => Ecosystem::Cargo,
-                    crate::sbom::Ecosystem::Golang => Ecosystem::Go,
-                    _ => return None,
-                };
-                Some(((eco, p.name.clone(), p.version.clone()), p.purl.clone()))
-            })
-            .collect(),
-    ))
+    let compiled = sets
+        .values()
+        .flat_map(|set| &set.packages)
+        .filter_map(|p| {
+            let eco = match p.ecosystem {
+                crate::sbom::Ecosystem::Cargo => Ecosystem::Cargo,
+                crate::sbom::Ecosystem::Golang => Ecosystem::Go,
+                _ => return None,
+            };
+            Some(((eco, p.name.clone(), p.version.clone()), p.purl.clone()))
+        })
+        .collect();
+    Ok(Some((compiled, names)))
 }
 
 /// Seconds since the epoch now.

@@ -95,6 +95,7 @@ pub fn for_sets(
         findings,
         unused_ignores: Vec::new(),
         notes: Vec::new(),
+        reach: None,
     };
     let release_ref = crate::sbom::release_ref(release);
     let target = vex::Target {

@@ -349,6 +349,31 @@ pub struct Report {
     pub unused_ignores: Vec<String>,
     /// What the scan does not cover, and anything else worth saying.
     pub notes: Vec<String>,
+    /// Which components' compiled packages `compiled` and `lock-only` were decided against;
+    /// `None` with `--lock-only`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reach: Option<ReachScope>,
+}
+
+/// What a scan resolved the compiled packages of, against what the release compiles.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReachScope {
+    /// Architecture → the components resolved for it.
+    pub resolved: std::collections::BTreeMap<String, Vec<String>>,
+    /// Architecture → every component of the release that compiles crates or Go modules there.
+    pub release: std::collections::BTreeMap<String, Vec<String>>,
+    /// What the release compiles that was not resolved (`agent for aarch64`): a package
+    /// compiled only there shows as `lock-only`, so no finding is `not_affected` in VEX for
+    /// not being compiled.
+    pub not_resolved: Vec<String>,
+}
+
+impl ReachScope {
+    /// Whether everything the release compiles was resolved: only then does `lock-only` mean
+    /// that no component of the release compiles the package.
+    pub fn is_complete(&self) -> bool {
+        self.not_resolved.is_empty()
+    }
 }
 
 impl Report {

@@ -175,6 +175,7 @@ mod tests {
             ],
             unused_ignores: vec![],
             notes: vec![],
+            reach: None,
         };
         let doc = document(&report, Path::new("lockfiles/kata 4.toml"), Severity::High);
         let run = &doc["runs"][0];

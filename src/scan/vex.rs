@@ -30,7 +30,7 @@ use cyclonedx_bom::models::vulnerability_target::{
     Status, Version, VersionRange, Versions, VulnerabilityTarget, VulnerabilityTargets,
 };
 
-use super::{Ecosystem, Finding, Reach, Report, Severity};
+use super::{Ecosystem, Finding, Reach, ReachScope, Report, Severity};
 
 /// The release SBOM a standalone VEX document links into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,20 +85,34 @@ pub fn vulnerabilities(report: &Report, target: &Target<'_>) -> Vulnerabilities 
             .findings
             .iter()
             .filter(|f| f.category.is_vulnerability() || f.ignored.is_some())
-            .map(|f| vulnerability(f, target))
+            .map(|f| vulnerability(f, target, report.reach.as_ref()))
             .collect(),
     )
 }
 
-fn vulnerability(f: &Finding, target: &Target<'_>) -> Vulnerability {
+fn vulnerability(f: &Finding, target: &Target<'_>, scope: Option<&ReachScope>) -> Vulnerability {
     let purl = f.purl.clone().or_else(|| package_url(f));
     let in_release = f.reach != Reach::LockOnly;
     let affected_ref = match (&purl, in_release) {
         (Some(p), true) => target.reference(p),
         _ => target.reference(target.release_ref),
     };
+    // Not compiled is only `not_affected` when the scan resolved all the release compiles.
+    let partial = scope.filter(|s| !s.is_complete());
     let (state, justification, detail) = match (&f.ignored, f.reach) {
         (Some(reason), _) => (ImpactAnalysisState::NotAffected, None, reason.clone()),
+        (None, Reach::LockOnly) if let Some(scope) = partial => (
+            ImpactAnalysisState::InTriage,
+            None,
+            format!(
+                "{} {} is pinned at {} and not compiled by what the scan resolved; {} \
+                 not resolved",
+                f.package,
+                f.version,
+                f.pinned_at,
+                scope.not_resolved.join("; ")
+            ),
+        ),
         (None, Reach::LockOnly) => (
             ImpactAnalysisState::NotAffected,
             Some(ImpactAnalysisJustification::CodeNotPresent),

@@ -664,10 +664,15 @@ pub fn serve(
 /// The buildable projects of [`Fixture::with_projects`], relative to the Kata tree.
 pub const GREET_GO: &str = "package greet\n\nfunc Hello() string { return \"hello from greet\" }\n";
 pub const GREET_MOD: &str = "module example.org/greet\n\ngo 1.21\n";
+/// The go.mod of example.org/unused v0.1.0, which the projects' go.sum lists without its code.
+pub const UNUSED_MOD: &str = "module example.org/unused\n";
 
 /// A `file://` GOPROXY in `dir` serving example.org/greet v1.0.0 (with `greet_go` as its
-/// source), laid out as the Go toolchain reads one.
+/// source) and example.org/unused v0.1.0's go.mod, laid out as the Go toolchain reads one.
 pub fn greet_proxy(dir: &Path, greet_go: &str) {
+    let unused = dir.join("example.org/unused/@v");
+    std::fs::create_dir_all(&unused).unwrap();
+    std::fs::write(unused.join("v0.1.0.mod"), UNUSED_MOD).unwrap();
     let v = dir.join("example.org/greet/@v");
     std::fs::create_dir_all(&v).unwrap();
     std::fs::write(v.join("list"), "v1.0.0\n").unwrap();
@@ -700,6 +705,9 @@ fn project_sources(dep_commit: &str, vendored: bool) -> Vec<(String, String)> {
     ])
     .unwrap();
     let mod_h1 = dirhash::hash_go_mod(greet_mod.as_bytes());
+    // A module of the graph whose code is not built: only its go.mod is hashed, as in Kata's
+    // go.sum.
+    let unused_h1 = dirhash::hash_go_mod(UNUSED_MOD.as_bytes());
     let mut files: Vec<(String, String)> = vec![
         (
             "src/runtime/go.mod".into(),
@@ -707,7 +715,10 @@ fn project_sources(dep_commit: &str, vendored: bool) -> Vec<(String, String)> {
         ),
         (
             "src/runtime/go.sum".into(),
-            format!("example.org/greet v1.0.0 {h1}\nexample.org/greet v1.0.0/go.mod {mod_h1}\n"),
+            format!(
+                "example.org/greet v1.0.0 {h1}\nexample.org/greet v1.0.0/go.mod {mod_h1}\n\
+                 example.org/unused v0.1.0/go.mod {unused_h1}\n"
+            ),
         ),
         (
             "src/runtime/vendor/modules.txt".into(),
