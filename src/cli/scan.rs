@@ -153,16 +153,21 @@ fn write_vex(
 ) -> Result<(), Failure> {
     let link = sbom_link(sbom, report)?;
     let release_ref = kata_repro::sbom::release_ref(&report.release);
-    let seed = format!(
-        "{}:{}",
-        report.lockfile_sha256,
-        report
-            .databases
-            .iter()
-            .map(|d| d.commit.as_deref().unwrap_or("-"))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    // The same findings (ignores and reach included) from the same databases, the same
+    // serial; anything else, another one.
+    let databases: Vec<_> = report
+        .databases
+        .iter()
+        .map(|d| (d.name, &d.commit, &d.sha256))
+        .collect();
+    let inputs = serde_json::to_vec(&(
+        &report.lockfile_sha256,
+        databases,
+        &report.findings,
+        &report.reach,
+    ))
+    .expect("reports serialise");
+    let seed = kata_repro::digest::Sha256Digest::of(&inputs).to_hex();
     let bom = vex::document(report, &report.release, &release_ref, &link, &seed);
     let name = path.display().to_string();
     let bytes = kata_repro::sbom::to_json(bom, &name).map_err(Failure::check)?;

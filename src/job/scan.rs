@@ -250,6 +250,22 @@ fn scan_go(db: &Snapshot, at: &Pinned<'_>, report: &mut Report) -> Result<(), Sc
     }
     report.scanned.insert(Ecosystem::Go, pinned.len());
     pinned.extend(go_toolchains(lock));
+    let unpinned: BTreeSet<&str> = lock
+        .toolchains
+        .go
+        .sources
+        .iter()
+        .filter(|s| s.sha256.is_none())
+        .map(|s| s.version.as_str())
+        .collect();
+    if !unpinned.is_empty() {
+        let list: Vec<&str> = unpinned.into_iter().collect();
+        report.notes.push(format!(
+            "Go {} is listed in the lockfile without a sha256, so no build uses it and it is \
+             not checked as stdlib or toolchain",
+            list.join(", ")
+        ));
+    }
     report.findings.extend(govulndb::scan(&vulns, &pinned));
     report.databases.push(DatabaseRecord::new(
         db,

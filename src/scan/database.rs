@@ -125,6 +125,8 @@ pub fn open(path: &Path, kind: Kind) -> Result<Snapshot, DatabaseError> {
     };
     let repo = match VerifiedRepo::open(path) {
         Ok(repo) => repo,
+        // A repository gix cannot open is a broken one, not a plain directory.
+        Err(e) if looks_like_git(path) => return Err(git_err(e)),
         Err(_) => return from_directory(path, kind, Origin::Directory, None),
     };
     let head = repo.head().map_err(git_err)?;
@@ -163,6 +165,12 @@ pub fn open(path: &Path, kind: Kind) -> Result<Snapshot, DatabaseError> {
     })
 }
 
+/// Whether `path` is laid out as a git repository: a work tree's `.git`, or a bare
+/// repository's `HEAD` and `objects`.
+fn looks_like_git(path: &Path) -> bool {
+    path.join(".git").exists() || (path.join("HEAD").is_file() && path.join("objects").is_dir())
+}
+
 fn from_directory(
     root: &Path,
     kind: Kind,
@@ -197,6 +205,8 @@ fn from_directory(
         })?;
         files.push((rel, bytes));
     }
+    // By whole path, as a commit's files are: the same database, the same order.
+    files.sort();
     Ok(Snapshot {
         kind,
         location: root.to_owned(),
@@ -222,6 +232,38 @@ mod tests {
             open(&missing, RUSTSEC).unwrap_err(),
             DatabaseError::Read { .. }
         ));
+    }
+
+    #[test]
+    fn a_broken_repository_is_named_as_one_not_taken_for_a_plain_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("objects")).unwrap();
+        std::fs::create_dir_all(dir.path().join("crates/a")).unwrap();
+        std::fs::write(dir.path().join("HEAD"), "not a ref\n").unwrap();
+        let err = open(dir.path(), RUSTSEC).unwrap_err();
+        assert!(matches!(err, DatabaseError::Git { .. }), "{err}");
+    }
+
+    #[test]
+    fn files_are_in_path_order_from_a_directory_as_from_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["crates/a", "crates/a-b"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+            std::fs::write(dir.path().join(d).join("RUSTSEC-2099-0001.md"), "x").unwrap();
+        }
+        let names: Vec<String> = open(dir.path(), RUSTSEC)
+            .unwrap()
+            .files
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "crates/a-b/RUSTSEC-2099-0001.md",
+                "crates/a/RUSTSEC-2099-0001.md"
+            ]
+        );
     }
 
     #[test]
