@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{GitDependency, GitOid, Loaded, line_col};
+use super::{GitDependency, GitOid, LineIndex, Loaded, line_col};
 use crate::digest::Sha256Digest;
 
 /// What is wrong with a Cargo.lock, at `file:line` (`file` is `Cargo.lock` for text parsed
@@ -192,7 +192,8 @@ impl CargoLock {
                 message: e.message().to_owned(),
             }
         })?;
-        let line_of = |offset: usize| line_col(text, offset).0;
+        let lines = LineIndex::new(text);
+        let line_of = |offset: usize| lines.line(offset);
         let mut packages = Vec::with_capacity(raw.package.len());
         for pkg in raw.package {
             let line = line_of(pkg.name.span().start);

@@ -539,6 +539,27 @@ pub fn major_minor(version: &str) -> &str {
     }
 }
 
+/// The lines of a text, for the line of many offsets: each found by binary search instead of
+/// counting newlines from the start.
+pub struct LineIndex {
+    /// The byte offset each line starts at.
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> Self {
+        let newlines = text.match_indices('\n').map(|(i, _)| i + 1);
+        Self {
+            starts: std::iter::once(0).chain(newlines).collect(),
+        }
+    }
+
+    /// The 1-based line of a byte offset.
+    pub fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&start| start <= offset)
+    }
+}
+
 /// 1-based line and column of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -550,6 +571,15 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_line_index_gives_the_lines_line_col_gives() {
+        let text = "a\n\nbc\nd";
+        let index = LineIndex::new(text);
+        for offset in 0..=text.len() + 2 {
+            assert_eq!(index.line(offset), line_col(text, offset).0, "{offset}");
+        }
+    }
 
     #[test]
     fn every_entry_of_the_committed_lockfiles_has_the_span_of_its_own_lines() {
