@@ -713,6 +713,11 @@ fn rootfs_packages_are_matched_against_the_debian_tracker() {
             ("CVE-2099-1001", "libc6", "2.36-9", "high"),
         ]
     );
+    // Every pinned rootfs package is installed in the image, --lock-only or not.
+    assert!(
+        fields(&report, "reach").iter().all(|f| f.3 == "installed"),
+        "{report}"
+    );
     let d = &report["databases"][0];
     assert_eq!(d["name"], "Debian security tracker");
     assert_eq!(d["read_from"], "file");

@@ -322,11 +322,15 @@ fn print(out: &mut String, report: &Report, fail_on: Severity, failing: usize) {
     let compiled = report
         .findings
         .iter()
-        .filter(|f| f.category == Category::Vulnerability && f.reach == Reach::Compiled)
+        .filter(|f| {
+            f.category == Category::Vulnerability
+                && matches!(f.reach, Reach::Compiled | Reach::Installed)
+        })
         .count();
     outln!(
         out,
-        "{failing} vulnerabilities at or above {} not ignored ({compiled} in compiled crates): {}",
+        "{failing} vulnerabilities at or above {} not ignored ({compiled} in what the release \
+         compiles or installs): {}",
         fail_on.as_str(),
         if failing == 0 { "ok" } else { "FAIL" }
     );

@@ -196,7 +196,7 @@ pub fn scan(tracker: &Tracker, pinned: &[Pinned]) -> Vec<Finding> {
                 title: issue.description.clone().unwrap_or_default(),
                 url: format!("https://security-tracker.debian.org/tracker/{id}"),
                 fixed: fixed.map(str::to_owned).into_iter().collect(),
-                reach: Reach::Compiled,
+                reach: Reach::Installed,
                 purl: None,
                 pinned_at: p.pinned_at.clone(),
                 pinned_by: p.pinned_by.clone(),

@@ -117,6 +117,8 @@ pub enum Reach {
     LockOnly,
     /// The Go toolchain itself (the go command): it builds the components, and is not in them.
     BuildTool,
+    /// A rootfs package: every pinned one is installed in the guest image as it is.
+    Installed,
     /// Not resolved (`--lock-only`).
     Unresolved,
 }
@@ -127,6 +129,7 @@ impl Reach {
             Reach::Compiled => "compiled",
             Reach::LockOnly => "lock-only",
             Reach::BuildTool => "build-tool",
+            Reach::Installed => "installed",
             Reach::Unresolved => "unresolved",
         }
     }
