@@ -404,6 +404,7 @@ fn a_bare_mirror_and_the_config_mapping_give_the_same_findings() {
     let db = advisory_db(f.root());
     let checkout = scan(&f, &["--rustsec", db.to_str().unwrap(), "--lock-only"]);
     exited(&checkout, 1);
+    assert_eq!(json(&checkout)["databases"][0]["read_from"], "work-tree");
     let findings = |out: &std::process::Output| json(out)["findings"].clone();
 
     // A bare mirror, as `fetch` brings one, mapped in the config.
@@ -445,7 +446,13 @@ fn a_malformed_advisory_is_named_and_skipped_and_bad_input_exits_2() {
         stderr.contains(&format!("warning: {}", broken.display())) && stderr.contains("skipped"),
         "{stderr}"
     );
+    // The edit is in no commit: the report does not pass the work tree off as HEAD.
+    assert!(
+        stderr.contains("differs from its commit") && stderr.contains("read the work tree"),
+        "{stderr}"
+    );
     let report = json(&out);
+    assert_eq!(report["databases"][0]["read_from"], "modified-work-tree");
     assert_eq!(
         report["databases"][0]["skipped"][0]["file"],
         broken.to_str().unwrap()

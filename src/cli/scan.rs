@@ -190,6 +190,15 @@ fn warn(report: &Report) {
         for s in &db.skipped {
             eprintln!("warning: {}: {}; skipped", s.file, s.reason);
         }
+        if db.read_from == kata_repro::scan::database::Origin::ModifiedWorkTree {
+            eprintln!(
+                "warning: the {} at {} differs from its commit {}: the scan read the work tree, \
+                 which no commit records; commit or reset the changes",
+                db.name,
+                db.location.display(),
+                db.commit.as_deref().unwrap_or("?")
+            );
+        }
         if db.is_stale() {
             let what = match &db.commit {
                 Some(c) => format!("its commit {c} is from"),
@@ -211,7 +220,15 @@ fn warn(report: &Report) {
 
 fn describe_db(db: &DatabaseRecord) -> String {
     let commit = match (&db.commit, &db.commit_date, &db.sha256) {
-        (Some(c), Some(d), _) => format!("commit {} of {d}", &c[..c.len().min(12)]),
+        (Some(c), Some(d), _) => format!(
+            "commit {} of {d}{}",
+            &c[..c.len().min(12)],
+            if db.read_from == kata_repro::scan::database::Origin::ModifiedWorkTree {
+                ", work tree modified"
+            } else {
+                ""
+            }
+        ),
         (None, Some(d), Some(sha)) => format!("sha256 {}, modified {d}", &sha[..12]),
         _ => "no commit: not a git repository".into(),
     };

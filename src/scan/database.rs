@@ -68,6 +68,9 @@ pub enum Origin {
     Commit,
     /// From the work tree of a checkout whose HEAD is `commit`.
     WorkTree,
+    /// From the work tree of a checkout that differs from its HEAD `commit` under the
+    /// database's directory (files changed, added or removed): the commit is only its base.
+    ModifiedWorkTree,
     /// From a directory that is not a git repository: no commit to record.
     Directory,
     /// From one file (the Debian tracker's export): its sha256 is recorded.
@@ -135,12 +138,24 @@ pub fn open(path: &Path, kind: Kind) -> Result<Snapshot, DatabaseError> {
         .transpose()
         .map_err(git_err)?;
     if !repo.is_bare() {
-        return from_directory(
-            path,
-            kind,
-            Origin::WorkTree,
-            info.map(|(id, i)| (id, i.time)),
-        );
+        // The work tree is what is read: say so when it is not the commit recorded.
+        let origin = match &info {
+            Some((_, i)) => {
+                let committed = repo.subtree(i.tree, kind.dir).map_err(git_err)?;
+                let here = crate::source::git::tree_id_of_dir(
+                    &path.join(kind.dir),
+                    &std::collections::BTreeMap::new(),
+                )
+                .ok();
+                if committed.is_some() && committed == here {
+                    Origin::WorkTree
+                } else {
+                    Origin::ModifiedWorkTree
+                }
+            }
+            None => Origin::WorkTree,
+        };
+        return from_directory(path, kind, origin, info.map(|(id, i)| (id, i.time)));
     }
     let not_one = || DatabaseError::NotADatabase {
         path: path.to_owned(),

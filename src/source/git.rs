@@ -296,6 +296,16 @@ impl VerifiedRepo {
         tree: ObjectId,
         dir: &str,
     ) -> Result<Option<Vec<PathBlob>>, GitError> {
+        let Some(current) = self.subtree(tree, dir)? else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        self.collect_blobs(current, "", &mut out)?;
+        Ok(Some(out))
+    }
+
+    /// The id of the directory `dir` (slash-separated) of `tree`; `None` if it has none.
+    pub fn subtree(&self, tree: ObjectId, dir: &str) -> Result<Option<ObjectId>, GitError> {
         let mut current = tree;
         for part in dir.split('/').filter(|p| !p.is_empty()) {
             let Some((_, EntryKind::Tree, id)) = self
@@ -307,9 +317,7 @@ impl VerifiedRepo {
             };
             current = id;
         }
-        let mut out = Vec::new();
-        self.collect_blobs(current, "", &mut out)?;
-        Ok(Some(out))
+        Ok(Some(current))
     }
 
     fn collect_blobs(
