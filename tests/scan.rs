@@ -388,6 +388,22 @@ fn scan_reports_each_finding_with_its_pin_and_fails_on_vulnerabilities() {
         text.contains("cargo: 5 packages scanned, 4 vulnerabilities, 1 informational"),
         "{text}"
     );
+    // Each ecosystem's findings in a table under its line, columns aligned.
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("cargo: ")).unwrap();
+    let header = lines[at + 1];
+    assert!(
+        header.starts_with("  ID ") && header.ends_with("FIXED IN"),
+        "{text}"
+    );
+    let h2 = lines[at + 2..]
+        .iter()
+        .take_while(|l| l.starts_with("  "))
+        .find(|l| l.contains("RUSTSEC-2026-0258"))
+        .unwrap();
+    let column = |l: &str, word: &str| l.find(word).unwrap();
+    assert_eq!(column(h2, "h2"), column(header, "PACKAGE"), "{text}");
+    assert_eq!(column(h2, "ignored"), column(header, "CATEGORY"), "{text}");
     assert!(
         text.contains("ignored RUSTSEC-2026-0258: h2 serves no untrusted peers here"),
         "{text}"

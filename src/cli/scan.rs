@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use kata_repro::job::scan::{self, ScanSpec};
 use kata_repro::job::{Event, Spec};
 use kata_repro::scan::vex::{self, SbomLink};
-use kata_repro::scan::{Category, DatabaseRecord, Ignore, Reach, Report, Severity};
+use kata_repro::scan::{Category, DatabaseRecord, Finding, Ignore, Reach, Report, Severity};
 use kata_repro::source::mirror::Config;
 
 use super::progress::JobProgress;
@@ -241,61 +241,75 @@ fn describe_db(db: &DatabaseRecord) -> String {
     )
 }
 
+/// The findings of one ecosystem as a table, its columns as wide as their widest cell.
+fn table(out: &mut String, findings: &[&Finding]) {
+    if findings.is_empty() {
+        return;
+    }
+    let rows: Vec<[String; 7]> = findings
+        .iter()
+        .map(|f| {
+            let category = match (&f.category, &f.ignored) {
+                (_, Some(_)) => "ignored",
+                (c, None) => c.name(),
+            };
+            let fixed = if f.fixed.is_empty() {
+                "no fixed version".into()
+            } else {
+                f.fixed.join(" or ")
+            };
+            [
+                f.id.clone(),
+                f.package.clone(),
+                f.version.clone(),
+                f.severity.map_or("unrated", Severity::as_str).into(),
+                category.into(),
+                f.reach.as_str().into(),
+                fixed,
+            ]
+        })
+        .collect();
+    let header = [
+        "ID", "PACKAGE", "VERSION", "SEVERITY", "CATEGORY", "REACH", "FIXED IN",
+    ]
+    .map(String::from);
+    let mut widths = [0; 7];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        outln!(out, "  {}", cells.join(" ").trim_end());
+    }
+}
+
 fn print(out: &mut String, report: &Report, fail_on: Severity, failing: usize) {
     for db in &report.databases {
         outln!(out, "{}", describe_db(db));
     }
     for (eco, n) in &report.scanned {
-        let of = |vuln: bool| {
-            report
-                .findings
-                .iter()
-                .filter(|f| f.ecosystem == *eco && f.category.is_vulnerability() == vuln)
-                .count()
-        };
-        outln!(
-            out,
-            "{}: {n} packages scanned, {} vulnerabilities, {} informational",
-            eco.as_str(),
-            of(true),
-            of(false)
-        );
-    }
-    if !report.findings.is_empty() {
+        let of: Vec<&Finding> = report
+            .findings
+            .iter()
+            .filter(|f| f.ecosystem == *eco)
+            .collect();
+        let vulns = of.iter().filter(|f| f.category.is_vulnerability()).count();
         outln!(out);
         outln!(
             out,
-            "{:<20} {:<24} {:<12} {:<9} {:<13} {:<11} FIXED IN",
-            "ID",
-            "PACKAGE",
-            "VERSION",
-            "SEVERITY",
-            "CATEGORY",
-            "REACH"
+            "{}: {n} packages scanned, {vulns} vulnerabilities, {} informational",
+            eco.as_str(),
+            of.len() - vulns
         );
+        table(out, &of);
     }
-    for f in &report.findings {
-        let severity = f.severity.map_or("unrated", Severity::as_str);
-        let category = match (&f.category, &f.ignored) {
-            (_, Some(_)) => "ignored",
-            (c, None) => c.name(),
-        };
-        let fixed = if f.fixed.is_empty() {
-            "no fixed version".into()
-        } else {
-            f.fixed.join(" or ")
-        };
-        outln!(
-            out,
-            "{:<20} {:<24} {:<12} {:<9} {:<13} {:<11} {fixed}",
-            f.id,
-            f.package,
-            f.version,
-            severity,
-            category,
-            f.reach.as_str()
-        );
-    }
+    outln!(out);
     for f in &report.findings {
         if let Some(why) = &f.undecided {
             outln!(
