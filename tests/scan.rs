@@ -444,6 +444,23 @@ fn a_bare_mirror_and_the_config_mapping_give_the_same_findings() {
     let mirrored = scan(&f, &["--lock-only"]);
     exited(&mirrored, 1);
     assert_eq!(findings(&mirrored), findings(&checkout));
+
+    // The stored checkout's Cargo.lock no longer hashes as pinned: it is not read as it is;
+    // the checkout is verified, found damaged, and fetched again from the mirror.
+    let stored: Vec<PathBuf> = std::fs::read_dir(f.store.join("git"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("tree/Cargo.lock"))
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let pinned = std::fs::read(&stored[0]).unwrap();
+    let mut tampered = pinned.clone();
+    tampered.extend_from_slice(b"\n[[package]]\nname = \"smallvec\"\nversion = \"1.6.0\"\n");
+    std::fs::write(&stored[0], tampered).unwrap();
+    let repaired = scan(&f, &["--lock-only"]);
+    exited(&repaired, 1);
+    assert_eq!(findings(&repaired), findings(&checkout));
+    assert_eq!(std::fs::read(&stored[0]).unwrap(), pinned);
     let d = &json(&mirrored)["databases"][0];
     assert_eq!(d["read_from"], "commit");
     assert_eq!(d["commit"], git(&db, &["rev-parse", "HEAD"]));

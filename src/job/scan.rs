@@ -128,23 +128,7 @@ pub fn run(spec: &ScanSpec, events: Events<'_>) -> Result<Report, JobError> {
     let release = &opened.release;
     let dbs = Databases::open(spec, release, events)?;
     let lock = &release.lock;
-    events(Event::Phase {
-        label: "",
-        what: &format!("verifying the Kata source {}", lock.source.tag),
-    });
-    let checkout = release
-        .getter(spec.spec.env.offline)
-        .git(
-            &lock.source.url,
-            lock.source.commit,
-            Some(&lock.source.tag),
-            TreePin::of_source(&lock.source),
-        )
-        .and_then(|got| check_trusted_files(lock, &got.path).map(|()| got.path))
-        .map_err(|f| ScanError::Source {
-            tag: lock.source.tag.clone(),
-            message: f.message,
-        })?;
+    let checkout = pinned_source(release, spec.spec.env.offline, events)?;
 
     let mut report = Report {
         release: lock.release.clone(),
@@ -178,6 +162,43 @@ pub fn run(spec: &ScanSpec, events: Events<'_>) -> Result<Report, JobError> {
     let unused = scan::apply_ignores(&mut report.findings, &spec.ignore);
     report.unused_ignores = unused.iter().map(|i| i.id.clone()).collect();
     Ok(report)
+}
+
+/// The Kata source checkout the pinned files are read from. The scan reads only the files
+/// the lockfile pins by sha256 (Cargo.lock, go.sum), so a stored checkout whose pinned files
+/// all hash as pinned is used as it is; otherwise the checkout is fetched (or repaired) and
+/// its whole tree verified, as every other job does.
+fn pinned_source(
+    release: &super::Release,
+    offline: bool,
+    events: Events<'_>,
+) -> Result<std::path::PathBuf, ScanError> {
+    let lock = &release.lock;
+    let failed = |f: crate::source::get::Failure| ScanError::Source {
+        tag: lock.source.tag.clone(),
+        message: f.message,
+    };
+    let stored = release.store.git_path(&lock.source.commit);
+    if release.store.git_entry(&lock.source.commit).exists()
+        && check_trusted_files(lock, &stored).is_ok()
+    {
+        return Ok(stored);
+    }
+    events(Event::Phase {
+        label: "",
+        what: &format!("verifying the Kata source {}", lock.source.tag),
+    });
+    let got = release
+        .getter(offline)
+        .git(
+            &lock.source.url,
+            lock.source.commit,
+            Some(&lock.source.tag),
+            TreePin::of_source(&lock.source),
+        )
+        .map_err(failed)?;
+    check_trusted_files(lock, &got.path).map_err(failed)?;
+    Ok(got.path)
 }
 
 /// What a scan reads the pinned inputs from: the lockfile, and the verified source checkout;

@@ -310,10 +310,18 @@ enum Task {
         #[arg(long, requires = "check_only")]
         reuse_check: bool,
         /// A checkout of rustsec/advisory-db for the scan stage (cargo audit reads the same).
-        #[arg(long, value_name = "DIR", required_unless_present = "no_scan")]
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present_any = ["no_scan", "images_only", "check_only"]
+        )]
         rustsec: Option<PathBuf>,
         /// golang/vulndb for the scan stage: a checkout or a bare mirror.
-        #[arg(long, value_name = "DIR", required_unless_present = "no_scan")]
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present_any = ["no_scan", "images_only", "check_only"]
+        )]
         go_vulndb: Option<PathBuf>,
         /// cargo-audit (default: $KATA_REPRO_CARGO_AUDIT, else `cargo-audit`).
         #[arg(long, value_name = "PATH")]

@@ -161,7 +161,8 @@ pub fn run(bin: &Path, o: &Options) -> Result<()> {
     );
     println!(
         "kata-repro scan: {:.2}x the time of cargo audit on the same lock and database \
-         (goal <= 1x; it also re-verifies the Kata source checkout)",
+         (goal <= 1x; it also checks the sha256 of each file the lockfile pins in the Kata \
+         source)",
         ours_s / audit_s
     );
     Ok(())
