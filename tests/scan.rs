@@ -903,16 +903,22 @@ fn reach_is_resolved_on_every_architecture_the_release_compiles_for() {
         serde_json::json!({"aarch64": ["hello"], "x86_64": ["hello"]})
     );
     assert_eq!(report["reach"]["not_resolved"], serde_json::json!([]));
-    let analysis = |vex: &Path, id: &str| {
+    let vulnerability = |vex: &Path, id: &str| {
         let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(vex).unwrap()).unwrap();
         let v = items(&doc["vulnerabilities"])
             .find(|v| v["id"] == id)
             .cloned();
-        v.unwrap()["analysis"].clone()
+        v.unwrap()
+    };
+    let analysis = |vex: &Path, id: &str| vulnerability(vex, id)["analysis"].clone();
+    let status = |vex: &Path, id: &str| {
+        vulnerability(vex, id)["affects"][0]["versions"][0]["status"].clone()
     };
     let unused = analysis(&vex, "GO-2099-0101");
     assert_eq!(unused["state"], "not_affected");
     assert_eq!(unused["justification"], "code_not_present");
+    assert_eq!(status(&vex, "GO-2099-0101"), "unaffected");
+    assert_eq!(status(&vex, "GO-2099-0100"), "affected");
     assert_eq!(analysis(&vex, "GO-2099-0100")["state"], "in_triage");
 
     // One architecture: the other's packages are unknown, so "not compiled" proves nothing.
@@ -930,6 +936,7 @@ fn reach_is_resolved_on_every_architecture_the_release_compiles_for() {
     );
     let unused = analysis(&vex, "GO-2099-0101");
     assert_eq!(unused["state"], "in_triage");
+    assert_eq!(status(&vex, "GO-2099-0101"), "unknown");
     assert!(
         unused["detail"]
             .as_str()

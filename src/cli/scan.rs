@@ -153,8 +153,8 @@ fn write_vex(
 ) -> Result<(), Failure> {
     let link = sbom_link(sbom, report)?;
     let release_ref = kata_repro::sbom::release_ref(&report.release);
-    // The same findings (ignores and reach included) from the same databases, the same
-    // serial; anything else, another one.
+    // The same findings (ignores and reach included) from the same databases, linked into the
+    // same SBOM, the same serial; anything else, another one.
     let databases: Vec<_> = report
         .databases
         .iter()
@@ -165,6 +165,7 @@ fn write_vex(
         databases,
         &report.findings,
         &report.reach,
+        (&link.serial, link.version),
     ))
     .expect("reports serialise");
     let seed = kata_repro::digest::Sha256Digest::of(&inputs).to_hex();
@@ -338,7 +339,14 @@ fn print(out: &mut String, report: &Report, fail_on: Severity, failing: usize) {
             .iter()
             .map(|(arch, c)| format!("{} for {arch}", c.join(", ")))
             .collect();
-        outln!(out, "reach: compiled by {}", resolved.join("; "));
+        if resolved.is_empty() {
+            outln!(
+                out,
+                "reach: no chosen component compiles crates or Go modules"
+            );
+        } else {
+            outln!(out, "reach: compiled by {}", resolved.join("; "));
+        }
         if !scope.is_complete() {
             outln!(
                 out,

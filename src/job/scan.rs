@@ -455,7 +455,12 @@ fn compiled_packages(
         };
         let all = match opened.select(&every, "scanned", false) {
             Ok(s) => s.order,
-            Err(_) => Vec::new(),
+            Err(e) => {
+                scope.not_resolved.push(format!(
+                    "{arch} (what the release compiles there could not be chosen: {e})"
+                ));
+                Vec::new()
+            }
         };
         let all: Vec<String> = all
             .into_iter()
@@ -473,24 +478,34 @@ fn compiled_packages(
             arch: arch.clone(),
             ..spec.spec.clone()
         };
-        let Some((set, chosen)) = compiled_on(&s, opened, events)? else {
-            continue;
+        let here: Vec<String> = scope.release.get(arch).cloned().unwrap_or_default();
+        let chosen = match compiled_on(&s, opened, events) {
+            Ok(Some((set, chosen))) => {
+                compiled.get_or_insert_with(Default::default).extend(set);
+                chosen
+            }
+            Ok(None) => Vec::new(),
+            // Every architecture by default: one the named components do not build for is
+            // left unresolved, and said so; one asked for by name fails the scan.
+            Err(e) if spec.arches.is_empty() => {
+                scope.not_resolved.push(format!("{arch} ({e})"));
+                continue;
+            }
+            Err(e) => return Err(e),
         };
-        let left: Vec<&String> = scope
-            .release
-            .get(arch)
-            .into_iter()
-            .flatten()
+        let left: Vec<&str> = here
+            .iter()
             .filter(|c| !chosen.contains(c))
+            .map(String::as_str)
             .collect();
         if !left.is_empty() {
-            let left: Vec<&str> = left.iter().map(|c| c.as_str()).collect();
             scope
                 .not_resolved
                 .push(format!("{} for {arch}", left.join(", ")));
         }
-        scope.resolved.insert(arch.clone(), chosen);
-        compiled.get_or_insert_with(Default::default).extend(set);
+        if !chosen.is_empty() {
+            scope.resolved.insert(arch.clone(), chosen);
+        }
     }
     Ok((compiled, scope))
 }

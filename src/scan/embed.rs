@@ -109,6 +109,10 @@ pub fn for_sets(
 }
 
 fn record(db: &Snapshot) -> (String, String) {
-    let commit = db.commit.clone().unwrap_or_else(|| "no commit".into());
+    let commit = match (&db.commit, db.origin) {
+        (Some(c), database::Origin::ModifiedWorkTree) => format!("{c}, work tree modified"),
+        (Some(c), _) => c.clone(),
+        (None, _) => "no commit".into(),
+    };
     (db.kind.name.to_owned(), commit)
 }

@@ -181,14 +181,23 @@ fn vulnerability(f: &Finding, target: &Target<'_>, scope: Option<&ReachScope>) -
             bom_ref: affected_ref,
             versions: Some(Versions(vec![Version {
                 version_range: VersionRange::Version(NormalizedString::new(&f.version)),
-                status: if in_release && f.ignored.is_none() {
-                    Status::Affected
-                } else {
-                    Status::Unaffected
-                },
+                status: status(f, in_release, partial.is_some()),
             }])),
         }])),
         properties: None,
+    }
+}
+
+/// The version's status, as the analysis says: unaffected when ignored or not compiled by a
+/// release resolved whole; unknown when the database cannot decide, or when not compiled by
+/// what a partial resolution covered; affected otherwise.
+fn status(f: &Finding, in_release: bool, partial: bool) -> Status {
+    match (&f.ignored, f.reach) {
+        (Some(_), _) => Status::Unaffected,
+        (None, Reach::LockOnly) if partial => Status::Unknown,
+        (None, _) if !in_release => Status::Unaffected,
+        (None, _) if f.undecided.is_some() => Status::Unknown,
+        (None, _) => Status::Affected,
     }
 }
 
