@@ -152,7 +152,7 @@ pub fn run(spec: &ScanSpec, events: Events<'_>) -> Result<Report, JobError> {
         scan_go(db, &pinned, &mut report)?;
     }
     if let Some(tracker) = &dbs.debian {
-        scan_debs(tracker, &pinned, &mut report);
+        scan_debs(tracker, &pinned, &mut report)?;
     }
     if !spec.lock_only {
         let (compiled, scope) = compiled_packages(spec, &opened, events)?;
@@ -302,7 +302,11 @@ fn scan_go(db: &Snapshot, at: &Pinned<'_>, report: &mut Report) -> Result<(), Sc
     Ok(())
 }
 
-fn scan_debs(tracker: &debian::Tracker, at: &Pinned<'_>, report: &mut Report) {
+fn scan_debs(
+    tracker: &debian::Tracker,
+    at: &Pinned<'_>,
+    report: &mut Report,
+) -> Result<(), ScanError> {
     let lock = at.lock;
     let mut pinned = Vec::new();
     let mut other = BTreeMap::new();
@@ -331,19 +335,15 @@ fn scan_debs(tracker: &debian::Tracker, at: &Pinned<'_>, report: &mut Report) {
     // The tracker names releases by codename: a lockfile whose suite is an alias (`stable`)
     // would match nothing, and look clean.
     let known = tracker.releases();
-    pinned.retain(|p| {
-        let found = known.contains(p.release.as_str());
-        if !found {
-            *other
-                .entry(format!(
-                    "the tracker names no release `{}` (it names codenames such as bookworm; \
-                     lock the rootfs with its codename, not a suite alias)",
-                    p.release
-                ))
-                .or_insert(0) += 1;
+    if let Some(p) = pinned.iter().find(|p| !known.contains(p.release.as_str())) {
+        return Err(debian::TrackerError::UnknownRelease {
+            path: tracker.path.clone(),
+            release: p.release.clone(),
+            packages: pinned.iter().filter(|q| q.release == p.release).count(),
+            known: known.iter().copied().collect::<Vec<_>>().join(", "),
         }
-        found
-    });
+        .into());
+    }
     for (why, n) in other {
         report.notes.push(format!(
             "{n} rootfs packages not checked against the Debian tracker: {why}"
@@ -354,6 +354,7 @@ fn scan_debs(tracker: &debian::Tracker, at: &Pinned<'_>, report: &mut Report) {
     report
         .databases
         .push(DatabaseRecord::of_tracker(tracker, at.now));
+    Ok(())
 }
 
 /// Each module version of a go.sum once, at the line of its zip hash where it has one (the

@@ -151,11 +151,17 @@ fn release_hashes(text: &str) -> BTreeMap<String, (Sha256Digest, u64)> {
 }
 
 /// The release's codename (`bookworm`) from the release file, which names releases as the
-/// security tracker does; `None` when it has none.
+/// security tracker does: the suites that update a release (`bookworm-security`,
+/// `bookworm-updates`, `bookworm-proposed-updates`) name it without their suffix. `None` when
+/// the file has no codename.
 fn release_codename(text: &str) -> Option<String> {
     let first = paragraphs(text).into_iter().next()?;
     let name = first.get("Codename")?.trim();
-    (!name.is_empty()).then(|| name.to_owned())
+    let release = ["-security", "-proposed-updates", "-updates"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(name);
+    (!release.is_empty()).then(|| release.to_owned())
 }
 
 /// The `Packages` paragraphs of one component and architecture, checked against the release
@@ -311,7 +317,14 @@ pub fn resolve(req: &ArchiveRequest, get: Fetch<'_>) -> Result<Resolved, DebianE
     let release_text = String::from_utf8_lossy(&release);
     let hashes = release_hashes(&release_text);
     // Pinned by codename, not by suite: `stable` names another release every two years.
-    let codename = release_codename(&release_text).unwrap_or_else(|| req.suite.clone());
+    let codename = release_codename(&release_text).unwrap_or_else(|| {
+        out.warnings.push(format!(
+            "{url}: the release file names no Codename; the release is pinned as the suite \
+             `{}`, which the Debian security tracker may not know",
+            req.suite
+        ));
+        req.suite.clone()
+    });
     if hashes.is_empty() {
         return Err(DebianError::Index {
             url,
@@ -380,6 +393,10 @@ mod tests {
     fn the_release_is_pinned_by_its_codename() {
         let text = "Origin: Debian\nSuite: stable\nCodename: trixie\nSHA256:\n 00 1 main/x\n";
         assert_eq!(release_codename(text).as_deref(), Some("trixie"));
+        let security = "Suite: stable-security\nCodename: trixie-security\n";
+        assert_eq!(release_codename(security).as_deref(), Some("trixie"));
+        let updates = "Suite: oldstable-updates\nCodename: bookworm-updates\n";
+        assert_eq!(release_codename(updates).as_deref(), Some("bookworm"));
         assert_eq!(release_codename("Origin: Fixture\nSuite: stable\n"), None);
     }
 

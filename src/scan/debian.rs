@@ -58,6 +58,19 @@ pub enum TrackerError {
         path.display()
     )]
     Malformed { path: PathBuf, message: String },
+    #[error(
+        "--debian-tracker {}: no issue names the release `{release}`, which {packages} pinned \
+         rootfs packages belong to (the tracker names {known}); lock the rootfs again, which \
+         pins the release file's codename rather than a suite alias, or scan without \
+         --debian-tracker to leave the rootfs out",
+        path.display()
+    )]
+    UnknownRelease {
+        path: PathBuf,
+        release: String,
+        packages: usize,
+        known: String,
+    },
 }
 
 impl Tracker {
@@ -115,8 +128,9 @@ pub fn source_of(url: &str) -> Option<&str> {
     let pool = parts.iter().rposition(|p| *p == "pool")?;
     // pool, at least one component directory, prefix, source, file.
     let [prefix, source, _file] = parts.get(pool + 2..)?.last_chunk::<3>()?;
-    let expected = if source.starts_with("lib") && source.len() > 3 {
-        source.get(..4)?
+    // As dak files it: `lib` and the next letter (all of `lib` for a source named so).
+    let expected = if source.starts_with("lib") {
+        source.get(..4).unwrap_or(source)
     } else {
         source.get(..1)?
     };
