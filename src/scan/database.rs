@@ -140,20 +140,20 @@ pub fn open(path: &Path, kind: Kind) -> Result<Snapshot, DatabaseError> {
     if !repo.is_bare() {
         // The work tree is what is read: say so when it is not the commit recorded.
         let origin = match &info {
-            Some((_, i)) => {
+            // Without the directory, from_directory says it is no database.
+            Some((_, i)) if path.join(kind.dir).is_dir() => {
                 let committed = repo.subtree(i.tree, kind.dir).map_err(git_err)?;
-                let here = crate::source::git::tree_id_of_dir(
-                    &path.join(kind.dir),
-                    &std::collections::BTreeMap::new(),
-                )
-                .ok();
-                if committed.is_some() && committed == here {
+                let dir = path.join(kind.dir);
+                let here =
+                    crate::source::git::tree_id_of_dir(&dir, &std::collections::BTreeMap::new())
+                        .map_err(|source| DatabaseError::Read { path: dir, source })?;
+                if committed == Some(here) {
                     Origin::WorkTree
                 } else {
                     Origin::ModifiedWorkTree
                 }
             }
-            None => Origin::WorkTree,
+            _ => Origin::WorkTree,
         };
         return from_directory(path, kind, origin, info.map(|(id, i)| (id, i.time)));
     }

@@ -138,7 +138,9 @@ pub fn scan(vulns: &Vulns, pinned: &[Pinned]) -> Vec<Finding> {
                 undecided: undecided.clone(),
                 ..finding(record, p)
             });
-            f.fixed.extend(fixed(affected, &p.module));
+            f.fixed.extend(fixed(affected, &p.module, version.as_ref()));
+            f.fixed.sort_by_cached_key(|v| GoVersion::parse(v));
+            f.fixed.dedup();
             // A range that does affect the version decides, whatever another cannot say.
             if undecided.is_none() {
                 f.undecided = None;
@@ -158,6 +160,10 @@ fn affects(affected: &Affected, version: &GoVersion, text: &str) -> Result<bool,
         return Ok(true);
     }
     let mut unreadable = None;
+    // Go's records use SEMVER ranges; any other kind cannot be read as Go versions.
+    if let Some(other) = affected.ranges.iter().find(|r| r.kind != "SEMVER") {
+        unreadable = Some(format!("a `{}` range, not SEMVER", other.kind));
+    }
     for range in affected.ranges.iter().filter(|r| r.kind == "SEMVER") {
         match range.affects(version, GoVersion::parse) {
             Ok(true) => return Ok(true),
@@ -170,16 +176,22 @@ fn affects(affected: &Affected, version: &GoVersion, text: &str) -> Result<bool,
 
 /// The fixed versions of `affected`'s ranges as the pinned versions are written: module
 /// versions with their `v`, Go releases (`stdlib`, `toolchain`) without.
-fn fixed<'a>(affected: &'a Affected, module: &str) -> impl Iterator<Item = String> + 'a {
+fn fixed<'a>(
+    affected: &'a Affected,
+    module: &str,
+    pinned: Option<&'a GoVersion>,
+) -> impl Iterator<Item = String> + 'a {
     let prefix = if matches!(module, "stdlib" | "toolchain") {
         ""
     } else {
         "v"
     };
+    // Only the fixes that are readable and after the pinned version are a way out.
     affected
         .ranges
         .iter()
         .flat_map(|r| r.fixed())
+        .filter(move |v| GoVersion::parse(v).is_some_and(|fix| pinned.is_none_or(|p| fix > *p)))
         .map(move |v| format!("{prefix}{v}"))
 }
 
@@ -325,8 +337,10 @@ mod tests {
                 ("GO-2099-0002", "v0.0.0-20220225172249-27dd8689420f"),
             ]
         );
+        // The fixes after the pinned version, in version order.
+        assert_eq!(found[0].fixed, vec!["v23.0.5+incompatible"]);
         assert_eq!(
-            found[0].fixed,
+            found[1].fixed,
             vec!["v20.10.0+incompatible", "v23.0.5+incompatible"]
         );
         assert_eq!(found[0].url, "https://pkg.go.dev/vuln/GO-2099-0001");
@@ -390,6 +404,13 @@ mod tests {
                 ),
             ),
             ("GO-2099-0021.json", two.to_string()),
+            (
+                "GO-2099-0022.json",
+                serde_json::json!({"id": "GO-2099-0022", "affected": [{
+                    "package": {"name": "o", "ecosystem": "Go"},
+                    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]}]})
+                .to_string(),
+            ),
         ]);
         let found = scan(
             &db,
@@ -398,13 +419,15 @@ mod tests {
                 pinned("m", "not-a-version"),
                 pinned("n", "v1.0.5"),
                 pinned("n", "v2.0.0"),
+                pinned("o", "v1.0.0"),
             ],
         );
         let got: Vec<(&str, &str, Option<&str>)> = found
             .iter()
             .map(|f| (f.id.as_str(), f.version.as_str(), f.undecided.as_deref()))
             .collect();
-        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert!(got[4].2.unwrap().contains("`ECOSYSTEM` range"), "{got:?}");
         assert!(got[0].2.unwrap().contains("x.y"), "{got:?}");
         assert!(got[1].2.unwrap().contains("not-a-version"), "{got:?}");
         assert_eq!(got[2], ("GO-2099-0021", "v1.0.5", None));

@@ -15,6 +15,8 @@ use crate::{E2e, elements, scanbench, str_of, validate_boms};
 
 const RUSTSEC_URL: &str = "https://github.com/rustsec/advisory-db";
 const GO_VULNDB_URL: &str = "https://github.com/golang/vulndb";
+/// The architecture `kata-repro sbom` describes by default here.
+const HOST_ARCH: &str = std::env::consts::ARCH;
 
 /// The databases the stage reads.
 pub struct Databases {
@@ -43,34 +45,24 @@ pub fn run(e: E2e, dbs: &Databases) -> Result<()> {
 fn scan(e: E2e, dbs: &Databases, tag: &str, out: &Path) -> Result<serde_json::Value> {
     let sarif = out.join(format!("{tag}.sarif"));
     let vex = out.join(format!("{tag}.vex.cdx.json"));
-    let started = Instant::now();
-    let output = e
-        .mirrors
-        .command(e.bin)
-        .args(["--json", "scan", "--lockfile"])
-        .arg(e.root.join(format!("lockfiles/kata-{tag}.toml")))
-        .arg("--store")
-        .arg(e.store)
-        .arg("--rustsec")
-        .arg(&dbs.rustsec)
-        .arg("--go-vulndb")
-        .arg(&dbs.go_vulndb)
-        .arg("--sarif")
-        .arg(&sarif)
-        .arg("--vex")
-        .arg(&vex)
-        .output()?;
-    let secs = started.elapsed().as_secs_f64();
-    let code = output.status.code().unwrap_or(-1);
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .with_context(|| format!("scan {tag}: {}", String::from_utf8_lossy(&output.stderr)))?;
-    println!("scan {tag}: exit {code} in {secs:.1}s");
-    ensure!(
-        matches!(code, 0 | 1),
-        "scan {tag} should run: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (code, report) = scan_json(
+        e,
+        dbs,
+        tag,
+        &[
+            "--sarif".as_ref(),
+            sarif.as_os_str(),
+            "--vex".as_ref(),
+            vex.as_os_str(),
+        ],
+    )?;
     summarize(&report);
+    println!("  reach resolved: {}", report["reach"]["resolved"]);
+    ensure!(
+        elements(&report["reach"]["not_resolved"]).count() == 0,
+        "scan {tag} left {} unresolved",
+        report["reach"]["not_resolved"]
+    );
     let findings = elements(&report["findings"]).count();
     let failing = report["failing"].as_u64().unwrap_or_default();
     ensure!(
@@ -103,6 +95,42 @@ fn scan(e: E2e, dbs: &Databases, tag: &str, out: &Path) -> Result<serde_json::Va
     validate_boms(&vex_dir)?;
     println!("  SARIF valid against the SARIF 2.1.0 schema: {results} results");
     Ok(report)
+}
+
+/// `kata-repro --json scan` of `lockfiles/kata-<tag>.toml` with `extra` arguments: its exit
+/// code (0 or 1) and report.
+fn scan_json(
+    e: E2e,
+    dbs: &Databases,
+    tag: &str,
+    extra: &[&std::ffi::OsStr],
+) -> Result<(i32, serde_json::Value)> {
+    let started = Instant::now();
+    let output = e
+        .mirrors
+        .command(e.bin)
+        .args(["--json", "scan", "--lockfile"])
+        .arg(e.root.join(format!("lockfiles/kata-{tag}.toml")))
+        .arg("--store")
+        .arg(e.store)
+        .arg("--rustsec")
+        .arg(&dbs.rustsec)
+        .arg("--go-vulndb")
+        .arg(&dbs.go_vulndb)
+        .args(extra)
+        .output()?;
+    let secs = started.elapsed().as_secs_f64();
+    let code = output.status.code().unwrap_or(-1);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("scan {tag}: {}", String::from_utf8_lossy(&output.stderr)))?;
+    let args: Vec<String> = extra.iter().map(|a| a.to_string_lossy().into()).collect();
+    println!("scan {tag} {}: exit {code} in {secs:.1}s", args.join(" "));
+    ensure!(
+        matches!(code, 0 | 1),
+        "scan {tag} should run: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((code, report))
 }
 
 /// Databases, counts per ecosystem and category, and the compiled findings by id.
@@ -258,15 +286,22 @@ fn sbom_embeds_compiled_findings(
                 .collect::<Vec<_>>()
         })
         .collect();
-    // The SBOM describes one architecture (the host's); the scan resolved every one.
-    let in_bom: BTreeSet<&str> = elements(&bom["components"])
-        .map(|c| str_of(&c["bom-ref"]))
-        .collect();
-    let compiled: BTreeSet<(String, String)> = elements(&report["findings"])
+    // The SBOM describes the host's architecture: compare with a scan resolved for it alone.
+    let (_, host) = scan_json(e, dbs, tag, &["--arch".as_ref(), HOST_ARCH.as_ref()])?;
+    let compiled: BTreeSet<(String, String)> = elements(&host["findings"])
         .filter(|f| f["reach"] == "compiled" && f["category"] == "vulnerability")
-        .filter(|f| in_bom.contains(str_of(&f["purl"])))
+        .filter(|f| f["purl"].is_string())
         .map(|f| (str_of(&f["id"]).to_owned(), str_of(&f["purl"]).to_owned()))
         .collect();
+    let every: BTreeSet<(String, String)> = elements(&report["findings"])
+        .filter(|f| f["reach"] == "compiled" && f["category"] == "vulnerability")
+        .filter(|f| f["purl"].is_string())
+        .map(|f| (str_of(&f["id"]).to_owned(), str_of(&f["purl"]).to_owned()))
+        .collect();
+    ensure!(
+        compiled.is_subset(&every),
+        "the host's compiled vulnerabilities are not among every architecture's"
+    );
     ensure!(
         !compiled.is_empty(),
         "the scan found no compiled vulnerability"
