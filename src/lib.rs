@@ -9,6 +9,7 @@ pub mod host;
 pub mod inputs;
 pub mod job;
 pub mod lock;
+pub mod lockdiff;
 pub mod manifest;
 pub mod provenance;
 pub mod recipe;

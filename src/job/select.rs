@@ -172,10 +172,7 @@ mod tests {
     use super::*;
 
     fn lock(name: &str) -> Lockfile {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("lockfiles")
-            .join(name);
-        Lockfile::load(&path).unwrap().value
+        crate::lock::committed(name)
     }
 
     fn request<'a>(

@@ -560,6 +560,15 @@ impl LineIndex {
     }
 }
 
+/// A lockfile committed under lockfiles/, for tests.
+#[cfg(test)]
+pub(crate) fn committed(name: &str) -> Lockfile {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("lockfiles")
+        .join(name);
+    Lockfile::load(&path).unwrap().value
+}
+
 /// 1-based line and column of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];

@@ -182,10 +182,7 @@ mod tests {
     use super::*;
 
     fn lock(name: &str) -> Lockfile {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("lockfiles")
-            .join(name);
-        Lockfile::load(&path).unwrap().value
+        crate::lock::committed(name)
     }
 
     fn values(lock: &Lockfile, component: &str, go_proxy: bool) -> BTreeMap<String, String> {
