@@ -3,6 +3,8 @@
 //! a map from a key (a package and its target, a git URL, a toolchain archive) to what is
 //! pinned for it; the diff lists the keys added, removed, or pinned to something else.
 
+pub mod packages;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -51,7 +53,7 @@ impl Section {
 }
 
 /// What a section pins, by key.
-type Pins = BTreeMap<String, String>;
+pub type Pins = BTreeMap<String, String>;
 
 /// A section's name, and how its pins are read from a lockfile.
 type SectionOf = (&'static str, fn(&Lockfile) -> Pins);
