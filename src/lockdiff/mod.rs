@@ -4,6 +4,7 @@
 //! pinned for it; the diff lists the keys added, removed, or pinned to something else.
 
 pub mod packages;
+pub mod read;
 
 use std::collections::BTreeMap;
 
