@@ -182,7 +182,8 @@ impl CargoLock {
         Self::parse_file(text, Path::new("Cargo.lock"))
     }
 
-    fn parse_file(text: &str, file: &Path) -> Result<Self, CargoLockError> {
+    /// Parses `text`, naming `file` in errors.
+    pub fn parse_file(text: &str, file: &Path) -> Result<Self, CargoLockError> {
         let raw: RawLock = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             CargoLockError::Toml {

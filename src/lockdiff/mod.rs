@@ -188,12 +188,138 @@ pub fn sections(from: &Lockfile, to: &Lockfile) -> Vec<Section> {
         .collect()
 }
 
+/// Two releases compared: their lockfiles' sections, then the crates and Go modules of the
+/// Cargo.lock and go.sum files each pins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockDiff {
+    pub from: String,
+    pub to: String,
+    pub sections: Vec<Section>,
+}
+
+/// Where the pinned files of both lockfiles are read from.
+pub struct Sources<'a> {
+    pub store: &'a crate::source::store::Store,
+    pub mirrors: &'a crate::source::mirror::Mirrors,
+}
+
+/// The pins of every file named `name` a lockfile pins, merged (a package in two files keeps
+/// the versions of both).
+fn file_pins(
+    lock: &Lockfile,
+    path: &std::path::Path,
+    name: &str,
+    sources: &Sources<'_>,
+    parse: impl Fn(&str, &[u8]) -> Result<Pins, String>,
+) -> Result<Pins, DiffError> {
+    let mut pins = Pins::new();
+    for (file, bytes) in read::pinned_files(lock, path, name, sources.store, sources.mirrors)? {
+        let parsed = parse(&file, &bytes).map_err(|message| DiffError::Parse {
+            lockfile: path.display().to_string(),
+            file: file.clone(),
+            message,
+        })?;
+        for (k, v) in parsed {
+            pins.entry(k)
+                .and_modify(|old| {
+                    if !old.split(", ").any(|x| x == v) {
+                        *old = format!("{old}, {v}");
+                    }
+                })
+                .or_insert(v);
+        }
+    }
+    Ok(pins)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error(transparent)]
+    Read(#[from] read::ReadError),
+    #[error("{lockfile}: the pinned {file} cannot be read: {message}")]
+    Parse {
+        lockfile: String,
+        file: String,
+        message: String,
+    },
+}
+
+fn cargo_pins(file: &str, bytes: &[u8]) -> Result<Pins, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    let lock = crate::lock::cargo_lock::CargoLock::parse_file(text, std::path::Path::new(file))
+        .map_err(|e| e.to_string())?;
+    Ok(packages::crate_pins(&lock))
+}
+
+fn go_pins(file: &str, bytes: &[u8]) -> Result<Pins, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    let sum = crate::verify::gomod::gosum::GoSum::parse(text, std::path::Path::new(file))
+        .map_err(|e| e.to_string())?;
+    Ok(packages::module_pins(&sum))
+}
+
+/// `from` and `to` compared, section by section; `paths` are the lockfiles' paths, for
+/// messages.
+pub fn diff(
+    (from, from_path): (&Lockfile, &std::path::Path),
+    (to, to_path): (&Lockfile, &std::path::Path),
+    sources: &Sources<'_>,
+) -> Result<LockDiff, DiffError> {
+    let mut all = sections(from, to);
+    for (name, file, parse) in [
+        ("crates", "Cargo.lock", cargo_pins as fn(&str, &[u8]) -> _),
+        ("go modules", "go.sum", go_pins),
+    ] {
+        let old = file_pins(from, from_path, file, sources, parse)?;
+        let new = file_pins(to, to_path, file, sources, parse)?;
+        let entries = diff_pins(&old, &new);
+        if !entries.is_empty() {
+            all.push(Section { name, entries });
+        }
+    }
+    Ok(LockDiff {
+        from: from.release.clone(),
+        to: to.release.clone(),
+        sections: all,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn lock(name: &str) -> Lockfile {
         crate::lock::committed(name)
+    }
+
+    #[test]
+    fn two_releases_differ_in_their_lockfiles_crates_and_modules() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::source::store::Store::open(&dir.path().join("store"), || {}).unwrap();
+        let mirrors = crate::source::mirror::Mirrors::new();
+        let mut locks = Vec::new();
+        for release in ["3.30.0", "4.1.0"] {
+            let lock = lock(&format!("kata-{release}.toml"));
+            let tree = store.git_path(&lock.source.commit);
+            for file in ["Cargo.lock", "src/runtime/go.sum"] {
+                let path = tree.join(file);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, crate::kata_fixture(release, file)).unwrap();
+            }
+            locks.push(lock);
+        }
+        let sources = Sources {
+            store: &store,
+            mirrors: &mirrors,
+        };
+        let path = std::path::Path::new("x.toml");
+        let d = diff((&locks[0], path), (&locks[1], path), &sources).unwrap();
+        assert_eq!((d.from.as_str(), d.to.as_str()), ("3.30.0", "4.1.0"));
+        let names: Vec<&str> = d.sections.iter().map(|s| s.name).collect();
+        assert_eq!(names.last(), Some(&"go modules"), "{names:?}");
+        assert!(names.contains(&"crates"), "{names:?}");
+        let same = diff((&locks[0], path), (&locks[0], path), &sources).unwrap();
+        assert!(same.sections.is_empty(), "{same:?}");
     }
 
     #[test]
