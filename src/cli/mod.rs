@@ -8,6 +8,7 @@ mod check;
 mod diff;
 mod fetch;
 mod lock;
+mod lockdiff;
 mod mirror;
 mod progress;
 mod render;
@@ -65,6 +66,8 @@ pub enum Command {
     Build(build::BuildArgs),
     /// Write CycloneDX SBOMs of a release's dependency set without building it.
     Sbom(sbom::SbomArgs),
+    /// What changes between two releases: their lockfiles, crates, Go modules and packages.
+    Lockdiff(lockdiff::LockDiffArgs),
     /// Sign a build's manifest digest and provenance (ed25519, DSSE envelopes).
     Sign(sign::SignArgs),
     /// Check a build's signatures, and its provenance subjects against its files.
@@ -194,6 +197,7 @@ fn run(cli: Cli, format: render::Format) -> Result<ExitCode, Failure> {
         Command::Check(args) => check::run(args, &config, format),
         Command::Audit(args) => audit::run(args, &config, format),
         Command::Sbom(args) => sbom::run(args, &config, format),
+        Command::Lockdiff(args) => lockdiff::run(args, &config, format),
         Command::Scan(args) => scan::run(args, &config, format),
         Command::Sign(args) => sign::run(args, format),
         Command::VerifySignature(args) => sign::verify(args, format),

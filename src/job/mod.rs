@@ -13,6 +13,7 @@ pub mod audit;
 mod build;
 pub mod check;
 pub mod lock;
+pub mod lockdiff;
 pub mod records;
 mod release;
 pub mod scan;
@@ -142,6 +143,8 @@ pub enum JobError {
     Io(#[from] crate::files::PathIo),
     #[error(transparent)]
     Scan(#[from] scan::ScanError),
+    #[error(transparent)]
+    LockDiff(#[from] crate::lockdiff::DiffError),
 }
 
 /// Large errors are boxed, so that every job's `Result` stays small.
@@ -173,6 +176,10 @@ impl JobError {
             },
             JobError::Provenance(_) => 1,
             JobError::Scan(e) => e.exit_code(),
+            // A pinned file that does not hash as pinned failed verification.
+            JobError::LockDiff(crate::lockdiff::DiffError::Read(
+                crate::lockdiff::read::ReadError::Mismatch { .. },
+            )) => 1,
             _ => 2,
         }
     }
