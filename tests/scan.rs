@@ -43,10 +43,7 @@ fn database_repo(dir: &Path, data: &str, name: &str) -> PathBuf {
 }
 
 fn kata_cargo_lock(release: &str) -> PathBuf {
-    let root = std::env::var_os("KATA_REPRO_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
-    let p = root.join("kata").join(release).join("Cargo.lock");
+    let p = common::kata_fixtures().join(release).join("Cargo.lock");
     assert!(
         p.is_file(),
         "{} is missing; set KATA_REPRO_FIXTURES",

@@ -494,6 +494,15 @@ impl Fixture {
     }
 }
 
+/// The directory of real files from Kata releases: `$KATA_REPRO_FIXTURES/kata`, by default
+/// `../shared/fixtures/kata` beside the workspace.
+pub fn kata_fixtures() -> PathBuf {
+    std::env::var_os("KATA_REPRO_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
+        .join("kata")
+}
+
 pub fn kata_repro() -> Command {
     kata_repro_under(None)
 }
