@@ -13,13 +13,7 @@ const FILES: [&str; 2] = ["Cargo.lock", "src/runtime/go.sum"];
 fn store(root: &Path) -> PathBuf {
     let store = root.join("store");
     for release in ["3.30.0", "4.1.0"] {
-        let lock = kata_repro::lock::Lockfile::load(&lockfile(release))
-            .unwrap()
-            .value;
-        let tree = store
-            .join("git")
-            .join(lock.source.commit.to_string())
-            .join("tree");
+        let tree = tree(&store, release);
         for file in FILES {
             let to = tree.join(file);
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -27,6 +21,17 @@ fn store(root: &Path) -> PathBuf {
         }
     }
     store
+}
+
+/// Where `store` keeps the checkout of `release`'s pinned commit.
+fn tree(store: &Path, release: &str) -> PathBuf {
+    let lock = kata_repro::lock::Lockfile::load(&lockfile(release))
+        .unwrap()
+        .value;
+    store
+        .join("git")
+        .join(lock.source.commit.to_string())
+        .join("tree")
 }
 
 fn lockfile(release: &str) -> PathBuf {
@@ -99,13 +104,7 @@ fn two_releases_are_compared_counts_first_as_text_json_and_markdown() {
 fn a_pinned_file_that_does_not_hash_as_pinned_fails_and_a_missing_one_is_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
-    let lock = kata_repro::lock::Lockfile::load(&lockfile("4.1.0"))
-        .unwrap()
-        .value;
-    let go_sum = store
-        .join("git")
-        .join(lock.source.commit.to_string())
-        .join("tree/src/runtime/go.sum");
+    let go_sum = tree(&store, "4.1.0").join("src/runtime/go.sum");
     let mut bytes = std::fs::read(&go_sum).unwrap();
     bytes.extend_from_slice(b"example.org/x v1.0.0 h1:AAAA\n");
     std::fs::write(&go_sum, &bytes).unwrap();
