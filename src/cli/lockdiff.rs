@@ -83,7 +83,7 @@ fn change(e: &Entry) -> String {
     }
 }
 
-fn print_text(out: &mut String, d: &LockDiff) {
+pub(super) fn print_text(out: &mut String, d: &LockDiff) {
     outln!(out, "Kata {} -> {}", d.from, d.to);
     if d.sections.is_empty() {
         outln!(out, "no change");

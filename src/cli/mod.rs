@@ -10,6 +10,7 @@ mod fetch;
 mod lock;
 mod lockdiff;
 mod mirror;
+mod outdated;
 mod progress;
 mod render;
 mod sbom;
@@ -68,6 +69,9 @@ pub enum Command {
     Sbom(sbom::SbomArgs),
     /// What changes between two releases: their lockfiles, crates, Go modules and packages.
     Lockdiff(lockdiff::LockDiffArgs),
+    /// What is newer than a release's pins: Kata releases, toolchains, kernel, rootfs and host
+    /// packages, and Kata's own crates and Go modules.
+    Outdated(outdated::OutdatedArgs),
     /// Sign a build's manifest digest and provenance (ed25519, DSSE envelopes).
     Sign(sign::SignArgs),
     /// Check a build's signatures, and its provenance subjects against its files.
@@ -198,6 +202,7 @@ fn run(cli: Cli, format: render::Format) -> Result<ExitCode, Failure> {
         Command::Audit(args) => audit::run(args, &config, format),
         Command::Sbom(args) => sbom::run(args, &config, format),
         Command::Lockdiff(args) => lockdiff::run(args, &config, format),
+        Command::Outdated(args) => outdated::run(args, &config, format),
         Command::Scan(args) => scan::run(args, &config, format),
         Command::Sign(args) => sign::run(args, format),
         Command::VerifySignature(args) => sign::verify(args, format),

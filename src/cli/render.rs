@@ -105,6 +105,25 @@ impl<'a> Output<'a> {
     }
 }
 
+/// Rows (the header first) as a table indented by two spaces, each column as wide as its
+/// widest cell, columns separated by `sep`.
+pub fn table<const N: usize>(out: &mut String, rows: &[[String; N]], sep: &str) {
+    let mut widths = [0; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        outln!(out, "  {}", cells.join(sep).trim_end());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

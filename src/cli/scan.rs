@@ -274,20 +274,8 @@ fn table(out: &mut String, findings: &[&Finding]) {
         "ID", "PACKAGE", "VERSION", "SEVERITY", "CATEGORY", "REACH", "FIXED IN",
     ]
     .map(String::from);
-    let mut widths = [0; 7];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        outln!(out, "  {}", cells.join(" ").trim_end());
-    }
+    let all: Vec<[String; 7]> = std::iter::once(header).chain(rows).collect();
+    super::render::table(out, &all, " ");
 }
 
 fn print(out: &mut String, report: &Report, fail_on: Severity, failing: usize) {

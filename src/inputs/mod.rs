@@ -265,12 +265,7 @@ pub fn prepare(
     // 5. The rootfs packages: fetched above against their sha256, checked against their pins.
     let mut rootfs_debs = Vec::new();
     if needs.rootfs {
-        let pinned: Vec<_> = lock
-            .rootfs
-            .packages
-            .iter()
-            .filter(|p| p.target == options.arch)
-            .collect();
+        let pinned: Vec<_> = lock.rootfs.packages_of(&options.arch).collect();
         if pinned.is_empty() {
             return Err(fail(
                 &all,

@@ -14,6 +14,7 @@ mod build;
 pub mod check;
 pub mod lock;
 pub mod lockdiff;
+pub mod outdated;
 pub mod records;
 mod release;
 pub mod scan;

@@ -77,6 +77,55 @@ pub struct ArchiveRequest {
     pub include: Vec<String>,
     /// The keyring `gpgv` checks `InRelease` with; `None` skips the check (with a warning).
     pub keyring: Option<PathBuf>,
+    /// Suites that update `suite` (`bookworm-security`, `bookworm-updates`): a package's
+    /// newest version among all of them is the one pinned.
+    pub updates: Vec<SuiteRef>,
+}
+
+/// One suite of one archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuiteRef {
+    pub archive: String,
+    pub suite: String,
+}
+
+impl SuiteRef {
+    /// The suites that carry a release's updates, as apt lists them: `<release>-security`
+    /// (from Debian's separate security archive, the sibling `…/debian-security` of an archive
+    /// whose URL ends in `/debian`) and `<release>-updates`.
+    pub fn updates_of(archive: &str, distro: &str, release: &str) -> Vec<SuiteRef> {
+        let archive = archive.trim_end_matches('/');
+        let security = if distro == "debian" && archive.ends_with("/debian") {
+            format!("{archive}-security")
+        } else {
+            archive.to_owned()
+        };
+        vec![
+            SuiteRef {
+                archive: security,
+                suite: format!("{release}-security"),
+            },
+            SuiteRef {
+                archive: archive.to_owned(),
+                suite: format!("{release}-updates"),
+            },
+        ]
+    }
+}
+
+impl std::fmt::Display for SuiteRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.archive, self.suite)
+    }
+}
+
+/// A suite's release file, its signature checked: the indexes it lists and its codename.
+#[derive(Debug, Clone)]
+pub struct SignedRelease {
+    pub suite: SuiteRef,
+    pub url: String,
+    hashes: BTreeMap<String, (Sha256Digest, u64)>,
+    pub codename: Option<String>,
 }
 
 /// The pinned packages and the base entries for the lockfile, with warnings.
@@ -164,22 +213,55 @@ fn release_codename(text: &str) -> Option<String> {
     (!release.is_empty()).then(|| release.to_owned())
 }
 
-/// The `Packages` paragraphs of one component and architecture, checked against the release
-/// file.
-fn packages_index(
+/// Reads a suite's `InRelease` and checks its signature with `keyring` (`None`: unchecked,
+/// with a warning in `warnings`).
+pub fn read_release(
     get: Fetch<'_>,
-    req: &ArchiveRequest,
-    hashes: &BTreeMap<String, (Sha256Digest, u64)>,
+    suite: &SuiteRef,
+    keyring: Option<&Path>,
+    warnings: &mut Vec<String>,
+) -> Result<SignedRelease, DebianError> {
+    let url = join(&suite.archive, &format!("dists/{}/InRelease", suite.suite));
+    let release = fetch(get, &url)?;
+    match keyring {
+        Some(k) => check_signature(&url, &release, k)?,
+        None => warnings.push(format!(
+            "{url}: the release file's signature was not checked (no keyring); the packages \
+             are pinned by sha256 from here on"
+        )),
+    }
+    let text = String::from_utf8_lossy(&release);
+    let hashes = release_hashes(&text);
+    if hashes.is_empty() {
+        return Err(DebianError::Index {
+            url,
+            message: "the release file lists no SHA256 hashes".into(),
+        });
+    }
+    Ok(SignedRelease {
+        suite: suite.clone(),
+        codename: release_codename(&text),
+        url,
+        hashes,
+    })
+}
+
+/// The `Packages` paragraphs of one component and architecture, checked against the release
+/// file, each `Filename` made a full URL.
+pub fn packages_index(
+    get: Fetch<'_>,
+    release: &SignedRelease,
     component: &str,
     darch: &str,
 ) -> Result<Vec<Paragraph>, DebianError> {
     let base = format!("{component}/binary-{darch}/Packages");
+    let archive = &release.suite.archive;
     for ext in [".xz", ".gz", ""] {
         let rel = format!("{base}{ext}");
-        let Some((sha, size)) = hashes.get(&rel) else {
+        let Some((sha, size)) = release.hashes.get(&rel) else {
             continue;
         };
-        let url = join(&req.archive, &format!("dists/{}/{rel}", req.suite));
+        let url = join(archive, &format!("dists/{}/{rel}", release.suite.suite));
         let bytes = fetch(get, &url)?;
         let got = Sha256Digest::of(&bytes);
         if got != *sha || bytes.len() as u64 != *size {
@@ -201,12 +283,63 @@ fn packages_index(
             url: url.clone(),
             message: e.to_string(),
         })?;
-        return Ok(paragraphs(&text));
+        let mut index = paragraphs(&text);
+        for p in &mut index {
+            if let Some(f) = p.get_mut("Filename") {
+                *f = join(archive, f);
+            }
+        }
+        return Ok(index);
     }
     Err(DebianError::Index {
-        url: join(&req.archive, &format!("dists/{}/Release", req.suite)),
+        url: release.url.clone(),
         message: format!("the release file lists no {base}(.xz|.gz) for component {component}"),
     })
+}
+
+/// Of several suites' indexes, each package at its newest version (Debian's ordering); a
+/// version that does not parse never wins over one that does.
+pub fn newest_versions(indexes: Vec<Vec<Paragraph>>) -> Vec<Paragraph> {
+    let mut newest: BTreeMap<String, Paragraph> = BTreeMap::new();
+    for p in indexes.into_iter().flatten() {
+        let (Some(name), Some(version)) = (p.get("Package"), p.get("Version")) else {
+            continue;
+        };
+        let newer = match newest.get(name).and_then(|q| q.get("Version")) {
+            None => true,
+            Some(old) => version_cmp(version, old) == Some(std::cmp::Ordering::Greater),
+        };
+        if newer {
+            newest.insert(name.clone(), p);
+        }
+    }
+    newest.into_values().collect()
+}
+
+/// Debian's version ordering (`dpkg --compare-versions`).
+pub fn version_cmp(a: &str, b: &str) -> Option<std::cmp::Ordering> {
+    let a: debversion::Version = a.parse().ok()?;
+    let b: debversion::Version = b.parse().ok()?;
+    Some(a.cmp(&b))
+}
+
+/// The archive components a package set was pinned from, read from its pool paths
+/// (`pool/main/…`, debian-security's `pool/updates/main/…`); `main` when none can be read.
+pub fn pool_components(urls: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = urls
+        .iter()
+        .filter_map(|u| u.split_once("/pool/").map(|(_, rest)| rest))
+        .filter_map(|rest| {
+            let rest = rest.strip_prefix("updates/").unwrap_or(rest);
+            rest.split('/').next().map(str::to_owned)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        out.push("main".to_owned());
+    }
+    out
 }
 
 /// One alternative of a relation: the package name, without `:any` and the version.
@@ -305,73 +438,53 @@ pub fn close_over_depends(
 /// Resolves and pins the package set of every target architecture.
 pub fn resolve(req: &ArchiveRequest, get: Fetch<'_>) -> Result<Resolved, DebianError> {
     let mut out = Resolved::default();
-    let url = join(&req.archive, &format!("dists/{}/InRelease", req.suite));
-    let release = fetch(get, &url)?;
-    match &req.keyring {
-        Some(k) => check_signature(&url, &release, k)?,
-        None => out.warnings.push(format!(
-            "{url}: the release file's signature was not checked (no keyring); the packages \
-             are pinned by sha256 from here on"
-        )),
+    let main = SuiteRef {
+        archive: req.archive.clone(),
+        suite: req.suite.clone(),
+    };
+    let keyring = req.keyring.as_deref();
+    let mut releases = vec![read_release(get, &main, keyring, &mut out.warnings)?];
+    for suite in &req.updates {
+        releases.push(read_release(get, suite, keyring, &mut out.warnings)?);
     }
-    let release_text = String::from_utf8_lossy(&release);
-    let hashes = release_hashes(&release_text);
     // Pinned by codename, not by suite: `stable` names another release every two years.
-    let codename = release_codename(&release_text).unwrap_or_else(|| {
+    let codename = releases[0].codename.clone().unwrap_or_else(|| {
         out.warnings.push(format!(
-            "{url}: the release file names no Codename; the release is pinned as the suite \
+            "{}: the release file names no Codename; the release is pinned as the suite \
              `{}`, which the Debian security tracker may not know",
-            req.suite
+            releases[0].url, req.suite
         ));
         req.suite.clone()
     });
-    if hashes.is_empty() {
-        return Err(DebianError::Index {
-            url,
-            message: "the release file lists no SHA256 hashes".into(),
-        });
-    }
+    let suites = std::iter::once(&main)
+        .chain(&req.updates)
+        .map(|s| s.suite.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     for target in &req.targets {
         let darch = debian_arch(target).ok_or_else(|| {
             DebianError::Usage(format!(
                 "--rootfs-arch {target}: not an architecture Kata builds for"
             ))
         })?;
-        let mut index = Vec::new();
-        for c in &req.components {
-            index.extend(packages_index(get, req, &hashes, c, darch)?);
+        let mut indexes = Vec::new();
+        for release in &releases {
+            for c in &req.components {
+                indexes.push(packages_index(get, release, c, darch)?);
+            }
         }
+        let index = newest_versions(indexes);
         let set = close_over_depends(&index, &req.include).map_err(|(name, why)| {
             DebianError::Missing {
                 name,
                 why,
-                suite: req.suite.clone(),
+                suite: suites.clone(),
                 components: req.components.join(","),
                 arch: darch.to_owned(),
             }
         })?;
         for p in set {
-            let field = |k: &str| {
-                p.get(k).cloned().ok_or_else(|| DebianError::Index {
-                    url: url.clone(),
-                    message: format!("package {} has no {k}", p.get("Package").map_or("?", |s| s)),
-                })
-            };
-            let sha256 =
-                field("SHA256")?
-                    .parse::<Sha256Digest>()
-                    .map_err(|e| DebianError::Index {
-                        url: url.clone(),
-                        message: format!("package {}: SHA256: {e}", p["Package"]),
-                    })?;
-            out.packages.push(RootfsPackage {
-                name: field("Package")?,
-                version: field("Version")?,
-                arch: field("Architecture")?,
-                target: target.clone(),
-                url: join(&req.archive, &field("Filename")?),
-                sha256,
-            });
+            out.packages.push(pin(&p, target, &releases[0].url)?);
         }
         out.base.push(RootfsBase {
             arch: target.clone(),
@@ -383,6 +496,30 @@ pub fn resolve(req: &ArchiveRequest, get: Fetch<'_>) -> Result<Resolved, DebianE
     out.packages
         .sort_by(|a, b| (&a.target, &a.name).cmp(&(&b.target, &b.name)));
     Ok(out)
+}
+
+/// The lockfile entry of one index paragraph.
+fn pin(p: &Paragraph, target: &str, url: &str) -> Result<RootfsPackage, DebianError> {
+    let field = |k: &str| {
+        p.get(k).cloned().ok_or_else(|| DebianError::Index {
+            url: url.to_owned(),
+            message: format!("package {} has no {k}", p.get("Package").map_or("?", |s| s)),
+        })
+    };
+    let sha256 = field("SHA256")?
+        .parse::<Sha256Digest>()
+        .map_err(|e| DebianError::Index {
+            url: url.to_owned(),
+            message: format!("package {}: SHA256: {e}", p["Package"]),
+        })?;
+    Ok(RootfsPackage {
+        name: field("Package")?,
+        version: field("Version")?,
+        arch: field("Architecture")?,
+        target: target.to_owned(),
+        url: field("Filename")?,
+        sha256,
+    })
 }
 
 #[cfg(test)]
@@ -398,6 +535,45 @@ mod tests {
         let updates = "Suite: oldstable-updates\nCodename: bookworm-updates\n";
         assert_eq!(release_codename(updates).as_deref(), Some("bookworm"));
         assert_eq!(release_codename("Origin: Fixture\nSuite: stable\n"), None);
+    }
+
+    #[test]
+    fn the_newest_version_of_each_package_wins_across_suites() {
+        let main = index("Package: a\nVersion: 1.0-1\n\nPackage: b\nVersion: 2\n");
+        let security = index("Package: a\nVersion: 1.0-1+deb12u1\n\nPackage: b\nVersion: 1:0\n");
+        let updates = index("Package: a\nVersion: 1.0-1~bpo1\n\nPackage: c\nVersion: 3\n");
+        let got: Vec<(String, String)> = newest_versions(vec![main, security, updates])
+            .iter()
+            .map(|p| (p["Package"].clone(), p["Version"].clone()))
+            .collect();
+        let want = [("a", "1.0-1+deb12u1"), ("b", "1:0"), ("c", "3")];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn components_come_from_pool_paths() {
+        let urls = [
+            "https://deb.debian.org/debian/pool/main/a/adduser/adduser_3.134_all.deb",
+            "https://deb.debian.org/debian-security/pool/updates/main/o/openssl/libssl3.deb",
+            "https://deb.debian.org/debian/pool/contrib/x/x/x.deb",
+        ];
+        assert_eq!(pool_components(&urls), ["contrib", "main"]);
+        assert_eq!(pool_components(&[]), ["main"]);
+    }
+
+    #[test]
+    fn debian_security_is_the_sibling_archive() {
+        let s = SuiteRef::updates_of("https://deb.debian.org/debian/", "debian", "bookworm");
+        assert_eq!(s[0].archive, "https://deb.debian.org/debian-security");
+        assert_eq!(s[0].suite, "bookworm-security");
+        assert_eq!(s[1].archive, "https://deb.debian.org/debian");
+        assert_eq!(s[1].suite, "bookworm-updates");
+        let u = SuiteRef::updates_of("http://archive.ubuntu.com/ubuntu", "ubuntu", "noble");
+        assert_eq!(u[0].archive, "http://archive.ubuntu.com/ubuntu");
     }
 
     fn index(text: &str) -> Vec<Paragraph> {

@@ -214,6 +214,13 @@ pub struct Rootfs {
     pub packages: Vec<RootfsPackage>,
 }
 
+impl Rootfs {
+    /// The packages pinned for the Kata architecture `arch`'s rootfs.
+    pub fn packages_of<'a>(&'a self, arch: &'a str) -> impl Iterator<Item = &'a RootfsPackage> {
+        self.packages.iter().filter(move |p| p.target == arch)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootfsBase {

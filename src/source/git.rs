@@ -284,6 +284,25 @@ impl VerifiedRepo {
         Ok(Some(id.detach()))
     }
 
+    /// The names of every tag (`refs/tags/<name>`), sorted.
+    pub fn tags(&self) -> Result<Vec<String>, GitError> {
+        let open_err = |e: BoxedError| GitError::Open {
+            path: self.path.clone(),
+            source: e,
+        };
+        let refs = self.repo.references().map_err(|e| open_err(e.into()))?;
+        let mut out = Vec::new();
+        for r in refs.tags().map_err(|e| open_err(e.into()))? {
+            let r = r.map_err(|e| open_err(e.into()))?;
+            let name = r.name().as_bstr().to_string();
+            if let Some(tag) = name.strip_prefix("refs/tags/") {
+                out.push(tag.to_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Whether the repository has no work tree (a mirror).
     pub fn is_bare(&self) -> bool {
         self.repo.is_bare()

@@ -2,6 +2,7 @@
 //! the kernel, the rootfs packages and the host's packages pinned as asked.
 
 mod generate;
+mod update;
 
 use std::path::PathBuf;
 
@@ -9,6 +10,7 @@ pub use generate::{
     DEFAULT_ALLOWED_HOSTS, GenerateError, Generated, KernelPin, LockRequest, OpenRepo, Pins,
     generate,
 };
+pub use update::{Part, UpdateError, UpdateSpec, Updated, update};
 
 use super::Sources;
 use crate::lock::Lockfile;
@@ -171,16 +173,25 @@ fn pin_rootfs(
     mirrors: &Mirrors,
     policy: &HostPolicy,
 ) -> Result<(), LockJobError> {
-    let get = |url: &str| -> Result<Vec<u8>, String> {
-        let location = mirrors.resolve(url).unwrap_or_else(|| Location::parse(url));
-        if let Location::Http(u) = &location {
-            policy.check(u).map_err(|e| e.to_string())?;
-        }
-        crate::source::download::get_bytes(&location.to_string(), None).map_err(|e| e.to_string())
-    };
+    let get = archive_reader(mirrors, policy);
     let resolved = debian::resolve(archive, &get)?;
-    let targets = &archive.targets;
-    let rootfs = &mut generated.lockfile.rootfs;
+    generated.warnings.extend(replace_rootfs(
+        &mut generated.lockfile,
+        &archive.targets,
+        resolved,
+    ));
+    allow_host_of(&mut generated.lockfile, &archive.archive);
+    Ok(())
+}
+
+/// Puts a resolved package set in the lockfile in place of what it pinned for `targets`;
+/// returns the resolution's warnings.
+fn replace_rootfs(
+    lock: &mut Lockfile,
+    targets: &[String],
+    resolved: debian::Resolved,
+) -> Vec<String> {
+    let rootfs = &mut lock.rootfs;
     rootfs.base.retain(|b| !targets.contains(&b.arch));
     rootfs.base.extend(resolved.base);
     rootfs.base.sort_by(|a, b| a.arch.cmp(&b.arch));
@@ -189,9 +200,21 @@ fn pin_rootfs(
     rootfs
         .packages
         .sort_by(|a, b| (&a.target, &a.name).cmp(&(&b.target, &b.name)));
-    generated.warnings.extend(resolved.warnings);
-    allow_host_of(&mut generated.lockfile, &archive.archive);
-    Ok(())
+    resolved.warnings
+}
+
+/// Reads a URL of an archive through the mirrors, checking an upstream URL against the policy.
+fn archive_reader<'a>(
+    mirrors: &'a Mirrors,
+    policy: &'a HostPolicy,
+) -> impl Fn(&str) -> Result<Vec<u8>, String> + 'a {
+    move |url: &str| {
+        let location = mirrors.resolve(url).unwrap_or_else(|| Location::parse(url));
+        if let Location::Http(u) = &location {
+            policy.check(u).map_err(|e| e.to_string())?;
+        }
+        crate::source::download::get_bytes(&location.to_string(), None).map_err(|e| e.to_string())
+    }
 }
 
 /// The versions of this host's packages that the built-in recipes use.
