@@ -7,13 +7,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::debian::{kata_like_packages, write_archive};
+use common::debian::{ARCHIVE, kata_like_packages, map_archives, rootfs_lock_args, write_archive};
 use common::project::Project;
 use common::{
     Fixture, assert_code, exited, items, json, kata_repro, one_item, sha256_hex, string, text,
 };
-
-const ARCHIVE: &str = "https://deb.example.org/debian";
 
 /// An agent that is only a script: the image steps care that it is there, not what it is.
 const AGENT: &str = r#"
@@ -51,26 +49,12 @@ impl Images {
         let fixture = Fixture::new();
         let archive = fixture.root().join("debian");
         let packages = write_archive(&archive, &kata_like_packages());
-        let mut config = std::fs::read_to_string(&fixture.config).unwrap();
-        config.push_str(&format!("\"{ARCHIVE}\" = \"{}\"\n", archive.display()));
-        // The archive's host is not a built-in one: the user allows it, as a lockfile cannot.
-        config.push_str("\n[policy]\nallowed_hosts = [\"deb.example.org\"]\n");
-        std::fs::write(&fixture.config, config).unwrap();
-        let out = lock_with_archive(
-            &fixture,
-            &[
-                "--rootfs-keyring",
-                "none",
-                "--rootfs-package",
-                "chrony",
-                "--rootfs-package",
-                "init",
-                "--rootfs-arch",
-                "x86_64",
-                "-o",
-                fixture.lockfile.to_str().unwrap(),
-            ],
-        );
+        map_archives(&fixture.config, &[(ARCHIVE, &archive)]);
+        let out = fixture.lock_pinned(&rootfs_lock_args(
+            "stable",
+            &["chrony", "init"],
+            fixture.lockfile.to_str().unwrap(),
+        ));
         assert_eq!(out.status.code(), Some(0), "lock: {}", text(&out));
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
         let shipped_recipe =

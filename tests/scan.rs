@@ -683,29 +683,18 @@ fn debian_versions_order_as_dpkg_orders_them() {
 
 #[test]
 fn rootfs_packages_are_matched_against_the_debian_tracker() {
-    use common::debian::{kata_like_packages, write_archive};
-    const ARCHIVE: &str = "https://deb.example.org/debian";
+    use common::debian::{
+        ARCHIVE, kata_like_packages, map_archives, rootfs_lock_args, write_archive,
+    };
     let f = Fixture::new();
     let archive = f.root().join("debian");
     write_archive(&archive, &kata_like_packages());
-    let mut config = std::fs::read_to_string(&f.config).unwrap();
-    config.push_str(&format!("\"{ARCHIVE}\" = \"{}\"\n", archive.display()));
-    config.push_str("\n[policy]\nallowed_hosts = [\"deb.example.org\"]\n");
-    std::fs::write(&f.config, config).unwrap();
-    let out = f.lock_pinned(&[
-        "--rootfs-archive",
-        ARCHIVE,
-        "--rootfs-suite",
+    map_archives(&f.config, &[(ARCHIVE, &archive)]);
+    let out = f.lock_pinned(&rootfs_lock_args(
         "stable",
-        "--rootfs-keyring",
-        "none",
-        "--rootfs-package",
-        "chrony",
-        "--rootfs-arch",
-        "x86_64",
-        "-o",
+        &["chrony"],
         f.lockfile.to_str().unwrap(),
-    ]);
+    ));
     exited(&out, 0);
     let tracker = f.root().join("tracker.json");
     std::fs::write(

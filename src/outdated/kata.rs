@@ -101,6 +101,10 @@ pub fn section(
                 (Some(was), Some(now)) if was != now => item.notes.push(format!(
                     "new major: {first} makes {now} the default runtime ({pinned}: {was})"
                 )),
+                (None, Some(now)) => item.notes.push(format!(
+                    "new major: {first} deploys {now} by default ({pinned}'s kata-deploy does \
+                     not say)"
+                )),
                 _ => item.notes.push(format!("new major: {first}")),
             }
         }

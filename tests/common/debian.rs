@@ -5,6 +5,41 @@ use std::path::{Path, PathBuf};
 
 use super::sha256_hex;
 
+/// The upstream URL fixture archives stand for (its host is allowed in the fixture config).
+pub const ARCHIVE: &str = "https://deb.example.org/debian";
+
+/// Maps each `(upstream URL, directory)` in the config at `config` as a mirror, and allows
+/// their host, as a user would: a lockfile cannot widen the allow-list.
+pub fn map_archives(config: &Path, archives: &[(&str, &Path)]) {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    for (url, dir) in archives {
+        text.push_str(&format!("\"{url}\" = \"{}\"\n", dir.display()));
+    }
+    text.push_str("\n[policy]\nallowed_hosts = [\"deb.example.org\"]\n");
+    std::fs::write(config, text).unwrap();
+}
+
+/// `lock` arguments that pin the x86_64 rootfs from [`ARCHIVE`]'s `suite`, unsigned, with
+/// `packages` beyond the required set, written to `output`.
+pub fn rootfs_lock_args<'a>(suite: &'a str, packages: &[&'a str], output: &'a str) -> Vec<&'a str> {
+    let mut args = vec![
+        "--rootfs-archive",
+        ARCHIVE,
+        "--rootfs-suite",
+        suite,
+        "--rootfs-keyring",
+        "none",
+        "--rootfs-arch",
+        "x86_64",
+        "-o",
+        output,
+    ];
+    for p in packages {
+        args.extend(["--rootfs-package", p]);
+    }
+    args
+}
+
 /// One member of a package's data tree.
 pub enum Entry {
     File(&'static [u8], u32),
@@ -111,6 +146,17 @@ pub fn deb(p: &Package, arch: &str) -> Vec<u8> {
 /// amd64) and returns the
 /// path of each package's file, by name.
 pub fn write_archive(root: &Path, packages: &[Package]) -> Vec<(&'static str, PathBuf)> {
+    write_suite(root, "stable", "bookworm", packages)
+}
+
+/// Writes `packages` as the suite `suite` (with the release file's `Codename: codename`) of
+/// the archive under `root`, component `main`, amd64; returns each package file's path.
+pub fn write_suite(
+    root: &Path,
+    suite: &str,
+    codename: &str,
+    packages: &[Package],
+) -> Vec<(&'static str, PathBuf)> {
     let mut index = String::new();
     let mut files = Vec::new();
     for p in packages {
@@ -137,13 +183,13 @@ pub fn write_archive(root: &Path, packages: &[Package]) -> Vec<(&'static str, Pa
         ));
         files.push((p.name, path));
     }
-    let dists = root.join("dists/stable");
+    let dists = root.join("dists").join(suite);
     std::fs::create_dir_all(dists.join("main/binary-amd64")).unwrap();
     std::fs::write(dists.join("main/binary-amd64/Packages"), &index).unwrap();
     std::fs::write(
         dists.join("InRelease"),
         format!(
-            "Origin: Fixture\nSuite: stable\nCodename: bookworm\nSHA256:\n {} {} \
+            "Origin: Fixture\nSuite: {suite}\nCodename: {codename}\nSHA256:\n {} {} \
              main/binary-amd64/Packages\n",
             sha256_hex(index.as_bytes()),
             index.len()
