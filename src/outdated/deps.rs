@@ -55,11 +55,21 @@ fn crate_file(index: &str, name: &str) -> Option<String> {
     Some(format!("{}/{rel}", index.trim_end_matches('/')))
 }
 
-/// Asks each of `names` in parallel; the answers (in name order), and the failures.
-fn ask(
-    names: Vec<(String, String)>,
-    one: Newest<'_>,
-) -> (Vec<(String, String, String)>, Vec<String>) {
+/// Asks each of `names`: the first alone, so an unreachable registry costs one request (its
+/// error is then the only failure), then the rest in parallel, then once more, one at a time,
+/// each that failed (a lookup that timed out under load). The answers, in name order, and the
+/// failures; `Err` with the first request's error when that failed.
+fn ask(mut names: Vec<(String, String)>, one: Newest<'_>) -> Result<Asked, String> {
+    let mut found = Vec::new();
+    if names.is_empty() {
+        return Ok((found, Vec::new()));
+    }
+    let (name, version) = names.remove(0);
+    match one(&name, &version) {
+        Ok(Some(newest)) => found.push((name, version, newest)),
+        Ok(None) => {}
+        Err(e) => return Err(format!("{name}: {e}")),
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(PARALLEL)
         .build()
@@ -73,17 +83,20 @@ fn ask(
             })
             .collect()
     });
-    let mut found = Vec::new();
     let mut failed = Vec::new();
     for (name, version, r) in results {
-        match r {
+        match r.or_else(|_| one(&name, &version)) {
             Ok(Some(t)) => found.push((name, version, t)),
             Ok(None) => {}
             Err(e) => failed.push(format!("{name}: {e}")),
         }
     }
-    (found, failed)
+    found.sort();
+    Ok((found, failed))
 }
+
+/// The packages with a newer release, as (name, pinned, newest), and the failures.
+type Asked = (Vec<(String, String, String)>, Vec<String>);
 
 /// The (name, version) pairs of one pinned file, given its path and text.
 type Packages<'a> = &'a dyn Fn(&str, &str) -> Result<Vec<(String, String)>, String>;
@@ -142,13 +155,23 @@ fn registry_section(
     }
     let names: Vec<(String, String)> = names.into_iter().collect();
     let asked = names.len();
-    let (found, failed) = ask(names, r.newest);
+    let (found, failed) = match ask(names, r.newest) {
+        Ok(answers) => answers,
+        Err(first) => {
+            // The registry was not asked about the rest.
+            skip(
+                skipped,
+                r.what.into(),
+                r.source,
+                format!("not reachable: {first}"),
+            );
+            return section;
+        }
+    };
     section.checked = asked - failed.len();
     if let Some(first) = failed.first() {
-        let reason = format!(
-            "{} of {asked} could not be read; first: {first}",
-            failed.len()
-        );
+        let n = failed.len();
+        let reason = format!("{n} of {asked} could not be read; first: {first}");
         skip(skipped, r.what.into(), r.source, reason);
     }
     section.items = found
