@@ -16,6 +16,7 @@ mod bench;
 mod buildbench;
 mod diffbench;
 mod e2echeck;
+mod e2ecurrency;
 mod e2escan;
 mod scanbench;
 
@@ -313,14 +314,14 @@ enum Task {
         #[arg(
             long,
             value_name = "DIR",
-            required_unless_present_any = ["no_scan", "images_only", "check_only"]
+            required_unless_present_any = ["no_scan", "images_only", "check_only", "currency_only"]
         )]
         rustsec: Option<PathBuf>,
         /// golang/vulndb for the scan stage: a checkout or a bare mirror.
         #[arg(
             long,
             value_name = "DIR",
-            required_unless_present_any = ["no_scan", "images_only", "check_only"]
+            required_unless_present_any = ["no_scan", "images_only", "check_only", "currency_only"]
         )]
         go_vulndb: Option<PathBuf>,
         /// cargo-audit (default: $KATA_REPRO_CARGO_AUDIT, else `cargo-audit`).
@@ -332,6 +333,16 @@ enum Task {
         /// Only the scan stage.
         #[arg(long, conflicts_with_all = ["no_scan", "images_only", "check_only"])]
         scan_only: bool,
+        /// Leave out the currency stage (outdated of 3.30.0, lockdiff of 3.30.0 and 4.1.0, and
+        /// the Debian test lockfile's rootfs updated from Debian's archive).
+        #[arg(long)]
+        no_currency: bool,
+        /// Only the currency stage.
+        #[arg(
+            long,
+            conflicts_with_all = ["no_currency", "scan_only", "images_only", "check_only"]
+        )]
+        currency_only: bool,
     },
 }
 
@@ -462,6 +473,8 @@ fn main() -> Result<()> {
             cargo_audit,
             no_scan,
             scan_only,
+            no_currency,
+            currency_only,
         } => {
             let bin = build(&root)?;
             let scratch = tempfile::tempdir()?;
@@ -473,13 +486,21 @@ fn main() -> Result<()> {
                 store: &store,
                 scratch: scratch.path(),
             };
-            let others = !scan_only;
+            let others = !scan_only && !currency_only;
             if others && !images_only && !check_only {
                 e2e(e, &skip)?;
             }
-            if let (false, false, false, Some(rustsec), Some(go_vulndb)) =
-                (no_scan, images_only, check_only, rustsec, go_vulndb)
-            {
+            if currency_only || (others && !no_currency && !images_only && !check_only) {
+                e2ecurrency::run(e)?;
+            }
+            if let (false, false, false, false, Some(rustsec), Some(go_vulndb)) = (
+                currency_only,
+                no_scan,
+                images_only,
+                check_only,
+                rustsec,
+                go_vulndb,
+            ) {
                 let dbs = e2escan::Databases {
                     rustsec: abs(rustsec),
                     go_vulndb: abs(go_vulndb),
