@@ -85,9 +85,10 @@ pub fn section(
             return section;
         }
     };
-    section.checked = 1;
     let lines = newer_by_line(&tags, pinned);
     let pinned_major = release_version(pinned).map(|v| v.major);
+    // The release lines looked at: the pinned one and every newer one.
+    section.checked = 1 + lines.keys().filter(|m| Some(**m) != pinned_major).count();
     let pinned_runtime = default_runtime(repo, pinned);
     for (major, versions) in lines {
         let newest = versions.last().expect("a line has a release").to_string();
