@@ -41,6 +41,8 @@ pub enum BuildError {
     StepFailed(Box<StepFailure>),
     #[error(transparent)]
     Io(#[from] crate::files::PathIo),
+    #[error(transparent)]
+    DamagedOutput(Box<DamagedOutput>),
 }
 
 impl BuildError {
@@ -48,13 +50,33 @@ impl BuildError {
     /// wrong.
     pub fn exit_code(&self) -> u8 {
         match self {
-            BuildError::StepFailed(_) | BuildError::Input { .. } | BuildError::HostDrift { .. } => {
-                1
-            }
+            BuildError::StepFailed(_)
+            | BuildError::Input { .. }
+            | BuildError::HostDrift { .. }
+            | BuildError::DamagedOutput(_) => 1,
             BuildError::Inputs(e) => e.exit_code(),
             _ => 2,
         }
     }
+}
+
+/// An output of an earlier build that a step was to read, whose stored copy no longer hashes as
+/// recorded.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{component} reads {path}, and its stored copy no longer hashes as the result of its build \
+     records\n  expected {expected}\n  actual   {actual}\n  object   {}\n  \
+     run `kata-repro store verify`, which removes it, then build again",
+    object.display()
+)]
+pub struct DamagedOutput {
+    /// The component whose step was to read it.
+    pub component: String,
+    /// The output, as the manifest names it.
+    pub path: String,
+    pub object: PathBuf,
+    pub expected: crate::digest::Sha256Digest,
+    pub actual: crate::digest::Sha256Digest,
 }
 
 /// A step that exited unsuccessfully, with the end of its log.

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use self::error::{BuildError, MissingInput, OutDirError, RecipeProblem, StepFailure};
+pub use self::error::{
+    BuildError, DamagedOutput, MissingInput, OutDirError, RecipeProblem, StepFailure,
+};
 use self::tools::{GoInstall, RustInstall, ToolError};
 use crate::digest::Sha256Digest;
 use crate::files::{io_err, remove_tree};
@@ -38,7 +40,7 @@ use crate::manifest::{
 };
 use crate::recipe::{self, Input, LoadedRecipe, OutputDef, Toolchain};
 use crate::sandbox::{self, Bind, Isolation, Sandbox, SandboxError};
-use crate::source::store::Store;
+use crate::source::store::{EntryLock, Store};
 
 /// Bumped whenever the step environment changes in a way action keys must reflect.
 const SANDBOX_VERSION: &str = "1";
@@ -221,6 +223,35 @@ struct Resolved {
     host_packages: Vec<crate::host::HostPackage>,
 }
 
+/// Where planning a build spent its time.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct PlanTimes {
+    /// Host tools and packages, and the sandbox.
+    pub preflight: f64,
+    /// Every component's action key.
+    pub keys: f64,
+    /// Looking up each key's result in the store.
+    pub store_checks: f64,
+}
+
+/// Whether outputs are hashed again as they are installed: when a step of `reader` is about to
+/// read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rehash<'a> {
+    ForStep { reader: &'a str },
+    No,
+}
+
+/// What a component's steps see read-only at fixed paths, and the trees unpacked afresh for
+/// them, each held until the steps are done.
+struct InputBinds<'p> {
+    binds: Vec<Bind>,
+    vendor: Option<&'p crate::verify::cargo::offline::OfflineVendor>,
+    /// The source tree the component builds from.
+    tree: PathBuf,
+    in_use: Vec<EntryLock>,
+}
+
 impl Builder<'_> {
     /// Builds `recipes` (in order) from `prepared` into a staging directory, and returns it
     /// with the manifest and the runs. Nothing is written to the final output directory here:
@@ -232,12 +263,15 @@ impl Builder<'_> {
         &self,
         recipes: &[&LoadedRecipe],
         stage: &Path,
-    ) -> Result<Vec<Plan>, BuildError> {
+    ) -> Result<(Vec<Plan>, PlanTimes), BuildError> {
+        let started = Instant::now();
         let dpkg = Dpkg::load();
         // Everything the host lacks, named at once before anything is planned or fetched.
         let chosen: Vec<&recipe::Recipe> = recipes.iter().map(|l| &l.recipe).collect();
         crate::setup::preflight(&chosen, &self.arch, &self.host_path, &dpkg)?;
         let isolation = sandbox::isolation(self.allow_network_leak)?;
+        let preflight = started.elapsed().as_secs_f64();
+        let started = Instant::now();
         let mut keys: BTreeMap<String, Sha256Digest> = BTreeMap::new();
         let mut plans = Vec::new();
         for loaded in recipes {
@@ -245,7 +279,19 @@ impl Builder<'_> {
             keys.insert(plan.component().to_owned(), plan.record.action_key);
             plans.push(plan);
         }
-        Ok(plans)
+        let keys = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        if !self.no_cache {
+            for plan in &mut plans {
+                plan.cached = self.cached(&plan.record.action_key);
+            }
+        }
+        let times = PlanTimes {
+            preflight,
+            keys,
+            store_checks: started.elapsed().as_secs_f64(),
+        };
+        Ok((plans, times))
     }
 
     /// Installs or builds every planned component, and returns the manifest and the runs.
@@ -391,7 +437,7 @@ impl Builder<'_> {
         started: Instant,
     ) -> Result<(ComponentRecord, ComponentRun), BuildError> {
         let name = record_base.name.clone();
-        self.install_outputs(&result.record.outputs, component_stage)?;
+        self.install_outputs(&result.record.outputs, component_stage, Rehash::No)?;
         std::fs::create_dir_all(log_stage).map_err(io_err(log_stage))?;
         for (step, digest) in &result.logs {
             let dest = log_stage.join(format!("{step}.log"));
@@ -432,18 +478,14 @@ impl Builder<'_> {
         r: &recipe::Recipe,
         resolved: &Resolved,
         prepared: &'p Prepared,
-    ) -> Result<
-        (
-            Vec<Bind>,
-            Option<&'p crate::verify::cargo::offline::OfflineVendor>,
-            PathBuf,
-        ),
-        BuildError,
-    > {
+    ) -> Result<InputBinds<'p>, BuildError> {
         let name = r.component.clone();
         let mut binds = Vec::new();
+        // Trees unpacked afresh for this build, each held until its steps are done.
+        let mut in_use = Vec::new();
         if resolved.go.is_some() {
-            let go = tools::ensure_go(self.store, self.lock, &crate::host::arch())?;
+            let (go, held) = tools::ensure_go(self.store, self.lock, &crate::host::arch())?;
+            in_use.push(held);
             binds.push(Bind {
                 host: go.goroot,
                 inside: "toolchains/go".into(),
@@ -493,12 +535,15 @@ impl Builder<'_> {
                     host: prepared.checkout.clone(),
                     inside: "inputs/kata".into(),
                 });
-                inputs::kernel_tree(&self.lock.kernel, self.store).map_err(|e| {
-                    BuildError::Input {
-                        component: name.clone(),
-                        missing: Box::new(e.into()),
-                    }
-                })?
+                let (tree, held) =
+                    inputs::kernel_tree(&self.lock.kernel, self.store).map_err(|e| {
+                        BuildError::Input {
+                            component: name.clone(),
+                            missing: Box::new(e.into()),
+                        }
+                    })?;
+                in_use.push(held);
+                tree
             }
         };
         if r.steps.iter().any(|s| s.builtin.is_some()) {
@@ -507,7 +552,12 @@ impl Builder<'_> {
                 inside: "bin/kata-repro".into(),
             });
         }
-        Ok((binds, vendor, tree))
+        Ok(InputBinds {
+            binds,
+            vendor,
+            tree,
+            in_use,
+        })
     }
 
     /// Runs the planned steps in order in the sandbox, each with its log kept beside the outputs
@@ -665,7 +715,11 @@ impl Builder<'_> {
         // What this component needs from components built before it, read-only by convention.
         for dep in r.needs.iter().chain(&r.uses) {
             if let Some(c) = built_before.iter().find(|c| &c.name == dep) {
-                self.install_outputs(&c.outputs, &sandbox.host(&format!("inputs/needs/{dep}")))?;
+                let dir = sandbox.host(&format!("inputs/needs/{dep}"));
+                let rehash = Rehash::ForStep {
+                    reader: &r.component,
+                };
+                self.install_outputs(&c.outputs, &dir, rehash)?;
             }
         }
         if r.inputs.contains(&Input::RootfsPackages) {
@@ -939,11 +993,8 @@ impl Builder<'_> {
         // What each step runs, exactly (a REAPI Command), beside its log: to read, to replay.
         let log_stage = stage.join(LOGS_DIR).join(&self.arch).join(&name);
         write_commands(&log_stage, &planned, &declared, &workdir)?;
-        let cached = if self.no_cache {
-            None
-        } else {
-            self.cached(&action_key)
-        };
+        // Looked up by `plan_all`, once every key is known.
+        let cached = None;
         let previous = self.previous_steps(&action_key);
         Ok(Plan {
             loaded: loaded.clone(),
@@ -1000,6 +1051,16 @@ impl Builder<'_> {
             events(Event::ComponentCached { component: &name });
             return self.install_cached(result, record_base, &component_stage, &log_stage, started);
         }
+        // One build per action key: a concurrent build of the same component waits here, then
+        // takes the result the other recorded.
+        let _building = self
+            .store
+            .lock_entry(&format!("action-{}", action_key.to_hex()))
+            .map_err(|e| io_err(self.store.root())(std::io::Error::other(e.to_string())))?;
+        if let Some(result) = (!self.no_cache).then(|| self.cached(&action_key)).flatten() {
+            events(Event::ComponentCached { component: &name });
+            return self.install_cached(result, record_base, &component_stage, &log_stage, started);
+        }
         let prepared = prepared.ok_or_else(|| BuildError::Input {
             component: name.clone(),
             missing: Box::new(MissingInput::NotPrepared),
@@ -1013,7 +1074,12 @@ impl Builder<'_> {
         };
 
         // The inputs, read-only, at fixed paths.
-        let (binds, vendor, tree) = self.input_binds(r, &resolved, prepared)?;
+        let InputBinds {
+            binds,
+            vendor,
+            tree,
+            in_use: _in_use,
+        } = self.input_binds(r, &resolved, prepared)?;
         sandbox.add_binds(binds)?;
         lap(&mut phases, "toolchains");
 
@@ -1051,7 +1117,7 @@ impl Builder<'_> {
         let outputs = self
             .collect_outputs(loaded, &src_roots, &sandbox.host("out"), &vars)
             .map_err(&recipe_err)?;
-        self.install_outputs(&outputs, &component_stage)?;
+        self.install_outputs(&outputs, &component_stage, Rehash::No)?;
         let record = ComponentRecord {
             outputs,
             notes,
@@ -1147,7 +1213,11 @@ impl Builder<'_> {
             .unwrap_or_default()
     }
 
-    /// A stored result whose every output is still in the store with its recorded digest.
+    /// A stored result whose every output is still in the store under its digest, with its
+    /// recorded size. The bytes are not hashed again here: the result itself is the one record
+    /// the store is believed on (docs/trust.md), so hashing its outputs would only catch what
+    /// the size misses of damage by accident, which `kata-repro store verify` finds. Outputs
+    /// are hashed again when a step is to read them (see [`Self::install_outputs`]).
     fn cached(&self, key: &Sha256Digest) -> Option<ActionResult> {
         let path = self.store.action_path(key).with_extension("json");
         let result: ActionResult = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
@@ -1155,7 +1225,10 @@ impl Builder<'_> {
             return None;
         }
         for o in &result.record.outputs {
-            if !self.store.verify_object(&o.sha256).unwrap_or(false) {
+            let size = std::fs::metadata(self.store.object_path(&o.sha256))
+                .ok()?
+                .len();
+            if size != o.size {
                 return None;
             }
         }
@@ -1241,7 +1314,12 @@ impl Builder<'_> {
 
     /// Copies stored outputs into `dir`, with their recorded modes and SOURCE_DATE_EPOCH as
     /// their mtime.
-    fn install_outputs(&self, outputs: &[Artifact], dir: &Path) -> Result<(), BuildError> {
+    fn install_outputs(
+        &self,
+        outputs: &[Artifact],
+        dir: &Path,
+        rehash: Rehash<'_>,
+    ) -> Result<(), BuildError> {
         use std::os::unix::fs::PermissionsExt;
         let mtime = std::time::UNIX_EPOCH
             + Duration::from_secs(self.lock.source_date_epoch().max(0) as u64);
@@ -1249,7 +1327,20 @@ impl Builder<'_> {
             let dest = dir.join(&o.path);
             let parent = dest.parent().expect("has a parent");
             std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-            std::fs::copy(self.store.object_path(&o.sha256), &dest).map_err(io_err(&dest))?;
+            let object = self.store.object_path(&o.sha256);
+            std::fs::copy(&object, &dest).map_err(io_err(&dest))?;
+            if let Rehash::ForStep { reader } = rehash {
+                let actual = Sha256Digest::of_file(&dest).map_err(io_err(&dest))?;
+                if actual != o.sha256 {
+                    return Err(BuildError::DamagedOutput(Box::new(DamagedOutput {
+                        component: reader.to_owned(),
+                        path: o.path.clone(),
+                        object,
+                        expected: o.sha256,
+                        actual,
+                    })));
+                }
+            }
             // The time first: a read-only mode would forbid opening the file to set it.
             let f = std::fs::File::options()
                 .write(true)

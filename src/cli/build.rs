@@ -111,6 +111,7 @@ pub fn run(args: BuildArgs, config: &Config, format: Format) -> Result<ExitCode,
     let progress = JobProgress::new();
     let events = |e: Event<'_>| progress.show(e);
     let job = Job::open(args.job.spec(config), &events)?;
+    let opened = started.elapsed().as_secs_f64();
     let options = BuildOptions {
         no_cache: args.no_cache,
         records: true,
@@ -123,7 +124,9 @@ pub fn run(args: BuildArgs, config: &Config, format: Format) -> Result<ExitCode,
         runs,
         prepare_seconds,
         record_files,
+        phases,
     } = built;
+    let phases: Vec<(&str, f64)> = std::iter::once(("open", opened)).chain(phases).collect();
     let skipped = &job.skipped;
     let manifest_sha256 = Sha256Digest::of(manifest.to_json().as_bytes());
 
@@ -132,6 +135,7 @@ pub fn run(args: BuildArgs, config: &Config, format: Format) -> Result<ExitCode,
             "manifest_sha256": manifest_sha256,
             "seconds": started.elapsed().as_secs_f64(),
             "inputs_seconds": prepare_seconds,
+            "phases": phases.iter().map(|(phase, seconds)| serde_json::json!({"phase": phase, "seconds": seconds})).collect::<Vec<_>>(),
             "components": runs,
             "not_built": skipped,
             "notes": manifest.components.iter().map(|c| (c.name.clone(), c.notes.clone())).collect::<std::collections::BTreeMap<_, _>>(),
@@ -189,6 +193,11 @@ pub fn run(args: BuildArgs, config: &Config, format: Format) -> Result<ExitCode,
             outln!(out, "inputs fetched and verified in {prepare_seconds:.1}s");
         }
         outln!(out, "SBOMs and provenance: {}", record_files.join(", "));
+        let timed: Vec<String> = phases
+            .iter()
+            .map(|(phase, seconds)| format!("{phase} {seconds:.2}s"))
+            .collect();
+        outln!(out, "time by phase: {}", timed.join(", "));
         for a in &manifest.artifacts {
             let component = a.path.split('/').nth(1).unwrap_or_default();
             if job.is_release(component) {

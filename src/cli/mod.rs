@@ -17,6 +17,7 @@ mod sbom;
 mod scan;
 mod setup;
 mod sign;
+mod store;
 mod vendor;
 mod verify;
 
@@ -26,6 +27,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use kata_repro::job::{JobError, Release, Sources};
 use kata_repro::source::mirror::Config;
+use kata_repro::source::store::Store;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -84,6 +86,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Check every pinned input against offline advisory databases (RustSec, Go vulndb).
     Scan(scan::ScanArgs),
+    /// Check the store itself: `store verify` re-hashes every object against its name.
+    Store(store::StoreArgs),
     /// A builtin recipe step (run by `build` inside its sandbox).
     #[command(hide = true)]
     Builtin(BuiltinArgs),
@@ -204,6 +208,7 @@ fn run(cli: Cli, format: render::Format) -> Result<ExitCode, Failure> {
         Command::Lockdiff(args) => lockdiff::run(args, &config, format),
         Command::Outdated(args) => outdated::run(args, &config, format),
         Command::Scan(args) => scan::run(args, &config, format),
+        Command::Store(args) => store::run(args, &config, format),
         Command::Sign(args) => sign::run(args, format),
         Command::VerifySignature(args) => sign::verify(args, format),
         Command::Builtin(args) => kata_repro::builder::builtin::run(args.name, &args.args)
@@ -237,6 +242,22 @@ impl From<JobError> for Failure {
             error: e.into(),
         }
     }
+}
+
+/// Opens the store named explicitly, by the environment or by the config, saying so while
+/// another process holds it.
+fn open_store(store: Option<&Path>, config: &Config) -> Result<Store, Failure> {
+    let sources = kata_repro::job::Sources {
+        config: config.clone(),
+        ..Default::default()
+    };
+    let on_wait = |root: &Path| {
+        eprintln!(
+            "waiting for another kata-repro to release the store {}",
+            root.display()
+        )
+    };
+    Ok(sources.open_store(store, on_wait)?)
 }
 
 /// Opens a release's lockfile, mirrors, policy and store, saying so while another process

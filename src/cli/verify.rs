@@ -126,17 +126,7 @@ struct GoArgs {
 }
 
 fn open_store(args: &StoreArgs, config: &Config) -> Result<Store, Failure> {
-    let sources = kata_repro::job::Sources {
-        config: config.clone(),
-        ..Default::default()
-    };
-    let on_wait = |root: &std::path::Path| {
-        eprintln!(
-            "waiting for another kata-repro to release the store {}",
-            root.display()
-        )
-    };
-    Ok(sources.open_store(args.store.as_deref(), on_wait)?)
+    super::open_store(args.store.as_deref(), config)
 }
 
 fn check_proxy(proxy: &Option<String>) -> Result<(), Failure> {

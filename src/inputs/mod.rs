@@ -327,11 +327,12 @@ pub enum KernelTreeError {
 
 /// The kernel tree in the store, unpacked afresh from the tarball (taken out of its Debian
 /// package first when the lockfile says so), re-hashed against its pin, on every use; members
-/// that would escape are refused. A tree left by an earlier build is never trusted.
+/// that would escape are refused. A tree left by an earlier build is never trusted. The tree
+/// is the caller's until it drops the returned lock.
 pub fn kernel_tree(
     kernel: &crate::lock::Kernel,
     store: &crate::source::store::Store,
-) -> Result<std::path::PathBuf, KernelTreeError> {
+) -> Result<(std::path::PathBuf, crate::source::store::EntryLock), KernelTreeError> {
     use crate::files::io_err;
     use crate::source::extract::{self, Links, TreeOptions};
     let other = |path: PathBuf, e: &dyn std::fmt::Display| {
@@ -339,6 +340,14 @@ pub fn kernel_tree(
     };
     let sha = kernel.sha256.ok_or(KernelTreeError::Unpinned)?;
     let dir = kernel_tree_dir(store, kernel).expect("pinned");
+    let name = dir
+        .file_name()
+        .expect("named")
+        .to_string_lossy()
+        .into_owned();
+    let in_use = store
+        .lock_entry(&format!("tree-{name}"))
+        .map_err(|e| other(dir.clone(), &e))?;
     let tree = dir.join("tree");
     let _ = crate::files::remove_tree(&dir);
     if !store
@@ -375,7 +384,7 @@ pub fn kernel_tree(
     )?;
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     std::fs::rename(&unpacked, &tree).map_err(io_err(&tree))?;
-    Ok(tree)
+    Ok((tree, in_use))
 }
 
 /// Where a Go module's dependencies will come from, as the lockfile says: from the committed
@@ -558,9 +567,11 @@ mod tests {
                 ),
             ]),
         );
-        let tree = kernel_tree(&k, &store).unwrap();
+        let (tree, in_use) = kernel_tree(&k, &store).unwrap();
         let pristine = std::fs::read(tree.join("Makefile")).unwrap();
-        assert_eq!(kernel_tree(&k, &store).unwrap(), tree);
+        drop(in_use);
+        let (again, in_use) = kernel_tree(&k, &store).unwrap();
+        assert_eq!(again, tree);
         // Changed after unpacking, together with every digest the store could keep of it: the
         // next use still gets the tarball's bytes.
         std::fs::write(tree.join("Makefile"), "changed").unwrap();
@@ -571,8 +582,10 @@ mod tests {
             format!("{forged}\n"),
         )
         .unwrap();
-        let tree = kernel_tree(&k, &store).unwrap();
+        drop(in_use);
+        let (tree, in_use) = kernel_tree(&k, &store).unwrap();
         assert_eq!(std::fs::read(tree.join("Makefile")).unwrap(), pristine);
+        drop(in_use);
         // A tarball that no longer hashes to its pin is not unpacked.
         std::fs::write(store.object_path(&k.sha256.unwrap()), "not the kernel").unwrap();
         let err = kernel_tree(&k, &store).unwrap_err().to_string();

@@ -47,6 +47,8 @@ pub struct Built {
     pub runs: Vec<ComponentRun>,
     pub prepare_seconds: f64,
     pub record_files: Vec<String>,
+    /// Seconds per phase, in order: where a build, a no-op one above all, spends its time.
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 /// What every job that builds or describes a release opens first: the recipes (the spec's
@@ -202,11 +204,17 @@ impl Job {
             label,
             what: "planning",
         });
+        let mut laps = Laps::new();
         let builder = self.builder(options)?;
         let stage = builder::stage_beside(out)?;
         // Action keys come from pins alone: components whose results the store holds need no
         // input.
-        let plans = builder.plan_all(&chosen, stage.path())?;
+        let (plans, times) = builder.plan_all(&chosen, stage.path())?;
+        laps.split(&[
+            ("preflight", times.preflight),
+            ("keys", times.keys),
+            ("store checks", times.store_checks),
+        ]);
         let to_build: Vec<&LoadedRecipe> = plans
             .iter()
             .filter(|p| !p.is_cached())
@@ -242,10 +250,13 @@ impl Job {
             Some(prepared.map_err(BuildError::from)?)
         };
         let prepare_seconds = prepare_started.elapsed().as_secs_f64();
+        laps.lap("inputs");
         let (manifest, runs) = builder.build(plans, prepared.as_ref(), &mut |event| {
             events(Event::Step { label, event })
         })?;
+        laps.lap("steps and installs");
         manifest.write(stage.path())?;
+        laps.lap("manifest");
         let record_files = if options.records {
             events(Event::Phase {
                 label,
@@ -266,13 +277,43 @@ impl Job {
         } else {
             Vec::new()
         };
+        laps.lap("records");
         builder::install(stage, out)?;
+        laps.lap("output");
         Ok(Built {
             manifest,
             runs,
             prepare_seconds,
             record_files,
+            phases: laps.phases,
         })
+    }
+}
+
+/// Seconds per phase, timed one after the other.
+struct Laps {
+    last: Instant,
+    phases: Vec<(&'static str, f64)>,
+}
+
+impl Laps {
+    fn new() -> Self {
+        Self {
+            last: Instant::now(),
+            phases: Vec::new(),
+        }
+    }
+
+    /// The phase that ends now.
+    fn lap(&mut self, name: &'static str) {
+        self.phases.push((name, self.last.elapsed().as_secs_f64()));
+        self.last = Instant::now();
+    }
+
+    /// The phase that ends now, as the parts it timed itself.
+    fn split(&mut self, parts: &[(&'static str, f64)]) {
+        self.phases.extend_from_slice(parts);
+        self.last = Instant::now();
     }
 }
 

@@ -30,15 +30,20 @@ impl Sources {
         Ok(m)
     }
 
-    /// The store named explicitly, by the environment or by the config, opened for writing;
-    /// `on_wait` is called when another process holds it.
+    /// The store named explicitly, by the environment or by the config, shared with other
+    /// processes; `on_wait` is called while another process sweeps its staging area. Waits for
+    /// an entry another process is writing are said on stderr.
     pub fn open_store(
         &self,
         store: Option<&Path>,
         on_wait: impl FnOnce(&Path),
     ) -> Result<Store, JobError> {
         let root = Store::default_root(store, self.config.store.as_deref());
-        Ok(Store::open(&root, || on_wait(&root))?)
+        let shown = root.display().to_string();
+        let notice = move |entry: &str| {
+            eprintln!("waiting for another kata-repro that holds {entry} in the store {shown}")
+        };
+        Ok(Store::open(&root, || on_wait(&root))?.with_wait_notice(Box::new(notice)))
     }
 }
 

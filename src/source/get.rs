@@ -158,6 +158,8 @@ impl Getter<'_> {
         tag: Option<&str>,
         pin: TreePin<'_>,
     ) -> Result<Got, Failure> {
+        // One writer per commit: a second waits, then finds the checkout in place.
+        let _writing = self.store.lock_entry(&format!("git-{commit}"))?;
         let entry = self.store.git_entry(&commit);
         let mut damaged = None;
         if entry.exists() {
@@ -367,6 +369,8 @@ impl Getter<'_> {
     ) -> Result<(VerifiedRepo, String), Failure> {
         use super::https_git::{HttpsOptions, update};
         let dir = super::mirror::mirror_dir(&self.store.mirrors_dir(), url);
+        let id = crate::digest::Sha256Digest::of(dir.as_os_str().as_encoded_bytes()).to_hex();
+        let _writing = self.store.lock_entry(&format!("mirror-{}", &id[..32]))?;
         if may_fetch {
             let options = HttpsOptions {
                 ca_file: self.mirrors.ca_file.clone(),

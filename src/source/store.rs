@@ -3,11 +3,16 @@
 //! Layout under the store root:
 //! - `objects/sha256/<hex>`: verified files (tarballs, archives, wheels);
 //! - `git/<commit>/`: verified checkouts of a commit, submodules included;
-//! - `tmp/`: staging; anything here is unverified and is removed by the next writer;
-//! - `lock`: held exclusively by a writer, so concurrent fetches take turns.
+//! - `tmp/`: staging; anything here is unverified. Each writer stages under a name of its own;
+//!   what writers that died left is removed when the store is next opened by a process alone;
+//! - `lock`: held shared by every process that uses the store, exclusively only for that sweep;
+//! - `locks/<entry>`: held exclusively by the one writer producing (or using, for trees that
+//!   are rebuilt on every use) that entry, so writers of different entries never wait for each
+//!   other and readers never wait at all.
 //!
 //! Every write goes to `tmp/`, is verified there, and is then renamed into place, so a killed
-//! fetch never leaves a partial entry where a reader would look.
+//! fetch never leaves a partial entry where a reader would look, and a reader sees an entry
+//! whole or not at all.
 
 use std::fs::{self, File};
 use std::io;
@@ -52,6 +57,23 @@ pub enum ObjectState {
 pub struct Store {
     root: PathBuf,
     _lock: File,
+    wait_notice: Option<Box<WaitNotice>>,
+}
+
+/// Called with an entry's name when another process holds it.
+pub type WaitNotice = dyn Fn(&str) + Send + Sync;
+
+/// An exclusive lock on one store entry (`locks/<name>`), held until dropped.
+#[derive(Debug)]
+pub struct EntryLock {
+    _file: File,
+    name: String,
+}
+
+impl EntryLock {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -80,11 +102,19 @@ impl Store {
             })
     }
 
-    /// Opens (creating) the store and takes its writer lock, waiting for another writer to
-    /// finish. `on_wait` is called once if the lock is busy. Leftover staging files of writers
-    /// that died are removed.
+    /// Opens (creating) the store, sharing it with every other process that uses it: readers
+    /// and writers of other entries never wait. When no other process has it open, what
+    /// writers that died left in staging is removed first. `on_wait` is called once if that
+    /// sweep, in another process, is under way.
     pub fn open(root: &Path, on_wait: impl FnOnce()) -> Result<Self, StoreError> {
-        for dir in ["objects/sha256", "git", "tmp", "actions", "toolchains"] {
+        for dir in [
+            "objects/sha256",
+            "git",
+            "tmp",
+            "actions",
+            "toolchains",
+            "locks",
+        ] {
             let d = root.join(dir);
             fs::create_dir_all(&d).map_err(io_err(&d))?;
         }
@@ -95,20 +125,69 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                on_wait();
-                lock.lock().map_err(io_err(&lock_path))?;
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
-        }
         let store = Self {
             root: root.to_owned(),
             _lock: lock,
+            wait_notice: None,
         };
-        store.clear_staging()?;
+        let alone = match store._lock.try_lock() {
+            Ok(()) => true,
+            Err(fs::TryLockError::WouldBlock) => false,
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        };
+        if alone {
+            store.clear_staging()?;
+        }
+        // From exclusive (after the sweep) or from nothing, to shared.
+        match store._lock.try_lock_shared() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                on_wait();
+                store._lock.lock_shared().map_err(io_err(&lock_path))?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
         Ok(store)
+    }
+
+    /// Calls `notice` with an entry's name whenever [`Self::lock_entry`] has to wait for it.
+    pub fn with_wait_notice(mut self, notice: Box<WaitNotice>) -> Self {
+        self.wait_notice = Some(notice);
+        self
+    }
+
+    /// Takes the exclusive lock of the entry `name` (e.g. `git-<commit>`), waiting for the
+    /// process that holds it. Whoever produces an entry, or rebuilds one it then uses, holds it.
+    pub fn lock_entry(&self, name: &str) -> Result<EntryLock, StoreError> {
+        assert!(
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && !name.starts_with('.'),
+            "entry lock names are plain file names: {name}"
+        );
+        let path = self.root.join("locks").join(name);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                if let Some(notice) = &self.wait_notice {
+                    notice(name);
+                }
+                file.lock().map_err(io_err(&path))?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+        }
+        Ok(EntryLock {
+            _file: file,
+            name: name.to_owned(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -235,9 +314,9 @@ impl Store {
     }
 
     /// Copies a local file into the store under its sha256 (a build output, say) and returns
-    /// the digest. The copy is hashed as it is written, so what is stored is what was hashed.
-    /// It is not synced to disk: whatever reuses an object hashes it again first, so an object
-    /// cut short by a crash is found and dropped.
+    /// the digest. The copy is hashed as it is written, so what is stored is what was hashed,
+    /// and synced before it takes the name: a no-op build trusts an object's name and size
+    /// (see docs/trust.md), so no crash may leave one whole in size but not in content.
     pub fn insert_file(&self, src: &Path) -> Result<(Sha256Digest, u64), StoreError> {
         let staged =
             tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
@@ -248,14 +327,14 @@ impl Store {
         let (digest, size, buf) = writer.finish();
         buf.into_inner()
             .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
             .map_err(io_err(staged.path()))?;
+        // Renamed over whatever has the name: bytes just hashed replace a damaged object.
         let dest = self.object_path(&digest);
-        if !dest.exists() {
-            staged.persist(&dest).map_err(|e| StoreError::Io {
-                path: dest.clone(),
-                source: e.error,
-            })?;
-        }
+        staged.persist(&dest).map_err(|e| StoreError::Io {
+            path: dest.clone(),
+            source: e.error,
+        })?;
         Ok((digest, size))
     }
 
@@ -359,6 +438,44 @@ mod tests {
         fs::write(store.object_path(&good), b"hellO").unwrap();
         assert!(!store.verify_object(&good).unwrap());
         assert!(!store.object_path(&good).exists());
+    }
+
+    #[test]
+    fn processes_share_the_store_and_only_one_writes_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let first = Store::open(&root, || panic!("a reader never waits")).unwrap();
+        // Staging in use by the first is not swept by the second.
+        let staged = first.stage_dir().unwrap();
+        let second = Store::open(&root, || panic!("a reader never waits")).unwrap();
+        assert!(staged.path().is_dir());
+
+        let held = first.lock_entry("git-abc").unwrap();
+        assert_eq!(held.name(), "git-abc");
+        let other = second.lock_entry("vendor-def").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waited = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = waited.clone();
+        let second = second.with_wait_notice(Box::new(move |name| {
+            assert_eq!(name, "git-abc");
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+        }));
+        let writer = std::thread::spawn(move || {
+            let lock = second.lock_entry("git-abc").unwrap();
+            tx.send(()).unwrap();
+            drop(lock);
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "a second writer of the entry waits"
+        );
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("and goes on once it is released");
+        writer.join().unwrap();
+        assert!(waited.load(std::sync::atomic::Ordering::SeqCst));
+        drop(other);
     }
 
     #[test]

@@ -5,3 +5,4 @@ pub mod gomod;
 pub mod kernel;
 pub mod release;
 pub mod report;
+pub mod store;

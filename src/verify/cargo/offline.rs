@@ -91,6 +91,9 @@ pub struct OfflineVendor {
     /// A cargo config that replaces every source with the vendor tree.
     pub config: PathBuf,
     pub crates: usize,
+    /// Held while the tree is in use: another process waits rather than write it afresh
+    /// under a build. `None` for a tree outside the store.
+    pub in_use: Option<std::sync::Arc<crate::source::store::EntryLock>>,
 }
 
 /// Builds `out/vendor` and `out/config.toml` for the workspace at `workspace` (whose Cargo.lock
@@ -283,6 +286,7 @@ pub fn build(
         vendor_dir: final_vendor,
         config: final_out.join("config.toml"),
         crates: findings.len(),
+        in_use: None,
     })
 }
 
@@ -309,6 +313,12 @@ pub fn ensure_in_store(
     cargo: &str,
 ) -> Result<OfflineVendor, OfflineError> {
     let final_out = store.vendor_tree(&lock.sha256);
+    let in_use = store
+        .lock_entry(&format!("vendor-{}", lock.sha256.to_hex()))
+        .map_err(|e| OfflineError::Io {
+            path: final_out.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
     let stage = store.stage_dir().map_err(|e| OfflineError::Io {
         path: store.root().to_owned(),
         source: std::io::Error::other(e.to_string()),
@@ -328,5 +338,8 @@ pub fn ensure_in_store(
         crate::files::remove_tree(&final_out).map_err(io_err(&final_out))?;
     }
     std::fs::rename(stage.keep(), &final_out).map_err(io_err(&final_out))?;
-    Ok(built)
+    Ok(OfflineVendor {
+        in_use: Some(std::sync::Arc::new(in_use)),
+        ..built
+    })
 }
