@@ -233,7 +233,8 @@ enum BenchTask {
         #[arg(long, value_name = "PATH")]
         cargo_audit: Option<PathBuf>,
     },
-    /// Verification against sha256sum (one and two cores) and go mod verify, on the same bytes.
+    /// Verification against the SHA-NI limit (openssl, two at a time), sha256sum and go mod
+    /// verify, on the same bytes.
     Verify {
         /// Where to generate the corpus (kept for reruns; removed and regenerated each run).
         #[arg(long, value_name = "DIR", default_value = "target/bench-verify")]
@@ -244,6 +245,9 @@ enum BenchTask {
         /// MiB of Go module zips.
         #[arg(long, default_value_t = 500)]
         go_mib: usize,
+        /// MiB of the kernel-sized tarball.
+        #[arg(long, default_value_t = 256)]
+        kernel_mib: usize,
         /// Timed runs of each command, after one warm-up.
         #[arg(long, default_value_t = 3)]
         runs: usize,
@@ -439,6 +443,7 @@ fn main() -> Result<()> {
                     dir,
                     crates_mib,
                     go_mib,
+                    kernel_mib,
                     runs,
                     go,
                 },
@@ -453,6 +458,7 @@ fn main() -> Result<()> {
                     go_mib,
                     runs,
                     go,
+                    kernel_mib,
                 },
             )
         }
