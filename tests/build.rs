@@ -120,19 +120,39 @@ fn go_and_rust_builds_are_identical_across_paths_times_and_umasks() {
         t.contains("2 identical, 0 differing, 0 added, 0 removed"),
         "{t}"
     );
-    // A file edited after its build no longer passes for the manifest's.
+    // A file edited after its build, at the same size: two manifests are compared first, and
+    // only the files they disagree on are read, so it takes --verify-files to find it.
     let copy = p.path("out-b-edited");
     kata_repro::builder::copy_tree(&b, &copy).unwrap();
     let edited = copy.join(format!("{arch}/hello/hello"));
     let mut bytes = std::fs::read(&edited).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
-    std::fs::write(&edited, bytes).unwrap();
-    let t = exited(&diff(&a, &copy, false), 1);
+    std::fs::write(&edited, &bytes).unwrap();
+    let t = exited(&diff(&a, &copy, false), 0);
+    assert!(t.contains("2 identical, 0 differing"), "{t}");
+    let verified = kata_repro()
+        .args(["diff", "--verify-files"])
+        .arg(&a)
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let t = exited(&verified, 1);
     assert!(
         t.contains(&format!(
             "modified {}: {arch}/hello/hello is sha256",
             copy.display()
+        )),
+        "{t}"
+    );
+    // Cut short, it no longer has its manifest's size: found without re-hashing.
+    std::fs::write(&edited, &bytes[..last]).unwrap();
+    let t = exited(&diff(&a, &copy, false), 1);
+    assert!(
+        t.contains(&format!(
+            "modified {}: {arch}/hello/hello is {last} bytes, but its manifest says {}",
+            copy.display(),
+            last + 1
         )),
         "{t}"
     );

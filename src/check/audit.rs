@@ -27,7 +27,7 @@ pub fn audit_verdicts(published: &Side, rebuilt: Result<&Path, &str>) -> Vec<Art
         Ok(s) => s,
         Err(e) => return audit_verdicts(published, Err(&e.to_string())),
     };
-    let report = diff::diff(published, &rebuilt_side, &diff::Options { deep: false });
+    let report = diff::diff(published, &rebuilt_side, &diff::Options::default());
     for p in &report.identical {
         let sha = published
             .artifacts

@@ -18,6 +18,11 @@ pub struct DiffArgs {
     /// Hand each differing file to diffoscope (when it is installed).
     #[arg(long)]
     deep: bool,
+    /// Re-hash every file of an output directory against its manifest. By default two builds
+    /// with manifests are compared from the manifests first: only the files they disagree on
+    /// are read, and every other file is checked by its size.
+    #[arg(long)]
+    verify_files: bool,
 }
 
 pub fn run(args: DiffArgs, format: Format) -> Result<ExitCode, Failure> {
@@ -27,7 +32,10 @@ pub fn run(args: DiffArgs, format: Format) -> Result<ExitCode, Failure> {
         }
         Side::open(p).map_err(Failure::input)
     };
-    let options = Options { deep: args.deep };
+    let options = Options {
+        deep: args.deep,
+        verify_files: args.verify_files,
+    };
     let progress = super::progress::Progress::new();
     progress.note(format!(
         "comparing {} and {}",

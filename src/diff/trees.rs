@@ -206,7 +206,7 @@ mod tests {
         std::fs::write(a.join("only-a"), "x").unwrap();
         std::os::unix::fs::symlink("same.bin", b.join("only-b")).unwrap();
         let heard = Mutex::new(Vec::new());
-        let r = diff_trees(&a, &b, &Options { deep: false }, &|kind, p| {
+        let r = diff_trees(&a, &b, &Options::default(), &|kind, p| {
             heard.lock().unwrap().push(format!("{kind} {p}"))
         })
         .unwrap();

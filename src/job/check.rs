@@ -112,7 +112,7 @@ pub fn run(job: &Job, spec: &CheckSpec, events: Events<'_>) -> Result<Checked, J
             let d = diff::diff(
                 &Side::open(&first_dir)?,
                 &Side::open(&second_dir)?,
-                &diff::Options { deep: false },
+                &diff::Options::default(),
             );
             report.inputs = d.inputs.clone();
             report.artifacts = check::check_verdicts(&d, &first_dir, &second_dir, &varied);
@@ -187,7 +187,7 @@ fn changed_paths(first: &Path, other: &Path) -> Result<Vec<String>, JobError> {
     let d = diff::diff(
         &Side::open(first)?,
         &Side::open(other)?,
-        &diff::Options { deep: false },
+        &diff::Options::default(),
     );
     Ok(d.differing
         .iter()
