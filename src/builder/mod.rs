@@ -416,6 +416,10 @@ impl Builder<'_> {
                 &r.host_tools_for(&self.arch),
                 &self.host_path,
                 dpkg,
+                &|p| {
+                    tools::memo_file_digest(self.store, p)
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                },
             )
             .map_err(ToolError::from)?,
             host_packages: crate::host::resolve_host_packages(
@@ -923,7 +927,7 @@ impl Builder<'_> {
 
         // Inputs by digest: what the first step's input root is made of.
         let self_exe = if uses_builtins {
-            Some(Sha256Digest::of_file(&self.self_exe).map_err(io_err(&self.self_exe))?)
+            Some(tools::memo_file_digest(self.store, &self.self_exe)?)
         } else {
             None
         };

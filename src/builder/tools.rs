@@ -363,22 +363,60 @@ pub(crate) fn memo_tree_digest(
         );
     }
     let fingerprint = Sha256Digest::from_bytes(fp.finalize().into());
+    let key = root.to_string_lossy().into_owned();
+    remembered(store, key, fingerprint, root, || {
+        let files = tree_files(root, keep).map_err(io_err(root))?;
+        Ok(tree_digest(&files))
+    })
+}
+
+/// The sha256 of the file at `path` (a host tool, kata-repro itself), remembered as
+/// [`memo_tree_digest`] remembers a tree's: against the file's size, times, inode and mode.
+pub fn memo_file_digest(store: &Store, path: &Path) -> Result<Sha256Digest, ToolError> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).map_err(io_err(path))?;
+    let fingerprint = Sha256Digest::of(
+        format!(
+            "{} {} {} {} {} {} {} {:o}",
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+            m.dev(),
+            m.ino(),
+            m.mode()
+        )
+        .as_bytes(),
+    );
+    let key = format!("file:{}", path.display());
+    remembered(store, key, fingerprint, path, || {
+        Ok(Sha256Digest::of_file(path).map_err(io_err(path))?)
+    })
+}
+
+/// The digest remembered under `key` for `fingerprint`, else `compute`d and remembered.
+fn remembered(
+    store: &Store,
+    key: String,
+    fingerprint: Sha256Digest,
+    what: &Path,
+    compute: impl FnOnce() -> Result<Sha256Digest, ToolError>,
+) -> Result<Sha256Digest, ToolError> {
     let _writing = store
         .lock_entry("memo-tree-digests")
-        .map_err(|e| io_err(root)(std::io::Error::other(e.to_string())))?;
+        .map_err(|e| io_err(what)(std::io::Error::other(e.to_string())))?;
     let memo_path = store.toolchain_dir().join("tree-digests.json");
     let mut memo: DigestMemo = std::fs::read(&memo_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let key = root.to_string_lossy().into_owned();
     if let Some((f, d)) = memo.entries.get(&key)
         && *f == fingerprint
     {
         return Ok(*d);
     }
-    let files = tree_files(root, keep).map_err(io_err(root))?;
-    let digest = tree_digest(&files);
+    let digest = compute()?;
     memo.entries.insert(key, (fingerprint, digest));
     let tmp = memo_path.with_extension("json.tmp");
     if std::fs::write(&tmp, serde_json::to_vec_pretty(&memo).expect("serialises")).is_ok() {
@@ -390,6 +428,26 @@ pub(crate) fn memo_tree_digest(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_digest_is_remembered_until_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store"), || {}).unwrap();
+        let tool = dir.path().join("tool");
+        std::fs::write(&tool, b"one").unwrap();
+        assert_eq!(
+            memo_file_digest(&store, &tool).unwrap(),
+            Sha256Digest::of(b"one")
+        );
+        let memo = store.toolchain_dir().join("tree-digests.json");
+        assert!(std::fs::read_to_string(&memo).unwrap().contains("file:"));
+        // Rewritten: its size and ctime move, so it is hashed again.
+        std::fs::write(&tool, b"three").unwrap();
+        assert_eq!(
+            memo_file_digest(&store, &tool).unwrap(),
+            Sha256Digest::of(b"three")
+        );
+    }
 
     /// A go.dev-style archive holding `go/bin/go`, pinned in a lockfile and put in the store.
     fn pinned_go_archive(store: &Store, dir: &Path) -> Lockfile {

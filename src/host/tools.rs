@@ -141,11 +141,15 @@ impl Dpkg {
     }
 }
 
+/// How a host tool's file is hashed: [`Sha256Digest::of_file`], or a remembered digest.
+pub type FileDigest<'a> = &'a dyn Fn(&Path) -> std::io::Result<Sha256Digest>;
+
 /// Resolves each tool on `search_path` (a PATH value), hashing what it resolves to.
 pub fn resolve_host_tools(
     names: &[String],
     search_path: &str,
     dpkg: &Dpkg,
+    digest: FileDigest<'_>,
 ) -> Result<Vec<HostTool>, HostError> {
     let mut found = Vec::new();
     for name in names {
@@ -154,7 +158,7 @@ pub fn resolve_host_tools(
             path: search_path.to_owned(),
         })?;
         let resolved = std::fs::canonicalize(&path).map_err(io_err(&path))?;
-        let sha256 = Sha256Digest::of_file(&resolved).map_err(io_err(&resolved))?;
+        let sha256 = digest(&resolved).map_err(io_err(&resolved))?;
         found.push((name.clone(), path, resolved, sha256));
     }
     let resolved: BTreeSet<PathBuf> = found.iter().map(|f| f.2.clone()).collect();
@@ -219,7 +223,7 @@ pub fn host_pins(
     dpkg: &Dpkg,
 ) -> Result<crate::lock::HostPins, HostError> {
     let mut pins = BTreeSet::new();
-    for t in resolve_host_tools(tools, search_path, dpkg)? {
+    for t in resolve_host_tools(tools, search_path, dpkg, &|p| Sha256Digest::of_file(p))? {
         pins.extend(t.package);
     }
     pins.extend(resolve_host_packages(packages, dpkg)?);
@@ -291,6 +295,7 @@ mod tests {
             &["no-such-tool-x".into()],
             "/usr/bin:/bin",
             &Dpkg::default(),
+            &|p| Sha256Digest::of_file(p),
         )
         .unwrap_err()
         .to_string();

@@ -58,15 +58,18 @@ pub struct Store {
     root: PathBuf,
     _lock: File,
     wait_notice: Option<Box<WaitNotice>>,
+    /// Entry locks this process holds: asked again, the same lock is shared, never waited for.
+    held: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<File>>>,
 }
 
 /// Called with an entry's name when another process holds it.
 pub type WaitNotice = dyn Fn(&str) + Send + Sync;
 
-/// An exclusive lock on one store entry (`locks/<name>`), held until dropped.
-#[derive(Debug)]
+/// An exclusive lock on one store entry (`locks/<name>`), held until every copy is dropped.
+/// It excludes other processes; within the process that holds it, asking again shares it.
+#[derive(Debug, Clone)]
 pub struct EntryLock {
-    _file: File,
+    _file: std::sync::Arc<File>,
     name: String,
 }
 
@@ -129,6 +132,7 @@ impl Store {
             root: root.to_owned(),
             _lock: lock,
             wait_notice: None,
+            held: Default::default(),
         };
         let alone = match store._lock.try_lock() {
             Ok(()) => true,
@@ -167,6 +171,15 @@ impl Store {
                 && !name.starts_with('.'),
             "entry lock names are plain file names: {name}"
         );
+        let held = || self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = held().get(name).and_then(std::sync::Weak::upgrade) {
+            return Ok(EntryLock {
+                _file: file,
+                name: name.to_owned(),
+            });
+        }
+        // Not held here: wait for other processes (and threads) without blocking this
+        // process's other entries.
         let path = self.root.join("locks").join(name);
         let file = File::options()
             .create(true)
@@ -184,6 +197,8 @@ impl Store {
             }
             Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
         }
+        let file = std::sync::Arc::new(file);
+        held().insert(name.to_owned(), std::sync::Arc::downgrade(&file));
         Ok(EntryLock {
             _file: file,
             name: name.to_owned(),
@@ -476,6 +491,12 @@ mod tests {
         writer.join().unwrap();
         assert!(waited.load(std::sync::atomic::Ordering::SeqCst));
         drop(other);
+
+        // Within one process, asking again for an entry it holds shares the lock.
+        let held = first.lock_entry("vendor-x").unwrap();
+        let again = first.lock_entry("vendor-x").unwrap();
+        drop(held);
+        drop(again);
     }
 
     #[test]
