@@ -434,7 +434,6 @@ pub fn unzip_tree(
     dest: &Path,
     keep: &dyn Fn(&Path) -> bool,
 ) -> Result<TreeStats, ExtractError> {
-    use std::os::unix::fs::PermissionsExt;
     let io_err = |source| ExtractError::Io {
         archive: archive.to_owned(),
         source,
@@ -444,9 +443,14 @@ pub fn unzip_tree(
     let mut zip = zip::ZipArchive::new(io::BufReader::new(file)).map_err(zip_err)?;
     let mut stats = TreeStats::default();
     let mut real_dirs = std::collections::HashSet::from([PathBuf::new()]);
+    let mut regular = Vec::new();
     for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).map_err(zip_err)?;
-        let member = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        // The header alone: regular files are read below, links where they are made.
+        let (member, mode, is_dir) = {
+            let entry = zip.by_index_raw(i).map_err(zip_err)?;
+            let member = String::from_utf8_lossy(entry.name_raw()).into_owned();
+            (member, entry.unix_mode().unwrap_or(0o644), entry.is_dir())
+        };
         let refuse = |problem: &'static str| ExtractError::Unsafe {
             archive: archive.to_owned(),
             member: member.clone(),
@@ -463,8 +467,7 @@ pub fn unzip_tree(
             ParentError::Io(e) => io_err(e),
         })?;
         let target = dest.join(&rel);
-        let mode = entry.unix_mode().unwrap_or(0o644);
-        if entry.is_dir() {
+        if is_dir {
             if !target.is_dir() {
                 std::fs::create_dir(&target).map_err(io_err)?;
             }
@@ -472,6 +475,7 @@ pub fn unzip_tree(
             stats.dirs += 1;
         } else if mode & 0o170000 == 0o120000 {
             let mut link = String::new();
+            let mut entry = zip.by_index(i).map_err(zip_err)?;
             entry.read_to_string(&mut link).map_err(io_err)?;
             let link = PathBuf::from(link);
             if link.is_absolute() {
@@ -483,19 +487,43 @@ pub fn unzip_tree(
             std::os::unix::fs::symlink(&link, &target).map_err(io_err)?;
             stats.symlinks += 1;
         } else if mode & 0o170000 == 0o100000 || mode & 0o170000 == 0 {
-            let mut f = std::fs::File::create_new(&target).map_err(io_err)?;
-            stats.bytes += io::copy(&mut entry, &mut f).map_err(io_err)?;
-            drop(f);
+            // Written below, on every core, once every path is checked and every directory
+            // and link made.
             let perm = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(perm))
-                .map_err(io_err)?;
+            regular.push((i, target, perm));
             stats.files += 1;
         } else {
             return Err(refuse("is a device, fifo or other special file"));
         }
     }
+    stats.bytes = unzip_files(archive, &regular).map_err(io_err)?;
     check_links(archive, dest, Links::Inside)?;
     Ok(stats)
+}
+
+/// Writes the regular files `(index, target, mode)` of a zip, each new, split among the cores,
+/// each core reading the archive through its own handle; returns the bytes written.
+fn unzip_files(archive: &Path, regular: &[(usize, PathBuf, u32)]) -> io::Result<u64> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::PermissionsExt;
+    let workers = rayon::current_num_threads().max(1);
+    (0..workers)
+        .into_par_iter()
+        .map(|w| -> io::Result<u64> {
+            let file = std::fs::File::open(archive)?;
+            let mut zip =
+                zip::ZipArchive::new(io::BufReader::new(file)).map_err(io::Error::other)?;
+            let mut bytes = 0;
+            for (i, target, perm) in regular.iter().skip(w).step_by(workers) {
+                let mut entry = zip.by_index(*i).map_err(io::Error::other)?;
+                let mut f = std::fs::File::create_new(target)?;
+                bytes += io::copy(&mut entry, &mut f)?;
+                drop(f);
+                std::fs::set_permissions(target, std::fs::Permissions::from_mode(*perm))?;
+            }
+            Ok(bytes)
+        })
+        .try_reduce(|| 0, |a, b| Ok(a + b))
 }
 
 fn write_new(path: &Path, data: &[u8], executable: bool) -> io::Result<()> {
