@@ -244,6 +244,14 @@ impl From<JobError> for Failure {
     }
 }
 
+/// Says on stderr that the store at `root` is held by another process.
+fn say_waiting(root: &Path) {
+    eprintln!(
+        "waiting for another kata-repro to release the store {}",
+        root.display()
+    )
+}
+
 /// Opens the store named explicitly, by the environment or by the config, saying so while
 /// another process holds it.
 fn open_store(store: Option<&Path>, config: &Config) -> Result<Store, Failure> {
@@ -251,13 +259,7 @@ fn open_store(store: Option<&Path>, config: &Config) -> Result<Store, Failure> {
         config: config.clone(),
         ..Default::default()
     };
-    let on_wait = |root: &Path| {
-        eprintln!(
-            "waiting for another kata-repro to release the store {}",
-            root.display()
-        )
-    };
-    Ok(sources.open_store(store, on_wait)?)
+    Ok(sources.open_store(store, say_waiting)?)
 }
 
 /// Opens a release's lockfile, mirrors, policy and store, saying so while another process
@@ -269,11 +271,5 @@ fn open_release(
     mirror_args: MirrorArgs,
 ) -> Result<Release, Failure> {
     let sources = mirror_args.sources(config);
-    let on_wait = |root: &Path| {
-        eprintln!(
-            "waiting for another kata-repro to release the store {}",
-            root.display()
-        )
-    };
-    Ok(Release::open(lockfile, store, &sources, on_wait)?)
+    Ok(Release::open(lockfile, store, &sources, say_waiting)?)
 }

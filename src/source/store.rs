@@ -79,6 +79,31 @@ impl EntryLock {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Mode {
+    Shared,
+    Exclusive,
+}
+
+/// Locks `file`, calling `on_wait` first when another holder makes it wait.
+fn lock_waiting(file: &File, mode: Mode, on_wait: impl FnOnce()) -> io::Result<()> {
+    let tried = match mode {
+        Mode::Shared => file.try_lock_shared(),
+        Mode::Exclusive => file.try_lock(),
+    };
+    match tried {
+        Ok(()) => Ok(()),
+        Err(fs::TryLockError::WouldBlock) => {
+            on_wait();
+            match mode {
+                Mode::Shared => file.lock_shared(),
+                Mode::Exclusive => file.lock(),
+            }
+        }
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_owned(),
@@ -143,14 +168,7 @@ impl Store {
             store.clear_staging()?;
         }
         // From exclusive (after the sweep) or from nothing, to shared.
-        match store._lock.try_lock_shared() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                on_wait();
-                store._lock.lock_shared().map_err(io_err(&lock_path))?;
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
-        }
+        lock_waiting(&store._lock, Mode::Shared, on_wait).map_err(io_err(&lock_path))?;
         Ok(store)
     }
 
@@ -187,16 +205,12 @@ impl Store {
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                if let Some(notice) = &self.wait_notice {
-                    notice(name);
-                }
-                file.lock().map_err(io_err(&path))?;
+        let on_wait = || {
+            if let Some(notice) = &self.wait_notice {
+                notice(name);
             }
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
-        }
+        };
+        lock_waiting(&file, Mode::Exclusive, on_wait).map_err(io_err(&path))?;
         let file = std::sync::Arc::new(file);
         held().insert(name.to_owned(), std::sync::Arc::downgrade(&file));
         Ok(EntryLock {
