@@ -417,15 +417,22 @@ fn crates_unpack_exactly_as_cargo_vendor_writes_them() {
     }
 }
 
-#[test]
-fn an_offline_vendor_tree_is_built_from_the_store_and_the_build_is_resolved() {
+/// A store holding the fixture's verified .crates, and a bare mirror of its git dependency,
+/// as an air-gapped build has them.
+struct OfflineSetup {
+    store: kata_repro::source::store::Store,
+    mirrors: kata_repro::source::mirror::Mirrors,
+    mirror: PathBuf,
+    lock: kata_repro::lock::Loaded<kata_repro::lock::cargo_lock::CargoLock>,
+    cargo: String,
+}
+
+fn offline_setup(f: &CargoFixture) -> OfflineSetup {
     use kata_repro::lock::cargo_lock::CargoLock;
     use kata_repro::source::download::Location;
     use kata_repro::source::mirror::Mirrors;
     use kata_repro::source::store::Store;
-    use kata_repro::verify::cargo::{offline, resolve};
 
-    let f = CargoFixture::new();
     let store = Store::open(&f.root.join("store"), || {}).unwrap();
     for name in ["leaf", "twig"] {
         let crate_file = f.registry.join(format!("{name}-0.1.0.crate"));
@@ -436,7 +443,6 @@ fn an_offline_vendor_tree_is_built_from_the_store_and_the_build_is_resolved() {
             .put(&Location::File(crate_file), &checksum, |_, _| {})
             .unwrap();
     }
-    // The git dependency comes from a mirror, as it would in an air-gapped build.
     let mirror = f.root.join("gitdep-mirror");
     git(
         &f.root,
@@ -455,9 +461,27 @@ fn an_offline_vendor_tree_is_built_from_the_store_and_the_build_is_resolved() {
     );
     // The app's own source replacement must not be what makes this work.
     std::fs::remove_file(f.app.join(".cargo/config.toml")).unwrap();
-    let lock_path = f.app.join("Cargo.lock");
-    let lock = CargoLock::load(&lock_path).unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    OfflineSetup {
+        store,
+        mirrors,
+        mirror,
+        lock: CargoLock::load(&f.app.join("Cargo.lock")).unwrap(),
+        cargo: std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+    }
+}
+
+#[test]
+fn an_offline_vendor_tree_is_built_from_the_store_and_the_build_is_resolved() {
+    use kata_repro::verify::cargo::{offline, resolve};
+
+    let f = CargoFixture::new();
+    let OfflineSetup {
+        store,
+        mirrors,
+        lock,
+        cargo,
+        ..
+    } = offline_setup(&f);
     let built = offline::ensure_in_store(&lock, &f.app, &store, &mirrors, &cargo).unwrap();
     assert_eq!(built.crates, 3);
     assert!(built.vendor_dir.join("gitdep-0.2.0/src/lib.rs").is_file());
@@ -500,6 +524,85 @@ fn an_offline_vendor_tree_is_built_from_the_store_and_the_build_is_resolved() {
         r.needed.iter().map(String::as_str).collect::<Vec<_>>(),
         ["app@0.1.0", "gitdep@0.2.0", "leaf@0.1.0"]
     );
+}
+
+#[test]
+fn a_git_dependency_is_cloned_once_and_a_kept_clone_that_lies_is_not_used() {
+    use kata_repro::verify::cargo::offline;
+
+    let f = CargoFixture::new();
+    let s = offline_setup(&f);
+    let vendor = || offline::ensure_in_store(&s.lock, &f.app, &s.store, &s.mirrors, &s.cargo);
+    let lib_of = |v: &offline::OfflineVendor| {
+        std::fs::read_to_string(v.vendor_dir.join("gitdep-0.2.0/src/lib.rs")).unwrap()
+    };
+    let first = vendor().unwrap();
+    assert_eq!(lib_of(&first), "pub fn g() {}\n");
+    let kept = s.store.cargo_git_db();
+    assert!(kept.is_dir(), "cargo's git database is kept in the store");
+
+    // The kept database serves the next run: the mirror is not read.
+    let away = f.root.join("mirror-away");
+    std::fs::rename(&s.mirror, &away).unwrap();
+    let again = vendor().unwrap();
+    assert_eq!(lib_of(&again), "pub fn g() {}\n");
+
+    // A kept database whose blob of src/lib.rs was replaced under the same id.
+    let blob = git(&away, &["rev-parse", "HEAD:src/lib.rs"]);
+    let forge = || {
+        let repos: Vec<_> = std::fs::read_dir(&kept).unwrap().flatten().collect();
+        assert_eq!(repos.len(), 1, "one git source, one database");
+        forge_loose_object(&repos[0].path(), blob.trim(), b"pub fn g() { loop {} }\n");
+    };
+    forge();
+    // Without the mirror, the forged database fails the run rather than being used.
+    let err = vendor().expect_err("a forged object must not be vendored");
+    assert!(
+        matches!(err, offline::OfflineError::CargoVendor { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        lib_of(&again),
+        "pub fn g() {}\n",
+        "the stored tree is untouched"
+    );
+    // With the mirror back, the forged database is dropped and the run repeated from it.
+    std::fs::rename(&away, &s.mirror).unwrap();
+    vendor().unwrap();
+    forge();
+    let recovered = vendor().unwrap();
+    assert_eq!(lib_of(&recovered), "pub fn g() {}\n");
+}
+
+/// Unpacks `repo`'s packs into loose objects and writes `data` as the blob named `id`.
+fn forge_loose_object(repo: &Path, id: &str, data: &[u8]) {
+    use std::io::Write;
+    let packs = repo.join("objects/pack");
+    for entry in std::fs::read_dir(&packs).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "pack") {
+            let bytes = std::fs::read(&path).unwrap();
+            for ext in ["pack", "idx", "rev"] {
+                let _ = std::fs::remove_file(path.with_extension(ext));
+            }
+            let mut child = Command::new("git")
+                .args(["unpack-objects", "-q"])
+                .current_dir(repo)
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(&bytes).unwrap();
+            assert!(child.wait().unwrap().success());
+        }
+    }
+    let object = repo.join("objects").join(&id[..2]).join(&id[2..]);
+    assert!(object.is_file(), "{} was unpacked", object.display());
+    std::fs::remove_file(&object).unwrap();
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(format!("blob {}\0", data.len()).as_bytes())
+        .unwrap();
+    z.write_all(data).unwrap();
+    std::fs::write(&object, z.finish().unwrap()).unwrap();
 }
 
 #[test]

@@ -392,6 +392,13 @@ impl Store {
         self.root.join("vendor").join(lock.to_hex())
     }
 
+    /// Cargo's git databases (`$CARGO_HOME/git/db`), kept between vendor runs so that a git
+    /// dependency is cloned from its mirror once. Only the object databases are kept, never
+    /// cargo's checkouts: see `verify::cargo::offline`.
+    pub fn cargo_git_db(&self) -> PathBuf {
+        self.root.join("cargo-git-db")
+    }
+
     /// Where the logs of a failed build step of `component` for `arch` are kept.
     pub fn failed_logs(&self, arch: &str, component: &str) -> PathBuf {
         self.root.join("logs").join(arch).join(component)

@@ -1,11 +1,15 @@
 //! An offline vendor tree for `cargo build --locked --offline`, made only from verified bytes.
 //!
-//! 1. Every registry crate is extracted from its verified `.crate` in the store into a cargo
-//!    `directory` source, with the `.cargo-checksum.json` cargo expects.
-//! 2. `cargo vendor` then assembles the vendor tree, with crates.io replaced by that directory
-//!    and every git source replaced by its local mirror (cargo re-hashes every git object it
-//!    clones, and checks out the commit Cargo.lock pins). Cargo itself writes the normalised
-//!    manifests of git packages.
+//! 1. Every registry crate is extracted from its verified `.crate` in the store straight into
+//!    the vendor tree, with the `.cargo-checksum.json` cargo expects, so that the tree holds
+//!    every file of the `.crate` (cargo vendor's packaging rules would drop some: openssl-src's
+//!    build needs the openssl/fuzz/build.info its Cargo.toml excludes).
+//! 2. `cargo vendor` then completes the tree, with crates.io replaced by the tree itself (it
+//!    leaves a versioned directory that has its checksum file alone, so the registry crates are
+//!    not copied again) and every git source replaced by its local mirror (cargo re-hashes every
+//!    git object it reads, and checks out the commit Cargo.lock pins). Cargo itself writes the
+//!    normalised manifests of git packages. Its git databases are kept in the store between
+//!    runs; its checkouts never are.
 //! 3. The result is verified against Cargo.lock like any vendor tree, and a source-replacement
 //!    config that points at it is written beside it.
 
@@ -109,38 +113,17 @@ pub fn build(
     cargo: &str,
 ) -> Result<OfflineVendor, OfflineError> {
     let staging = out.join(".staging");
-    let registry = staging.join("registry");
-    std::fs::create_dir_all(&registry).map_err(io_err(&registry))?;
+    std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
+    let vendor_dir = out.join("vendor");
 
-    // 1. Registry crates, from the store.
-    for p in lock
-        .packages
-        .iter()
-        .filter(|p| matches!(p.source, PackageSource::Registry(_)))
-    {
-        let checksum = p
-            .checksum
-            .ok_or_else(|| OfflineError::NotInStore { package: p.id() })?;
-        let crate_file = store.object_path(&checksum);
-        if !store.verify_object(&checksum).unwrap_or(false) {
-            return Err(OfflineError::NotInStore { package: p.id() });
-        }
-        unpack_crate(
-            &crate_file,
-            &registry.join(format!("{}-{}", p.name, p.version)),
-            &checksum,
-        )
-        .map_err(|source| OfflineError::Extract {
-            package: p.id(),
-            source,
-        })?;
-    }
+    // 1. Registry crates, from the store, straight into the vendor tree.
+    unpack_registry_crates(lock, store, &vendor_dir)?;
 
     // 2. cargo vendor with every source replaced.
     let mut config = String::from("[source.crates-io]\nreplace-with = \"kata-repro-registry\"\n\n");
     config.push_str(&format!(
         "[source.kata-repro-registry]\ndirectory = {}\n\n",
-        toml_str(&registry.display().to_string())
+        toml_str(&vendor_dir.display().to_string())
     ));
     let mut git_sources: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
     for p in &lock.packages {
@@ -174,7 +157,6 @@ pub fn build(
     }
     let cfg_path = staging.join("vendor-sources.toml");
     std::fs::write(&cfg_path, &config).map_err(io_err(&cfg_path))?;
-    let vendor_dir = out.join("vendor");
     let cargo_home = staging.join("cargo-home");
     // Submodules are cloned from the URLs in .gitmodules: send those to their mirrors too.
     let mut gitconfig = String::new();
@@ -193,59 +175,28 @@ pub fn build(
     }
     let gitconfig_path = staging.join(".gitconfig");
     std::fs::write(&gitconfig_path, gitconfig).map_err(io_err(&gitconfig_path))?;
-    // HOME changes below (for the git config); rustup must still find its toolchains.
-    let rustup_home = std::env::var_os("RUSTUP_HOME")
-        .map(PathBuf::from)
-        .or_else(|| dirs::home_dir().map(|h| h.join(".rustup")));
-    let mut command = Command::new(cargo);
-    if let Some(r) = rustup_home {
-        command.env("RUSTUP_HOME", r);
-    }
-    let output = command
-        .args([
-            "vendor",
-            "--locked",
-            "--respect-source-config",
-            "--versioned-dirs",
-            "--quiet",
-            "--manifest-path",
-        ])
-        .arg(workspace.join("Cargo.toml"))
-        .arg("--config")
-        .arg(&cfg_path)
-        .arg(&vendor_dir)
-        .current_dir(&staging)
-        .env("CARGO_HOME", &cargo_home)
-        .env("HOME", &staging)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .output()
-        .map_err(io_err(Path::new(cargo)))?;
-    if !output.status.success() {
-        return Err(OfflineError::CargoVendor {
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
-
-    // 3. cargo vendor copies a directory source's packages by their packaging rules, which
-    // drops files the .crate holds (openssl-src's build needs the openssl/fuzz/build.info its
-    // Cargo.toml excludes): each registry crate is replaced by the verified .crate's files, as
-    // cargo vendor gives them from crates.io.
-    for p in lock
-        .packages
-        .iter()
-        .filter(|p| matches!(p.source, PackageSource::Registry(_)))
-    {
-        let name = format!("{}-{}", p.name, p.version);
-        let (unpacked, vendored) = (registry.join(&name), vendor_dir.join(&name));
-        if vendored.is_dir() {
-            std::fs::remove_dir_all(&vendored).map_err(io_err(&vendored))?;
-            std::fs::rename(&unpacked, &vendored).map_err(io_err(&vendored))?;
+    // Cargo's git databases are kept in the store between runs, so that a git dependency is
+    // cloned from its mirror once. A kept database that cargo cannot use (libgit2 re-hashes
+    // every object it reads, so a damaged or altered object fails the checkout) is dropped and
+    // the run repeated from the mirrors.
+    let git_db = cargo_home.join("git/db");
+    let reused = take_git_db(store, &git_db);
+    let vendor_run = || run_cargo_vendor(cargo, workspace, &cfg_path, &vendor_dir, &staging);
+    match vendor_run() {
+        Err(_) if reused => {
+            for dir in [&cargo_home, &vendor_dir] {
+                if dir.exists() {
+                    crate::files::remove_tree(dir).map_err(io_err(dir))?;
+                }
+            }
+            unpack_registry_crates(lock, store, &vendor_dir)?;
+            vendor_run()?;
         }
+        done => done?,
     }
+    keep_git_db(store, &git_db);
 
-    // 4. Verify what was written, then point cargo at it.
+    // 3. Verify what was written, then point cargo at it.
     let lookup = |p: &crate::lock::cargo_lock::LockedPackage| {
         super::registry::verified_crate(p, Some(store), &[])
     };
@@ -288,6 +239,104 @@ pub fn build(
         crates: findings.len(),
         in_use: None,
     })
+}
+
+/// Extracts every registry crate of `lock` from its verified `.crate` in the store into
+/// `vendor_dir/<name>-<version>`, on every core.
+fn unpack_registry_crates(
+    lock: &Loaded<CargoLock>,
+    store: &Store,
+    vendor_dir: &Path,
+) -> Result<(), OfflineError> {
+    use rayon::prelude::*;
+    lock.packages
+        .par_iter()
+        .filter(|p| matches!(p.source, PackageSource::Registry(_)))
+        .try_for_each(|p| {
+            let checksum = p
+                .checksum
+                .ok_or_else(|| OfflineError::NotInStore { package: p.id() })?;
+            if !store.verify_object(&checksum).unwrap_or(false) {
+                return Err(OfflineError::NotInStore { package: p.id() });
+            }
+            unpack_crate(
+                &store.object_path(&checksum),
+                &vendor_dir.join(format!("{}-{}", p.name, p.version)),
+                &checksum,
+            )
+            .map_err(|source| OfflineError::Extract {
+                package: p.id(),
+                source,
+            })
+        })
+}
+
+/// Runs `cargo vendor` in `staging`, whose `cargo-home` is CARGO_HOME and which is HOME (for
+/// the `.gitconfig` that sends submodules to their mirrors).
+fn run_cargo_vendor(
+    cargo: &str,
+    workspace: &Path,
+    cfg_path: &Path,
+    vendor_dir: &Path,
+    staging: &Path,
+) -> Result<(), OfflineError> {
+    // HOME changes below (for the git config); rustup must still find its toolchains.
+    let rustup_home = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|h| h.join(".rustup")));
+    let mut command = Command::new(cargo);
+    if let Some(r) = rustup_home {
+        command.env("RUSTUP_HOME", r);
+    }
+    let output = command
+        .args([
+            "vendor",
+            "--locked",
+            "--respect-source-config",
+            "--versioned-dirs",
+            "--quiet",
+            "--manifest-path",
+        ])
+        .arg(workspace.join("Cargo.toml"))
+        .arg("--config")
+        .arg(cfg_path)
+        .arg(vendor_dir)
+        .current_dir(staging)
+        .env("CARGO_HOME", staging.join("cargo-home"))
+        .env("HOME", staging)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output()
+        .map_err(io_err(Path::new(cargo)))?;
+    if !output.status.success() {
+        return Err(OfflineError::CargoVendor {
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Moves the store's kept cargo git databases to `git_db`, if the store has them and no other
+/// vendor run has taken them; says whether it did.
+fn take_git_db(store: &Store, git_db: &Path) -> bool {
+    let kept = store.cargo_git_db();
+    if !kept.is_dir() {
+        return false;
+    }
+    git_db
+        .parent()
+        .is_some_and(|parent| std::fs::create_dir_all(parent).is_ok())
+        && std::fs::rename(&kept, git_db).is_ok()
+}
+
+/// Moves the git databases of a successful run back into the store, unless another run put
+/// its own there first. They are only a cache of what the mirrors hold: losing them costs a
+/// clone.
+fn keep_git_db(store: &Store, git_db: &Path) {
+    if git_db.is_dir() {
+        let _ = std::fs::rename(git_db, store.cargo_git_db());
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OfflineError {
