@@ -58,12 +58,12 @@ struct Checksum<'a> {
     package: Option<String>,
 }
 
-/// Extracts a verified `.crate` into `dest` and writes its checksum file.
+/// Extracts a verified `.crate` into `dest` and writes its checksum file, which it returns.
 pub fn unpack_crate(
     crate_file: &Path,
     dest: &Path,
     checksum: &Sha256Digest,
-) -> Result<(), extract::ExtractError> {
+) -> Result<String, extract::ExtractError> {
     let io_err = |source| extract::ExtractError::Io {
         archive: crate_file.to_owned(),
         source,
@@ -85,7 +85,8 @@ pub fn unpack_crate(
         package: Some(checksum.to_hex()),
     })
     .expect("checksums serialise");
-    std::fs::write(dest.join(CHECKSUM_FILE), json).map_err(io_err)
+    std::fs::write(dest.join(CHECKSUM_FILE), &json).map_err(io_err)?;
+    Ok(json)
 }
 
 /// What was produced.
@@ -117,7 +118,7 @@ pub fn build(
     let vendor_dir = out.join("vendor");
 
     // 1. Registry crates, from the store, straight into the vendor tree.
-    unpack_registry_crates(lock, store, &vendor_dir)?;
+    let mut written = unpack_registry_crates(lock, store, &vendor_dir)?;
 
     // 2. cargo vendor with every source replaced.
     let mut config = String::from("[source.crates-io]\nreplace-with = \"kata-repro-registry\"\n\n");
@@ -189,25 +190,15 @@ pub fn build(
                     crate::files::remove_tree(dir).map_err(io_err(dir))?;
                 }
             }
-            unpack_registry_crates(lock, store, &vendor_dir)?;
+            written = unpack_registry_crates(lock, store, &vendor_dir)?;
             vendor_run()?;
         }
         done => done?,
     }
     keep_git_db(store, &git_db);
 
-    // 3. Verify what was written, then point cargo at it.
-    let lookup = |p: &crate::lock::cargo_lock::LockedPackage| {
-        super::registry::verified_crate(p, Some(store), &[])
-    };
-    let findings = vendor::verify_against(lock, &lock.path, &vendor_dir, &lookup);
-    let bad: Vec<String> = findings
-        .iter()
-        // Git packages were just vendored from the checkouts the lockfile pins.
-        .filter(|f| !matches!(f.outcome, Outcome::Ok | Outcome::SelfConsistent))
-        .map(|f| f.line())
-        .chain(vendor::incomplete(lock, &vendor_dir, &lookup))
-        .collect();
+    // 3. Verify what cargo wrote, then point cargo at it.
+    let bad = check_vendored(lock, &vendor_dir, &written);
     if !bad.is_empty() {
         return Err(OfflineError::Unverified(bad.join("\n")));
     }
@@ -236,39 +227,99 @@ pub fn build(
     Ok(OfflineVendor {
         vendor_dir: final_vendor,
         config: final_out.join("config.toml"),
-        crates: findings.len(),
+        crates: written.len() + git_packages(lock).count(),
         in_use: None,
     })
 }
 
 /// Extracts every registry crate of `lock` from its verified `.crate` in the store into
-/// `vendor_dir/<name>-<version>`, on every core.
+/// `vendor_dir/<name>-<version>`, on every core; returns each directory's name with the
+/// checksum file written into it.
 fn unpack_registry_crates(
     lock: &Loaded<CargoLock>,
     store: &Store,
     vendor_dir: &Path,
-) -> Result<(), OfflineError> {
+) -> Result<BTreeMap<String, String>, OfflineError> {
     use rayon::prelude::*;
     lock.packages
         .par_iter()
         .filter(|p| matches!(p.source, PackageSource::Registry(_)))
-        .try_for_each(|p| {
+        .map(|p| {
             let checksum = p
                 .checksum
                 .ok_or_else(|| OfflineError::NotInStore { package: p.id() })?;
             if !store.verify_object(&checksum).unwrap_or(false) {
                 return Err(OfflineError::NotInStore { package: p.id() });
             }
-            unpack_crate(
+            let name = format!("{}-{}", p.name, p.version);
+            let json = unpack_crate(
                 &store.object_path(&checksum),
-                &vendor_dir.join(format!("{}-{}", p.name, p.version)),
+                &vendor_dir.join(&name),
                 &checksum,
             )
             .map_err(|source| OfflineError::Extract {
                 package: p.id(),
                 source,
-            })
+            })?;
+            Ok((name, json))
         })
+        .collect()
+}
+
+/// The git packages of `lock`.
+fn git_packages(lock: &CargoLock) -> impl Iterator<Item = &crate::lock::cargo_lock::LockedPackage> {
+    lock.packages
+        .iter()
+        .filter(|p| matches!(p.source, PackageSource::Git(_)))
+}
+
+/// What is wrong with the tree cargo vendor completed, one line each: a directory that is not
+/// a locked package, a locked package missing, a registry crate whose checksum file is no
+/// longer the one step 1 wrote (cargo leaves such a directory alone; the crate's files were
+/// just written from the verified `.crate`), or a git package that does not agree with
+/// Cargo.lock and its own checksum file (it was vendored from the commit Cargo.lock pins).
+fn check_vendored(
+    lock: &Loaded<CargoLock>,
+    vendor_dir: &Path,
+    written: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let git: BTreeMap<String, PathBuf> = git_packages(lock)
+        .map(|p| {
+            let name = format!("{}-{}", p.name, p.version);
+            let dir = vendor_dir.join(&name);
+            (name, dir)
+        })
+        .collect();
+    let mut bad = Vec::new();
+    let found: std::collections::BTreeSet<String> = match std::fs::read_dir(vendor_dir) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) => return vec![format!("{}: {e}", vendor_dir.display())],
+    };
+    for name in &found {
+        if !written.contains_key(name) && !git.contains_key(name) {
+            bad.push(format!("{name}: vendored, but not a locked package"));
+        }
+    }
+    for (name, json) in written {
+        let now = std::fs::read_to_string(vendor_dir.join(name).join(CHECKSUM_FILE));
+        if now.as_deref().ok() != Some(json.as_str()) {
+            bad.push(format!(
+                "{name}: cargo vendor rewrote the crate unpacked from its verified .crate"
+            ));
+        }
+    }
+    let dirs: Vec<PathBuf> = git.values().cloned().collect();
+    let no_crates = |_: &crate::lock::cargo_lock::LockedPackage| None;
+    bad.extend(
+        vendor::verify_dirs(lock, &lock.path, &dirs, &no_crates)
+            .iter()
+            .filter(|f| !matches!(f.outcome, Outcome::Ok | Outcome::SelfConsistent))
+            .map(|f| f.line()),
+    );
+    bad
 }
 
 /// Runs `cargo vendor` in `staging`, whose `cargo-home` is CARGO_HOME and which is HOME (for
@@ -391,4 +442,88 @@ pub fn ensure_in_store(
         in_use: Some(std::sync::Arc::new(in_use)),
         ..built
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(data: &[u8]) -> String {
+        Sha256Digest::of(data).to_hex()
+    }
+
+    /// A Cargo.lock with one registry crate and one git package, and the tree vendoring them.
+    fn vendored(dir: &Path) -> (Loaded<CargoLock>, PathBuf, BTreeMap<String, String>) {
+        let lock_path = dir.join("Cargo.lock");
+        std::fs::write(
+            &lock_path,
+            format!(
+                "version = 4\n\n[[package]]\nname = \"leaf\"\nversion = \"0.1.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"{}\"\n\n[[package]]\nname = \"gitdep\"\nversion = \"0.2.0\"\nsource = \"git+https://git.example.org/gitdep#{}\"\n",
+                sha(b"leaf"),
+                "a".repeat(40)
+            ),
+        )
+        .unwrap();
+        let lock = CargoLock::load(&lock_path).unwrap();
+        let vendor = dir.join("vendor");
+        let leaf = vendor.join("leaf-0.1.0");
+        std::fs::create_dir_all(&leaf).unwrap();
+        let json = format!("{{\"files\":{{}},\"package\":\"{}\"}}", sha(b"leaf"));
+        std::fs::write(leaf.join(CHECKSUM_FILE), &json).unwrap();
+        let git = vendor.join("gitdep-0.2.0");
+        std::fs::create_dir_all(git.join("src")).unwrap();
+        let manifest = "[package]\nname = \"gitdep\"\nversion = \"0.2.0\"\n";
+        std::fs::write(git.join("Cargo.toml"), manifest).unwrap();
+        std::fs::write(git.join("src/lib.rs"), "pub fn g() {}\n").unwrap();
+        std::fs::write(
+            git.join(CHECKSUM_FILE),
+            format!(
+                "{{\"files\":{{\"Cargo.toml\":\"{}\",\"src/lib.rs\":\"{}\"}},\"package\":null}}",
+                sha(manifest.as_bytes()),
+                sha(b"pub fn g() {}\n")
+            ),
+        )
+        .unwrap();
+        let written = BTreeMap::from([("leaf-0.1.0".to_owned(), json)]);
+        (lock, vendor, written)
+    }
+
+    #[test]
+    fn the_completed_tree_is_checked_without_reading_the_crates_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lock, vendor, written) = vendored(dir.path());
+        assert_eq!(
+            check_vendored(&lock, &vendor, &written),
+            Vec::<String>::new()
+        );
+
+        std::fs::create_dir(vendor.join("stray-1.0.0")).unwrap();
+        let bad = check_vendored(&lock, &vendor, &written);
+        assert!(
+            bad[0].contains("stray-1.0.0: vendored, but not a locked package"),
+            "{bad:?}"
+        );
+        std::fs::remove_dir(vendor.join("stray-1.0.0")).unwrap();
+
+        let sums = vendor.join("leaf-0.1.0").join(CHECKSUM_FILE);
+        let json = std::fs::read_to_string(&sums).unwrap();
+        std::fs::write(&sums, json.replace("{}", "{\"x\":\"00\"}")).unwrap();
+        let bad = check_vendored(&lock, &vendor, &written);
+        assert!(
+            bad[0].contains("leaf-0.1.0: cargo vendor rewrote"),
+            "{bad:?}"
+        );
+        std::fs::write(&sums, json).unwrap();
+
+        std::fs::write(
+            vendor.join("gitdep-0.2.0/src/lib.rs"),
+            "pub fn g() { evil() }\n",
+        )
+        .unwrap();
+        let bad = check_vendored(&lock, &vendor, &written);
+        assert!(bad.len() == 1 && bad[0].contains("gitdep@0.2.0"), "{bad:?}");
+        crate::files::remove_tree(&vendor.join("gitdep-0.2.0")).unwrap();
+        let bad = check_vendored(&lock, &vendor, &written);
+        assert!(bad.len() == 1 && bad[0].contains("gitdep"), "{bad:?}");
+    }
 }

@@ -175,80 +175,21 @@ impl PackagingRules {
     }
 }
 
-/// The registry crates of `vendor` that lack files their verified `.crate` holds (those cargo
-/// vendor keeps from crates.io), one line each: kata-repro's own vendor trees hold every one.
-pub fn incomplete(lock: &CargoLock, vendor: &Path, crates: &CrateLookup<'_>) -> Vec<String> {
-    let mut out = Vec::new();
-    for p in lock
-        .packages
-        .iter()
-        .filter(|p| matches!(p.source, PackageSource::Registry(_)))
-    {
-        let dir = vendor.join(format!("{}-{}", p.name, p.version));
-        let Some(archive) = crates(p) else { continue };
-        let Ok(files) = crate_files(&archive) else {
-            continue;
-        };
-        let missing: Vec<&String> = files
-            .keys()
-            .filter(|rel| !dir.join(rel.as_str()).is_file())
-            .collect();
-        if let Some(first) = missing.first() {
-            out.push(format!(
-                "{}@{}: {} file(s) of the verified .crate are not vendored ({first}, …)",
-                p.name,
-                p.version,
-                missing.len()
-            ));
-        }
-    }
-    out
-}
-
-/// Verifies a vendor directory against Cargo.lock. Every registry and git package must be
-/// vendored, every vendored crate must be locked, and every file must match its checksum.
-pub fn verify(lock: &CargoLock, lock_path: &Path, vendor: &Path) -> Vec<Finding> {
-    verify_against(lock, lock_path, vendor, &|_| None)
-}
-
-/// Finds the verified `.crate` of a locked package, when one is at hand.
-pub type CrateLookup<'a> = dyn Fn(&LockedPackage) -> Option<PathBuf> + Sync + 'a;
-
-/// Like [`verify`], and where `crates` finds the verified `.crate` of a registry package, every
-/// vendored file must also be a file of that archive, byte for byte: a tree whose files and
-/// checksum file were both rewritten is caught.
-pub fn verify_against(
+/// Verifies the vendored package directories `dirs` against Cargo.lock, one finding each: the
+/// `package` checksum, every file against the checksum file, and a registry crate's files
+/// against its verified `.crate` when `crates` finds it.
+pub fn verify_dirs(
     lock: &CargoLock,
     lock_path: &Path,
-    vendor: &Path,
+    dirs: &[PathBuf],
     crates: &CrateLookup<'_>,
 ) -> Vec<Finding> {
-    let mut dirs: Vec<PathBuf> = match std::fs::read_dir(vendor) {
-        Ok(rd) => rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect(),
-        Err(e) => {
-            return vec![
-                Finding::new(
-                    Ecosystem::Cargo,
-                    vendor.display().to_string(),
-                    Outcome::Missing,
-                )
-                .message(format!("cannot read the vendor directory: {e}")),
-            ];
-        }
-    };
-    dirs.sort();
     let by_id: BTreeMap<(String, String), &LockedPackage> = lock
         .packages
         .iter()
         .map(|p| ((p.name.clone(), p.version.clone()), p))
         .collect();
-    let mut seen = BTreeSet::new();
-    let mut findings: Vec<Finding> = dirs
-        .par_iter()
+    dirs.par_iter()
         .map(|dir| {
             let origin = dir.display().to_string();
             let Some((name, version)) = crate_id(dir) else {
@@ -322,7 +263,47 @@ pub fn verify_against(
                 base.outcome(Outcome::Failed).message(msg)
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Verifies a vendor directory against Cargo.lock. Every registry and git package must be
+/// vendored, every vendored crate must be locked, and every file must match its checksum.
+pub fn verify(lock: &CargoLock, lock_path: &Path, vendor: &Path) -> Vec<Finding> {
+    verify_against(lock, lock_path, vendor, &|_| None)
+}
+
+/// Finds the verified `.crate` of a locked package, when one is at hand.
+pub type CrateLookup<'a> = dyn Fn(&LockedPackage) -> Option<PathBuf> + Sync + 'a;
+
+/// Like [`verify`], and where `crates` finds the verified `.crate` of a registry package, every
+/// vendored file must also be a file of that archive, byte for byte: a tree whose files and
+/// checksum file were both rewritten is caught.
+pub fn verify_against(
+    lock: &CargoLock,
+    lock_path: &Path,
+    vendor: &Path,
+    crates: &CrateLookup<'_>,
+) -> Vec<Finding> {
+    let mut dirs: Vec<PathBuf> = match std::fs::read_dir(vendor) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect(),
+        Err(e) => {
+            return vec![
+                Finding::new(
+                    Ecosystem::Cargo,
+                    vendor.display().to_string(),
+                    Outcome::Missing,
+                )
+                .message(format!("cannot read the vendor directory: {e}")),
+            ];
+        }
+    };
+    dirs.sort();
+    let mut findings = verify_dirs(lock, lock_path, &dirs, crates);
+    let mut seen = BTreeSet::new();
     for f in &findings {
         seen.insert(f.name.clone());
     }
