@@ -494,9 +494,32 @@ fn an_offline_vendor_tree_is_built_from_the_store_and_the_build_is_resolved() {
         serde_json::from_slice(&std::fs::read(&sums).unwrap()).unwrap();
     json["files"]["src/lib.rs"] = sha256_hex(b"pub fn g() { loop {} }\n").into();
     std::fs::write(&sums, json.to_string()).unwrap();
+    // A registry crate's file edited to the same size, with the checksum file to match.
+    let leaf_lib = built.vendor_dir.join("leaf-0.1.0/src/lib.rs");
+    let leaf_text = std::fs::read_to_string(&leaf_lib).unwrap();
+    let evil: String = leaf_text
+        .chars()
+        .map(|c| if c == 'f' { 'g' } else { c })
+        .collect();
+    assert_ne!(evil, leaf_text);
+    std::fs::write(&leaf_lib, &evil).unwrap();
+    let leaf_sums = built.vendor_dir.join("leaf-0.1.0/.cargo-checksum.json");
+    let mut leaf_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&leaf_sums).unwrap()).unwrap();
+    leaf_json["files"]["src/lib.rs"] = sha256_hex(evil.as_bytes()).into();
+    std::fs::write(&leaf_sums, leaf_json.to_string()).unwrap();
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let twig_lib = built.vendor_dir.join("twig-0.1.0/src/lib.rs");
+    let twig_inode = inode(&twig_lib);
     let again = offline::ensure_in_store(&lock, &f.app, &store, &mirrors, &cargo).unwrap();
     assert_eq!(again.vendor_dir, built.vendor_dir);
     assert_eq!(std::fs::read_to_string(&lib).unwrap(), "pub fn g() {}\n");
+    assert_eq!(std::fs::read_to_string(&leaf_lib).unwrap(), leaf_text);
+    assert_eq!(
+        inode(&twig_lib),
+        twig_inode,
+        "an intact crate is compared, not written again"
+    );
     // A stored tree that lacks a file of a verified .crate (as cargo vendor's packaging rules
     // leave out of a directory source) is not reused: it is built again, whole.
     let cargo_toml = built.vendor_dir.join("leaf-0.1.0/Cargo.toml.orig");
@@ -561,10 +584,10 @@ fn a_git_dependency_is_cloned_once_and_a_kept_clone_that_lies_is_not_used() {
         matches!(err, offline::OfflineError::CargoVendor { .. }),
         "{err}"
     );
-    assert_eq!(
-        lib_of(&again),
-        "pub fn g() {}\n",
-        "the stored tree is untouched"
+    let lib = again.vendor_dir.join("gitdep-0.2.0/src/lib.rs");
+    assert!(
+        std::fs::read_to_string(&lib).map_or(true, |t| t == "pub fn g() {}\n"),
+        "the forged blob was not vendored"
     );
     // With the mirror back, the forged database is dropped and the run repeated from it.
     std::fs::rename(&away, &s.mirror).unwrap();

@@ -13,7 +13,7 @@ use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 mod compare;
-pub use compare::zip_tree_matches;
+pub use compare::{tar_gz_tree_matches, zip_tree_matches};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
@@ -57,6 +57,19 @@ fn safe_path(archive: &Path, member: &Path, strip: usize) -> Result<Option<PathB
     Ok((!out.as_os_str().is_empty()).then_some(out))
 }
 
+/// A gzip-compressed tar, opened for reading.
+type TarGz = tar::Archive<flate2::read::GzDecoder<io::BufReader<std::fs::File>>>;
+
+fn open_tar_gz(archive: &Path) -> Result<TarGz, ExtractError> {
+    let file = std::fs::File::open(archive).map_err(|source| ExtractError::Io {
+        archive: archive.to_owned(),
+        source,
+    })?;
+    Ok(tar::Archive::new(flate2::read::GzDecoder::new(
+        io::BufReader::new(file),
+    )))
+}
+
 /// Extracts a gzip-compressed tar into `dest` (which must exist), dropping `strip` leading path
 /// components, keeping the executable bit of files. Returns the files written.
 pub fn untar_gz(archive: &Path, dest: &Path, strip: usize) -> Result<Vec<Extracted>, ExtractError> {
@@ -64,8 +77,7 @@ pub fn untar_gz(archive: &Path, dest: &Path, strip: usize) -> Result<Vec<Extract
         archive: archive.to_owned(),
         source,
     };
-    let file = std::fs::File::open(archive).map_err(io_err)?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(file)));
+    let mut tar = open_tar_gz(archive)?;
     let mut written = Vec::new();
     for entry in tar.entries().map_err(io_err)? {
         let mut entry = entry.map_err(io_err)?;

@@ -1,13 +1,14 @@
-//! Whether a tree on disk is exactly what [`super::unzip_tree`] writes from an archive: the
-//! same paths, kinds, file modes and link targets, and every file's bytes equal to its
-//! member's, decompressed from the archive again. A tree an earlier run unpacked is used again
-//! only when it passes, so nothing about it is believed, only compared.
+//! Whether a tree on disk is exactly what [`super::unzip_tree`] or [`super::untar_gz`] writes
+//! from an archive: the same paths, kinds, file modes and link targets, and every file's bytes
+//! equal to its member's, decompressed from the archive again. A tree an earlier run unpacked
+//! is used again only when it passes, so nothing about it is believed, only compared.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::{ExtractError, open_zip, safe_path};
+use super::{ExtractError, open_tar_gz, open_zip, safe_path};
+use crate::digest::Sha256Digest;
 
 /// What a path of the tree must be.
 #[derive(Debug, PartialEq)]
@@ -169,6 +170,103 @@ fn contents_differ(archive: &Path, files: &[(usize, PathBuf)]) -> io::Result<Opt
     Ok(found.into_iter().flatten().next())
 }
 
+/// The files of a tree that [`super::untar_gz`] wrote from `archive` (dropping `strip` leading
+/// components), of which only the members whose path `keep` accepts were left, and to which
+/// the files `added` were added afterwards: each kept file's path and sha256 when the tree is
+/// exactly that (every kept file's bytes and executable bit, no other file, directory or
+/// link), else the first difference found.
+#[allow(clippy::type_complexity)]
+pub fn tar_gz_tree_matches(
+    archive: &Path,
+    dest: &Path,
+    strip: usize,
+    keep: &dyn Fn(&str) -> bool,
+    added: &[&str],
+) -> Result<Result<Vec<(String, Sha256Digest)>, String>, ExtractError> {
+    let io_err = |source| ExtractError::Io {
+        archive: archive.to_owned(),
+        source,
+    };
+    let mut tar = open_tar_gz(archive)?;
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut files = Vec::new();
+    let mut data = Vec::new();
+    for entry in tar.entries().map_err(io_err)? {
+        let mut entry = entry.map_err(io_err)?;
+        let member = entry.path().map_err(io_err)?.into_owned();
+        let kind = entry.header().entry_type();
+        let Some(rel) = safe_path(archive, &member, strip)? else {
+            continue;
+        };
+        dirs.extend(
+            rel.ancestors()
+                .skip(1)
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(Path::to_owned),
+        );
+        if kind.is_dir() {
+            dirs.insert(rel);
+            continue;
+        }
+        if !kind.is_file() {
+            return Ok(Err(format!(
+                "member {} is not a regular file",
+                member.display()
+            )));
+        }
+        let slashed = rel.to_string_lossy().replace('\\', "/");
+        if !keep(&slashed) {
+            continue;
+        }
+        let exec = entry.header().mode().unwrap_or(0o644) & 0o111 != 0;
+        data.clear();
+        entry.read_to_end(&mut data).map_err(io_err)?;
+        if let Some(why) = file_differs(&dest.join(&rel), &data, exec) {
+            return Ok(Err(format!("{slashed}: {why}")));
+        }
+        files.push((slashed, Sha256Digest::of(&data)));
+    }
+    let expected: std::collections::BTreeSet<&str> = files
+        .iter()
+        .map(|(rel, _)| rel.as_str())
+        .chain(added.iter().copied())
+        .collect();
+    for entry in walkdir::WalkDir::new(dest).min_depth(1) {
+        let entry = entry.map_err(|e| io_err(io::Error::other(e)))?;
+        let rel = entry.path().strip_prefix(dest).expect("under dest");
+        let known = if entry.file_type().is_dir() {
+            dirs.contains(rel)
+        } else {
+            entry.file_type().is_file() && expected.contains(rel.to_string_lossy().as_ref())
+        };
+        if !known {
+            return Ok(Err(format!("{} is not in the archive", rel.display())));
+        }
+    }
+    Ok(Ok(files))
+}
+
+/// Why the file at `path` is not `data` with the executable bit `exec`, if it is not.
+fn file_differs(path: &Path, data: &[u8], exec: bool) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) => return Some(e.to_string()),
+    };
+    let mode = if exec { 0o755 } else { 0o644 };
+    if !meta.is_file()
+        || meta.len() != data.len() as u64
+        || meta.permissions().mode() & 0o7777 != mode
+    {
+        return Some("another kind, size or mode than the member's".into());
+    }
+    match std::fs::File::open(path).and_then(|f| crate::files::same_bytes(f, data)) {
+        Ok(true) => None,
+        Ok(false) => Some("other bytes than the member's".into()),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,5 +340,67 @@ mod tests {
         std::fs::remove_file(dest.join("go/link")).unwrap();
         std::os::unix::fs::symlink("bin/go", dest.join("go/link")).unwrap();
         assert!(check(&archive, &dest).unwrap().contains("go/link"));
+    }
+
+    fn crate_archive(path: &Path) {
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut b = tar::Builder::new(gz);
+        for (name, data, mode) in [
+            ("pkg-1.0/Cargo.toml", &b"[package]"[..], 0o644),
+            ("pkg-1.0/src/lib.rs", &b"pub fn f() {}"[..], 0o644),
+            ("pkg-1.0/run.sh", &b"#!/bin/sh"[..], 0o755),
+            ("pkg-1.0/.cargo-ok", &b""[..], 0o644),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(mode);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap();
+    }
+
+    #[test]
+    fn a_tree_untar_wrote_matches_and_each_change_is_found() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("pkg.crate");
+        crate_archive(&archive);
+        let dest = dir.path().join("pkg");
+        std::fs::create_dir(&dest).unwrap();
+        super::super::untar_gz(&archive, &dest, 1).unwrap();
+        std::fs::remove_file(dest.join(".cargo-ok")).unwrap();
+        std::fs::write(dest.join("sums.json"), "{}").unwrap();
+        let keep = |rel: &str| rel != ".cargo-ok";
+        let check = || tar_gz_tree_matches(&archive, &dest, 1, &keep, &["sums.json"]).unwrap();
+        let files = check().unwrap();
+        assert_eq!(
+            files.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+            ["Cargo.toml", "src/lib.rs", "run.sh"]
+        );
+        assert_eq!(files[1].1, Sha256Digest::of(b"pub fn f() {}"));
+
+        let lib = dest.join("src/lib.rs");
+        std::fs::write(&lib, b"pub fn g() {}").unwrap();
+        assert!(check().unwrap_err().contains("src/lib.rs: other bytes"));
+        std::fs::write(&lib, b"pub fn f() {}").unwrap();
+        let run = dest.join("run.sh");
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(check().unwrap_err().contains("run.sh"));
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dest.join(".cargo-ok"), b"").unwrap();
+        assert!(
+            check()
+                .unwrap_err()
+                .contains(".cargo-ok is not in the archive")
+        );
+        std::fs::remove_file(dest.join(".cargo-ok")).unwrap();
+        std::fs::create_dir(dest.join("extra")).unwrap();
+        assert!(check().unwrap_err().contains("extra is not in the archive"));
+        std::fs::remove_dir(dest.join("extra")).unwrap();
+        std::fs::remove_file(&lib).unwrap();
+        assert!(check().unwrap_err().contains("src/lib.rs"));
     }
 }

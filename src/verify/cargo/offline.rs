@@ -1,7 +1,8 @@
 //! An offline vendor tree for `cargo build --locked --offline`, made only from verified bytes.
 //!
 //! 1. Every registry crate is extracted from its verified `.crate` in the store straight into
-//!    the vendor tree, with the `.cargo-checksum.json` cargo expects, so that the tree holds
+//!    the vendor tree (or, where an earlier run left it, compared file by file with the `.crate`
+//!    inflated again), with the `.cargo-checksum.json` cargo expects, so that the tree holds
 //!    every file of the `.crate` (cargo vendor's packaging rules would drop some: openssl-src's
 //!    build needs the openssl/fuzz/build.info its Cargo.toml excludes).
 //! 2. `cargo vendor` then completes the tree, with crates.io replaced by the tree itself (it
@@ -80,11 +81,7 @@ pub fn unpack_crate(
         let digest = Sha256Digest::of_file(&dest.join(&f.path)).map_err(io_err)?;
         files.insert(f.path, digest.to_hex());
     }
-    let json = serde_json::to_string(&Checksum {
-        files: &files,
-        package: Some(checksum.to_hex()),
-    })
-    .expect("checksums serialise");
+    let json = checksum_json(&files, checksum);
     std::fs::write(dest.join(CHECKSUM_FILE), &json).map_err(io_err)?;
     Ok(json)
 }
@@ -102,8 +99,9 @@ pub struct OfflineVendor {
 }
 
 /// Builds `out/vendor` and `out/config.toml` for the workspace at `workspace` (whose Cargo.lock
-/// is `lock`). The config names the vendor tree at `final_out/vendor`, where `out` is moved
-/// once complete. `cargo` is the cargo binary to run.
+/// is `lock`); an `out/vendor` an earlier run left is brought up to date, never believed (see
+/// [`ensure_in_store`]). The config names the vendor tree at `final_out/vendor`, where `out` is
+/// moved once complete (or `out` itself). `cargo` is the cargo binary to run.
 pub fn build(
     lock: &Loaded<CargoLock>,
     workspace: &Path,
@@ -113,9 +111,15 @@ pub fn build(
     final_out: &Path,
     cargo: &str,
 ) -> Result<OfflineVendor, OfflineError> {
-    let staging = out.join(".staging");
-    std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
+    // Scratch (cargo's home, its config) in the store's staging area, which is swept of what a
+    // killed run leaves: a cargo checkout left behind would be used unchecked.
+    let stage = store.stage_dir().map_err(|e| OfflineError::Io {
+        path: store.root().to_owned(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let staging = stage.path().to_owned();
     let vendor_dir = out.join("vendor");
+    std::fs::create_dir_all(&vendor_dir).map_err(io_err(&vendor_dir))?;
 
     // 1. Registry crates, from the store, straight into the vendor tree.
     let mut written = unpack_registry_crates(lock, store, &vendor_dir)?;
@@ -185,10 +189,8 @@ pub fn build(
     let vendor_run = || run_cargo_vendor(cargo, workspace, &cfg_path, &vendor_dir, &staging);
     match vendor_run() {
         Err(_) if reused => {
-            for dir in [&cargo_home, &vendor_dir] {
-                if dir.exists() {
-                    crate::files::remove_tree(dir).map_err(io_err(dir))?;
-                }
+            if cargo_home.exists() {
+                crate::files::remove_tree(&cargo_home).map_err(io_err(&cargo_home))?;
             }
             written = unpack_registry_crates(lock, store, &vendor_dir)?;
             vendor_run()?;
@@ -222,8 +224,8 @@ pub fn build(
         toml_str(&final_vendor.display().to_string())
     ));
     let config = out.join("config.toml");
-    std::fs::write(&config, final_config).map_err(io_err(&config))?;
-    std::fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
+    crate::files::write_atomically(&config, final_config.as_bytes()).map_err(io_err(&config))?;
+    drop(stage);
     Ok(OfflineVendor {
         vendor_dir: final_vendor,
         config: final_out.join("config.toml"),
@@ -232,16 +234,19 @@ pub fn build(
     })
 }
 
-/// Extracts every registry crate of `lock` from its verified `.crate` in the store into
-/// `vendor_dir/<name>-<version>`, on every core; returns each directory's name with the
-/// checksum file written into it.
+/// Makes `vendor_dir` hold exactly the registry crates of `lock`, each as [`unpack_crate`]
+/// writes it from its verified `.crate` in the store, on every core: a crate directory an
+/// earlier run left is kept only when it is exactly that, compared file by file with the
+/// `.crate` inflated again; anything else there (git packages, strays) is removed. Returns each
+/// directory's name with its checksum file.
 fn unpack_registry_crates(
     lock: &Loaded<CargoLock>,
     store: &Store,
     vendor_dir: &Path,
 ) -> Result<BTreeMap<String, String>, OfflineError> {
     use rayon::prelude::*;
-    lock.packages
+    let written: BTreeMap<String, String> = lock
+        .packages
         .par_iter()
         .filter(|p| matches!(p.source, PackageSource::Registry(_)))
         .map(|p| {
@@ -252,18 +257,65 @@ fn unpack_registry_crates(
                 return Err(OfflineError::NotInStore { package: p.id() });
             }
             let name = format!("{}-{}", p.name, p.version);
-            let json = unpack_crate(
-                &store.object_path(&checksum),
-                &vendor_dir.join(&name),
-                &checksum,
-            )
-            .map_err(|source| OfflineError::Extract {
+            let (crate_file, dir) = (store.object_path(&checksum), vendor_dir.join(&name));
+            let extract_err = |source| OfflineError::Extract {
                 package: p.id(),
                 source,
-            })?;
+            };
+            if dir.exists() {
+                if let Some(json) = unpacked(&crate_file, &dir, &checksum).map_err(extract_err)? {
+                    return Ok((name, json));
+                }
+                crate::files::remove_tree(&dir).map_err(io_err(&dir))?;
+            }
+            let json = unpack_crate(&crate_file, &dir, &checksum).map_err(extract_err)?;
             Ok((name, json))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    for entry in std::fs::read_dir(vendor_dir)
+        .map_err(io_err(vendor_dir))?
+        .flatten()
+    {
+        if !written.contains_key(entry.file_name().to_string_lossy().as_ref()) {
+            crate::files::remove_tree(&entry.path()).map_err(io_err(&entry.path()))?;
+        }
+    }
+    Ok(written)
+}
+
+/// The checksum file of `dir` when `dir` is exactly what [`unpack_crate`] writes from
+/// `crate_file`, checksum file included.
+fn unpacked(
+    crate_file: &Path,
+    dir: &Path,
+    checksum: &Sha256Digest,
+) -> Result<Option<String>, extract::ExtractError> {
+    let files = match extract::tar_gz_tree_matches(
+        crate_file,
+        dir,
+        1,
+        &vendor::vendored_from_crate,
+        &[CHECKSUM_FILE],
+    )? {
+        Ok(files) => files,
+        Err(_) => return Ok(None),
+    };
+    let files: BTreeMap<String, String> = files
+        .into_iter()
+        .map(|(rel, d)| (rel, d.to_hex()))
+        .collect();
+    let json = checksum_json(&files, checksum);
+    let on_disk = std::fs::read_to_string(dir.join(CHECKSUM_FILE)).ok();
+    Ok((on_disk.as_deref() == Some(json.as_str())).then_some(json))
+}
+
+/// A directory source's `.cargo-checksum.json` for a crate, as cargo writes it.
+fn checksum_json(files: &BTreeMap<String, String>, checksum: &Sha256Digest) -> String {
+    serde_json::to_string(&Checksum {
+        files,
+        package: Some(checksum.to_hex()),
+    })
+    .expect("checksums serialise")
 }
 
 /// The git packages of `lock`.
@@ -400,11 +452,12 @@ fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
-/// The verified offline vendor tree of a Cargo.lock, in the store under the lock's sha256. It
-/// is written afresh each time (from the verified `.crate` objects and the git checkouts the
-/// lockfile pins), replacing what an earlier build left there: a vendored git package can only
-/// be checked against the checksum file cargo wrote beside it, which the store could have
-/// rewritten too.
+/// The verified offline vendor tree of a Cargo.lock, in the store under the lock's sha256,
+/// brought up to date in place (under the entry's lock) from the verified `.crate` objects and
+/// the git commits the lockfile pins. A registry crate an earlier build left there is kept only
+/// when it is, file for file, what its `.crate` unpacks to; every git package is vendored
+/// afresh, since it can only be checked against the checksum file cargo wrote beside it, which
+/// the store could have rewritten too. A run that fails leaves a tree the next one repairs.
 pub fn ensure_in_store(
     lock: &Loaded<CargoLock>,
     workspace: &Path,
@@ -419,25 +472,10 @@ pub fn ensure_in_store(
             path: final_out.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
-    let stage = store.stage_dir().map_err(|e| OfflineError::Io {
-        path: store.root().to_owned(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    std::fs::create_dir_all(&final_out).map_err(io_err(&final_out))?;
     let built = build(
-        lock,
-        workspace,
-        store,
-        mirrors,
-        stage.path(),
-        &final_out,
-        cargo,
+        lock, workspace, store, mirrors, &final_out, &final_out, cargo,
     )?;
-    let parent = final_out.parent().expect("under the store");
-    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    if final_out.exists() {
-        crate::files::remove_tree(&final_out).map_err(io_err(&final_out))?;
-    }
-    std::fs::rename(stage.keep(), &final_out).map_err(io_err(&final_out))?;
     Ok(OfflineVendor {
         in_use: Some(std::sync::Arc::new(in_use)),
         ..built
