@@ -440,6 +440,21 @@ fn ensure_parents(
     Ok(())
 }
 
+/// A zip member's header: its raw name, unix mode (0o644 when it has none), whether it is a
+/// directory, and its uncompressed size. The member's data is not read.
+fn zip_header(
+    zip: &mut zip::ZipArchive<io::BufReader<std::fs::File>>,
+    index: usize,
+) -> zip::result::ZipResult<(String, u32, bool, u64)> {
+    let entry = zip.by_index_raw(index)?;
+    Ok((
+        String::from_utf8_lossy(entry.name_raw()).into_owned(),
+        entry.unix_mode().unwrap_or(0o644),
+        entry.is_dir(),
+        entry.size(),
+    ))
+}
+
 /// A zip archive, opened for reading.
 fn open_zip(archive: &Path) -> Result<zip::ZipArchive<io::BufReader<std::fs::File>>, ExtractError> {
     let io_err = |source| ExtractError::Io {
@@ -470,11 +485,7 @@ pub fn unzip_tree(
     let mut regular = Vec::new();
     for i in 0..zip.len() {
         // The header alone: regular files are read below, links where they are made.
-        let (member, mode, is_dir) = {
-            let entry = zip.by_index_raw(i).map_err(zip_err)?;
-            let member = String::from_utf8_lossy(entry.name_raw()).into_owned();
-            (member, entry.unix_mode().unwrap_or(0o644), entry.is_dir())
-        };
+        let (member, mode, is_dir, _) = zip_header(&mut zip, i).map_err(zip_err)?;
         let refuse = |problem: &'static str| ExtractError::Unsafe {
             archive: archive.to_owned(),
             member: member.clone(),

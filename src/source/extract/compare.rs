@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::{ExtractError, open_tar_gz, open_zip, safe_path};
+use super::{ExtractError, open_tar_gz, open_zip, safe_path, zip_header};
 use crate::digest::Sha256Digest;
 
 /// What a path of the tree must be.
@@ -61,16 +61,7 @@ fn wanted(
     let mut zip = open_zip(archive)?;
     let mut want = BTreeMap::new();
     for i in 0..zip.len() {
-        let (member, mode, is_dir, size) = {
-            let entry = zip.by_index_raw(i).map_err(zip_err)?;
-            let member = String::from_utf8_lossy(entry.name_raw()).into_owned();
-            (
-                member,
-                entry.unix_mode().unwrap_or(0o644),
-                entry.is_dir(),
-                entry.size(),
-            )
-        };
+        let (member, mode, is_dir, size) = zip_header(&mut zip, i).map_err(zip_err)?;
         let Some(rel) = safe_path(archive, Path::new(&member), 0)? else {
             continue;
         };

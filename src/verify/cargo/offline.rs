@@ -147,10 +147,7 @@ pub fn build(
         if mirror_url.trim_end_matches('/') == url.trim_end_matches('/') {
             continue; // the upstream is itself this local repository
         }
-        let reference = reference
-            .as_deref()
-            .and_then(|r| r.split_once('='))
-            .map(|(k, v)| format!("{k} = {}\n", toml_str(v)));
+        let reference = reference_line(reference.as_deref());
         config.push_str(&format!(
             "[source.{}]\ngit = {}\n{}replace-with = \"kata-repro-git-{i}\"\n\n[source.kata-repro-git-{i}]\ngit = {}\n{}\n",
             toml_str(source_id),
@@ -207,10 +204,7 @@ pub fn build(
     let mut final_config =
         String::from("[source.crates-io]\nreplace-with = \"vendored-sources\"\n\n");
     for (source_id, (url, reference)) in &git_sources {
-        let reference = reference
-            .as_deref()
-            .and_then(|r| r.split_once('='))
-            .map(|(k, v)| format!("{k} = {}\n", toml_str(v)));
+        let reference = reference_line(reference.as_deref());
         final_config.push_str(&format!(
             "[source.{}]\ngit = {}\n{}replace-with = \"vendored-sources\"\n\n",
             toml_str(source_id),
@@ -445,6 +439,14 @@ fn keep_git_db(store: &Store, git_db: &Path) {
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OfflineError {
     let path = path.to_owned();
     move |source| OfflineError::Io { path, source }
+}
+
+/// The `rev = "…"`, `tag = "…"` or `branch = "…"` line of a git source's reference
+/// (`rev=<value>` as Cargo.lock writes it), if it has one.
+fn reference_line(reference: Option<&str>) -> Option<String> {
+    reference
+        .and_then(|r| r.split_once('='))
+        .map(|(k, v)| format!("{k} = {}\n", toml_str(v)))
 }
 
 /// A TOML basic string.
