@@ -15,6 +15,8 @@ pub mod outdated;
 pub mod provenance;
 pub mod recipe;
 pub mod release;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod sandbox;
 pub mod sbom;
 pub mod scan;

@@ -1,0 +1,161 @@
+//! The Remote Execution API client: a content-addressed store and an action cache shared through
+//! an REAPI server (BuildGrid, for one). Every blob read back is hashed again and refused unless
+//! it is the digest asked for, so a server is trusted no further than the local store.
+
+mod cas;
+mod endpoint;
+mod error;
+
+pub use cas::Blob;
+pub use endpoint::Endpoint;
+pub use error::RemoteError;
+
+use std::time::Duration;
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use re::capabilities_client::CapabilitiesClient;
+use tonic::transport::Channel;
+
+/// How long a connection attempt may take before the server counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to one instance of a REAPI server, checked to offer what kata-repro uses.
+pub struct Remote {
+    rt: tokio::runtime::Runtime,
+    channel: Channel,
+    endpoint: Endpoint,
+    /// The largest request BatchUpdateBlobs and BatchReadBlobs take; larger blobs go through
+    /// ByteStream.
+    max_batch: usize,
+    /// Whether the server lets clients write to its action cache.
+    cache_writable: bool,
+}
+
+impl Remote {
+    /// Connects and asks the server's capabilities: it must hash with SHA-256 and serve a
+    /// CAS and an action cache under the instance name.
+    pub fn connect(endpoint: Endpoint) -> Result<Self, RemoteError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RemoteError::Runtime(e.to_string()))?;
+        let channel = rt.block_on(async {
+            tonic::transport::Endpoint::from_shared(endpoint.http_url())
+                .map_err(|e| RemoteError::BadUrl {
+                    url: endpoint.to_string(),
+                    why: e.to_string(),
+                })?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .connect()
+                .await
+                .map_err(|e| RemoteError::Unreachable {
+                    url: endpoint.to_string(),
+                    why: error::chain(&e),
+                })
+        })?;
+        let caps = rt
+            .block_on(CapabilitiesClient::new(channel.clone()).get_capabilities(
+                re::GetCapabilitiesRequest {
+                    instance_name: endpoint.instance.clone(),
+                },
+            ))
+            .map_err(|s| error::from_status(&endpoint, "GetCapabilities", s))?
+            .into_inner();
+        let (max_batch, cache_writable) = check_capabilities(&endpoint, &caps)?;
+        Ok(Self {
+            rt,
+            channel,
+            endpoint,
+            max_batch,
+            cache_writable,
+        })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Whether the server takes action results from clients.
+    pub fn cache_writable(&self) -> bool {
+        self.cache_writable
+    }
+}
+
+/// What the client needs of a server's capabilities, or the one it lacks: the batch size limit
+/// and whether the action cache takes updates.
+fn check_capabilities(
+    endpoint: &Endpoint,
+    caps: &re::ServerCapabilities,
+) -> Result<(usize, bool), RemoteError> {
+    let lacks = |what: &str, why: String| RemoteError::Lacks {
+        url: endpoint.to_string(),
+        instance: endpoint.instance.clone(),
+        what: what.to_owned(),
+        why,
+    };
+    let cache = caps.cache_capabilities.as_ref().ok_or_else(|| {
+        lacks(
+            "a CAS and an action cache",
+            "its capabilities have no cache_capabilities".into(),
+        )
+    })?;
+    let sha256 = re::digest_function::Value::Sha256 as i32;
+    if !cache.digest_functions.contains(&sha256) {
+        let names: Vec<String> = cache
+            .digest_functions
+            .iter()
+            .map(|f| {
+                re::digest_function::Value::try_from(*f)
+                    .map(|v| v.as_str_name().to_owned())
+                    .unwrap_or_else(|_| f.to_string())
+            })
+            .collect();
+        return Err(lacks(
+            "SHA-256 digests",
+            format!("it hashes with [{}]", names.join(", ")),
+        ));
+    }
+    // Zero means no limit of its own; gRPC's default message size still applies.
+    let max_batch = match cache.max_batch_total_size_bytes {
+        n if n > 0 => (n as usize).min(cas::DEFAULT_MAX_BATCH),
+        _ => cas::DEFAULT_MAX_BATCH,
+    };
+    let writable = cache
+        .action_cache_update_capabilities
+        .as_ref()
+        .is_some_and(|u| u.update_enabled);
+    Ok((max_batch, writable))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(functions: &[re::digest_function::Value], max: i64) -> re::ServerCapabilities {
+        re::ServerCapabilities {
+            cache_capabilities: Some(re::CacheCapabilities {
+                digest_functions: functions.iter().map(|f| *f as i32).collect(),
+                max_batch_total_size_bytes: max,
+                action_cache_update_capabilities: Some(re::ActionCacheUpdateCapabilities {
+                    update_enabled: true,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_server_must_hash_with_sha256_and_serve_a_cache() {
+        let e: Endpoint = "grpc://127.0.0.1:1".parse().unwrap();
+        let ok = check_capabilities(&e, &caps(&[re::digest_function::Value::Sha256], 1 << 20));
+        assert_eq!(ok.unwrap(), (1 << 20, true));
+        let unlimited = check_capabilities(&e, &caps(&[re::digest_function::Value::Sha256], 0));
+        assert_eq!(unlimited.unwrap().0, cas::DEFAULT_MAX_BATCH);
+        let sha1 = check_capabilities(&e, &caps(&[re::digest_function::Value::Sha1], 0));
+        let msg = sha1.unwrap_err().to_string();
+        assert!(msg.contains("SHA-256") && msg.contains("SHA1"), "{msg}");
+        let none = check_capabilities(&e, &re::ServerCapabilities::default());
+        assert!(none.unwrap_err().to_string().contains("action cache"));
+    }
+}
