@@ -82,11 +82,15 @@ impl Remote {
     /// large ones through ByteStream. Returns each blob's name, in order.
     pub fn upload(&self, data: &[&[u8]]) -> Result<Vec<Blob>, RemoteError> {
         let named: Vec<Blob> = data.iter().map(|d| Blob::of(d)).collect();
-        let missing = self.find_missing(&named)?;
+        // Each missing blob is sent once, however often it is given.
+        let mut missing: std::collections::HashSet<Blob> =
+            self.find_missing(&named)?.into_iter().collect();
         let mut batch: Vec<re::batch_update_blobs_request::Request> = Vec::new();
         let mut batch_size = 0;
-        for blob in missing {
-            let bytes = data[named.iter().position(|b| *b == blob).expect("named")];
+        for (&blob, &bytes) in named.iter().zip(data) {
+            if !missing.remove(&blob) {
+                continue;
+            }
             if bytes.len() > self.max_batch / 2 {
                 self.write_stream(blob, bytes)?;
                 continue;
@@ -141,15 +145,9 @@ impl Remote {
     }
 
     fn write_stream(&self, blob: Blob, bytes: &[u8]) -> Result<(), RemoteError> {
-        let instance = &self.endpoint.instance;
-        let resource = format!(
-            "{}{}uploads/{}/blobs/{}/{}",
-            instance,
-            if instance.is_empty() { "" } else { "/" },
-            uuid::Uuid::new_v4(),
-            blob.digest.to_hex(),
-            blob.size
-        );
+        let resource = self
+            .endpoint
+            .resource(&format!("uploads/{}/blobs/{blob}", uuid::Uuid::new_v4()));
         let chunks: Vec<&[u8]> = if bytes.is_empty() {
             vec![bytes]
         } else {
@@ -248,15 +246,8 @@ impl Remote {
     }
 
     fn read_stream(&self, blob: Blob) -> Result<Vec<u8>, RemoteError> {
-        let instance = &self.endpoint.instance;
         let request = bs::ReadRequest {
-            resource_name: format!(
-                "{}{}blobs/{}/{}",
-                instance,
-                if instance.is_empty() { "" } else { "/" },
-                blob.digest.to_hex(),
-                blob.size
-            ),
+            resource_name: self.endpoint.resource(&format!("blobs/{blob}")),
             read_offset: 0,
             read_limit: 0,
         };

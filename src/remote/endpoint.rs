@@ -19,6 +19,15 @@ impl Endpoint {
         self
     }
 
+    /// A ByteStream resource name under this instance: `[INSTANCE/]TAIL`.
+    pub(super) fn resource(&self, tail: &str) -> String {
+        if self.instance.is_empty() {
+            tail.to_owned()
+        } else {
+            format!("{}/{tail}", self.instance)
+        }
+    }
+
     /// The URL the gRPC transport dials: plaintext HTTP/2.
     pub(super) fn http_url(&self) -> String {
         format!("http://{}", self.authority)
@@ -67,7 +76,11 @@ mod tests {
     fn only_grpc_host_port_is_a_remote() {
         let e: Endpoint = "grpc://127.0.0.1:50051".parse().unwrap();
         assert_eq!(e.http_url(), "http://127.0.0.1:50051");
-        assert_eq!(e.with_instance("main").instance, "main");
+        assert_eq!(e.resource("blobs/x/1"), "blobs/x/1");
+        assert_eq!(
+            e.with_instance("main").resource("blobs/x/1"),
+            "main/blobs/x/1"
+        );
         for (bad, why) in [
             ("http://h:1", "scheme is http"),
             ("grpc://h", "no port"),
