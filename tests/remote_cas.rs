@@ -4,135 +4,21 @@
 //! on PATH.
 #![cfg(feature = "remote")]
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use common::buildgrid::{BuildGrid, free_port};
 use kata_repro::remote::{Blob, Endpoint, Remote, RemoteError};
 
-/// A BuildGrid serving CAS, ByteStream and an action cache from disk on 127.0.0.1; stopped when
-/// dropped, whatever the test did.
-struct BuildGrid {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl BuildGrid {
-    fn start() -> Self {
-        let bgd = std::env::var_os("KATA_REPRO_BGD")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("bgd"));
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("bgd.yml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"server:
-  - !channel
-    address: "127.0.0.1:{port}"
-    insecure-mode: true
-storages:
-  - !disk-storage &cas
-    path: {cas}
-caches:
-  - !lru-action-cache &ac
-    storage: *cas
-    max-cached-refs: 1024
-    allow-updates: true
-    cache-failed-actions: false
-instances:
-  - name: main
-    services:
-      - !action-cache
-        cache: *ac
-      - !cas
-        storage: *cas
-      - !bytestream
-        storage: *cas
-"#,
-                cas = dir.path().join("cas").display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("bgd.log")).unwrap();
-        let child = Command::new(&bgd)
-            .args(["server", "start"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e}; set KATA_REPRO_BGD to BuildGrid's bgd (pip install buildgrid in a \
-                     venv; .ci/run does)",
-                    bgd.display()
-                )
-            });
-        let mut server = Self { child, port, dir };
-        server.wait_listening();
-        server
-    }
-
-    fn wait_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("bgd exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "bgd never listened:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("bgd.log")).unwrap_or_default()
-    }
-
-    fn endpoint(&self, instance: &str) -> Endpoint {
-        format!("grpc://127.0.0.1:{}", self.port)
-            .parse::<Endpoint>()
-            .unwrap()
-            .with_instance(instance)
-    }
-
-    /// The file the disk storage keeps a blob in.
-    fn stored(&self, blob: Blob) -> PathBuf {
-        let hex = blob.digest.to_hex();
-        walkdir::WalkDir::new(self.dir.path().join("cas"))
-            .into_iter()
-            .filter_map(Result::ok)
-            .find(|e| e.file_type().is_file() && e.path().to_string_lossy().ends_with(&hex[2..]))
-            .map(|e| e.path().to_owned())
-            .unwrap_or_else(|| panic!("{blob} is not in {}", self.dir.path().display()))
-    }
-}
-
-impl Drop for BuildGrid {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port nothing listens on, from the kernel's ephemeral range.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+fn endpoint(server: &BuildGrid, instance: &str) -> Endpoint {
+    server
+        .url()
+        .parse::<Endpoint>()
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .with_instance(instance)
 }
 
 fn connect(server: &BuildGrid) -> Remote {
-    Remote::connect(server.endpoint("main")).unwrap_or_else(|e| panic!("{e}\n{}", server.log()))
+    Remote::connect(endpoint(server, "main")).unwrap_or_else(|e| panic!("{e}\n{}", server.log()))
 }
 
 #[test]
@@ -179,7 +65,7 @@ fn blobs_and_action_results_round_trip_and_a_corrupted_blob_is_refused() {
 
     // A blob changed in the server's storage, same size: refused on download, both ways.
     for blob in [blobs[0], blobs[1]] {
-        let file = server.stored(blob);
+        let file = server.stored(&blob.digest.to_hex());
         let mut bytes = std::fs::read(&file).unwrap();
         bytes[0] ^= 0xff;
         std::fs::write(&file, bytes).unwrap();
@@ -208,7 +94,7 @@ fn a_wrong_address_or_instance_is_one_clear_usage_error() {
     assert_eq!(e.to_string().lines().count(), 1, "{e}");
 
     let server = BuildGrid::start();
-    let e = Remote::connect(server.endpoint("nope"))
+    let e = Remote::connect(endpoint(&server, "nope"))
         .err()
         .expect("an unknown instance was accepted");
     assert!(e.is_usage(), "{e:?}");

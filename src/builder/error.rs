@@ -43,6 +43,12 @@ pub enum BuildError {
     Io(#[from] crate::files::PathIo),
     #[error(transparent)]
     DamagedOutput(Box<DamagedOutput>),
+    #[error("{component}: the remote cache {cache}: {source}")]
+    Shared {
+        component: String,
+        cache: String,
+        source: super::shared::SharedError,
+    },
 }
 
 impl BuildError {
@@ -55,6 +61,10 @@ impl BuildError {
             | BuildError::HostDrift { .. }
             | BuildError::DamagedOutput(_) => 1,
             BuildError::Inputs(e) => e.exit_code(),
+            BuildError::Shared { source, .. } => match source {
+                super::shared::SharedError::Usage(_) => 2,
+                _ => 1,
+            },
             _ => 2,
         }
     }

@@ -16,6 +16,7 @@ mod error;
 pub mod initrd;
 pub mod kernel;
 mod keys;
+pub mod shared;
 pub mod tools;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use self::error::{
     BuildError, DamagedOutput, MissingInput, OutDirError, RecipeProblem, StepFailure,
 };
+pub use self::shared::{ActionResult, Published, SharedAction, SharedCache, SharedError, StepLogs};
 use self::tools::{GoInstall, RustInstall, ToolError};
 use crate::digest::Sha256Digest;
 use crate::files::{io_err, remove_tree};
@@ -76,6 +78,8 @@ pub enum Event<'a> {
     },
     ComponentCached {
         component: &'a str,
+        /// Taken from the remote cache rather than the store.
+        remote: bool,
     },
 }
 
@@ -102,6 +106,9 @@ pub struct Builder<'a> {
     pub variations: sandbox::Varied,
     /// Components left out of this build, with why (`component: reason`), for what uses them.
     pub left_out: Vec<String>,
+    /// A cache shared with other machines: asked for what the store lacks, given what it
+    /// lacks.
+    pub shared: Option<&'a dyn SharedCache>,
 }
 
 /// Why a Go recipe is left out where no `--go-proxy` is given: the release commits no Go
@@ -151,25 +158,15 @@ pub struct ComponentRun {
     /// directory).
     #[serde(default)]
     pub phases: BTreeMap<String, f64>,
+    /// Whether the result came from the remote cache in this run (`cached` is then true).
+    #[serde(default)]
+    pub remote: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepRun {
     pub name: String,
     pub seconds: f64,
-}
-
-/// Each step's log, by step name, as an object in the store.
-type StepLogs = Vec<(String, Sha256Digest)>;
-
-/// What a stored result records: enough to install the outputs again and write the manifest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ActionResult {
-    action_key: Sha256Digest,
-    record: ComponentRecord,
-    steps: Vec<StepRun>,
-    /// Step logs, stored by sha256: (step name, digest).
-    logs: StepLogs,
 }
 
 /// A step's name, argv, environment and action key.
@@ -186,6 +183,10 @@ pub struct Plan {
     steps: Vec<PlannedStep>,
     record: ComponentRecord,
     cached: Option<ActionResult>,
+    /// Whether `cached` came from the shared cache.
+    from_shared: bool,
+    /// The action keys of the components this one needs.
+    needs: BTreeMap<String, Sha256Digest>,
     /// Each step's seconds when the same action was last built here.
     previous: BTreeMap<String, f64>,
     stage: PathBuf,
@@ -232,6 +233,9 @@ pub struct PlanTimes {
     pub keys: f64,
     /// Looking up each key's result in the store.
     pub store_checks: f64,
+    /// Looking up the results the store lacks in the remote cache, downloading them, and
+    /// giving it those the store holds and it lacks.
+    pub remote_checks: f64,
 }
 
 /// Whether outputs are hashed again as they are installed: when a step of `reader` is about to
@@ -286,10 +290,18 @@ impl Builder<'_> {
                 plan.cached = self.cached(&plan.record.action_key);
             }
         }
+        let store_checks = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        if let Some(shared) = self.shared {
+            for plan in &mut plans {
+                self.share(shared, plan)?;
+            }
+        }
         let times = PlanTimes {
             preflight,
             keys,
-            store_checks: started.elapsed().as_secs_f64(),
+            store_checks,
+            remote_checks: started.elapsed().as_secs_f64(),
         };
         Ok((plans, times))
     }
@@ -470,6 +482,7 @@ impl Builder<'_> {
                 seconds: started.elapsed().as_secs_f64(),
                 steps: result.steps,
                 phases: BTreeMap::new(),
+                remote: false,
             },
         ))
     }
@@ -945,6 +958,7 @@ impl Builder<'_> {
             self_exe,
         });
         let toolchains = keys::toolchain_records(&resolved);
+        let needs: BTreeMap<String, Sha256Digest> = needed.into_iter().collect();
 
         // Output paths may name variables (`vmlinux-${kernel_version}`): from here on the recipe
         // is this build's, with them expanded.
@@ -1010,6 +1024,8 @@ impl Builder<'_> {
             steps: planned,
             record: record_base,
             cached,
+            from_shared: false,
+            needs,
             previous,
             stage: stage.to_owned(),
         })
@@ -1034,6 +1050,8 @@ impl Builder<'_> {
             steps: planned,
             record: record_base,
             cached,
+            from_shared,
+            needs,
             previous,
             stage,
         } = plan;
@@ -1052,8 +1070,16 @@ impl Builder<'_> {
             steps: planned.len(),
         });
         if let Some(result) = cached {
-            events(Event::ComponentCached { component: &name });
-            return self.install_cached(result, record_base, &component_stage, &log_stage, started);
+            events(Event::ComponentCached {
+                component: &name,
+                remote: from_shared,
+            });
+            return self
+                .install_cached(result, record_base, &component_stage, &log_stage, started)
+                .map(|(record, run)| {
+                    let remote = from_shared;
+                    (record, ComponentRun { remote, ..run })
+                });
         }
         // One build per action key: a concurrent build of the same component waits here, then
         // takes the result the other recorded.
@@ -1062,7 +1088,10 @@ impl Builder<'_> {
             .lock_entry(&format!("action-{}", action_key.to_hex()))
             .map_err(|e| io_err(self.store.root())(std::io::Error::other(e.to_string())))?;
         if let Some(result) = (!self.no_cache).then(|| self.cached(&action_key)).flatten() {
-            events(Event::ComponentCached { component: &name });
+            events(Event::ComponentCached {
+                component: &name,
+                remote: false,
+            });
             return self.install_cached(result, record_base, &component_stage, &log_stage, started);
         }
         let prepared = prepared.ok_or_else(|| BuildError::Input {
@@ -1127,13 +1156,21 @@ impl Builder<'_> {
             notes,
             ..record_base
         };
-        self.record_result(&ActionResult {
+        let result = ActionResult {
             action_key,
             record: record.clone(),
             steps: step_runs.clone(),
             logs,
-        })?;
+        };
+        self.record_result(&result)?;
         lap(&mut phases, "outputs");
+        if let Some(shared) = self.shared {
+            let action = self.shared_action(loaded, action_key, needs)?;
+            shared
+                .publish(&action, &result, self.store)
+                .map_err(|source| self.shared_err(shared, &name, source))?;
+            lap(&mut phases, "remote");
+        }
         let _ = early_cleanup.join();
         drop(sandbox);
         drop(disordered);
@@ -1148,8 +1185,75 @@ impl Builder<'_> {
                 seconds: started.elapsed().as_secs_f64(),
                 steps: step_runs,
                 phases,
+                remote: false,
             },
         ))
+    }
+
+    /// Consults the shared cache for a planned component: a result the store lacks is fetched
+    /// from it, checked and recorded in the store; one the store holds is given to it.
+    fn share(&self, shared: &dyn SharedCache, plan: &mut Plan) -> Result<(), BuildError> {
+        let key = plan.record.action_key;
+        let name = plan.component().to_owned();
+        let action = self.shared_action(&plan.loaded, key, plan.needs.clone())?;
+        let err = |source| self.shared_err(shared, &name, source);
+        if let Some(result) = &plan.cached {
+            shared.publish(&action, result, self.store).map_err(err)?;
+            return Ok(());
+        }
+        if self.no_cache {
+            return Ok(());
+        }
+        let Some(result) = shared.fetch(&action, self.store).map_err(err)? else {
+            return Ok(());
+        };
+        shared::check_result(&plan.loaded, &key, &result, self.store).map_err(|why| {
+            err(SharedError::Refused(format!(
+                "result of {key} refused: {why}"
+            )))
+        })?;
+        self.record_result(&result)?;
+        plan.cached = Some(result);
+        plan.from_shared = true;
+        Ok(())
+    }
+
+    /// A component's action as the shared cache names it.
+    fn shared_action<'l>(
+        &'l self,
+        loaded: &'l LoadedRecipe,
+        key: Sha256Digest,
+        needs: BTreeMap<String, Sha256Digest>,
+    ) -> Result<SharedAction<'l>, BuildError> {
+        let lockfile_text = self.lock.origin.as_ref().map(|o| o.text.as_str());
+        let lockfile_text = lockfile_text.ok_or_else(|| BuildError::Shared {
+            component: loaded.recipe.component.clone(),
+            cache: self.shared.map(|s| s.describe()).unwrap_or_default(),
+            source: SharedError::Usage("the lockfile was not read from a file".into()),
+        })?;
+        Ok(SharedAction {
+            component: &loaded.recipe.component,
+            arch: &self.arch,
+            key,
+            lockfile_name: &self.lockfile_name,
+            lockfile_text,
+            recipe: loaded,
+            needs,
+            platform: shared::platform(&self.arch, self.lock.host.as_ref()),
+        })
+    }
+
+    fn shared_err(
+        &self,
+        shared: &dyn SharedCache,
+        component: &str,
+        source: SharedError,
+    ) -> BuildError {
+        BuildError::Shared {
+            component: component.to_owned(),
+            cache: shared.describe(),
+            source,
+        }
     }
 
     /// The recipe's `[release]` for this build: variables expanded, each part's outputs where

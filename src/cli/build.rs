@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use kata_repro::digest::Sha256Digest;
-use kata_repro::job::{BuildOptions, Built, Env, Event, Job, Spec};
+use kata_repro::job::{BuildOptions, Built, Env, Event, Job, RemoteSpec, Spec};
 use kata_repro::source::mirror::Config;
 
 use super::progress::JobProgress;
@@ -62,6 +62,34 @@ pub struct BuildEnvArgs {
     pub work_dir: Option<PathBuf>,
     #[command(flatten)]
     pub mirrors: MirrorArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// A remote (REAPI) server whose action cache a build shares.
+#[derive(Debug, clap::Args)]
+pub struct RemoteArgs {
+    /// An REAPI server (BuildGrid, say) to share results with: grpc://HOST:PORT. Results the
+    /// store lacks are taken from its action cache, every output checked against its digest;
+    /// results it lacks are given to it.
+    #[arg(long, value_name = "URL", requires = "remote_cache_only")]
+    pub remote: Option<String>,
+    /// The instance name on the remote server. Default: its default instance.
+    #[arg(long, value_name = "NAME", default_value = "", requires = "remote")]
+    pub remote_instance: String,
+    /// Share the remote's action cache, and run every step that must run here.
+    #[arg(long, requires = "remote")]
+    pub remote_cache_only: bool,
+}
+
+impl RemoteArgs {
+    pub fn spec(self) -> Option<RemoteSpec> {
+        self.remote.map(|url| RemoteSpec {
+            url,
+            instance: self.remote_instance,
+            cache_only: self.remote_cache_only,
+        })
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +130,7 @@ impl BuildEnvArgs {
             sbom_templates: self.sbom_templates,
             work_dir: self.work_dir,
             sources: self.mirrors.sources(config),
+            remote: self.remote.spec(),
         }
     }
 }
@@ -163,7 +192,11 @@ pub fn run(args: BuildArgs, config: &Config, format: Format) -> Result<ExitCode,
                 out,
                 "{:<12} {:<7} {:>8.1}s {:>7}  {key}",
                 run.component,
-                if run.cached { "cached" } else { "built" },
+                match (run.remote, run.cached) {
+                    (true, _) => "remote",
+                    (false, true) => "cached",
+                    (false, false) => "built",
+                },
                 run.seconds,
                 outputs
             );

@@ -269,8 +269,18 @@ impl JobProgress {
                         "  {label}built {component}: {step} ({:.1}s)",
                         duration.as_secs_f64()
                     )),
-                    Step::ComponentCached { component } => self.progress.line(format!(
+                    Step::ComponentCached {
+                        component,
+                        remote: false,
+                    } => self.progress.line(format!(
                         "  {label}cached {component}: every step's result is in the store"
+                    )),
+                    Step::ComponentCached {
+                        component,
+                        remote: true,
+                    } => self.progress.line(format!(
+                        "  {label}cached {component}: taken from the remote cache, every output \
+                         checked against its digest"
                     )),
                 }
             }

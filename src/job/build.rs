@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use super::records::{Records, rust_sysroot};
 use super::select::{Request, Selection, select};
-use super::{Event, Events, JobError, Release, Spec};
-use crate::builder::{self, BuildError, Builder, ComponentRun};
+use super::{Event, Events, JobError, Release, RemoteSpec, Spec};
+use crate::builder::{self, BuildError, Builder, ComponentRun, SharedCache};
 use crate::digest::Sha256Digest;
 use crate::inputs::{Needs, PrepareOptions, prepare};
 use crate::manifest::Manifest;
@@ -28,6 +28,8 @@ pub struct Job {
     templates: Templates,
     pub release: Release,
     sysroot: Option<PathBuf>,
+    /// The remote whose action cache this job shares, connected.
+    shared: Option<Box<dyn SharedCache>>,
 }
 
 /// How one build of a job goes.
@@ -95,6 +97,11 @@ impl Opened {
 impl Job {
     /// Opens `spec`'s release and chooses its components.
     pub fn open(spec: Spec, events: Events<'_>) -> Result<Self, JobError> {
+        // A remote that cannot be used stops the job before anything is opened or written.
+        let shared = match &spec.env.remote {
+            Some(remote) => Some(connect(remote)?),
+            None => None,
+        };
         let opened = Opened::open(&spec, events)?;
         let Selection {
             order,
@@ -130,6 +137,7 @@ impl Job {
             templates,
             release,
             sysroot,
+            shared,
         })
     }
 
@@ -184,6 +192,7 @@ impl Job {
             self_exe: std::env::current_exe().map_err(JobError::SelfExe)?,
             variations: options.variations.clone(),
             left_out: self.left_out.clone(),
+            shared: self.shared.as_deref(),
         })
     }
 
@@ -215,6 +224,9 @@ impl Job {
             ("keys", times.keys),
             ("store checks", times.store_checks),
         ]);
+        if self.shared.is_some() {
+            laps.split(&[("remote checks", times.remote_checks)]);
+        }
         let to_build: Vec<&LoadedRecipe> = plans
             .iter()
             .filter(|p| !p.is_cached())
@@ -288,6 +300,21 @@ impl Job {
             phases: laps.phases,
         })
     }
+}
+
+/// Connects to the remote a job shares results through: it must be reachable, know the
+/// instance and offer a SHA-256 CAS and action cache.
+#[cfg(feature = "remote")]
+fn connect(remote: &RemoteSpec) -> Result<Box<dyn SharedCache>, JobError> {
+    use crate::remote::{Endpoint, Remote, RemoteCache};
+    let endpoint: Endpoint = remote.url.parse()?;
+    let remote = Remote::connect(endpoint.with_instance(&remote.instance))?;
+    Ok(Box::new(RemoteCache::new(remote)))
+}
+
+#[cfg(not(feature = "remote"))]
+fn connect(remote: &RemoteSpec) -> Result<Box<dyn SharedCache>, JobError> {
+    Err(JobError::NoRemote(remote.url.clone()))
 }
 
 /// Seconds per phase, timed one after the other.

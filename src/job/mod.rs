@@ -51,6 +51,19 @@ pub struct Env {
     pub work_dir: Option<PathBuf>,
     /// Mirrors (`URL=PATH`) and extra allowed hosts, beyond the config's.
     pub sources: Sources,
+    /// A remote (REAPI) server whose action cache is shared with this build.
+    pub remote: Option<RemoteSpec>,
+}
+
+/// A remote to share results through: its address, the instance, and what it is used for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSpec {
+    /// `grpc://HOST:PORT`.
+    pub url: String,
+    /// The REAPI instance name; empty for the server's default one.
+    pub instance: String,
+    /// Use the remote's action cache only, and run steps here.
+    pub cache_only: bool,
 }
 
 /// What a job builds: the release, for which architecture, which components.
@@ -146,6 +159,14 @@ pub enum JobError {
     Scan(#[from] scan::ScanError),
     #[error(transparent)]
     LockDiff(#[from] crate::lockdiff::DiffError),
+    #[cfg(feature = "remote")]
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
+    #[error(
+        "--remote {0}: this kata-repro was built without the `remote` feature; rebuild it with \
+         it (a default feature)"
+    )]
+    NoRemote(String),
 }
 
 /// Large errors are boxed, so that every job's `Result` stays small.
@@ -170,6 +191,8 @@ impl JobError {
     pub fn exit_code(&self) -> u8 {
         match self {
             JobError::Build(e) => e.exit_code(),
+            #[cfg(feature = "remote")]
+            JobError::Remote(e) if !e.is_usage() => 1,
             JobError::DependencySets(e) => e.exit_code(),
             JobError::Sbom(e) => match **e {
                 crate::sbom::SbomError::Template { .. } | crate::sbom::SbomError::Input { .. } => 2,

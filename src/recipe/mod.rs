@@ -336,6 +336,8 @@ pub struct LoadedRecipe {
     pub path: PathBuf,
     /// sha256 of the recipe file's bytes.
     pub digest: Sha256Digest,
+    /// The recipe file's text, as `digest` hashed it.
+    pub text: std::sync::Arc<str>,
 }
 
 /// Where recipes are read from.
@@ -491,6 +493,7 @@ pub fn parse(text: &str, path: &Path) -> Result<LoadedRecipe, RecipeError> {
         recipe,
         path: path.to_owned(),
         digest: Sha256Digest::of(text.as_bytes()),
+        text: text.into(),
     })
 }
 

@@ -1,6 +1,9 @@
 //! Blobs in the server's CAS, and results in its action cache. Every blob read back is hashed
 //! again and refused unless it is the digest asked for.
 
+use std::borrow::Cow;
+use std::path::Path;
+
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use bazel_remote_apis::google::bytestream::{self as bs, byte_stream_client::ByteStreamClient};
 use re::action_cache_client::ActionCacheClient;
@@ -31,7 +34,7 @@ impl Blob {
         }
     }
 
-    fn to_proto(self) -> re::Digest {
+    pub(super) fn to_proto(self) -> re::Digest {
         re::Digest {
             hash: self.digest.to_hex(),
             size_bytes: self.size as i64,
@@ -82,17 +85,49 @@ impl Remote {
     /// large ones through ByteStream. Returns each blob's name, in order.
     pub fn upload(&self, data: &[&[u8]]) -> Result<Vec<Blob>, RemoteError> {
         let named: Vec<Blob> = data.iter().map(|d| Blob::of(d)).collect();
-        // Each missing blob is sent once, however often it is given.
+        self.send_missing(&named, |i| Ok(Cow::Borrowed(data[i])))?;
+        Ok(named)
+    }
+
+    /// [`Self::upload`] for files named by their blob (objects of the store): each one the
+    /// server lacks is read, and sent only if it still hashes as named.
+    pub fn upload_files(&self, files: &[(Blob, &Path)]) -> Result<(), RemoteError> {
+        let named: Vec<Blob> = files.iter().map(|(b, _)| *b).collect();
+        self.send_missing(&named, |i| {
+            let (blob, path) = files[i];
+            let local = |why: String| RemoteError::Local {
+                path: path.display().to_string(),
+                why,
+            };
+            let bytes = std::fs::read(path).map_err(|e| local(e.to_string()))?;
+            let found = Blob::of(&bytes);
+            if found != blob {
+                return Err(local(format!(
+                    "it is {found}, not {blob}; run `kata-repro store verify`"
+                )));
+            }
+            Ok(Cow::Owned(bytes))
+        })
+    }
+
+    /// Sends the blobs of `named` the server lacks, each once, loading the bytes of the i-th
+    /// with `load(i)` only when it is sent.
+    fn send_missing<'d>(
+        &self,
+        named: &[Blob],
+        load: impl Fn(usize) -> Result<Cow<'d, [u8]>, RemoteError>,
+    ) -> Result<(), RemoteError> {
         let mut missing: std::collections::HashSet<Blob> =
-            self.find_missing(&named)?.into_iter().collect();
+            self.find_missing(named)?.into_iter().collect();
         let mut batch: Vec<re::batch_update_blobs_request::Request> = Vec::new();
         let mut batch_size = 0;
-        for (&blob, &bytes) in named.iter().zip(data) {
+        for (i, &blob) in named.iter().enumerate() {
             if !missing.remove(&blob) {
                 continue;
             }
+            let bytes = load(i)?;
             if bytes.len() > self.max_batch / 2 {
-                self.write_stream(blob, bytes)?;
+                self.write_stream(blob, &bytes)?;
                 continue;
             }
             if batch_size + bytes.len() > self.max_batch / 2 {
@@ -102,14 +137,14 @@ impl Remote {
             batch_size += bytes.len();
             batch.push(re::batch_update_blobs_request::Request {
                 digest: Some(blob.to_proto()),
-                data: bytes.to_vec(),
+                data: bytes.into_owned(),
                 ..Default::default()
             });
         }
         if !batch.is_empty() {
             self.write_batch(batch)?;
         }
-        Ok(named)
+        Ok(())
     }
 
     fn write_batch(

@@ -2,10 +2,12 @@
 //! an REAPI server (BuildGrid, for one). Every blob read back is hashed again and refused unless
 //! it is the digest asked for, so a server is trusted no further than the local store.
 
+mod cache;
 mod cas;
 mod endpoint;
 mod error;
 
+pub use cache::{ActionBlobs, Job, RemoteCache};
 pub use cas::Blob;
 pub use endpoint::Endpoint;
 pub use error::RemoteError;

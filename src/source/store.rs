@@ -347,12 +347,26 @@ impl Store {
     /// and synced before it takes the name: a no-op build trusts an object's name and size
     /// (see docs/trust.md), so no crash may leave one whole in size but not in content.
     pub fn insert_file(&self, src: &Path) -> Result<(Sha256Digest, u64), StoreError> {
+        let mut input = File::open(src).map_err(io_err(src))?;
+        self.insert_from(&mut input, src)
+    }
+
+    /// [`Self::insert_file`] for bytes in memory (a blob read from a remote CAS, say).
+    pub fn insert_bytes(&self, mut bytes: &[u8]) -> Result<(Sha256Digest, u64), StoreError> {
+        self.insert_from(&mut bytes, &self.root.join("tmp"))
+    }
+
+    /// Copies what `input` reads into the store under its sha256; `what` names it in errors.
+    fn insert_from(
+        &self,
+        input: &mut impl io::Read,
+        what: &Path,
+    ) -> Result<(Sha256Digest, u64), StoreError> {
         let staged =
             tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
         let mut writer =
             HashingWriter::new(io::BufWriter::with_capacity(1 << 20, staged.as_file()));
-        let mut input = File::open(src).map_err(io_err(src))?;
-        io::copy(&mut input, &mut writer).map_err(io_err(src))?;
+        io::copy(input, &mut writer).map_err(io_err(what))?;
         let (digest, size, buf) = writer.finish();
         buf.into_inner()
             .map_err(|e| e.into_error())

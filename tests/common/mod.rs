@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod buildgrid;
 pub mod debian;
 pub mod https_git;
 pub mod project;

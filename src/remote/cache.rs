@@ -1,0 +1,433 @@
+//! The server's action cache as the builder's shared cache.
+//!
+//! A component's action is an REAPI `Action` whose input root holds what a machine with none of
+//! this build's state needs to run it: `job.json` (the component, the arch, the action key, the
+//! keys of the components it needs), the lockfile and the recipe. The Action's digest therefore
+//! follows from the action key and those two files alone, with nothing to hash on a no-op. The
+//! verified inputs the key names (sources, crates, modules, toolchains) are not in the input
+//! root: a machine that runs the action fetches and verifies them from their pins itself.
+//!
+//! Its result lists `result.json` (the store's own record of the result), each output under
+//! `out/` and each step's log under `logs/`.
+
+use std::collections::BTreeMap;
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use super::{Blob, Remote, RemoteError};
+use crate::builder::{ActionResult, Published, SharedAction, SharedCache, SharedError};
+use crate::digest::Sha256Digest;
+use crate::source::store::Store;
+
+/// The input root's files.
+pub const JOB: &str = "job.json";
+pub const LOCKFILE: &str = "lockfile.toml";
+pub const RECIPE: &str = "recipe.toml";
+/// The result's files.
+pub const RESULT: &str = "result.json";
+pub const OUT: &str = "out";
+pub const LOGS: &str = "logs";
+
+/// What `job.json` says: the action, for the machine that runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    pub schema: u32,
+    pub component: String,
+    pub arch: String,
+    pub action_key: Sha256Digest,
+    /// The lockfile's name where it was read (`lockfile.toml` holds its text).
+    pub lockfile: String,
+    /// The recipe's file name (`recipe.toml` holds its text).
+    pub recipe: String,
+    /// The action keys of the components it needs, built before it.
+    pub needs: BTreeMap<String, Sha256Digest>,
+}
+
+/// A component's action as REAPI messages, encoded, with every blob they name.
+pub struct ActionBlobs {
+    /// The `Action`'s own blob: its key in the action cache.
+    pub action: Blob,
+    /// Every blob the action names, with the action itself: the command, the input root and
+    /// its files.
+    pub blobs: Vec<Vec<u8>>,
+}
+
+impl ActionBlobs {
+    pub fn of(a: &SharedAction<'_>) -> Self {
+        let job = Job {
+            schema: crate::builder::shared::SHARED_SCHEMA,
+            component: a.component.to_owned(),
+            arch: a.arch.to_owned(),
+            action_key: a.key,
+            lockfile: a.lockfile_name.to_owned(),
+            recipe: a
+                .recipe
+                .path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            needs: a.needs.clone(),
+        };
+        let job = serde_json::to_vec(&job).expect("serialises");
+        let lockfile = a.lockfile_text.as_bytes().to_vec();
+        let recipe = a.recipe.text.as_bytes().to_vec();
+        // Entries sorted by name, as REAPI requires.
+        let root = re::Directory {
+            files: [(JOB, &job), (LOCKFILE, &lockfile), (RECIPE, &recipe)]
+                .into_iter()
+                .map(|(name, bytes)| re::FileNode {
+                    name: name.to_owned(),
+                    digest: Some(Blob::of(bytes).to_proto()),
+                    is_executable: false,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let platform = platform(&a.platform);
+        let command = re::Command {
+            arguments: ["kata-repro", "run-action", JOB]
+                .map(str::to_owned)
+                .to_vec(),
+            output_paths: [LOGS, OUT, RESULT].map(str::to_owned).to_vec(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let action = re::Action {
+            command_digest: Some(Blob::of(&command).to_proto()),
+            input_root_digest: Some(Blob::of(&root).to_proto()),
+            platform: Some(platform),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        Self {
+            action: Blob::of(&action),
+            blobs: vec![action, command, root, job, lockfile, recipe],
+        }
+    }
+}
+
+/// Platform properties, sorted by name as REAPI requires.
+fn platform(props: &BTreeMap<String, String>) -> re::Platform {
+    re::Platform {
+        properties: props
+            .iter()
+            .map(|(name, value)| re::platform::Property {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The server's action cache, as the builder's shared cache.
+pub struct RemoteCache {
+    remote: Remote,
+}
+
+impl RemoteCache {
+    pub fn new(remote: Remote) -> Self {
+        Self { remote }
+    }
+
+    /// A blob read back from the server and checked against its digest; `None` when the
+    /// server no longer holds it.
+    fn get(&self, blob: Blob) -> Result<Option<Vec<u8>>, SharedError> {
+        match self.remote.download(blob) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(RemoteError::Missing { .. }) => Ok(None),
+            Err(e) => Err(shared(e)),
+        }
+    }
+
+    /// Puts the blob into the store unless it holds it at that size; false when the server no
+    /// longer holds it.
+    fn fetch_blob(&self, blob: Blob, store: &Store) -> Result<bool, SharedError> {
+        let held = std::fs::metadata(store.object_path(&blob.digest)).map(|m| m.len());
+        if held.is_ok_and(|n| n == blob.size) {
+            return Ok(true);
+        }
+        let Some(bytes) = self.get(blob)? else {
+            return Ok(false);
+        };
+        store
+            .insert_bytes(&bytes)
+            .map_err(|e| SharedError::Failed(format!("{}: {e}", store.root().display())))?;
+        Ok(true)
+    }
+
+    fn fetch_result(
+        &self,
+        a: &SharedAction<'_>,
+        store: &Store,
+    ) -> Result<Option<ActionResult>, SharedError> {
+        let blobs = ActionBlobs::of(a);
+        let Some(found) = self
+            .remote
+            .get_action_result(blobs.action)
+            .map_err(shared)?
+        else {
+            return Ok(None);
+        };
+        let listed = Listed::of(&found).map_err(SharedError::Refused)?;
+        let result = listed.file(RESULT).map_err(SharedError::Refused)?;
+        // A result whose blobs the server dropped is no result.
+        let Some(bytes) = self.get(result)? else {
+            return Ok(None);
+        };
+        let result: ActionResult = serde_json::from_slice(&bytes).map_err(|e| {
+            SharedError::Refused(format!("its {RESULT} ({result}) does not parse: {e}"))
+        })?;
+        if result.action_key != a.key {
+            return Err(SharedError::Refused(format!(
+                "its {RESULT} is the result of action {}, not of {}",
+                result.action_key, a.key
+            )));
+        }
+        let wanted = result
+            .record
+            .outputs
+            .iter()
+            .map(|o| (format!("{OUT}/{}", o.path), o.sha256, Some(o.size)))
+            .chain(
+                result
+                    .logs
+                    .iter()
+                    .map(|(step, d)| (format!("{LOGS}/{step}.log"), *d, None)),
+            );
+        for (path, digest, size) in wanted {
+            let blob = listed.file(&path).map_err(SharedError::Refused)?;
+            if blob.digest != digest || size.is_some_and(|s| s != blob.size) {
+                return Err(SharedError::Refused(format!(
+                    "its {RESULT} names {path} as {digest}, the action result as {blob}"
+                )));
+            }
+            if !self.fetch_blob(blob, store)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(result))
+    }
+
+    fn publish_result(
+        &self,
+        a: &SharedAction<'_>,
+        result: &ActionResult,
+        store: &Store,
+    ) -> Result<Published, RemoteError> {
+        if !self.remote.cache_writable() {
+            return Ok(Published::ReadOnly);
+        }
+        let blobs = ActionBlobs::of(a);
+        if self.remote.get_action_result(blobs.action)?.is_some() {
+            return Ok(Published::Present);
+        }
+        let json = serde_json::to_vec_pretty(result).expect("serialises");
+        let mut small: Vec<&[u8]> = blobs.blobs.iter().map(Vec::as_slice).collect();
+        small.push(&json);
+        self.remote.upload(&small)?;
+        let mut files: Vec<(String, Blob, bool)> = result
+            .record
+            .outputs
+            .iter()
+            .map(|o| {
+                let blob = Blob {
+                    digest: o.sha256,
+                    size: o.size,
+                };
+                let executable = u32::from_str_radix(&o.mode, 8).is_ok_and(|m| m & 0o111 != 0);
+                (format!("{OUT}/{}", o.path), blob, executable)
+            })
+            .collect();
+        for (step, digest) in &result.logs {
+            let path = store.object_path(digest);
+            let size = std::fs::metadata(&path)
+                .map_err(|e| RemoteError::Local {
+                    path: path.display().to_string(),
+                    why: e.to_string(),
+                })?
+                .len();
+            let blob = Blob {
+                digest: *digest,
+                size,
+            };
+            files.push((format!("{LOGS}/{step}.log"), blob, false));
+        }
+        let paths: Vec<_> = files
+            .iter()
+            .map(|(_, b, _)| (*b, store.object_path(&b.digest)))
+            .collect();
+        let named: Vec<(Blob, &std::path::Path)> =
+            paths.iter().map(|(b, p)| (*b, p.as_path())).collect();
+        self.remote.upload_files(&named)?;
+        files.push((RESULT.to_owned(), Blob::of(&json), false));
+        files.sort();
+        let output = re::ActionResult {
+            output_files: files
+                .into_iter()
+                .map(|(path, blob, is_executable)| re::OutputFile {
+                    path,
+                    digest: Some(blob.to_proto()),
+                    is_executable,
+                    ..Default::default()
+                })
+                .collect(),
+            exit_code: 0,
+            ..Default::default()
+        };
+        self.remote.update_action_result(blobs.action, output)?;
+        Ok(Published::Recorded)
+    }
+}
+
+impl SharedCache for RemoteCache {
+    fn describe(&self) -> String {
+        let e = self.remote.endpoint();
+        if e.instance.is_empty() {
+            e.to_string()
+        } else {
+            format!("{e} (instance `{}`)", e.instance)
+        }
+    }
+
+    fn fetch(
+        &self,
+        action: &SharedAction<'_>,
+        store: &Store,
+    ) -> Result<Option<ActionResult>, SharedError> {
+        self.fetch_result(action, store)
+    }
+
+    fn publish(
+        &self,
+        action: &SharedAction<'_>,
+        result: &ActionResult,
+        store: &Store,
+    ) -> Result<Published, SharedError> {
+        self.publish_result(action, result, store).map_err(shared)
+    }
+}
+
+/// A remote's error as the builder sees it: a blob that fails its digest is refused.
+fn shared(e: RemoteError) -> SharedError {
+    match e {
+        e if e.is_usage() => SharedError::Usage(e.to_string()),
+        e @ RemoteError::Corrupt { .. } => SharedError::Refused(e.to_string()),
+        e => SharedError::Failed(e.to_string()),
+    }
+}
+
+/// The files an action result lists, by path.
+struct Listed(BTreeMap<String, Blob>);
+
+impl Listed {
+    fn of(result: &re::ActionResult) -> Result<Self, String> {
+        if result.exit_code != 0 {
+            return Err(format!("it records exit code {}", result.exit_code));
+        }
+        let mut files = BTreeMap::new();
+        for f in &result.output_files {
+            let d = f.digest.clone().unwrap_or_default();
+            let digest: Sha256Digest = d
+                .hash
+                .parse()
+                .map_err(|e| format!("{} has digest `{}`: {e}", f.path, d.hash))?;
+            let size = u64::try_from(d.size_bytes)
+                .map_err(|_| format!("{} has size {}", f.path, d.size_bytes))?;
+            files.insert(f.path.clone(), Blob { digest, size });
+        }
+        Ok(Self(files))
+    }
+
+    fn file(&self, path: &str) -> Result<Blob, String> {
+        self.0
+            .get(path)
+            .copied()
+            .ok_or_else(|| format!("the action result lists no {path}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blobs(key: &[u8], needs: &[(&str, &[u8])], arch: &str) -> ActionBlobs {
+        let recipe = crate::recipe::RecipeSource::Builtin.load_all().unwrap()["runtime"].clone();
+        let action = SharedAction {
+            component: "runtime",
+            arch,
+            key: Sha256Digest::of(key),
+            lockfile_name: "kata.toml",
+            lockfile_text: "release = \"9.9.9\"\n",
+            recipe: &recipe,
+            needs: needs
+                .iter()
+                .map(|(n, k)| ((*n).to_owned(), Sha256Digest::of(k)))
+                .collect(),
+            platform: crate::builder::shared::platform(arch, None),
+        };
+        ActionBlobs::of(&action)
+    }
+
+    #[test]
+    fn an_action_is_named_by_its_key_needs_and_platform_alone() {
+        let base = blobs(b"k", &[], "x86_64");
+        assert_eq!(base.action, blobs(b"k", &[], "x86_64").action);
+        assert_ne!(base.action, blobs(b"k2", &[], "x86_64").action);
+        assert_ne!(
+            base.action,
+            blobs(b"k", &[("agent", b"a")], "x86_64").action
+        );
+        assert_ne!(base.action, blobs(b"k", &[], "aarch64").action);
+        // The action blob comes first, then what it names.
+        assert_eq!(Blob::of(&base.blobs[0]), base.action);
+        let action = re::Action::decode(base.blobs[0].as_slice()).unwrap();
+        let root = re::Directory::decode(base.blobs[2].as_slice()).unwrap();
+        assert_eq!(
+            action.input_root_digest,
+            Some(Blob::of(&base.blobs[2]).to_proto())
+        );
+        let names: Vec<&str> = root.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, [JOB, LOCKFILE, RECIPE]);
+        let job: Job = serde_json::from_slice(&base.blobs[3]).unwrap();
+        assert_eq!(job.component, "runtime");
+        assert_eq!(job.recipe, "runtime.toml");
+        let props = &action.platform.unwrap().properties;
+        let keys: Vec<&str> = props.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(keys, ["arch", "host-pins", "kata-repro"]);
+    }
+
+    #[test]
+    fn a_listed_result_must_have_succeeded_and_name_sha256_digests() {
+        let file = |path: &str, hash: &str| re::OutputFile {
+            path: path.into(),
+            digest: Some(re::Digest {
+                hash: hash.into(),
+                size_bytes: 3,
+            }),
+            ..Default::default()
+        };
+        let good = Sha256Digest::of(b"abc").to_hex();
+        let ok = re::ActionResult {
+            output_files: vec![file(RESULT, &good)],
+            ..Default::default()
+        };
+        let listed = Listed::of(&ok).unwrap();
+        assert_eq!(listed.file(RESULT).unwrap(), Blob::of(b"abc"));
+        assert!(listed.file("out/x").unwrap_err().contains("out/x"));
+        let failed = re::ActionResult {
+            exit_code: 2,
+            ..ok.clone()
+        };
+        assert!(Listed::of(&failed).err().unwrap().contains("exit code 2"));
+        let sha1 = re::ActionResult {
+            output_files: vec![file(RESULT, "a9993e364706816aba3e25717850c26c9cd0d89d")],
+            ..Default::default()
+        };
+        assert!(Listed::of(&sha1).is_err());
+    }
+}
