@@ -76,6 +76,11 @@ pub enum Event<'a> {
         step: &'a str,
         duration: Duration,
     },
+    /// A component executed by the remote's workers, at a new stage.
+    Remote {
+        component: &'a str,
+        stage: &'a str,
+    },
     ComponentCached {
         component: &'a str,
         /// Taken from the remote cache rather than the store.
@@ -158,7 +163,8 @@ pub struct ComponentRun {
     /// directory).
     #[serde(default)]
     pub phases: BTreeMap<String, f64>,
-    /// Whether the result came from the remote cache in this run (`cached` is then true).
+    /// Whether the result came from the remote: from its action cache (`cached` is then true),
+    /// or built by one of its workers (`cached` is then false).
     #[serde(default)]
     pub remote: bool,
 }
@@ -187,6 +193,8 @@ pub struct Plan {
     from_shared: bool,
     /// The action keys of the components this one needs.
     needs: BTreeMap<String, Sha256Digest>,
+    /// The recipes of the components this one needs, directly or not.
+    needed_recipes: Vec<LoadedRecipe>,
     /// Each step's seconds when the same action was last built here.
     previous: BTreeMap<String, f64>,
     stage: PathBuf,
@@ -195,6 +203,11 @@ pub struct Plan {
 impl Plan {
     pub fn component(&self) -> &str {
         &self.loaded.recipe.component
+    }
+
+    /// The component's action key.
+    pub fn action_key(&self) -> Sha256Digest {
+        self.record.action_key
     }
 
     /// Whether the store holds the result, so that no input is needed.
@@ -277,10 +290,11 @@ impl Builder<'_> {
         let preflight = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let mut keys: BTreeMap<String, Sha256Digest> = BTreeMap::new();
-        let mut plans = Vec::new();
+        let mut plans: Vec<Plan> = Vec::new();
         for loaded in recipes {
-            let plan = self.plan(loaded, stage, &dpkg, isolation, &keys)?;
+            let mut plan = self.plan(loaded, stage, &dpkg, isolation, &keys)?;
             keys.insert(plan.component().to_owned(), plan.record.action_key);
+            plan.needed_recipes = needed_recipes(&plans, &plan.needs);
             plans.push(plan);
         }
         let keys = started.elapsed().as_secs_f64();
@@ -1026,6 +1040,7 @@ impl Builder<'_> {
             cached,
             from_shared: false,
             needs,
+            needed_recipes: Vec::new(),
             previous,
             stage: stage.to_owned(),
         })
@@ -1052,6 +1067,7 @@ impl Builder<'_> {
             cached,
             from_shared,
             needs,
+            needed_recipes,
             previous,
             stage,
         } = plan;
@@ -1093,6 +1109,32 @@ impl Builder<'_> {
                 remote: false,
             });
             return self.install_cached(result, record_base, &component_stage, &log_stage, started);
+        }
+        if let Some(shared) = self.shared.filter(|s| s.executes()) {
+            let action = self.shared_action(loaded, action_key, needs, &needed_recipes)?;
+            let err = |source| self.shared_err(shared, &name, source);
+            let result = shared
+                .execute(&action, self.store, &mut |stage| {
+                    events(Event::Remote {
+                        component: &name,
+                        stage,
+                    })
+                })
+                .map_err(err)?;
+            shared::check_result(loaded, &action_key, &result, self.store).map_err(|why| {
+                err(SharedError::Refused(format!(
+                    "result of {action_key} refused: {why}"
+                )))
+            })?;
+            self.record_result(&result)?;
+            let (record, run) =
+                self.install_cached(result, record_base, &component_stage, &log_stage, started)?;
+            let run = ComponentRun {
+                cached: false,
+                remote: true,
+                ..run
+            };
+            return Ok((record, run));
         }
         let prepared = prepared.ok_or_else(|| BuildError::Input {
             component: name.clone(),
@@ -1165,7 +1207,7 @@ impl Builder<'_> {
         self.record_result(&result)?;
         lap(&mut phases, "outputs");
         if let Some(shared) = self.shared {
-            let action = self.shared_action(loaded, action_key, needs)?;
+            let action = self.shared_action(loaded, action_key, needs, &needed_recipes)?;
             shared
                 .publish(&action, &result, self.store)
                 .map_err(|source| self.shared_err(shared, &name, source))?;
@@ -1195,7 +1237,8 @@ impl Builder<'_> {
     fn share(&self, shared: &dyn SharedCache, plan: &mut Plan) -> Result<(), BuildError> {
         let key = plan.record.action_key;
         let name = plan.component().to_owned();
-        let action = self.shared_action(&plan.loaded, key, plan.needs.clone())?;
+        let action =
+            self.shared_action(&plan.loaded, key, plan.needs.clone(), &plan.needed_recipes)?;
         let err = |source| self.shared_err(shared, &name, source);
         if let Some(result) = &plan.cached {
             shared.publish(&action, result, self.store).map_err(err)?;
@@ -1224,6 +1267,7 @@ impl Builder<'_> {
         loaded: &'l LoadedRecipe,
         key: Sha256Digest,
         needs: BTreeMap<String, Sha256Digest>,
+        needed_recipes: &'l [LoadedRecipe],
     ) -> Result<SharedAction<'l>, BuildError> {
         let lockfile_text = self.lock.origin.as_ref().map(|o| o.text.as_str());
         let lockfile_text = lockfile_text.ok_or_else(|| BuildError::Shared {
@@ -1237,7 +1281,7 @@ impl Builder<'_> {
             key,
             lockfile_name: &self.lockfile_name,
             lockfile_text,
-            recipe: loaded,
+            recipes: std::iter::once(loaded).chain(needed_recipes).collect(),
             needs,
             platform: shared::platform(&self.arch, self.lock.host.as_ref()),
         })
@@ -1462,6 +1506,20 @@ impl Builder<'_> {
         }
         Ok(())
     }
+}
+
+/// The recipes of the components `needs` names, among `planned`, and of every component those
+/// need in turn, each once, sorted by component.
+fn needed_recipes(planned: &[Plan], needs: &BTreeMap<String, Sha256Digest>) -> Vec<LoadedRecipe> {
+    let mut found: BTreeMap<String, LoadedRecipe> = BTreeMap::new();
+    for p in planned.iter().filter(|p| needs.contains_key(p.component())) {
+        for r in std::iter::once(&p.loaded).chain(&p.needed_recipes) {
+            found
+                .entry(r.recipe.component.clone())
+                .or_insert_with(|| r.clone());
+        }
+    }
+    found.into_values().collect()
 }
 
 /// Copies what `o.from` matches (relative to the source root) into `out/<o.path>`.

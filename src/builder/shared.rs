@@ -32,6 +32,22 @@ pub struct ActionResult {
     pub logs: StepLogs,
 }
 
+/// What `job.json` of a component's action says, for the machine that runs it: the component,
+/// the arch, the action key it must come to, the lockfile's name (its text is beside it) and the
+/// keys of the components it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionJob {
+    pub schema: u32,
+    pub component: String,
+    pub arch: String,
+    pub action_key: Sha256Digest,
+    /// The lockfile's file name where the action was planned.
+    pub lockfile: String,
+    /// The action keys of the components it needs, built before it.
+    pub needs: BTreeMap<String, Sha256Digest>,
+}
+
 /// One component's action as a shared cache names it: the key, and what a machine that has
 /// none of this build's state needs to run it again (the lockfile, the recipe, the keys of the
 /// components it needs, where it may run).
@@ -41,7 +57,8 @@ pub struct SharedAction<'a> {
     pub key: Sha256Digest,
     pub lockfile_name: &'a str,
     pub lockfile_text: &'a str,
-    pub recipe: &'a LoadedRecipe,
+    /// The component's recipe, then those of every component it needs, directly or not.
+    pub recipes: Vec<&'a LoadedRecipe>,
     /// The action keys of the components this one needs, built before it.
     pub needs: BTreeMap<String, Sha256Digest>,
     /// What a machine must match to run it: `arch`, `kata-repro` (the version), `host-pins`
@@ -79,6 +96,25 @@ pub trait SharedCache: Sync {
         result: &ActionResult,
         store: &Store,
     ) -> Result<Published, SharedError>;
+    /// Whether it runs the actions it lacks on machines of its own.
+    fn executes(&self) -> bool {
+        false
+    }
+    /// Runs `action` on a machine of its own and returns its result, every output and log
+    /// already put into `store` after its digest was checked; `on_stage` hears where it stands
+    /// ("queued for a worker", …).
+    fn execute(
+        &self,
+        action: &SharedAction<'_>,
+        store: &Store,
+        on_stage: &mut dyn FnMut(&str),
+    ) -> Result<ActionResult, SharedError> {
+        let _ = (store, on_stage);
+        Err(SharedError::Usage(format!(
+            "{} runs no actions; it is a cache only",
+            action.component
+        )))
+    }
 }
 
 /// Why a shared cache could not be used, or what it gave was refused.

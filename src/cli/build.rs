@@ -69,15 +69,16 @@ pub struct BuildEnvArgs {
 /// A remote (REAPI) server whose action cache a build shares.
 #[derive(Debug, clap::Args)]
 pub struct RemoteArgs {
-    /// An REAPI server (BuildGrid, say) to share results with: grpc://HOST:PORT. Results the
-    /// store lacks are taken from its action cache, every output checked against its digest;
-    /// results it lacks are given to it.
-    #[arg(long, value_name = "URL", requires = "remote_cache_only")]
+    /// An REAPI server (BuildGrid, say) to build with: grpc://HOST:PORT. Results the store
+    /// lacks are taken from its action cache, every output checked against its digest; what
+    /// neither has is built by its workers (`kata-repro worker`), or here with
+    /// --remote-cache-only, and given to it.
+    #[arg(long, value_name = "URL")]
     pub remote: Option<String>,
     /// The instance name on the remote server. Default: its default instance.
     #[arg(long, value_name = "NAME", default_value = "", requires = "remote")]
     pub remote_instance: String,
-    /// Share the remote's action cache, and run every step that must run here.
+    /// Use the remote's action cache only: what it lacks is built here, not by its workers.
     #[arg(long, requires = "remote")]
     pub remote_cache_only: bool,
 }
@@ -193,7 +194,8 @@ pub fn run(args: BuildArgs, config: &Config, format: Format) -> Result<ExitCode,
                 "{:<12} {:<7} {:>8.1}s {:>7}  {key}",
                 run.component,
                 match (run.remote, run.cached) {
-                    (true, _) => "remote",
+                    (true, true) => "remote",
+                    (true, false) => "worker",
                     (false, true) => "cached",
                     (false, false) => "built",
                 },

@@ -20,6 +20,8 @@ mod sign;
 mod store;
 mod vendor;
 mod verify;
+#[cfg(feature = "remote")]
+mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -88,6 +90,9 @@ pub enum Command {
     Scan(scan::ScanArgs),
     /// Check the store itself: `store verify` re-hashes every object against its name.
     Store(store::StoreArgs),
+    /// Take actions from an REAPI server's workers API (BuildGrid) and build each here.
+    #[cfg(feature = "remote")]
+    Worker(worker::WorkerArgs),
     /// A builtin recipe step (run by `build` inside its sandbox).
     #[command(hide = true)]
     Builtin(BuiltinArgs),
@@ -204,6 +209,8 @@ fn run(cli: Cli, format: render::Format) -> Result<ExitCode, Failure> {
         Command::Diff(args) => diff::run(args, format),
         Command::Check(args) => check::run(args, &config, format),
         Command::Audit(args) => audit::run(args, &config, format),
+        #[cfg(feature = "remote")]
+        Command::Worker(args) => worker::run(args, &config, format),
         Command::Sbom(args) => sbom::run(args, &config, format),
         Command::Lockdiff(args) => lockdiff::run(args, &config, format),
         Command::Outdated(args) => outdated::run(args, &config, format),

@@ -269,6 +269,9 @@ impl JobProgress {
                         "  {label}built {component}: {step} ({:.1}s)",
                         duration.as_secs_f64()
                     )),
+                    Step::Remote { component, stage } => {
+                        self.progress.line(format!("  {label}{component}: {stage}"))
+                    }
                     Step::ComponentCached {
                         component,
                         remote: false,

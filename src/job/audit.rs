@@ -171,6 +171,7 @@ pub fn run(spec: &AuditSpec, env: Env, events: Events<'_>) -> Result<Report, Job
         variations: Default::default(),
         records: !spec.sboms.is_empty() || spec.provenance.is_some(),
         label: "rebuild".into(),
+        ..Default::default()
     };
     let started = std::time::Instant::now();
     let built = job.build(&out, &options, events);

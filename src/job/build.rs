@@ -41,6 +41,9 @@ pub struct BuildOptions {
     pub records: bool,
     /// Names the build in events ("first build", …); empty for a lone build.
     pub label: String,
+    /// The action key a component must come to, or nothing is built (a worker running a
+    /// client's action).
+    pub expect: Option<(String, Sha256Digest)>,
 }
 
 /// What one build of a job gave.
@@ -219,6 +222,18 @@ impl Job {
         // Action keys come from pins alone: components whose results the store holds need no
         // input.
         let (plans, times) = builder.plan_all(&chosen, stage.path())?;
+        if let Some((component, expected)) = &options.expect {
+            let found = plans.iter().find(|p| p.component() == component);
+            let found = found.map_or_else(|| Sha256Digest::of(b""), |p| p.action_key());
+            if found != *expected {
+                return Err(super::action::ActionError::KeyMismatch {
+                    component: component.clone(),
+                    expected: *expected,
+                    found,
+                }
+                .into());
+            }
+        }
         laps.split(&[
             ("preflight", times.preflight),
             ("keys", times.keys),
@@ -227,9 +242,11 @@ impl Job {
         if self.shared.is_some() {
             laps.split(&[("remote checks", times.remote_checks)]);
         }
+        // The remote's workers fetch and verify what they build from: nothing is needed here.
+        let executes_remotely = self.shared.as_ref().is_some_and(|s| s.executes());
         let to_build: Vec<&LoadedRecipe> = plans
             .iter()
-            .filter(|p| !p.is_cached())
+            .filter(|p| !p.is_cached() && !executes_remotely)
             .map(|p| p.recipe())
             .collect();
         let on_crate = |f: &crate::verify::report::Finding| {
@@ -305,11 +322,11 @@ impl Job {
 /// Connects to the remote a job shares results through: it must be reachable, know the
 /// instance and offer a SHA-256 CAS and action cache.
 #[cfg(feature = "remote")]
-fn connect(remote: &RemoteSpec) -> Result<Box<dyn SharedCache>, JobError> {
+fn connect(spec: &RemoteSpec) -> Result<Box<dyn SharedCache>, JobError> {
     use crate::remote::{Endpoint, Remote, RemoteCache};
-    let endpoint: Endpoint = remote.url.parse()?;
-    let remote = Remote::connect(endpoint.with_instance(&remote.instance))?;
-    Ok(Box::new(RemoteCache::new(remote)))
+    let endpoint: Endpoint = spec.url.parse()?;
+    let remote = Remote::connect(endpoint.with_instance(&spec.instance))?;
+    Ok(Box::new(RemoteCache::new(remote, !spec.cache_only)))
 }
 
 #[cfg(not(feature = "remote"))]

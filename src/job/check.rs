@@ -53,6 +53,7 @@ fn options(variations: Varied, label: &str) -> BuildOptions {
         variations,
         records: false,
         label: label.to_owned(),
+        ..Default::default()
     }
 }
 

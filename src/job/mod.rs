@@ -9,6 +9,7 @@
 //! - [`lock`] writes a lockfile from a release's pinned tree.
 //! - [`scan`] matches a release's pinned inputs against advisory databases.
 
+pub mod action;
 pub mod audit;
 mod build;
 pub mod check;
@@ -167,6 +168,8 @@ pub enum JobError {
          it (a default feature)"
     )]
     NoRemote(String),
+    #[error(transparent)]
+    Action(#[from] action::ActionError),
 }
 
 /// Large errors are boxed, so that every job's `Result` stays small.
@@ -191,6 +194,7 @@ impl JobError {
     pub fn exit_code(&self) -> u8 {
         match self {
             JobError::Build(e) => e.exit_code(),
+            JobError::Action(action::ActionError::KeyMismatch { .. }) => 1,
             #[cfg(feature = "remote")]
             JobError::Remote(e) if !e.is_usage() => 1,
             JobError::DependencySets(e) => e.exit_code(),

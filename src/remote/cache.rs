@@ -2,8 +2,9 @@
 //!
 //! A component's action is an REAPI `Action` whose input root holds what a machine with none of
 //! this build's state needs to run it: `job.json` (the component, the arch, the action key, the
-//! keys of the components it needs), the lockfile and the recipe. The Action's digest therefore
-//! follows from the action key and those two files alone, with nothing to hash on a no-op. The
+//! keys of the components it needs), the lockfile, and under `recipes/` the recipes of the
+//! component and of every component it needs. The Action's digest therefore follows from the
+//! action key and those files alone, with nothing to hash on a no-op. The
 //! verified inputs the key names (sources, crates, modules, toolchains) are not in the input
 //! root: a machine that runs the action fetches and verifies them from their pins itself.
 //!
@@ -14,9 +15,9 @@ use std::collections::BTreeMap;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use prost::Message;
-use serde::{Deserialize, Serialize};
 
 use super::{Blob, Remote, RemoteError};
+use crate::builder::shared::ActionJob;
 use crate::builder::{ActionResult, Published, SharedAction, SharedCache, SharedError};
 use crate::digest::Sha256Digest;
 use crate::source::store::Store;
@@ -24,70 +25,56 @@ use crate::source::store::Store;
 /// The input root's files.
 pub const JOB: &str = "job.json";
 pub const LOCKFILE: &str = "lockfile.toml";
-pub const RECIPE: &str = "recipe.toml";
+/// The input root's directory of recipes: the component's and those of every component it
+/// needs, each `<component>.toml`.
+pub const RECIPES: &str = "recipes";
 /// The result's files.
 pub const RESULT: &str = "result.json";
 pub const OUT: &str = "out";
 pub const LOGS: &str = "logs";
 
-/// What `job.json` says: the action, for the machine that runs it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Job {
-    pub schema: u32,
-    pub component: String,
-    pub arch: String,
-    pub action_key: Sha256Digest,
-    /// The lockfile's name where it was read (`lockfile.toml` holds its text).
-    pub lockfile: String,
-    /// The recipe's file name (`recipe.toml` holds its text).
-    pub recipe: String,
-    /// The action keys of the components it needs, built before it.
-    pub needs: BTreeMap<String, Sha256Digest>,
-}
-
 /// A component's action as REAPI messages, encoded, with every blob they name.
 pub struct ActionBlobs {
     /// The `Action`'s own blob: its key in the action cache.
     pub action: Blob,
-    /// Every blob the action names, with the action itself: the command, the input root and
-    /// its files.
+    /// The action, then every blob it names: the command, the input root, its `recipes`
+    /// directory, and the files.
     pub blobs: Vec<Vec<u8>>,
 }
 
 impl ActionBlobs {
     pub fn of(a: &SharedAction<'_>) -> Self {
-        let job = Job {
+        let job = ActionJob {
             schema: crate::builder::shared::SHARED_SCHEMA,
             component: a.component.to_owned(),
             arch: a.arch.to_owned(),
             action_key: a.key,
             lockfile: a.lockfile_name.to_owned(),
-            recipe: a
-                .recipe
-                .path
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default(),
             needs: a.needs.clone(),
         };
         let job = serde_json::to_vec(&job).expect("serialises");
         let lockfile = a.lockfile_text.as_bytes().to_vec();
-        let recipe = a.recipe.text.as_bytes().to_vec();
-        // Entries sorted by name, as REAPI requires.
-        let root = re::Directory {
-            files: [(JOB, &job), (LOCKFILE, &lockfile), (RECIPE, &recipe)]
-                .into_iter()
-                .map(|(name, bytes)| re::FileNode {
-                    name: name.to_owned(),
-                    digest: Some(Blob::of(bytes).to_proto()),
-                    is_executable: false,
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }
-        .encode_to_vec();
+        let mut recipes: Vec<(String, Vec<u8>)> = a
+            .recipes
+            .iter()
+            .map(|r| {
+                let name = format!("{}.toml", r.recipe.component);
+                (name, r.text.as_bytes().to_vec())
+            })
+            .collect();
+        recipes.sort();
+        recipes.dedup_by(|x, y| x.0 == y.0);
+        let recipes_dir = directory(
+            recipes.iter().map(|(n, b)| (n.as_str(), b.as_slice())),
+            Vec::new(),
+        );
+        let root = directory(
+            [(JOB, job.as_slice()), (LOCKFILE, lockfile.as_slice())].into_iter(),
+            vec![re::DirectoryNode {
+                name: RECIPES.to_owned(),
+                digest: Some(Blob::of(&recipes_dir).to_proto()),
+            }],
+        );
         let platform = platform(&a.platform);
         let command = re::Command {
             arguments: ["kata-repro", "run-action", JOB]
@@ -104,11 +91,33 @@ impl ActionBlobs {
             ..Default::default()
         }
         .encode_to_vec();
+        let mut blobs = vec![action, command, root, recipes_dir, job, lockfile];
+        blobs.extend(recipes.into_iter().map(|(_, b)| b));
         Self {
-            action: Blob::of(&action),
-            blobs: vec![action, command, root, job, lockfile, recipe],
+            action: Blob::of(&blobs[0]),
+            blobs,
         }
     }
+}
+
+/// An REAPI `Directory` of these files (given sorted by name) and subdirectories, encoded.
+fn directory<'b>(
+    files: impl Iterator<Item = (&'b str, &'b [u8])>,
+    directories: Vec<re::DirectoryNode>,
+) -> Vec<u8> {
+    re::Directory {
+        files: files
+            .map(|(name, bytes)| re::FileNode {
+                name: name.to_owned(),
+                digest: Some(Blob::of(bytes).to_proto()),
+                is_executable: false,
+                ..Default::default()
+            })
+            .collect(),
+        directories,
+        ..Default::default()
+    }
+    .encode_to_vec()
 }
 
 /// Platform properties, sorted by name as REAPI requires.
@@ -127,11 +136,69 @@ fn platform(props: &BTreeMap<String, String>) -> re::Platform {
 /// The server's action cache, as the builder's shared cache.
 pub struct RemoteCache {
     remote: Remote,
+    /// Whether actions the cache lacks are executed by the server's workers.
+    executes: bool,
 }
 
 impl RemoteCache {
-    pub fn new(remote: Remote) -> Self {
-        Self { remote }
+    /// The server's action cache; with `executes`, also its workers.
+    pub fn new(remote: Remote, executes: bool) -> Self {
+        Self { remote, executes }
+    }
+
+    /// Uploads `a`'s blobs, has the server's workers execute it, and takes the result.
+    fn run(
+        &self,
+        a: &SharedAction<'_>,
+        store: &Store,
+        on_stage: &mut dyn FnMut(super::Stage),
+    ) -> Result<ActionResult, SharedError> {
+        let blobs = ActionBlobs::of(a);
+        let all: Vec<&[u8]> = blobs.blobs.iter().map(Vec::as_slice).collect();
+        self.remote.upload(&all).map_err(shared)?;
+        let response = self
+            .remote
+            .execute(blobs.action, on_stage)
+            .map_err(shared)?;
+        let status = response.status.clone().unwrap_or_default();
+        let result = response.result.unwrap_or_default();
+        if status.code != 0 || result.exit_code != 0 {
+            return Err(SharedError::Failed(self.failure(&status, &result)));
+        }
+        self.take(a, &result, store)?.ok_or_else(|| {
+            SharedError::Failed(format!(
+                "action {}: the server dropped blobs of the result it just returned",
+                blobs.action
+            ))
+        })
+    }
+
+    /// Why an execution failed: the server's status, and what the worker wrote to stderr.
+    fn failure(
+        &self,
+        status: &bazel_remote_apis::google::rpc::Status,
+        r: &re::ActionResult,
+    ) -> String {
+        let mut why = if status.code != 0 {
+            format!(
+                "the execution failed (code {}): {}",
+                status.code, status.message
+            )
+        } else {
+            format!("the worker's build exited with {}", r.exit_code)
+        };
+        let stderr = r.stderr_digest.as_ref().and_then(|d| {
+            let blob = Blob {
+                digest: d.hash.parse().ok()?,
+                size: u64::try_from(d.size_bytes).ok()?,
+            };
+            self.remote.download(blob).ok()
+        });
+        if let Some(text) = stderr.filter(|t| !t.is_empty()) {
+            why.push_str(":\n");
+            why.push_str(String::from_utf8_lossy(&text).trim_end());
+        }
+        why
     }
 
     /// A blob read back from the server and checked against its digest; `None` when the
@@ -173,7 +240,18 @@ impl RemoteCache {
         else {
             return Ok(None);
         };
-        let listed = Listed::of(&found).map_err(SharedError::Refused)?;
+        self.take(a, &found, store)
+    }
+
+    /// The result `found` lists for `a`, checked, with its outputs and logs put into `store`;
+    /// `None` when the server no longer holds some blob of it.
+    fn take(
+        &self,
+        a: &SharedAction<'_>,
+        found: &re::ActionResult,
+        store: &Store,
+    ) -> Result<Option<ActionResult>, SharedError> {
+        let listed = Listed::of(found).map_err(SharedError::Refused)?;
         let result = listed.file(RESULT).map_err(SharedError::Refused)?;
         // A result whose blobs the server dropped is no result.
         let Some(bytes) = self.get(result)? else {
@@ -310,6 +388,27 @@ impl SharedCache for RemoteCache {
     ) -> Result<Published, SharedError> {
         self.publish_result(action, result, store).map_err(shared)
     }
+
+    fn executes(&self) -> bool {
+        self.executes
+    }
+
+    fn execute(
+        &self,
+        action: &SharedAction<'_>,
+        store: &Store,
+        on_stage: &mut dyn FnMut(&str),
+    ) -> Result<ActionResult, SharedError> {
+        self.run(action, store, &mut |stage| {
+            on_stage(match stage {
+                super::Stage::CacheCheck => "checking the remote cache",
+                super::Stage::Queued => "queued for a worker",
+                super::Stage::Executing => "executing on a worker",
+                super::Stage::Completed => "completed",
+                super::Stage::Unknown => "in an unknown stage",
+            })
+        })
+    }
 }
 
 /// A remote's error as the builder sees it: a blob that fails its digest is refused.
@@ -363,7 +462,7 @@ mod tests {
             key: Sha256Digest::of(key),
             lockfile_name: "kata.toml",
             lockfile_text: "release = \"9.9.9\"\n",
-            recipe: &recipe,
+            recipes: vec![&recipe],
             needs: needs
                 .iter()
                 .map(|(n, k)| ((*n).to_owned(), Sha256Digest::of(k)))
@@ -392,10 +491,12 @@ mod tests {
             Some(Blob::of(&base.blobs[2]).to_proto())
         );
         let names: Vec<&str> = root.files.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, [JOB, LOCKFILE, RECIPE]);
-        let job: Job = serde_json::from_slice(&base.blobs[3]).unwrap();
+        assert_eq!(names, [JOB, LOCKFILE]);
+        assert_eq!(root.directories[0].name, RECIPES);
+        let recipes = re::Directory::decode(base.blobs[3].as_slice()).unwrap();
+        assert_eq!(recipes.files[0].name, "runtime.toml");
+        let job: ActionJob = serde_json::from_slice(&base.blobs[4]).unwrap();
         assert_eq!(job.component, "runtime");
-        assert_eq!(job.recipe, "runtime.toml");
         let props = &action.platform.unwrap().properties;
         let keys: Vec<&str> = props.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(keys, ["arch", "host-pins", "kata-repro"]);

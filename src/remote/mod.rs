@@ -6,11 +6,15 @@ mod cache;
 mod cas;
 mod endpoint;
 mod error;
+mod execute;
+mod worker;
 
-pub use cache::{ActionBlobs, Job, RemoteCache};
+pub use cache::{ActionBlobs, RemoteCache};
 pub use cas::Blob;
 pub use endpoint::Endpoint;
 pub use error::RemoteError;
+pub use execute::Stage;
+pub use worker::{Bot, Ran, RunAction};
 
 use std::time::Duration;
 

@@ -6,30 +6,17 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A BuildGrid serving CAS, ByteStream and an action cache from disk on 127.0.0.1; stopped when
-/// dropped, whatever the test did.
+/// A BuildGrid on 127.0.0.1, its CAS on disk; stopped when dropped, whatever the test did
+/// (and its PostgreSQL with it, where it has one).
 pub struct BuildGrid {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    _postgres: Option<Postgres>,
 }
 
-impl BuildGrid {
-    pub fn start() -> Self {
-        let bgd = std::env::var_os("KATA_REPRO_BGD")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("bgd"));
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("bgd.yml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"server:
-  - !channel
-    address: "127.0.0.1:{port}"
-    insecure-mode: true
-storages:
+/// The storage and action cache every configuration has.
+const STORAGE: &str = r#"storages:
   - !disk-storage &cas
     path: {cas}
 caches:
@@ -38,17 +25,94 @@ caches:
     max-cached-refs: 1024
     allow-updates: true
     cache-failed-actions: false
-instances:
-  - name: main
-    services:
-      - !action-cache
+"#;
+
+fn bgd() -> PathBuf {
+    std::env::var_os("KATA_REPRO_BGD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("bgd"))
+}
+
+impl BuildGrid {
+    /// CAS, ByteStream and an action cache, instance `main`: no database.
+    pub fn start() -> Self {
+        Self::with(
+            None,
+            "",
+            r#"      - !action-cache
         cache: *ac
       - !cas
         storage: *cas
       - !bytestream
         storage: *cas
 "#,
-                cas = dir.path().join("cas").display()
+        )
+    }
+
+    /// [`Self::start`] plus Execution and Bots, instance `main`, scheduling on a private
+    /// PostgreSQL: jobs go to bots whose `arch`, `kata-repro` and `host-pins` properties match.
+    pub fn with_execution() -> Self {
+        let postgres = Postgres::start();
+        let url = postgres.url();
+        let migrated = Command::new(bgd())
+            .args(["migrate", "apply", &url])
+            .output()
+            .unwrap();
+        assert!(
+            migrated.status.success(),
+            "bgd migrate: {}",
+            String::from_utf8_lossy(&migrated.stderr)
+        );
+        let scheduler = format!(
+            r#"connections:
+  - !sql-connection &sql
+    connection-string: {url}
+    pool-size: 5
+    pool-timeout: 30
+    max-overflow: 10
+schedulers:
+  - !sql-scheduler &scheduler
+    sql: *sql
+    action-cache: *ac
+    storage: *cas
+    property-set: !dynamic-property-set
+      match-property-keys: [arch, kata-repro, host-pins]
+    bot-session-keepalive-timeout: 10
+"#
+        );
+        Self::with(
+            Some(postgres),
+            &scheduler,
+            r#"      - !action-cache
+        cache: *ac
+      - !execution
+        scheduler: *scheduler
+        operation-stream-keepalive-timeout: 5
+      - !cas
+        storage: *cas
+      - !bytestream
+        storage: *cas
+"#,
+        )
+    }
+
+    fn with(postgres: Option<Postgres>, scheduler: &str, services: &str) -> Self {
+        let bgd = bgd();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("bgd.yml");
+        let storage = STORAGE.replace("{cas}", &dir.path().join("cas").display().to_string());
+        std::fs::write(
+            &config,
+            format!(
+                r#"server:
+  - !channel
+    address: "127.0.0.1:{port}"
+    insecure-mode: true
+{storage}{scheduler}instances:
+  - name: main
+    services:
+{services}"#
             ),
         )
         .unwrap();
@@ -67,7 +131,12 @@ instances:
                     bgd.display()
                 )
             });
-        let mut server = Self { child, port, dir };
+        let mut server = Self {
+            child,
+            port,
+            dir,
+            _postgres: postgres,
+        };
         server.wait_listening();
         server
     }
@@ -121,4 +190,94 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A private PostgreSQL cluster on 127.0.0.1 (Debian's `postgresql`, `/usr/lib/postgresql/N`),
+/// trusting local connections; run as `nobody` where the tests run as root, since PostgreSQL
+/// refuses root. Stopped and removed when dropped.
+pub struct Postgres {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| d.flatten().map(|e| e.path().join("bin")).max())
+            .filter(|b| b.join("initdb").is_file())
+            .expect("no /usr/lib/postgresql/N/bin/initdb: install postgresql (.ci/run does)");
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let root = unsafe { libc::geteuid() } == 0;
+        let as_nobody = |cmd: &mut Command| {
+            if root {
+                cmd.uid(65534).gid(65534);
+            }
+        };
+        if root {
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "bgd", "--auth=trust", "--no-sync"])
+            .stdout(Stdio::null());
+        as_nobody(&mut initdb);
+        let made = initdb.output().unwrap();
+        assert!(
+            made.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
+        let mut postgres = Command::new(bin.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(&data)
+            .arg("-k")
+            .arg(dir.path())
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-F"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        as_nobody(&mut postgres);
+        let child = postgres.spawn().unwrap();
+        let started = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(Instant::now() < deadline, "postgres never listened");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        started
+    }
+
+    /// The database `postgres`, as the superuser `bgd`, through psycopg2: BuildGrid 0.4.4's
+    /// notifiers poll psycopg2 connections, and SQLAlchemy 2.1 picks psycopg 3 for a bare
+    /// `postgresql://`.
+    pub fn url(&self) -> String {
+        format!("postgresql+psycopg2://bgd@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    /// An immediate shutdown (SIGQUIT): the server stops its backends and exits at once.
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,148 @@
+//! `kata-repro worker`: a bot of an REAPI server's Remote Workers API. It takes the actions
+//! clients send with `build --remote`, one at a time, and builds each with this machine's
+//! store, mirrors and step sandbox, as `build` would here: every input fetched and verified
+//! from its pins, the action key checked against the client's.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kata_repro::job::{Env, Event, JobError, RemoteSpec};
+use kata_repro::remote::{Blob, Bot, Endpoint, Ran, Remote};
+use kata_repro::source::mirror::Config;
+
+use super::progress::JobProgress;
+use super::render::Format;
+use super::{Failure, MirrorArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The REAPI server (BuildGrid, say) whose Bots service hands out actions: grpc://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    remote: String,
+    /// The instance name on the server. Default: its default instance.
+    #[arg(long, value_name = "NAME", default_value = "")]
+    remote_instance: String,
+    /// This bot's id among the server's bots. Default: the host name and the process id.
+    #[arg(long, value_name = "ID")]
+    id: Option<String>,
+    /// Take the actions of this release: the digest of its [host] pins is advertised, so that
+    /// only its actions pinned to hosts like this one come here. Repeatable. Actions of
+    /// lockfiles with no [host] pins come to every worker.
+    #[arg(long = "lockfile", value_name = "FILE")]
+    lockfiles: Vec<PathBuf>,
+    /// The store directory (see `fetch`).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Download nothing: use the store and mirrors only.
+    #[arg(long)]
+    offline: bool,
+    /// Run steps without namespaces where they cannot be made (as for `build`).
+    #[arg(long)]
+    allow_network_leak: bool,
+    /// The Rust toolchain (a sysroot), as for `build`.
+    #[arg(long, value_name = "DIR")]
+    rust_toolchain: Option<PathBuf>,
+    /// A Go module proxy for releases that vendor no Go modules, as for `build`.
+    #[arg(long, value_name = "URL")]
+    go_proxy: Option<String>,
+    /// Where scratch directories are made. Default: the store's staging area.
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    mirrors: MirrorArgs,
+}
+
+/// The platform properties this worker offers: its arch, kata-repro's version, and the host
+/// pins of each lockfile it serves (and `none`).
+fn properties(lockfiles: &[PathBuf]) -> Result<Vec<(String, String)>, Failure> {
+    let arch = kata_repro::host::arch();
+    let mut props: Vec<(String, String)> = kata_repro::builder::shared::platform(&arch, None)
+        .into_iter()
+        .collect();
+    for path in lockfiles {
+        let lock = kata_repro::lock::Lockfile::load(path)
+            .map_err(|e| Failure::input(anyhow::anyhow!(e)))?
+            .value;
+        let pins = kata_repro::builder::shared::platform(&arch, lock.host.as_ref());
+        let entry = ("host-pins".to_owned(), pins["host-pins"].clone());
+        if !props.contains(&entry) {
+            props.push(entry);
+        }
+    }
+    Ok(props)
+}
+
+pub fn run(args: WorkerArgs, config: &Config, _format: Format) -> Result<ExitCode, Failure> {
+    let endpoint: Endpoint = args
+        .remote
+        .parse()
+        .map_err(|e: kata_repro::remote::RemoteError| Failure::input(anyhow::anyhow!(e)))?;
+    let endpoint = endpoint.with_instance(&args.remote_instance);
+    let remote = Remote::connect(endpoint.clone()).map_err(|e| Failure {
+        code: if e.is_usage() { 2 } else { 1 },
+        error: anyhow::anyhow!(e),
+    })?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let bot = Bot {
+        id: args
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", host.trim(), std::process::id())),
+        properties: properties(&args.lockfiles)?,
+    };
+    let spec = RemoteSpec {
+        url: args.remote.clone(),
+        instance: args.remote_instance.clone(),
+        cache_only: true,
+    };
+    let env = Env {
+        store: args.store.clone(),
+        offline: args.offline,
+        allow_network_leak: args.allow_network_leak,
+        rust_toolchain: args.rust_toolchain.clone(),
+        go_proxy: args.go_proxy.clone(),
+        work_dir: args.work_dir.clone(),
+        sources: args.mirrors.clone().sources(config),
+        ..Default::default()
+    };
+    let offered: Vec<String> = bot
+        .properties
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    eprintln!(
+        "worker {}: serving {endpoint} (instance `{}`), offering {}",
+        bot.id,
+        endpoint.instance,
+        offered.join(", ")
+    );
+    let run = |action: Blob, root: &std::path::Path| -> Ran {
+        eprintln!("worker {}: leased action {action}", bot.id);
+        let progress = JobProgress::new();
+        let events = |e: Event<'_>| progress.show(e);
+        let scratch = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => return Ran::Failed(format!("a scratch directory: {e}")),
+        };
+        let out = scratch.path().join("out");
+        let ran = kata_repro::job::action::run(root, env.clone(), spec.clone(), &out, &events);
+        drop(progress);
+        let outcome = match ran {
+            Ok((component, key)) => {
+                eprintln!("worker {}: built {component} ({key})", bot.id);
+                Ran::Done
+            }
+            Err(e @ JobError::Action(_)) => Ran::Refused(e.to_string()),
+            Err(e) => Ran::Failed(format!("{:#}", anyhow::anyhow!(e))),
+        };
+        if let Ran::Refused(why) | Ran::Failed(why) = &outcome {
+            eprintln!("worker {}: action {action} failed: {why}", bot.id);
+        }
+        outcome
+    };
+    remote.serve(&bot, &run).map_err(|e| Failure {
+        code: if e.is_usage() { 2 } else { 1 },
+        error: anyhow::anyhow!(e),
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,316 @@
+//! A bot of the Remote Workers API (`google.devtools.remoteworkers.v1test2`): it opens a bot
+//! session with the server, advertising its platform properties, takes one lease at a time,
+//! lays out the leased action's input root (every blob checked against its digest), has it run,
+//! and reports the action's result. The server only schedules: what runs is the caller's.
+
+use std::path::{Component, Path};
+use std::time::Duration;
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use googleapis_tonic_google_devtools_remoteworkers_v1test2::google::devtools::remoteworkers::v1test2 as rw;
+use googleapis_tonic_google_devtools_remoteworkers_v1test2::google::rpc::Status;
+use prost::Message;
+use rw::bots_client::BotsClient;
+
+use super::error::from_status;
+use super::{Blob, Endpoint, Remote, RemoteError};
+
+/// How long an idle bot lets the server hold an UpdateBotSession open, waiting for work; the
+/// server shortens it to its own keepalive.
+const POLL: Duration = Duration::from_secs(30);
+/// How often a busy bot tells the server it is alive.
+const BUSY_POLL: Duration = Duration::from_secs(1);
+/// The most an input root may hold: a lockfile, recipes and a job, not a source tree.
+const MAX_INPUT_BYTES: u64 = 64 << 20;
+const MAX_DEPTH: usize = 4;
+
+/// `google.rpc.Code`s a lease ends with.
+const INTERNAL: i32 = 13;
+const FAILED_PRECONDITION: i32 = 9;
+
+/// Who a bot is and what it offers.
+pub struct Bot {
+    /// Unique among the server's bots (a host name, with a suffix for several on one host).
+    pub id: String,
+    /// Platform properties: (key, value), a key repeated for each value it offers.
+    pub properties: Vec<(String, String)>,
+}
+
+/// How running a leased action went.
+pub enum Ran {
+    /// It ran; its result is in the server's action cache under the action.
+    Done,
+    /// It could not run here (a precondition, like the action key, does not hold).
+    Refused(String),
+    /// It failed: the message, for the client.
+    Failed(String),
+}
+
+/// What runs a leased action: the action's blob, and the directory its input root was laid out
+/// in.
+pub type RunAction<'a> = dyn Fn(Blob, &Path) -> Ran + Sync + 'a;
+
+/// What a bot says of itself, with its properties on its primary device, where BuildGrid
+/// reads them.
+fn worker(bot: &Bot) -> rw::Worker {
+    rw::Worker {
+        devices: vec![rw::Device {
+            handle: bot.id.clone(),
+            properties: bot
+                .properties
+                .iter()
+                .map(|(key, value)| rw::device::Property {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        }],
+        ..Default::default()
+    }
+}
+
+/// A lease in flight: its id and the thread running it.
+struct Running<'s> {
+    id: String,
+    thread: std::thread::ScopedJoinHandle<'s, (re::ActionResult, Status)>,
+}
+
+impl Remote {
+    /// Serves as `bot` until the server ends the session or a call fails: each lease is run by
+    /// `run` on a thread of its own while the session is kept alive.
+    pub fn serve(&self, bot: &Bot, run: &RunAction<'_>) -> Result<(), RemoteError> {
+        let e = &self.endpoint;
+        let mut client = BotsClient::new(self.channel.clone());
+        let create = rw::CreateBotSessionRequest {
+            parent: e.instance.clone(),
+            bot_session: Some(rw::BotSession {
+                bot_id: bot.id.clone(),
+                status: rw::BotStatus::Ok as i32,
+                worker: Some(worker(bot)),
+                ..Default::default()
+            }),
+        };
+        let mut session = self
+            .rt
+            .block_on(client.create_bot_session(create))
+            .map_err(|s| from_status(e, "CreateBotSession", s))?
+            .into_inner();
+        std::thread::scope(|scope| {
+            let mut running: Option<Running> = None;
+            loop {
+                // Report a finished lease, and keep the one running active.
+                if running.as_ref().is_some_and(|r| r.thread.is_finished()) {
+                    let done = running.take().expect("checked");
+                    let (result, status) = done.thread.join().unwrap_or_else(|_| {
+                        (failed("the worker's build panicked"), internal("panicked"))
+                    });
+                    complete(&mut session, &done.id, result, status);
+                }
+                let busy = running.is_some();
+                let mut request = tonic::Request::new(rw::UpdateBotSessionRequest {
+                    name: session.name.clone(),
+                    bot_session: Some(session.clone()),
+                    update_mask: None,
+                });
+                request.set_timeout(POLL);
+                session = self
+                    .rt
+                    .block_on(client.update_bot_session(request))
+                    .map_err(|s| from_status(e, "UpdateBotSession", s))?
+                    .into_inner();
+                for lease in &mut session.leases {
+                    // BuildGrid hands a lease out already active.
+                    let new = lease.state == rw::LeaseState::Pending as i32
+                        || lease.state == rw::LeaseState::Active as i32;
+                    if new && running.is_none() {
+                        lease.state = rw::LeaseState::Active as i32;
+                        let payload = lease.payload.clone();
+                        let endpoint = e.clone();
+                        running = Some(Running {
+                            id: lease.id.clone(),
+                            thread: scope.spawn(move || take(&endpoint, payload, run)),
+                        });
+                    }
+                }
+                // Leases the server cancelled, or any beyond the one this bot runs, are given
+                // back.
+                let current = running.as_ref().map(|r| r.id.clone());
+                session.leases.retain(|l| Some(&l.id) == current.as_ref());
+                if busy {
+                    std::thread::sleep(BUSY_POLL);
+                }
+            }
+        })
+    }
+}
+
+/// Marks the lease `id` completed with `result` and `status`.
+fn complete(session: &mut rw::BotSession, id: &str, result: re::ActionResult, status: Status) {
+    if let Some(lease) = session.leases.iter_mut().find(|l| l.id == id) {
+        lease.state = rw::LeaseState::Completed as i32;
+        lease.result = Some(prost_types::Any {
+            type_url: "type.googleapis.com/build.bazel.remote.execution.v2.ActionResult".into(),
+            value: result.encode_to_vec(),
+        });
+        lease.status = Some(status);
+    }
+}
+
+fn internal(message: &str) -> Status {
+    Status {
+        code: INTERNAL,
+        message: message.to_owned(),
+        details: Vec::new(),
+    }
+}
+
+/// An ActionResult for a run that failed; its stderr is set by [`take`] where it can upload it.
+fn failed(_why: &str) -> re::ActionResult {
+    re::ActionResult {
+        exit_code: 1,
+        ..Default::default()
+    }
+}
+
+/// Runs one lease: its action read (from the payload, or from the CAS by digest), its input
+/// root laid out in a fresh directory, `run` called, and the result read back from the action
+/// cache. Whatever fails is the lease's status, with the message as its stderr.
+fn take(
+    endpoint: &Endpoint,
+    payload: Option<prost_types::Any>,
+    run: &RunAction<'_>,
+) -> (re::ActionResult, Status) {
+    let remote = match Remote::connect(endpoint.clone()) {
+        Ok(r) => r,
+        Err(e) => return (failed(""), internal(&e.to_string())),
+    };
+    let outcome = (|| -> Result<(Blob, Ran), String> {
+        let (action, blob) = leased_action(&remote, payload).map_err(|e| e.to_string())?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let root = action
+            .input_root_digest
+            .ok_or("the action names no input root")?;
+        let mut budget = MAX_INPUT_BYTES;
+        lay_out(&remote, blob_of(&root)?, dir.path(), 0, &mut budget)?;
+        Ok((blob, run(blob, dir.path())))
+    })();
+    let (code, why) = match outcome {
+        Ok((blob, Ran::Done)) => match remote.get_action_result(blob) {
+            Ok(Some(result)) => {
+                return (
+                    result,
+                    Status {
+                        code: 0,
+                        ..Default::default()
+                    },
+                );
+            }
+            Ok(None) => (
+                INTERNAL,
+                "the build recorded no result in the action cache".into(),
+            ),
+            Err(e) => (INTERNAL, e.to_string()),
+        },
+        Ok((_, Ran::Refused(why))) => (FAILED_PRECONDITION, why),
+        Ok((_, Ran::Failed(why))) | Err(why) => (INTERNAL, why),
+    };
+    let mut result = failed(&why);
+    if let Ok(blobs) = remote.upload(&[why.as_bytes()]) {
+        result.stderr_digest = Some(blobs[0].to_proto());
+    }
+    let first = why.lines().next().unwrap_or_default();
+    (
+        result,
+        Status {
+            code,
+            message: first.to_owned(),
+            details: Vec::new(),
+        },
+    )
+}
+
+/// The leased Action: packed in the payload, or named by its digest there.
+fn leased_action(
+    remote: &Remote,
+    payload: Option<prost_types::Any>,
+) -> Result<(re::Action, Blob), RemoteError> {
+    let bad = |why: String| RemoteError::Call {
+        url: remote.endpoint().to_string(),
+        call: "UpdateBotSession",
+        why,
+    };
+    let any = payload.ok_or_else(|| bad("a lease came with no payload".into()))?;
+    if any
+        .type_url
+        .ends_with("build.bazel.remote.execution.v2.Action")
+    {
+        let action = re::Action::decode(any.value.as_slice())
+            .map_err(|e| bad(format!("the leased Action does not decode: {e}")))?;
+        return Ok((action, Blob::of(&any.value)));
+    }
+    if any
+        .type_url
+        .ends_with("build.bazel.remote.execution.v2.Digest")
+    {
+        let digest = re::Digest::decode(any.value.as_slice())
+            .map_err(|e| bad(format!("the leased Digest does not decode: {e}")))?;
+        let blob = blob_of(&digest).map_err(bad)?;
+        let bytes = remote.download(blob)?;
+        let action = re::Action::decode(bytes.as_slice())
+            .map_err(|e| bad(format!("Action {blob} does not decode: {e}")))?;
+        return Ok((action, blob));
+    }
+    Err(bad(format!("a lease carries a {}", any.type_url)))
+}
+
+fn blob_of(d: &re::Digest) -> Result<Blob, String> {
+    Ok(Blob {
+        digest: d
+            .hash
+            .parse()
+            .map_err(|e| format!("digest `{}`: {e}", d.hash))?,
+        size: u64::try_from(d.size_bytes).map_err(|_| format!("size {}", d.size_bytes))?,
+    })
+}
+
+/// Writes the Directory `dir` (and what it holds) under `at`: every blob checked against its
+/// digest, every name a plain one, at most `MAX_DEPTH` deep and `budget` bytes in all.
+fn lay_out(
+    remote: &Remote,
+    dir: Blob,
+    at: &Path,
+    depth: usize,
+    budget: &mut u64,
+) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("the input root is deeper than {MAX_DEPTH}"));
+    }
+    let bytes = remote.download(dir).map_err(|e| e.to_string())?;
+    let dir = re::Directory::decode(bytes.as_slice()).map_err(|e| format!("{dir}: {e}"))?;
+    let plain = |name: &str| {
+        let mut parts = Path::new(name).components();
+        matches!(parts.next(), Some(Component::Normal(_))) && parts.next().is_none()
+    };
+    for f in &dir.files {
+        if !plain(&f.name) {
+            return Err(format!("the input root names a file `{}`", f.name));
+        }
+        let blob = blob_of(&f.digest.clone().unwrap_or_default())?;
+        *budget = budget
+            .checked_sub(blob.size)
+            .ok_or_else(|| format!("the input root holds more than {MAX_INPUT_BYTES} bytes"))?;
+        let bytes = remote.download(blob).map_err(|e| e.to_string())?;
+        let path = at.join(&f.name);
+        std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    for d in &dir.directories {
+        if !plain(&d.name) {
+            return Err(format!("the input root names a directory `{}`", d.name));
+        }
+        let path = at.join(&d.name);
+        std::fs::create_dir(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let blob = blob_of(&d.digest.clone().unwrap_or_default())?;
+        lay_out(remote, blob, &path, depth + 1, budget)?;
+    }
+    Ok(())
+}
