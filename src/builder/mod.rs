@@ -1110,7 +1110,10 @@ impl Builder<'_> {
             });
             return self.install_cached(result, record_base, &component_stage, &log_stage, started);
         }
-        if let Some(shared) = self.shared.filter(|s| s.executes()) {
+        // A rebuild without the cache (`check`, `audit`) runs here: the server would answer
+        // from its cache, and its workers do not apply a check's variations.
+        let remotely = !self.no_cache && self.variations.names().is_empty();
+        if let Some(shared) = self.shared.filter(|s| s.executes() && remotely) {
             let action = self.shared_action(loaded, action_key, needs, &needed_recipes)?;
             let err = |source| self.shared_err(shared, &name, source);
             let result = shared

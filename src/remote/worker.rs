@@ -26,6 +26,7 @@ const MAX_DEPTH: usize = 4;
 
 /// `google.rpc.Code`s a lease ends with.
 const INTERNAL: i32 = 13;
+const UNKNOWN: i32 = 2;
 const FAILED_PRECONDITION: i32 = 9;
 
 /// Who a bot is and what it offers.
@@ -212,7 +213,10 @@ fn take(
             Err(e) => (INTERNAL, e.to_string()),
         },
         Ok((_, Ran::Refused(why))) => (FAILED_PRECONDITION, why),
-        Ok((_, Ran::Failed(why))) | Err(why) => (INTERNAL, why),
+        // A build that failed fails again: a code BuildGrid does not requeue.
+        Ok((_, Ran::Failed(why))) => (UNKNOWN, why),
+        // The lease could not be taken (the server, the input root): another worker may.
+        Err(why) => (INTERNAL, why),
     };
     let mut result = failed(&why);
     if let Ok(blobs) = remote.upload(&[why.as_bytes()]) {
