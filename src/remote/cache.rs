@@ -19,7 +19,6 @@ use prost::Message;
 use super::{Blob, Remote, RemoteError};
 use crate::builder::shared::ActionJob;
 use crate::builder::{ActionResult, Published, SharedAction, SharedCache, SharedError};
-use crate::digest::Sha256Digest;
 use crate::source::store::Store;
 
 /// The input root's files.
@@ -188,10 +187,7 @@ impl RemoteCache {
             format!("the worker's build exited with {}", r.exit_code)
         };
         let stderr = r.stderr_digest.as_ref().and_then(|d| {
-            let blob = Blob {
-                digest: d.hash.parse().ok()?,
-                size: u64::try_from(d.size_bytes).ok()?,
-            };
+            let blob = Blob::from_proto(d).ok()?;
             self.remote.download(blob).ok()
         });
         if let Some(text) = stderr.filter(|t| !t.is_empty()) {
@@ -431,13 +427,8 @@ impl Listed {
         let mut files = BTreeMap::new();
         for f in &result.output_files {
             let d = f.digest.clone().unwrap_or_default();
-            let digest: Sha256Digest = d
-                .hash
-                .parse()
-                .map_err(|e| format!("{} has digest `{}`: {e}", f.path, d.hash))?;
-            let size = u64::try_from(d.size_bytes)
-                .map_err(|_| format!("{} has size {}", f.path, d.size_bytes))?;
-            files.insert(f.path.clone(), Blob { digest, size });
+            let blob = Blob::from_proto(&d).map_err(|e| format!("{} has {e}", f.path))?;
+            files.insert(f.path.clone(), blob);
         }
         Ok(Self(files))
     }
@@ -453,6 +444,7 @@ impl Listed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::Sha256Digest;
 
     fn blobs(key: &[u8], needs: &[(&str, &[u8])], arch: &str) -> ActionBlobs {
         let recipe = crate::recipe::RecipeSource::Builtin.load_all().unwrap()["runtime"].clone();

@@ -34,6 +34,17 @@ impl Blob {
         }
     }
 
+    /// A digest from a server's message: a SHA-256 in hex and a size that is not negative.
+    pub(super) fn from_proto(d: &re::Digest) -> Result<Self, String> {
+        Ok(Self {
+            digest: d
+                .hash
+                .parse()
+                .map_err(|e| format!("digest `{}`: {e}", d.hash))?,
+            size: u64::try_from(d.size_bytes).map_err(|_| format!("size {}", d.size_bytes))?,
+        })
+    }
+
     pub(super) fn to_proto(self) -> re::Digest {
         re::Digest {
             hash: self.digest.to_hex(),

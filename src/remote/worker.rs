@@ -268,13 +268,7 @@ fn leased_action(
 }
 
 fn blob_of(d: &re::Digest) -> Result<Blob, String> {
-    Ok(Blob {
-        digest: d
-            .hash
-            .parse()
-            .map_err(|e| format!("digest `{}`: {e}", d.hash))?,
-        size: u64::try_from(d.size_bytes).map_err(|_| format!("size {}", d.size_bytes))?,
-    })
+    Blob::from_proto(d)
 }
 
 /// Writes the Directory `dir` (and what it holds) under `at`: every blob checked against its
