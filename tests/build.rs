@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::project::{AGENT_RS, HELLO_GO, Project};
+use common::project::{AGENT_RS, HELLO_GO, Project, hello_go_running};
 use common::{Fixture, assert_code, exited, items, json, kata_repro, string, text};
 
 fn diff(a: &Path, b: &Path, json: bool) -> Output {
@@ -28,16 +28,6 @@ fn component<'m>(manifest: &'m serde_json::Value, name: &str) -> &'m serde_json:
     items(&manifest["components"])
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("no component {name}"))
-}
-
-/// HELLO_GO with `host_tools` (a TOML array) and its build step's argv replaced by `argv`.
-fn hello_go_running(host_tools: &str, argv: &str) -> String {
-    HELLO_GO
-        .replace("host_tools = []", &format!("host_tools = {host_tools}"))
-        .replace(
-            r#"argv = ["go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-buildid=", "-o", "${out}/hello", "./cmd/hello"]"#,
-            &format!("argv = {argv}"),
-        )
 }
 
 #[test]
@@ -438,15 +428,7 @@ fn a_cross_build_works_where_the_target_exists_and_says_why_where_not() {
 fn host_packages_pinned_by_the_lockfile_are_checked() {
     let with_sh = HELLO_GO.replace("host_tools = []", "host_tools = [\"sh\"]");
     let p = Project::new(&[("hello", &with_sh)]);
-    let installed = String::from_utf8(
-        std::process::Command::new("dpkg-query")
-            .args(["-W", "-f=${Version} ${Architecture}", "dash"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let (version, arch) = installed.split_once(' ').expect("dash is installed");
+    let (version, arch) = common::dpkg_installed("dash");
     let lock = std::fs::read_to_string(&p.fixture.lockfile).unwrap();
     let pin = |v: &str| {
         format!(
@@ -474,7 +456,7 @@ fn host_packages_pinned_by_the_lockfile_are_checked() {
         .clone();
     assert_eq!(drift.len(), 1, "{drift:?}");
 
-    std::fs::write(&p.fixture.lockfile, pin(version)).unwrap();
+    std::fs::write(&p.fixture.lockfile, pin(&version)).unwrap();
     let out = p.build("store", "out2", &[]);
     assert_code(&out, 0);
     let m = manifest_of(&p, "out2");

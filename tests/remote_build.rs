@@ -133,6 +133,148 @@ fn an_unusable_remote_is_one_usage_line_and_writes_nothing() {
     assert!(t.contains("`nope`"), "{t}");
     assert_eq!(error_lines(&t), 1, "{t}");
 
+    // Remote execution asked of a server that only caches.
+    let t = exited(
+        &p.build(
+            "store-x",
+            "out-x",
+            &["--remote", &url, "--remote-instance", "main"],
+        ),
+        2,
+    );
+    assert!(
+        t.contains("remote execution") && t.contains("--remote-cache-only"),
+        "{t}"
+    );
+    assert_eq!(error_lines(&t), 1, "{t}");
+
+    // A server with a CAS and no action cache.
+    let cas_only = BuildGrid::cas_only();
+    let t = exited(
+        &p.build("store-x", "out-x", &with_remote(&cas_only.url(), &[])),
+        2,
+    );
+    assert!(t.contains("does not offer"), "{t}");
+    assert_eq!(error_lines(&t), 1, "{t}");
+
+    assert!(!p.path("store-x").exists(), "a store was made");
+    assert!(!p.path("out-x").exists(), "an output was made");
+}
+
+#[test]
+fn a_worker_offers_no_host_pins_this_host_does_not_hold() {
+    let p = Project::new(&[("hello", HELLO_GO)]);
+    let (version, arch) = common::dpkg_installed("dash");
+    let lock = std::fs::read_to_string(&p.fixture.lockfile).unwrap();
+    let pinned = |v: &str| {
+        let path = p.path(&format!("pinned-{v}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "{lock}\n[host]\nos = \"debian 12\"\n\n[[host.packages]]\nname = \"dash\"\n\
+                 version = \"{v}\"\narch = \"{arch}\"\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let port = free_port().to_string();
+    let worker = |lockfile: &Path| {
+        p.fixture
+            .command("worker")
+            .args(["--remote", &format!("grpc://127.0.0.1:{port}")])
+            .arg("--lockfile")
+            .arg(lockfile)
+            .arg("--store")
+            .arg(p.path("store-w"))
+            .output()
+            .unwrap()
+    };
+
+    let other = pinned("0.0-other");
+    let t = exited(&worker(&other), 2);
+    assert!(
+        t.contains("does not hold the lockfile's [host] pins"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!(
+            "host package dash is {version} ({arch}) here; the lockfile pins 0.0-other"
+        )),
+        "{t}"
+    );
+    assert!(t.contains(&other.display().to_string()), "{t}");
+
+    // Pins it holds pass; then the server is called (and nothing listens there).
+    let t = exited(&worker(&pinned(&version)), 2);
+    assert!(t.contains("cannot connect"), "{t}");
+    assert!(!p.path("store-w").exists());
+}
+
+/// A CA, and a server certificate for 127.0.0.1 and a client certificate signed by it, in
+/// `dir`: (ca.pem, server.pem, server.key, client.pem, client.key).
+fn certificates(dir: &Path) -> [std::path::PathBuf; 5] {
+    common::https_git::make_certificates(dir);
+    common::https_git::make_client_certificate(dir);
+    [
+        "ca.pem",
+        "server.pem",
+        "server.key",
+        "client.pem",
+        "client.key",
+    ]
+    .map(|f| dir.join(f))
+}
+
+#[test]
+fn a_tls_remote_is_trusted_through_the_given_ca_and_shown_the_client_certificate() {
+    let p = Project::new(&[("hello", HELLO_GO)]);
+    let certs = tempfile::tempdir().unwrap();
+    let [ca, server_pem, server_key, client_pem, client_key] = certificates(certs.path());
+    let server = BuildGrid::start_tls(&server_pem, &server_key, &ca);
+    let url = server.url();
+    assert!(url.starts_with("grpcs://"));
+    let path = |p: &Path| p.display().to_string();
+    let (ca, client_pem, client_key) = (path(&ca), path(&client_pem), path(&client_key));
+    let tls = [
+        "--remote-ca",
+        &ca,
+        "--remote-cert",
+        &client_pem,
+        "--remote-key",
+        &client_key,
+    ];
+
+    let first = p.build("store-a", "out-a", &with_remote(&url, &tls));
+    assert_code(&first, 0);
+    let second = p.build(
+        "store-b",
+        "out-b",
+        &with_remote(&url, &[&["--json"][..], &tls].concat()),
+    );
+    assert_code(&second, 0);
+    assert!(components(&second).iter().all(|c| c["remote"] == true));
+
+    // The system's CAs do not know the server's; a server that asks for a client certificate
+    // gets none; TLS files for a plaintext remote.
+    let error_lines = |t: &str| t.lines().filter(|l| l.contains("error")).count();
+    let no_ca = [&tls[2..]].concat();
+    let no_cert = [&tls[..2]].concat();
+    for (args, why) in [
+        (
+            with_remote(&url, &no_ca),
+            "not trusted (transport error: invalid peer certificate",
+        ),
+        (with_remote(&url, &no_cert), "client certificate"),
+        (
+            with_remote(&url.replace("grpcs", "grpc"), &tls),
+            "for a TLS remote",
+        ),
+    ] {
+        let t = exited(&p.build("store-x", "out-x", &args), 2);
+        assert!(t.contains(why), "{args:?}: {t}");
+        assert_eq!(error_lines(&t), 1, "{t}");
+    }
     assert!(!p.path("store-x").exists(), "a store was made");
     assert!(!p.path("out-x").exists(), "an output was made");
 }

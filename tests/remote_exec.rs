@@ -8,10 +8,11 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
 use common::buildgrid::BuildGrid;
-use common::project::{AGENT_RS, HELLO_GO, Project};
-use common::{assert_code, items, json};
+use common::project::{AGENT_RS, HELLO_GO, Project, hello_go_running};
+use common::{assert_code, exited, items, json, kata_repro};
 
 /// A `kata-repro worker` with a store of its own, stopped (with everything it started) when
 /// dropped.
@@ -51,6 +52,11 @@ impl Worker {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether it has taken an action.
+    fn leased(&self) -> bool {
+        self.log().contains("leased action")
+    }
+
     /// SIGKILL to the worker and every process it started.
     fn kill(&mut self) {
         unsafe { libc::killpg(self.child.id() as i32, libc::SIGKILL) };
@@ -78,17 +84,8 @@ fn components_built_by_workers_are_the_local_build_s_and_shared() {
     let url = server.url();
     let p = Project::new(&[("hello", HELLO_GO), ("agent", AGENT_RS)]);
     let worker = Worker::start(&p, &server, "w1");
-    let remote = ["--remote", url.as_str(), "--remote-instance", "main"];
-
-    let built = p.build("store-a", "out-a", &[&["--json"][..], &remote].concat());
-    assert_eq!(
-        built.status.code(),
-        Some(0),
-        "{}\nworker:\n{}\nserver:\n{}",
-        common::text(&built),
-        worker.log(),
-        server.log()
-    );
+    let built = build_remotely(&p, "store-a", "out-a", &url, &[]).output(LIMIT);
+    succeeded(&built, &[&worker], &server);
     let runs = components(&built);
     assert!(
         runs.iter()
@@ -105,7 +102,7 @@ fn components_built_by_workers_are_the_local_build_s_and_shared() {
     assert!(worker.log().contains("built agent"), "{}", worker.log());
 
     // Another store takes every component from the remote cache: nothing is executed.
-    let taken = p.build("store-b", "out-b", &[&["--json"][..], &remote].concat());
+    let taken = build_remotely(&p, "store-b", "out-b", &url, &[]).output(LIMIT);
     assert_code(&taken, 0);
     assert!(
         components(&taken)
@@ -116,4 +113,208 @@ fn components_built_by_workers_are_the_local_build_s_and_shared() {
         read(&p.path("out-b/manifest.json")),
         read(&p.path("out-l/manifest.json"))
     );
+}
+
+/// `kata-repro build --remote` for instance `main` of `url`, then `extra`: killed, and the test
+/// failed, if it takes longer than `limit` (an action no worker takes waits forever).
+fn build_remotely(p: &Project, store: &str, out: &str, url: &str, extra: &[&str]) -> Client {
+    let (stdout, stderr) = (
+        p.path(&format!("{out}.stdout")),
+        p.path(&format!("{out}.stderr")),
+    );
+    let child = p
+        .command("build", store)
+        .arg("--out")
+        .arg(p.path(out))
+        .args(["--json", "--remote", url, "--remote-instance", "main"])
+        .args(extra)
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    Client {
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+/// A client build under way.
+struct Client {
+    child: Child,
+    stdout: std::path::PathBuf,
+    stderr: std::path::PathBuf,
+}
+
+impl Client {
+    /// Its output, once it exited; killed after `limit`.
+    fn output(mut self, limit: Duration) -> std::process::Output {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break self.child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        std::process::Output {
+            status,
+            stdout: std::fs::read(&self.stdout).unwrap(),
+            stderr: std::fs::read(&self.stderr).unwrap(),
+        }
+    }
+}
+
+/// How long a client build of the fixtures may take.
+const LIMIT: Duration = Duration::from_secs(600);
+
+/// Fails the test unless the client build `out` succeeded, showing what each party logged.
+fn succeeded(out: &std::process::Output, workers: &[&Worker], server: &BuildGrid) {
+    let logs: Vec<String> = workers.iter().map(|w| w.log()).collect();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\nworkers:\n{}\nserver:\n{}",
+        common::text(out),
+        logs.join("\n"),
+        server.log()
+    );
+}
+
+/// Waits up to `limit` for `done`, or panics with `what` and the logs.
+fn wait_for(
+    limit: Duration,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+    logs: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not in {limit:?}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// hello, taking a few seconds more: long enough to kill the worker running it.
+fn slow_hello() -> String {
+    hello_go_running(
+        r#"["sh", "sleep"]"#,
+        r#"["sh", "-c", "sleep 5 && go build -trimpath -buildvcs=false -ldflags=-buildid= -o ${out}/hello ./cmd/hello"]"#,
+    )
+}
+
+#[test]
+fn a_worker_killed_mid_action_leaves_it_to_the_other() {
+    let server = BuildGrid::with_execution();
+    let url = server.url();
+    let p = Project::new(&[("hello", &slow_hello())]);
+    let mut workers = [
+        Worker::start(&p, &server, "w1"),
+        Worker::start(&p, &server, "w2"),
+    ];
+    let client = build_remotely(&p, "store-a", "out-a", &url, &[]);
+    let logs = |w: &[Worker]| format!("w1:\n{}\nw2:\n{}", w[0].log(), w[1].log());
+    wait_for(
+        Duration::from_secs(180),
+        "no worker took the action",
+        || workers.iter().any(Worker::leased),
+        || logs(&workers) + &server.log(),
+    );
+    // SIGKILL to the worker running it, and to its build, mid-step.
+    let (dead, alive) = if workers[0].leased() { (0, 1) } else { (1, 0) };
+    workers[dead].kill();
+
+    let built = client.output(LIMIT);
+    succeeded(&built, &[&workers[0], &workers[1]], &server);
+    let runs = components(&built);
+    assert!(
+        runs[0]["remote"] == true && runs[0]["cached"] == false,
+        "{runs:?}"
+    );
+    assert!(
+        workers[alive].log().contains("built hello"),
+        "{}",
+        logs(&workers)
+    );
+    assert!(
+        !workers[dead].log().contains("built hello"),
+        "{}",
+        logs(&workers)
+    );
+
+    // What was taken is what a local build gives, and the dead worker's store holds nothing
+    // that fails its digest.
+    let local = p.build("store-l", "out-l", &["--json"]);
+    assert_code(&local, 0);
+    assert_eq!(
+        read(&p.path("out-a/manifest.json")),
+        read(&p.path("out-l/manifest.json"))
+    );
+    let dead_store = p.path(&format!("store-w{}", dead + 1));
+    let checked = kata_repro()
+        .args(["store", "verify", "--store"])
+        .arg(&dead_store)
+        .output()
+        .unwrap();
+    assert_code(&checked, 0);
+}
+
+#[test]
+fn a_worker_outlives_a_server_restart() {
+    let mut server = BuildGrid::with_execution();
+    let url = server.url();
+    let p = Project::new(&[("hello", HELLO_GO)]);
+    let worker = Worker::start(&p, &server, "w1");
+    wait_for(
+        Duration::from_secs(60),
+        "the worker never served",
+        || worker.log().contains("opened session"),
+        || worker.log(),
+    );
+    // Down for longer than the bot's keepalive: its session is gone when the server is back.
+    server.restart(Duration::from_secs(12));
+    let built = build_remotely(&p, "store-a", "out-a", &url, &[]).output(LIMIT);
+    succeeded(&built, &[&worker], &server);
+    assert_eq!(components(&built)[0]["remote"], true);
+    assert!(worker.log().contains("built hello"), "{}", worker.log());
+    assert!(worker.log().contains("calling again"), "{}", worker.log());
+    assert!(
+        worker.log().contains("lost this bot's session"),
+        "{}",
+        worker.log()
+    );
+}
+
+#[test]
+fn a_leaky_recipe_built_by_a_worker_then_here_is_caught_by_diff() {
+    let server = BuildGrid::with_execution();
+    let url = server.url();
+    let leaky = hello_go_running(
+        r#"["sh", "date"]"#,
+        r#"["sh", "-c", "go build -trimpath -buildvcs=false -ldflags=\"-buildid= -X main.stamp=$(date -u +%Y-%m-%dT%H:%M:%S.%N)\" -o ${out}/hello ./cmd/hello"]"#,
+    );
+    let p = Project::new(&[("hello", &leaky)]);
+    let worker = Worker::start(&p, &server, "w1");
+    let remote = build_remotely(&p, "store-a", "out-a", &url, &[]).output(LIMIT);
+    succeeded(&remote, &[&worker], &server);
+    assert_eq!(components(&remote)[0]["remote"], true);
+    let local = p.build("store-l", "out-l", &[]);
+    assert_code(&local, 0);
+    let diff = kata_repro()
+        .arg("diff")
+        .arg(p.path("out-a"))
+        .arg(p.path("out-l"))
+        .output()
+        .unwrap();
+    let t = exited(&diff, 1);
+    let arch = std::env::consts::ARCH;
+    assert!(t.contains(&format!("differs  {arch}/hello/hello")), "{t}");
+    assert!(t.contains("ELF section"), "{t}");
 }

@@ -69,7 +69,8 @@ pub struct BuildEnvArgs {
 /// A remote (REAPI) server whose action cache a build shares.
 #[derive(Debug, clap::Args)]
 pub struct RemoteArgs {
-    /// An REAPI server (BuildGrid, say) to build with: grpc://HOST:PORT. Results the store
+    /// An REAPI server (BuildGrid, say) to build with: grpc://HOST:PORT, or grpcs://HOST:PORT
+    /// for TLS. Results the store
     /// lacks are taken from its action cache, every output checked against its digest; what
     /// neither has is built by its workers (`kata-repro worker`), or here with
     /// --remote-cache-only, and given to it.
@@ -81,6 +82,22 @@ pub struct RemoteArgs {
     /// Use the remote's action cache only: what it lacks is built here, not by its workers.
     #[arg(long, requires = "remote")]
     pub remote_cache_only: bool,
+    #[command(flatten)]
+    pub tls: RemoteTlsArgs,
+}
+
+/// The certificates of a TLS (grpcs://) remote.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RemoteTlsArgs {
+    /// For a grpcs:// remote: the CA certificates (PEM) to trust instead of the system's.
+    #[arg(long, value_name = "FILE", requires = "remote")]
+    pub remote_ca: Option<PathBuf>,
+    /// For a grpcs:// remote that asks for one: the client certificate (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["remote", "remote_key"])]
+    pub remote_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["remote", "remote_cert"])]
+    pub remote_key: Option<PathBuf>,
 }
 
 impl RemoteArgs {
@@ -89,6 +106,9 @@ impl RemoteArgs {
             url,
             instance: self.remote_instance,
             cache_only: self.remote_cache_only,
+            ca: self.tls.remote_ca,
+            cert: self.tls.remote_cert,
+            key: self.tls.remote_key,
         })
     }
 }

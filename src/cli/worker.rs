@@ -7,16 +7,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kata_repro::job::{Env, Event, JobError, RemoteSpec};
-use kata_repro::remote::{Blob, Bot, Endpoint, Ran, Remote};
+use kata_repro::remote::{Blob, Bot, Endpoint, Ran, Remote, TlsFiles};
 use kata_repro::source::mirror::Config;
 
+use super::build::RemoteTlsArgs;
 use super::progress::JobProgress;
 use super::render::Format;
 use super::{Failure, MirrorArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
-    /// The REAPI server (BuildGrid, say) whose Bots service hands out actions: grpc://HOST:PORT.
+    /// The REAPI server (BuildGrid, say) whose Bots service hands out actions: grpc://HOST:PORT,
+    /// or grpcs://HOST:PORT for TLS.
     #[arg(long, value_name = "URL")]
     remote: String,
     /// The instance name on the server. Default: its default instance.
@@ -49,6 +51,8 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
     #[command(flatten)]
+    tls: RemoteTlsArgs,
+    #[command(flatten)]
     mirrors: MirrorArgs,
 }
 
@@ -59,10 +63,14 @@ fn properties(lockfiles: &[PathBuf]) -> Result<Vec<(String, String)>, Failure> {
     let mut props: Vec<(String, String)> = kata_repro::builder::shared::platform(&arch, None)
         .into_iter()
         .collect();
+    let dpkg = kata_repro::host::Dpkg::load();
     for path in lockfiles {
         let lock = kata_repro::lock::Lockfile::load(path)
             .map_err(|e| Failure::input(anyhow::anyhow!(e)))?
             .value;
+        if let Some(pins) = &lock.host {
+            hold(&lock, pins, &dpkg, path)?;
+        }
         let pins = kata_repro::builder::shared::platform(&arch, lock.host.as_ref());
         let entry = ("host-pins".to_owned(), pins["host-pins"].clone());
         if !props.contains(&entry) {
@@ -72,12 +80,45 @@ fn properties(lockfiles: &[PathBuf]) -> Result<Vec<(String, String)>, Failure> {
     Ok(props)
 }
 
+/// Refuses to offer a lockfile's host pins this host does not hold: its actions would come
+/// here and fail.
+fn hold(
+    lock: &kata_repro::lock::Lockfile,
+    pins: &kata_repro::lock::HostPins,
+    dpkg: &kata_repro::host::Dpkg,
+    path: &std::path::Path,
+) -> Result<(), Failure> {
+    let unmet = kata_repro::host::unmet_pins(pins, dpkg);
+    if unmet.is_empty() {
+        return Ok(());
+    }
+    let at = lock
+        .locate("[host]")
+        .unwrap_or_else(|| path.display().to_string());
+    Err(Failure::input(anyhow::anyhow!(
+        "{at}: this host does not hold the lockfile's [host] pins:\n  {}\ninstall those \
+         versions, or serve this release from a host that has them (leave out --lockfile {})",
+        unmet.join("\n  "),
+        path.display()
+    )))
+}
+
 pub fn run(args: WorkerArgs, config: &Config, _format: Format) -> Result<ExitCode, Failure> {
     let endpoint: Endpoint = args
         .remote
         .parse()
         .map_err(|e: kata_repro::remote::RemoteError| Failure::input(anyhow::anyhow!(e)))?;
-    let endpoint = endpoint.with_instance(&args.remote_instance);
+    let tls = TlsFiles {
+        ca: args.tls.remote_ca.clone(),
+        cert: args.tls.remote_cert.clone(),
+        key: args.tls.remote_key.clone(),
+    };
+    let endpoint = endpoint
+        .with_instance(&args.remote_instance)
+        .with_tls(&tls)
+        .map_err(|e| Failure::input(anyhow::anyhow!(e)))?;
+    // What it offers is checked before the server is called.
+    let properties = properties(&args.lockfiles)?;
     let remote = Remote::connect(endpoint.clone()).map_err(|e| Failure {
         code: if e.is_usage() { 2 } else { 1 },
         error: anyhow::anyhow!(e),
@@ -88,12 +129,15 @@ pub fn run(args: WorkerArgs, config: &Config, _format: Format) -> Result<ExitCod
             .id
             .clone()
             .unwrap_or_else(|| format!("{}-{}", host.trim(), std::process::id())),
-        properties: properties(&args.lockfiles)?,
+        properties,
     };
     let spec = RemoteSpec {
         url: args.remote.clone(),
         instance: args.remote_instance.clone(),
         cache_only: true,
+        ca: tls.ca,
+        cert: tls.cert,
+        key: tls.key,
     };
     let env = Env {
         store: args.store.clone(),
@@ -140,7 +184,8 @@ pub fn run(args: WorkerArgs, config: &Config, _format: Format) -> Result<ExitCod
         }
         outcome
     };
-    remote.serve(&bot, &run).map_err(|e| Failure {
+    let notice = |line: &str| eprintln!("worker {}: {line}", bot.id);
+    remote.serve(&bot, &run, &notice).map_err(|e| Failure {
         code: if e.is_usage() { 2 } else { 1 },
         error: anyhow::anyhow!(e),
     })?;

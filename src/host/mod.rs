@@ -5,7 +5,7 @@ mod tools;
 
 pub use tools::{
     Dpkg, HostError, HostPackage, HostTool, find_on_path, host_drift, host_os, host_pins,
-    resolve_host_packages, resolve_host_tools,
+    resolve_host_packages, resolve_host_tools, unmet_pins,
 };
 
 /// The host's architecture as Kata and Rust name it (`x86_64`, `aarch64`, `s390x`, …).

@@ -267,6 +267,25 @@ pub fn host_drift(
     out.into_iter().collect()
 }
 
+/// The lockfile's `[host]` pins this host does not hold: each pinned package that is not
+/// installed, or is installed at another version or arch, one line each.
+pub fn unmet_pins(pins: &crate::lock::HostPins, dpkg: &Dpkg) -> Vec<String> {
+    pins.packages
+        .iter()
+        .filter_map(|pin| match dpkg.package(&pin.name) {
+            None => Some(format!(
+                "host package {} {} ({}) is pinned and not installed here",
+                pin.name, pin.version, pin.arch
+            )),
+            Some(p) if p.version != pin.version || p.arch != pin.arch => Some(format!(
+                "host package {} is {} ({}) here; the lockfile pins {} ({})",
+                p.name, p.version, p.arch, pin.version, pin.arch
+            )),
+            Some(_) => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +306,27 @@ mod tests {
         assert!(d.package("gone").is_none());
         let owners = d.owners(&[PathBuf::from("/usr/bin/make")].into_iter().collect());
         assert_eq!(owners.get(Path::new("/usr/bin/make")).unwrap(), "make");
+
+        let pin = |name: &str, version: &str| crate::lock::HostPin {
+            name: name.into(),
+            version: version.into(),
+            arch: "amd64".into(),
+        };
+        let pins = crate::lock::HostPins {
+            os: "debian 12".into(),
+            packages: vec![pin("make", "4.3-4.1"), pin("gone", "1"), pin("make2", "1")],
+        };
+        let unmet = unmet_pins(&pins, &d);
+        assert_eq!(unmet.len(), 2, "{unmet:?}");
+        assert!(unmet[0].contains("gone 1 (amd64) is pinned and not installed"));
+        let pins = crate::lock::HostPins {
+            os: "debian 12".into(),
+            packages: vec![pin("make", "4.3-4.2")],
+        };
+        assert_eq!(
+            unmet_pins(&pins, &d),
+            ["host package make is 4.3-4.1 (amd64) here; the lockfile pins 4.3-4.2 (amd64)"]
+        );
     }
 
     #[test]

@@ -320,12 +320,21 @@ impl Job {
 }
 
 /// Connects to the remote a job shares results through: it must be reachable, know the
-/// instance and offer a SHA-256 CAS and action cache.
+/// instance and offer a SHA-256 CAS and action cache, and execute actions unless the cache
+/// only is asked for.
 #[cfg(feature = "remote")]
 fn connect(spec: &RemoteSpec) -> Result<Box<dyn SharedCache>, JobError> {
-    use crate::remote::{Endpoint, Remote, RemoteCache};
+    use crate::remote::{Endpoint, Remote, RemoteCache, TlsFiles};
     let endpoint: Endpoint = spec.url.parse()?;
-    let remote = Remote::connect(endpoint.with_instance(&spec.instance))?;
+    let tls = TlsFiles {
+        ca: spec.ca.clone(),
+        cert: spec.cert.clone(),
+        key: spec.key.clone(),
+    };
+    let remote = Remote::connect(endpoint.with_instance(&spec.instance).with_tls(&tls)?)?;
+    if !spec.cache_only {
+        remote.require_execution()?;
+    }
     Ok(Box::new(RemoteCache::new(remote, !spec.cache_only)))
 }
 

@@ -65,6 +65,11 @@ pub struct RemoteSpec {
     pub instance: String,
     /// Use the remote's action cache only, and run steps here.
     pub cache_only: bool,
+    /// For `grpcs://`: the CA certificates to trust (PEM; the system's when none).
+    pub ca: Option<PathBuf>,
+    /// For `grpcs://`: the client certificate and its key (PEM), for a server that asks.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// What a job builds: the release, for which architecture, which components.

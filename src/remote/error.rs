@@ -5,10 +5,25 @@ use crate::digest::Sha256Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    #[error("{url} is not a remote: {why}; give grpc://HOST:PORT")]
+    #[error("{url} is not a remote: {why}; give grpc://HOST:PORT or grpcs://HOST:PORT")]
     BadUrl { url: String, why: String },
+    #[error("{}: {why}", path.display())]
+    TlsFile {
+        path: std::path::PathBuf,
+        why: String,
+    },
     #[error("{url}: cannot connect: {why}; check that the server runs and listens there")]
     Unreachable { url: String, why: String },
+    #[error(
+        "{url}: the server closed the TLS connection ({why}); it may want a client certificate \
+         (--remote-cert and --remote-key) other than the one given"
+    )]
+    TlsRefused { url: String, why: String },
+    #[error(
+        "{url}: the server's TLS certificate is not trusted ({why}); give the CA that signed it \
+         with --remote-ca"
+    )]
+    TlsUntrusted { url: String, why: String },
     #[error(
         "{url} (instance `{instance}`) does not offer {what}: {why}; point --remote at a server \
          that does"
@@ -64,7 +79,10 @@ impl RemoteError {
         matches!(
             self,
             Self::BadUrl { .. }
+                | Self::TlsFile { .. }
                 | Self::Unreachable { .. }
+                | Self::TlsRefused { .. }
+                | Self::TlsUntrusted { .. }
                 | Self::Lacks { .. }
                 | Self::UnknownInstance { .. }
         )

@@ -11,10 +11,10 @@ mod worker;
 
 pub use cache::{ActionBlobs, RemoteCache};
 pub use cas::Blob;
-pub use endpoint::Endpoint;
+pub use endpoint::{Endpoint, Tls, TlsFiles};
 pub use error::RemoteError;
 pub use execute::Stage;
-pub use worker::{Bot, Ran, RunAction};
+pub use worker::{Bot, GIVE_UP_AFTER, Notice, Ran, RunAction};
 
 use std::time::Duration;
 
@@ -35,6 +35,8 @@ pub struct Remote {
     max_batch: usize,
     /// Whether the server lets clients write to its action cache.
     cache_writable: bool,
+    /// Whether the server executes actions (with SHA-256 digests).
+    executes: bool,
 }
 
 impl Remote {
@@ -46,18 +48,11 @@ impl Remote {
             .build()
             .map_err(|e| RemoteError::Runtime(e.to_string()))?;
         let channel = rt.block_on(async {
-            tonic::transport::Endpoint::from_shared(endpoint.http_url())
-                .map_err(|e| RemoteError::BadUrl {
-                    url: endpoint.to_string(),
-                    why: e.to_string(),
-                })?
+            transport(&endpoint)?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .connect()
                 .await
-                .map_err(|e| RemoteError::Unreachable {
-                    url: endpoint.to_string(),
-                    why: error::chain(&e),
-                })
+                .map_err(|e| unreachable(&endpoint, error::chain(&e)))
         })?;
         let caps = rt
             .block_on(CapabilitiesClient::new(channel.clone()).get_capabilities(
@@ -65,16 +60,36 @@ impl Remote {
                     instance_name: endpoint.instance.clone(),
                 },
             ))
-            .map_err(|s| error::from_status(&endpoint, "GetCapabilities", s))?
+            .map_err(|s| first_call(&endpoint, s))?
             .into_inner();
         let (max_batch, cache_writable) = check_capabilities(&endpoint, &caps)?;
-        Ok(Self {
+        let remote = Self {
             rt,
             channel,
+            executes: executes(&caps),
             endpoint,
             max_batch,
             cache_writable,
-        })
+        };
+        remote.probe_action_cache()?;
+        Ok(remote)
+    }
+
+    /// Capabilities do not say whether an instance has an action cache to read: ask it for the
+    /// result of an action no one builds (the empty blob's).
+    fn probe_action_cache(&self) -> Result<(), RemoteError> {
+        match self.get_action_result(Blob::of(&[])) {
+            Ok(_) => Ok(()),
+            Err(RemoteError::Lacks {
+                url, instance, why, ..
+            }) => Err(RemoteError::Lacks {
+                url,
+                instance,
+                what: "an action cache".into(),
+                why,
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -85,6 +100,81 @@ impl Remote {
     pub fn cache_writable(&self) -> bool {
         self.cache_writable
     }
+
+    /// Refuses a server that does not execute actions, for a build that asks it to.
+    pub fn require_execution(&self) -> Result<(), RemoteError> {
+        if self.executes {
+            return Ok(());
+        }
+        Err(RemoteError::Lacks {
+            url: self.endpoint.to_string(),
+            instance: self.endpoint.instance.clone(),
+            what: "remote execution".into(),
+            why: "its capabilities do not enable execution with SHA-256 digests (or add \
+                  --remote-cache-only to build here and share results through its cache)"
+                .into(),
+        })
+    }
+}
+
+/// A connection that could not be made; over TLS, a certificate the client does not trust is
+/// said as such.
+fn unreachable(endpoint: &Endpoint, why: String) -> RemoteError {
+    let url = endpoint.to_string();
+    if endpoint.tls.is_some() && why.contains("invalid peer certificate") {
+        return RemoteError::TlsUntrusted { url, why };
+    }
+    RemoteError::Unreachable { url, why }
+}
+
+/// The first call's failure: one the connection broke (a TLS peer that refused this client,
+/// say) is the server's being unreachable, with what the transport said.
+fn first_call(endpoint: &Endpoint, s: tonic::Status) -> RemoteError {
+    use std::error::Error;
+    use tonic::Code;
+    let why = match s.source() {
+        Some(source) => error::chain(source),
+        None => s.message().to_owned(),
+    };
+    let url = endpoint.to_string();
+    match s.code() {
+        Code::Cancelled | Code::Unknown if endpoint.tls.is_some() => {
+            RemoteError::TlsRefused { url, why }
+        }
+        Code::Cancelled | Code::Unknown | Code::Unavailable => unreachable(endpoint, why),
+        _ => error::from_status(endpoint, "GetCapabilities", s),
+    }
+}
+
+/// The transport's endpoint: the URL, and over TLS, the name the server's certificate must
+/// carry, the CAs to trust (the system's unless given) and the client's identity.
+fn transport(endpoint: &Endpoint) -> Result<tonic::transport::Endpoint, RemoteError> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let bad = |e: &dyn std::error::Error| RemoteError::BadUrl {
+        url: endpoint.to_string(),
+        why: error::chain(e),
+    };
+    let channel =
+        tonic::transport::Endpoint::from_shared(endpoint.http_url()).map_err(|e| bad(&e))?;
+    let Some(tls) = &endpoint.tls else {
+        return Ok(channel);
+    };
+    let mut config = ClientTlsConfig::new().domain_name(endpoint.host.clone());
+    config = match &tls.ca {
+        Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
+        None => config.with_native_roots(),
+    };
+    if let Some((cert, key)) = &tls.identity {
+        config = config.identity(Identity::from_pem(cert, key));
+    }
+    channel.tls_config(config).map_err(|e| bad(&e))
+}
+
+/// Whether a server's capabilities say it executes actions named by SHA-256 digests.
+fn executes(caps: &re::ServerCapabilities) -> bool {
+    caps.execution_capabilities.as_ref().is_some_and(|x| {
+        x.exec_enabled && x.digest_function == re::digest_function::Value::Sha256 as i32
+    })
 }
 
 /// What the client needs of a server's capabilities, or the one it lacks: the batch size limit
@@ -163,5 +253,22 @@ mod tests {
         assert!(msg.contains("SHA-256") && msg.contains("SHA1"), "{msg}");
         let none = check_capabilities(&e, &re::ServerCapabilities::default());
         assert!(none.unwrap_err().to_string().contains("action cache"));
+    }
+
+    #[test]
+    fn a_server_executes_only_if_it_says_so_with_sha256() {
+        let mut c = caps(&[re::digest_function::Value::Sha256], 0);
+        assert!(!executes(&c));
+        let exec = |enabled, f: re::digest_function::Value| re::ExecutionCapabilities {
+            exec_enabled: enabled,
+            digest_function: f as i32,
+            ..Default::default()
+        };
+        c.execution_capabilities = Some(exec(false, re::digest_function::Value::Sha256));
+        assert!(!executes(&c));
+        c.execution_capabilities = Some(exec(true, re::digest_function::Value::Sha1));
+        assert!(!executes(&c));
+        c.execution_capabilities = Some(exec(true, re::digest_function::Value::Sha256));
+        assert!(executes(&c));
     }
 }

@@ -76,26 +76,90 @@ struct Running<'s> {
     thread: std::thread::ScopedJoinHandle<'s, (re::ActionResult, Status)>,
 }
 
+/// What a bot does after a call to the Bots service failed.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Call again at once (a long poll that outlived its deadline).
+    Again,
+    /// The server forgot the session (it reaped the bot, or restarted): open a new one.
+    Reopen,
+    /// The server or the network is away for now: wait and call again.
+    Wait,
+    /// Calling again cannot help (the instance, a permission, a method the server lacks).
+    Stop,
+}
+
+/// Sorts a failed call.
+fn next(status: &tonic::Status) -> Next {
+    use tonic::Code;
+    let forgotten = {
+        let m = status.message().to_ascii_lowercase();
+        m.contains("does not exist") || m.contains("not found") || m.contains("unknown bot")
+    };
+    match status.code() {
+        Code::DeadlineExceeded => Next::Again,
+        Code::InvalidArgument | Code::NotFound if forgotten => Next::Reopen,
+        Code::Unavailable
+        | Code::Unknown
+        | Code::Internal
+        | Code::Aborted
+        | Code::Cancelled
+        | Code::ResourceExhausted => Next::Wait,
+        _ => Next::Stop,
+    }
+}
+
+/// How long a bot waits between calls to a server that keeps failing, and when it stops.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// Consecutive failures so far.
+    failures: u32,
+    /// When the first of them happened.
+    since: Option<std::time::Instant>,
+}
+
+/// The first wait after a failure; each next one doubles, up to [`MAX_WAIT`].
+const FIRST_WAIT: Duration = Duration::from_secs(1);
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// How long a server may keep failing before the bot stops.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
+
+impl Backoff {
+    /// The wait before the next call, or `None` once the failures have lasted
+    /// [`GIVE_UP_AFTER`].
+    fn failed(&mut self, now: std::time::Instant) -> Option<Duration> {
+        let since = *self.since.get_or_insert(now);
+        if now.duration_since(since) >= GIVE_UP_AFTER {
+            return None;
+        }
+        let wait = FIRST_WAIT.saturating_mul(1 << self.failures.min(5));
+        self.failures += 1;
+        Some(wait.min(MAX_WAIT))
+    }
+
+    fn succeeded(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// What a bot says of how its session goes: a line for the operator.
+pub type Notice<'a> = dyn Fn(&str) + Sync + 'a;
+
 impl Remote {
-    /// Serves as `bot` until the server ends the session or a call fails: each lease is run by
-    /// `run` on a thread of its own while the session is kept alive.
-    pub fn serve(&self, bot: &Bot, run: &RunAction<'_>) -> Result<(), RemoteError> {
-        let e = &self.endpoint;
+    /// Serves as `bot` until a call fails in a way calling again cannot help, or the server
+    /// stays unreachable for [`GIVE_UP_AFTER`]: each lease is run by `run` on a thread of its
+    /// own while the session is kept alive. A session the server forgot is opened again; the
+    /// lease it held is the server's to give to another bot, and its result here is dropped.
+    pub fn serve(
+        &self,
+        bot: &Bot,
+        run: &RunAction<'_>,
+        notice: &Notice<'_>,
+    ) -> Result<(), RemoteError> {
         let mut client = BotsClient::new(self.channel.clone());
-        let create = rw::CreateBotSessionRequest {
-            parent: e.instance.clone(),
-            bot_session: Some(rw::BotSession {
-                bot_id: bot.id.clone(),
-                status: rw::BotStatus::Ok as i32,
-                worker: Some(worker(bot)),
-                ..Default::default()
-            }),
-        };
-        let mut session = self
-            .rt
-            .block_on(client.create_bot_session(create))
-            .map_err(|s| from_status(e, "CreateBotSession", s))?
-            .into_inner();
+        let mut backoff = Backoff::default();
+        let mut session = self.reopen(&mut client, bot, &mut backoff, notice)?;
+        notice(&format!("opened session {}", session.name));
         std::thread::scope(|scope| {
             let mut running: Option<Running> = None;
             loop {
@@ -105,20 +169,44 @@ impl Remote {
                     let (result, status) = done.thread.join().unwrap_or_else(|_| {
                         (failed("the worker's build panicked"), internal("panicked"))
                     });
-                    complete(&mut session, &done.id, result, status);
+                    if !complete(&mut session, &done.id, result, status) {
+                        notice(&format!(
+                            "lease {} ended after its session was lost: not reported",
+                            done.id
+                        ));
+                    }
                 }
                 let busy = running.is_some();
-                let mut request = tonic::Request::new(rw::UpdateBotSessionRequest {
-                    name: session.name.clone(),
-                    bot_session: Some(session.clone()),
-                    update_mask: None,
-                });
-                request.set_timeout(POLL);
-                session = self
-                    .rt
-                    .block_on(client.update_bot_session(request))
-                    .map_err(|s| from_status(e, "UpdateBotSession", s))?
-                    .into_inner();
+                let updated = match self.update_session(&mut client, &session) {
+                    Ok(s) => s,
+                    Err(status) => {
+                        let call = from_status(&self.endpoint, "UpdateBotSession", status.clone());
+                        match next(&status) {
+                            Next::Again => continue,
+                            Next::Stop => return Err(call),
+                            Next::Wait => {
+                                let wait = backoff.failed(std::time::Instant::now()).ok_or(call)?;
+                                notice(&format!(
+                                    "UpdateBotSession: {}: calling again in {wait:?}",
+                                    said(&status)
+                                ));
+                                std::thread::sleep(wait);
+                                continue;
+                            }
+                            Next::Reopen => {
+                                notice(&format!(
+                                    "the server lost this bot's session ({})",
+                                    status.message()
+                                ));
+                                session = self.reopen(&mut client, bot, &mut backoff, notice)?;
+                                notice(&format!("opened session {}", session.name));
+                                continue;
+                            }
+                        }
+                    }
+                };
+                backoff.succeeded();
+                session = updated;
                 for lease in &mut session.leases {
                     // BuildGrid hands a lease out already active.
                     let new = lease.state == rw::LeaseState::Pending as i32
@@ -126,7 +214,7 @@ impl Remote {
                     if new && running.is_none() {
                         lease.state = rw::LeaseState::Active as i32;
                         let payload = lease.payload.clone();
-                        let endpoint = e.clone();
+                        let endpoint = self.endpoint.clone();
                         running = Some(Running {
                             id: lease.id.clone(),
                             thread: scope.spawn(move || take(&endpoint, payload, run)),
@@ -143,18 +231,97 @@ impl Remote {
             }
         })
     }
+
+    fn open_session(
+        &self,
+        client: &mut BotsClient<tonic::transport::Channel>,
+        bot: &Bot,
+    ) -> Result<rw::BotSession, tonic::Status> {
+        let create = rw::CreateBotSessionRequest {
+            parent: self.endpoint.instance.clone(),
+            bot_session: Some(rw::BotSession {
+                bot_id: bot.id.clone(),
+                status: rw::BotStatus::Ok as i32,
+                worker: Some(worker(bot)),
+                ..Default::default()
+            }),
+        };
+        let mut request = tonic::Request::new(create);
+        request.set_timeout(POLL);
+        Ok(self
+            .rt
+            .block_on(client.create_bot_session(request))?
+            .into_inner())
+    }
+
+    /// Opens a session for `bot`, waiting out a server that is away; a server that refuses it
+    /// (the instance, a permission, no Bots service) is the operator's to fix.
+    fn reopen(
+        &self,
+        client: &mut BotsClient<tonic::transport::Channel>,
+        bot: &Bot,
+        backoff: &mut Backoff,
+        notice: &Notice<'_>,
+    ) -> Result<rw::BotSession, RemoteError> {
+        loop {
+            let status = match self.open_session(client, bot) {
+                Ok(session) => return Ok(session),
+                Err(status) => status,
+            };
+            let call = from_status(&self.endpoint, "CreateBotSession", status.clone());
+            if next(&status) == Next::Stop {
+                return Err(call);
+            }
+            let wait = backoff.failed(std::time::Instant::now()).ok_or(call)?;
+            notice(&format!(
+                "CreateBotSession: {}: calling again in {wait:?}",
+                said(&status)
+            ));
+            std::thread::sleep(wait);
+        }
+    }
+
+    fn update_session(
+        &self,
+        client: &mut BotsClient<tonic::transport::Channel>,
+        session: &rw::BotSession,
+    ) -> Result<rw::BotSession, tonic::Status> {
+        let mut request = tonic::Request::new(rw::UpdateBotSessionRequest {
+            name: session.name.clone(),
+            bot_session: Some(session.clone()),
+            update_mask: None,
+        });
+        request.set_timeout(POLL);
+        Ok(self
+            .rt
+            .block_on(client.update_bot_session(request))?
+            .into_inner())
+    }
 }
 
-/// Marks the lease `id` completed with `result` and `status`.
-fn complete(session: &mut rw::BotSession, id: &str, result: re::ActionResult, status: Status) {
-    if let Some(lease) = session.leases.iter_mut().find(|l| l.id == id) {
-        lease.state = rw::LeaseState::Completed as i32;
-        lease.result = Some(prost_types::Any {
-            type_url: "type.googleapis.com/build.bazel.remote.execution.v2.ActionResult".into(),
-            value: result.encode_to_vec(),
-        });
-        lease.status = Some(status);
-    }
+/// A failed call's code and message, one line.
+fn said(status: &tonic::Status) -> String {
+    format!("{:?} ({})", status.code(), status.message())
+}
+
+/// Marks the lease `id` completed with `result` and `status`; false if the session does not
+/// hold it (it was opened again since).
+fn complete(
+    session: &mut rw::BotSession,
+    id: &str,
+    result: re::ActionResult,
+    status: Status,
+) -> bool {
+    let Some(lease) = session.leases.iter_mut().find(|l| l.id == id) else {
+        return false;
+    };
+    lease.state = rw::LeaseState::Completed as i32;
+    lease.result = Some(prost_types::Any {
+        type_url: "type.googleapis.com/build.bazel.remote.execution.v2.ActionResult".into(),
+        value: result.encode_to_vec(),
+    });
+    lease.status = Some(status);
+    true
 }
 
 fn internal(message: &str) -> Status {
@@ -311,4 +478,79 @@ fn lay_out(
         lay_out(remote, blob, &path, depth + 1, budget)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn a_failed_call_is_retried_reopened_or_final_by_its_status() {
+        let s = |code, m: &str| tonic::Status::new(code, m);
+        use tonic::Code;
+        assert_eq!(next(&s(Code::DeadlineExceeded, "")), Next::Again);
+        assert_eq!(
+            next(&s(Code::InvalidArgument, "Bot does not exist: 7f3e")),
+            Next::Reopen
+        );
+        assert_eq!(
+            next(&s(Code::NotFound, "bot session not found")),
+            Next::Reopen
+        );
+        assert_eq!(
+            next(&s(Code::Unavailable, "connection refused")),
+            Next::Wait
+        );
+        assert_eq!(next(&s(Code::Internal, "database")), Next::Wait);
+        assert_eq!(
+            next(&s(Code::InvalidArgument, "Invalid instance name")),
+            Next::Stop
+        );
+        assert_eq!(next(&s(Code::Unimplemented, "")), Next::Stop);
+        assert_eq!(next(&s(Code::PermissionDenied, "")), Next::Stop);
+    }
+
+    #[test]
+    fn waits_double_up_to_a_bound_and_stop_after_a_while() {
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        let waits: Vec<u64> = (0..8)
+            .map(|i| b.failed(t0 + Duration::from_secs(i)).unwrap().as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(b.failed(t0 + GIVE_UP_AFTER), None);
+        b.succeeded();
+        assert_eq!(b.failed(t0 + GIVE_UP_AFTER), Some(FIRST_WAIT));
+    }
+
+    #[test]
+    fn a_lease_is_completed_only_in_the_session_that_holds_it() {
+        let mut session = rw::BotSession {
+            leases: vec![rw::Lease {
+                id: "a".into(),
+                state: rw::LeaseState::Active as i32,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let ok = Status::default();
+        assert!(!complete(
+            &mut session,
+            "b",
+            re::ActionResult::default(),
+            ok.clone()
+        ));
+        assert!(complete(&mut session, "a", re::ActionResult::default(), ok));
+        let lease = &session.leases[0];
+        assert_eq!(lease.state, rw::LeaseState::Completed as i32);
+        assert!(
+            lease
+                .result
+                .as_ref()
+                .unwrap()
+                .type_url
+                .ends_with("v2.ActionResult")
+        );
+    }
 }

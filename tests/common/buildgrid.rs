@@ -2,7 +2,7 @@
 //! installs it in a venv of its own), else `bgd` on PATH.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,8 @@ pub struct BuildGrid {
     port: u16,
     dir: tempfile::TempDir,
     _postgres: Option<Postgres>,
+    /// Whether it speaks TLS.
+    tls: bool,
 }
 
 /// The storage and action cache every configuration has.
@@ -27,6 +29,15 @@ caches:
     cache-failed-actions: false
 "#;
 
+/// An action cache, a CAS and ByteStream.
+const CACHE_SERVICES: &str = r#"      - !action-cache
+        cache: *ac
+      - !cas
+        storage: *cas
+      - !bytestream
+        storage: *cas
+"#;
+
 fn bgd() -> PathBuf {
     std::env::var_os("KATA_REPRO_BGD")
         .map(PathBuf::from)
@@ -36,12 +47,15 @@ fn bgd() -> PathBuf {
 impl BuildGrid {
     /// CAS, ByteStream and an action cache, instance `main`: no database.
     pub fn start() -> Self {
+        Self::with(None, "", CACHE_SERVICES)
+    }
+
+    /// CAS and ByteStream only, instance `main`: no action cache.
+    pub fn cas_only() -> Self {
         Self::with(
             None,
             "",
-            r#"      - !action-cache
-        cache: *ac
-      - !cas
+            r#"      - !cas
         storage: *cas
       - !bytestream
         storage: *cas
@@ -96,8 +110,31 @@ schedulers:
         )
     }
 
+    /// [`Self::start`] over TLS: the server shows `cert` (with `key`) and asks clients for a
+    /// certificate signed by `client_ca`.
+    pub fn start_tls(cert: &Path, key: &Path, client_ca: &Path) -> Self {
+        let credentials = format!(
+            "    insecure-mode: false\n    credentials:\n      tls-server-key: {}\n      \
+             tls-server-cert: {}\n      tls-client-certs: {}\n",
+            key.display(),
+            cert.display(),
+            client_ca.display()
+        );
+        let mut server = Self::with_channel(None, "", CACHE_SERVICES, &credentials);
+        server.tls = true;
+        server
+    }
+
     fn with(postgres: Option<Postgres>, scheduler: &str, services: &str) -> Self {
-        let bgd = bgd();
+        Self::with_channel(postgres, scheduler, services, "    insecure-mode: true\n")
+    }
+
+    fn with_channel(
+        postgres: Option<Postgres>,
+        scheduler: &str,
+        services: &str,
+        security: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("bgd.yml");
@@ -108,37 +145,34 @@ schedulers:
                 r#"server:
   - !channel
     address: "127.0.0.1:{port}"
-    insecure-mode: true
-{storage}{scheduler}instances:
+{security}{storage}{scheduler}instances:
   - name: main
     services:
 {services}"#
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.path().join("bgd.log")).unwrap();
-        let child = Command::new(&bgd)
-            .args(["server", "start"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e}; set KATA_REPRO_BGD to BuildGrid's bgd (pip install buildgrid in a \
-                     venv; .ci/run does)",
-                    bgd.display()
-                )
-            });
+        let child = spawn(&config, &dir.path().join("bgd.log"));
         let mut server = Self {
             child,
             port,
             dir,
             _postgres: postgres,
+            tls: false,
         };
         server.wait_listening();
         server
+    }
+
+    /// Stops the server (as a crash would), waits `down`, and starts it again on the same
+    /// port, storage and database: its bots must find their way back.
+    pub fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        let log = self.dir.path().join("bgd.log");
+        self.child = spawn(&self.dir.path().join("bgd.yml"), &log);
+        self.wait_listening();
     }
 
     fn wait_listening(&mut self) {
@@ -160,9 +194,10 @@ schedulers:
         std::fs::read_to_string(self.dir.path().join("bgd.log")).unwrap_or_default()
     }
 
-    /// Where it listens: `grpc://127.0.0.1:PORT`.
+    /// Where it listens: `grpc://127.0.0.1:PORT`, or `grpcs://` over TLS.
     pub fn url(&self) -> String {
-        format!("grpc://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "grpcs" } else { "grpc" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The file the disk storage keeps a blob (by its sha256, in hex) in.
@@ -181,6 +216,30 @@ impl Drop for BuildGrid {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `bgd server start CONFIG`, its output appended to `log`.
+fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
+    let bgd = bgd();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(&bgd)
+        .args(["server", "start"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; set KATA_REPRO_BGD to BuildGrid's bgd (pip install buildgrid in a \
+                 venv; .ci/run does)",
+                bgd.display()
+            )
+        })
 }
 
 /// A port nothing listens on, from the kernel's ephemeral range.

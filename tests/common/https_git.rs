@@ -232,6 +232,23 @@ prompt = no
 CN = 127.0.0.1
 ";
 
+const CLIENT_CNF: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = kata-repro test client
+";
+
+/// The extensions of a client certificate.
+const CLIENT_EXT: &str = "\
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+";
+
 /// The extensions of the server (end-entity) certificate.
 const SERVER_EXT: &str = "\
 basicConstraints = critical,CA:FALSE
@@ -364,28 +381,42 @@ fn http_backend() -> PathBuf {
 
 /// ca.pem/ca.key (a CA for this server only) and server.pem/server.key (for IP 127.0.0.1,
 /// signed by that CA) in `d`.
-fn make_certificates(d: &Path) {
+pub fn make_certificates(d: &Path) {
     std::fs::write(d.join("ca.cnf"), CA_CNF).unwrap();
-    std::fs::write(d.join("server.cnf"), SERVER_CNF).unwrap();
-    std::fs::write(d.join("server.ext"), SERVER_EXT).unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
     openssl(
         d,
         &["req", "-x509", "-config", "ca.cnf", "-sha256", "-days", "7"],
-        &ec,
+        &EC,
         &["-keyout", "ca.key", "-out", "ca.pem"],
     );
+    issue(d, "server", SERVER_CNF, SERVER_EXT, "2");
+}
+
+/// client.pem/client.key in `d`, a client certificate signed by [`make_certificates`]'s CA.
+pub fn make_client_certificate(d: &Path) {
+    issue(d, "client", CLIENT_CNF, CLIENT_EXT, "3");
+}
+
+/// A new EC P-256 key, unencrypted.
+const EC: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// `name`.pem and `name`.key: a certificate with subject `cnf` and extensions `ext`, signed by
+/// the CA in `d`.
+fn issue(d: &Path, name: &str, cnf: &str, ext: &str, serial: &str) {
+    let file = |suffix: &str| format!("{name}.{suffix}");
+    std::fs::write(d.join(file("cnf")), cnf).unwrap();
+    std::fs::write(d.join(file("ext")), ext).unwrap();
     openssl(
         d,
-        &["req", "-new", "-config", "server.cnf", "-sha256"],
-        &ec,
-        &["-keyout", "server.key", "-out", "server.csr"],
+        &["req", "-new", "-config", &file("cnf"), "-sha256"],
+        &EC,
+        &["-keyout", &file("key"), "-out", &file("csr")],
     );
     openssl(
         d,
@@ -393,7 +424,7 @@ fn make_certificates(d: &Path) {
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &file("csr"),
             "-CA",
             "ca.pem",
             "-CAkey",
@@ -401,14 +432,14 @@ fn make_certificates(d: &Path) {
         ],
         &[
             "-set_serial",
-            "2",
+            serial,
             "-sha256",
             "-days",
             "7",
             "-extfile",
-            "server.ext",
+            &file("ext"),
         ],
-        &["-out", "server.pem"],
+        &["-out", &file("pem")],
     );
 }
 

@@ -495,6 +495,19 @@ impl Fixture {
     }
 }
 
+/// The installed version and arch of Debian package `name`, as dpkg-query gives them.
+pub fn dpkg_installed(name: &str) -> (String, String) {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version} ${Architecture}", name])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (version, arch) = text
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("{name} is not installed"));
+    (version.to_owned(), arch.to_owned())
+}
+
 /// The directory of real files from Kata releases: `$KATA_REPRO_FIXTURES/kata`, by default
 /// `../shared/fixtures/kata` beside the workspace.
 pub fn kata_fixtures() -> PathBuf {

@@ -67,6 +67,16 @@ from = "target/release/agent"
 mode = 0o755
 "#;
 
+/// HELLO_GO with `host_tools` (a TOML array) and its build step's argv replaced by `argv`.
+pub fn hello_go_running(host_tools: &str, argv: &str) -> String {
+    HELLO_GO
+        .replace("host_tools = []", &format!("host_tools = {host_tools}"))
+        .replace(
+            r#"argv = ["go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-buildid=", "-o", "${out}/hello", "./cmd/hello"]"#,
+            &format!("argv = {argv}"),
+        )
+}
+
 pub struct Project {
     pub fixture: Fixture,
     pub recipes: PathBuf,
