@@ -38,6 +38,22 @@ fn blobs_and_action_results_round_trip_and_a_corrupted_blob_is_refused() {
     // Uploading again sends nothing new and names the same blobs.
     assert_eq!(remote.upload(&[&small]).unwrap()[0], blobs[0]);
 
+    // A file is sent a chunk at a time and read back into a file; a file that is not the blob
+    // it is named as is not sent.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("image");
+    let image: Vec<u8> = (0..(7u32 << 20) + 3).map(|i| (i % 241) as u8).collect();
+    std::fs::write(&file, &image).unwrap();
+    let named = Blob::of(&image);
+    remote.upload_files(&[(named, &file)]).unwrap();
+    let mut back = std::fs::File::create(dir.path().join("back")).unwrap();
+    remote.download_into(named, &mut back).unwrap();
+    drop(back);
+    assert_eq!(std::fs::read(dir.path().join("back")).unwrap(), image);
+    let other = Blob::of(b"something else entirely, at another size");
+    let e = remote.upload_files(&[(other, &file)]).unwrap_err();
+    assert!(e.to_string().contains("store verify"), "{e}");
+
     let absent = Blob::of(b"never uploaded");
     assert_eq!(remote.find_missing(&[absent]).unwrap(), vec![absent]);
     assert!(matches!(

@@ -23,6 +23,11 @@ struct Worker {
 
 impl Worker {
     fn start(p: &Project, server: &BuildGrid, id: &str) -> Self {
+        Self::start_in(p, server, id, &format!("store-{id}"))
+    }
+
+    /// A worker using the store `store` (which a client may share).
+    fn start_in(p: &Project, server: &BuildGrid, id: &str, store: &str) -> Self {
         use std::os::unix::process::CommandExt;
         let log = p.path(&format!("{id}.log"));
         let file = std::fs::File::create(&log).unwrap();
@@ -38,7 +43,7 @@ impl Worker {
                 id,
             ])
             .arg("--store")
-            .arg(p.path(&format!("store-{id}")))
+            .arg(p.path(store))
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -301,7 +306,8 @@ fn a_leaky_recipe_built_by_a_worker_then_here_is_caught_by_diff() {
         r#"["sh", "-c", "go build -trimpath -buildvcs=false -ldflags=\"-buildid= -X main.stamp=$(date -u +%Y-%m-%dT%H:%M:%S.%N)\" -o ${out}/hello ./cmd/hello"]"#,
     );
     let p = Project::new(&[("hello", &leaky)]);
-    let worker = Worker::start(&p, &server, "w1");
+    // The worker shares the client's store, as on a machine that is both.
+    let worker = Worker::start_in(&p, &server, "w1", "store-a");
     let remote = build_remotely(&p, "store-a", "out-a", &url, &[]).output(LIMIT);
     succeeded(&remote, &[&worker], &server);
     assert_eq!(components(&remote)[0]["remote"], true);

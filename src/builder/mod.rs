@@ -1097,21 +1097,10 @@ impl Builder<'_> {
                     (record, ComponentRun { remote, ..run })
                 });
         }
-        // One build per action key: a concurrent build of the same component waits here, then
-        // takes the result the other recorded.
-        let _building = self
-            .store
-            .lock_entry(&format!("action-{}", action_key.to_hex()))
-            .map_err(|e| io_err(self.store.root())(std::io::Error::other(e.to_string())))?;
-        if let Some(result) = (!self.no_cache).then(|| self.cached(&action_key)).flatten() {
-            events(Event::ComponentCached {
-                component: &name,
-                remote: false,
-            });
-            return self.install_cached(result, record_base, &component_stage, &log_stage, started);
-        }
         // A rebuild without the cache (`check`, `audit`) runs here: the server would answer
-        // from its cache, and its workers do not apply a check's variations.
+        // from its cache, and its workers do not apply a check's variations. No entry of the
+        // store is held while a worker builds: a worker on this machine may share the store,
+        // and takes the action's entry to build.
         let remotely = !self.no_cache && self.variations.names().is_empty();
         if let Some(shared) = self.shared.filter(|s| s.executes() && remotely) {
             let action = self.shared_action(loaded, action_key, needs, &needed_recipes)?;
@@ -1138,6 +1127,19 @@ impl Builder<'_> {
                 ..run
             };
             return Ok((record, run));
+        }
+        // One build per action key: a concurrent build of the same component waits here, then
+        // takes the result the other recorded.
+        let _building = self
+            .store
+            .lock_entry(&format!("action-{}", action_key.to_hex()))
+            .map_err(|e| io_err(self.store.root())(std::io::Error::other(e.to_string())))?;
+        if let Some(result) = (!self.no_cache).then(|| self.cached(&action_key)).flatten() {
+            events(Event::ComponentCached {
+                component: &name,
+                remote: false,
+            });
+            return self.install_cached(result, record_base, &component_stage, &log_stage, started);
         }
         let prepared = prepared.ok_or_else(|| BuildError::Input {
             component: name.clone(),

@@ -214,12 +214,23 @@ impl RemoteCache {
         if held.is_ok_and(|n| n == blob.size) {
             return Ok(true);
         }
-        let Some(bytes) = self.get(blob)? else {
-            return Ok(false);
+        let failed = |e: &dyn std::fmt::Display| {
+            SharedError::Failed(format!("{}: {e}", store.root().display()))
         };
+        // Written to the store's staging area as it arrives, hashed on the way: a large
+        // output is never held in memory, and only the blob asked for is given its name.
+        let staged = store.stage().map_err(|e| failed(&e))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, staged.file());
+        match self.remote.download_into(blob, &mut out) {
+            Ok(()) => {}
+            Err(RemoteError::Missing { .. }) => return Ok(false),
+            Err(e) => return Err(shared(e)),
+        }
+        std::io::Write::flush(&mut out).map_err(|e| failed(&e))?;
+        drop(out);
         store
-            .insert_bytes(&bytes)
-            .map_err(|e| SharedError::Failed(format!("{}: {e}", store.root().display())))?;
+            .persist(staged, &blob.digest)
+            .map_err(|e| failed(&e))?;
         Ok(true)
     }
 

@@ -9,9 +9,12 @@ use bazel_remote_apis::google::bytestream::{self as bs, byte_stream_client::Byte
 use re::action_cache_client::ActionCacheClient;
 use re::content_addressable_storage_client::ContentAddressableStorageClient;
 
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
 use super::error::from_status;
 use super::{Remote, RemoteError};
-use crate::digest::Sha256Digest;
+use crate::digest::{HashingWriter, Sha256Digest};
 
 /// The batch size used when a server sets no limit of its own, below gRPC's default 4 MiB
 /// message size.
@@ -59,6 +62,67 @@ impl std::fmt::Display for Blob {
     }
 }
 
+/// What is sent for a blob: bytes in memory, or a file read as it is sent.
+enum Payload<'d> {
+    Bytes(Cow<'d, [u8]>),
+    File(&'d Path),
+}
+
+/// The WriteRequests of one ByteStream upload, read from `reader` a chunk at a time as the
+/// transport asks for them. A read that fails ends them early (the server then refuses the
+/// upload) and is kept in `failed`.
+struct WriteChunks<R> {
+    reader: R,
+    resource: String,
+    offset: u64,
+    size: u64,
+    done: bool,
+    failed: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl<R: std::io::Read> WriteChunks<R> {
+    fn new(reader: R, resource: String, size: u64) -> Self {
+        Self {
+            reader,
+            resource,
+            offset: 0,
+            size,
+            done: false,
+            failed: Arc::default(),
+        }
+    }
+}
+
+impl<R: std::io::Read> Iterator for WriteChunks<R> {
+    type Item = bs::WriteRequest;
+
+    fn next(&mut self) -> Option<bs::WriteRequest> {
+        if self.done {
+            return None;
+        }
+        let len = (self.size - self.offset).min(CHUNK as u64) as usize;
+        let mut data = vec![0; len];
+        if let Err(e) = self.reader.read_exact(&mut data) {
+            *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            self.done = true;
+            return None;
+        }
+        let at = self.offset;
+        self.offset += len as u64;
+        self.done = self.offset == self.size;
+        Some(bs::WriteRequest {
+            resource_name: if at == 0 {
+                self.resource.clone()
+            } else {
+                String::new()
+            },
+            write_offset: at as i64,
+            finish_write: self.done,
+            data,
+        })
+    }
+}
+
 impl Remote {
     fn cas(&self) -> ContentAddressableStorageClient<tonic::transport::Channel> {
         ContentAddressableStorageClient::new(self.channel.clone())
@@ -96,12 +160,13 @@ impl Remote {
     /// large ones through ByteStream. Returns each blob's name, in order.
     pub fn upload(&self, data: &[&[u8]]) -> Result<Vec<Blob>, RemoteError> {
         let named: Vec<Blob> = data.iter().map(|d| Blob::of(d)).collect();
-        self.send_missing(&named, |i| Ok(Cow::Borrowed(data[i])))?;
+        self.send_missing(&named, |i| Ok(Payload::Bytes(Cow::Borrowed(data[i]))))?;
         Ok(named)
     }
 
     /// [`Self::upload`] for files named by their blob (objects of the store): each one the
-    /// server lacks is read, and sent only if it still hashes as named.
+    /// server lacks is hashed, and sent only if it still is the blob named. A large file is
+    /// read a chunk at a time as it is sent, never whole.
     pub fn upload_files(&self, files: &[(Blob, &Path)]) -> Result<(), RemoteError> {
         let named: Vec<Blob> = files.iter().map(|(b, _)| *b).collect();
         self.send_missing(&named, |i| {
@@ -110,38 +175,59 @@ impl Remote {
                 path: path.display().to_string(),
                 why,
             };
-            let bytes = std::fs::read(path).map_err(|e| local(e.to_string()))?;
-            let found = Blob::of(&bytes);
+            let size = std::fs::metadata(path)
+                .map_err(|e| local(e.to_string()))?
+                .len();
+            let digest = Sha256Digest::of_file(path).map_err(|e| local(e.to_string()))?;
+            let found = Blob { digest, size };
             if found != blob {
                 return Err(local(format!(
                     "it is {found}, not {blob}; run `kata-repro store verify`"
                 )));
             }
-            Ok(Cow::Owned(bytes))
+            Ok(Payload::File(path))
         })
     }
 
-    /// Sends the blobs of `named` the server lacks, each once, loading the bytes of the i-th
-    /// with `load(i)` only when it is sent.
+    /// Sends the blobs of `named` the server lacks, each once, loading the i-th with `load(i)`
+    /// only when it is sent.
     fn send_missing<'d>(
         &self,
         named: &[Blob],
-        load: impl Fn(usize) -> Result<Cow<'d, [u8]>, RemoteError>,
+        load: impl Fn(usize) -> Result<Payload<'d>, RemoteError>,
     ) -> Result<(), RemoteError> {
         let mut missing: std::collections::HashSet<Blob> =
             self.find_missing(named)?.into_iter().collect();
         let mut batch: Vec<re::batch_update_blobs_request::Request> = Vec::new();
         let mut batch_size = 0;
+        let small = self.max_batch / 2;
         for (i, &blob) in named.iter().enumerate() {
             if !missing.remove(&blob) {
                 continue;
             }
-            let bytes = load(i)?;
-            if bytes.len() > self.max_batch / 2 {
-                self.write_stream(blob, &bytes)?;
+            let bytes = match load(i)? {
+                Payload::File(path) if blob.size as usize > small => {
+                    let file = std::fs::File::open(path).map_err(|e| RemoteError::Local {
+                        path: path.display().to_string(),
+                        why: e.to_string(),
+                    })?;
+                    self.write_stream(blob, file, path)?;
+                    continue;
+                }
+                Payload::File(path) => {
+                    Cow::Owned(std::fs::read(path).map_err(|e| RemoteError::Local {
+                        path: path.display().to_string(),
+                        why: e.to_string(),
+                    })?)
+                }
+                Payload::Bytes(bytes) => bytes,
+            };
+            if bytes.len() > small {
+                let reader = std::io::Cursor::new(bytes.into_owned());
+                self.write_stream(blob, reader, Path::new("(memory)"))?;
                 continue;
             }
-            if batch_size + bytes.len() > self.max_batch / 2 {
+            if batch_size + bytes.len() > small {
                 self.write_batch(std::mem::take(&mut batch))?;
                 batch_size = 0;
             }
@@ -190,39 +276,28 @@ impl Remote {
         Ok(())
     }
 
-    fn write_stream(&self, blob: Blob, bytes: &[u8]) -> Result<(), RemoteError> {
+    /// Sends `blob`, read from `reader` a chunk at a time, through ByteStream; `what` names
+    /// the reader in errors.
+    fn write_stream(
+        &self,
+        blob: Blob,
+        reader: impl std::io::Read + Send + 'static,
+        what: &Path,
+    ) -> Result<(), RemoteError> {
         let resource = self
             .endpoint
             .resource(&format!("uploads/{}/blobs/{blob}", uuid::Uuid::new_v4()));
-        let chunks: Vec<&[u8]> = if bytes.is_empty() {
-            vec![bytes]
-        } else {
-            bytes.chunks(CHUNK).collect()
-        };
-        let last = chunks.len() - 1;
-        let mut offset = 0;
-        let requests: Vec<bs::WriteRequest> = chunks
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let r = bs::WriteRequest {
-                    resource_name: if i == 0 {
-                        resource.clone()
-                    } else {
-                        String::new()
-                    },
-                    write_offset: offset,
-                    finish_write: i == last,
-                    data: c.to_vec(),
-                };
-                offset += c.len() as i64;
-                r
-            })
-            .collect();
+        let chunks = WriteChunks::new(reader, resource, blob.size);
+        let failed = chunks.failed.clone();
         let mut client = ByteStreamClient::new(self.channel.clone());
-        let written = self
-            .rt
-            .block_on(client.write(tokio_stream::iter(requests)))
+        let sent = self.rt.block_on(client.write(tokio_stream::iter(chunks)));
+        if let Some(e) = failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(RemoteError::Local {
+                path: what.display().to_string(),
+                why: e.to_string(),
+            });
+        }
+        let written = sent
             .map_err(|s| from_status(&self.endpoint, "ByteStream.Write", s))?
             .into_inner()
             .committed_size;
@@ -239,12 +314,23 @@ impl Remote {
     /// Reads a blob back from the server's CAS, hashed again: anything but the blob asked for
     /// is refused.
     pub fn download(&self, blob: Blob) -> Result<Vec<u8>, RemoteError> {
-        let data = if blob.size as usize <= self.max_batch / 2 {
-            self.read_batch(blob)?
+        let mut data = Vec::new();
+        self.download_into(blob, &mut data)?;
+        Ok(data)
+    }
+
+    /// [`Self::download`] into `out`, a chunk at a time, hashed as it is written. When it
+    /// fails, what `out` got is not the blob and must be thrown away.
+    pub fn download_into(&self, blob: Blob, out: &mut dyn Write) -> Result<(), RemoteError> {
+        let mut hashing = HashingWriter::new(out);
+        if blob.size as usize <= self.max_batch / 2 {
+            let data = self.read_batch(blob)?;
+            self.put(&mut hashing, &data)?;
         } else {
-            self.read_stream(blob)?
-        };
-        let found = Blob::of(&data);
+            self.read_stream(blob, &mut hashing)?;
+        }
+        let (digest, size, _) = hashing.finish();
+        let found = Blob { digest, size };
         if found != blob {
             return Err(RemoteError::Corrupt {
                 url: self.url(),
@@ -254,7 +340,14 @@ impl Remote {
                 found_size: found.size,
             });
         }
-        Ok(data)
+        Ok(())
+    }
+
+    fn put(&self, out: &mut dyn Write, data: &[u8]) -> Result<(), RemoteError> {
+        out.write_all(data).map_err(|e| RemoteError::Local {
+            path: "the download's destination".into(),
+            why: e.to_string(),
+        })
     }
 
     fn missing(&self, blob: Blob) -> RemoteError {
@@ -291,7 +384,8 @@ impl Remote {
         }
     }
 
-    fn read_stream(&self, blob: Blob) -> Result<Vec<u8>, RemoteError> {
+    /// Reads `blob` through ByteStream into `out`, stopping once more than its size came.
+    fn read_stream(&self, blob: Blob, out: &mut dyn Write) -> Result<(), RemoteError> {
         let request = bs::ReadRequest {
             resource_name: self.endpoint.resource(&format!("blobs/{blob}")),
             read_offset: 0,
@@ -303,19 +397,20 @@ impl Remote {
                 tonic::Code::NotFound => self.missing(blob),
                 _ => from_status(&self.endpoint, "ByteStream.Read", s),
             })?;
-            let mut data = Vec::with_capacity(blob.size as usize);
+            let mut got = 0u64;
             while let Some(chunk) = stream
                 .get_mut()
                 .message()
                 .await
                 .map_err(|s| from_status(&self.endpoint, "ByteStream.Read", s))?
             {
-                data.extend_from_slice(&chunk.data);
-                if data.len() as u64 > blob.size {
+                self.put(out, &chunk.data)?;
+                got += chunk.data.len() as u64;
+                if got > blob.size {
                     break;
                 }
             }
-            Ok(data)
+            Ok(())
         })
     }
 
@@ -351,5 +446,46 @@ impl Remote {
             .block_on(client.update_action_result(request))
             .map_err(|s| from_status(&self.endpoint, "UpdateActionResult", s))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(size: usize) -> Vec<bs::WriteRequest> {
+        let data: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        let all: Vec<_> =
+            WriteChunks::new(std::io::Cursor::new(data), "r".into(), size as u64).collect();
+        let joined: Vec<u8> = all.iter().flat_map(|w| w.data.clone()).collect();
+        assert_eq!(joined.len(), size);
+        all
+    }
+
+    #[test]
+    fn an_upload_is_cut_into_chunks_named_once_and_finished_once() {
+        let empty = chunks(0);
+        assert_eq!(empty.len(), 1);
+        assert!(empty[0].finish_write && empty[0].resource_name == "r");
+        for size in [1, CHUNK - 1, CHUNK, 2 * CHUNK + 5] {
+            let all = chunks(size);
+            assert_eq!(all.len(), size.div_ceil(CHUNK), "{size}");
+            for (i, w) in all.iter().enumerate() {
+                assert_eq!(w.write_offset, (i * CHUNK) as i64);
+                assert_eq!(w.resource_name.is_empty(), i > 0);
+                assert_eq!(w.finish_write, i == all.len() - 1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_reader_that_comes_short_ends_the_upload_unfinished() {
+        // Two chunks' worth announced, one and a bit there.
+        let data = vec![7u8; CHUNK + 10];
+        let mut it = WriteChunks::new(std::io::Cursor::new(data), "r".into(), 2 * CHUNK as u64);
+        let first = it.next().unwrap();
+        assert!(!first.finish_write);
+        assert!(it.next().is_none());
+        assert!(it.failed.lock().unwrap().is_some());
     }
 }

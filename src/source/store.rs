@@ -114,6 +114,15 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 /// Where a checkout's files live inside its store entry.
 pub const CHECKOUT_DIR: &str = "tree";
 
+/// A file being written into the store's staging area (see [`Store::stage`]).
+pub struct Staged(tempfile::NamedTempFile);
+
+impl Staged {
+    pub fn file(&self) -> &File {
+        self.0.as_file()
+    }
+}
+
 impl Store {
     /// The store directory: `explicit`, else `$KATA_REPRO_STORE`, else `configured`, else the
     /// user's cache dir.
@@ -351,7 +360,32 @@ impl Store {
         self.insert_from(&mut input, src)
     }
 
-    /// [`Self::insert_file`] for bytes in memory (a blob read from a remote CAS, say).
+    /// A file in the staging area for an object whose bytes are written and checked
+    /// elsewhere (a blob read from a remote CAS, hashed as it arrives); it is removed unless
+    /// [`Self::persist`] names it.
+    pub fn stage(&self) -> Result<Staged, StoreError> {
+        let file =
+            tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
+        Ok(Staged(file))
+    }
+
+    /// Syncs a staged file and gives it its name: `digest`, which the caller computed over
+    /// exactly the bytes it wrote.
+    pub fn persist(&self, staged: Staged, digest: &Sha256Digest) -> Result<PathBuf, StoreError> {
+        staged
+            .0
+            .as_file()
+            .sync_all()
+            .map_err(io_err(staged.0.path()))?;
+        let dest = self.object_path(digest);
+        staged.0.persist(&dest).map_err(|e| StoreError::Io {
+            path: dest.clone(),
+            source: e.error,
+        })?;
+        Ok(dest)
+    }
+
+    /// [`Self::insert_file`] for bytes in memory.
     pub fn insert_bytes(&self, mut bytes: &[u8]) -> Result<(Sha256Digest, u64), StoreError> {
         self.insert_from(&mut bytes, &self.root.join("tmp"))
     }

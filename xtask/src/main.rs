@@ -1,5 +1,5 @@
 //! Developer tasks: `cargo xtask lockfiles [--check]`, `cargo xtask e2e` and
-//! `cargo xtask bench verify|build`.
+//! `cargo xtask bench verify|build|diff|scan|remote`.
 //!
 //! Both run the real kata-repro against the real Kata repository, so they need mirrors of it and
 //! of its Cargo git dependencies (a kata-repro config with `[mirrors]`, or `--mirror URL=PATH`).
@@ -18,6 +18,7 @@ mod diffbench;
 mod e2echeck;
 mod e2ecurrency;
 mod e2escan;
+mod remotebench;
 mod scanbench;
 
 const KATA_URL: &str = "https://github.com/kata-containers/kata-containers";
@@ -191,6 +192,32 @@ enum BenchTask {
         #[arg(long, value_name = "DIR", default_value = "target/bench-build/runs")]
         dir: PathBuf,
         /// Timed runs of each, alternating.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+    },
+    /// A component built through BuildGrid by two workers against the same built here (which
+    /// must be identical), and a no-op from the remote cache against one from the store. Needs
+    /// BuildGrid ($KATA_REPRO_BGD, as .ci/run installs it) and PostgreSQL.
+    Remote {
+        #[command(flatten)]
+        mirrors: Mirrors,
+        /// The lockfile to build.
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "lockfiles/kata-3.30.0.toml"
+        )]
+        lockfile: PathBuf,
+        /// The component.
+        #[arg(long, default_value = "runtime")]
+        component: String,
+        /// The client's store (warmed first; the workers' are hard-linked copies of it).
+        #[arg(long, value_name = "DIR", default_value = "target/bench-build/store")]
+        store: PathBuf,
+        /// Where builds, workers' stores and logs go (emptied first).
+        #[arg(long, value_name = "DIR", default_value = "target/bench-remote")]
+        dir: PathBuf,
+        /// Timed builds of each kind.
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
@@ -385,6 +412,30 @@ fn main() -> Result<()> {
                 &buildbench::Options {
                     lockfile: abs(lockfile),
                     components: component,
+                    store: abs(store),
+                    dir: abs(dir),
+                    runs,
+                    mirror_args: mirrors.args(),
+                },
+            )
+        }
+        Task::Bench {
+            task:
+                BenchTask::Remote {
+                    mirrors,
+                    lockfile,
+                    component,
+                    store,
+                    dir,
+                    runs,
+                },
+        } => {
+            let bin = build(&root)?;
+            remotebench::run(
+                &bin,
+                &remotebench::Options {
+                    lockfile: abs(lockfile),
+                    component,
                     store: abs(store),
                     dir: abs(dir),
                     runs,
