@@ -140,8 +140,9 @@ impl Remote {
             ..Default::default()
         };
         let missing = self
-            .rt
-            .block_on(self.cas().find_missing_blobs(request))
+            .unary(request, |r| async move {
+                self.cas().find_missing_blobs(r).await
+            })
             .map_err(|s| from_status(&self.endpoint, "FindMissingBlobs", s))?
             .into_inner()
             .missing_blob_digests;
@@ -254,8 +255,9 @@ impl Remote {
             ..Default::default()
         };
         let responses = self
-            .rt
-            .block_on(self.cas().batch_update_blobs(request))
+            .unary(request, |r| async move {
+                self.cas().batch_update_blobs(r).await
+            })
             .map_err(|s| from_status(&self.endpoint, "BatchUpdateBlobs", s))?
             .into_inner()
             .responses;
@@ -365,8 +367,10 @@ impl Remote {
             ..Default::default()
         };
         let response = self
-            .rt
-            .block_on(self.cas().batch_read_blobs(request))
+            .unary(
+                request,
+                |r| async move { self.cas().batch_read_blobs(r).await },
+            )
             .map_err(|s| from_status(&self.endpoint, "BatchReadBlobs", s))?
             .into_inner()
             .responses
@@ -421,8 +425,12 @@ impl Remote {
             action_digest: Some(action.to_proto()),
             ..Default::default()
         };
-        let mut client = ActionCacheClient::new(self.channel.clone());
-        match self.rt.block_on(client.get_action_result(request)) {
+        let client = ActionCacheClient::new(self.channel.clone());
+        let got = self.unary(request, |r| {
+            let mut client = client.clone();
+            async move { client.get_action_result(r).await }
+        });
+        match got {
             Ok(r) => Ok(Some(r.into_inner())),
             Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
             Err(s) => Err(from_status(&self.endpoint, "GetActionResult", s)),
@@ -441,10 +449,12 @@ impl Remote {
             action_result: Some(result),
             ..Default::default()
         };
-        let mut client = ActionCacheClient::new(self.channel.clone());
-        self.rt
-            .block_on(client.update_action_result(request))
-            .map_err(|s| from_status(&self.endpoint, "UpdateActionResult", s))?;
+        let client = ActionCacheClient::new(self.channel.clone());
+        self.unary(request, |r| {
+            let mut client = client.clone();
+            async move { client.update_action_result(r).await }
+        })
+        .map_err(|s| from_status(&self.endpoint, "UpdateActionResult", s))?;
         Ok(())
     }
 }

@@ -96,6 +96,30 @@ impl Remote {
         &self.endpoint
     }
 
+    /// Makes an idempotent call, and makes it again (twice at most, after 0.5 s then 1 s) when
+    /// the connection broke under it: a server closes connections that stayed idle while a
+    /// build ran, and the first call after that may meet the closing one.
+    pub(crate) fn unary<Q, T, F>(
+        &self,
+        request: Q,
+        call: impl Fn(Q) -> F,
+    ) -> Result<tonic::Response<T>, tonic::Status>
+    where
+        Q: Clone,
+        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match self.rt.block_on(call(request.clone())) {
+                Err(s) if attempt < 2 && broken(&s) => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(500 << (attempt - 1)));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Whether the server takes action results from clients.
     pub fn cache_writable(&self) -> bool {
         self.cache_writable
@@ -168,6 +192,19 @@ fn transport(endpoint: &Endpoint) -> Result<tonic::transport::Endpoint, RemoteEr
         config = config.identity(Identity::from_pem(cert, key));
     }
     channel.tls_config(config).map_err(|e| bad(&e))
+}
+
+/// Whether a call failed because its connection broke, not because the server answered so.
+fn broken(s: &tonic::Status) -> bool {
+    use tonic::Code;
+    match s.code() {
+        Code::Unavailable => true,
+        Code::Unknown | Code::Cancelled => {
+            s.message().contains("transport error")
+                || s.message().contains("operation was canceled")
+        }
+        _ => false,
+    }
 }
 
 /// Whether a server's capabilities say it executes actions named by SHA-256 digests.
@@ -253,6 +290,20 @@ mod tests {
         assert!(msg.contains("SHA-256") && msg.contains("SHA1"), "{msg}");
         let none = check_capabilities(&e, &re::ServerCapabilities::default());
         assert!(none.unwrap_err().to_string().contains("action cache"));
+    }
+
+    #[test]
+    fn only_a_broken_connection_is_called_again() {
+        use tonic::{Code, Status};
+        assert!(broken(&Status::new(Code::Unknown, "transport error")));
+        assert!(broken(&Status::new(Code::Unavailable, "tcp connect error")));
+        assert!(broken(&Status::new(
+            Code::Cancelled,
+            "operation was canceled"
+        )));
+        assert!(!broken(&Status::new(Code::Unknown, "the server failed")));
+        assert!(!broken(&Status::new(Code::NotFound, "transport error")));
+        assert!(!broken(&Status::new(Code::InvalidArgument, "")));
     }
 
     #[test]
