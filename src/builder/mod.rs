@@ -1113,12 +1113,7 @@ impl Builder<'_> {
                     })
                 })
                 .map_err(err)?;
-            shared::check_result(loaded, &action_key, &result, self.store).map_err(|why| {
-                err(SharedError::Refused(format!(
-                    "result of {action_key} refused: {why}"
-                )))
-            })?;
-            self.record_result(&result)?;
+            self.accept_shared(shared, loaded, action_key, &result)?;
             let (record, run) =
                 self.install_cached(result, record_base, &component_stage, &log_stage, started)?;
             let run = ComponentRun {
@@ -1255,15 +1250,30 @@ impl Builder<'_> {
         let Some(result) = shared.fetch(&action, self.store).map_err(err)? else {
             return Ok(());
         };
-        shared::check_result(&plan.loaded, &key, &result, self.store).map_err(|why| {
-            err(SharedError::Refused(format!(
-                "result of {key} refused: {why}"
-            )))
-        })?;
-        self.record_result(&result)?;
+        self.accept_shared(shared, &plan.loaded, key, &result)?;
         plan.cached = Some(result);
         plan.from_shared = true;
         Ok(())
+    }
+
+    /// Checks a result that came from the shared cache against the recipe and `key` (see
+    /// [`shared::check_result`]) and records it in the store's action cache: the one way a
+    /// remote's result becomes the store's.
+    fn accept_shared(
+        &self,
+        shared: &dyn SharedCache,
+        loaded: &LoadedRecipe,
+        key: Sha256Digest,
+        result: &ActionResult,
+    ) -> Result<(), BuildError> {
+        shared::check_result(loaded, &key, result, self.store).map_err(|why| {
+            self.shared_err(
+                shared,
+                &loaded.recipe.component,
+                SharedError::Refused(format!("result of {key} refused: {why}")),
+            )
+        })?;
+        self.record_result(result)
     }
 
     /// A component's action as the shared cache names it.
