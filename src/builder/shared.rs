@@ -32,6 +32,12 @@ pub struct ActionResult {
     pub logs: StepLogs,
 }
 
+/// The input root of a component's action: `job.json` ([`ActionJob`]), the lockfile's text, and
+/// the recipes of the component and of every component it needs, each `<component>.toml`.
+pub const JOB_FILE: &str = "job.json";
+pub const LOCKFILE_FILE: &str = "lockfile.toml";
+pub const RECIPES_DIR: &str = "recipes";
+
 /// What `job.json` of a component's action says, for the machine that runs it: the component,
 /// the arch, the action key it must come to, the lockfile's name (its text is beside it) and the
 /// keys of the components it needs.

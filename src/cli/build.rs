@@ -102,14 +102,22 @@ pub struct RemoteTlsArgs {
 
 impl RemoteArgs {
     pub fn spec(self) -> Option<RemoteSpec> {
-        self.remote.map(|url| RemoteSpec {
+        let (instance, cache_only, tls) = (self.remote_instance, self.remote_cache_only, self.tls);
+        self.remote.map(|url| tls.spec(url, instance, cache_only))
+    }
+}
+
+impl RemoteTlsArgs {
+    /// The remote at `url`, instance `instance`, with these certificates.
+    pub fn spec(self, url: String, instance: String, cache_only: bool) -> RemoteSpec {
+        RemoteSpec {
             url,
-            instance: self.remote_instance,
-            cache_only: self.remote_cache_only,
-            ca: self.tls.remote_ca,
-            cert: self.tls.remote_cert,
-            key: self.tls.remote_key,
-        })
+            instance,
+            cache_only,
+            ca: self.remote_ca,
+            cert: self.remote_cert,
+            key: self.remote_key,
+        }
     }
 }
 

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kata_repro::job::{Env, Event, JobError, RemoteSpec};
-use kata_repro::remote::{Blob, Bot, Endpoint, Ran, Remote, TlsFiles};
+use kata_repro::job::{Env, Event, JobError};
+use kata_repro::remote::{Blob, Bot, Ran, Remote};
 use kata_repro::source::mirror::Config;
 
 use super::build::RemoteTlsArgs;
@@ -104,18 +104,13 @@ fn hold(
 }
 
 pub fn run(args: WorkerArgs, config: &Config, _format: Format) -> Result<ExitCode, Failure> {
-    let endpoint: Endpoint = args
-        .remote
-        .parse()
-        .map_err(|e: kata_repro::remote::RemoteError| Failure::input(anyhow::anyhow!(e)))?;
-    let tls = TlsFiles {
-        ca: args.tls.remote_ca.clone(),
-        cert: args.tls.remote_cert.clone(),
-        key: args.tls.remote_key.clone(),
-    };
-    let endpoint = endpoint
-        .with_instance(&args.remote_instance)
-        .with_tls(&tls)
+    // Its own builds take what they need from the remote cache, and run here.
+    let spec = args
+        .tls
+        .clone()
+        .spec(args.remote.clone(), args.remote_instance.clone(), true);
+    let endpoint = spec
+        .endpoint()
         .map_err(|e| Failure::input(anyhow::anyhow!(e)))?;
     // What it offers is checked before the server is called.
     let properties = properties(&args.lockfiles)?;
@@ -130,14 +125,6 @@ pub fn run(args: WorkerArgs, config: &Config, _format: Format) -> Result<ExitCod
             .clone()
             .unwrap_or_else(|| format!("{}-{}", host.trim(), std::process::id())),
         properties,
-    };
-    let spec = RemoteSpec {
-        url: args.remote.clone(),
-        instance: args.remote_instance.clone(),
-        cache_only: true,
-        ca: tls.ca,
-        cert: tls.cert,
-        key: tls.key,
     };
     let env = Env {
         store: args.store.clone(),

@@ -270,20 +270,24 @@ pub fn host_drift(
 /// The lockfile's `[host]` pins this host does not hold: each pinned package that is not
 /// installed, or is installed at another version or arch, one line each.
 pub fn unmet_pins(pins: &crate::lock::HostPins, dpkg: &Dpkg) -> Vec<String> {
-    pins.packages
+    let installed: Vec<HostPackage> = pins
+        .packages
         .iter()
-        .filter_map(|pin| match dpkg.package(&pin.name) {
-            None => Some(format!(
+        .filter_map(|pin| dpkg.package(&pin.name))
+        .collect();
+    let mut unmet: Vec<String> = pins
+        .packages
+        .iter()
+        .filter(|pin| !installed.iter().any(|p| p.name == pin.name))
+        .map(|pin| {
+            format!(
                 "host package {} {} ({}) is pinned and not installed here",
                 pin.name, pin.version, pin.arch
-            )),
-            Some(p) if p.version != pin.version || p.arch != pin.arch => Some(format!(
-                "host package {} is {} ({}) here; the lockfile pins {} ({})",
-                p.name, p.version, p.arch, pin.version, pin.arch
-            )),
-            Some(_) => None,
+            )
         })
-        .collect()
+        .collect();
+    unmet.extend(host_drift(pins, installed));
+    unmet
 }
 
 #[cfg(test)]

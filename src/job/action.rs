@@ -8,14 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use super::{BuildOptions, Env, Events, Job, JobError, RemoteSpec, Spec};
-use crate::builder::shared::{ActionJob, SHARED_SCHEMA};
+use crate::builder::shared::{ActionJob, JOB_FILE, LOCKFILE_FILE, RECIPES_DIR, SHARED_SCHEMA};
 use crate::digest::Sha256Digest;
 use crate::files::io_err;
-
-/// What the input root of an action must hold, and where.
-pub const JOB_FILE: &str = "job.json";
-pub const LOCKFILE_FILE: &str = "lockfile.toml";
-pub const RECIPES_DIR: &str = "recipes";
 
 /// Why an action's input root cannot be run here.
 #[derive(Debug, thiserror::Error)]

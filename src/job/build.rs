@@ -324,14 +324,8 @@ impl Job {
 /// only is asked for.
 #[cfg(feature = "remote")]
 fn connect(spec: &RemoteSpec) -> Result<Box<dyn SharedCache>, JobError> {
-    use crate::remote::{Endpoint, Remote, RemoteCache, TlsFiles};
-    let endpoint: Endpoint = spec.url.parse()?;
-    let tls = TlsFiles {
-        ca: spec.ca.clone(),
-        cert: spec.cert.clone(),
-        key: spec.key.clone(),
-    };
-    let remote = Remote::connect(endpoint.with_instance(&spec.instance).with_tls(&tls)?)?;
+    use crate::remote::{Remote, RemoteCache};
+    let remote = Remote::connect(spec.endpoint()?)?;
     if !spec.cache_only {
         remote.require_execution()?;
     }

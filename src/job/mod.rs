@@ -72,6 +72,21 @@ pub struct RemoteSpec {
     pub key: Option<PathBuf>,
 }
 
+#[cfg(feature = "remote")]
+impl RemoteSpec {
+    /// Where the remote is: the URL, the instance, and for `grpcs://` the TLS files, read.
+    pub fn endpoint(&self) -> Result<crate::remote::Endpoint, crate::remote::RemoteError> {
+        let endpoint: crate::remote::Endpoint = self.url.parse()?;
+        endpoint
+            .with_instance(&self.instance)
+            .with_tls(&crate::remote::TlsFiles {
+                ca: self.ca.clone(),
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+            })
+    }
+}
+
 /// What a job builds: the release, for which architecture, which components.
 #[derive(Debug, Clone)]
 pub struct Spec {

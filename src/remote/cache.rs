@@ -17,16 +17,10 @@ use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use prost::Message;
 
 use super::{Blob, Remote, RemoteError};
-use crate::builder::shared::ActionJob;
+use crate::builder::shared::{ActionJob, JOB_FILE, LOCKFILE_FILE, RECIPES_DIR};
 use crate::builder::{ActionResult, Published, SharedAction, SharedCache, SharedError};
 use crate::source::store::Store;
 
-/// The input root's files.
-pub const JOB: &str = "job.json";
-pub const LOCKFILE: &str = "lockfile.toml";
-/// The input root's directory of recipes: the component's and those of every component it
-/// needs, each `<component>.toml`.
-pub const RECIPES: &str = "recipes";
 /// The result's files.
 pub const RESULT: &str = "result.json";
 pub const OUT: &str = "out";
@@ -68,15 +62,19 @@ impl ActionBlobs {
             Vec::new(),
         );
         let root = directory(
-            [(JOB, job.as_slice()), (LOCKFILE, lockfile.as_slice())].into_iter(),
+            [
+                (JOB_FILE, job.as_slice()),
+                (LOCKFILE_FILE, lockfile.as_slice()),
+            ]
+            .into_iter(),
             vec![re::DirectoryNode {
-                name: RECIPES.to_owned(),
+                name: RECIPES_DIR.to_owned(),
                 digest: Some(Blob::of(&recipes_dir).to_proto()),
             }],
         );
         let platform = platform(&a.platform);
         let command = re::Command {
-            arguments: ["kata-repro", "run-action", JOB]
+            arguments: ["kata-repro", "run-action", JOB_FILE]
                 .map(str::to_owned)
                 .to_vec(),
             output_paths: [LOGS, OUT, RESULT].map(str::to_owned).to_vec(),
@@ -494,8 +492,8 @@ mod tests {
             Some(Blob::of(&base.blobs[2]).to_proto())
         );
         let names: Vec<&str> = root.files.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, [JOB, LOCKFILE]);
-        assert_eq!(root.directories[0].name, RECIPES);
+        assert_eq!(names, [JOB_FILE, LOCKFILE_FILE]);
+        assert_eq!(root.directories[0].name, RECIPES_DIR);
         let recipes = re::Directory::decode(base.blobs[3].as_slice()).unwrap();
         assert_eq!(recipes.files[0].name, "runtime.toml");
         let job: ActionJob = serde_json::from_slice(&base.blobs[4]).unwrap();

@@ -166,9 +166,10 @@ impl Remote {
                 // Report a finished lease, and keep the one running active.
                 if running.as_ref().is_some_and(|r| r.thread.is_finished()) {
                     let done = running.take().expect("checked");
-                    let (result, status) = done.thread.join().unwrap_or_else(|_| {
-                        (failed("the worker's build panicked"), internal("panicked"))
-                    });
+                    let (result, status) = done
+                        .thread
+                        .join()
+                        .unwrap_or_else(|_| (failed(), internal("panicked")));
                     if !complete(&mut session, &done.id, result, status) {
                         notice(&format!(
                             "lease {} ended after its session was lost: not reported",
@@ -333,7 +334,7 @@ fn internal(message: &str) -> Status {
 }
 
 /// An ActionResult for a run that failed; its stderr is set by [`take`] where it can upload it.
-fn failed(_why: &str) -> re::ActionResult {
+fn failed() -> re::ActionResult {
     re::ActionResult {
         exit_code: 1,
         ..Default::default()
@@ -350,7 +351,7 @@ fn take(
 ) -> (re::ActionResult, Status) {
     let remote = match Remote::connect(endpoint.clone()) {
         Ok(r) => r,
-        Err(e) => return (failed(""), internal(&e.to_string())),
+        Err(e) => return (failed(), internal(&e.to_string())),
     };
     let outcome = (|| -> Result<(Blob, Ran), String> {
         let (action, blob) = leased_action(&remote, payload).map_err(|e| e.to_string())?;
@@ -359,7 +360,13 @@ fn take(
             .input_root_digest
             .ok_or("the action names no input root")?;
         let mut budget = MAX_INPUT_BYTES;
-        lay_out(&remote, blob_of(&root)?, dir.path(), 0, &mut budget)?;
+        lay_out(
+            &remote,
+            Blob::from_proto(&root)?,
+            dir.path(),
+            0,
+            &mut budget,
+        )?;
         Ok((blob, run(blob, dir.path())))
     })();
     let (code, why) = match outcome {
@@ -385,7 +392,7 @@ fn take(
         // The lease could not be taken (the server, the input root): another worker may.
         Err(why) => (INTERNAL, why),
     };
-    let mut result = failed(&why);
+    let mut result = failed();
     if let Ok(blobs) = remote.upload(&[why.as_bytes()]) {
         result.stderr_digest = Some(blobs[0].to_proto());
     }
@@ -425,17 +432,13 @@ fn leased_action(
     {
         let digest = re::Digest::decode(any.value.as_slice())
             .map_err(|e| bad(format!("the leased Digest does not decode: {e}")))?;
-        let blob = blob_of(&digest).map_err(bad)?;
+        let blob = Blob::from_proto(&digest).map_err(bad)?;
         let bytes = remote.download(blob)?;
         let action = re::Action::decode(bytes.as_slice())
             .map_err(|e| bad(format!("Action {blob} does not decode: {e}")))?;
         return Ok((action, blob));
     }
     Err(bad(format!("a lease carries a {}", any.type_url)))
-}
-
-fn blob_of(d: &re::Digest) -> Result<Blob, String> {
-    Blob::from_proto(d)
 }
 
 /// Writes the Directory `dir` (and what it holds) under `at`: every blob checked against its
@@ -460,7 +463,7 @@ fn lay_out(
         if !plain(&f.name) {
             return Err(format!("the input root names a file `{}`", f.name));
         }
-        let blob = blob_of(&f.digest.clone().unwrap_or_default())?;
+        let blob = Blob::from_proto(&f.digest.clone().unwrap_or_default())?;
         *budget = budget
             .checked_sub(blob.size)
             .ok_or_else(|| format!("the input root holds more than {MAX_INPUT_BYTES} bytes"))?;
@@ -474,7 +477,7 @@ fn lay_out(
         }
         let path = at.join(&d.name);
         std::fs::create_dir(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let blob = blob_of(&d.digest.clone().unwrap_or_default())?;
+        let blob = Blob::from_proto(&d.digest.clone().unwrap_or_default())?;
         lay_out(remote, blob, &path, depth + 1, budget)?;
     }
     Ok(())

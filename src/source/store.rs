@@ -325,15 +325,12 @@ impl Store {
         redirects: Redirects<'_>,
         progress: impl FnMut(u64, Option<u64>),
     ) -> Result<PathBuf, StoreError> {
-        let staged =
-            tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
-        let mut writer = HashingWriter::new(io::BufWriter::new(staged.as_file()));
+        let staged = self.stage()?;
+        let mut writer = HashingWriter::new(io::BufWriter::new(staged.file()));
         download::copy_to(from, &mut writer, redirects, Limits::FILE, progress)?;
         let (actual, size, buf) = writer.finish();
         buf.into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all())
-            .map_err(io_err(staged.path()))?;
+            .map_err(|e| io_err(staged.0.path())(e.into_error()))?;
         if actual != *expected {
             // `staged` is deleted on drop.
             return Err(StoreError::Mismatch {
@@ -343,12 +340,7 @@ impl Store {
                 size,
             });
         }
-        let dest = self.object_path(expected);
-        staged.persist(&dest).map_err(|e| StoreError::Io {
-            path: dest.clone(),
-            source: e.error,
-        })?;
-        Ok(dest)
+        self.persist(staged, expected)
     }
 
     /// Copies a local file into the store under its sha256 (a build output, say) and returns
@@ -360,8 +352,8 @@ impl Store {
         self.insert_from(&mut input, src)
     }
 
-    /// A file in the staging area for an object whose bytes are written and checked
-    /// elsewhere (a blob read from a remote CAS, hashed as it arrives); it is removed unless
+    /// A file in the staging area for an object being written (a download, a build output, a
+    /// blob read from a remote CAS, each hashed as it is written); it is removed unless
     /// [`Self::persist`] names it.
     pub fn stage(&self) -> Result<Staged, StoreError> {
         let file =
@@ -396,22 +388,14 @@ impl Store {
         input: &mut impl io::Read,
         what: &Path,
     ) -> Result<(Sha256Digest, u64), StoreError> {
-        let staged =
-            tempfile::NamedTempFile::new_in(self.root.join("tmp")).map_err(io_err(&self.root))?;
-        let mut writer =
-            HashingWriter::new(io::BufWriter::with_capacity(1 << 20, staged.as_file()));
+        let staged = self.stage()?;
+        let mut writer = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, staged.file()));
         io::copy(input, &mut writer).map_err(io_err(what))?;
         let (digest, size, buf) = writer.finish();
         buf.into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all())
-            .map_err(io_err(staged.path()))?;
+            .map_err(|e| io_err(staged.0.path())(e.into_error()))?;
         // Renamed over whatever has the name: bytes just hashed replace a damaged object.
-        let dest = self.object_path(&digest);
-        staged.persist(&dest).map_err(|e| StoreError::Io {
-            path: dest.clone(),
-            source: e.error,
-        })?;
+        self.persist(staged, &digest)?;
         Ok((digest, size))
     }
 

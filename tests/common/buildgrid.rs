@@ -29,13 +29,16 @@ caches:
     cache-failed-actions: false
 "#;
 
-/// An action cache, a CAS and ByteStream.
-const CACHE_SERVICES: &str = r#"      - !action-cache
-        cache: *ac
-      - !cas
+/// A CAS and ByteStream.
+const CAS_SERVICES: &str = r#"      - !cas
         storage: *cas
       - !bytestream
         storage: *cas
+"#;
+
+/// The action cache.
+const AC_SERVICE: &str = r#"      - !action-cache
+        cache: *ac
 "#;
 
 fn bgd() -> PathBuf {
@@ -47,20 +50,12 @@ fn bgd() -> PathBuf {
 impl BuildGrid {
     /// CAS, ByteStream and an action cache, instance `main`: no database.
     pub fn start() -> Self {
-        Self::with(None, "", CACHE_SERVICES)
+        Self::with(None, "", &format!("{AC_SERVICE}{CAS_SERVICES}"))
     }
 
     /// CAS and ByteStream only, instance `main`: no action cache.
     pub fn cas_only() -> Self {
-        Self::with(
-            None,
-            "",
-            r#"      - !cas
-        storage: *cas
-      - !bytestream
-        storage: *cas
-"#,
-        )
+        Self::with(None, "", CAS_SERVICES)
     }
 
     /// [`Self::start`] plus Execution and Bots, instance `main`, scheduling on a private
@@ -94,19 +89,14 @@ schedulers:
     bot-session-keepalive-timeout: 10
 "#
         );
+        let execution = r#"      - !execution
+        scheduler: *scheduler
+        operation-stream-keepalive-timeout: 5
+"#;
         Self::with(
             Some(postgres),
             &scheduler,
-            r#"      - !action-cache
-        cache: *ac
-      - !execution
-        scheduler: *scheduler
-        operation-stream-keepalive-timeout: 5
-      - !cas
-        storage: *cas
-      - !bytestream
-        storage: *cas
-"#,
+            &format!("{AC_SERVICE}{execution}{CAS_SERVICES}"),
         )
     }
 
@@ -120,7 +110,12 @@ schedulers:
             cert.display(),
             client_ca.display()
         );
-        let mut server = Self::with_channel(None, "", CACHE_SERVICES, &credentials);
+        let mut server = Self::with_channel(
+            None,
+            "",
+            &format!("{AC_SERVICE}{CAS_SERVICES}"),
+            &credentials,
+        );
         server.tls = true;
         server
     }
