@@ -6,38 +6,10 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::project::Project;
+use common::project::{Project, leak_recipe as recipe};
 use common::{
     assert_code, ed25519_key_pair, exited, items, json, json_error, kata_repro, one_item, string,
 };
-
-/// A recipe whose one step runs `script` (a shell line) and writes clean.txt and leak.txt.
-fn recipe(script: &str) -> String {
-    format!(
-        r#"
-schema = 1
-component = "leak"
-description = "writes what its world looks like"
-workdir = "src/runtime"
-host_tools = ["sh", "date", "env", "sort", "cat", "grep", "ls", "mkdir", "mv"]
-
-[arch.x86_64]
-[arch.aarch64]
-
-[[steps]]
-name = "write"
-argv = ["sh", "-c", "echo same > ${{out}}/clean.txt ; {script}"]
-
-[[outputs]]
-path = "clean.txt"
-mode = 0o644
-
-[[outputs]]
-path = "leak.txt"
-mode = 0o644
-"#
-    )
-}
 
 /// `kata-repro check` over the fixture's lockfile, recipes and store.
 fn check_command(p: &Project) -> std::process::Command {

@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::buildgrid::BuildGrid;
-use common::project::{AGENT_RS, HELLO_GO, Project, hello_go_running};
+use common::project::{AGENT_RS, HELLO_GO, Project, hello_go_running, leak_recipe};
 use common::{assert_code, exited, items, json, kata_repro};
 
 /// A `kata-repro worker` with a store of its own, stopped (with everything it started) when
@@ -323,4 +323,101 @@ fn a_leaky_recipe_built_by_a_worker_then_here_is_caught_by_diff() {
     let arch = std::env::consts::ARCH;
     assert!(t.contains(&format!("differs  {arch}/hello/hello")), "{t}");
     assert!(t.contains("ELF section"), "{t}");
+}
+
+/// A recipe that copies what the leak recipe wrote.
+const COPY: &str = r#"
+schema = 1
+component = "copy"
+description = "copies what leak wrote"
+workdir = "src/runtime"
+host_tools = ["sh", "cat"]
+needs = ["leak"]
+
+[arch.x86_64]
+[arch.aarch64]
+
+[[steps]]
+name = "copy"
+argv = ["sh", "-c", "cat ${needs_leak}/leak.txt > ${out}/copy.txt"]
+
+[[outputs]]
+path = "copy.txt"
+mode = 0o644
+"#;
+
+/// How often `worker` built `component`.
+fn builds_of(worker: &Worker, component: &str) -> usize {
+    worker
+        .log()
+        .matches(&format!("built {component} ("))
+        .count()
+}
+
+#[test]
+fn a_check_s_builds_run_on_workers_afresh_under_its_variations() {
+    let server = BuildGrid::with_execution();
+    let url = server.url();
+    let leak = leak_recipe("umask > ${out}/leak.txt");
+    let p = Project::new(&[("leak", &leak), ("copy", COPY)]);
+    let worker = Worker::start(&p, &server, "w1");
+    let check = || {
+        p.command("check", "store-c")
+            .args(["--variations", "umask", "--json"])
+            .args(["--remote", &url, "--remote-instance", "main"])
+            .output()
+            .unwrap()
+    };
+    let checked = check();
+    assert_eq!(
+        checked.status.code(),
+        Some(1),
+        "{}\nworker:\n{}",
+        common::text(&checked),
+        worker.log()
+    );
+    let v = json(&checked);
+    let arch = std::env::consts::ARCH;
+    let verdict = |path: &str| {
+        let a = items(&v["artifacts"])
+            .find(|a| a["path"] == format!("{arch}/{path}").as_str())
+            .unwrap_or_else(|| panic!("{path}: {v}"));
+        let blamed: Vec<&str> = items(&a["blame"])
+            .map(|b| b["variation"].as_str().unwrap())
+            .collect();
+        (a["verdict"].as_str().unwrap().to_owned(), blamed.join(","))
+    };
+    // The worker applied the umask: the leak shows, and the component that needs it was built
+    // on the varied build's leak.
+    assert_eq!(
+        verdict("leak/leak.txt"),
+        ("not-reproducible".into(), "umask".into())
+    );
+    assert_eq!(verdict("leak/clean.txt").0, "reproducible");
+    assert_eq!(verdict("copy/copy.txt").0, "not-reproducible", "{v}");
+    // Both builds, each component, ran on the worker.
+    assert_eq!(builds_of(&worker, "leak"), 2, "{}", worker.log());
+    assert_eq!(builds_of(&worker, "copy"), 2, "{}", worker.log());
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(stderr.contains("executing on a worker"), "{stderr}");
+
+    // Never answered from a cache: a second check builds again.
+    let again = check();
+    assert_code(&again, 1);
+    assert_eq!(builds_of(&worker, "leak"), 4, "{}", worker.log());
+
+    // The plain builds' results were shared; the varied ones were not.
+    let taken = build_remotely(&p, "store-b", "out-b", &url, &[]).output(LIMIT);
+    succeeded(&taken, &[&worker], &server);
+    assert!(
+        components(&taken)
+            .iter()
+            .all(|c| c["cached"] == true && c["remote"] == true),
+        "{}",
+        common::text(&taken)
+    );
+    assert_eq!(
+        read(&p.path(&format!("out-b/{arch}/leak/leak.txt"))).trim(),
+        "0022"
+    );
 }

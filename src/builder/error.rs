@@ -49,6 +49,14 @@ pub enum BuildError {
         cache: String,
         source: super::shared::SharedError,
     },
+    /// A result the caller gave (a fresh action's needs) that is not the one its recipe and
+    /// key call for.
+    #[error("{component}: the result given for action {key} is refused: {why}")]
+    Given {
+        component: String,
+        key: crate::digest::Sha256Digest,
+        why: String,
+    },
 }
 
 impl BuildError {
@@ -59,7 +67,8 @@ impl BuildError {
             BuildError::StepFailed(_)
             | BuildError::Input { .. }
             | BuildError::HostDrift { .. }
-            | BuildError::DamagedOutput(_) => 1,
+            | BuildError::DamagedOutput(_)
+            | BuildError::Given { .. } => 1,
             BuildError::Inputs(e) => e.exit_code(),
             BuildError::Shared { source, .. } => match source {
                 super::shared::SharedError::Usage(_) => 2,

@@ -94,7 +94,8 @@ pub struct Builder<'a> {
     pub lockfile_name: String,
     pub lockfile_sha256: Sha256Digest,
     pub arch: String,
-    pub no_cache: bool,
+    /// Which components skip the action caches, the store's and the shared one.
+    pub no_cache: NoCache,
     pub allow_network_leak: bool,
     /// Build even when host packages differ from the lockfile's `[host]` pins.
     pub allow_host_drift: bool,
@@ -114,6 +115,38 @@ pub struct Builder<'a> {
     /// A cache shared with other machines: asked for what the store lacks, given what it
     /// lacks.
     pub shared: Option<&'a dyn SharedCache>,
+    /// Results given with the build, their outputs and logs in the store (a fresh action's
+    /// needs, as the client's build has them): checked as a shared cache's are, they stand
+    /// for their components over anything the caches hold.
+    pub given: Vec<ActionResult>,
+}
+
+/// Which components of a build skip the action caches and are built afresh (`--no-cache`,
+/// `check`, `audit`): none, every one, or one (a worker's fresh action, whose needs come
+/// with it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NoCache {
+    #[default]
+    None,
+    All,
+    Only(String),
+}
+
+impl NoCache {
+    /// Whether `component` is built afresh.
+    pub fn skips(&self, component: &str) -> bool {
+        match self {
+            NoCache::None => false,
+            NoCache::All => true,
+            NoCache::Only(c) => c == component,
+        }
+    }
+}
+
+impl From<bool> for NoCache {
+    fn from(all: bool) -> Self {
+        if all { NoCache::All } else { NoCache::None }
+    }
 }
 
 /// Why a Go recipe is left out where no `--go-proxy` is given: the release commits no Go
@@ -299,10 +332,14 @@ impl Builder<'_> {
         }
         let keys = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        if !self.no_cache {
-            for plan in &mut plans {
-                plan.cached = self.cached(&plan.record.action_key);
-            }
+        for plan in plans
+            .iter_mut()
+            .filter(|p| !self.no_cache.skips(p.component()))
+        {
+            plan.cached = self.cached(&plan.record.action_key);
+        }
+        for plan in &mut plans {
+            self.take_given(plan)?;
         }
         let store_checks = started.elapsed().as_secs_f64();
         let started = Instant::now();
@@ -1097,13 +1134,14 @@ impl Builder<'_> {
                     (record, ComponentRun { remote, ..run })
                 });
         }
-        // A rebuild without the cache (`check`, `audit`) runs here: the server would answer
-        // from its cache, and its workers do not apply a check's variations. No entry of the
-        // store is held while a worker builds: a worker on this machine may share the store,
-        // and takes the action's entry to build.
-        let remotely = !self.no_cache && self.variations.names().is_empty();
-        if let Some(shared) = self.shared.filter(|s| s.executes() && remotely) {
-            let action = self.shared_action(loaded, action_key, needs, &needed_recipes)?;
+        // A server that executes builds every component the store lacks, a rebuild without the
+        // cache (`check`, `audit`) too: its workers build it afresh, under this build's
+        // variations. No entry of the store is held while a worker builds: a worker on this
+        // machine may share the store, and takes the action's entry to build.
+        let fresh = self.no_cache.skips(&name);
+        if let Some(shared) = self.shared.filter(|s| s.executes()) {
+            let mut action = self.shared_action(loaded, action_key, needs, &needed_recipes)?;
+            action.fresh = fresh;
             let err = |source| self.shared_err(shared, &name, source);
             let result = shared
                 .execute(&action, self.store, &mut |stage| {
@@ -1129,7 +1167,7 @@ impl Builder<'_> {
             .store
             .lock_entry(&format!("action-{}", action_key.to_hex()))
             .map_err(|e| io_err(self.store.root())(std::io::Error::other(e.to_string())))?;
-        if let Some(result) = (!self.no_cache).then(|| self.cached(&action_key)).flatten() {
+        if let Some(result) = (!fresh).then(|| self.cached(&action_key)).flatten() {
             events(Event::ComponentCached {
                 component: &name,
                 remote: false,
@@ -1206,7 +1244,9 @@ impl Builder<'_> {
         };
         self.record_result(&result)?;
         lap(&mut phases, "outputs");
-        if let Some(shared) = self.shared {
+        // A varied build's result is never looked up but by another varied build: it is kept
+        // in the store only.
+        if let Some(shared) = self.shared.filter(|_| self.variations.is_empty()) {
             let action = self.shared_action(loaded, action_key, needs, &needed_recipes)?;
             shared
                 .publish(&action, &result, self.store)
@@ -1232,6 +1272,25 @@ impl Builder<'_> {
         ))
     }
 
+    /// Takes the result given for a planned component, if any: checked against its recipe and
+    /// key, recorded in the store, and installed as a cached one.
+    fn take_given(&self, plan: &mut Plan) -> Result<(), BuildError> {
+        let key = plan.record.action_key;
+        let Some(result) = self.given.iter().find(|r| r.action_key == key) else {
+            return Ok(());
+        };
+        shared::check_result(&plan.loaded, &key, result, self.store).map_err(|why| {
+            BuildError::Given {
+                component: plan.component().to_owned(),
+                key,
+                why,
+            }
+        })?;
+        self.record_result(result)?;
+        plan.cached = Some(result.clone());
+        Ok(())
+    }
+
     /// Consults the shared cache for a planned component: a result the store lacks is fetched
     /// from it, checked and recorded in the store; one the store holds is given to it.
     fn share(&self, shared: &dyn SharedCache, plan: &mut Plan) -> Result<(), BuildError> {
@@ -1244,7 +1303,7 @@ impl Builder<'_> {
             shared.publish(&action, result, self.store).map_err(err)?;
             return Ok(());
         }
-        if self.no_cache {
+        if self.no_cache.skips(&name) {
             return Ok(());
         }
         let Some(result) = shared.fetch(&action, self.store).map_err(err)? else {
@@ -1299,6 +1358,8 @@ impl Builder<'_> {
             recipes: std::iter::once(loaded).chain(needed_recipes).collect(),
             needs,
             platform: shared::platform(&self.arch, self.lock.host.as_ref()),
+            fresh: false,
+            variations: self.variations.names(),
         })
     }
 
@@ -1386,25 +1447,7 @@ impl Builder<'_> {
     /// the size misses of damage by accident, which `kata-repro store verify` finds. Outputs
     /// are hashed again when a step is to read them (see [`Self::install_outputs`]).
     fn cached(&self, key: &Sha256Digest) -> Option<ActionResult> {
-        let path = self.store.action_path(key).with_extension("json");
-        let result: ActionResult = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-        if result.action_key != *key {
-            return None;
-        }
-        for o in &result.record.outputs {
-            let size = std::fs::metadata(self.store.object_path(&o.sha256))
-                .ok()?
-                .len();
-            if size != o.size {
-                return None;
-            }
-        }
-        for (_, d) in &result.logs {
-            if !self.store.object_path(d).is_file() {
-                return None;
-            }
-        }
-        Some(result)
+        shared::recorded(self.store, key)
     }
 
     /// Collects, checks and normalises a component's outputs: what `from` names is copied from
@@ -1424,12 +1467,7 @@ impl Builder<'_> {
 
     /// Records a built component in the action cache, by its key.
     fn record_result(&self, result: &ActionResult) -> Result<(), BuildError> {
-        let path = self
-            .store
-            .action_path(&result.action_key)
-            .with_extension("json");
-        let json = serde_json::to_vec_pretty(result).expect("serialises");
-        Ok(crate::files::write_atomically(&path, &json).map_err(io_err(&path))?)
+        shared::record(self.store, result)
     }
 
     /// Every file under `out` must be declared; every declared file must be there. Each is

@@ -12,11 +12,12 @@ use super::StepRun;
 use crate::digest::Sha256Digest;
 use crate::manifest::{Artifact, ComponentRecord};
 use crate::recipe::LoadedRecipe;
+use crate::sandbox::variation::Variation;
 use crate::source::store::Store;
 
 /// Bumped whenever what a shared action names, or how its result is laid out, changes: results
 /// recorded under another shape are then never looked up.
-pub const SHARED_SCHEMA: u32 = 1;
+pub const SHARED_SCHEMA: u32 = 2;
 
 /// Each step's log, by step name, as an object in the store.
 pub type StepLogs = Vec<(String, Sha256Digest)>;
@@ -37,6 +38,9 @@ pub struct ActionResult {
 pub const JOB_FILE: &str = "job.json";
 pub const LOCKFILE_FILE: &str = "lockfile.toml";
 pub const RECIPES_DIR: &str = "recipes";
+/// In a fresh action's input root: how the cache listed the result of each component it
+/// needs, as built in the same build, `<component>` each (see [`SharedAction::fresh`]).
+pub const NEEDS_DIR: &str = "needs";
 
 /// What `job.json` of a component's action says, for the machine that runs it: the component,
 /// the arch, the action key it must come to, the lockfile's name (its text is beside it) and the
@@ -52,6 +56,12 @@ pub struct ActionJob {
     pub lockfile: String,
     /// The action keys of the components it needs, built before it.
     pub needs: BTreeMap<String, Sha256Digest>,
+    /// Built afresh, whatever any cache holds, with the needed components' results of the
+    /// same build ([`NEEDS_DIR`]).
+    pub fresh: bool,
+    /// The variations it is built under (`check`'s second build), which the machine that
+    /// runs it must apply, each of them.
+    pub variations: Vec<Variation>,
 }
 
 /// One component's action as a shared cache names it: the key, and what a machine that has
@@ -70,6 +80,11 @@ pub struct SharedAction<'a> {
     /// What a machine must match to run it: `arch`, `kata-repro` (the version), `host-pins`
     /// (the digest of the lockfile's `[host]` pins, or `none`).
     pub platform: BTreeMap<String, String>,
+    /// Built afresh (`--no-cache`, `check`, `audit`): no cache is consulted for it and its
+    /// result is recorded in none; the components it needs are taken as this build has them.
+    pub fresh: bool,
+    /// The variations this build applies, which the machine that runs it must apply too.
+    pub variations: Vec<Variation>,
 }
 
 /// What publishing a result did.
@@ -155,10 +170,41 @@ pub fn platform(arch: &str, host_pins: Option<&crate::lock::HostPins>) -> BTreeM
     ])
 }
 
+/// The result the store's action cache records for `key`, if every output is in the store at
+/// its recorded size and every log is there. The store is believed on (docs/trust.md): sizes
+/// catch what damage by accident does not, `kata-repro store verify` the rest.
+pub fn recorded(store: &Store, key: &Sha256Digest) -> Option<ActionResult> {
+    let path = store.action_path(key).with_extension("json");
+    let result: ActionResult = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    if result.action_key != *key {
+        return None;
+    }
+    for o in &result.record.outputs {
+        let size = std::fs::metadata(store.object_path(&o.sha256)).ok()?.len();
+        if size != o.size {
+            return None;
+        }
+    }
+    for (_, d) in &result.logs {
+        if !store.object_path(d).is_file() {
+            return None;
+        }
+    }
+    Some(result)
+}
+
+/// Records `result` in the store's action cache, under its key.
+pub fn record(store: &Store, result: &ActionResult) -> Result<(), super::BuildError> {
+    let path = store.action_path(&result.action_key).with_extension("json");
+    let json = serde_json::to_vec_pretty(result).expect("serialises");
+    crate::files::write_atomically(&path, &json).map_err(crate::files::io_err(&path))?;
+    Ok(())
+}
+
 /// A shared result must be the one asked for, and install what the recipe declares: every
 /// output declared with its mode, every required output present, and all of them, with the
 /// logs, in the store at their recorded sizes.
-pub(super) fn check_result(
+pub fn check_result(
     loaded: &LoadedRecipe,
     key: &Sha256Digest,
     result: &ActionResult,

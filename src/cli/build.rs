@@ -171,7 +171,7 @@ pub fn run(args: BuildArgs, config: &Config, format: Format) -> Result<ExitCode,
     let job = Job::open(args.job.spec(config), &events)?;
     let opened = started.elapsed().as_secs_f64();
     let options = BuildOptions {
-        no_cache: args.no_cache,
+        no_cache: args.no_cache.into(),
         records: true,
         ..Default::default()
     };

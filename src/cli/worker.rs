@@ -159,11 +159,11 @@ pub fn run(args: WorkerArgs, config: &Config, _format: Format) -> Result<ExitCod
         let ran = kata_repro::job::action::run(root, env.clone(), spec.clone(), &out, &events);
         drop(progress);
         let outcome = match ran {
-            Ok((component, key)) => {
-                eprintln!("worker {}: built {component} ({key})", bot.id);
-                Ran::Done
+            Ok(done) => {
+                eprintln!("worker {}: built {} ({})", bot.id, done.component, done.key);
+                Ran::Done(Box::new(done.listing))
             }
-            Err(e @ JobError::Action(_)) => Ran::Refused(e.to_string()),
+            Err(JobError::Action(e)) if e.is_precondition() => Ran::Refused(e.to_string()),
             Err(e) => Ran::Failed(format!("{:#}", anyhow::anyhow!(e))),
         };
         if let Ran::Refused(why) | Ran::Failed(why) = &outcome {

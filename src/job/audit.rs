@@ -167,7 +167,7 @@ pub fn run(spec: &AuditSpec, env: Env, events: Events<'_>) -> Result<Report, Job
         manifest.lockfile.name
     )));
     let options = BuildOptions {
-        no_cache: true,
+        no_cache: crate::builder::NoCache::All,
         variations: Default::default(),
         records: !spec.sboms.is_empty() || spec.provenance.is_some(),
         label: "rebuild".into(),

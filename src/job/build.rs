@@ -35,7 +35,8 @@ pub struct Job {
 /// How one build of a job goes.
 #[derive(Default)]
 pub struct BuildOptions {
-    pub no_cache: bool,
+    /// Which components skip the action caches and are built afresh.
+    pub no_cache: builder::NoCache,
     pub variations: Varied,
     /// Write SBOMs and provenance beside the manifest.
     pub records: bool,
@@ -44,6 +45,9 @@ pub struct BuildOptions {
     /// The action key a component must come to, or nothing is built (a worker running a
     /// client's action).
     pub expect: Option<(String, Sha256Digest)>,
+    /// Results given with the build, their outputs and logs in the store: see
+    /// [`Builder::given`].
+    pub given: Vec<builder::ActionResult>,
 }
 
 /// What one build of a job gave.
@@ -186,7 +190,7 @@ impl Job {
                 .unwrap_or_default(),
             lockfile_sha256: self.release.lock.sha256,
             arch: self.spec.arch.clone(),
-            no_cache: options.no_cache,
+            no_cache: options.no_cache.clone(),
             allow_network_leak: env.allow_network_leak,
             allow_host_drift: env.allow_host_drift,
             rust_toolchain: env.rust_toolchain.clone(),
@@ -196,6 +200,7 @@ impl Job {
             variations: options.variations.clone(),
             left_out: self.left_out.clone(),
             shared: self.shared.as_deref(),
+            given: options.given.clone(),
         })
     }
 

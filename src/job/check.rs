@@ -49,7 +49,7 @@ pub fn plan(job: &Job, requested: &[Variation]) -> Result<(Varied, Vec<Applied>)
 
 fn options(variations: Varied, label: &str) -> BuildOptions {
     BuildOptions {
-        no_cache: true,
+        no_cache: crate::builder::NoCache::All,
         variations,
         records: false,
         label: label.to_owned(),

@@ -10,15 +10,23 @@
 //!
 //! Its result lists `result.json` (the store's own record of the result), each output under
 //! `out/` and each step's log under `logs/`.
+//!
+//! A fresh action (`--no-cache`, `check`, `audit`) says so in `job.json`, with the variations
+//! it is built under, and is sent with `do_not_cache` and `skip_cache_lookup`: the server
+//! neither answers it from its cache nor records its result. Its input root also holds, under
+//! `needs/`, the result of each component it needs as the same build has it: how the server
+//! listed it (an encoded `ActionResult`), so that the worker builds on those very outputs.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use prost::Message;
 
 use super::{Blob, Remote, RemoteError};
-use crate::builder::shared::{ActionJob, JOB_FILE, LOCKFILE_FILE, RECIPES_DIR};
+use crate::builder::shared::{ActionJob, JOB_FILE, LOCKFILE_FILE, NEEDS_DIR, RECIPES_DIR};
 use crate::builder::{ActionResult, Published, SharedAction, SharedCache, SharedError};
+use crate::digest::Sha256Digest;
 use crate::source::store::Store;
 
 /// The result's files.
@@ -36,7 +44,9 @@ pub struct ActionBlobs {
 }
 
 impl ActionBlobs {
-    pub fn of(a: &SharedAction<'_>) -> Self {
+    /// `a`'s blobs; `needs` holds, for a fresh action, each needed component's result as the
+    /// server listed it (an encoded `ActionResult`), by component.
+    pub fn of(a: &SharedAction<'_>, needs: &BTreeMap<String, Vec<u8>>) -> Self {
         let job = ActionJob {
             schema: crate::builder::shared::SHARED_SCHEMA,
             component: a.component.to_owned(),
@@ -44,6 +54,8 @@ impl ActionBlobs {
             action_key: a.key,
             lockfile: a.lockfile_name.to_owned(),
             needs: a.needs.clone(),
+            fresh: a.fresh,
+            variations: a.variations.clone(),
         };
         let job = serde_json::to_vec(&job).expect("serialises");
         let lockfile = a.lockfile_text.as_bytes().to_vec();
@@ -61,16 +73,26 @@ impl ActionBlobs {
             recipes.iter().map(|(n, b)| (n.as_str(), b.as_slice())),
             Vec::new(),
         );
+        let needs_dir = directory(
+            needs.iter().map(|(n, b)| (n.as_str(), b.as_slice())),
+            Vec::new(),
+        );
+        let mut dirs = vec![(RECIPES_DIR, &recipes_dir)];
+        if !needs.is_empty() {
+            dirs.insert(0, (NEEDS_DIR, &needs_dir));
+        }
         let root = directory(
             [
                 (JOB_FILE, job.as_slice()),
                 (LOCKFILE_FILE, lockfile.as_slice()),
             ]
             .into_iter(),
-            vec![re::DirectoryNode {
-                name: RECIPES_DIR.to_owned(),
-                digest: Some(Blob::of(&recipes_dir).to_proto()),
-            }],
+            dirs.iter()
+                .map(|(name, dir)| re::DirectoryNode {
+                    name: (*name).to_owned(),
+                    digest: Some(Blob::of(dir).to_proto()),
+                })
+                .collect(),
         );
         let platform = platform(&a.platform);
         let command = re::Command {
@@ -85,11 +107,16 @@ impl ActionBlobs {
             command_digest: Some(Blob::of(&command).to_proto()),
             input_root_digest: Some(Blob::of(&root).to_proto()),
             platform: Some(platform),
+            do_not_cache: a.fresh,
             ..Default::default()
         }
         .encode_to_vec();
         let mut blobs = vec![action, command, root, recipes_dir, job, lockfile];
         blobs.extend(recipes.into_iter().map(|(_, b)| b));
+        if !needs.is_empty() {
+            blobs.push(needs_dir);
+            blobs.extend(needs.values().cloned());
+        }
         Self {
             action: Blob::of(&blobs[0]),
             blobs,
@@ -135,12 +162,41 @@ pub struct RemoteCache {
     remote: Remote,
     /// Whether actions the cache lacks are executed by the server's workers.
     executes: bool,
+    /// How the server listed each result taken from it, by action key: what a fresh action
+    /// of a component that needs it carries.
+    listed: Mutex<BTreeMap<Sha256Digest, Vec<u8>>>,
 }
 
 impl RemoteCache {
     /// The server's action cache; with `executes`, also its workers.
     pub fn new(remote: Remote, executes: bool) -> Self {
-        Self { remote, executes }
+        Self {
+            remote,
+            executes,
+            listed: Mutex::default(),
+        }
+    }
+
+    /// The results of the components a fresh action needs, as the server listed them to this
+    /// build, by component.
+    fn needs_listed(&self, a: &SharedAction<'_>) -> Result<BTreeMap<String, Vec<u8>>, SharedError> {
+        if !a.fresh {
+            return Ok(BTreeMap::new());
+        }
+        let listed = self.listed.lock().expect("not poisoned");
+        a.needs
+            .iter()
+            .map(|(component, key)| {
+                let bytes = listed.get(key).cloned().ok_or_else(|| {
+                    SharedError::Failed(format!(
+                        "{} needs {component} ({key}), which this build did not take from {}",
+                        a.component,
+                        self.describe()
+                    ))
+                })?;
+                Ok((component.clone(), bytes))
+            })
+            .collect()
     }
 
     /// Uploads `a`'s blobs, has the server's workers execute it, and takes the result.
@@ -150,19 +206,19 @@ impl RemoteCache {
         store: &Store,
         on_stage: &mut dyn FnMut(super::Stage),
     ) -> Result<ActionResult, SharedError> {
-        let blobs = ActionBlobs::of(a);
+        let blobs = ActionBlobs::of(a, &self.needs_listed(a)?);
         let all: Vec<&[u8]> = blobs.blobs.iter().map(Vec::as_slice).collect();
         self.remote.upload(&all).map_err(shared)?;
         let response = self
             .remote
-            .execute(blobs.action, on_stage)
+            .execute(blobs.action, a.fresh, on_stage)
             .map_err(shared)?;
         let status = response.status.clone().unwrap_or_default();
         let result = response.result.unwrap_or_default();
         if status.code != 0 || result.exit_code != 0 {
             return Err(SharedError::Failed(self.failure(&status, &result)));
         }
-        self.take(a, &result, store)?.ok_or_else(|| {
+        self.take(&a.key, &result, store)?.ok_or_else(|| {
             SharedError::Failed(format!(
                 "action {}: the server dropped blobs of the result it just returned",
                 blobs.action
@@ -237,7 +293,7 @@ impl RemoteCache {
         a: &SharedAction<'_>,
         store: &Store,
     ) -> Result<Option<ActionResult>, SharedError> {
-        let blobs = ActionBlobs::of(a);
+        let blobs = ActionBlobs::of(a, &BTreeMap::new());
         let Some(found) = self
             .remote
             .get_action_result(blobs.action)
@@ -245,14 +301,29 @@ impl RemoteCache {
         else {
             return Ok(None);
         };
-        self.take(a, &found, store)
+        self.take(&a.key, &found, store)
     }
 
-    /// The result `found` lists for `a`, checked, with its outputs and logs put into `store`;
-    /// `None` when the server no longer holds some blob of it.
+    /// The result of `key` that `listing` (an encoded `ActionResult` the server gave) lists,
+    /// checked, with its outputs and logs put into `store`; `None` when the server no longer
+    /// holds some blob of it. A worker takes a fresh action's needs so.
+    pub fn take_listed(
+        &self,
+        key: &Sha256Digest,
+        listing: &[u8],
+        store: &Store,
+    ) -> Result<Option<ActionResult>, SharedError> {
+        let found = re::ActionResult::decode(listing).map_err(|e| {
+            SharedError::Refused(format!("the listing of {key} does not decode: {e}"))
+        })?;
+        self.take(key, &found, store)
+    }
+
+    /// The result of `key` that `found` lists, checked, with its outputs and logs put into
+    /// `store`; `None` when the server no longer holds some blob of it.
     fn take(
         &self,
-        a: &SharedAction<'_>,
+        key: &Sha256Digest,
         found: &re::ActionResult,
         store: &Store,
     ) -> Result<Option<ActionResult>, SharedError> {
@@ -265,10 +336,10 @@ impl RemoteCache {
         let result: ActionResult = serde_json::from_slice(&bytes).map_err(|e| {
             SharedError::Refused(format!("its {RESULT} ({result}) does not parse: {e}"))
         })?;
-        if result.action_key != a.key {
+        if result.action_key != *key {
             return Err(SharedError::Refused(format!(
-                "its {RESULT} is the result of action {}, not of {}",
-                result.action_key, a.key
+                "its {RESULT} is the result of action {}, not of {key}",
+                result.action_key
             )));
         }
         let wanted = result
@@ -293,6 +364,14 @@ impl RemoteCache {
                 return Ok(None);
             }
         }
+        let listing = re::ActionResult {
+            output_files: found.output_files.clone(),
+            ..Default::default()
+        };
+        self.listed
+            .lock()
+            .expect("not poisoned")
+            .insert(*key, listing.encode_to_vec());
         Ok(Some(result))
     }
 
@@ -305,14 +384,27 @@ impl RemoteCache {
         if !self.remote.cache_writable() {
             return Ok(Published::ReadOnly);
         }
-        let blobs = ActionBlobs::of(a);
+        let blobs = ActionBlobs::of(a, &BTreeMap::new());
         if self.remote.get_action_result(blobs.action)?.is_some() {
             return Ok(Published::Present);
         }
+        let all: Vec<&[u8]> = blobs.blobs.iter().map(Vec::as_slice).collect();
+        self.remote.upload(&all)?;
+        let output = self.hand_over(result, store)?;
+        self.remote.update_action_result(blobs.action, output)?;
+        Ok(Published::Recorded)
+    }
+
+    /// Gives the server `result`'s record, outputs and logs, read from `store`, and returns
+    /// the action result that lists them, recorded nowhere: what a worker reports for its
+    /// lease, and what is recorded in the action cache.
+    pub fn hand_over(
+        &self,
+        result: &ActionResult,
+        store: &Store,
+    ) -> Result<re::ActionResult, RemoteError> {
         let json = serde_json::to_vec_pretty(result).expect("serialises");
-        let mut small: Vec<&[u8]> = blobs.blobs.iter().map(Vec::as_slice).collect();
-        small.push(&json);
-        self.remote.upload(&small)?;
+        self.remote.upload(&[&json])?;
         let mut files: Vec<(String, Blob, bool)> = result
             .record
             .outputs
@@ -349,7 +441,7 @@ impl RemoteCache {
         self.remote.upload_files(&named)?;
         files.push((RESULT.to_owned(), Blob::of(&json), false));
         files.sort();
-        let output = re::ActionResult {
+        Ok(re::ActionResult {
             output_files: files
                 .into_iter()
                 .map(|(path, blob, is_executable)| re::OutputFile {
@@ -361,9 +453,7 @@ impl RemoteCache {
                 .collect(),
             exit_code: 0,
             ..Default::default()
-        };
-        self.remote.update_action_result(blobs.action, output)?;
-        Ok(Published::Recorded)
+        })
     }
 }
 
@@ -456,6 +546,10 @@ mod tests {
     use crate::digest::Sha256Digest;
 
     fn blobs(key: &[u8], needs: &[(&str, &[u8])], arch: &str) -> ActionBlobs {
+        fresh_blobs(key, needs, arch, false)
+    }
+
+    fn fresh_blobs(key: &[u8], needs: &[(&str, &[u8])], arch: &str, fresh: bool) -> ActionBlobs {
         let recipe = crate::recipe::RecipeSource::Builtin.load_all().unwrap()["runtime"].clone();
         let action = SharedAction {
             component: "runtime",
@@ -469,8 +563,15 @@ mod tests {
                 .map(|(n, k)| ((*n).to_owned(), Sha256Digest::of(k)))
                 .collect(),
             platform: crate::builder::shared::platform(arch, None),
+            fresh,
+            variations: Vec::new(),
         };
-        ActionBlobs::of(&action)
+        let listed = needs
+            .iter()
+            .filter(|_| fresh)
+            .map(|(n, k)| ((*n).to_owned(), k.to_vec()))
+            .collect();
+        ActionBlobs::of(&action, &listed)
     }
 
     #[test]
@@ -501,6 +602,40 @@ mod tests {
         let props = &action.platform.unwrap().properties;
         let keys: Vec<&str> = props.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(keys, ["arch", "host-pins", "kata-repro"]);
+    }
+
+    #[test]
+    fn a_fresh_action_is_never_cached_and_carries_its_needs_listings() {
+        let needs: &[(&str, &[u8])] = &[("agent", b"a")];
+        let plain = blobs(b"k", needs, "x86_64");
+        let fresh = fresh_blobs(b"k", needs, "x86_64", true);
+        assert_ne!(plain.action, fresh.action);
+        let action = re::Action::decode(fresh.blobs[0].as_slice()).unwrap();
+        assert!(action.do_not_cache);
+        assert!(
+            !re::Action::decode(plain.blobs[0].as_slice())
+                .unwrap()
+                .do_not_cache
+        );
+        let job: ActionJob = serde_json::from_slice(&fresh.blobs[4]).unwrap();
+        assert!(job.fresh);
+        let root = re::Directory::decode(fresh.blobs[2].as_slice()).unwrap();
+        let dirs: Vec<&str> = root.directories.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(dirs, [NEEDS_DIR, RECIPES_DIR]);
+        // The needs directory lists each needed component's listing, and is sent.
+        let needs_dir = root.directories[0].digest.clone().unwrap();
+        let sent = fresh
+            .blobs
+            .iter()
+            .find(|b| Blob::of(b).to_proto() == needs_dir)
+            .expect("the needs directory is among the blobs");
+        let listed = re::Directory::decode(sent.as_slice()).unwrap();
+        assert_eq!(listed.files[0].name, "agent");
+        assert_eq!(listed.files[0].digest, Some(Blob::of(b"a").to_proto()));
+        assert!(fresh.blobs.iter().any(|b| b == b"a"));
+        // A plain action carries none.
+        let root = re::Directory::decode(plain.blobs[2].as_slice()).unwrap();
+        assert_eq!(root.directories.len(), 1);
     }
 
     #[test]

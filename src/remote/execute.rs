@@ -63,19 +63,20 @@ fn finished(e: &super::Endpoint, op: Operation) -> Result<re::ExecuteResponse, R
 
 impl Remote {
     /// Asks the server to execute `action` (its Action, Command and input root already in the
-    /// CAS) unless its action cache has the result, and waits for the operation to finish,
+    /// CAS) unless its action cache has the result (or `fresh`: whatever it has), and waits for the operation to finish,
     /// reporting each stage to `on_stage`. A stream the server closes before the end is
     /// followed again with WaitExecution.
     pub fn execute(
         &self,
         action: Blob,
+        fresh: bool,
         mut on_stage: impl FnMut(Stage),
     ) -> Result<re::ExecuteResponse, RemoteError> {
         let e = &self.endpoint;
         let request = re::ExecuteRequest {
             instance_name: e.instance.clone(),
             action_digest: Some(action.to_proto()),
-            skip_cache_lookup: false,
+            skip_cache_lookup: fresh,
             ..Default::default()
         };
         let mut client = ExecutionClient::new(self.channel.clone());

@@ -9,6 +9,8 @@ mod error;
 mod execute;
 mod worker;
 
+/// The Remote Execution API's messages.
+pub use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 pub use cache::{ActionBlobs, RemoteCache};
 pub use cas::Blob;
 pub use endpoint::{Endpoint, Tls, TlsFiles};
@@ -18,7 +20,6 @@ pub use worker::{Bot, GIVE_UP_AFTER, Notice, Ran, RunAction};
 
 use std::time::Duration;
 
-use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use re::capabilities_client::CapabilitiesClient;
 use tonic::transport::Channel;
 

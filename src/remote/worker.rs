@@ -39,8 +39,8 @@ pub struct Bot {
 
 /// How running a leased action went.
 pub enum Ran {
-    /// It ran; its result is in the server's action cache under the action.
-    Done,
+    /// It ran: the result, its blobs given to the server (see `RemoteCache::hand_over`).
+    Done(Box<re::ActionResult>),
     /// It could not run here (a precondition, like the action key, does not hold).
     Refused(String),
     /// It failed: the message, for the client.
@@ -342,8 +342,7 @@ fn failed() -> re::ActionResult {
 }
 
 /// Runs one lease: its action read (from the payload, or from the CAS by digest), its input
-/// root laid out in a fresh directory, `run` called, and the result read back from the action
-/// cache. Whatever fails is the lease's status, with the message as its stderr.
+/// root laid out in a fresh directory, and `run` called. Whatever fails is the lease's status, with the message as its stderr.
 fn take(
     endpoint: &Endpoint,
     payload: Option<prost_types::Any>,
@@ -353,7 +352,7 @@ fn take(
         Ok(r) => r,
         Err(e) => return (failed(), internal(&e.to_string())),
     };
-    let outcome = (|| -> Result<(Blob, Ran), String> {
+    let outcome = (|| -> Result<Ran, String> {
         let (action, blob) = leased_action(&remote, payload).map_err(|e| e.to_string())?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let root = action
@@ -367,28 +366,13 @@ fn take(
             0,
             &mut budget,
         )?;
-        Ok((blob, run(blob, dir.path())))
+        Ok(run(blob, dir.path()))
     })();
     let (code, why) = match outcome {
-        Ok((blob, Ran::Done)) => match remote.get_action_result(blob) {
-            Ok(Some(result)) => {
-                return (
-                    result,
-                    Status {
-                        code: 0,
-                        ..Default::default()
-                    },
-                );
-            }
-            Ok(None) => (
-                INTERNAL,
-                "the build recorded no result in the action cache".into(),
-            ),
-            Err(e) => (INTERNAL, e.to_string()),
-        },
-        Ok((_, Ran::Refused(why))) => (FAILED_PRECONDITION, why),
+        Ok(Ran::Done(result)) => return (*result, Status::default()),
+        Ok(Ran::Refused(why)) => (FAILED_PRECONDITION, why),
         // A build that failed fails again: a code BuildGrid does not requeue.
-        Ok((_, Ran::Failed(why))) => (UNKNOWN, why),
+        Ok(Ran::Failed(why)) => (UNKNOWN, why),
         // The lease could not be taken (the server, the input root): another worker may.
         Err(why) => (INTERNAL, why),
     };

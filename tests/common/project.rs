@@ -67,6 +67,34 @@ from = "target/release/agent"
 mode = 0o755
 "#;
 
+/// A recipe whose one step runs `script` (a shell line) and writes clean.txt and leak.txt.
+pub fn leak_recipe(script: &str) -> String {
+    format!(
+        r#"
+schema = 1
+component = "leak"
+description = "writes what its world looks like"
+workdir = "src/runtime"
+host_tools = ["sh", "date", "env", "sort", "cat", "grep", "ls", "mkdir", "mv"]
+
+[arch.x86_64]
+[arch.aarch64]
+
+[[steps]]
+name = "write"
+argv = ["sh", "-c", "echo same > ${{out}}/clean.txt ; {script}"]
+
+[[outputs]]
+path = "clean.txt"
+mode = 0o644
+
+[[outputs]]
+path = "leak.txt"
+mode = 0o644
+"#
+    )
+}
+
 /// HELLO_GO with `host_tools` (a TOML array) and its build step's argv replaced by `argv`.
 pub fn hello_go_running(host_tools: &str, argv: &str) -> String {
     HELLO_GO

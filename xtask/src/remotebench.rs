@@ -1,7 +1,8 @@
 //! `cargo xtask bench remote`: a component built through BuildGrid by two `kata-repro worker`s
 //! against the same component built here, and a no-op build from the remote cache against one
 //! from the local store, side by side in one run; the remote build must be the local one to the
-//! byte (`kata-repro diff`).
+//! byte (`kata-repro diff`). Then `kata-repro check` of the component here and on the workers:
+//! the verdicts must be the same.
 //!
 //! BuildGrid and its PostgreSQL are started as the integration tests start them (on 127.0.0.1,
 //! ephemeral ports; `$KATA_REPRO_BGD` or `bgd` on PATH) and stopped at the end, also on failure.
@@ -49,14 +50,8 @@ impl Bench<'_> {
     /// `kata-repro --json build` of the component, which must succeed; its report and seconds.
     fn build(&self, out: &Path, extra: &[&str]) -> Result<(serde_json::Value, f64)> {
         let started = Instant::now();
-        let output = Command::new(self.bin)
-            .args(&self.o.mirror_args)
-            .args(["--json", "build", "--offline", "--component"])
-            .arg(&self.o.component)
-            .arg("--lockfile")
-            .arg(&self.o.lockfile)
-            .arg("--store")
-            .arg(&self.o.store)
+        let output = self
+            .command("build")
             .arg("--out")
             .arg(out)
             .args(extra)
@@ -67,6 +62,51 @@ impl Bench<'_> {
             bail!("kata-repro build {extra:?} failed");
         }
         Ok((serde_json::from_slice(&output.stdout)?, seconds))
+    }
+
+    /// `kata-repro --json VERB --offline` of the component, with the lockfile and the client's
+    /// store.
+    fn command(&self, verb: &str) -> Command {
+        let mut command = Command::new(self.bin);
+        command
+            .args(&self.o.mirror_args)
+            .args(["--json", verb, "--offline", "--component"])
+            .arg(&self.o.component)
+            .arg("--lockfile")
+            .arg(&self.o.lockfile)
+            .arg("--store")
+            .arg(&self.o.store);
+        command
+    }
+
+    /// `kata-repro --json check` of the component under `variations`: its verdict on each
+    /// artifact, the variations applied, and seconds.
+    fn check(&self, variations: &str, extra: &[&str]) -> Result<(Vec<String>, String, f64)> {
+        let started = Instant::now();
+        let output = self
+            .command("check")
+            .args(["--variations", variations])
+            .args(extra)
+            .stderr(Stdio::inherit())
+            .output()?;
+        let seconds = started.elapsed().as_secs_f64();
+        ensure!(
+            matches!(output.status.code(), Some(0 | 1)),
+            "kata-repro check {extra:?} failed"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        let rows = |key: &str| v[key].as_array().cloned().unwrap_or_default();
+        let verdicts = rows("artifacts")
+            .iter()
+            .map(|a| format!("{} {}", a["path"], a["verdict"]))
+            .collect();
+        let applied = rows("variations")
+            .iter()
+            .filter(|r| r["applied"] == true)
+            .map(|r| r["variation"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok((verdicts, applied, seconds))
     }
 
     fn remote<'s>(&'s self, extra: &[&'s str]) -> Vec<&'s str> {
@@ -150,6 +190,10 @@ fn link_copy(from: &Path, to: &Path) -> Result<()> {
     );
     Ok(())
 }
+
+/// The variations the check applies: those of the step runner, which every worker here can make.
+const CHECKED: &str =
+    "environment,build_path,home,locales,exec_path,timezone,umask,domain_host,user_group";
 
 pub fn run(bin: &Path, o: &Options) -> Result<()> {
     if o.dir.exists() {
@@ -261,6 +305,33 @@ pub fn run(bin: &Path, o: &Options) -> Result<()> {
         noop_remote.push(secs);
     }
 
+    // A check: both builds here, then both on the workers, which apply the variations.
+    let (here, applied, check_local) = b.check(CHECKED, &[])?;
+    let (there, applied_there, check_remote) = b.check(CHECKED, &b.remote(&[]))?;
+    ensure!(
+        here == there && applied == applied_there,
+        "check here and on the workers disagree:\n{here:?} ({applied})\n{there:?} ({applied_there})"
+    );
+    let checked = ["w1", "w2"]
+        .into_iter()
+        .map(|id| {
+            (
+                id,
+                b.worker_log(id).matches(&format!("built {c} (")).count(),
+            )
+        })
+        .map(|(id, n)| format!("{id} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!(
+        "check of {c} under {applied}: {} artifacts, the same verdicts here and on the workers",
+        here.len()
+    );
+    for v in &here {
+        println!("  {v}");
+    }
+    println!("builds of {c} by worker, all runs: {checked}");
+
     let (l, r) = (best(&local), best(&remote));
     let (nl, nr) = (noop_local, best(&noop_remote));
     println!();
@@ -285,6 +356,13 @@ pub fn run(bin: &Path, o: &Options) -> Result<()> {
         nl,
         noop_both,
         noop_both / nl
+    );
+    println!(
+        "{:<44} {:>9.1}s {:>9.1}s {:>6.2}x",
+        format!("check {c} (two builds, fresh)"),
+        check_local,
+        check_remote,
+        check_remote / check_local
     );
     println!(
         "(remote: the client's build with --remote against BuildGrid 0.4.4 and two workers on \

@@ -3,7 +3,7 @@
 //! changes in the step runner's world ([`Effect`]) and the markers it leaves. Adding a
 //! variation is a line in the table and its function below; nothing else changes.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     ADDR_NO_RANDOMIZE, ENVIRONMENT_VALUE, Effect, Host, SECOND_DOMAIN, SECOND_HOME,
@@ -51,7 +51,9 @@ const NO_NAMESPACES: &str = "steps run without namespaces here (--allow-network-
 macro_rules! variations {
     ($($variant:ident = $name:literal => $plan:ident,)*) => {
         /// reprotest's variations, in its order.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+        )]
         pub enum Variation {
             $(#[serde(rename = $name)] $variant,)*
         }
