@@ -325,33 +325,39 @@ fn a_leaky_recipe_built_by_a_worker_then_here_is_caught_by_diff() {
     assert!(t.contains("ELF section"), "{t}");
 }
 
-/// A recipe that copies what the leak recipe wrote.
-const COPY: &str = r#"
+/// A recipe that copies what the component `from` wrote as `file`, into `to`.
+fn copy(component: &str, from: &str, file: &str, to: &str) -> String {
+    format!(
+        r#"
 schema = 1
-component = "copy"
-description = "copies what leak wrote"
+component = "{component}"
+description = "copies what {from} wrote"
 workdir = "src/runtime"
 host_tools = ["sh", "cat"]
-needs = ["leak"]
+needs = ["{from}"]
 
 [arch.x86_64]
 [arch.aarch64]
 
 [[steps]]
 name = "copy"
-argv = ["sh", "-c", "cat ${needs_leak}/leak.txt > ${out}/copy.txt"]
+argv = ["sh", "-c", "cat ${{needs_{from}}}/{file} > ${{out}}/{to}"]
 
 [[outputs]]
-path = "copy.txt"
+path = "{to}"
 mode = 0o644
-"#;
+"#
+    )
+}
 
-/// How often `worker` built `component`.
-fn builds_of(worker: &Worker, component: &str) -> usize {
-    worker
-        .log()
-        .matches(&format!("built {component} ("))
-        .count()
+/// How often the workers ran the action of `component`, and how often they ran its steps
+/// (for its own actions, or again for one that needs it).
+fn builds_of(workers: &[&Worker], component: &str) -> (usize, usize) {
+    let logs: String = workers.iter().map(|w| w.log()).collect();
+    (
+        logs.matches(&format!("built {component} (")).count(),
+        logs.matches(&format!("{component}: step 1/1")).count(),
+    )
 }
 
 #[test]
@@ -359,8 +365,23 @@ fn a_check_s_builds_run_on_workers_afresh_under_its_variations() {
     let server = BuildGrid::with_execution();
     let url = server.url();
     let leak = leak_recipe("umask > ${out}/leak.txt");
-    let p = Project::new(&[("leak", &leak), ("copy", COPY)]);
-    let worker = Worker::start(&p, &server, "w1");
+    let p = Project::new(&[
+        ("leak", &leak),
+        ("copy", &copy("copy", "leak", "leak.txt", "copy.txt")),
+        ("again", &copy("again", "copy", "copy.txt", "again.txt")),
+    ]);
+    let (w1, w2) = (
+        Worker::start(&p, &server, "w1"),
+        Worker::start(&p, &server, "w2"),
+    );
+    let workers = [&w1, &w2];
+    let logs = || {
+        workers
+            .iter()
+            .map(|w| w.log())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     let check = || {
         p.command("check", "store-c")
             .args(["--variations", "umask", "--json"])
@@ -372,9 +393,9 @@ fn a_check_s_builds_run_on_workers_afresh_under_its_variations() {
     assert_eq!(
         checked.status.code(),
         Some(1),
-        "{}\nworker:\n{}",
+        "{}\nworkers:\n{}",
         common::text(&checked),
-        worker.log()
+        logs()
     );
     let v = json(&checked);
     let arch = std::env::consts::ARCH;
@@ -387,28 +408,31 @@ fn a_check_s_builds_run_on_workers_afresh_under_its_variations() {
             .collect();
         (a["verdict"].as_str().unwrap().to_owned(), blamed.join(","))
     };
-    // The worker applied the umask: the leak shows, and the component that needs it was built
-    // on the varied build's leak.
+    // The workers applied the umask: the leak shows, and the components that need it, directly
+    // or not, were built on the varied build's leak.
     assert_eq!(
         verdict("leak/leak.txt"),
         ("not-reproducible".into(), "umask".into())
     );
     assert_eq!(verdict("leak/clean.txt").0, "reproducible");
     assert_eq!(verdict("copy/copy.txt").0, "not-reproducible", "{v}");
-    // Both builds, each component, ran on the worker.
-    assert_eq!(builds_of(&worker, "leak"), 2, "{}", worker.log());
-    assert_eq!(builds_of(&worker, "copy"), 2, "{}", worker.log());
+    assert_eq!(verdict("again/again.txt").0, "not-reproducible", "{v}");
+    // Both builds, each component, ran on the workers, and no component was built again for
+    // one that needs it: its result went with the action.
+    for c in ["leak", "copy", "again"] {
+        assert_eq!(builds_of(&workers, c), (2, 2), "{c}:\n{}", logs());
+    }
     let stderr = String::from_utf8_lossy(&checked.stderr);
     assert!(stderr.contains("executing on a worker"), "{stderr}");
 
     // Never answered from a cache: a second check builds again.
     let again = check();
     assert_code(&again, 1);
-    assert_eq!(builds_of(&worker, "leak"), 4, "{}", worker.log());
+    assert_eq!(builds_of(&workers, "leak"), (4, 4), "{}", logs());
 
-    // The plain builds' results were shared; the varied ones were not.
+    // The plain builds' results were shared.
     let taken = build_remotely(&p, "store-b", "out-b", &url, &[]).output(LIMIT);
-    succeeded(&taken, &[&worker], &server);
+    succeeded(&taken, &workers, &server);
     assert!(
         components(&taken)
             .iter()
@@ -417,7 +441,7 @@ fn a_check_s_builds_run_on_workers_afresh_under_its_variations() {
         common::text(&taken)
     );
     assert_eq!(
-        read(&p.path(&format!("out-b/{arch}/leak/leak.txt"))).trim(),
+        read(&p.path(&format!("out-b/{arch}/again/again.txt"))).trim(),
         "0022"
     );
 }

@@ -1141,7 +1141,10 @@ impl Builder<'_> {
         let fresh = self.no_cache.skips(&name);
         if let Some(shared) = self.shared.filter(|s| s.executes()) {
             let mut action = self.shared_action(loaded, action_key, needs, &needed_recipes)?;
-            action.fresh = fresh;
+            if fresh {
+                action.fresh = true;
+                action.given = shared::keys_of(&needed_recipes, built_before);
+            }
             let err = |source| self.shared_err(shared, &name, source);
             let result = shared
                 .execute(&action, self.store, &mut |stage| {
@@ -1245,7 +1248,7 @@ impl Builder<'_> {
         self.record_result(&result)?;
         lap(&mut phases, "outputs");
         // A varied build's result is never looked up but by another varied build: it is kept
-        // in the store only.
+        // in the store only (see also `share`).
         if let Some(shared) = self.shared.filter(|_| self.variations.is_empty()) {
             let action = self.shared_action(loaded, action_key, needs, &needed_recipes)?;
             shared
@@ -1292,7 +1295,8 @@ impl Builder<'_> {
     }
 
     /// Consults the shared cache for a planned component: a result the store lacks is fetched
-    /// from it, checked and recorded in the store; one the store holds is given to it.
+    /// from it, checked and recorded in the store; one the store holds is given to it, unless
+    /// the build is varied.
     fn share(&self, shared: &dyn SharedCache, plan: &mut Plan) -> Result<(), BuildError> {
         let key = plan.record.action_key;
         let name = plan.component().to_owned();
@@ -1300,7 +1304,9 @@ impl Builder<'_> {
             self.shared_action(&plan.loaded, key, plan.needs.clone(), &plan.needed_recipes)?;
         let err = |source| self.shared_err(shared, &name, source);
         if let Some(result) = &plan.cached {
-            shared.publish(&action, result, self.store).map_err(err)?;
+            if self.variations.is_empty() {
+                shared.publish(&action, result, self.store).map_err(err)?;
+            }
             return Ok(());
         }
         if self.no_cache.skips(&name) {
@@ -1359,6 +1365,7 @@ impl Builder<'_> {
             needs,
             platform: shared::platform(&self.arch, self.lock.host.as_ref()),
             fresh: false,
+            given: BTreeMap::new(),
             variations: self.variations.names(),
         })
     }

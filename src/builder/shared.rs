@@ -39,7 +39,8 @@ pub const JOB_FILE: &str = "job.json";
 pub const LOCKFILE_FILE: &str = "lockfile.toml";
 pub const RECIPES_DIR: &str = "recipes";
 /// In a fresh action's input root: how the cache listed the result of each component it
-/// needs, as built in the same build, `<component>` each (see [`SharedAction::fresh`]).
+/// needs, directly or not, as built in the same build, `<component>` each (see
+/// [`SharedAction::given`]).
 pub const NEEDS_DIR: &str = "needs";
 
 /// What `job.json` of a component's action says, for the machine that runs it: the component,
@@ -56,9 +57,11 @@ pub struct ActionJob {
     pub lockfile: String,
     /// The action keys of the components it needs, built before it.
     pub needs: BTreeMap<String, Sha256Digest>,
-    /// Built afresh, whatever any cache holds, with the needed components' results of the
-    /// same build ([`NEEDS_DIR`]).
+    /// Built afresh, whatever any cache holds.
     pub fresh: bool,
+    /// For a fresh action: the components it needs, directly or not, with their keys, whose
+    /// results (as the same build has them) come with it under [`NEEDS_DIR`].
+    pub given: BTreeMap<String, Sha256Digest>,
     /// The variations it is built under (`check`'s second build), which the machine that
     /// runs it must apply, each of them.
     pub variations: Vec<Variation>,
@@ -81,8 +84,12 @@ pub struct SharedAction<'a> {
     /// (the digest of the lockfile's `[host]` pins, or `none`).
     pub platform: BTreeMap<String, String>,
     /// Built afresh (`--no-cache`, `check`, `audit`): no cache is consulted for it and its
-    /// result is recorded in none; the components it needs are taken as this build has them.
+    /// result is recorded in none.
     pub fresh: bool,
+    /// For a fresh action: every component it needs, directly or not, with its key in this
+    /// build. Their results go with the action as this build has them, so that it is built on
+    /// those very outputs and no needed component is built again where it runs.
+    pub given: BTreeMap<String, Sha256Digest>,
     /// The variations this build applies, which the machine that runs it must apply too.
     pub variations: Vec<Variation>,
 }
@@ -168,6 +175,19 @@ pub fn platform(arch: &str, host_pins: Option<&crate::lock::HostPins>) -> BTreeM
             env!("CARGO_PKG_VERSION").to_owned(),
         ),
     ])
+}
+
+/// The keys, in this build (`built`), of the components of `recipes`: those a component needs,
+/// directly or not, whose results go with its fresh action.
+pub(super) fn keys_of(
+    recipes: &[LoadedRecipe],
+    built: &[ComponentRecord],
+) -> BTreeMap<String, Sha256Digest> {
+    built
+        .iter()
+        .filter(|c| recipes.iter().any(|r| r.recipe.component == c.name))
+        .map(|c| (c.name.clone(), c.action_key))
+        .collect()
 }
 
 /// The result the store's action cache records for `key`, if every output is in the store at
@@ -387,6 +407,25 @@ optional = true
         let lost = vec![("build".to_owned(), Sha256Digest::of(b"never stored"))];
         let e = check(&result(key, vec![hello], lost)).unwrap_err();
         assert!(e.contains("not in the store"), "{e}");
+    }
+
+    #[test]
+    fn a_fresh_action_is_given_every_component_it_needs_directly_or_not() {
+        let record = |name: &str| ComponentRecord {
+            name: name.into(),
+            ..result(Sha256Digest::of(name.as_bytes()), Vec::new(), Vec::new()).record
+        };
+        let recipe = |name: &str| {
+            let text = RECIPE.replace("component = \"hello\"", &format!("component = \"{name}\""));
+            crate::recipe::parse(&text, std::path::Path::new("r.toml")).unwrap()
+        };
+        let built = [record("agent"), record("kernel"), record("rootfs")];
+        // kata-static needs rootfs, which needs agent; not kernel.
+        let given = keys_of(&[recipe("rootfs"), recipe("agent")], &built);
+        let names: Vec<&str> = given.keys().map(String::as_str).collect();
+        assert_eq!(names, ["agent", "rootfs"]);
+        assert_eq!(given["agent"], Sha256Digest::of(b"agent"));
+        assert!(keys_of(&[], &built).is_empty());
     }
 
     #[test]

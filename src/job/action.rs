@@ -174,8 +174,9 @@ pub fn applying(
     }
 }
 
-/// The results of the components a fresh action needs, as its input root lists them, with
-/// their outputs and logs taken from the server into `store`, every blob checked.
+/// The results of the components a fresh action needs, directly or not, as its input root
+/// lists them, with their outputs and logs taken from the server into `store`, every blob
+/// checked.
 #[cfg(feature = "remote")]
 fn taken_needs(
     root: &Path,
@@ -184,7 +185,7 @@ fn taken_needs(
     store: &crate::source::store::Store,
 ) -> Result<Vec<crate::builder::ActionResult>, JobError> {
     let mut given = Vec::new();
-    for (component, key) in &job.needs {
+    for (component, key) in &job.given {
         let path = root.join(NEEDS_DIR).join(component);
         let need = |why: String| ActionError::Need {
             component: component.clone(),

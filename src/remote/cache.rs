@@ -55,6 +55,7 @@ impl ActionBlobs {
             lockfile: a.lockfile_name.to_owned(),
             needs: a.needs.clone(),
             fresh: a.fresh,
+            given: a.given.clone(),
             variations: a.variations.clone(),
         };
         let job = serde_json::to_vec(&job).expect("serialises");
@@ -177,14 +178,11 @@ impl RemoteCache {
         }
     }
 
-    /// The results of the components a fresh action needs, as the server listed them to this
-    /// build, by component.
+    /// The results of the components a fresh action needs, directly or not, as the server
+    /// listed them to this build, by component.
     fn needs_listed(&self, a: &SharedAction<'_>) -> Result<BTreeMap<String, Vec<u8>>, SharedError> {
-        if !a.fresh {
-            return Ok(BTreeMap::new());
-        }
         let listed = self.listed.lock().expect("not poisoned");
-        a.needs
+        a.given
             .iter()
             .map(|(component, key)| {
                 let bytes = listed.get(key).cloned().ok_or_else(|| {
@@ -551,6 +549,10 @@ mod tests {
 
     fn fresh_blobs(key: &[u8], needs: &[(&str, &[u8])], arch: &str, fresh: bool) -> ActionBlobs {
         let recipe = crate::recipe::RecipeSource::Builtin.load_all().unwrap()["runtime"].clone();
+        let keys: BTreeMap<String, Sha256Digest> = needs
+            .iter()
+            .map(|(n, k)| ((*n).to_owned(), Sha256Digest::of(k)))
+            .collect();
         let action = SharedAction {
             component: "runtime",
             arch,
@@ -558,12 +560,10 @@ mod tests {
             lockfile_name: "kata.toml",
             lockfile_text: "release = \"9.9.9\"\n",
             recipes: vec![&recipe],
-            needs: needs
-                .iter()
-                .map(|(n, k)| ((*n).to_owned(), Sha256Digest::of(k)))
-                .collect(),
+            needs: keys.clone(),
             platform: crate::builder::shared::platform(arch, None),
             fresh,
+            given: if fresh { keys } else { BTreeMap::new() },
             variations: Vec::new(),
         };
         let listed = needs
