@@ -492,6 +492,17 @@ impl SharedCache for RemoteCache {
         store: &Store,
         on_stage: &mut dyn FnMut(&str),
     ) -> Result<ActionResult, SharedError> {
+        let offered: Vec<String> = action
+            .platform
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let waiting = format!(
+            "no worker has taken it in {}s: is one running that offers {}? (`kata-repro worker \
+             --lockfile` with this lockfile, on a host that holds its [host] pins, offers them)",
+            super::execute::QUEUED_NOTICE.as_secs(),
+            offered.join(", ")
+        );
         self.run(action, store, &mut |stage| {
             on_stage(match stage {
                 super::Stage::CacheCheck => "checking the remote cache",
@@ -499,6 +510,7 @@ impl SharedCache for RemoteCache {
                 super::Stage::Executing => "executing on a worker",
                 super::Stage::Completed => "completed",
                 super::Stage::Unknown => "in an unknown stage",
+                super::Stage::StillQueued => &waiting,
             })
         })
     }

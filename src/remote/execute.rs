@@ -11,6 +11,11 @@ use super::{Blob, Remote, RemoteError};
 
 /// How often a broken operation stream is followed again, in a row, before giving up.
 const MAX_RECONNECTS: u64 = 10;
+/// How long an action may wait for a worker before the caller hears of it (once): no worker
+/// may offer what it needs.
+pub const QUEUED_NOTICE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long the client waits on a quiet operation stream before looking at the clock.
+const QUIET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where an execution stands, as the server reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +25,8 @@ pub enum Stage {
     Executing,
     Completed,
     Unknown,
+    /// Still queued after [`QUEUED_NOTICE`].
+    StillQueued,
 }
 
 impl Stage {
@@ -89,8 +96,14 @@ impl Remote {
             let mut name = String::new();
             let mut last = None;
             let mut reconnects = 0;
+            let mut queued = Queued::default();
             loop {
-                let next = stream.message().await;
+                let Ok(next) = tokio::time::timeout(QUIET, stream.message()).await else {
+                    if queued.overdue(last) {
+                        on_stage(Stage::StillQueued);
+                    }
+                    continue;
+                };
                 match next {
                     Ok(Some(op)) => {
                         reconnects = 0;
@@ -101,6 +114,9 @@ impl Remote {
                             if last != Some(stage) {
                                 on_stage(stage);
                                 last = Some(stage);
+                            }
+                            if queued.overdue(last) {
+                                on_stage(Stage::StillQueued);
                             }
                         }
                         if op.done {
@@ -135,5 +151,56 @@ impl Remote {
                 }
             }
         })
+    }
+}
+
+/// When an execution was first seen queued, and whether the caller was told it still is.
+#[derive(Debug, Default)]
+struct Queued {
+    since: Option<std::time::Instant>,
+    told: bool,
+}
+
+impl Queued {
+    /// Whether the execution, in stage `now`, has waited [`QUEUED_NOTICE`] for a worker and
+    /// the caller is yet to hear of it.
+    fn overdue(&mut self, now: Option<Stage>) -> bool {
+        self.overdue_at(now, std::time::Instant::now())
+    }
+
+    fn overdue_at(&mut self, now: Option<Stage>, at: std::time::Instant) -> bool {
+        if now != Some(Stage::Queued) {
+            self.since = None;
+            return false;
+        }
+        let since = *self.since.get_or_insert(at);
+        if self.told || at.duration_since(since) < QUEUED_NOTICE {
+            return false;
+        }
+        self.told = true;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_long_wait_for_a_worker_is_told_once() {
+        let t0 = Instant::now();
+        let mut q = Queued::default();
+        assert!(!q.overdue_at(Some(Stage::CacheCheck), t0));
+        assert!(!q.overdue_at(Some(Stage::Queued), t0));
+        assert!(!q.overdue_at(Some(Stage::Queued), t0 + Duration::from_secs(59)));
+        assert!(q.overdue_at(Some(Stage::Queued), t0 + QUEUED_NOTICE));
+        assert!(!q.overdue_at(Some(Stage::Queued), t0 + QUEUED_NOTICE * 3));
+        let mut q = Queued::default();
+        assert!(!q.overdue_at(Some(Stage::Queued), t0));
+        // Executing, then queued again (the worker was lost): the wait starts over.
+        assert!(!q.overdue_at(Some(Stage::Executing), t0 + QUEUED_NOTICE));
+        assert!(!q.overdue_at(Some(Stage::Queued), t0 + QUEUED_NOTICE));
+        assert!(q.overdue_at(Some(Stage::Queued), t0 + QUEUED_NOTICE * 2));
     }
 }

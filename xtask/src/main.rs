@@ -196,8 +196,9 @@ enum BenchTask {
         runs: usize,
     },
     /// A component built through BuildGrid by two workers against the same built here (which
-    /// must be identical), and a no-op from the remote cache against one from the store. Needs
-    /// BuildGrid ($KATA_REPRO_BGD, as .ci/run installs it) and PostgreSQL.
+    /// must be identical), a no-op from the remote cache against one from the store, and a
+    /// check of it here against one on the workers (same verdicts). Needs BuildGrid
+    /// ($KATA_REPRO_BGD, as .ci/run installs it) and PostgreSQL.
     Remote {
         #[command(flatten)]
         mirrors: Mirrors,
