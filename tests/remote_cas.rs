@@ -6,6 +6,11 @@
 
 mod common;
 
+use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use common::buildgrid::{BuildGrid, free_port};
 use kata_repro::remote::{Blob, Endpoint, Remote, RemoteError};
 
@@ -116,4 +121,165 @@ fn a_wrong_address_or_instance_is_one_clear_usage_error() {
     assert!(e.is_usage(), "{e:?}");
     assert!(e.to_string().contains("`nope`"), "{e}");
     assert_eq!(e.to_string().lines().count(), 1, "{e}");
+}
+
+/// A TCP proxy on 127.0.0.1 to a server's port that cuts each of its first `cuts` connections
+/// once `after` bytes have gone through it, either way. Stopped, with every connection it
+/// holds, when dropped.
+struct Cutter {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    cut: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Cutter {
+    fn start(target: u16, after: u64, cuts: usize) -> Self {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (accepted, cut) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let thread = {
+            let (accepted, cut, stop, open) =
+                (accepted.clone(), cut.clone(), stop.clone(), open.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let client = match listener.accept() {
+                        Ok((client, _)) => client,
+                        Err(_) => {
+                            std::thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
+                    };
+                    client.set_nonblocking(false).unwrap();
+                    let server = TcpStream::connect((Ipv4Addr::LOCALHOST, target)).unwrap();
+                    let n = accepted.fetch_add(1, Ordering::SeqCst);
+                    let limit = if n < cuts { after } else { u64::MAX };
+                    open.lock()
+                        .unwrap()
+                        .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                    let passed = Arc::new(AtomicU64::new(0));
+                    let this_cut = Arc::new(AtomicBool::new(false));
+                    for (from, to) in [
+                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                        (server, client),
+                    ] {
+                        let (passed, this_cut, cut) =
+                            (passed.clone(), this_cut.clone(), cut.clone());
+                        std::thread::spawn(move || pump(from, to, limit, &passed, &this_cut, &cut));
+                    }
+                }
+            })
+        };
+        Self {
+            port,
+            accepted,
+            cut,
+            stop,
+            open,
+            thread: Some(thread),
+        }
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        format!("grpc://127.0.0.1:{}", self.port)
+            .parse::<Endpoint>()
+            .unwrap()
+            .with_instance("main")
+    }
+
+    fn cut(&self) -> usize {
+        self.cut.load(Ordering::SeqCst)
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies `from` to `to` until either closes, or until `passed` (the connection's bytes, both
+/// ways) goes over `limit`: then both are shut down and the cut counted once.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    limit: u64,
+    passed: &AtomicU64,
+    this_cut: &AtomicBool,
+    cut: &AtomicUsize,
+) {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if passed.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > limit {
+            if !this_cut.swap(true, Ordering::SeqCst) {
+                cut.fetch_add(1, Ordering::SeqCst);
+            }
+            break;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+impl Drop for Cutter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+#[test]
+fn a_stream_whose_connection_breaks_is_resumed_or_sent_again() {
+    let server = BuildGrid::start();
+    let direct = connect(&server);
+    let port: u16 = server.url().rsplit(':').next().unwrap().parse().unwrap();
+    let large: Vec<u8> = (0..9u32 << 20).map(|i| (i % 239) as u8).collect();
+    let blob = direct.upload(&[&large]).unwrap()[0];
+
+    // A read whose connection is cut after 3 MiB goes on where it stopped.
+    let cutter = Cutter::start(port, 3 << 20, 1);
+    let remote = Remote::connect(cutter.endpoint()).unwrap();
+    assert_eq!(remote.download(blob).unwrap(), large);
+    assert_eq!(cutter.cut(), 1);
+    assert!(cutter.accepted() >= 2);
+
+    // A file whose upload is cut after 3 MiB is sent again, whole.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("image");
+    let image: Vec<u8> = (0..7u32 << 20).map(|i| (i % 233) as u8).collect();
+    std::fs::write(&file, &image).unwrap();
+    let named = Blob::of(&image);
+    let cutter = Cutter::start(port, 3 << 20, 1);
+    let remote = Remote::connect(cutter.endpoint()).unwrap();
+    remote.upload_files(&[(named, &file)]).unwrap();
+    assert_eq!(cutter.cut(), 1);
+    assert_eq!(direct.download(named).unwrap(), image);
+
+    // An upload cut every time fails after the retries, naming the call; the server has
+    // nothing of it.
+    let other: Vec<u8> = (0..7u32 << 20).map(|i| (i % 229) as u8).collect();
+    std::fs::write(&file, &other).unwrap();
+    let named = Blob::of(&other);
+    let cutter = Cutter::start(port, 3 << 20, usize::MAX);
+    let remote = Remote::connect(cutter.endpoint()).unwrap();
+    let e = remote.upload_files(&[(named, &file)]).unwrap_err();
+    assert!(e.to_string().contains("ByteStream.Write"), "{e}");
+    assert_eq!(cutter.cut(), 3, "{e}");
+    assert_eq!(direct.find_missing(&[named]).unwrap(), [named]);
 }

@@ -11,6 +11,7 @@ use re::content_addressable_storage_client::ContentAddressableStorageClient;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::error::from_status;
 use super::{Remote, RemoteError};
@@ -21,6 +22,24 @@ use crate::digest::{HashingWriter, Sha256Digest};
 pub(super) const DEFAULT_MAX_BATCH: usize = 3 << 20;
 /// The size of each ByteStream write.
 const CHUNK: usize = 1 << 20;
+/// How often a ByteStream read or write whose connection broke is made again, in a row.
+const STREAM_RETRIES: u32 = 2;
+
+/// Why a streamed call failed: a connection that broke (worth calling again), or anything else.
+enum Broken {
+    Yes(tonic::Status),
+    No(RemoteError),
+}
+
+impl Broken {
+    fn of(e: &super::Endpoint, call: &'static str, s: tonic::Status) -> Self {
+        if super::broken(&s) {
+            Broken::Yes(s)
+        } else {
+            Broken::No(from_status(e, call, s))
+        }
+    }
+}
 
 /// A blob's name in a CAS: its SHA-256 and size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -208,11 +227,14 @@ impl Remote {
             }
             let bytes = match load(i)? {
                 Payload::File(path) if blob.size as usize > small => {
-                    let file = std::fs::File::open(path).map_err(|e| RemoteError::Local {
-                        path: path.display().to_string(),
-                        why: e.to_string(),
-                    })?;
-                    self.write_stream(blob, file, path)?;
+                    let open = || {
+                        let file = std::fs::File::open(path).map_err(|e| RemoteError::Local {
+                            path: path.display().to_string(),
+                            why: e.to_string(),
+                        })?;
+                        Ok(Box::new(file) as Box<dyn std::io::Read + Send>)
+                    };
+                    self.write_stream(blob, open, path)?;
                     continue;
                 }
                 Payload::File(path) => {
@@ -224,8 +246,12 @@ impl Remote {
                 Payload::Bytes(bytes) => bytes,
             };
             if bytes.len() > small {
-                let reader = std::io::Cursor::new(bytes.into_owned());
-                self.write_stream(blob, reader, Path::new("(memory)"))?;
+                let bytes: Arc<[u8]> = bytes.into_owned().into();
+                let open = || {
+                    let reader = std::io::Cursor::new(bytes.clone());
+                    Ok(Box::new(reader) as Box<dyn std::io::Read + Send>)
+                };
+                self.write_stream(blob, open, Path::new("(memory)"))?;
                 continue;
             }
             if batch_size + bytes.len() > small {
@@ -278,14 +304,37 @@ impl Remote {
         Ok(())
     }
 
-    /// Sends `blob`, read from `reader` a chunk at a time, through ByteStream; `what` names
-    /// the reader in errors.
+    /// Sends `blob`, read from what `open` gives a chunk at a time, through ByteStream; `what`
+    /// names the reader in errors. A connection that breaks mid-way is made again and the blob
+    /// sent again from its start under a new upload name, at most [`STREAM_RETRIES`] times.
     fn write_stream(
         &self,
         blob: Blob,
-        reader: impl std::io::Read + Send + 'static,
+        open: impl Fn() -> Result<Box<dyn std::io::Read + Send>, RemoteError>,
         what: &Path,
     ) -> Result<(), RemoteError> {
+        let mut attempt = 0;
+        loop {
+            match self.write_once(blob, open()?, what) {
+                Err(Broken::Yes(_)) if attempt < STREAM_RETRIES => {
+                    attempt += 1;
+                    Self::pause(attempt);
+                }
+                Err(Broken::Yes(s)) => {
+                    return Err(from_status(&self.endpoint, "ByteStream.Write", s));
+                }
+                Err(Broken::No(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
+        }
+    }
+
+    fn write_once(
+        &self,
+        blob: Blob,
+        reader: Box<dyn std::io::Read + Send>,
+        what: &Path,
+    ) -> Result<(), Broken> {
         let resource = self
             .endpoint
             .resource(&format!("uploads/{}/blobs/{blob}", uuid::Uuid::new_v4()));
@@ -294,23 +343,28 @@ impl Remote {
         let mut client = ByteStreamClient::new(self.channel.clone());
         let sent = self.rt.block_on(client.write(tokio_stream::iter(chunks)));
         if let Some(e) = failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            return Err(RemoteError::Local {
+            return Err(Broken::No(RemoteError::Local {
                 path: what.display().to_string(),
                 why: e.to_string(),
-            });
+            }));
         }
         let written = sent
-            .map_err(|s| from_status(&self.endpoint, "ByteStream.Write", s))?
+            .map_err(|s| Broken::of(&self.endpoint, "ByteStream.Write", s))?
             .into_inner()
             .committed_size;
         if written != blob.size as i64 {
-            return Err(RemoteError::Call {
+            return Err(Broken::No(RemoteError::Call {
                 url: self.url(),
                 call: "ByteStream.Write",
                 why: format!("blob {blob}: the server committed {written} bytes"),
-            });
+            }));
         }
         Ok(())
+    }
+
+    /// Waits before calling again after a broken connection, as [`Remote::unary`] does.
+    fn pause(attempt: u32) {
+        std::thread::sleep(Duration::from_millis(500 << (attempt - 1)));
     }
 
     /// Reads a blob back from the server's CAS, hashed again: anything but the blob asked for
@@ -388,29 +442,50 @@ impl Remote {
         }
     }
 
-    /// Reads `blob` through ByteStream into `out`, stopping once more than its size came.
+    /// Reads `blob` through ByteStream into `out`, stopping once more than its size came. A
+    /// connection that breaks mid-way is made again and the read resumed where it stopped, at
+    /// most [`STREAM_RETRIES`] times in a row.
     fn read_stream(&self, blob: Blob, out: &mut dyn Write) -> Result<(), RemoteError> {
+        let mut got = 0u64;
+        let mut attempt = 0;
+        loop {
+            let before = got;
+            match self.read_from(blob, &mut got, out) {
+                Err(Broken::Yes(_)) if attempt < STREAM_RETRIES || got > before => {
+                    attempt = if got > before { 1 } else { attempt + 1 };
+                    Self::pause(attempt);
+                }
+                Err(Broken::Yes(s)) => {
+                    return Err(from_status(&self.endpoint, "ByteStream.Read", s));
+                }
+                Err(Broken::No(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
+        }
+    }
+
+    /// Reads `blob` from offset `got` on, counting in `got` what was written to `out`.
+    fn read_from(&self, blob: Blob, got: &mut u64, out: &mut dyn Write) -> Result<(), Broken> {
         let request = bs::ReadRequest {
             resource_name: self.endpoint.resource(&format!("blobs/{blob}")),
-            read_offset: 0,
+            read_offset: *got as i64,
             read_limit: 0,
         };
         let mut client = ByteStreamClient::new(self.channel.clone());
         self.rt.block_on(async {
             let mut stream = client.read(request).await.map_err(|s| match s.code() {
-                tonic::Code::NotFound => self.missing(blob),
-                _ => from_status(&self.endpoint, "ByteStream.Read", s),
+                tonic::Code::NotFound => Broken::No(self.missing(blob)),
+                _ => Broken::of(&self.endpoint, "ByteStream.Read", s),
             })?;
-            let mut got = 0u64;
             while let Some(chunk) = stream
                 .get_mut()
                 .message()
                 .await
-                .map_err(|s| from_status(&self.endpoint, "ByteStream.Read", s))?
+                .map_err(|s| Broken::of(&self.endpoint, "ByteStream.Read", s))?
             {
-                self.put(out, &chunk.data)?;
-                got += chunk.data.len() as u64;
-                if got > blob.size {
+                self.put(out, &chunk.data).map_err(Broken::No)?;
+                *got += chunk.data.len() as u64;
+                if *got > blob.size {
                     break;
                 }
             }

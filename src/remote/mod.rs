@@ -201,8 +201,10 @@ fn broken(s: &tonic::Status) -> bool {
     match s.code() {
         Code::Unavailable => true,
         Code::Unknown | Code::Cancelled => {
-            s.message().contains("transport error")
-                || s.message().contains("operation was canceled")
+            let m = s.message();
+            m.contains("transport error")
+                || m.contains("operation was canceled")
+                || m.contains("error reading a body from connection")
         }
         _ => false,
     }
@@ -301,6 +303,10 @@ mod tests {
         assert!(broken(&Status::new(
             Code::Cancelled,
             "operation was canceled"
+        )));
+        assert!(broken(&Status::new(
+            Code::Unknown,
+            "h2 protocol error: error reading a body from connection"
         )));
         assert!(!broken(&Status::new(Code::Unknown, "the server failed")));
         assert!(!broken(&Status::new(Code::NotFound, "transport error")));
