@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::buildgrid::BuildGrid;
 use common::project::{AGENT_RS, HELLO_GO, Project, hello_go_running, leak_recipe};
-use common::{assert_code, exited, items, json, kata_repro};
+use common::{assert_code, exited, items, json, json_error, kata_repro};
 
 /// A `kata-repro worker` with a store of its own, stopped (with everything it started) when
 /// dropped.
@@ -28,12 +28,30 @@ impl Worker {
 
     /// A worker using the store `store` (which a client may share).
     fn start_in(p: &Project, server: &BuildGrid, id: &str, store: &str) -> Self {
+        Self::start_with(p, server, id, store, false)
+    }
+
+    /// [`Self::start_in`]; with `one_cpu`, the worker may run on CPU 0 only.
+    fn start_with(p: &Project, server: &BuildGrid, id: &str, store: &str, one_cpu: bool) -> Self {
         use std::os::unix::process::CommandExt;
         let log = p.path(&format!("{id}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let child = p
-            .fixture
-            .command("worker")
+        let mut command = p.fixture.command("worker");
+        if one_cpu {
+            // SAFETY: sched_setaffinity(2) on the child itself, between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(0, &mut set);
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .args([
                 "--remote",
                 &server.url(),
@@ -444,4 +462,31 @@ fn a_check_s_builds_run_on_workers_afresh_under_its_variations() {
         read(&p.path(&format!("out-b/{arch}/again/again.txt"))).trim(),
         "0022"
     );
+}
+
+#[test]
+fn a_variation_no_worker_can_make_stops_the_check_with_the_reason() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("one CPU here: num_cpus is not applied, so no worker can lack it");
+        return;
+    }
+    let server = BuildGrid::with_execution();
+    let url = server.url();
+    let leak = leak_recipe("echo x > ${out}/leak.txt");
+    let p = Project::new(&[("leak", &leak)]);
+    let worker = Worker::start_with(&p, &server, "w1", "store-w1", true);
+    let checked = p
+        .command("check", "store-c")
+        .args(["--variations", "num_cpus", "--json"])
+        .args(["--remote", &url, "--remote-instance", "main"])
+        .output()
+        .unwrap();
+    let e = json_error(&checked, 2);
+    assert!(
+        e.contains("cannot apply the num_cpus variation") && e.contains("single CPU"),
+        "{e}\nworker:\n{}",
+        worker.log()
+    );
+    // The first build ran; the second was refused before anything was built.
+    assert_eq!(builds_of(&[&worker], "leak"), (1, 1), "{}", worker.log());
 }

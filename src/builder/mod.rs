@@ -338,7 +338,11 @@ impl Builder<'_> {
         {
             plan.cached = self.cached(&plan.record.action_key);
         }
-        for plan in &mut plans {
+        // What a build makes afresh is never taken from what it is given either.
+        for plan in plans
+            .iter_mut()
+            .filter(|p| !self.no_cache.skips(p.component()))
+        {
             self.take_given(plan)?;
         }
         let store_checks = started.elapsed().as_secs_f64();
@@ -1155,6 +1159,11 @@ impl Builder<'_> {
                 })
                 .map_err(err)?;
             self.accept_shared(shared, loaded, action_key, &result)?;
+            // A worker records no fresh result in the cache: it was built on results this
+            // build gave it. This build, which took them, gives the cache a plain one.
+            if fresh && self.variations.is_empty() {
+                shared.publish(&action, &result, self.store).map_err(err)?;
+            }
             let (record, run) =
                 self.install_cached(result, record_base, &component_stage, &log_stage, started)?;
             let run = ComponentRun {

@@ -70,6 +70,7 @@ pub struct ActionJob {
 /// One component's action as a shared cache names it: the key, and what a machine that has
 /// none of this build's state needs to run it again (the lockfile, the recipe, the keys of the
 /// components it needs, where it may run).
+#[derive(Clone)]
 pub struct SharedAction<'a> {
     pub component: &'a str,
     pub arch: &'a str,
@@ -92,6 +93,18 @@ pub struct SharedAction<'a> {
     pub given: BTreeMap<String, Sha256Digest>,
     /// The variations this build applies, which the machine that runs it must apply too.
     pub variations: Vec<Variation>,
+}
+
+impl SharedAction<'_> {
+    /// The action as a cache records its result: not fresh, carrying no results. A fresh
+    /// action's result, when it is one of its key, is recorded under this one.
+    pub fn plain(&self) -> Self {
+        Self {
+            fresh: false,
+            given: BTreeMap::new(),
+            ..self.clone()
+        }
+    }
 }
 
 /// What publishing a result did.

@@ -37,12 +37,24 @@ pub enum ActionError {
     Variation { variation: Variation, why: String },
     #[error("the result of {component} the action needs cannot be taken: {why}")]
     Need { component: String, why: String },
+    #[error("{component}: the result of {key} cannot be reported: {why}")]
+    Recorded {
+        component: String,
+        key: Sha256Digest,
+        why: String,
+    },
 }
 
 impl ActionError {
-    /// Whether the action cannot run on this machine, though another may run it.
+    /// Whether the action cannot run on this machine as it is: its job, its key or a
+    /// variation does not hold here.
     pub fn is_precondition(&self) -> bool {
-        !matches!(self, ActionError::Need { .. })
+        matches!(
+            self,
+            ActionError::Job { .. }
+                | ActionError::KeyMismatch { .. }
+                | ActionError::Variation { .. }
+        )
     }
 }
 
@@ -111,7 +123,9 @@ pub fn run(
         components: vec![job.component.clone()],
         env: Env {
             recipes: Some(root.join(RECIPES_DIR)),
-            remote: Some(remote),
+            // A fresh action comes with every result it needs, and what is built on them is
+            // the client's to record: it shares no cache.
+            remote: (!job.fresh).then_some(remote),
             ..env
         },
     };
@@ -135,22 +149,39 @@ pub fn run(
         given,
         ..Default::default()
     };
-    opened.build(out, &options, events)?;
-    let result = crate::builder::shared::recorded(store, &job.action_key).ok_or_else(|| {
-        ActionError::Job {
-            path: root.join(JOB_FILE),
-            why: format!(
-                "the build of {} recorded no result under {}",
-                job.component, job.action_key
-            ),
-        }
-    })?;
+    let built = opened.build(out, &options, events)?;
+    let result = built_result(store, &job, &built.manifest)?;
     let listing = cache.hand_over(&result, store)?;
     Ok(Done {
         component: job.component,
         key: job.action_key,
         listing,
     })
+}
+
+/// The result the build of `job` recorded in `store`, which must be the one it installed in
+/// `manifest`: the store may be shared, and another build may have recorded the key since.
+#[cfg(feature = "remote")]
+fn built_result(
+    store: &crate::source::store::Store,
+    job: &ActionJob,
+    manifest: &crate::manifest::Manifest,
+) -> Result<crate::builder::ActionResult, ActionError> {
+    let unlike = |why: &str| ActionError::Recorded {
+        component: job.component.clone(),
+        key: job.action_key,
+        why: why.to_owned(),
+    };
+    let result = crate::builder::shared::recorded(store, &job.action_key)
+        .ok_or_else(|| unlike("the store holds no result under it"))?;
+    let installed = manifest.components.iter().find(|c| c.name == job.component);
+    if installed.map(|c| &c.outputs) != Some(&result.record.outputs) {
+        return Err(unlike(
+            "the store's result under it is not what the build installed (another build \
+             sharing the store recorded it since)",
+        ));
+    }
+    Ok(result)
 }
 
 /// The variations an action names, planned for `host`: each must apply here as it did where

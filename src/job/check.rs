@@ -109,6 +109,7 @@ pub fn run(job: &Job, spec: &CheckSpec, events: Events<'_>) -> Result<Checked, J
         .timings
         .push(("second build".into(), started.elapsed().as_secs_f64()));
     match second {
+        Err(e) if refused_by_remote(&e) => return Err(e),
         Ok(_) => {
             let d = diff::diff(
                 &Side::open(&first_dir)?,
@@ -168,6 +169,7 @@ fn bisect(
             .timings
             .push((label.clone(), started.elapsed().as_secs_f64()));
         let changed = match built {
+            Err(e) if refused_by_remote(&e) => return Err(e),
             Ok(_) => changed_paths(first_dir, &dir)?,
             Err(e) => {
                 for a in report.artifacts.iter_mut().filter(|a| !a.verdict.ok()) {
@@ -181,6 +183,20 @@ fn bisect(
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// Whether a build failed because the remote's workers cannot build it as asked (none makes
+/// one of its variations, or comes to its key): that stops the check, since it says nothing of
+/// the artifacts.
+fn refused_by_remote(e: &JobError) -> bool {
+    use crate::builder::{BuildError, SharedError};
+    matches!(e, JobError::Build(b) if matches!(
+        **b,
+        BuildError::Shared {
+            source: SharedError::Usage(_),
+            ..
+        }
+    ))
 }
 
 /// The artifacts that differ between two builds, or are in only one.

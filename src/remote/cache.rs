@@ -29,6 +29,9 @@ use crate::builder::{ActionResult, Published, SharedAction, SharedCache, SharedE
 use crate::digest::Sha256Digest;
 use crate::source::store::Store;
 
+/// `google.rpc.Code::FAILED_PRECONDITION`.
+const FAILED_PRECONDITION: i32 = 9;
+
 /// The result's files.
 pub const RESULT: &str = "result.json";
 pub const OUT: &str = "out";
@@ -213,6 +216,11 @@ impl RemoteCache {
             .map_err(shared)?;
         let status = response.status.clone().unwrap_or_default();
         let result = response.result.unwrap_or_default();
+        // The server, or a worker, cannot run the action as it is (FAILED_PRECONDITION: no
+        // worker here makes one of its variations, or comes to its key).
+        if status.code == FAILED_PRECONDITION {
+            return Err(SharedError::Usage(self.failure(&status, &result)));
+        }
         if status.code != 0 || result.exit_code != 0 {
             return Err(SharedError::Failed(self.failure(&status, &result)));
         }
@@ -291,7 +299,7 @@ impl RemoteCache {
         a: &SharedAction<'_>,
         store: &Store,
     ) -> Result<Option<ActionResult>, SharedError> {
-        let blobs = ActionBlobs::of(a, &BTreeMap::new());
+        let blobs = ActionBlobs::of(&a.plain(), &BTreeMap::new());
         let Some(found) = self
             .remote
             .get_action_result(blobs.action)
@@ -382,7 +390,7 @@ impl RemoteCache {
         if !self.remote.cache_writable() {
             return Ok(Published::ReadOnly);
         }
-        let blobs = ActionBlobs::of(a, &BTreeMap::new());
+        let blobs = ActionBlobs::of(&a.plain(), &BTreeMap::new());
         if self.remote.get_action_result(blobs.action)?.is_some() {
             return Ok(Published::Present);
         }
