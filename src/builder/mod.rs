@@ -332,17 +332,12 @@ impl Builder<'_> {
         }
         let keys = started.elapsed().as_secs_f64();
         let started = Instant::now();
+        // What a build makes afresh is taken neither from the store nor from what it is given.
         for plan in plans
             .iter_mut()
             .filter(|p| !self.no_cache.skips(p.component()))
         {
             plan.cached = self.cached(&plan.record.action_key);
-        }
-        // What a build makes afresh is never taken from what it is given either.
-        for plan in plans
-            .iter_mut()
-            .filter(|p| !self.no_cache.skips(p.component()))
-        {
             self.take_given(plan)?;
         }
         let store_checks = started.elapsed().as_secs_f64();

@@ -197,7 +197,7 @@ pub fn applying(
             variation: a.variation,
             why: a
                 .second
-                .strip_prefix("not applied: ")
+                .strip_prefix(variation::NOT_APPLIED)
                 .unwrap_or(&a.second)
                 .to_owned(),
         }),

@@ -29,9 +29,6 @@ use crate::builder::{ActionResult, Published, SharedAction, SharedCache, SharedE
 use crate::digest::Sha256Digest;
 use crate::source::store::Store;
 
-/// `google.rpc.Code::FAILED_PRECONDITION`.
-const FAILED_PRECONDITION: i32 = 9;
-
 /// The result's files.
 pub const RESULT: &str = "result.json";
 pub const OUT: &str = "out";
@@ -218,7 +215,7 @@ impl RemoteCache {
         let result = response.result.unwrap_or_default();
         // The server, or a worker, cannot run the action as it is (FAILED_PRECONDITION: no
         // worker here makes one of its variations, or comes to its key).
-        if status.code == FAILED_PRECONDITION {
+        if status.code == tonic::Code::FailedPrecondition as i32 {
             return Err(SharedError::Usage(self.failure(&status, &result)));
         }
         if status.code != 0 || result.exit_code != 0 {

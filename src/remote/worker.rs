@@ -24,10 +24,10 @@ const BUSY_POLL: Duration = Duration::from_secs(1);
 const MAX_INPUT_BYTES: u64 = 64 << 20;
 const MAX_DEPTH: usize = 4;
 
-/// `google.rpc.Code`s a lease ends with.
-const INTERNAL: i32 = 13;
-const UNKNOWN: i32 = 2;
-const FAILED_PRECONDITION: i32 = 9;
+/// The `google.rpc.Code`s a lease ends with.
+const INTERNAL: i32 = tonic::Code::Internal as i32;
+const UNKNOWN: i32 = tonic::Code::Unknown as i32;
+const FAILED_PRECONDITION: i32 = tonic::Code::FailedPrecondition as i32;
 
 /// Who a bot is and what it offers.
 pub struct Bot {

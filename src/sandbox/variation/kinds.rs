@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ADDR_NO_RANDOMIZE, ENVIRONMENT_VALUE, Effect, Host, SECOND_DOMAIN, SECOND_HOME,
+    ADDR_NO_RANDOMIZE, ENVIRONMENT_VALUE, Effect, Host, NOT_APPLIED, SECOND_DOMAIN, SECOND_HOME,
     SECOND_HOSTNAME, SECOND_LOCALE, SECOND_PATH, SECOND_ROOT, SECOND_TZ, SECOND_UMASK, SECOND_USER,
     TIME_SHIFT, UNAME26,
 };
@@ -41,7 +41,7 @@ fn not_applied(first: &str, why: impl std::fmt::Display) -> Planned {
     Planned {
         applied: false,
         first: first.to_owned(),
-        second: format!("not applied: {why}"),
+        second: format!("{NOT_APPLIED}{why}"),
         effect: Effect::default(),
     }
 }

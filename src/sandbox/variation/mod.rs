@@ -208,7 +208,7 @@ pub fn restrict_to_components(
             (Some(why), Some(row)) if !rust.is_empty() => {
                 if rust.len() == total {
                     row.applied = false;
-                    row.second = format!("not applied: {why}");
+                    row.second = format!("{NOT_APPLIED}{why}");
                     continue;
                 }
                 row.second = format!("{}; not applied to {}: {why}", row.second, rust.join(", "));
@@ -219,6 +219,10 @@ pub fn restrict_to_components(
     }
     varied.only(&keep)
 }
+
+/// How an [`Applied`] row's `second` begins when the variation was not applied; the reason
+/// follows.
+pub const NOT_APPLIED: &str = "not applied: ";
 
 /// personality(2): uname(2) reports a 2.6 kernel.
 pub const UNAME26: u64 = 0x0020000;
